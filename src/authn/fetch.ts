@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { ClientTlsConfig } from '../config/types.js';
+
+/** Why an outbound fetch failed; `reason` goes to the log and to `/readyz` details. */
+export class FetchFailed extends Error {
+  readonly url: string;
+  readonly reason: string;
+  constructor(url: string, reason: string, cause?: unknown) {
+    super(`GET ${url} failed: ${reason}`, cause === undefined ? undefined : { cause });
+    this.name = 'FetchFailed';
+    this.url = url;
+    this.reason = reason;
+  }
+}
+
+/** Limits for one GET. */
+export interface FetchLimits {
+  /** ms for the whole exchange (connect, head, body). */
+  timeout: number;
+  /** bytes; a longer body is refused while it streams in. */
+  maxResponseSize: number;
+}
+
+/**
+ * Bounded, timed outbound GETs for JSON documents (JWKS, discovery). TLS is always verified;
+ * a custom CA, client certificate and servername come from an issuer's `tls` section.
+ * Redirects are not followed: a key set must come from the URL that is configured.
+ *
+ * @example
+ * ```ts
+ * const fetcher = createFetcher(issuer.tls, config.baseDir);
+ * const jwks = await fetcher.getJson('https://id.example.com/jwks', { timeout: 5000, maxResponseSize: 512 * 1024 });
+ * await fetcher.close();
+ * ```
+ */
+export interface JsonFetcher {
+  getJson(url: string, limits: FetchLimits): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+function readPem(file: string | undefined, baseDir: string): Buffer | undefined {
+  if (!file) return undefined;
+  return readFileSync(path.resolve(baseDir, file));
+}
+
+/** Build a fetcher; reads CA / client-certificate files once. Throws when a file cannot be read. */
+export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string): JsonFetcher {
+  const agent: Dispatcher = new Agent({
+    connect: {
+      rejectUnauthorized: true,
+      ca: readPem(tls?.ca, baseDir),
+      cert: readPem(tls?.cert, baseDir),
+      key: readPem(tls?.key, baseDir),
+      servername: tls?.servername,
+      minVersion: tls?.minVersion ?? 'TLSv1.2',
+    },
+    keepAliveTimeout: 4_000,
+    connections: 4,
+  });
+  return {
+    async getJson(url, limits) {
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), limits.timeout);
+      timer.unref();
+      try {
+        const response = await request(url, {
+          method: 'GET',
+          dispatcher: agent,
+          headers: { accept: 'application/json, application/jwk-set+json' },
+          signal: controller.signal,
+          headersTimeout: limits.timeout,
+          bodyTimeout: limits.timeout,
+        });
+        if (response.statusCode !== 200) {
+          await response.body.dump().catch(() => undefined);
+          throw new FetchFailed(url, `status ${response.statusCode}`);
+        }
+        const declared = Number(response.headers['content-length']);
+        if (Number.isFinite(declared) && declared > limits.maxResponseSize) {
+          await response.body.dump().catch(() => undefined);
+          throw new FetchFailed(url, `response of ${declared} bytes is over the limit of ${limits.maxResponseSize}`);
+        }
+        const chunks: Buffer[] = [];
+        let total = 0;
+        for await (const chunk of response.body) {
+          total += (chunk as Buffer).length;
+          if (total > limits.maxResponseSize) {
+            response.body.destroy();
+            throw new FetchFailed(url, `response is over the limit of ${limits.maxResponseSize} bytes`);
+          }
+          chunks.push(chunk as Buffer);
+        }
+        try {
+          return JSON.parse(Buffer.concat(chunks, total).toString('utf8')) as unknown;
+        } catch {
+          throw new FetchFailed(url, 'response is not JSON');
+        }
+      } catch (err) {
+        if (err instanceof FetchFailed) throw err;
+        if (controller.signal.aborted) throw new FetchFailed(url, `no answer within ${limits.timeout} ms`, err);
+        const e = err as NodeJS.ErrnoException;
+        throw new FetchFailed(url, e.code ? `${e.code}: ${e.message}` : e.message, err);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async close() {
+      await agent.close().catch(() => undefined);
+    },
+  };
+}
