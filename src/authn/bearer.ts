@@ -1,0 +1,99 @@
+import { InvalidRequest, type GatehouseError } from '../errors.js';
+import type { RequestContext } from '../pipeline/context.js';
+
+/**
+ * The credential stage for `Authorization: Bearer` (RFC 6750 §2.1), the only place a bearer
+ * token is taken from. A token in the query string (§2.3) is refused; a token in a form body
+ * (§2.2) is never read. Two Authorization headers, or one that is not `Bearer <b64token>`
+ * exactly, are refused with 400 `invalid_request` (RFC 6750 §3.1). Another scheme (`Basic …`)
+ * is no bearer token: the authenticate stage then answers 401 without an `error`.
+ *
+ * When the token-handler cookie stage already set `ctx.token`, this stage does nothing.
+ * Hot path: no allocation on the common path; the query is only parsed when it mentions
+ * `access_token`.
+ *
+ * @example
+ * ```ts
+ * const denial = bearerCredential(ctx); // null: ctx.token is set, or no Authorization header was sent
+ * ```
+ */
+export function bearerCredential(ctx: RequestContext): GatehouseError | null {
+  if (ctx.token !== null) return null;
+  const query = ctx.query;
+  if (query.length > 13 && query.includes('access_token') && new URLSearchParams(query).has('access_token')) {
+    return new InvalidRequest('GH_ERR_AUTH_TOKEN_IN_QUERY', 'access tokens are accepted in the Authorization header only', {
+      detail: 'access_token in the query string (RFC 6750 §2.3 is not supported)',
+    });
+  }
+  const raw = ctx.rawHeaders;
+  if (raw !== undefined) {
+    let seen = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.length === 13 && name.toLowerCase() === 'authorization' && ++seen > 1) {
+        return new InvalidRequest('GH_ERR_AUTH_MULTIPLE_CREDENTIALS', 'the request carries more than one Authorization header', {
+          detail: 'two Authorization headers',
+        });
+      }
+    }
+  }
+  const header = ctx.headers.authorization;
+  if (header === undefined) return null;
+  const token = bearerToken(header);
+  if (token === undefined) return null; // another scheme: no bearer token
+  if (token === null) {
+    return new InvalidRequest('GH_ERR_AUTH_MALFORMED_HEADER', 'the Authorization header is malformed', {
+      detail: 'expected "Bearer <token>" with one space and a b64token (RFC 6750 §2.1)',
+    });
+  }
+  ctx.token = token;
+  ctx.tokenSource = 'header';
+  return null;
+}
+
+/**
+ * The token of an `Authorization` value: the token; null when it says Bearer but is malformed;
+ * undefined for another scheme.
+ *
+ * @example
+ * ```ts
+ * bearerToken('Bearer abc.def.ghi'); // 'abc.def.ghi'
+ * bearerToken('Bearer');             // null
+ * bearerToken('Basic dXNlcg==');     // undefined
+ * ```
+ */
+export function bearerToken(header: string): string | null | undefined {
+  // The scheme is case-insensitive (RFC 9110 §11.1).
+  if (header.length < 6 || !isBearerScheme(header)) return undefined;
+  if (header.length === 6) return null;
+  if (header.charCodeAt(6) !== 32) {
+    // "Bearerx…" is another scheme; "Bearer\t…" is malformed.
+    return header.charCodeAt(6) === 9 ? null : undefined;
+  }
+  const start = 7;
+  const end = header.length;
+  if (end === start) return null;
+  // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+  let i = start;
+  for (; i < end; i++) {
+    const c = header.charCodeAt(i);
+    const ok =
+      (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126 || c === 43 || c === 47;
+    if (!ok) break;
+  }
+  if (i === start) return null;
+  for (; i < end; i++) if (header.charCodeAt(i) !== 61) return null;
+  return header.slice(start);
+}
+
+function isBearerScheme(header: string): boolean {
+  // "bearer" letters, any case: b e a r e r
+  return (
+    (header.charCodeAt(0) | 32) === 98 &&
+    (header.charCodeAt(1) | 32) === 101 &&
+    (header.charCodeAt(2) | 32) === 97 &&
+    (header.charCodeAt(3) | 32) === 114 &&
+    (header.charCodeAt(4) | 32) === 101 &&
+    (header.charCodeAt(5) | 32) === 114
+  );
+}

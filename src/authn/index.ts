@@ -1,0 +1,213 @@
+import type { GatehouseConfig, IssuerConfig, RouteConfig } from '../config/types.js';
+import { InvalidToken, MissingToken, type ConfigIssue, type GatehouseError } from '../errors.js';
+import type { Authenticator, RequestContext, Stage } from '../pipeline/context.js';
+import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
+import { configIssue } from '../authz/locate.js';
+import { bearerCredential } from './bearer.js';
+import { createFetcher, type JsonFetcher } from './fetch.js';
+import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier } from './jwt.js';
+import { TokenCache } from './token-cache.js';
+
+/** An opaque-token authenticator with its lifecycle (introspection, phantom token). */
+export type OpaqueAuthenticator = Authenticator & {
+  start?(): Promise<void>;
+  close?(): Promise<void>;
+  readiness?(): Readiness;
+};
+
+/** Builds the authenticator of an issuer with `introspection` (src/authn/introspection.ts). */
+export type OpaqueAuthenticatorFactory = (issuer: IssuerConfig, config: GatehouseConfig, services: GatewayServices) => OpaqueAuthenticator;
+
+/**
+ * Where the introspection authenticator comes from. HOOK: src/authn/introspection.ts
+ * (`createIntrospectionAuthenticator`) is written separately; until it is wired here, an issuer
+ * with `introspection` is a config error so that it can never silently accept nothing or everything.
+ */
+let opaqueFactory: OpaqueAuthenticatorFactory | null = null;
+
+/**
+ * Register the opaque-token authenticator factory (the introspection module calls this, or the
+ * lead wires it in src/areas.ts).
+ *
+ * @example
+ * ```ts
+ * useOpaqueAuthenticator(createIntrospectionAuthenticator);
+ * ```
+ */
+export function useOpaqueAuthenticator(factory: OpaqueAuthenticatorFactory | null): void {
+  opaqueFactory = factory;
+}
+
+/**
+ * Authentication: finds the bearer token and validates it on every protected request.
+ *
+ * Issuer model: an issuer WITH `introspection` is an opaque-token issuer; one WITHOUT is a JWT
+ * issuer. Per route the accepted issuers are `route.issuers ?? all`. A JWT-shaped token whose
+ * (unverified) `iss` equals an accepted JWT issuer is validated as a JWT, and that answer is
+ * final. Otherwise, when the route accepts opaque issuers, their authenticators try in order.
+ * Otherwise 401 `invalid_token`; an unknown `iss` is refused before any key is used.
+ *
+ * Hot path: one shared verified-token cache; a hit costs one Map lookup and two comparisons.
+ *
+ * @example
+ * ```ts
+ * const area = await createAuthnArea(config, services);
+ * const stages = area.stagesFor!(config.routes[0]!, 0);
+ * ```
+ */
+export const createAuthnArea: AreaFactory = (config, services) => {
+  const issues: ConfigIssue[] = [];
+  const cache = config.tokenCache.enabled ? new TokenCache(config.tokenCache.maxEntries) : null;
+  const verifiers = new Map<string, JwtVerifier>();
+  const opaque = new Map<string, OpaqueAuthenticator>();
+  const fetchers: JsonFetcher[] = [];
+  const issByName = new Map<string, string>();
+
+  config.issuers.forEach((issuer, i) => {
+    if (issuer.introspection) {
+      if (!opaqueFactory) {
+        issues.push(configIssue(config, ['issuers', i, 'introspection'], 'is not supported by this build yet (opaque-token introspection is not wired in)'));
+        return;
+      }
+      try {
+        opaque.set(issuer.name, opaqueFactory(issuer, config, services));
+      } catch (err) {
+        issues.push(configIssue(config, ['issuers', i, 'introspection'], `cannot be set up: ${(err as Error).message}`));
+      }
+      return;
+    }
+    const sameIss = [...issByName.entries()].find(([, iss]) => iss === issuer.issuer);
+    if (sameIss) {
+      issues.push(configIssue(config, ['issuers', i, 'issuer'], `is also the issuer of "${sameIss[0]}": a token's iss must choose exactly one issuer`));
+      return;
+    }
+    issByName.set(issuer.name, issuer.issuer);
+    let fetcher: JsonFetcher;
+    try {
+      fetcher = createFetcher(issuer.tls, config.baseDir);
+    } catch (err) {
+      issues.push(configIssue(config, ['issuers', i, 'tls'], `cannot be read: ${(err as Error).message}`));
+      return;
+    }
+    fetchers.push(fetcher);
+    verifiers.set(issuer.name, createJwtVerifier(issuer, services, { cache, fetcher, baseDir: config.baseDir }));
+  });
+
+  const runtime: AreaRuntime = {
+    name: 'authn',
+    issues,
+    stagesFor(route: RouteConfig): RouteStages {
+      if (route.public) return {};
+      return {
+        credential: route.auth === 'cookie-only' ? null : bearerCredential,
+        authenticate: authenticateStage(route, config, verifiers, opaque, cache, services),
+      };
+    },
+    async start() {
+      await Promise.all([...[...verifiers.values()].map((v) => v.start()), ...[...opaque.values()].map((a) => a.start?.())]);
+    },
+    readiness() {
+      let ready = true;
+      const issuers: Record<string, unknown> = {};
+      for (const [name, v] of verifiers) {
+        const r = v.readiness();
+        if (!r.ready) ready = false;
+        issuers[name] = r.details ?? {};
+      }
+      for (const [name, a] of opaque) {
+        const r = a.readiness?.();
+        if (!r) continue;
+        if (!r.ready) ready = false;
+        issuers[name] = r.details ?? {};
+      }
+      return { ready, details: { issuers } };
+    },
+    async close() {
+      await Promise.allSettled([...[...verifiers.values()].map((v) => v.close()), ...[...opaque.values()].map((a) => a.close?.()), ...fetchers.map((f) => f.close())]);
+    },
+  };
+  return runtime;
+};
+
+/**
+ * The authenticate stage of one route, built once at compile time. Hot path.
+ */
+function authenticateStage(
+  route: RouteConfig,
+  config: GatehouseConfig,
+  verifiers: ReadonlyMap<string, JwtVerifier>,
+  opaque: ReadonlyMap<string, OpaqueAuthenticator>,
+  cache: TokenCache | null,
+  services: GatewayServices,
+): Stage {
+  const acceptedNames = new Set(route.issuers ?? config.issuers.map((i) => i.name));
+  const acceptedJwt = new Map<string, JwtVerifier>(); // iss → verifier
+  const otherJwt = new Map<string, string>(); // iss → issuer name, for a precise denial
+  for (const [name, v] of verifiers) {
+    if (acceptedNames.has(name)) acceptedJwt.set(v.issuer.issuer, v);
+    else otherJwt.set(v.issuer.issuer, name);
+  }
+  const opaqueAuthenticators: OpaqueAuthenticator[] = [];
+  for (const [name, a] of opaque) if (acceptedNames.has(name)) opaqueAuthenticators.push(a);
+  let maxSize = 0;
+  for (const v of acceptedJwt.values()) maxSize = Math.max(maxSize, v.issuer.maxTokenSize);
+  maxSize = Math.min(maxSize || MAX_TOKEN_SIZE_CEILING, MAX_TOKEN_SIZE_CEILING);
+
+  async function viaOpaque(token: string, ctx: RequestContext, fallback: GatehouseError): Promise<GatehouseError | null> {
+    for (let i = 0; i < opaqueAuthenticators.length; i++) {
+      const outcome = await opaqueAuthenticators[i]!.authenticate(token, ctx);
+      if (outcome.kind === 'principal') {
+        ctx.principal = outcome.principal;
+        return null;
+      }
+      if (outcome.kind === 'denied') return outcome.error;
+    }
+    return fallback;
+  }
+
+  async function finishAsync(verifier: JwtVerifier, parsed: Parameters<JwtVerifier['verifyParsed']>[0], ctx: RequestContext): Promise<GatehouseError | null> {
+    const result = await verifier.verifyParsed(parsed);
+    if (!result.ok) return result.error;
+    ctx.principal = result.value.principal;
+    return null;
+  }
+
+  return function authenticate(ctx: RequestContext): GatehouseError | null | Promise<GatehouseError | null> {
+    const token = ctx.token;
+    if (token === null) return new MissingToken('an access token is required', { detail: 'no bearer token was sent' });
+    const now = services.now();
+    if (cache !== null) {
+      const hit = cache.get(token, now);
+      if (hit !== undefined && acceptedNames.has(hit.issuer)) {
+        ctx.principal = hit.principal;
+        return null;
+      }
+    }
+    const parsed = parseJwt(token, maxSize);
+    let denial: GatehouseError;
+    if (parsed.ok) {
+      const iss = parsed.value.claims.iss;
+      const verifier = typeof iss === 'string' ? acceptedJwt.get(iss) : undefined;
+      if (verifier !== undefined) {
+        const result = verifier.tryVerifyParsed(parsed.value, now);
+        if (result === undefined) return finishAsync(verifier, parsed.value, ctx);
+        if (!result.ok) return result.error;
+        ctx.principal = result.value.principal;
+        return null;
+      }
+      const other = typeof iss === 'string' ? otherJwt.get(iss) : undefined;
+      denial =
+        other !== undefined
+          ? new InvalidToken('GH_ERR_JWT_ISSUER_NOT_ACCEPTED', 'the access token is from an issuer this route does not accept', {
+              detail: `issuer ${other} is not in the issuers of route ${route.name}`,
+            })
+          : new InvalidToken('GH_ERR_JWT_ISSUER_UNKNOWN', 'the access token is from an unknown issuer', {
+              detail: `iss ${JSON.stringify(iss)} is not a configured JWT issuer`,
+            });
+    } else {
+      denial = parsed.error;
+    }
+    if (opaqueAuthenticators.length > 0) return viaOpaque(token, ctx, denial);
+    return denial;
+  };
+}
