@@ -1,0 +1,363 @@
+import type { ConfigIssue } from '../errors.js';
+import { parseDuration, parseSize } from './units.js';
+import { normalizeTokenHandler } from './normalize-token-handler.js';
+import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
+import type {
+  GatehouseConfig,
+  IssuerConfig,
+  ListenerConfig,
+  PreAuthLimitConfig,
+  QuotaConfig,
+  RateLimitConfig,
+  RouteConfig,
+  UpstreamConfig,
+} from './types.js';
+import type { Locator } from './load.js';
+
+type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface NormalizeContext {
+  file: string;
+  baseDir: string;
+  locate: Locator;
+}
+
+/** Defaults that a config may override; documented in docs/configuration.md. */
+export const DEFAULTS = {
+  listenHost: '127.0.0.1',
+  limits: {
+    maxBodySize: 1024 * 1024,
+    maxHeaderSize: 16 * 1024,
+    headersTimeout: 10_000,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 5_000,
+    maxConnections: 10_000,
+    upstreamTimeout: 30_000,
+    shutdownTimeout: 10_000,
+  },
+  issuer: {
+    algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+    clockSkew: 60_000,
+    maxTokenSize: 8 * 1024,
+    jwksRefresh: 5 * 60_000,
+    jwksCooldown: 30_000,
+    fetchTimeout: 5_000,
+    maxResponseSize: 512 * 1024,
+  },
+  introspection: { cacheTtl: 60_000, negativeCacheTtl: 5_000, timeout: 5_000 },
+  upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000 },
+} as const;
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+/** https, or http on a loopback host (development and tests). */
+export function isSecureOrLoopbackUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    if (url.protocol === 'https:') return true;
+    return url.protocol === 'http:' && (LOOPBACK_HOSTS.has(url.hostname) || url.hostname.startsWith('127.'));
+  } catch {
+    return false;
+  }
+}
+
+/** Apply defaults and units, then check what a schema cannot: names, references, URLs. */
+export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: GatehouseConfig; issues: ConfigIssue[] } {
+  const issues: ConfigIssue[] = [];
+  const bad = (keyPath: (string | number)[], message: string, onKey = false) => issues.push(ctx.locate(keyPath, message, onKey));
+  const ms = (value: unknown, fallback: number) => (value === undefined ? fallback : parseDuration(value as string | number));
+  const bytes = (value: unknown, fallback: number) => (value === undefined ? fallback : parseSize(value as string | number));
+
+  const rawListen: Raw[] = Array.isArray(raw.listen) ? raw.listen : [raw.listen];
+  const listen: ListenerConfig[] = rawListen.map((l, i) => ({
+    ...l,
+    name: l.name ?? (l.tls ? `https-${i}` : `http-${i}`),
+    host: l.host ?? DEFAULTS.listenHost,
+    port: l.port,
+    tls: l.tls
+      ? {
+          ...l.tls,
+          hsts: l.tls.hsts ? { ...l.tls.hsts, maxAge: l.tls.hsts.maxAge === undefined ? undefined : ms(l.tls.hsts.maxAge, 0) } : undefined,
+          reload: l.tls.reload ? { ...l.tls.reload, debounce: l.tls.reload.debounce === undefined ? undefined : ms(l.tls.reload.debounce, 0) } : undefined,
+        }
+      : undefined,
+  }));
+  uniqueNames(listen, 'listen', Array.isArray(raw.listen), bad);
+
+  const limits = {
+    maxBodySize: bytes(raw.limits?.maxBodySize, DEFAULTS.limits.maxBodySize),
+    maxHeaderSize: bytes(raw.limits?.maxHeaderSize, DEFAULTS.limits.maxHeaderSize),
+    headersTimeout: ms(raw.limits?.headersTimeout, DEFAULTS.limits.headersTimeout),
+    requestTimeout: ms(raw.limits?.requestTimeout, DEFAULTS.limits.requestTimeout),
+    keepAliveTimeout: ms(raw.limits?.keepAliveTimeout, DEFAULTS.limits.keepAliveTimeout),
+    maxConnections: raw.limits?.maxConnections ?? DEFAULTS.limits.maxConnections,
+    upstreamTimeout: ms(raw.limits?.upstreamTimeout, DEFAULTS.limits.upstreamTimeout),
+    shutdownTimeout: ms(raw.limits?.shutdownTimeout, DEFAULTS.limits.shutdownTimeout),
+  };
+
+  const issuers: IssuerConfig[] = (raw.issuers ?? []).map((r: Raw, i: number) => {
+    const introspection = r.introspection as Raw | undefined;
+    const out: IssuerConfig = {
+      name: r.name,
+      issuer: r.issuer,
+      jwksUri: r.jwksUri,
+      discovery: r.discovery ?? false,
+      audiences: r.audiences ?? [],
+      algorithms: r.algorithms ?? [...DEFAULTS.issuer.algorithms],
+      clockSkew: ms(r.clockSkew, DEFAULTS.issuer.clockSkew),
+      requireTyp: r.requireTyp,
+      maxTokenAge: r.maxTokenAge === undefined ? undefined : ms(r.maxTokenAge, 0),
+      requiredClaims: r.requiredClaims ?? [],
+      maxTokenSize: bytes(r.maxTokenSize, DEFAULTS.issuer.maxTokenSize),
+      jwksRefresh: ms(r.jwksRefresh, DEFAULTS.issuer.jwksRefresh),
+      jwksCooldown: ms(r.jwksCooldown, DEFAULTS.issuer.jwksCooldown),
+      fetchTimeout: ms(r.fetchTimeout, DEFAULTS.issuer.fetchTimeout),
+      maxResponseSize: bytes(r.maxResponseSize, DEFAULTS.issuer.maxResponseSize),
+      tls: r.tls,
+      introspection: introspection
+        ? {
+            endpoint: introspection.endpoint,
+            clientId: introspection.clientId,
+            clientSecret: introspection.clientSecret,
+            authMethod: introspection.authMethod ?? 'client_secret_basic',
+            privateKey: introspection.privateKey,
+            accept: introspection.accept ?? 'application/json',
+            cacheTtl: ms(introspection.cacheTtl, DEFAULTS.introspection.cacheTtl),
+            negativeCacheTtl: ms(introspection.negativeCacheTtl, DEFAULTS.introspection.negativeCacheTtl),
+            timeout: ms(introspection.timeout, DEFAULTS.introspection.timeout),
+            audience: introspection.audience,
+          }
+        : undefined,
+    };
+    const at = ['issuers', i];
+    if (out.jwksUri && out.discovery) bad([...at, 'jwksUri'], 'cannot be combined with discovery: true (choose one source of keys)');
+    if (!out.jwksUri && !out.discovery && !out.introspection) {
+      bad(at, 'needs a source of keys: jwksUri, discovery: true, or introspection for opaque tokens');
+    }
+    if (out.jwksUri && !isSecureOrLoopbackUrl(out.jwksUri)) bad([...at, 'jwksUri'], 'must be an https URL (http only on loopback hosts)');
+    if (out.discovery && !isSecureOrLoopbackUrl(out.issuer)) bad([...at, 'issuer'], 'must be an https URL for discovery (http only on loopback hosts)');
+    if (out.audiences.length === 0) bad(at, 'is missing the required key "audiences" (the aud values a token must carry for these APIs)');
+    if (out.introspection) {
+      const intro = out.introspection;
+      if (!intro.endpoint && !out.discovery) bad([...at, 'introspection'], 'needs an endpoint, or discovery: true on the issuer');
+      if (intro.endpoint && !isSecureOrLoopbackUrl(intro.endpoint)) bad([...at, 'introspection', 'endpoint'], 'must be an https URL (http only on loopback hosts)');
+      if (intro.authMethod === 'private_key_jwt' ? !intro.privateKey : !intro.clientSecret) {
+        bad([...at, 'introspection'], intro.authMethod === 'private_key_jwt' ? 'needs privateKey for private_key_jwt' : 'needs clientSecret');
+      }
+    }
+    return out;
+  });
+  uniqueNames(issuers, 'issuers', true, bad);
+
+  const upstreams: UpstreamConfig[] = (raw.upstreams ?? []).map((r: Raw) => ({
+    name: r.name,
+    url: r.url,
+    timeout: ms(r.timeout, limits.upstreamTimeout),
+    connectTimeout: ms(r.connectTimeout, DEFAULTS.upstream.connectTimeout),
+    connections: r.connections ?? DEFAULTS.upstream.connections,
+    keepAliveTimeout: ms(r.keepAliveTimeout, DEFAULTS.upstream.keepAliveTimeout),
+    tls: r.tls,
+    audience: r.audience,
+  }));
+  uniqueNames(upstreams, 'upstreams', true, bad);
+  upstreams.forEach((u, i) => {
+    try {
+      const url = new URL(u.url);
+      if (url.search || url.hash) bad(['upstreams', i, 'url'], 'must not carry a query or fragment');
+      if (url.username || url.password) bad(['upstreams', i, 'url'], 'must not carry credentials');
+    } catch {
+      bad(['upstreams', i, 'url'], 'is not a valid URL');
+    }
+  });
+
+  const rateLimitNames = new Set<string>((raw.rateLimits ?? []).map((r: Raw) => r.name));
+  const quotaNames = new Set<string>((raw.quotas ?? []).map((r: Raw) => r.name));
+  const issuerNames = new Set(issuers.map((i) => i.name));
+  const upstreamNames = new Set(upstreams.map((u) => u.name));
+
+  const routes: RouteConfig[] = (raw.routes ?? []).map((r: Raw, i: number) => {
+    const at = ['routes', i];
+    const route: RouteConfig = {
+      name: r.name,
+      path: r.path,
+      methods: r.methods ?? null,
+      upstream: r.upstream,
+      public: r.public ?? false,
+      scopes: r.scopes ?? [],
+      issuers: r.issuers ?? null,
+      auth: r.auth ?? 'bearer',
+      claims: (r.claims ?? []).map((c: string | Raw) => (typeof c === 'string' ? { rule: c } : { rule: c.rule, message: c.message })),
+      stepUp: r.stepUp ? { ...r.stepUp, maxAuthAge: r.stepUp.maxAuthAge === undefined ? undefined : ms(r.stepUp.maxAuthAge, 0) } : undefined,
+      forwardToken: r.forwardToken ?? true,
+      forwardClaims: r.forwardClaims ?? {},
+      rateLimits: r.rateLimits ?? [],
+      quotas: r.quotas ?? [],
+      maxConcurrent: r.maxConcurrent,
+      timeout: r.timeout === undefined ? undefined : ms(r.timeout, 0),
+      maxBodySize: r.maxBodySize === undefined ? undefined : bytes(r.maxBodySize, 0),
+      stripPrefix: r.stripPrefix ?? false,
+    };
+    if (!upstreamNames.has(route.upstream)) {
+      bad([...at, 'upstream'], `names no upstream (known: ${[...upstreamNames].join(', ') || 'none'})`);
+    }
+    route.issuers?.forEach((name, j) => {
+      if (!issuerNames.has(name)) bad([...at, 'issuers', j], `names no issuer (known: ${[...issuerNames].join(', ') || 'none'})`);
+    });
+    route.rateLimits.forEach((name, j) => {
+      if (!rateLimitNames.has(name)) bad([...at, 'rateLimits', j], `names no entry of rateLimits (known: ${[...rateLimitNames].join(', ') || 'none'})`);
+    });
+    route.quotas.forEach((name, j) => {
+      if (!quotaNames.has(name)) bad([...at, 'quotas', j], `names no entry of quotas (known: ${[...quotaNames].join(', ') || 'none'})`);
+    });
+    if (route.public) {
+      for (const key of ['scopes', 'issuers', 'claims', 'stepUp', 'forwardClaims'] as const) {
+        if (r[key] !== undefined) bad([...at, key], 'cannot be set on a public route (public routes check no token)', true);
+      }
+      if (r.auth !== undefined) bad([...at, 'auth'], 'cannot be set on a public route', true);
+    } else if (issuers.length === 0) {
+      bad(at, 'needs a token but no issuers are configured (add issuers, or mark the route public: true)');
+    }
+    if ((route.auth === 'cookie' || route.auth === 'cookie-only') && !raw.tokenHandler) {
+      bad([...at, 'auth'], 'needs the tokenHandler section to be configured');
+    }
+    const pathProblem = checkRoutePath(route.path);
+    if (pathProblem) bad([...at, 'path'], pathProblem);
+    return route;
+  });
+  uniqueNames(routes, 'routes', true, bad);
+
+  const redis = raw.redis
+    ? {
+        url: raw.redis.url,
+        keyPrefix: raw.redis.keyPrefix ?? 'gatehouse:',
+        timeout: ms(raw.redis.timeout, 250),
+        onError: raw.redis.onError ?? 'failClosed',
+      }
+    : undefined;
+
+  // Limits (issue: unrestricted resource consumption): docs/rate-limits.md.
+  const defaultStore = redis ? 'redis' : 'memory';
+  const defaultOnStoreError: 'failOpen' | 'failClosed' = redis?.onError ?? 'failClosed';
+  const claimKeyed = new Set<string>();
+  const checkKey = (at: (string | number)[], policyName: string, spec: unknown) => {
+    if (typeof spec !== 'string') return;
+    const parsed = parseKeySpec(spec);
+    if (parsed.error !== undefined) bad([...at, 'key'], parsed.error);
+    else if (keyNeedsPrincipal(parsed.parts)) claimKeyed.add(policyName);
+  };
+  const rateLimits: RateLimitConfig[] = (raw.rateLimits ?? []).map((r: Raw, i: number) => {
+    if (r.store === 'redis' && !redis) bad(['rateLimits', i, 'store'], 'is redis but no top-level redis section is configured');
+    checkKey(['rateLimits', i], r.name, r.key);
+    const out: RateLimitConfig = {
+      name: r.name,
+      key: r.key,
+      limit: r.limit,
+      window: ms(r.window, 0),
+      burst: r.burst ?? r.limit,
+      store: r.store ?? defaultStore,
+      onStoreError: r.onStoreError ?? defaultOnStoreError,
+    };
+    if (out.window <= 0) bad(['rateLimits', i, 'window'], 'must be longer than 0');
+    return out;
+  });
+  uniqueNames(rateLimits, 'rateLimits', true, bad);
+  const quotas: QuotaConfig[] = (raw.quotas ?? []).map((r: Raw, i: number) => {
+    if (r.store === 'redis' && !redis) bad(['quotas', i, 'store'], 'is redis but no top-level redis section is configured');
+    checkKey(['quotas', i], r.name, r.key);
+    return {
+      name: r.name,
+      key: r.key,
+      limit: r.limit,
+      period: r.period,
+      store: r.store ?? defaultStore,
+      onStoreError: r.onStoreError ?? defaultOnStoreError,
+    };
+  });
+  uniqueNames(quotas, 'quotas', true, bad);
+
+  // A claim-keyed policy on a public route would put every caller in one bucket: say so.
+  routes.forEach((route, i) => {
+    if (!route.public) return;
+    route.rateLimits.forEach((name, j) => {
+      if (claimKeyed.has(name)) bad(['routes', i, 'rateLimits', j], `names a policy keyed on claim: but the route is public (no claims); use ip or header: keys`);
+    });
+    route.quotas.forEach((name, j) => {
+      if (claimKeyed.has(name)) bad(['routes', i, 'quotas', j], `names a quota keyed on claim: but the route is public (no claims); use ip or header: keys`);
+    });
+  });
+  const rawPre = raw.preAuthLimit as Raw | undefined;
+  const preAuthLimit: PreAuthLimitConfig | undefined = rawPre
+    ? {
+        limit: rawPre.limit,
+        window: ms(rawPre.window, 0),
+        burst: rawPre.burst ?? rawPre.limit,
+        // Memory by default: the guard protects this instance's CPU and costs no round trip.
+        store: rawPre.store ?? 'memory',
+        onStoreError: rawPre.onStoreError ?? defaultOnStoreError,
+      }
+    : undefined;
+  if (preAuthLimit) {
+    if (preAuthLimit.window <= 0) bad(['preAuthLimit', 'window'], 'must be longer than 0');
+    if (preAuthLimit.store === 'redis' && !redis) bad(['preAuthLimit', 'store'], 'is redis but no top-level redis section is configured');
+  }
+
+  const th = raw.tokenHandler as Raw | undefined;
+
+  const config: GatehouseConfig = {
+    file: ctx.file,
+    baseDir: ctx.baseDir,
+    listen,
+    admin: raw.admin && raw.admin.enabled !== false ? { host: raw.admin.host ?? '127.0.0.1', port: raw.admin.port ?? 9090, enabled: true } : null,
+    workers: raw.workers ?? 1,
+    trustedProxies: raw.trustedProxies ?? [],
+    log: { level: raw.log?.level ?? 'info', accessLog: raw.log?.accessLog ?? true },
+    limits,
+    issuers,
+    upstreams,
+    routes,
+    rateLimits,
+    quotas,
+    preAuthLimit,
+    memoryStore: { maxKeys: raw.memoryStore?.maxKeys ?? 100_000 },
+    redis,
+    tokenHandler: th ? normalizeTokenHandler(th, { bad, ms, issuers, routes }) : undefined,
+    gateway: {
+      issuer: raw.gateway?.issuer ?? 'urn:gatehouse',
+      signingKeys: raw.gateway?.signingKeys ?? [],
+      keyDirectory: raw.gateway?.keyDirectory,
+      tokenTtl: ms(raw.gateway?.tokenTtl, 5 * 60_000),
+      algorithm: raw.gateway?.algorithm ?? 'ES256',
+      keyRotationGrace: ms(raw.gateway?.keyRotationGrace, 24 * 3600_000),
+      realm: raw.gateway?.realm ?? 'gatehouse',
+    },
+    tokenCache: { enabled: raw.tokenCache?.enabled ?? true, maxEntries: raw.tokenCache?.maxEntries ?? 10_000 },
+  };
+  return { config, issues };
+}
+
+function uniqueNames(
+  items: { name: string }[],
+  key: string,
+  isArray: boolean,
+  bad: (keyPath: (string | number)[], message: string) => void,
+): void {
+  const seen = new Map<string, number>();
+  items.forEach((item, i) => {
+    const first = seen.get(item.name);
+    if (first !== undefined) bad(isArray ? [key, i, 'name'] : [key, 'name'], `"${item.name}" is already used by ${key}[${first}]`);
+    else seen.set(item.name, i);
+  });
+}
+
+/** Route paths are literal segments or `{param}` segments; nothing that normalizes to something else. */
+export function checkRoutePath(path: string): string | undefined {
+  if (path === '/') return undefined;
+  const segments = path.replace(/\/$/, '').split('/').slice(1);
+  for (const segment of segments) {
+    if (segment === '') return 'must not contain empty segments (//)';
+    if (segment === '.' || segment === '..') return 'must not contain . or .. segments';
+    if (/^\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(segment)) continue;
+    if (/[{}%\\?#\s]/.test(segment)) return `has an invalid segment "${segment}" (use literal characters or a whole {param} segment)`;
+  }
+  return undefined;
+}

@@ -1,0 +1,122 @@
+import { closed, duration, httpUrl, name, nonEmptyString, port, size, stringList, type JsonSchema } from './common.js';
+import { issuer } from './issuers.js';
+import { memoryStore, preAuthLimit, quota, rateLimit, redis } from './limits.js';
+import { clientTls, http2Settings, listenerTls } from './tls.js';
+import { tokenHandler } from './token-handler.js';
+
+export type { JsonSchema } from './common.js';
+
+const listener: JsonSchema = closed(
+  {
+    name,
+    host: nonEmptyString,
+    port,
+    tls: listenerTls,
+    allowPlaintext: { type: 'boolean', description: 'Proxy over plain HTTP (only behind a TLS-terminating proxy).' },
+    redirectToHttps: { type: 'boolean', description: 'Plain listener next to an HTTPS one: 308 to HTTPS (default true).' },
+    httpsPort: port,
+    http2: http2Settings,
+  },
+  ['port'],
+);
+
+const upstream: JsonSchema = closed(
+  {
+    name,
+    url: httpUrl,
+    timeout: duration,
+    connectTimeout: duration,
+    connections: { type: 'integer', minimum: 1, description: 'Max connections to this upstream (default 128).' },
+    keepAliveTimeout: duration,
+    tls: clientTls,
+    audience: { ...nonEmptyString, description: 'aud of the JWTs gatehouse mints for this upstream.' },
+  },
+  ['name', 'url'],
+);
+
+const claimRule: JsonSchema = {
+  anyOf: [
+    nonEmptyString,
+    closed({ rule: nonEmptyString, message: nonEmptyString }, ['rule']),
+  ],
+  description: 'A CEL expression over `claims` and `request` that must be true.',
+};
+
+const route: JsonSchema = closed(
+  {
+    name,
+    path: { type: 'string', pattern: '^/', description: 'Path prefix on segment boundaries; {param} segments allowed.' },
+    methods: { type: 'array', items: { type: 'string', pattern: '^[A-Z]+$' }, minItems: 1, uniqueItems: true },
+    upstream: nonEmptyString,
+    public: { type: 'boolean', description: 'The ONLY way a route is reachable without a token.' },
+    scopes: stringList,
+    issuers: { type: 'array', items: nonEmptyString, minItems: 1 },
+    auth: { enum: ['bearer', 'cookie', 'cookie-only'] },
+    claims: { type: 'array', items: claimRule },
+    stepUp: closed({
+      acr: { type: 'array', items: nonEmptyString, minItems: 1 },
+      amr: { type: 'array', items: nonEmptyString, minItems: 1 },
+      maxAuthAge: duration,
+    }),
+    forwardToken: { type: 'boolean', description: 'Send the validated token upstream as Authorization (default true).' },
+    forwardClaims: { type: 'object', additionalProperties: nonEmptyString, description: 'Header name → claim name.' },
+    rateLimits: stringList,
+    quotas: stringList,
+    maxConcurrent: { type: 'integer', minimum: 1 },
+    timeout: duration,
+    maxBodySize: size,
+    stripPrefix: { type: 'boolean' },
+  },
+  ['name', 'path', 'upstream'],
+);
+
+const limits: JsonSchema = closed({
+  maxBodySize: size,
+  maxHeaderSize: size,
+  headersTimeout: duration,
+  requestTimeout: duration,
+  keepAliveTimeout: duration,
+  maxConnections: { type: 'integer', minimum: 1 },
+  upstreamTimeout: duration,
+  shutdownTimeout: duration,
+});
+
+const gateway: JsonSchema = closed({
+  issuer: { ...nonEmptyString, description: 'iss of the JWTs gatehouse mints (phantom tokens).' },
+  signingKeys: { type: 'array', items: nonEmptyString, description: 'PEM or JWK files; the first signs.' },
+  keyDirectory: { ...nonEmptyString, description: 'Where generated signing keys are persisted.' },
+  tokenTtl: duration,
+  algorithm: { enum: ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'] },
+  keyRotationGrace: duration,
+  realm: nonEmptyString,
+});
+
+/** The JSON Schema of a gatehouse config file (published as schema/gatehouse.schema.json). */
+export const configSchema: JsonSchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://gatehouse.dev/schema/gatehouse.schema.json',
+  title: 'gatehouse configuration',
+  ...closed(
+    {
+      $schema: { type: 'string' },
+      listen: { anyOf: [listener, { type: 'array', items: listener, minItems: 1 }] },
+      admin: closed({ host: nonEmptyString, port, enabled: { type: 'boolean' } }),
+      workers: { anyOf: [{ type: 'integer', minimum: 1 }, { const: 'auto' }] },
+      trustedProxies: { type: 'array', items: nonEmptyString, description: 'IPs or CIDRs whose X-Forwarded-* are believed.' },
+      log: closed({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, accessLog: { type: 'boolean' } }),
+      limits,
+      issuers: { type: 'array', items: issuer },
+      upstreams: { type: 'array', items: upstream, minItems: 1 },
+      routes: { type: 'array', items: route, minItems: 1 },
+      rateLimits: { type: 'array', items: rateLimit },
+      quotas: { type: 'array', items: quota },
+      preAuthLimit,
+      memoryStore,
+      redis,
+      tokenHandler,
+      gateway,
+      tokenCache: closed({ enabled: { type: 'boolean' }, maxEntries: { type: 'integer', minimum: 1 } }),
+    },
+    ['listen', 'upstreams', 'routes'],
+  ),
+};

@@ -1,0 +1,227 @@
+/**
+ * The config after loading: durations in milliseconds, sizes in bytes, defaults applied.
+ * Raw key names are the config contract (see schema/gatehouse.schema.json).
+ */
+
+export interface ClientTlsConfig {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  servername?: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export interface ListenerTlsConfig {
+  cert: string;
+  key: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  ciphers?: string;
+  http2?: boolean;
+  clientCa?: string;
+  requestCert?: boolean | 'optional' | 'required';
+  hsts?: { maxAge?: number; includeSubDomains?: boolean; preload?: boolean; enabled?: boolean };
+  reload?: { watch?: boolean; debounce?: number };
+}
+
+export interface ListenerConfig {
+  name: string;
+  host: string;
+  port: number;
+  tls?: ListenerTlsConfig;
+  allowPlaintext?: boolean;
+  redirectToHttps?: boolean;
+  httpsPort?: number;
+  http2?: { maxConcurrentStreams?: number; maxHeaderListSize?: number; maxResetsPerSecond?: number };
+}
+
+export interface IntrospectionConfig {
+  endpoint?: string;
+  clientId: string;
+  clientSecret?: string;
+  authMethod: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  privateKey?: string;
+  accept: 'application/json' | 'application/jwt' | 'application/token-introspection+jwt';
+  /** ms */
+  cacheTtl: number;
+  /** ms */
+  negativeCacheTtl: number;
+  /** ms */
+  timeout: number;
+  audience?: string;
+}
+
+export interface IssuerConfig {
+  name: string;
+  issuer: string;
+  jwksUri?: string;
+  discovery: boolean;
+  audiences: string[];
+  algorithms: string[];
+  /** ms */
+  clockSkew: number;
+  requireTyp?: string;
+  /** ms */
+  maxTokenAge?: number;
+  requiredClaims: string[];
+  /** bytes */
+  maxTokenSize: number;
+  /** ms */
+  jwksRefresh: number;
+  /** ms */
+  jwksCooldown: number;
+  /** ms */
+  fetchTimeout: number;
+  /** bytes */
+  maxResponseSize: number;
+  tls?: ClientTlsConfig;
+  introspection?: IntrospectionConfig;
+}
+
+export interface UpstreamConfig {
+  name: string;
+  url: string;
+  /** ms */
+  timeout: number;
+  /** ms */
+  connectTimeout: number;
+  connections: number;
+  /** ms */
+  keepAliveTimeout: number;
+  tls?: ClientTlsConfig;
+  audience?: string;
+}
+
+export interface ClaimRuleConfig {
+  rule: string;
+  message?: string;
+}
+
+export interface RouteConfig {
+  name: string;
+  path: string;
+  methods: string[] | null;
+  upstream: string;
+  public: boolean;
+  scopes: string[];
+  issuers: string[] | null;
+  auth: 'bearer' | 'cookie' | 'cookie-only';
+  claims: ClaimRuleConfig[];
+  stepUp?: { acr?: string[]; amr?: string[]; maxAuthAge?: number };
+  forwardToken: boolean;
+  forwardClaims: Record<string, string>;
+  rateLimits: string[];
+  quotas: string[];
+  maxConcurrent?: number;
+  /** ms */
+  timeout?: number;
+  /** bytes */
+  maxBodySize?: number;
+  stripPrefix: boolean;
+}
+
+export interface RateLimitConfig {
+  name: string;
+  key: string;
+  limit: number;
+  /** ms */
+  window: number;
+  burst: number;
+  store: 'memory' | 'redis';
+  onStoreError: 'failOpen' | 'failClosed';
+}
+
+export interface QuotaConfig {
+  name: string;
+  key: string;
+  limit: number;
+  period: 'day' | 'month';
+  store: 'memory' | 'redis';
+  onStoreError: 'failOpen' | 'failClosed';
+}
+
+export interface PreAuthLimitConfig {
+  limit: number;
+  /** ms */
+  window: number;
+  burst: number;
+  /** Default `memory`: a flood guard protects the CPU of each instance. */
+  store: 'memory' | 'redis';
+  onStoreError: 'failOpen' | 'failClosed';
+}
+
+export interface TokenHandlerConfig {
+  basePath: string;
+  issuer: string;
+  clientId: string;
+  clientSecret?: string;
+  redirectUri: string;
+  postLogoutRedirectUri?: string;
+  scope: string;
+  trustedOrigins: string[];
+  cookieKeys: string[];
+  cookiePrefix: string;
+  cookieDomain?: string;
+  /** ms */
+  loginStateTtl: number;
+  /** ms */
+  sessionTtl: number;
+  extraParams: Record<string, string>;
+  /** Lowercase header name carrying the CSRF token. */
+  csrfHeader: string;
+  tokenEndpointAuthMethod: 'client_secret_basic' | 'client_secret_post' | 'none';
+}
+
+export interface LimitsConfig {
+  /** bytes */
+  maxBodySize: number;
+  /** bytes */
+  maxHeaderSize: number;
+  /** ms */
+  headersTimeout: number;
+  /** ms */
+  requestTimeout: number;
+  /** ms */
+  keepAliveTimeout: number;
+  maxConnections: number;
+  /** ms */
+  upstreamTimeout: number;
+  /** ms */
+  shutdownTimeout: number;
+}
+
+export interface GatewayTokenConfig {
+  issuer: string;
+  signingKeys: string[];
+  keyDirectory?: string;
+  /** ms */
+  tokenTtl: number;
+  algorithm: 'ES256' | 'ES384' | 'EdDSA' | 'RS256' | 'PS256';
+  /** ms */
+  keyRotationGrace: number;
+  realm: string;
+}
+
+export interface GatehouseConfig {
+  /** Absolute path of the file this came from ('' when built in code). */
+  file: string;
+  /** Directory relative paths (certs, keys) resolve against. */
+  baseDir: string;
+  listen: ListenerConfig[];
+  admin: { host: string; port: number; enabled: boolean } | null;
+  workers: number | 'auto';
+  trustedProxies: string[];
+  log: { level: string; accessLog: boolean };
+  limits: LimitsConfig;
+  issuers: IssuerConfig[];
+  upstreams: UpstreamConfig[];
+  routes: RouteConfig[];
+  rateLimits: RateLimitConfig[];
+  quotas: QuotaConfig[];
+  /** Per-client-IP limit that runs before any token cryptography (see docs/rate-limits.md). */
+  preAuthLimit?: PreAuthLimitConfig;
+  memoryStore: { maxKeys: number };
+  redis?: { url: string; keyPrefix: string; timeout: number; onError: 'failOpen' | 'failClosed' };
+  tokenHandler?: TokenHandlerConfig;
+  gateway: GatewayTokenConfig;
+  tokenCache: { enabled: boolean; maxEntries: number };
+}

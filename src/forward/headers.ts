@@ -1,0 +1,95 @@
+/**
+ * Header handling for forwarding (RFC 9110 §7.6.1). Hot path: works on `rawHeaders` pairs and
+ * builds one flat array for undici; no regexes per request.
+ */
+
+/** Hop-by-hop headers: never forwarded in either direction. */
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/**
+ * Headers gatehouse sets on the upstream request itself: any incoming value is dropped first
+ * so that a client can never spoof them.
+ */
+export const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-request-id', 'x-real-ip', 'host']);
+
+/** Names listed in a `Connection` header (lowercased), or null when there are none. */
+export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  if (joined.length === 0) return null;
+  let out: Set<string> | null = null;
+  for (const part of joined.split(',')) {
+    const name = part.trim().toLowerCase();
+    if (name === '' || name === 'close' || name === 'keep-alive') continue;
+    (out ??= new Set()).add(name);
+  }
+  return out;
+}
+
+export interface UpstreamHeaderOptions {
+  /** Lowercased names that the route sets itself (forwardClaims headers, authorization when replaced). */
+  readonly strip: ReadonlySet<string> | null;
+  /** Prefix of cookies that belong to gatehouse (token handler): removed from `Cookie`. */
+  readonly cookiePrefix: string | null;
+}
+
+/**
+ * Build the flat `[name, value, …]` array for the upstream request from the client's raw headers.
+ *
+ * @example
+ * ```ts
+ * upstreamHeaders(req.rawHeaders, req.headers.connection, { strip: null, cookiePrefix: null });
+ * ```
+ */
+export function upstreamHeaders(raw: readonly string[], connection: string | string[] | undefined, options: UpstreamHeaderOptions): string[] {
+  const named = connectionTokens(connection);
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.charCodeAt(0) === 58 /* : HTTP/2 pseudo-header */) continue;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower)) continue;
+    if (named !== null && named.has(lower)) continue;
+    if (options.strip !== null && options.strip.has(lower)) continue;
+    if (lower === 'cookie' && options.cookiePrefix !== null) {
+      const kept = stripCookies(raw[i + 1]!, options.cookiePrefix);
+      if (kept !== '') out.push(name, kept);
+      continue;
+    }
+    out.push(name, raw[i + 1]!);
+  }
+  return out;
+}
+
+function stripCookies(header: string, prefix: string): string {
+  if (!header.includes(prefix)) return header;
+  return header
+    .split(';')
+    .map((c) => c.trim())
+    .filter((c) => c !== '' && !c.startsWith(prefix))
+    .join('; ');
+}
+
+/** Response headers that never go back to the client. */
+export function isHopByHopResponseHeader(lower: string, named: Set<string> | null): boolean {
+  return HOP_BY_HOP.has(lower) || (named !== null && named.has(lower));
+}
+
+/** `Forwarded` (RFC 7239) element for one hop. IPv6 addresses are quoted and bracketed. */
+export function forwardedElement(clientIp: string, proto: string, host: string | undefined): string {
+  const forIp = clientIp.includes(':') ? `"[${clientIp}]"` : clientIp;
+  let out = `for=${forIp};proto=${proto}`;
+  if (host) out += `;host="${host.replace(/["\\]/g, '')}"`;
+  return out;
+}

@@ -1,0 +1,215 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
+import type { ClientTlsConfig, GatehouseConfig, UpstreamConfig } from '../config/types.js';
+import { RequestRejected, UpstreamFailed, type GatehouseError } from '../errors.js';
+import type { GatewayServices } from '../pipeline/runtime.js';
+import { connectionTokens, isHopByHopResponseHeader } from './headers.js';
+
+/**
+ * One upstream: an undici `Pool` (keep-alive, bounded connections) and its base URL.
+ *
+ * @example
+ * ```ts
+ * const upstream = createUpstream(config.upstreams[0], config, services);
+ * ```
+ */
+export interface Upstream {
+  readonly name: string;
+  readonly config: UpstreamConfig;
+  /** `http://host:port` */
+  readonly origin: string;
+  /** `host[:port]` for the upstream `Host` header. */
+  readonly host: string;
+  /** The URL's path without a trailing slash ('' for '/'). */
+  readonly basePath: string;
+  readonly pool: Dispatcher;
+  close(): Promise<void>;
+}
+
+/** Read PEM files for an outbound TLS config (paths relative to the config file). */
+export function clientTlsOptions(tls: ClientTlsConfig | undefined, baseDir: string): Record<string, unknown> | undefined {
+  if (!tls) return undefined;
+  const read = (file: string) => readFileSync(path.resolve(baseDir, file));
+  const out: Record<string, unknown> = {};
+  if (tls.ca) out.ca = read(tls.ca);
+  if (tls.cert) out.cert = read(tls.cert);
+  if (tls.key) out.key = read(tls.key);
+  if (tls.servername) out.servername = tls.servername;
+  out.minVersion = tls.minVersion ?? 'TLSv1.2';
+  return out;
+}
+
+export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, _services: GatewayServices): Upstream {
+  const url = new URL(config.url);
+  const tls = url.protocol === 'https:' ? clientTlsOptions(config.tls, gateway.baseDir) ?? { minVersion: 'TLSv1.2' } : undefined;
+  const pool = new Pool(url.origin, {
+    connections: config.connections,
+    pipelining: 1,
+    keepAliveTimeout: config.keepAliveTimeout,
+    connectTimeout: config.connectTimeout,
+    headersTimeout: config.timeout,
+    bodyTimeout: config.timeout,
+    // Certificates and host names are always verified: there is no switch to turn that off.
+    connect: tls ? { ...tls, rejectUnauthorized: true } : undefined,
+  });
+  const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  return {
+    name: config.name,
+    config,
+    origin: url.origin,
+    host: url.host,
+    basePath,
+    pool,
+    async close() {
+      await pool.close().catch(() => undefined);
+    },
+  };
+}
+
+/** What the forwarder reports back when the exchange ends. */
+export interface ForwardOutcome {
+  error: GatehouseError | null;
+  /** ms until the upstream's response head arrived. */
+  upstreamLatency: number | undefined;
+}
+
+export interface ForwardRequest {
+  method: string;
+  path: string;
+  headers: string[];
+  /** The client's request stream, or null when it carries no body. */
+  body: IncomingMessage | null;
+  /** Bytes allowed in a streamed (chunked) body; content-length is checked before. */
+  maxBodySize: number;
+  timeout: number;
+  /** Headers added to the response whatever the upstream says (request id, HSTS, rate-limit). */
+  responseHeaders: readonly [string, string][];
+  /** Receives the upstream latency as soon as the response head arrives (the access log may be written before the promise settles). */
+  timing?: { upstreamLatency: number | undefined };
+}
+
+/**
+ * Dispatch one request to the upstream and stream the answer back into `res`.
+ * Resolves when the exchange is over (never rejects). A client that goes away aborts the
+ * upstream request; an upstream that fails maps to 502/504.
+ */
+export function forwardRequest(upstream: Upstream, request: ForwardRequest, res: ServerResponse): Promise<ForwardOutcome> {
+  return new Promise((resolve) => {
+    const handler = new ForwardHandler(res, request, resolve);
+    let body: Dispatcher.DispatchOptions['body'] = null;
+    // undici streams any async iterable body; the generator enforces the size limit on chunked bodies.
+    if (request.body !== null) body = limitBody(request.body, request.maxBodySize, handler) as unknown as Dispatcher.DispatchOptions['body'];
+    upstream.pool.dispatch(
+      {
+        origin: upstream.origin,
+        path: upstream.basePath + request.path,
+        method: request.method as Dispatcher.HttpMethod,
+        headers: request.headers,
+        body,
+        headersTimeout: request.timeout,
+        bodyTimeout: request.timeout,
+        blocking: false,
+      },
+      handler,
+    );
+  });
+}
+
+class BodyTooLarge extends Error {}
+
+async function* limitBody(stream: IncomingMessage, max: number, handler: ForwardHandler): AsyncGenerator<Buffer> {
+  let seen = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    seen += chunk.length;
+    if (seen > max) {
+      handler.bodyTooLarge = true;
+      throw new BodyTooLarge('request body too large');
+    }
+    yield chunk;
+  }
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Maps an undici error to the gateway's answer. */
+export function upstreamError(err: Error): GatehouseError {
+  const code = (err as { code?: string }).code ?? '';
+  const detail = `${err.name}: ${err.message}${code ? ` (${code})` : ''}`;
+  if (TIMEOUT_CODES.has(code)) return new UpstreamFailed('GH_ERR_UPSTREAM_TIMEOUT', { detail, cause: err });
+  if (CONNECT_CODES.has(code) || /certificate|self.signed|altnames|ERR_TLS/i.test(detail)) {
+    return new UpstreamFailed('GH_ERR_UPSTREAM_CONNECT', { detail, cause: err });
+  }
+  return new UpstreamFailed('GH_ERR_UPSTREAM_FAILED', { detail, cause: err });
+}
+
+// Hot path: one handler object per request, methods on the prototype.
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private started = 0;
+  private latency: number | undefined = undefined;
+  private done = false;
+  bodyTooLarge = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly request: ForwardRequest,
+    private readonly resolve: (outcome: ForwardOutcome) => void,
+  ) {
+    this.started = performance.now();
+    res.once('close', () => {
+      // The client went away before the exchange ended: abort the upstream request.
+      if (!this.done && this.controller && !this.controller.aborted) this.controller.abort(new Error('client disconnected'));
+    });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.res.destroyed) controller.abort(new Error('client disconnected'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 1xx: wait for the final answer
+    this.latency = performance.now() - this.started;
+    if (this.request.timing) this.request.timing.upstreamLatency = this.latency;
+    const res = this.res;
+    const named = connectionTokens(headers.connection);
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined || isHopByHopResponseHeader(name, named)) continue;
+      res.setHeader(name, value);
+    }
+    const extra = this.request.responseHeaders;
+    for (let i = 0; i < extra.length; i++) res.setHeader(extra[i]![0], extra[i]![1]);
+    res.statusCode = statusCode;
+    res.on('drain', () => controller.resume());
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.write(chunk) === false) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.done = true;
+    this.res.end();
+    this.resolve({ error: null, upstreamLatency: this.latency });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.done = true;
+    if (this.bodyTooLarge || err instanceof BodyTooLarge) {
+      this.resolve({
+        error: new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: 'streamed body over the limit' }),
+        upstreamLatency: this.latency,
+      });
+      return;
+    }
+    if (this.res.destroyed) {
+      this.resolve({ error: null, upstreamLatency: this.latency });
+      return;
+    }
+    this.resolve({ error: upstreamError(err), upstreamLatency: this.latency });
+  }
+}

@@ -1,0 +1,197 @@
+import { watch, type FSWatcher } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { DestinationStream, Logger } from 'pino';
+import { defaultAreas } from './areas.js';
+import { loadConfigFile } from './config/load.js';
+import type { GatehouseConfig } from './config/types.js';
+import { ConfigError } from './errors.js';
+import type { AreaFactory, GatewayServices } from './pipeline/runtime.js';
+import { runRequest, type ListenerInfo } from './pipeline/run.js';
+import { compilePlan, type Plan } from './route/compile.js';
+import { createAdminServer } from './server/admin.js';
+import { bindListener, createListener, type BoundListener } from './server/listener.js';
+import { createTrustedProxies, type TrustedProxies } from './server/trusted-proxy.js';
+import { createLogger } from './telemetry/log.js';
+import { createMetrics, type Metrics } from './telemetry/metrics.js';
+
+export interface GatewayOptions {
+  config: GatehouseConfig;
+  /** Where log lines go (default stdout). */
+  logDestination?: DestinationStream;
+  /** A ready logger instead (overrides logDestination). */
+  log?: Logger;
+  /** Watch the config file and reload on change (default false; the CLI turns it on). */
+  watchConfig?: boolean;
+  /** Areas to compile (default: all of gatehouse's). */
+  areas?: AreaFactory[];
+  /** Clock for the areas (ms since epoch). */
+  now?: () => number;
+}
+
+/**
+ * A running gateway: its listeners, its admin listener and the current plan.
+ *
+ * @example
+ * ```ts
+ * const gw = await startGateway({ config: loadConfigFile('gatehouse.yaml') });
+ * console.log(gw.url);
+ * await gw.close();
+ * ```
+ */
+export interface Gateway {
+  /** Base URL of each listener by name. */
+  readonly urls: Record<string, string>;
+  /** Base URL of the first listener. */
+  readonly url: string;
+  readonly adminUrl: string | null;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** The plan requests are served with right now. */
+  plan(): Plan;
+  /**
+   * Validate and swap in a new config (from the file when none is given). A broken config is
+   * logged and thrown; the running plan keeps serving. Listeners are not re-bound.
+   */
+  reload(config?: GatehouseConfig): Promise<void>;
+  /** Reload the certificates of the HTTPS listeners. */
+  reloadCertificates(): Promise<void>;
+  /** Stop accepting, finish in-flight requests (bounded by limits.shutdownTimeout), close. */
+  close(): Promise<void>;
+}
+
+/** Start gatehouse with a loaded config. Throws a ConfigError if an area refuses the config. */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  let config = options.config;
+  const log = options.log ?? createLogger({ level: config.log.level, destination: options.logDestination });
+  const metrics = createMetrics({ defaultMetrics: true });
+  const services: GatewayServices = { log, metrics, now: options.now ?? Date.now };
+  const areas = options.areas ?? defaultAreas();
+
+  let plan = await compilePlan(config, services, areas);
+  let proxies: TrustedProxies = createTrustedProxies(config.trustedProxies);
+  await plan.start();
+
+  let inFlight = 0;
+  let idleWaiter: (() => void) | null = null;
+  const onRequest = (info: ListenerInfo, req: IncomingMessage, res: ServerResponse) => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0 && idleWaiter) idleWaiter();
+    });
+    // The plan is read once per request: a reload swaps it for later requests only.
+    void runRequest(plan, info, services, proxies, req, res);
+  };
+
+  const listeners: BoundListener[] = config.listen.map((l) => createListener(l, config, log, onRequest));
+  let bound = false;
+  let admin: http.Server | null = null;
+  let adminUrl: string | null = null;
+  try {
+    for (const listener of listeners) await bindListener(listener);
+    bound = true;
+    if (config.admin) {
+      admin = createAdminServer({ plan: () => plan, listenersBound: () => bound, metrics, log });
+      const a = config.admin;
+      adminUrl = await new Promise<string>((resolve, reject) => {
+        admin!.once('error', reject);
+        admin!.listen(a.port, a.host, () => {
+          const address = admin!.address();
+          const port = typeof address === 'object' && address ? address.port : a.port;
+          resolve(`http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${port}`);
+        });
+      });
+    }
+  } catch (err) {
+    for (const l of listeners) l.close();
+    admin?.close();
+    await plan.close();
+    throw err;
+  }
+
+  const urls: Record<string, string> = {};
+  for (const l of listeners) urls[l.name] = l.url;
+  log.info({ listeners: urls, admin: adminUrl, routes: plan.routes.length }, 'gatehouse started');
+  for (const l of config.listen) {
+    if (!l.tls && !l.allowPlaintext && !config.listen.some((x) => x.tls) && !isLoopback(l.host)) {
+      log.warn({ listener: l.name }, 'plain HTTP listener on a non-loopback address: configure tls, or allowPlaintext behind a TLS-terminating proxy');
+    }
+  }
+
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = (next?: GatehouseConfig): Promise<void> => {
+    const run = async () => {
+      const candidate = next ?? (config.file ? loadConfigFile(config.file) : config);
+      const fresh = await compilePlan(candidate, services, areas);
+      await fresh.start();
+      if (JSON.stringify(candidate.listen) !== JSON.stringify(config.listen) || JSON.stringify(candidate.admin) !== JSON.stringify(config.admin)) {
+        log.warn('listener or admin changes take effect on restart only');
+      }
+      const old = plan;
+      plan = fresh;
+      proxies = createTrustedProxies(candidate.trustedProxies);
+      config = candidate;
+      log.info({ routes: fresh.routes.length }, 'config reloaded');
+      // In-flight requests hold the old plan; pools close once their requests are done.
+      setTimeout(() => void old.close(), 1000).unref();
+    };
+    const result = reloading.then(run, run);
+    reloading = result.catch(() => undefined);
+    return result.catch((err) => {
+      log.error({ err: err instanceof ConfigError ? undefined : err, problems: err instanceof ConfigError ? err.issues.length : undefined, message: (err as Error).message }, 'config reload failed; the running config stays');
+      throw err;
+    });
+  };
+
+  let watcher: FSWatcher | null = null;
+  if (options.watchConfig && config.file) {
+    let timer: NodeJS.Timeout | null = null;
+    const base = path.basename(config.file);
+    watcher = watch(path.dirname(config.file), (_event, name) => {
+      if (name !== base) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => void reload().catch(() => undefined), 200);
+    });
+    watcher.unref();
+  }
+
+  let closing: Promise<void> | null = null;
+  const gateway: Gateway = {
+    urls,
+    url: listeners[0]!.url,
+    adminUrl,
+    log,
+    metrics,
+    plan: () => plan,
+    reload,
+    async reloadCertificates() {
+      await Promise.all(listeners.map((l) => l.reloadCertificates?.()));
+    },
+    close() {
+      closing ??= (async () => {
+        watcher?.close();
+        bound = false;
+        for (const l of listeners) l.close();
+        if (inFlight > 0) {
+          await new Promise<void>((resolve) => {
+            idleWaiter = resolve;
+            setTimeout(resolve, config.limits.shutdownTimeout).unref();
+          });
+        }
+        for (const l of listeners) l.server.closeAllConnections?.();
+        await new Promise<void>((resolve) => (admin ? admin.close(() => resolve()) : resolve()));
+        admin?.closeAllConnections?.();
+        await plan.close();
+        log.info('gatehouse stopped');
+        log.flush?.();
+      })();
+      return closing;
+    },
+  };
+  return gateway;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { GatehouseError, internalError, RequestRejected } from '../errors.js';
+import { forwardedElement, upstreamHeaders } from '../forward/headers.js';
+import { forwardRequest } from '../forward/upstream.js';
+import { sendProblem } from '../respond/problem.js';
+import type { CompiledRoute, Plan } from '../route/compile.js';
+import { normalizeTarget } from '../route/normalize.js';
+import type { TrustedProxies } from '../server/trusted-proxy.js';
+import { normalizeIp } from '../server/trusted-proxy.js';
+import type { RequestContext } from './context.js';
+import type { GatewayServices } from './runtime.js';
+
+/** What the runner needs to know about the listener a request came in on. */
+export interface ListenerInfo {
+  readonly name: string;
+  readonly tls: boolean;
+  /** Headers on every response of this listener (HSTS on HTTPS). */
+  readonly responseHeaders: readonly [string, string][];
+  /**
+   * Plaintext policy for a plain listener next to an HTTPS one: returns an error or a redirect
+   * URL, or null to proceed. Null function = no policy (HTTPS listener or plain-only setup).
+   */
+  readonly plaintext: ((req: IncomingMessage, ctx: RequestContext) => GatehouseError | string | null) | null;
+  /** Hosts (host[:port], lowercase) this listener answers to, for absolute-form targets. */
+  readonly ownHosts: ReadonlySet<string>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The request runner: normalize → own handlers → match → stages → forward → respond + audit.
+ * Denials come back from stages as values; anything thrown is a bug and answers 500.
+ *
+ * @example
+ * ```ts
+ * server.on('request', (req, res) => runRequest(getPlan(), listener, services, proxies, req, res));
+ * ```
+ */
+export async function runRequest(
+  plan: Plan,
+  listener: ListenerInfo,
+  services: GatewayServices,
+  proxies: TrustedProxies,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const startedAt = performance.now();
+  const incomingId = req.headers['x-request-id'];
+  const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+  const peerIp = normalizeIp(req.socket.remoteAddress ?? '');
+  const peerTrusted = proxies.any && proxies.isTrusted(peerIp);
+  const forwardedProto = peerTrusted ? req.headers['x-forwarded-proto'] : undefined;
+  const secure = listener.tls || (typeof forwardedProto === 'string' && forwardedProto.trim().toLowerCase() === 'https');
+  const method = req.method ?? 'GET';
+  const target = normalizeTarget(req.url ?? '', listener.ownHosts);
+  const socket = req.socket as Partial<TLSSocket>;
+
+  const ctx: RequestContext = {
+    id,
+    method,
+    path: target.ok ? target.path : '',
+    query: target.ok ? target.query : '',
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+    clientIp: peerTrusted ? proxies.clientIp(peerIp, req.headers['x-forwarded-for']) : peerIp,
+    peerIp,
+    secure,
+    clientCertificate: listener.tls && socket.authorized && socket.getPeerCertificate ? socket.getPeerCertificate() : null,
+    startedAt,
+    route: null,
+    params: {},
+    token: null,
+    tokenSource: null,
+    principal: null,
+    upstreamHeaders: [],
+    responseHeaders: [],
+    onFinish: [],
+    log: services.log,
+    upstreamLatency: undefined,
+    decision: 'pending',
+  };
+  res.setHeader('x-request-id', id);
+  for (const [k, v] of listener.responseHeaders) res.setHeader(k, v);
+  res.once('close', () => finish(plan, services, ctx, res));
+
+  let error: GatehouseError | null = null;
+  try {
+    if (!target.ok) {
+      error = new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', { detail: target.reason });
+    } else if (listener.plaintext) {
+      const verdict = listener.plaintext(req, ctx);
+      if (typeof verdict === 'string') {
+        ctx.decision = 'redirect';
+        res.writeHead(308, { location: verdict, 'content-length': 0 });
+        res.end();
+        return;
+      }
+      error = verdict;
+    }
+    if (!error) {
+      for (let i = 0; i < plan.handlers.length; i++) {
+        if (await plan.handlers[i]!.handle!(ctx, req, res)) {
+          ctx.decision = 'handled';
+          return;
+        }
+      }
+      error = await route(plan, ctx, req);
+    }
+    if (!error) {
+      const r = ctx.route!;
+      ctx.decision = 'granted';
+      const outcome = await forwardRequest(r.upstream, buildForward(ctx, r, req, listener, peerTrusted), res);
+      ctx.upstreamLatency = outcome.upstreamLatency;
+      error = outcome.error;
+    }
+  } catch (err) {
+    error = internalError(err);
+  }
+  if (error) {
+    if (ctx.decision === 'pending' || ctx.decision === 'granted') ctx.decision = error.status >= 500 ? 'error' : 'denied';
+    (ctx as { error?: GatehouseError }).error = error;
+    sendProblem(res, error, id, plan.config.gateway.realm, ctx.responseHeaders, method);
+  }
+}
+
+async function route(plan: Plan, ctx: RequestContext, req: IncomingMessage): Promise<GatehouseError | null> {
+  const match = plan.table.match(ctx.method, ctx.path);
+  if (match.kind === 'not-found') return new RequestRejected('GH_ERR_ROUTE_NOT_FOUND', 404, 'no route matches this path');
+  if (match.kind === 'method-not-allowed') {
+    return new RequestRejected('GH_ERR_ROUTE_METHOD_NOT_ALLOWED', 405, 'this method is not allowed on this path', {
+      headers: { allow: match.allow },
+    });
+  }
+  const r = match.route;
+  ctx.route = r;
+  ctx.params = match.params;
+  if (r.config.stripPrefix && match.prefixLength > 0) {
+    (ctx as { path: string }).path = ctx.path.slice(match.prefixLength) || '/';
+  }
+
+  const length = req.headers['content-length'];
+  if (length !== undefined && Number(length) > r.maxBodySize) {
+    return new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: `content-length ${length} > ${r.maxBodySize}` });
+  }
+  let denial: GatehouseError | null;
+  if (r.preAuth && (denial = await r.preAuth(ctx))) return denial;
+  if (r.credential && (denial = await r.credential(ctx))) return denial;
+  if (r.authenticate && (denial = await r.authenticate(ctx))) return denial;
+  if (!r.public && ctx.principal === null) {
+    // Default deny: a protected route never forwards without a principal, whatever a stage did.
+    return internalError(new Error(`route ${r.name}: authentication produced no principal`));
+  }
+  if (r.authorize && (denial = await r.authorize(ctx))) return denial;
+  if (r.limit && (denial = await r.limit(ctx))) return denial;
+  return null;
+}
+
+function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo, peerTrusted: boolean) {
+  const headers = upstreamHeaders(req.rawHeaders, req.headers.connection, r.forward);
+  const proto = ctx.secure ? 'https' : 'http';
+  const incomingXff = req.headers['x-forwarded-for'];
+  const host = req.headers.host ?? req.headers[':authority'] as string | undefined;
+  headers.push('x-forwarded-for', peerTrusted && incomingXff ? `${Array.isArray(incomingXff) ? incomingXff.join(', ') : incomingXff}, ${ctx.peerIp}` : ctx.clientIp);
+  headers.push('x-forwarded-proto', proto);
+  if (host) headers.push('x-forwarded-host', host);
+  const incomingForwarded = req.headers.forwarded;
+  const element = forwardedElement(ctx.clientIp, proto, host);
+  headers.push('forwarded', peerTrusted && incomingForwarded ? `${incomingForwarded}, ${element}` : element);
+  headers.push('x-request-id', ctx.id);
+  headers.push('host', r.upstream.host);
+  if (ctx.principal && r.config.forwardToken) headers.push('authorization', `Bearer ${ctx.principal.upstreamToken}`);
+  for (let i = 0; i < ctx.upstreamHeaders.length; i++) headers.push(ctx.upstreamHeaders[i]![0], ctx.upstreamHeaders[i]![1]);
+  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+  const responseHeaders = ctx.responseHeaders.length === 0 ? listener.responseHeaders : ctx.responseHeaders;
+  return {
+    method: ctx.method,
+    path: ctx.path + ctx.query,
+    headers,
+    body: hasBody ? req : null,
+    maxBodySize: r.maxBodySize,
+    timeout: r.timeout,
+    responseHeaders: responseHeaders === listener.responseHeaders ? EMPTY : responseHeaders,
+    timing: ctx,
+  };
+}
+
+const EMPTY: readonly [string, string][] = [];
+
+function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res: ServerResponse): void {
+  for (let i = 0; i < ctx.onFinish.length; i++) {
+    try {
+      ctx.onFinish[i]!();
+    } catch (err) {
+      services.log.error({ err, req_id: ctx.id }, 'onFinish hook failed');
+    }
+  }
+  const routeName = ctx.route?.name ?? '-';
+  const status = res.statusCode;
+  const latency = performance.now() - ctx.startedAt;
+  const error = (ctx as { error?: GatehouseError }).error;
+  services.metrics.requests.inc({ route: routeName, status: String(status) });
+  services.metrics.requestDuration.observe({ route: routeName }, latency / 1000);
+  if (error) services.metrics.denials.inc({ route: routeName, code: error.code });
+  if (!plan.config.log.accessLog) return;
+  const log: Logger = services.log;
+  const entry: Record<string, unknown> = {
+    req_id: ctx.id,
+    method: ctx.method,
+    path: ctx.path,
+    route: routeName,
+    status,
+    latency_ms: Math.round(latency * 1000) / 1000,
+    upstream_ms: ctx.upstreamLatency === undefined ? undefined : Math.round(ctx.upstreamLatency * 1000) / 1000,
+    client_ip: ctx.clientIp,
+    decision: ctx.decision,
+    granted: ctx.decision === 'granted' || ctx.decision === 'handled' || ctx.decision === 'redirect',
+    sub: ctx.principal?.subject,
+    issuer: ctx.principal?.issuer,
+  };
+  if (!res.writableFinished && ctx.decision === 'granted') entry.aborted = true;
+  if (error) {
+    entry.reason = error.code;
+    if (error.detail) entry.detail = error.detail;
+    if (error.status >= 500 && error.code === 'GH_ERR_INTERNAL') {
+      log.error({ ...entry, err: error.cause ?? error }, 'request failed');
+      return;
+    }
+    if (error.status >= 500) {
+      log.warn(entry, 'request failed');
+      return;
+    }
+  }
+  log.info(entry, 'request');
+}

@@ -1,0 +1,155 @@
+import type { GatehouseConfig, RouteConfig } from '../config/types.js';
+import { ConfigError, type ConfigIssue, type GatehouseError } from '../errors.js';
+import type { RequestContext, Stage } from '../pipeline/context.js';
+import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
+import { createUpstream, type Upstream } from '../forward/upstream.js';
+import type { UpstreamHeaderOptions } from '../forward/headers.js';
+import { createRouteTable, type RouteTable } from './match.js';
+
+/** A route with its stages built; an absent stage is `null` and costs nothing. */
+export interface CompiledRoute {
+  readonly name: string;
+  readonly index: number;
+  readonly config: RouteConfig;
+  readonly public: boolean;
+  readonly upstream: Upstream;
+  readonly preAuth: Stage | null;
+  readonly credential: Stage | null;
+  readonly authenticate: Stage | null;
+  readonly authorize: Stage | null;
+  readonly limit: Stage | null;
+  /** Max request body in bytes for this route. */
+  readonly maxBodySize: number;
+  /** Upstream timeout in ms for this route. */
+  readonly timeout: number;
+  /** Which client headers never reach the upstream on this route. */
+  readonly forward: UpstreamHeaderOptions;
+}
+
+/**
+ * The immutable plan a config compiles to: route table, upstream pools and area runtimes.
+ * Hot reload builds a new plan and swaps it atomically; the old one is closed after.
+ */
+export interface Plan {
+  readonly config: GatehouseConfig;
+  readonly table: RouteTable<CompiledRoute>;
+  readonly routes: readonly CompiledRoute[];
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly areas: readonly AreaRuntime[];
+  /** Areas with a `handle` (requests answered by gatehouse itself, e.g. the token-handler agent). */
+  readonly handlers: readonly AreaRuntime[];
+  start(): Promise<void>;
+  readiness(): Readiness;
+  close(): Promise<void>;
+}
+
+const SLOTS = ['preAuth', 'credential', 'authenticate', 'authorize', 'limit'] as const;
+
+/**
+ * Compile a config into a plan. Throws a {@link ConfigError} naming every problem an area found.
+ *
+ * @example
+ * ```ts
+ * const plan = await compilePlan(config, services, defaultAreas());
+ * await plan.start();
+ * ```
+ */
+export async function compilePlan(config: GatehouseConfig, services: GatewayServices, factories: readonly AreaFactory[]): Promise<Plan> {
+  const areas: AreaRuntime[] = [];
+  const issues: ConfigIssue[] = [];
+  const upstreams = new Map<string, Upstream>();
+  try {
+    for (const factory of factories) {
+      const area = await factory(config, services);
+      areas.push(area);
+      if (area.issues) issues.push(...area.issues);
+    }
+    if (issues.length > 0) throw new ConfigError(issues);
+
+    for (const u of config.upstreams) upstreams.set(u.name, createUpstream(u, config, services));
+
+    const routes: CompiledRoute[] = config.routes.map((route, index) => {
+      const slots: Record<(typeof SLOTS)[number], Stage[]> = { preAuth: [], credential: [], authenticate: [], authorize: [], limit: [] };
+      for (const area of areas) {
+        const stages: RouteStages | undefined = area.stagesFor?.(route, index);
+        if (!stages) continue;
+        for (const slot of SLOTS) {
+          const stage = stages[slot];
+          if (stage) slots[slot].push(stage);
+        }
+      }
+      return {
+        name: route.name,
+        index,
+        config: route,
+        public: route.public,
+        upstream: upstreams.get(route.upstream)!,
+        preAuth: chain(slots.preAuth),
+        credential: chain(slots.credential),
+        authenticate: chain(slots.authenticate),
+        authorize: chain(slots.authorize),
+        limit: chain(slots.limit),
+        maxBodySize: route.maxBodySize ?? config.limits.maxBodySize,
+        timeout: route.timeout ?? upstreams.get(route.upstream)!.config.timeout,
+        forward: forwardOptions(route, config),
+      };
+    });
+    // Default deny: a non-public route with no authenticate stage would let requests through.
+    for (const route of routes) {
+      if (!route.public && (!route.authenticate || !route.credential)) {
+        throw new Error(`route ${route.name} is not public but has no authentication stage`);
+      }
+    }
+
+    const table = createRouteTable(routes.map((r) => ({ path: r.config.path, methods: r.config.methods, route: r })));
+    return {
+      config,
+      table,
+      routes,
+      upstreams,
+      areas,
+      handlers: areas.filter((a) => a.handle),
+      async start() {
+        await Promise.all(areas.map((a) => a.start?.()));
+      },
+      readiness() {
+        let ready = true;
+        const details: Record<string, unknown> = {};
+        for (const area of areas) {
+          const r = area.readiness?.();
+          if (!r) continue;
+          if (!r.ready) ready = false;
+          if (r.details) details[area.name] = r.details;
+        }
+        return { ready, details };
+      },
+      async close() {
+        await Promise.allSettled([...areas.map((a) => a.close?.()), ...[...upstreams.values()].map((u) => u.close())]);
+      },
+    };
+  } catch (err) {
+    await Promise.allSettled([...areas.map((a) => a.close?.()), ...[...upstreams.values()].map((u) => u.close())]);
+    throw err;
+  }
+}
+
+/** Compose several stages of one slot into one; a single stage is used as it is. */
+function chain(stages: Stage[]): Stage | null {
+  if (stages.length === 0) return null;
+  if (stages.length === 1) return stages[0]!;
+  return async function chained(ctx: RequestContext): Promise<GatehouseError | null> {
+    for (let i = 0; i < stages.length; i++) {
+      const denial = await stages[i]!(ctx);
+      if (denial) return denial;
+    }
+    return null;
+  };
+}
+
+/** Protected routes always drop the client's Authorization (the validated token is put back when forwardToken). */
+function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHeaderOptions {
+  const strip = new Set<string>();
+  if (!route.public) strip.add('authorization');
+  for (const header of Object.keys(route.forwardClaims)) strip.add(header.toLowerCase());
+  return { strip: strip.size > 0 ? strip : null, cookiePrefix: config.tokenHandler?.cookiePrefix ?? null };
+}

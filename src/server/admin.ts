@@ -1,0 +1,54 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Plan } from '../route/compile.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+export interface AdminState {
+  plan(): Plan;
+  listenersBound(): boolean;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/**
+ * The admin listener: `/healthz` (process up), `/readyz` (config loaded, listeners bound, and
+ * every area ready — details say why not), `/metrics` (Prometheus), plus area endpoints such as
+ * `/.well-known/jwks.json`.
+ */
+export function createAdminServer(state: AdminState): http.Server {
+  return http.createServer({ requireHostHeader: false }, (req, res) => {
+    handle(state, req, res).catch((err) => {
+      state.log.error({ err }, 'admin request failed');
+      if (!res.headersSent) json(res, 500, { status: 'error' });
+      else res.destroy();
+    });
+  });
+}
+
+async function handle(state: AdminState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { status: 'method not allowed' }, { allow: 'GET, HEAD' });
+  if (path === '/healthz') return json(res, 200, { status: 'ok' });
+  if (path === '/readyz') {
+    const readiness = state.plan().readiness();
+    const bound = state.listenersBound();
+    const ready = readiness.ready && bound;
+    return json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', listeners: bound ? 'bound' : 'not bound', details: readiness.details ?? {} });
+  }
+  if (path === '/metrics') {
+    const body = await state.metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': state.metrics.registry.contentType });
+    res.end(body);
+    return;
+  }
+  for (const area of state.plan().areas) {
+    if (area.handleAdmin && (await area.handleAdmin(req, res))) return;
+  }
+  json(res, 404, { status: 'not found' });
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}

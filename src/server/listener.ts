@@ -1,0 +1,161 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { GatehouseConfig, ListenerConfig } from '../config/types.js';
+import { InvalidRequest, RequestRejected, type GatehouseError } from '../errors.js';
+import type { RequestContext } from '../pipeline/context.js';
+import type { ListenerInfo } from '../pipeline/run.js';
+import { problemBody } from '../respond/problem.js';
+import { createTlsServer, hstsHeader } from './tls.js';
+
+/** A bound listener. */
+export interface BoundListener {
+  readonly name: string;
+  readonly config: ListenerConfig;
+  readonly info: ListenerInfo;
+  readonly server: http.Server;
+  /** `http://127.0.0.1:8080` (the bound port, also when 0 was asked). */
+  url: string;
+  /** Reload certificates (HTTPS listeners); resolves false when the new files are broken. */
+  reloadCertificates?(): Promise<boolean>;
+  close(): void;
+}
+
+export type RequestListener = (info: ListenerInfo, req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * Create (not yet bound) a listener with the resource limits applied: header size (431),
+ * headers and request timeouts (408), keep-alive timeout, max connections.
+ */
+export function createListener(config: ListenerConfig, gateway: GatehouseConfig, log: Logger, onRequest: RequestListener): BoundListener {
+  const limits = gateway.limits;
+  const headersTimeout = Math.min(limits.headersTimeout, limits.requestTimeout || limits.headersTimeout);
+  const serverOptions: http.ServerOptions = {
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(headersTimeout / 4))),
+    requireHostHeader: true,
+    joinDuplicateHeaders: false,
+  };
+  const anyTls = gateway.listen.some((l) => l.tls);
+  const info: ListenerInfo = {
+    name: config.name,
+    tls: Boolean(config.tls),
+    responseHeaders: config.tls ? hstsHeader(config.tls) : [],
+    plaintext: config.tls ? null : plaintextPolicy(config, gateway, anyTls),
+    ownHosts: new Set(),
+  };
+  const handler = (req: IncomingMessage, res: ServerResponse) => onRequest(info, req, res);
+  let server: http.Server;
+  let reloadCertificates: (() => Promise<boolean>) | undefined;
+  if (config.tls) {
+    const made = createTlsServer(config, gateway, serverOptions, handler, log);
+    server = made.server as http.Server;
+    reloadCertificates = made.reload;
+  } else {
+    server = http.createServer(serverOptions, handler);
+  }
+  server.maxConnections = limits.maxConnections;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, log, config.name));
+  return {
+    name: config.name,
+    config,
+    info,
+    server,
+    url: '',
+    reloadCertificates,
+    close() {
+      server.close();
+      server.closeIdleConnections?.();
+    },
+  };
+}
+
+/** Bind a listener; resolves with its URL. */
+export function bindListener(listener: BoundListener): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const { server, config } = listener;
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(config.port, config.host, () => {
+      server.off('error', onError);
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : config.port;
+      const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+      listener.url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
+      const own = listener.info.ownHosts as Set<string>;
+      own.add(`${host}:${port}`.toLowerCase());
+      own.add(`localhost:${port}`);
+      resolve(listener.url);
+    });
+  });
+}
+
+// Errors Node's HTTP parser raises before a request exists: answered here as problem+json.
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logger, listener: string): void {
+  const code = err.code ?? '';
+  let error: GatehouseError;
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    error = new RequestRejected('GH_ERR_REQUEST_HEADERS_TOO_LARGE', 431, 'the request headers are too large');
+  } else if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    error = new RequestRejected('GH_ERR_REQUEST_TIMEOUT', 408, 'the request took too long to arrive');
+  } else if (code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  } else {
+    error = new RequestRejected('GH_ERR_REQUEST_BAD_HEADER', 400, 'the request could not be parsed');
+  }
+  log.info({ listener, reason: error.code, detail: `${code}: ${err.message}`, client_ip: socket.remoteAddress, granted: false }, 'client error');
+  if (socket.writable && !(socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+    const body = problemBody(error, 'none');
+    // A client that never reads must not keep the socket: destroy it shortly after.
+    setTimeout(() => socket.destroy(), 1000).unref();
+    socket.end(
+      `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  } else {
+    socket.destroy();
+  }
+}
+
+const SAFE_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * A plain listener next to an HTTPS one: credentials are refused (never forwarded over
+ * plaintext) and everything else is redirected (308) to HTTPS. With `allowPlaintext: true`
+ * (behind a TLS-terminating proxy) requests are proxied; credentials then need the trusted
+ * proxy's `X-Forwarded-Proto: https`.
+ */
+function plaintextPolicy(
+  config: ListenerConfig,
+  gateway: GatehouseConfig,
+  anyTls: boolean,
+): ((req: IncomingMessage, ctx: RequestContext) => GatehouseError | string | null) | null {
+  if (config.allowPlaintext) {
+    if (gateway.trustedProxies.length === 0) return null;
+    return (req, ctx) => (!ctx.secure && carriesCredentials(req) ? plaintextCredentials() : null);
+  }
+  if (!anyTls) return null; // plain-only setup (development, or TLS terminated elsewhere without trusted proxies)
+  const https = gateway.listen.find((l) => l.tls)!;
+  const httpsPort = config.httpsPort ?? https.port;
+  return (req, ctx) => {
+    if (carriesCredentials(req)) return plaintextCredentials();
+    if (config.redirectToHttps === false) {
+      return new RequestRejected('GH_ERR_PLAINTEXT_CREDENTIALS', 400, 'this endpoint is only served over https');
+    }
+    const hostHeader = req.headers.host ?? '';
+    const hostname = SAFE_HOST.test(hostHeader) ? hostHeader.replace(/:\d+$/, '') : https.host;
+    const port = httpsPort === 443 ? '' : `:${httpsPort}`;
+    return `https://${hostname}${port}${ctx.path}${ctx.query}`;
+  };
+}
+
+function carriesCredentials(req: IncomingMessage): boolean {
+  return req.headers.authorization !== undefined || req.headers.cookie !== undefined || req.headers['proxy-authorization'] !== undefined;
+}
+
+function plaintextCredentials(): GatehouseError {
+  return new InvalidRequest('GH_ERR_PLAINTEXT_CREDENTIALS', 'credentials are never accepted over plaintext http; use https', { challenge: false });
+}
