@@ -1,0 +1,388 @@
+import type { GatehouseConfig, QuotaConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
+import { RateLimited, ServiceUnavailable, type ConfigIssue, type GatehouseError } from '../errors.js';
+import type { RequestContext, Stage } from '../pipeline/context.js';
+import type { AreaFactory, AreaRuntime, GatewayServices, RouteStages } from '../pipeline/runtime.js';
+import { policyItem, RATELIMIT_FIELD, RATELIMIT_POLICY_FIELD, serviceLimitItem } from './headers.js';
+import { compileKey, parseKeySpec, type KeyExtractor } from './key.js';
+import type { LimitDecision, QuotaLimiter, RateLimiter } from './limiter.js';
+import { createMemoryRateLimiter, LruTable } from './memory.js';
+import { createMemoryQuota } from './quota.js';
+import { createRedisStore, type RedisStore } from './redis.js';
+
+export type { LimitDecision, QuotaLimiter, RateLimiter, RatePolicy, QuotaPolicy } from './limiter.js';
+export { createMemoryRateLimiter, LruTable } from './memory.js';
+export { createMemoryQuota, CalendarPeriod } from './quota.js';
+export { createRedisStore, RedisStore } from './redis.js';
+
+/** The policy name the pre-auth limit carries in RateLimit headers and logs. */
+export const PRE_AUTH_POLICY = 'pre-auth';
+
+/**
+ * In-memory tables outlive a config reload (a reload must not hand every client a fresh
+ * budget): they are kept per gateway (its metrics registry) and per policy definition.
+ */
+const memoryTables = new WeakMap<object, Map<string, LruTable>>();
+
+interface BoundRate {
+  readonly name: string;
+  readonly limiter: RateLimiter;
+  readonly key: KeyExtractor;
+}
+
+interface BoundQuota {
+  readonly name: string;
+  readonly limiter: QuotaLimiter;
+  readonly key: KeyExtractor;
+}
+
+interface Concurrency {
+  inFlight: number;
+  readonly max: number;
+  readonly release: () => void;
+  readonly error: GatehouseError;
+}
+
+/** What one request collected from its policies. */
+interface Tally {
+  items: string;
+  retryAfter: number;
+  rateDenied: boolean;
+  quotaDenied: boolean;
+  storeDown: boolean;
+  /** Bit i: quota i counted this request (refunded when another quota refuses it). */
+  counted: number;
+  deniedBy: string;
+}
+
+function resetTally(t: Tally): Tally {
+  t.items = '';
+  t.retryAfter = 0;
+  t.rateDenied = false;
+  t.quotaDenied = false;
+  t.storeDown = false;
+  t.counted = 0;
+  t.deniedBy = '';
+  return t;
+}
+
+const newTally = (): Tally => resetTally({} as Tally);
+
+/** Scratch tally of the synchronous (memory-only) path: safe because nothing awaits in it. */
+const SCRATCH = newTally();
+
+function record(t: Tally, name: string, d: LimitDecision, quota: boolean): void {
+  if (d.storeError) {
+    if (!d.allowed) {
+      t.storeDown = true;
+      t.deniedBy = name;
+    }
+    return;
+  }
+  const item = serviceLimitItem(name, d.remaining, d.window);
+  t.items = t.items === '' ? item : `${t.items},${item}`;
+  if (!d.allowed) {
+    if (quota) t.quotaDenied = true;
+    else t.rateDenied = true;
+    if (d.retryAfter > t.retryAfter) t.retryAfter = d.retryAfter;
+    if (t.deniedBy === '') t.deniedBy = name;
+  }
+}
+
+const STORE_DOWN_DESCRIPTION = 'the rate limit cannot be checked right now';
+
+/** Turn a tally into headers and the denial, if any. */
+function conclude(ctx: RequestContext, t: Tally, policyHeader: string): GatehouseError | null {
+  if (t.items !== '') {
+    ctx.responseHeaders.push([RATELIMIT_POLICY_FIELD, policyHeader], [RATELIMIT_FIELD, t.items]);
+  }
+  if (t.storeDown) {
+    return new ServiceUnavailable('GH_ERR_LIMIT_STORE_UNAVAILABLE', STORE_DOWN_DESCRIPTION, {
+      retryAfter: 1,
+      detail: `limit store unavailable for policy ${t.deniedBy} (failClosed)`,
+    });
+  }
+  if (t.rateDenied) return new RateLimited('GH_ERR_LIMIT_RATE_EXCEEDED', t.retryAfter / 1000, { detail: `policy ${t.deniedBy}` });
+  if (t.quotaDenied) return new RateLimited('GH_ERR_LIMIT_QUOTA_EXCEEDED', t.retryAfter / 1000, { detail: `policy ${t.deniedBy}` });
+  return null;
+}
+
+/**
+ * The limits area: the pre-auth IP limit (`preAuthLimit`, slot `preAuth`, before any token
+ * cryptography) and per route, in slot `limit`: concurrency (`maxConcurrent`), rate limits
+ * (`rateLimits`), then quotas (`quotas`). Answers 429 with Retry-After and RateLimit headers,
+ * 503 when the concurrency limit is reached or the store is down with `failClosed`.
+ * docs/rate-limits.md has the exact semantics.
+ *
+ * @example
+ * ```ts
+ * const area = await createLimitArea(config, services);
+ * await area.start?.();
+ * const stages = area.stagesFor?.(config.routes[0]!, 0); // { preAuth, limit }
+ * ```
+ */
+export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: GatewayServices): AreaRuntime => {
+  const issues: ConfigIssue[] = [];
+  const issue = (path: string, message: string) => issues.push({ file: config.file, line: 0, column: 0, path, message });
+  const maxKeys = config.memoryStore.maxKeys;
+
+  const previous = memoryTables.get(services.metrics);
+  const tables = new Map<string, LruTable>();
+  memoryTables.set(services.metrics, tables);
+  const tableFor = (signature: string): LruTable => {
+    const id = `${signature}:${maxKeys}`;
+    let table = tables.get(id) ?? previous?.get(id);
+    if (!table) table = new LruTable(maxKeys);
+    tables.set(id, table);
+    return table;
+  };
+
+  const usesRedis =
+    config.rateLimits.some((r) => r.store === 'redis') ||
+    config.quotas.some((q) => q.store === 'redis') ||
+    config.preAuthLimit?.store === 'redis';
+  let redis: RedisStore | null = null;
+  if (usesRedis) {
+    if (!config.redis) issue('redis', 'is required by a policy with store: redis');
+    else {
+      redis = createRedisStore({
+        url: config.redis.url,
+        keyPrefix: config.redis.keyPrefix,
+        timeout: config.redis.timeout,
+        log: services.log,
+        metrics: services.metrics,
+      });
+    }
+  }
+
+  const rateLimiters = new Map<string, { config: RateLimitConfig; limiter: RateLimiter | null }>();
+  config.rateLimits.forEach((rl, i) => {
+    const parsed = parseKeySpec(rl.key);
+    if (parsed.error !== undefined) issue(`rateLimits[${i}].key`, parsed.error);
+    const policy = { name: rl.name, limit: rl.limit, window: rl.window, burst: rl.burst };
+    let limiter: RateLimiter | null = null;
+    if (rl.store === 'redis') limiter = redis ? redis.rateLimiter(policy, rl.onStoreError) : null;
+    else limiter = createMemoryRateLimiter(policy, { now: services.now, table: tableFor(`rate:${rl.name}:${rl.limit}:${rl.window}:${rl.burst}`) });
+    rateLimiters.set(rl.name, { config: rl, limiter });
+  });
+
+  const quotaLimiters = new Map<string, { config: QuotaConfig; limiter: QuotaLimiter | null }>();
+  config.quotas.forEach((q, i) => {
+    const parsed = parseKeySpec(q.key);
+    if (parsed.error !== undefined) issue(`quotas[${i}].key`, parsed.error);
+    const policy = { name: q.name, limit: q.limit, period: q.period };
+    let limiter: QuotaLimiter | null = null;
+    if (q.store === 'redis') limiter = redis ? redis.quota(policy, q.onStoreError) : null;
+    else limiter = createMemoryQuota(policy, { now: services.now, table: tableFor(`quota:${q.name}:${q.limit}:${q.period}`) });
+    quotaLimiters.set(q.name, { config: q, limiter });
+  });
+
+  const preAuth = buildPreAuthStage(config, services, redis, tableFor);
+
+  function stagesFor(route: RouteConfig): RouteStages {
+    const rates: BoundRate[] = [];
+    const quotas: BoundQuota[] = [];
+    const policyItems: string[] = [];
+    for (const name of route.rateLimits) {
+      const entry = rateLimiters.get(name);
+      const parts = entry && parseKeySpec(entry.config.key).parts;
+      if (!entry?.limiter || !parts) continue;
+      rates.push({ name, limiter: entry.limiter, key: compileKey(parts, route.name) });
+      policyItems.push(policyItem(name, entry.config.limit, entry.config.window));
+    }
+    for (const name of route.quotas) {
+      const entry = quotaLimiters.get(name);
+      const parts = entry && parseKeySpec(entry.config.key).parts;
+      if (!entry?.limiter || !parts) continue;
+      quotas.push({ name, limiter: entry.limiter, key: compileKey(parts, route.name) });
+      // A calendar month has no fixed length in seconds: `w` is left out (it is optional).
+      policyItems.push(entry.config.period === 'day' ? `"${name}";q=${entry.config.limit};w=86400` : `"${name}";q=${entry.config.limit}`);
+    }
+    if (quotas.length > 31) issue(`routes.${route.name}.quotas`, 'names more than 31 quotas');
+    const concurrency = route.maxConcurrent === undefined ? null : createConcurrency(route.maxConcurrent);
+    return {
+      preAuth,
+      limit: buildLimitStage(rates, quotas, concurrency, policyItems.join(',')),
+    };
+  }
+
+  return {
+    name: 'limit',
+    issues,
+    stagesFor,
+    async start() {
+      await redis?.start();
+    },
+    readiness() {
+      // A Redis outage does not take the instance out of rotation: every instance shares the
+      // same Redis, and each policy already says what to do without it (failOpen/failClosed).
+      return redis ? { ready: true, details: { redis: redis.status() } } : { ready: true };
+    },
+    async close() {
+      await redis?.close();
+    },
+  };
+};
+
+function createConcurrency(max: number): Concurrency {
+  const state: Concurrency = {
+    inFlight: 0,
+    max,
+    release() {
+      state.inFlight--;
+    },
+    error: new ServiceUnavailable('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED', 'too many requests in progress for this route', { retryAfter: 1 }),
+  };
+  return state;
+}
+
+function concurrencyDenied(c: Concurrency): GatehouseError {
+  // A fresh error per denial: the runner may attach request details to it.
+  return new ServiceUnavailable('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED', c.error.description, { retryAfter: 1, detail: `maxConcurrent ${c.max}` });
+}
+
+/** Build the `limit` stage of one route; `null` when the route has no limit at all. */
+function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: Concurrency | null, policyHeader: string): Stage | null {
+  if (rates.length === 0 && quotas.length === 0) {
+    if (!concurrency) return null;
+    const c = concurrency;
+    return function concurrencyStage(ctx: RequestContext): GatehouseError | null {
+      if (c.inFlight >= c.max) return concurrencyDenied(c);
+      c.inFlight++;
+      ctx.onFinish.push(c.release);
+      return null;
+    };
+  }
+  const allMemory = rates.every((r) => r.limiter.store === 'memory') && quotas.every((q) => q.limiter.store === 'memory');
+  const c = concurrency;
+
+  if (allMemory) {
+    // Hot path: synchronous, no promise, no closure, no tally allocation.
+    return function memoryLimitStage(ctx: RequestContext): GatehouseError | null {
+      if (c !== null && c.inFlight >= c.max) return concurrencyDenied(c);
+      const t = resetTally(SCRATCH);
+      for (let i = 0; i < rates.length; i++) {
+        const r = rates[i]!;
+        record(t, r.name, r.limiter.consume(r.key(ctx)) as LimitDecision, false);
+      }
+      if (!t.rateDenied) {
+        for (let i = 0; i < quotas.length; i++) {
+          const q = quotas[i]!;
+          const d = q.limiter.consume(q.key(ctx)) as LimitDecision;
+          if (d.allowed) t.counted |= 1 << i;
+          record(t, q.name, d, true);
+        }
+        if (t.quotaDenied) refund(ctx, quotas, t.counted);
+      }
+      const denial = conclude(ctx, t, policyHeader);
+      if (denial === null && c !== null) {
+        c.inFlight++;
+        ctx.onFinish.push(c.release);
+      }
+      return denial;
+    };
+  }
+
+  return async function limitStage(ctx: RequestContext): Promise<GatehouseError | null> {
+    if (c !== null) {
+      // Take the slot before waiting on the store, so that waiting requests count too.
+      if (c.inFlight >= c.max) return concurrencyDenied(c);
+      c.inFlight++;
+    }
+    const t = newTally();
+    // Rate limits in parallel: one round trip for all of them (ioredis pipelines on one socket).
+    let pending: Promise<LimitDecision>[] | null = null;
+    let pendingIndex: number[] | null = null;
+    for (let i = 0; i < rates.length; i++) {
+      const r = rates[i]!;
+      const d = r.limiter.consume(r.key(ctx));
+      if (isPromise(d)) {
+        (pending ??= []).push(d);
+        (pendingIndex ??= []).push(i);
+      } else record(t, r.name, d, false);
+    }
+    if (pending !== null) {
+      const decisions = await Promise.all(pending);
+      for (let j = 0; j < decisions.length; j++) record(t, rates[pendingIndex![j]!]!.name, decisions[j]!, false);
+    }
+    if (!t.rateDenied && !t.storeDown && quotas.length > 0) {
+      pending = null;
+      pendingIndex = null;
+      for (let i = 0; i < quotas.length; i++) {
+        const q = quotas[i]!;
+        const d = q.limiter.consume(q.key(ctx));
+        if (isPromise(d)) {
+          (pending ??= []).push(d);
+          (pendingIndex ??= []).push(i);
+        } else {
+          if (d.allowed && !d.storeError) t.counted |= 1 << i;
+          record(t, q.name, d, true);
+        }
+      }
+      if (pending !== null) {
+        const decisions = await Promise.all(pending);
+        for (let j = 0; j < decisions.length; j++) {
+          const i = pendingIndex![j]!;
+          const d = decisions[j]!;
+          if (d.allowed && !d.storeError) t.counted |= 1 << i;
+          record(t, quotas[i]!.name, d, true);
+        }
+      }
+      if (t.quotaDenied || t.storeDown) refund(ctx, quotas, t.counted);
+    }
+    const denial = conclude(ctx, t, policyHeader);
+    if (c !== null) {
+      if (denial === null) ctx.onFinish.push(c.release);
+      else c.inFlight--;
+    }
+    return denial;
+  };
+}
+
+function refund(ctx: RequestContext, quotas: BoundQuota[], counted: number): void {
+  for (let i = 0; i < quotas.length; i++) {
+    if ((counted & (1 << i)) !== 0) quotas[i]!.limiter.refund(quotas[i]!.key(ctx));
+  }
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** The `preAuth` stage: one bucket per client IP (IPv6: per /64), shared by every route. */
+function buildPreAuthStage(
+  config: GatehouseConfig,
+  services: GatewayServices,
+  redis: RedisStore | null,
+  tableFor: (signature: string) => LruTable,
+): Stage | null {
+  const pre = config.preAuthLimit;
+  if (!pre) return null;
+  const policy = { name: PRE_AUTH_POLICY, limit: pre.limit, window: pre.window, burst: pre.burst };
+  const header = policyItem(PRE_AUTH_POLICY, pre.limit, pre.window);
+  const key = compileKey([{ kind: 'ip' }], '');
+  const onStoreError = pre.onStoreError ?? config.redis?.onError ?? 'failClosed';
+  const limiter =
+    pre.store === 'redis'
+      ? redis?.rateLimiter(policy, onStoreError)
+      : createMemoryRateLimiter(policy, { now: services.now, table: tableFor(`preauth:${pre.limit}:${pre.window}:${pre.burst}`) });
+  if (!limiter) return null;
+
+  const deny = (ctx: RequestContext, d: LimitDecision): GatehouseError | null => {
+    if (d.allowed) return null;
+    if (d.storeError) {
+      return new ServiceUnavailable('GH_ERR_LIMIT_STORE_UNAVAILABLE', STORE_DOWN_DESCRIPTION, { retryAfter: 1, detail: 'limit store unavailable for the pre-auth limit (failClosed)' });
+    }
+    // Only a refusal carries the headers: the pre-auth limit is a flood guard, not a budget to advertise.
+    ctx.responseHeaders.push([RATELIMIT_POLICY_FIELD, header], [RATELIMIT_FIELD, serviceLimitItem(PRE_AUTH_POLICY, 0, d.retryAfter)]);
+    return new RateLimited('GH_ERR_LIMIT_RATE_EXCEEDED', d.retryAfter / 1000, { detail: 'pre-auth limit per client IP' });
+  };
+
+  if (limiter.store === 'memory') {
+    return function preAuthLimitStage(ctx: RequestContext): GatehouseError | null {
+      return deny(ctx, limiter.consume(key(ctx)) as LimitDecision);
+    };
+  }
+  return async function preAuthLimitStage(ctx: RequestContext): Promise<GatehouseError | null> {
+    return deny(ctx, await limiter.consume(key(ctx)));
+  };
+}

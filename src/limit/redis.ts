@@ -1,0 +1,325 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Counter } from 'prom-client';
+import type { Metrics } from '../telemetry/metrics.js';
+import { gcraParameters, type LimitDecision, type QuotaLimiter, type QuotaPolicy, type RateLimiter, type RatePolicy } from './limiter.js';
+import { CalendarPeriod } from './quota.js';
+
+/**
+ * GCRA in one atomic step (see limiter.ts). KEYS[1] = the bucket; ARGV = interval ms, capacity ms,
+ * now ms ('' = the Redis server clock, so that all gateway instances share one clock).
+ * Replies {admitted, remaining, ms}: ms = retry-after when refused, else the time until the next
+ * unit refills. Floats travel as strings because Redis truncates Lua numbers to integers.
+ * The key expires by itself once it holds no more state than a fresh key (PX = TAT - now).
+ */
+const GCRA_LUA = `
+if redis.replicate_commands then redis.replicate_commands() end
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local newTat = tat + interval
+local allowAt = newTat - capacity
+if now + 1e-6 < allowAt then
+  return {0, 0, string.format('%.3f', allowAt - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.17g', newTat), 'PX', math.max(1, math.ceil(newTat - now)))
+local remaining = math.floor((now - allowAt + 1e-6) / interval)
+return {1, remaining, string.format('%.3f', allowAt + (remaining + 1) * interval - now)}
+`;
+
+/**
+ * A calendar quota counter. KEYS[1] = the counter of this period; ARGV = limit, expire-at ms.
+ * A refused request does not count. Replies {admitted, count}.
+ */
+const QUOTA_LUA = `
+local limit = tonumber(ARGV[1])
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= limit then return {0, count} end
+count = redis.call('INCR', KEYS[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return {1, count}
+`;
+
+/** Give back one unit (never below zero). */
+const REFUND_LUA = `
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+`;
+
+/** Quota counters outlive their period by a day, so clock skew between instances cannot reset them early. */
+const QUOTA_GRACE_MS = 86_400_000;
+
+interface ScriptedRedis extends Redis {
+  ghGcra(key: string, interval: string, capacity: string, now: string): Promise<[number, number, string]>;
+  ghQuota(key: string, limit: string, expireAt: string): Promise<[number, number]>;
+  ghRefund(key: string): Promise<number>;
+}
+
+/** Options of {@link createRedisStore}. */
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
+  url: string;
+  /** Prefix of every key (default `gatehouse:`). */
+  keyPrefix?: string;
+  /** Command timeout in ms (default 250): a slower answer is a store error. */
+  timeout?: number;
+  /** Longest pause between reconnection attempts, ms (default 1000). */
+  maxReconnectDelay?: number;
+  log: Logger;
+  metrics: Metrics;
+  /**
+   * Clock for decisions, ms since epoch. Default: rate limits use the Redis server's clock (one
+   * clock for all instances); quotas use `Date.now` to find the calendar period.
+   */
+  now?: () => number;
+}
+
+/**
+ * Shared limiter state in Redis: one round trip (one atomic Lua script, EVALSHA) per decision,
+ * keys that expire on their own, one hash-tagged key per bucket (Redis Cluster friendly).
+ * With Redis unreachable or slow, each policy answers as its `onStoreError` says, fast: no
+ * offline queue, a short command timeout, and reconnection in the background.
+ *
+ * @example
+ * ```ts
+ * const store = createRedisStore({ url: 'redis://127.0.0.1:6379', log, metrics });
+ * await store.start();
+ * const limiter = store.rateLimiter({ name: 'per-client', limit: 100, window: 60_000, burst: 100 }, 'failClosed');
+ * const d = await limiter.consume('client-42');
+ * ```
+ */
+export function createRedisStore(options: RedisStoreOptions): RedisStore {
+  return new RedisStore(options);
+}
+
+/** See {@link createRedisStore}. */
+export class RedisStore {
+  readonly keyPrefix: string;
+  readonly timeout: number;
+  private client: ScriptedRedis | null = null;
+  private readonly options: RedisStoreOptions;
+  private readonly log: Logger;
+  private readonly errors: Counter<string>;
+  private lastError: string | null = null;
+  private lastErrorLog = 0;
+  private suppressed = 0;
+  private wasReady = false;
+  private closed = false;
+
+  constructor(options: RedisStoreOptions) {
+    this.options = options;
+    this.keyPrefix = options.keyPrefix ?? 'gatehouse:';
+    this.timeout = options.timeout ?? 250;
+    this.log = options.log.child({ area: 'limit', store: 'redis' });
+    this.errors = options.metrics.counter(
+      'gatehouse_limit_store_errors_total',
+      'Limit decisions the store could not make (Redis unreachable or too slow), by policy and outcome.',
+      ['store', 'policy', 'outcome'],
+    );
+  }
+
+  /** Connect in the background. Never throws for a dead Redis: reconnection keeps trying. */
+  async start(): Promise<void> {
+    if (this.client || this.closed) return;
+    const maxDelay = this.options.maxReconnectDelay ?? 1000;
+    const redisOptions: RedisOptions = {
+      commandTimeout: this.timeout,
+      connectTimeout: Math.max(1000, this.timeout * 4),
+      // Fail fast while disconnected instead of queueing: a decision never waits for a reconnect.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (times) => (this.closed ? null : Math.min(maxDelay, 50 * 2 ** Math.min(times, 10))),
+      lazyConnect: true,
+    };
+    const client = new Redis(this.options.url, redisOptions) as ScriptedRedis;
+    client.defineCommand('ghGcra', { numberOfKeys: 1, lua: GCRA_LUA });
+    client.defineCommand('ghQuota', { numberOfKeys: 1, lua: QUOTA_LUA });
+    client.defineCommand('ghRefund', { numberOfKeys: 1, lua: REFUND_LUA });
+    client.on('error', (err: Error) => this.noteError(err));
+    client.on('ready', () => {
+      if (this.lastError !== null || !this.wasReady) this.log.info({ redis: this.where() }, 'redis connection ready');
+      this.wasReady = true;
+      this.lastError = null;
+    });
+    this.client = client;
+    // The first attempt may fail; ioredis goes on reconnecting by itself.
+    await client.connect().catch((err: Error) => this.noteError(err));
+  }
+
+  /** `ready`, or what is wrong (for /readyz details). */
+  status(): string {
+    if (!this.client) return 'not started';
+    if (this.client.status === 'ready') return 'ready';
+    return this.lastError ? `${this.client.status}: ${this.lastError}` : this.client.status;
+  }
+
+  /** A GCRA rate limiter whose state lives in Redis. */
+  rateLimiter(policy: RatePolicy, onStoreError: 'failOpen' | 'failClosed'): RateLimiter {
+    return new RedisRateLimiter(this, policy, onStoreError);
+  }
+
+  /** A calendar quota whose counters live in Redis. */
+  quota(policy: QuotaPolicy, onStoreError: 'failOpen' | 'failClosed'): QuotaLimiter {
+    return new RedisQuota(this, policy, onStoreError);
+  }
+
+  /** The connected client, or null while Redis is unreachable (a decision then fails fast). */
+  ready(): ScriptedRedis | null {
+    const client = this.client;
+    return client !== null && client.status === 'ready' ? client : null;
+  }
+
+  /** Count and (at most every 10 s) log a failed decision. */
+  storeFailed(policy: string, outcome: 'allowed' | 'refused', err: unknown): void {
+    this.errors.inc({ store: 'redis', policy, outcome });
+    this.noteError(err);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const client = this.client;
+    this.client = null;
+    if (!client) return;
+    if (client.status === 'ready') {
+      await Promise.race([client.quit().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, this.timeout).unref())]);
+    }
+    client.disconnect();
+  }
+
+  private noteError(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.lastError = message;
+    const now = Date.now();
+    if (now - this.lastErrorLog < 10_000) {
+      this.suppressed++;
+      return;
+    }
+    this.log.warn({ redis: this.where(), err: message, suppressed: this.suppressed }, 'redis limiter store error');
+    this.lastErrorLog = now;
+    this.suppressed = 0;
+  }
+
+  /** host:port without credentials. */
+  private where(): string {
+    try {
+      const url = new URL(this.options.url);
+      return `${url.protocol}//${url.host}`;
+    } catch {
+      return 'redis';
+    }
+  }
+
+  /** @internal */
+  get clock(): (() => number) | undefined {
+    return this.options.now;
+  }
+}
+
+const NO_STORE = new Error('redis is not connected');
+
+function storeErrorDecision(allowed: boolean): LimitDecision {
+  return Object.freeze({ allowed, remaining: 0, retryAfter: allowed ? 0 : 1000, window: 0, storeError: true });
+}
+const FAIL_OPEN = storeErrorDecision(true);
+const FAIL_CLOSED = storeErrorDecision(false);
+
+class RedisRateLimiter implements RateLimiter {
+  readonly store = 'redis' as const;
+  readonly policy: RatePolicy;
+  private readonly redis: RedisStore;
+  private readonly prefix: string;
+  private readonly interval: string;
+  private readonly capacity: string;
+  private readonly failOpen: boolean;
+  private readonly now: (() => number) | undefined;
+  // Built once: no closure per decision.
+  private readonly onReply: (reply: [number, number, string]) => LimitDecision;
+  private readonly onError: (err: unknown) => LimitDecision;
+
+  constructor(redis: RedisStore, policy: RatePolicy, onStoreError: 'failOpen' | 'failClosed') {
+    this.redis = redis;
+    this.policy = policy;
+    this.prefix = `${redis.keyPrefix}{rl:${policy.name}:`;
+    const { interval, capacity } = gcraParameters(policy);
+    this.interval = String(interval);
+    this.capacity = String(capacity);
+    this.failOpen = onStoreError === 'failOpen';
+    this.now = redis.clock;
+    this.onReply = parseGcraReply;
+    this.onError = (err) => {
+      this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
+      return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
+    };
+  }
+
+  consume(key: string): Promise<LimitDecision> {
+    const client = this.redis.ready();
+    if (client === null) return Promise.resolve(this.onError(NO_STORE));
+    return client
+      .ghGcra(`${this.prefix}${key}}`, this.interval, this.capacity, this.now ? String(this.now()) : '')
+      .then(this.onReply, this.onError);
+  }
+}
+
+function parseGcraReply(reply: [number, number, string]): LimitDecision {
+  const allowed = reply[0] === 1;
+  const ms = Number(reply[2]);
+  return { allowed, remaining: reply[1], retryAfter: allowed ? 0 : ms, window: ms, storeError: false };
+}
+
+class RedisQuota implements QuotaLimiter {
+  readonly store = 'redis' as const;
+  readonly policy: QuotaPolicy;
+  private readonly redis: RedisStore;
+  private readonly prefix: string;
+  private readonly limit: string;
+  private readonly failOpen: boolean;
+  private readonly now: () => number;
+  private readonly period: CalendarPeriod;
+  private readonly onError: (err: unknown) => LimitDecision;
+
+  constructor(redis: RedisStore, policy: QuotaPolicy, onStoreError: 'failOpen' | 'failClosed') {
+    this.redis = redis;
+    this.policy = policy;
+    this.prefix = `${redis.keyPrefix}{q:${policy.name}:`;
+    this.limit = String(policy.limit);
+    this.failOpen = onStoreError === 'failOpen';
+    this.now = redis.clock ?? Date.now;
+    this.period = new CalendarPeriod(policy.period);
+    this.onError = (err) => {
+      this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
+      return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
+    };
+  }
+
+  consume(key: string): Promise<LimitDecision> {
+    const client = this.redis.ready();
+    if (client === null) return Promise.resolve(this.onError(NO_STORE));
+    const now = this.now();
+    const period = this.period.update(now);
+    const limit = this.policy.limit;
+    const window = period.end - now;
+    return client.ghQuota(`${this.prefix}${key}}:${period.label}`, this.limit, String(period.end + QUOTA_GRACE_MS)).then(
+      (reply) =>
+        reply[0] === 1
+          ? { allowed: true, remaining: limit - reply[1], retryAfter: 0, window, storeError: false }
+          : { allowed: false, remaining: 0, retryAfter: window, window, storeError: false },
+      this.onError,
+    );
+  }
+
+  refund(key: string): void {
+    const client = this.redis.ready();
+    if (client === null) return;
+    const period = this.period.update(this.now());
+    client.ghRefund(`${this.prefix}${key}}:${period.label}`).catch((err: unknown) => this.redis.storeFailed(this.policy.name, 'allowed', err));
+  }
+}
