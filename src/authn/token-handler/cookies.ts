@@ -1,0 +1,201 @@
+/**
+ * Token-handler cookies: what they are called, where they are sent, and how their contents are
+ * encrypted. Every value is a compact JWE (`dir` / `A256GCM`) under one of the configured
+ * `cookieKeys`: the first key encrypts, every key decrypts (rotation). A cookie that does not
+ * decrypt, is of the wrong kind or has expired reads as `null`, never as an exception.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { CompactEncrypt, compactDecrypt, decodeProtectedHeader } from 'jose';
+
+/** The kinds of cookie; the kind is inside the encrypted payload, so a value cannot be moved to another cookie. */
+export type CookieKind = 'at' | 'rt' | 'id' | 'login';
+
+/** The decrypted contents of a cookie. `exp` is seconds since the epoch. */
+export interface CookiePayload {
+  readonly t: CookieKind;
+  readonly exp: number;
+}
+
+/** Longest cookie value we try to decrypt (browsers keep at most ~4 KiB per cookie). */
+export const MAX_COOKIE_VALUE = 4096;
+
+const KEY_TEXT = /^[A-Za-z0-9+/_-]+={0,2}$/;
+
+/**
+ * Decode one entry of `tokenHandler.cookieKeys`: base64 (or base64url) of exactly 32 bytes.
+ * Returns the problem as a string when the key is unusable (a config issue, never a runtime error).
+ *
+ * @example
+ * ```ts
+ * const key = decodeCookieKey(randomBytes(32).toString('base64'));
+ * if (typeof key === 'string') throw new Error(key);
+ * ```
+ */
+export function decodeCookieKey(text: string): Uint8Array | string {
+  const trimmed = text.trim();
+  if (!KEY_TEXT.test(trimmed)) return 'is not base64 text (expected the base64 of 32 random bytes, e.g. `openssl rand -base64 32`)';
+  const bytes = Buffer.from(trimmed.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (bytes.length !== 32) return `decodes to ${bytes.length} bytes; AES-256-GCM needs exactly 32 (e.g. \`openssl rand -base64 32\`)`;
+  return new Uint8Array(bytes);
+}
+
+interface RingKey {
+  readonly kid: string;
+  readonly key: Uint8Array;
+}
+
+/**
+ * Encrypts and decrypts cookie payloads with a list of keys (first encrypts, all decrypt).
+ *
+ * @example
+ * ```ts
+ * const ring = createCookieKeyRing([key1, key2]);
+ * const value = await ring.seal({ t: 'at', exp: now + 3600, at: accessToken });
+ * const payload = await ring.open(value, 'at', now); // null when tampered, foreign or expired
+ * ```
+ */
+export interface CookieKeyRing {
+  seal(payload: CookiePayload & object): Promise<string>;
+  /** The payload, or null for anything that is not a valid, unexpired cookie of this kind. */
+  open(value: string, kind: CookieKind, nowSeconds: number): Promise<CookiePayload | null>;
+}
+
+const DECRYPT_OPTIONS = { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] };
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The key id is a short hash of the key: it picks the key without trial decryption and reveals nothing useful. */
+function keyId(key: Uint8Array): string {
+  return createHash('sha256').update(key).digest('base64url').slice(0, 8);
+}
+
+/** Build a key ring from decoded 32-byte keys. */
+export function createCookieKeyRing(keys: readonly Uint8Array[]): CookieKeyRing {
+  if (keys.length === 0) throw new TypeError('at least one cookie key is needed');
+  const ring: RingKey[] = keys.map((key) => {
+    if (key.length !== 32) throw new TypeError('cookie keys are 32 bytes');
+    return { kid: keyId(key), key };
+  });
+  const byKid = new Map(ring.map((k) => [k.kid, k.key]));
+  const first = ring[0]!;
+  return {
+    async seal(payload) {
+      return new CompactEncrypt(encoder.encode(JSON.stringify(payload)))
+        .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: first.kid })
+        .encrypt(first.key);
+    },
+    async open(value, kind, nowSeconds) {
+      if (value.length === 0 || value.length > MAX_COOKIE_VALUE) return null;
+      let key: Uint8Array | undefined;
+      try {
+        const header = decodeProtectedHeader(value);
+        key = typeof header.kid === 'string' ? byKid.get(header.kid) : undefined;
+      } catch {
+        return null;
+      }
+      if (!key) return null;
+      let payload: unknown;
+      try {
+        const { plaintext } = await compactDecrypt(value, key, DECRYPT_OPTIONS);
+        payload = JSON.parse(decoder.decode(plaintext));
+      } catch {
+        return null;
+      }
+      if (payload === null || typeof payload !== 'object') return null;
+      const p = payload as CookiePayload;
+      if (p.t !== kind || typeof p.exp !== 'number' || p.exp <= nowSeconds) return null;
+      return p;
+    },
+  };
+}
+
+/** The names and paths of the four cookies for one configuration. */
+export interface CookieLayout {
+  readonly names: Readonly<Record<CookieKind, string>>;
+  readonly paths: Readonly<Record<CookieKind, string>>;
+  readonly domain: string | undefined;
+}
+
+/**
+ * Name and scope the cookies. The access-token cookie goes to every path (API routes), so it takes
+ * the configured prefix as is (`__Host-gh-at`). The others are path-scoped (the refresh token only
+ * to `{base}/refresh`, RFC 6265bis §4.1.3.2: `__Host-` requires `Path=/`), so a `__Host-` prefix
+ * becomes `__Secure-` for them (`__Secure-gh-rt`).
+ *
+ * @example
+ * ```ts
+ * const layout = cookieLayout('__Host-gh', '/tokenhandler');
+ * layout.names.rt; // '__Secure-gh-rt'
+ * layout.paths.rt; // '/tokenhandler/refresh'
+ * ```
+ */
+export function cookieLayout(prefix: string, basePath: string, domain?: string): CookieLayout {
+  const scoped = prefix.startsWith('__Host-') ? '__Secure-' + prefix.slice('__Host-'.length) : prefix;
+  const base = basePath.endsWith('/') ? basePath.slice(0, -1) : basePath;
+  return {
+    names: { at: `${prefix}-at`, rt: `${scoped}-rt`, id: `${scoped}-id`, login: `${scoped}-login` },
+    paths: { at: '/', rt: `${base}/refresh`, id: base, login: `${base}/login/end` },
+    domain,
+  };
+}
+
+/**
+ * A `Set-Cookie` value: always `Secure; HttpOnly; SameSite=Strict`. `maxAge` in seconds;
+ * `value === null` clears the cookie.
+ *
+ * @example
+ * ```ts
+ * res.appendHeader('set-cookie', setCookie(layout, 'at', sealed, 3600));
+ * ```
+ */
+export function setCookie(layout: CookieLayout, kind: CookieKind, value: string | null, maxAge: number): string {
+  let out = `${layout.names[kind]}=${value ?? ''}; Path=${layout.paths[kind]}`;
+  if (layout.domain) out += `; Domain=${layout.domain}`;
+  if (value === null) out += '; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT';
+  else out += `; Max-Age=${Math.max(0, Math.floor(maxAge))}`;
+  return out + '; Secure; HttpOnly; SameSite=Strict';
+}
+
+/**
+ * Read one cookie from a `Cookie` header without building a map (hot path: runs on every API
+ * call of a cookie route). The first cookie of that name wins.
+ *
+ * @example
+ * ```ts
+ * readCookie('a=1; __Host-gh-at=eyJ…', '__Host-gh-at'); // 'eyJ…'
+ * ```
+ */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  const length = header.length;
+  let i = 0;
+  while (i < length) {
+    while (i < length && (header.charCodeAt(i) === 32 || header.charCodeAt(i) === 9)) i++;
+    let end = header.indexOf(';', i);
+    if (end === -1) end = length;
+    if (header.charCodeAt(i + name.length) === 61 /* = */ && i + name.length < end && header.startsWith(name, i)) {
+      return header.slice(i + name.length + 1, end).trim();
+    }
+    i = end + 1;
+  }
+  return undefined;
+}
+
+/** 32 random bytes, base64url: state, nonce, CSRF tokens, session ids. */
+export function randomToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/**
+ * Compare two secrets in constant time (for equal lengths).
+ *
+ * @example
+ * ```ts
+ * if (!safeEqual(headerValue, session.csrf)) return csrfDenied;
+ * ```
+ */
+export function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
