@@ -1,6 +1,8 @@
 import type { AreaFactory } from './pipeline/runtime.js';
 import { createTokenHandlerArea } from './authn/token-handler.js';
-import { createAuthnArea } from './authn/index.js';
+import { createAuthnArea, useOpaqueAuthenticator } from './authn/index.js';
+import { createIntrospectionAuthenticator } from './authn/introspection.js';
+import { createPhantomArea } from './authn/phantom-area.js';
 import { createAuthzArea } from './authz/index.js';
 import { createLimitArea } from './limit/index.js';
 
@@ -9,5 +11,6 @@ import { createLimitArea } from './limit/index.js';
  * before authn so that a cookie can supply the token that authn then validates.
  */
 export function defaultAreas(): AreaFactory[] {
-  return [createLimitArea, createTokenHandlerArea, createAuthnArea, createAuthzArea];
+  useOpaqueAuthenticator(createIntrospectionAuthenticator);
+  return [createLimitArea, createTokenHandlerArea, createAuthnArea, createAuthzArea, createPhantomArea];
 }

@@ -1,0 +1,235 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+
+/**
+ * What gatehouse remembers about one opaque token. Never the token itself: entries are found by
+ * the SHA-256 of the token, and in Redis their value is sealed with a key derived from the token,
+ * so someone reading the store can neither recover the opaque token nor use what is stored.
+ */
+export type IntrospectionEntry =
+  | {
+      readonly active: true;
+      /** The checked introspection response (or the verified JWT's claims). */
+      readonly claims: Readonly<Record<string, unknown>>;
+      /** ms since epoch after which the entry is not used. */
+      readonly expiresAt: number;
+      /** The JWT the authorization server handed out (accept: application/jwt), used for every upstream. */
+      readonly upstreamToken?: string;
+      /** JWTs gatehouse minted, by audience (plain JSON and RFC 9701 introspection). */
+      readonly minted: Record<string, { jwt: string; exp: number }>;
+    }
+  | { readonly active: false; readonly expiresAt: number };
+
+/**
+ * The introspection cache of one issuer: a bounded in-memory LRU, and Redis behind it when the
+ * top-level `redis` section is configured (shared by several gateways).
+ *
+ * Keys are SHA-256 digests of the token (computed by {@link tokenKey}); values stay on this
+ * side of the token: a Redis value is AES-256-GCM sealed under a second, independent digest of
+ * the token, which only a request carrying the token can compute.
+ *
+ * @example
+ * ```ts
+ * const cache = createIntrospectionCache({ issuer: 'opaque', maxEntries: 10_000, log });
+ * const key = tokenKey(token);
+ * const hit = cache.peek(key, Date.now()) ?? (await cache.get(key, token, Date.now()));
+ * ```
+ */
+export interface IntrospectionCache {
+  /** Memory only, synchronous (hot path). `undefined` on a miss or an expired entry. */
+  peek(key: string, now: number): IntrospectionEntry | undefined;
+  /** Memory, then Redis. Never throws: a store failure is a miss (logged). */
+  get(key: string, token: string, now: number): Promise<IntrospectionEntry | undefined>;
+  /** Stores until `entry.expiresAt`; entries already expired are dropped. Never throws. */
+  set(key: string, token: string, entry: IntrospectionEntry, now: number): Promise<void>;
+  /** Waits (at most the Redis timeout, at least 1 s) for the shared store to connect. Never throws. */
+  start(): Promise<void>;
+  /** Entries in memory (for tests and metrics). */
+  readonly size: number;
+  close(): Promise<void>;
+}
+
+/** Options of {@link createIntrospectionCache}. */
+export interface IntrospectionCacheOptions {
+  /** The issuer's configured name: part of every Redis key. */
+  issuer: string;
+  /** Bound of the in-memory LRU. */
+  maxEntries: number;
+  log: Logger;
+  /** Shared store; absent = memory only. */
+  redis?: { url: string; keyPrefix: string; timeout: number };
+}
+
+/**
+ * The cache key of a token: base64url SHA-256. Hot path: one digest per request.
+ *
+ * @example
+ * ```ts
+ * tokenKey('2YotnFZFEjr1zCsicMWpAA'); // 'b2x...' (43 characters)
+ * ```
+ */
+export function tokenKey(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
+
+/** Domain-separated from {@link tokenKey}: knowing the cache key does not give the sealing key. */
+function sealingKey(token: string): Buffer {
+  return createHash('sha256').update('gatehouse introspection cache v1\0').update(token).digest();
+}
+
+/**
+ * Seal an entry for a shared store: AES-256-GCM under a key derived from the token, with the
+ * cache key as additional data (an entry cannot be moved to another key).
+ *
+ * @example
+ * ```ts
+ * const sealed = sealEntry(token, tokenKey(token), entry);
+ * openEntry(token, tokenKey(token), sealed); // entry
+ * ```
+ */
+export function sealEntry(token: string, key: string, entry: IntrospectionEntry): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', sealingKey(token), iv);
+  cipher.setAAD(Buffer.from(key));
+  const body = Buffer.concat([cipher.update(JSON.stringify(entry), 'utf8'), cipher.final()]);
+  return `v1.${iv.toString('base64url')}.${body.toString('base64url')}.${cipher.getAuthTag().toString('base64url')}`;
+}
+
+/**
+ * Open a value sealed by {@link sealEntry}; `undefined` when it does not open (wrong token,
+ * tampered, or not an entry).
+ *
+ * @example
+ * ```ts
+ * const entry = openEntry(token, key, await redis.get(redisKey));
+ * ```
+ */
+export function openEntry(token: string, key: string, sealed: string): IntrospectionEntry | undefined {
+  const parts = sealed.split('.');
+  if (parts.length !== 4 || parts[0] !== 'v1') return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', sealingKey(token), Buffer.from(parts[1]!, 'base64url'));
+    decipher.setAAD(Buffer.from(key));
+    decipher.setAuthTag(Buffer.from(parts[3]!, 'base64url'));
+    const text = Buffer.concat([decipher.update(Buffer.from(parts[2]!, 'base64url')), decipher.final()]).toString('utf8');
+    const entry = JSON.parse(text) as IntrospectionEntry;
+    if (typeof entry !== 'object' || entry === null || typeof entry.expiresAt !== 'number' || typeof entry.active !== 'boolean') return undefined;
+    return entry;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Build the cache of one issuer.
+ *
+ * @example
+ * ```ts
+ * const cache = createIntrospectionCache({ issuer: 'opaque', maxEntries: 10_000, log, redis: config.redis });
+ * await cache.set(tokenKey(token), token, { active: false, expiresAt: Date.now() + 5000 }, Date.now());
+ * await cache.close();
+ * ```
+ */
+export function createIntrospectionCache(options: IntrospectionCacheOptions): IntrospectionCache {
+  const memory = new Map<string, IntrospectionEntry>();
+  const maxEntries = Math.max(1, options.maxEntries);
+  const redis = options.redis
+    ? new Redis(options.redis.url, {
+        lazyConnect: false,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        commandTimeout: options.redis.timeout,
+        connectTimeout: Math.max(1000, options.redis.timeout),
+        retryStrategy: (times) => Math.min(times * 200, 2000),
+      })
+    : null;
+  const prefix = options.redis ? `${options.redis.keyPrefix}introspection:${options.issuer}:` : '';
+  let lastRedisError = 0;
+  redis?.on('error', (err: Error) => {
+    // ioredis repeats connection errors while it reconnects; one log line per 10 s is enough.
+    const now = Date.now();
+    if (now - lastRedisError > 10_000) options.log.warn({ err: err.message, issuer: options.issuer }, 'introspection cache: redis error');
+    lastRedisError = now;
+  });
+
+  function remember(key: string, entry: IntrospectionEntry): void {
+    memory.delete(key);
+    memory.set(key, entry);
+    if (memory.size > maxEntries) {
+      // Map iteration order is insertion order: the first key is the least recently used.
+      const oldest = memory.keys().next().value;
+      if (oldest !== undefined) memory.delete(oldest);
+    }
+  }
+
+  function peek(key: string, now: number): IntrospectionEntry | undefined {
+    const entry = memory.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= now) {
+      memory.delete(key);
+      return undefined;
+    }
+    // Refresh recency (LRU).
+    memory.delete(key);
+    memory.set(key, entry);
+    return entry;
+  }
+
+  return {
+    peek,
+    async get(key, token, now) {
+      const local = peek(key, now);
+      if (local !== undefined || !redis) return local;
+      if (redis.status !== 'ready') return undefined;
+      try {
+        const sealed = await redis.get(prefix + key);
+        if (sealed === null) return undefined;
+        const entry = openEntry(token, key, sealed);
+        if (!entry || entry.expiresAt <= now) return undefined;
+        remember(key, entry);
+        return entry;
+      } catch (err) {
+        options.log.warn({ err: (err as Error).message, issuer: options.issuer }, 'introspection cache: redis read failed; introspecting');
+        return undefined;
+      }
+    },
+    async set(key, token, entry, now) {
+      const ttl = entry.expiresAt - now;
+      if (ttl <= 0) return;
+      remember(key, entry);
+      if (!redis || redis.status !== 'ready') return;
+      try {
+        await redis.set(prefix + key, sealEntry(token, key, entry), 'PX', Math.ceil(ttl));
+      } catch (err) {
+        options.log.warn({ err: (err as Error).message, issuer: options.issuer }, 'introspection cache: redis write failed');
+      }
+    },
+    async start() {
+      if (!redis || redis.status === 'ready') return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(1000, options.redis!.timeout));
+        timer.unref();
+        function done() {
+          clearTimeout(timer);
+          redis!.off('ready', done);
+          resolve();
+        }
+        redis!.once('ready', done);
+      });
+    },
+    get size() {
+      return memory.size;
+    },
+    async close() {
+      memory.clear();
+      if (redis) {
+        try {
+          await redis.quit();
+        } catch {
+          redis.disconnect();
+        }
+      }
+    },
+  };
+}

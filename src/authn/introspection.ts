@@ -1,0 +1,618 @@
+import { createHash, createPrivateKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { SignJWT } from 'jose';
+import type { Logger } from 'pino';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { GatehouseConfig, IntrospectionConfig, IssuerConfig } from '../config/types.js';
+import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseErrorCode, type Result } from '../errors.js';
+import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
+import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
+import { fetchDiscovery } from './discovery.js';
+import { createFetcher } from './fetch.js';
+import { acquireGatewayKeys, type GatewayKeys } from './gateway-keys.js';
+import { createIntrospectionCache, tokenKey, type IntrospectionCache, type IntrospectionEntry } from './introspection-cache.js';
+import { createMinter, type Minter } from './mint.js';
+import { createSignedResponseVerifier, type SignedResponseVerifier } from './introspection-jwt.js';
+
+/** An introspection authenticator, with the lifecycle hooks the authn area drives. */
+export type IntrospectionAuthenticator = Authenticator & {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  readiness(): Readiness;
+};
+
+/** Seconds a client is told to wait when the introspection endpoint cannot be reached. */
+const RETRY_AFTER_SECONDS = 2;
+/** Consecutive failures after which misses fail fast for {@link BREAKER_OPEN_MS}. */
+const BREAKER_THRESHOLD = 3;
+const BREAKER_OPEN_MS = 2_000;
+/** After a failed discovery, wait this long before the next attempt (requests get 503 meanwhile). */
+const DISCOVERY_RETRY_MS = 1_000;
+/** A minted JWT is re-minted when it has less than this left (the upstream must still accept it). */
+const MINT_MARGIN_S = 10;
+/** RFC 6750 §2.1 b68token; anything else cannot be a bearer token and is never sent out. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+const FORM = 'application/x-www-form-urlencoded';
+
+interface Exchange {
+  status: number;
+  contentType: string;
+  body: Buffer;
+}
+
+/** Outcome of one introspection round trip, before any per-request check. */
+type Lookup = Result<IntrospectionEntry>;
+
+/**
+ * Validates opaque (by-reference) access tokens with RFC 7662 token introspection and swaps
+ * them for a JWT the upstream can verify (the phantom token pattern, issue 6).
+ *
+ * - POST `token` + `token_type_hint=access_token`, authenticated with `client_secret_basic`
+ *   (default), `client_secret_post` or `private_key_jwt`; the endpoint is configured or found by
+ *   discovery (`introspection_endpoint`). TLS is always verified (`tls.ca` adds a CA).
+ * - `active: false` → 401 `GH_ERR_INTROSPECTION_INACTIVE`. An active answer is checked like a
+ *   JWT: `exp`, `nbf`, `iss` and `aud` where present, `token_type` if present, `cnf`.
+ * - The upstream gets a JWT: the authorization server's own (`accept: application/jwt`, verified
+ *   with the issuer's keys), or one gatehouse mints (plain JSON, or RFC 9701 signed responses).
+ * - Results are cached by SHA-256 of the token for min(exp − now, `cacheTtl`); inactive ones for
+ *   `negativeCacheTtl`. Concurrent requests with the same uncached token share one call.
+ * - Endpoint down or slow → 503 `GH_ERR_INTROSPECTION_UNAVAILABLE` with `Retry-After`, never a pass.
+ *
+ * @example
+ * ```ts
+ * const authenticator = createIntrospectionAuthenticator(config.issuers[0], config, services);
+ * await authenticator.start();
+ * const outcome = await authenticator.authenticate(token, ctx);
+ * if (outcome.kind === 'principal') ctx.principal = outcome.principal; // upstreamToken is a JWT
+ * await authenticator.close();
+ * ```
+ */
+export function createIntrospectionAuthenticator(
+  issuer: IssuerConfig,
+  config: GatehouseConfig,
+  services: GatewayServices,
+): IntrospectionAuthenticator {
+  const intro = issuer.introspection;
+  if (!intro) throw new Error(`issuer ${issuer.name} has no introspection section`);
+  const log: Logger = services.log.child({ area: 'authn', issuer: issuer.name, authenticator: 'introspection' });
+  const now = services.now;
+  const skew = issuer.clockSkew / 1000;
+  const audiences = new Set(issuer.audiences);
+
+  // Hot path: metric children are bound once.
+  const calls = services.metrics.counter('gatehouse_introspection_requests_total', 'Introspection calls, by issuer and result.', ['issuer', 'result']);
+  const cacheLookups = services.metrics.counter('gatehouse_introspection_cache_total', 'Introspection cache lookups, by issuer and result.', ['issuer', 'result']);
+  const callActive = calls.labels(issuer.name, 'active');
+  const callInactive = calls.labels(issuer.name, 'inactive');
+  const callFailed = calls.labels(issuer.name, 'error');
+  const cacheHit = cacheLookups.labels(issuer.name, 'hit');
+  const cacheMiss = cacheLookups.labels(issuer.name, 'miss');
+
+  /** aud of minted JWTs per upstream: the upstream's `audience`, the issuer's, or its first audience. */
+  const audienceFor = new Map<string, string>();
+  const defaultAudience = intro.audience ?? issuer.audiences[0] ?? config.gateway.issuer;
+  for (const u of config.upstreams) audienceFor.set(u.name, u.audience ?? defaultAudience);
+
+  const agent: Dispatcher = new Agent({
+    connect: {
+      rejectUnauthorized: true,
+      ca: readOptional(issuer.tls?.ca, config.baseDir),
+      cert: readOptional(issuer.tls?.cert, config.baseDir),
+      key: readOptional(issuer.tls?.key, config.baseDir),
+      servername: issuer.tls?.servername,
+      minVersion: issuer.tls?.minVersion ?? 'TLSv1.2',
+      timeout: intro.timeout,
+    },
+    keepAliveTimeout: 10_000,
+    connections: 32,
+  });
+  const clientAuth = buildClientAuth(issuer, intro, config.baseDir);
+  const cache: IntrospectionCache | null =
+    intro.cacheTtl > 0
+      ? createIntrospectionCache({ issuer: issuer.name, maxEntries: config.tokenCache.maxEntries, log, redis: config.redis })
+      : null;
+  // The AS's own JWT goes upstream with application/jwt; every other mode mints.
+  const keys: GatewayKeys | null = intro.accept === 'application/jwt' ? null : acquireGatewayKeys(config, now);
+  const minter: Minter | null = keys ? createMinter(keys, config.gateway) : null;
+  const signed: SignedResponseVerifier | null =
+    intro.accept === 'application/json' ? null : createSignedResponseVerifier(issuer, intro, config, services);
+
+  const inactive = new InvalidToken('GH_ERR_INTROSPECTION_INACTIVE', 'the access token is not active');
+  const inflight = new Map<string, Promise<Lookup>>();
+  /** Principals already built for an entry, by audience (hot path: a cache hit allocates nothing). */
+  const principals = new WeakMap<IntrospectionEntry, Map<string, Principal>>();
+
+  let endpoint: string | undefined = intro.endpoint;
+  let discovering: Promise<string | undefined> | null = null;
+  let lastDiscoveryFailure = 0;
+  let discoveryError: string | undefined;
+  let failures = 0;
+  let breakerOpenUntil = 0;
+  let lastError: { at: number; reason: string } | undefined;
+  let lastSuccess = 0;
+  let closed = false;
+
+  function unavailable(reason: string, cause?: unknown): GatehouseError {
+    return new ServiceUnavailable('GH_ERR_INTROSPECTION_UNAVAILABLE', 'the access token cannot be checked right now', {
+      retryAfter: RETRY_AFTER_SECONDS,
+      detail: reason,
+      cause,
+    });
+  }
+
+  function invalidResponse(reason: string): GatehouseError {
+    return new ServiceUnavailable('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'the access token cannot be checked right now', {
+      retryAfter: RETRY_AFTER_SECONDS,
+      detail: reason,
+    });
+  }
+
+  async function resolveEndpoint(): Promise<string | undefined> {
+    if (endpoint) return endpoint;
+    if (now() - lastDiscoveryFailure < DISCOVERY_RETRY_MS) return undefined;
+    if (!discovering) {
+      discovering = (async () => {
+        const fetcher = createFetcher(issuer.tls, config.baseDir);
+        try {
+          const meta = await fetchDiscovery(issuer, fetcher);
+          if (!meta.introspection_endpoint) throw new Error('the discovery document has no introspection_endpoint');
+          endpoint = meta.introspection_endpoint;
+          discoveryError = undefined;
+          return endpoint;
+        } catch (err) {
+          lastDiscoveryFailure = now();
+          discoveryError = (err as Error).message;
+          log.warn({ reason: discoveryError }, 'introspection: discovery failed');
+          return undefined;
+        } finally {
+          discovering = null;
+          await fetcher.close();
+        }
+      })();
+    }
+    return discovering;
+  }
+
+  /** One POST to the introspection endpoint; bounded in time and size. */
+  async function exchange(url: string, token: string): Promise<Exchange> {
+    const form = new URLSearchParams();
+    form.set('token', token);
+    form.set('token_type_hint', 'access_token');
+    const headers: Record<string, string> = { 'content-type': FORM, accept: intro!.accept };
+    if (clientAuth.header) headers.authorization = clientAuth.header;
+    if (clientAuth.form) for (const [k, v] of clientAuth.form) form.set(k, v);
+    if (clientAuth.assertion) {
+      form.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      form.set('client_assertion', await clientAuth.assertion());
+    }
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), intro!.timeout);
+    timer.unref();
+    try {
+      const response = await request(url, {
+        method: 'POST',
+        dispatcher: agent,
+        headers,
+        body: form.toString(),
+        signal: controller.signal,
+        headersTimeout: intro!.timeout,
+        bodyTimeout: intro!.timeout,
+      });
+      const limit = issuer.maxResponseSize;
+      const declared = Number(response.headers['content-length']);
+      if (Number.isFinite(declared) && declared > limit) {
+        response.body.destroy();
+        throw new ExchangeFailed(`response of ${declared} bytes is over the limit of ${limit}`, false);
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for await (const chunk of response.body) {
+        total += (chunk as Buffer).length;
+        if (total > limit) {
+          response.body.destroy();
+          throw new ExchangeFailed(`response is over the limit of ${limit} bytes`, false);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      const type = response.headers['content-type'];
+      return {
+        status: response.statusCode,
+        contentType: ((Array.isArray(type) ? type[0] : type) ?? '').split(';')[0]!.trim().toLowerCase(),
+        body: Buffer.concat(chunks, total),
+      };
+    } catch (err) {
+      if (err instanceof ExchangeFailed) throw err;
+      if (controller.signal.aborted) throw new ExchangeFailed(`no answer within ${intro!.timeout} ms`, true, err);
+      const e = err as NodeJS.ErrnoException;
+      throw new ExchangeFailed(e.code ? `${e.code}: ${e.message}` : e.message, true, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Introspect, check what does not depend on the request, build the cache entry. */
+  async function introspect(token: string, audience: string): Promise<Lookup> {
+    const at = now();
+    if (at < breakerOpenUntil) return { ok: false, error: unavailable(`introspection failed ${failures} times in a row; waiting before the next try`) };
+    const url = await resolveEndpoint();
+    if (!url) return { ok: false, error: unavailable(`no introspection endpoint: ${discoveryError ?? 'discovery pending'}`) };
+    let reply: Exchange;
+    try {
+      reply = await exchange(url, token);
+    } catch (err) {
+      return failed(err instanceof ExchangeFailed ? err.message : String(err), err);
+    }
+    const outcome = await interpret(reply, token);
+    if (!outcome.ok) {
+      if (outcome.error.status >= 500) return failed(outcome.error.detail ?? outcome.error.code, undefined, outcome.error);
+      // A definitive answer about the token: the endpoint works.
+      succeeded();
+      callInactive.inc();
+      return outcome;
+    }
+    succeeded();
+    const claims = outcome.value.claims;
+    if (outcome.value.active === false) {
+      callInactive.inc();
+      return { ok: true, value: { active: false, expiresAt: now() + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl) } };
+    }
+    callActive.inc();
+    const checked = checkClaims(claims!, now());
+    if (checked) return { ok: false, error: checked };
+    const t = now();
+    let expiresAt = t + intro!.cacheTtl;
+    if (typeof claims!.exp === 'number') expiresAt = Math.min(expiresAt, claims!.exp * 1000);
+    const entry: { active: true; claims: Record<string, unknown>; expiresAt: number; upstreamToken?: string; minted: Record<string, { jwt: string; exp: number }> } = {
+      active: true,
+      claims: claims!,
+      expiresAt,
+      minted: {},
+    };
+    if (outcome.value.upstreamToken) {
+      entry.upstreamToken = outcome.value.upstreamToken;
+    } else {
+      const minted = await minter!.mint(claims!, audience, t);
+      entry.minted[audience] = minted;
+      // Keep the entry no longer than its JWT is worth forwarding (tokenTtl < cacheTtl).
+      if (minted.exp < (typeof claims!.exp === 'number' ? claims!.exp : Infinity)) {
+        entry.expiresAt = Math.min(entry.expiresAt, (minted.exp - MINT_MARGIN_S) * 1000);
+      }
+    }
+    return { ok: true, value: entry };
+  }
+
+  function failed(reason: string, cause?: unknown, error?: GatehouseError): Lookup {
+    failures++;
+    callFailed.inc();
+    lastError = { at: now(), reason };
+    if (failures >= BREAKER_THRESHOLD) breakerOpenUntil = now() + BREAKER_OPEN_MS;
+    log.warn({ reason, failures }, 'introspection failed');
+    return { ok: false, error: error ?? unavailable(reason, cause) };
+  }
+
+  function succeeded(): void {
+    if (failures > 0) log.info({ after: failures }, 'introspection endpoint answers again');
+    failures = 0;
+    breakerOpenUntil = 0;
+    lastSuccess = now();
+  }
+
+  /** Turn an HTTP answer into active claims, inactive, or a denial. */
+  async function interpret(
+    reply: Exchange,
+    token: string,
+  ): Promise<Result<{ active: boolean; claims?: Record<string, unknown>; upstreamToken?: string }>> {
+    const { status, contentType } = reply;
+    if (status === 200) {
+      if (contentType === 'application/json') {
+        const body = parseObject(reply.body);
+        if (!body) return { ok: false, error: invalidResponse('the introspection response is not a JSON object') };
+        if (body.active === false) return { ok: true, value: { active: false } };
+        if (body.active !== true) return { ok: false, error: invalidResponse('the introspection response has no boolean "active"') };
+        if (intro!.accept !== 'application/json') {
+          return { ok: false, error: invalidResponse(`asked for ${intro!.accept} but the authorization server answered plain JSON`) };
+        }
+        return { ok: true, value: { active: true, claims: body } };
+      }
+      if (signed && (contentType === 'application/jwt' || contentType === 'application/token-introspection+jwt') && contentType === intro!.accept) {
+        const text = reply.body.toString('utf8').trim();
+        if (intro!.accept === 'application/jwt') {
+          // The access token in JWT form: verified exactly like any JWT of this issuer.
+          const verified = await signed.verifyAccessToken(text);
+          if (!verified.ok) return verified;
+          return { ok: true, value: { active: true, claims: verified.value, upstreamToken: text } };
+        }
+        const verified = await signed.verifyIntrospectionResponse(text);
+        if (!verified.ok) return verified;
+        if (verified.value.active !== true) return { ok: true, value: { active: false } };
+        return { ok: true, value: { active: true, claims: verified.value } };
+      }
+      return { ok: false, error: invalidResponse(`unexpected content type "${contentType}" with status 200`) };
+    }
+    // Some servers answer 204 for an inactive token when asked for application/jwt.
+    if (status === 204 && intro!.accept === 'application/jwt') return { ok: true, value: { active: false } };
+    if (status === 400) {
+      const body = parseObject(reply.body);
+      const error = typeof body?.error === 'string' ? body.error : 'unknown';
+      // invalid_client is our misconfiguration; anything else is about the token (e.g. a
+      // JWT-shaped string that the server refuses to introspect: unsupported_token_type).
+      if (error === 'invalid_client') return { ok: false, error: unavailable('the introspection endpoint refused the gateway client (400 invalid_client)') };
+      void token;
+      return { ok: false, error: new InvalidToken('GH_ERR_INTROSPECTION_INACTIVE', 'the access token is not active', { detail: `introspection endpoint answered 400 ${error}` }) };
+    }
+    if (status === 401 || status === 403) {
+      log.error({ status }, 'introspection: the authorization server refused the gateway client credentials');
+      return { ok: false, error: unavailable(`the introspection endpoint refused the gateway client (${status})`) };
+    }
+    if (status >= 500 || status === 429) return { ok: false, error: unavailable(`the introspection endpoint answered ${status}`) };
+    return { ok: false, error: invalidResponse(`unexpected status ${status}`) };
+  }
+
+  /** RFC 7662 §2.2 members checked like JWT claims. Returns the denial, or null. */
+  function checkClaims(claims: Record<string, unknown>, at: number): GatehouseError | null {
+    const seconds = at / 1000;
+    const deny = (code: GatehouseErrorCode, detail: string) => new InvalidToken(code, 'the access token is not valid', { detail });
+    for (const name of ['exp', 'nbf', 'iat'] as const) {
+      if (claims[name] !== undefined && (typeof claims[name] !== 'number' || !Number.isFinite(claims[name]))) {
+        return deny('GH_ERR_INTROSPECTION_INVALID_RESPONSE', `"${name}" is not a number`);
+      }
+    }
+    if (typeof claims.exp === 'number' && claims.exp <= seconds - skew) return deny('GH_ERR_INTROSPECTION_EXPIRED', 'exp is in the past');
+    if (typeof claims.nbf === 'number' && claims.nbf > seconds + skew) return deny('GH_ERR_INTROSPECTION_NOT_YET_VALID', 'nbf is in the future');
+    if (typeof claims.iat === 'number' && claims.iat > seconds + skew) return deny('GH_ERR_INTROSPECTION_NOT_YET_VALID', 'iat is in the future');
+    if (claims.iss !== undefined && claims.iss !== issuer.issuer) return deny('GH_ERR_INTROSPECTION_ISSUER_INVALID', `iss ${JSON.stringify(claims.iss)} is not ${issuer.issuer}`);
+    if (claims.aud !== undefined) {
+      const list = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : null;
+      if (!list || !list.some((a) => typeof a === 'string' && audiences.has(a))) {
+        return deny('GH_ERR_INTROSPECTION_AUDIENCE_INVALID', `aud ${JSON.stringify(claims.aud)} names none of the configured audiences`);
+      }
+    }
+    if (claims.token_type !== undefined) {
+      const type = typeof claims.token_type === 'string' ? claims.token_type.toLowerCase() : '';
+      if (type === 'dpop') return deny('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', 'a DPoP-bound token needs a DPoP proof, which gatehouse does not check');
+      if (type !== 'bearer' && type !== 'access_token') return deny('GH_ERR_INTROSPECTION_TOKEN_TYPE_INVALID', `token_type ${JSON.stringify(claims.token_type)} is not an access token`);
+    }
+    if (claims.cnf !== undefined) {
+      const cnf = claims.cnf;
+      if (typeof cnf !== 'object' || cnf === null) return deny('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'cnf is not an object');
+      const keys = Object.keys(cnf);
+      if (keys.some((k) => k !== 'x5t#S256')) return deny('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', `cnf ${keys.join(',')} cannot be checked by gatehouse`);
+    }
+    if (claims.scope !== undefined && typeof claims.scope !== 'string') return deny('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'scope is not a string');
+    if (claims.sub !== undefined && typeof claims.sub !== 'string') return deny('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'sub is not a string');
+    return null;
+  }
+
+  /** RFC 8705 §3: a certificate-bound token is only good with that certificate. */
+  function certificateMismatch(claims: Readonly<Record<string, unknown>>, ctx: RequestContext): GatehouseError | null {
+    const cnf = claims.cnf as Record<string, unknown> | undefined;
+    const expected = cnf?.['x5t#S256'];
+    if (expected === undefined) return null;
+    const raw = ctx.clientCertificate?.raw;
+    if (typeof expected === 'string' && raw) {
+      const actual = createHash('sha256').update(raw).digest();
+      const want = Buffer.from(expected, 'base64url');
+      if (want.length === actual.length && timingSafeEqual(want, actual)) return null;
+    }
+    return new InvalidToken('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', 'the access token is bound to another client certificate', {
+      detail: raw ? 'cnf x5t#S256 does not match the client certificate' : 'a certificate-bound token came without a client certificate',
+    });
+  }
+
+  /** The single-flight miss path: one call per token, shared by every concurrent request. */
+  function lookup(key: string, token: string, audience: string): Promise<Lookup> {
+    let pending = inflight.get(key);
+    if (!pending) {
+      pending = (async (): Promise<Lookup> => {
+        try {
+          const cached = cache ? await cache.get(key, token, now()) : undefined;
+          if (cached) return { ok: true, value: cached };
+          cacheMiss.inc();
+          const result = await introspect(token, audience);
+          if (cache) {
+            if (result.ok) await cache.set(key, token, result.value, now());
+            else if (result.error.status === 401) {
+              // A definitive refusal (inactive, expired, wrong audience): short negative entry.
+              await cache.set(key, token, { active: false, expiresAt: now() + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl) }, now());
+            }
+          }
+          return result;
+        } finally {
+          inflight.delete(key);
+        }
+      })();
+      inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Build (or reuse) the principal for an active entry and a route's audience. */
+  async function principalFor(entry: IntrospectionEntry & { active: true }, key: string, token: string, audience: string): Promise<Principal> {
+    let byAudience = principals.get(entry);
+    const known = byAudience?.get(audience);
+    const at = now();
+    if (known && (entry.upstreamToken || (entry.minted[audience]?.exp ?? 0) - MINT_MARGIN_S > at / 1000)) return known;
+    let upstreamToken = entry.upstreamToken;
+    if (!upstreamToken) {
+      let minted = entry.minted[audience];
+      if (!minted || minted.exp - MINT_MARGIN_S <= at / 1000) {
+        minted = await minter!.mint(entry.claims, audience, at);
+        entry.minted[audience] = minted;
+        if (cache) await cache.set(key, token, entry, at);
+      }
+      upstreamToken = minted.jwt;
+    }
+    const principal: Principal = {
+      issuer: issuer.name,
+      subject: typeof entry.claims.sub === 'string' ? entry.claims.sub : typeof entry.claims.client_id === 'string' ? entry.claims.client_id : undefined,
+      claims: entry.claims,
+      scopes: scopesOf(entry.claims),
+      kind: 'introspection',
+      upstreamToken,
+    };
+    if (!byAudience) {
+      byAudience = new Map();
+      principals.set(entry, byAudience);
+    }
+    byAudience.set(audience, principal);
+    return principal;
+  }
+
+  function outcome(entry: IntrospectionEntry, key: string, token: string, ctx: RequestContext, audience: string): AuthOutcome | Promise<AuthOutcome> {
+    if (!entry.active) return { kind: 'denied', error: inactive };
+    if (entry.claims.cnf !== undefined) {
+      const mismatch = certificateMismatch(entry.claims, ctx);
+      if (mismatch) return { kind: 'denied', error: mismatch };
+    }
+    const byAudience = principals.get(entry);
+    const known = byAudience?.get(audience);
+    // Hot path: a warm entry whose JWT is still fresh answers synchronously.
+    if (known && (entry.upstreamToken || (entry.minted[audience]?.exp ?? 0) - MINT_MARGIN_S > now() / 1000)) {
+      return { kind: 'principal', principal: known };
+    }
+    return principalFor(entry, key, token, audience).then((principal) => ({ kind: 'principal', principal }) as AuthOutcome);
+  }
+
+  return {
+    name: `introspection:${issuer.name}`,
+    authenticate(token: string, ctx: RequestContext): AuthOutcome | Promise<AuthOutcome> {
+      if (token.length > issuer.maxTokenSize || !B64TOKEN.test(token)) {
+        return { kind: 'denied', error: new InvalidToken('GH_ERR_INTROSPECTION_TOKEN_MALFORMED', 'the access token is malformed', { detail: token.length > issuer.maxTokenSize ? `token of ${token.length} bytes is over ${issuer.maxTokenSize}` : 'not RFC 6750 b64token syntax' }) };
+      }
+      const audience = (ctx.route && audienceFor.get(ctx.route.config.upstream)) ?? defaultAudience;
+      const key = tokenKey(token);
+      const hit = cache?.peek(key, now());
+      if (hit) {
+        cacheHit.inc();
+        return outcome(hit, key, token, ctx, audience);
+      }
+      return lookup(key, token, audience).then((result) => {
+        if (!result.ok) {
+          ctx.log.info({ granted: false, reason: result.error.code, detail: result.error.detail, issuer: issuer.name }, 'introspection denied');
+          return { kind: 'denied', error: result.error } as AuthOutcome;
+        }
+        return outcome(result.value, key, token, ctx, audience);
+      });
+    },
+    async start() {
+      await Promise.all([
+        keys?.ready(),
+        intro.endpoint ? undefined : resolveEndpoint(),
+        signed?.start(),
+        cache?.start(),
+      ]);
+    },
+    readiness(): Readiness {
+      const details: Record<string, unknown> = {
+        endpoint: endpoint ?? `not discovered${discoveryError ? `: ${discoveryError}` : ''}`,
+        cachedEntries: cache?.size ?? 0,
+      };
+      if (lastError) details.lastError = `${Math.round((now() - lastError.at) / 1000)}s ago: ${lastError.reason}`;
+      if (failures > 0) details.consecutiveFailures = failures;
+      if (lastSuccess) details.lastSuccess = `${Math.round((now() - lastSuccess) / 1000)}s ago`;
+      const signedReadiness = signed?.readiness();
+      if (signedReadiness?.details) details.keys = signedReadiness.details;
+      const keysReady = !keys || keys.loaded;
+      if (!keysReady) details.gatewayKeys = 'not loaded';
+      return { ready: endpoint !== undefined && keysReady && (signedReadiness?.ready ?? true), details };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      keys?.release();
+      await Promise.allSettled([agent.close(), cache?.close(), signed?.close()]);
+    },
+  };
+}
+
+class ExchangeFailed extends Error {
+  readonly transport: boolean;
+  constructor(message: string, transport: boolean, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.transport = transport;
+  }
+}
+
+/** `scope` (space-separated, RFC 7662) or `scp` (array). */
+function scopesOf(claims: Readonly<Record<string, unknown>>): ReadonlySet<string> {
+  if (typeof claims.scope === 'string') return new Set(claims.scope.split(' ').filter((s) => s.length > 0));
+  if (Array.isArray(claims.scp)) return new Set(claims.scp.filter((s): s is string => typeof s === 'string'));
+  return new Set();
+}
+
+function parseObject(body: Buffer): Record<string, unknown> | null {
+  try {
+    const value = JSON.parse(body.toString('utf8')) as unknown;
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function readOptional(file: string | undefined, baseDir: string): Buffer | undefined {
+  return file ? readFileSync(path.resolve(baseDir, file)) : undefined;
+}
+
+interface ClientAuth {
+  header?: string;
+  form?: [string, string][];
+  assertion?: () => Promise<string>;
+}
+
+/**
+ * RFC 6749 §2.3.1: for client_secret_basic the id and secret are form-urlencoded before they
+ * are joined and base64-encoded (a secret with `:` or `%` must survive the trip).
+ */
+export function basicCredentials(clientId: string, clientSecret: string): string {
+  const encode = (s: string) => encodeURIComponent(s).replace(/%20/g, '+').replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `Basic ${Buffer.from(`${encode(clientId)}:${encode(clientSecret)}`).toString('base64')}`;
+}
+
+function buildClientAuth(issuer: IssuerConfig, intro: IntrospectionConfig, baseDir: string): ClientAuth {
+  if (intro.authMethod === 'client_secret_post') return { form: [['client_id', intro.clientId], ['client_secret', intro.clientSecret ?? '']] };
+  if (intro.authMethod === 'client_secret_basic') return { header: basicCredentials(intro.clientId, intro.clientSecret ?? '') };
+  const { key, alg, kid } = loadClientKey(intro.privateKey ?? '', baseDir);
+  return {
+    form: [['client_id', intro.clientId]],
+    // RFC 7523 §3: iss = sub = client_id, aud = the authorization server's issuer identifier.
+    assertion: () =>
+      new SignJWT({})
+        .setProtectedHeader(kid ? { alg, kid } : { alg })
+        .setIssuer(intro.clientId)
+        .setSubject(intro.clientId)
+        .setAudience(issuer.issuer)
+        .setIssuedAt()
+        .setExpirationTime('60s')
+        .setJti(randomBytes(16).toString('base64url'))
+        .sign(key),
+  };
+}
+
+/** `privateKey`: inline JWK JSON, or a file (PEM or JWK) relative to the config file. */
+function loadClientKey(value: string, baseDir: string): { key: KeyObject; alg: string; kid: string | undefined } {
+  const text = value.trimStart().startsWith('{') ? value : readFileSync(path.resolve(baseDir, value), 'utf8');
+  let jwk: Record<string, unknown> | undefined;
+  let key: KeyObject;
+  if (text.trimStart().startsWith('{')) {
+    jwk = JSON.parse(text) as Record<string, unknown>;
+    key = createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+  } else {
+    key = createPrivateKey(text);
+  }
+  let alg = typeof jwk?.alg === 'string' ? jwk.alg : undefined;
+  if (!alg) {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    alg =
+      key.asymmetricKeyType === 'ec'
+        ? curve === 'secp384r1'
+          ? 'ES384'
+          : curve === 'secp521r1'
+            ? 'ES512'
+            : 'ES256'
+        : key.asymmetricKeyType === 'ed25519'
+          ? 'EdDSA'
+          : 'RS256';
+  }
+  return { key, alg, kid: typeof jwk?.kid === 'string' ? jwk.kid : undefined };
+}

@@ -1,0 +1,70 @@
+import { randomBytes } from 'node:crypto';
+import { SignJWT } from 'jose';
+import type { GatewayTokenConfig } from '../config/types.js';
+import type { GatewayKeys } from './gateway-keys.js';
+
+/** Claims of an introspection response that are carried into the minted JWT (RFC 9068 §2.2). */
+const CARRIED = ['scope', 'client_id', 'auth_time', 'acr', 'amr'] as const;
+
+/** A JWT gatehouse minted, and its `exp` in seconds. */
+export interface MintedToken {
+  readonly jwt: string;
+  readonly exp: number;
+}
+
+/**
+ * Mints the short-lived JWTs that replace opaque tokens on the way to the upstream (the phantom
+ * token pattern). RFC 9068 shaped: header `typ: at+jwt` with the signing key's `kid`; claims
+ * `iss` (= `gateway.issuer`), `aud`, `sub`, `scope`, `client_id`, `iat`, `exp`, `jti`.
+ *
+ * @example
+ * ```ts
+ * const minter = createMinter(keys, config.gateway);
+ * const { jwt } = await minter.mint({ sub: 'alice', scope: 'orders:read', exp: 1767225600 }, 'https://api.example.com', Date.now());
+ * ```
+ */
+export interface Minter {
+  /**
+   * Sign a JWT for `audience` from checked introspection claims. `exp` is the earlier of the
+   * opaque token's `exp` and now + `gateway.tokenTtl`, so the JWT never outlives the token.
+   */
+  mint(claims: Readonly<Record<string, unknown>>, audience: string, now: number): Promise<MintedToken>;
+}
+
+/**
+ * Build a {@link Minter} over the shared gateway keys; `keys.ready()` must have resolved before
+ * the first `mint` (the authenticator awaits it on start).
+ *
+ * @example
+ * ```ts
+ * const keys = acquireGatewayKeys(config);
+ * await keys.ready();
+ * const minter = createMinter(keys, config.gateway);
+ * ```
+ */
+export function createMinter(keys: GatewayKeys, gateway: GatewayTokenConfig): Minter {
+  const ttl = Math.max(1, Math.floor(gateway.tokenTtl / 1000));
+  return {
+    async mint(claims, audience, now) {
+      if (!keys.loaded) await keys.ready();
+      const key = keys.signingKey();
+      const iat = Math.floor(now / 1000);
+      const tokenExp = typeof claims.exp === 'number' ? Math.floor(claims.exp) : Infinity;
+      const exp = Math.min(iat + ttl, tokenExp);
+      const payload: Record<string, unknown> = {};
+      for (const name of CARRIED) if (claims[name] !== undefined) payload[name] = claims[name];
+      // RFC 9068 §2.2: sub is required; for a client acting on its own behalf it is the client_id.
+      const sub = typeof claims.sub === 'string' ? claims.sub : typeof claims.client_id === 'string' ? claims.client_id : undefined;
+      const jwt = await new SignJWT(payload)
+        .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
+        .setIssuer(gateway.issuer)
+        .setAudience(audience)
+        .setSubject(sub ?? 'anonymous')
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .setJti(randomBytes(16).toString('base64url'))
+        .sign(key.privateKey);
+      return { jwt, exp };
+    },
+  };
+}

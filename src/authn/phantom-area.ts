@@ -1,0 +1,66 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConfigIssue } from '../errors.js';
+import type { AreaFactory, AreaRuntime } from '../pipeline/runtime.js';
+import { acquireGatewayKeys } from './gateway-keys.js';
+
+/** Where the public keys of the gateway's own JWTs are published (admin listener). */
+export const GATEWAY_JWKS_PATH = '/.well-known/jwks.json';
+
+/**
+ * The phantom-token area: loads (or generates and persists) the gateway signing keys and
+ * publishes their public halves at `/.well-known/jwks.json` on the admin listener, so upstreams
+ * can verify the JWTs gatehouse mints for opaque tokens. Present only when some issuer mints
+ * (introspection with `accept: application/json` or `application/token-introspection+jwt`).
+ *
+ * The key set is sent with `cache-control: max-age=60`: after a rotation the new key is signing
+ * at once and upstreams refetch on its unknown `kid`; the old key stays for `keyRotationGrace`.
+ *
+ * @example
+ * ```ts
+ * const area = await createPhantomArea(config, services);
+ * await area.handleAdmin?.(req, res); // GET /.well-known/jwks.json → { keys: [...] }
+ * ```
+ */
+export const createPhantomArea: AreaFactory = async (config, services): Promise<AreaRuntime> => {
+  const minting = config.issuers.some((i) => i.introspection && i.introspection.accept !== 'application/jwt');
+  if (!minting) return { name: 'phantom' };
+  const keys = acquireGatewayKeys(config, services.now);
+  const issues: ConfigIssue[] = [];
+  try {
+    await keys.ready();
+  } catch (err) {
+    issues.push({ file: config.file, line: 0, column: 0, path: 'gateway', message: (err as Error).message });
+  }
+  if (config.gateway.keyRotationGrace < config.gateway.tokenTtl) {
+    services.log.warn(
+      { keyRotationGrace: config.gateway.keyRotationGrace, tokenTtl: config.gateway.tokenTtl },
+      'gateway.keyRotationGrace is shorter than gateway.tokenTtl: JWTs minted just before a rotation stop verifying before they expire',
+    );
+  }
+  let released = false;
+  return {
+    name: 'phantom',
+    issues,
+    handleAdmin(req: IncomingMessage, res: ServerResponse): boolean {
+      const url = req.url ?? '/';
+      const end = url.indexOf('?');
+      if ((end === -1 ? url : url.slice(0, end)) !== GATEWAY_JWKS_PATH) return false;
+      const body = keys.jwksJson(services.now());
+      res.writeHead(200, {
+        'content-type': 'application/jwk-set+json',
+        'cache-control': 'public, max-age=60',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return true;
+    },
+    readiness() {
+      return keys.loaded ? { ready: true } : { ready: false, details: { gatewayKeys: 'not loaded' } };
+    },
+    async close() {
+      if (released) return;
+      released = true;
+      keys.release();
+    },
+  };
+};
