@@ -538,18 +538,29 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
             };
           },
         },
-        rpInitiatedLogout: { enabled: true },
+        rpInitiatedLogout: {
+          enabled: true,
+          // `form` is oidc-provider's hidden form (id op.logoutForm, with its xsrf field).
+          async logoutSource(ctx: { body: string }, form: string) {
+            ctx.body = page('Sign out', `${form}<p>Sign out of the gatehouse development authorization server?</p>
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button>`);
+          },
+          async postLogoutSuccessSource(ctx: { body: string }) {
+            ctx.body = page('Signed out', '<p>You are signed out.</p>');
+          },
+        },
         userinfo: { enabled: true },
       },
       // The development error page; quiet about customising it.
       async renderError(ctx: { type: string; body: string }, out: Record<string, string>) {
         ctx.type = 'html';
-        ctx.body = `<!DOCTYPE html><title>error</title><pre>${escapeHtml(JSON.stringify(out, null, 2))}</pre>`;
+        ctx.body = page('Error', `<pre>${escapeHtml(JSON.stringify(out, null, 2))}</pre>`);
       },
     };
   }
 
-  let provider = new Provider(issuer, configuration());
+  let provider = createProvider(issuer, configuration());
   let handle = provider.callback();
 
   const counts: EndpointCounts = {
@@ -649,7 +660,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       const next = await generateSigningJwk(alg);
       signingKeys = opts.keepPrevious ? [next, ...signingKeys] : [next];
       // oidc-provider reads `jwks` once: serve from a new instance sharing storage, clients and cookie keys.
-      provider = new Provider(issuer, configuration());
+      provider = createProvider(issuer, configuration());
       handle = provider.callback();
     },
     async registerClient(metadata) {
@@ -702,6 +713,24 @@ interface GrantLike {
   save(): Promise<string>;
 }
 
+/**
+ * `new Provider` with its "devInteractions is a development-only feature" warning left out: this
+ * server is development-only by design and says so at the top; the warning would repeat on every
+ * start and every key rotation.
+ */
+function createProvider(issuer: string, configuration: Configuration): Provider {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].includes('feature devInteractions is enabled')) return;
+    warn(...args);
+  };
+  try {
+    return new Provider(issuer, configuration);
+  } finally {
+    console.warn = warn;
+  }
+}
+
 function count(counts: EndpointCounts, url: string): void {
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
@@ -722,6 +751,10 @@ function count(counts: EndpointCounts, url: string): void {
 function basicAuth(id: string, secret: string): string {
   const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
   return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
+}
+
+function page(title: string, body: string): string {
+  return `<!DOCTYPE html><html><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1>${body}</body></html>`;
 }
 
 function escapeHtml(s: string): string {

@@ -1,3 +1,8 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -439,6 +444,25 @@ describe('options', () => {
     }
   });
 
+  test('serves HTTPS with an https issuer when given a certificate', async () => {
+    const { cert, key } = await selfSignedCertificate();
+    const as = await startAuthorizationServer({ tls: { cert, key } });
+    const dispatcher = new Agent({ connect: { ca: cert } });
+    try {
+      expect(as.issuer).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      const token = await as.clientCredentialsToken('demo-client', S['demo-client'], 'orders:read');
+      const doc = (await (await undiciFetch(as.discoveryUri, { dispatcher })).json()) as Record<string, string>;
+      expect(doc['issuer']).toBe(as.issuer);
+      const jwks = (await (await undiciFetch(as.jwksUri, { dispatcher })).json()) as JSONWebKeySet;
+      const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { issuer: as.issuer, audience: AUDIENCE });
+      expect(payload.iss).toMatch(/^https:/);
+      await expect(fetch(as.jwksUri)).rejects.toThrow(); // not trusted without the certificate
+    } finally {
+      await dispatcher.close();
+      await as.stop();
+    }
+  });
+
   test('stop closes the listener', async () => {
     const as = await startAuthorizationServer();
     const jar = new CookieJar();
@@ -447,3 +471,18 @@ describe('options', () => {
     await expect(fetch(as.jwksUri)).rejects.toThrow();
   });
 });
+
+/** A throwaway self-signed certificate for 127.0.0.1, made at test time (no key is committed). */
+async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-as-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+    ], { stdio: 'ignore' });
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
