@@ -34,7 +34,8 @@ return {1, remaining, string.format('%.3f', allowAt + (remaining + 1) * interval
 `;
 
 /**
- * A calendar quota counter. KEYS[1] = the counter of this period; ARGV = limit, expire-at ms.
+ * A calendar quota counter. KEYS[1] = the counter of this period; ARGV = limit, time to live in ms
+ * (relative, so that a clock difference between gateway and Redis cannot expire it early).
  * A refused request does not count. Replies {admitted, count}.
  */
 const QUOTA_LUA = `
@@ -42,7 +43,7 @@ local limit = tonumber(ARGV[1])
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count >= limit then return {0, count} end
 count = redis.call('INCR', KEYS[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, count}
 `;
 
@@ -58,7 +59,7 @@ const QUOTA_GRACE_MS = 86_400_000;
 
 interface ScriptedRedis extends Redis {
   ghGcra(key: string, interval: string, capacity: string, now: string): Promise<[number, number, string]>;
-  ghQuota(key: string, limit: string, expireAt: string): Promise<[number, number]>;
+  ghQuota(key: string, limit: string, ttl: string): Promise<[number, number]>;
   ghRefund(key: string): Promise<number>;
 }
 
@@ -307,7 +308,7 @@ class RedisQuota implements QuotaLimiter {
     const period = this.period.update(now);
     const limit = this.policy.limit;
     const window = period.end - now;
-    return client.ghQuota(`${this.prefix}${key}}:${period.label}`, this.limit, String(period.end + QUOTA_GRACE_MS)).then(
+    return client.ghQuota(`${this.prefix}${key}}:${period.label}`, this.limit, String(Math.ceil(window + QUOTA_GRACE_MS))).then(
       (reply) =>
         reply[0] === 1
           ? { allowed: true, remaining: limit - reply[1], retryAfter: 0, window, storeError: false }
