@@ -5,8 +5,7 @@
  * ```
  * POST {base}/login/start   → { authorizationRequestUrl }           sets the login-state cookie
  * POST {base}/login/end     { pageUrl } → { isLoggedIn, handled, csrf? }  sets the session cookies
- * GET  {base}/userinfo      → claims (userinfo endpoint, else the ID token)
- * GET  {base}/claims        → the ID token's claims
+ * GET  {base}/userinfo      → the ID token's claims (who is logged in)
  * POST {base}/refresh       → 204, rotated cookies                  (CSRF header)
  * POST {base}/logout        → { url } (RP-initiated logout)          (CSRF header when logged in)
  * ```
@@ -16,7 +15,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWTPayload } from 'jose';
-import { GatehouseError, InvalidToken, RequestRejected, internalError } from '../../errors.js';
+import { GatehouseError, RequestRejected, internalError } from '../../errors.js';
 import type { RequestContext } from '../../pipeline/context.js';
 import { problemBody } from '../../respond/problem.js';
 import { randomToken, readCookie, safeEqual, setCookie, type CookieKind } from './cookies.js';
@@ -84,7 +83,6 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
     [`${base}/login/start`, { method: 'POST', name: 'login_start', run: loginStart }],
     [`${base}/login/end`, { method: 'POST', name: 'login_end', run: loginEnd }],
     [`${base}/userinfo`, { method: 'GET', name: 'userinfo', run: userinfo }],
-    [`${base}/claims`, { method: 'GET', name: 'claims', run: claims }],
     [`${base}/refresh`, { method: 'POST', name: 'refresh', run: refresh }],
     [`${base}/logout`, { method: 'POST', name: 'logout', run: logout }],
   ]);
@@ -352,21 +350,8 @@ async function sealChecked(core: TokenHandlerCore, payload: { t: CookieKind; exp
   return value;
 }
 
+/** The ID token's claims: who is logged in (the access token is for the APIs, not for userinfo). */
 const userinfo: Endpoint = async (core, ctx) => {
-  const session = await requireSession(core, ctx);
-  try {
-    const info = await core.client.userinfo(session.at);
-    if (info !== null) return { status: 200, body: info };
-  } catch (err) {
-    if (err instanceof AuthorizationServerError) {
-      throw new InvalidToken('GH_ERR_TOKEN_HANDLER_TOKEN_REJECTED', 'the authorization server refused the access token; refresh it', { detail: err.message });
-    }
-    throw err;
-  }
-  return { status: 200, body: await idClaims(core, ctx, session) };
-};
-
-const claims: Endpoint = async (core, ctx) => {
   const session = await requireSession(core, ctx);
   return { status: 200, body: await idClaims(core, ctx, session) };
 };

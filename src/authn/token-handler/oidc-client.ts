@@ -1,7 +1,7 @@
 /**
  * The OpenID Connect client side of the OAuth agent: discovery, the authorization request, the
- * token endpoint (code and refresh grants, confidential client), ID-token validation, userinfo
- * and the RP-initiated logout URL. Every exchange is timed and size-bounded.
+ * token endpoint (code and refresh grants, confidential client), ID-token validation and the
+ * RP-initiated logout URL. Every exchange is timed and size-bounded.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,7 +17,6 @@ export interface OidcMetadata {
   readonly authorization_endpoint: string;
   readonly token_endpoint: string;
   readonly jwks_uri: string;
-  readonly userinfo_endpoint?: string;
   readonly end_session_endpoint?: string;
   readonly authorization_response_iss_parameter_supported?: boolean;
 }
@@ -85,8 +84,6 @@ export interface OidcClient {
   exchangeCode(code: string, codeVerifier: string): Promise<TokenSet>;
   refresh(refreshToken: string): Promise<TokenSet>;
   verifyIdToken(idToken: string, expect: { nonce?: string; subject?: string }): Promise<JWTPayload>;
-  /** Claims from the userinfo endpoint, or null when the server has none. */
-  userinfo(accessToken: string): Promise<Record<string, unknown> | null>;
   /** The RP-initiated logout URL, or null when the server does not publish `end_session_endpoint`. */
   endSessionUrl(idTokenHint: string | undefined): Promise<string | null>;
   /** For /readyz. */
@@ -141,7 +138,7 @@ export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfi
         throw new AuthorizationServerUnavailable(`discovery ${key} is missing or not an https URL`);
       }
     }
-    for (const key of ['userinfo_endpoint', 'end_session_endpoint'] as const) {
+    for (const key of ['end_session_endpoint'] as const) {
       if (doc[key] !== undefined && (typeof doc[key] !== 'string' || !isSecureOrLoopbackUrl(doc[key] as string))) {
         throw new AuthorizationServerUnavailable(`discovery ${key} is not an https URL`);
       }
@@ -278,21 +275,6 @@ export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfi
       // OIDC Core §12.2: a refreshed ID token is about the same user.
       if (expect.subject !== undefined && payload.sub !== expect.subject) throw new IdTokenInvalid('refreshed ID token is about another subject');
       return payload;
-    },
-    async userinfo(accessToken) {
-      const meta = await metadata();
-      if (!meta.userinfo_endpoint) return null;
-      const { status, body } = await exchange(
-        agent,
-        'GET',
-        meta.userinfo_endpoint,
-        { accept: 'application/json', authorization: `Bearer ${accessToken}` },
-        undefined,
-        limits,
-      );
-      if (status === 401 || status === 403) throw new AuthorizationServerError(status, 'invalid_token', 'the userinfo endpoint refused the access token');
-      if (status !== 200) throw new AuthorizationServerUnavailable(`userinfo endpoint answered ${status}`);
-      return parseJson(body, 'userinfo');
     },
     async endSessionUrl(idTokenHint) {
       const meta = await metadata();
