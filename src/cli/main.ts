@@ -1,0 +1,187 @@
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from '../config/load.js';
+import { ConfigError, formatConfigIssue } from '../errors.js';
+import { startGateway } from '../gateway.js';
+
+const HELP = `gatehouse — an API security gateway
+
+Usage:
+  gatehouse start    --config FILE [--workers N|auto]   run the gateway
+  gatehouse validate --config FILE                      check a config file, report every problem
+  gatehouse routes   --config FILE                      print the route table
+  gatehouse token inspect --config FILE <token>         explain each check on a token
+  gatehouse demo                                        run the demo (gateway + authorization server + sample API)
+
+Options:
+  -c, --config FILE   the config file (YAML or JSON); default ./gatehouse.yaml
+  -w, --workers N     worker processes (a number or "auto" = one per core); default from the config, else 1
+  -h, --help          this help
+
+Signals (start): SIGHUP reloads the config and certificates; SIGTERM/SIGINT shut down gracefully.
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.
+`;
+
+/** Entry point of the `gatehouse` command. Returns the exit code (start: resolves on shutdown). */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(HELP);
+    return command ? 0 : 2;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: {
+        config: { type: 'string', short: 'c' },
+        workers: { type: 'string', short: 'w' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    process.stderr.write(`gatehouse: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const configFile = parsed.values.config ?? 'gatehouse.yaml';
+  const needsConfig = command === 'start' || command === 'validate' || command === 'routes' || command === 'token';
+  if (needsConfig && !parsed.values.config && !existsSync(configFile)) {
+    process.stderr.write(`gatehouse: no config file: pass --config FILE (no ./gatehouse.yaml here)\n`);
+    return 2;
+  }
+  switch (command) {
+    case 'validate':
+      return validate(configFile);
+    case 'routes':
+      return routes(configFile);
+    case 'start':
+      return start(configFile, parsed.values.workers);
+    case 'token': {
+      const [sub, token] = parsed.positionals;
+      if (sub !== 'inspect' || !token) {
+        process.stderr.write('gatehouse: usage: gatehouse token inspect --config FILE <token>\n');
+        return 2;
+      }
+      const { runTokenInspect } = await import('./token-inspect.js');
+      return runTokenInspect(configFile, token, process.stdout);
+    }
+    case 'demo': {
+      const { runDemo } = await import('../demo/main.js');
+      await runDemo();
+      return 0;
+    }
+    default:
+      process.stderr.write(`gatehouse: unknown command "${command}"\n\n${HELP}`);
+      return 2;
+  }
+}
+
+function reportConfigError(err: unknown): number {
+  if (err instanceof ConfigError) {
+    for (const issue of err.issues) process.stderr.write(`${formatConfigIssue(issue)}\n`);
+    process.stderr.write(`gatehouse: ${err.issues.length} problem(s) in the config; nothing was started\n`);
+    return 3;
+  }
+  throw err;
+}
+
+async function validate(file: string): Promise<number> {
+  try {
+    const config = loadConfigFile(file);
+    // Compile too: areas find problems a schema cannot (claim expressions, key files, …).
+    const { compilePlan } = await import('../route/compile.js');
+    const { defaultAreas } = await import('../areas.js');
+    const { createLogger } = await import('../telemetry/log.js');
+    const { createMetrics } = await import('../telemetry/metrics.js');
+    const plan = await compilePlan(config, { log: createLogger({ level: 'silent' }), metrics: createMetrics(), now: Date.now }, defaultAreas());
+    await plan.close();
+    process.stdout.write(`${file}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`);
+    return 0;
+  } catch (err) {
+    return reportConfigError(err);
+  }
+}
+
+async function routes(file: string): Promise<number> {
+  try {
+    const config = loadConfigFile(file);
+    const rows = config.routes.map((r) => [
+      r.name,
+      (r.methods ?? ['*']).join(','),
+      r.path,
+      r.upstream,
+      r.public ? 'public' : `token${r.scopes.length ? ` + ${r.scopes.join(' ')}` : ''}${r.issuers ? ` (${r.issuers.join(',')})` : ''}`,
+    ]);
+    const header = ['ROUTE', 'METHODS', 'PATH', 'UPSTREAM', 'ACCESS'];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+    return 0;
+  } catch (err) {
+    return reportConfigError(err);
+  }
+}
+
+async function start(file: string, workersFlag: string | undefined): Promise<number> {
+  let config;
+  try {
+    config = loadConfigFile(file);
+  } catch (err) {
+    return reportConfigError(err);
+  }
+  const workers = workersFlag ?? (config.workers === 1 ? undefined : String(config.workers));
+  if (workers !== undefined && workers !== '1') {
+    const { runCluster } = await import('./cluster.js');
+    return runCluster(file, workers);
+  }
+  let gateway;
+  try {
+    gateway = await startGateway({ config, watchConfig: true });
+  } catch (err) {
+    if (err instanceof ConfigError) return reportConfigError(err);
+    process.stderr.write(`gatehouse: failed to start: ${(err as Error).message}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      gateway.log.info({ signal }, 'shutting down');
+      void gateway.close().then(() => resolve(0));
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      void gateway.reload().catch(() => undefined);
+      void gateway.reloadCertificates();
+    });
+    // An IPC parent (cluster primary) asks for reloads and shutdowns by message.
+    process.on('message', (message: unknown) => {
+      if (message === 'gatehouse:reload') {
+        void gateway.reload().catch(() => undefined);
+        void gateway.reloadCertificates();
+      } else if (message === 'gatehouse:shutdown') stop('cluster');
+    });
+  });
+}
+
+const isEntry = process.argv[1] !== undefined && /(?:gatehouse(?:\.js)?|cli[\\/]main\.js)$/.test(process.argv[1]);
+if (isEntry) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+      // Give pino's async destination a moment to flush, then leave even if a handle lingers.
+      setTimeout(() => process.exit(code), 200).unref();
+    },
+    (err) => {
+      process.stderr.write(`gatehouse: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { createRouteTable } from '../../src/route/match.js';
+import { normalizeTarget } from '../../src/route/normalize.js';
+
+describe('route table', () => {
+  const table = createRouteTable([
+    { path: '/orders', methods: ['GET'], route: 'list' },
+    { path: '/orders', methods: ['POST'], route: 'create' },
+    { path: '/orders/{id}', methods: null, route: 'one' },
+    { path: '/orders/export', methods: ['GET'], route: 'export' },
+    { path: '/', methods: ['GET'], route: 'root' },
+    { path: '/users/{userId}/orders/{orderId}', methods: ['GET'], route: 'user-order' },
+  ]);
+
+  it('matches on segment boundaries only', () => {
+    expect(table.match('GET', '/orders')).toMatchObject({ kind: 'route', route: 'list' });
+    expect(table.match('GET', '/ordersX')).toMatchObject({ kind: 'route', route: 'root' });
+  });
+  it('lets the most specific path win, a literal over a param', () => {
+    expect(table.match('GET', '/orders/export')).toMatchObject({ route: 'export' });
+    expect(table.match('GET', '/orders/42')).toMatchObject({ route: 'one', params: { id: '42' } });
+    expect(table.match('GET', '/orders/42/items')).toMatchObject({ route: 'one', prefixLength: 10 });
+  });
+  it('chooses among routes of one path by method, and HEAD follows GET', () => {
+    expect(table.match('POST', '/orders')).toMatchObject({ route: 'create' });
+    expect(table.match('HEAD', '/orders')).toMatchObject({ route: 'list' });
+  });
+  it('answers method-not-allowed from the most specific path, never falling back to a shorter route', () => {
+    expect(table.match('DELETE', '/orders')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD, POST' });
+    expect(table.match('POST', '/orders/export')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
+  });
+  it('captures several params and decodes them', () => {
+    expect(table.match('GET', '/users/a%40b/orders/7')).toMatchObject({ params: { userId: 'a@b', orderId: '7' } });
+  });
+  it('finds nothing when no route prefixes the path', () => {
+    const t = createRouteTable([{ path: '/api', methods: null, route: 'api' }]);
+    expect(t.match('GET', '/other')).toEqual({ kind: 'not-found' });
+    expect(t.match('GET', '/apix')).toEqual({ kind: 'not-found' });
+  });
+});
+
+describe('request-target normalization', () => {
+  const ok: [string, string, string][] = [
+    ['/a/b', '/a/b', ''],
+    ['/a//b', '/a/b', ''],
+    ['/a/./b', '/a/b', ''],
+    ['/a/b/../c', '/a/c', ''],
+    ['/a/b/', '/a/b/', ''],
+    ['/a?x=1&y=%2F', '/a', '?x=1&y=%2F'],
+    ['/a%20b', '/a%20b', ''],
+  ];
+  for (const [input, path, query] of ok) {
+    it(`normalizes ${input}`, () => expect(normalizeTarget(input)).toEqual({ ok: true, path, query }));
+  }
+  const refused: [string, string][] = [
+    ['/a%2Fb', 'an encoded slash'],
+    ['/a%2fb', 'a lowercase encoded slash'],
+    ['/a%5Cb', 'an encoded backslash'],
+    ['/a/%2e%2e/b', 'an encoded dot segment'],
+    ['/a/.%2e/b', 'a half-encoded dot segment'],
+    ['/a\\b', 'a backslash'],
+    ['/a%00b', 'an encoded NUL'],
+    ['/a%0ab', 'an encoded newline'],
+    ['/a\u0001b', 'a raw control character'],
+    ['/a%g1', 'invalid percent-encoding'],
+    ['/a%1', 'truncated percent-encoding'],
+    ['/../a', 'climbing above the root'],
+    ['http://other.example/a', 'absolute-form for another host'],
+    ['*', 'asterisk-form'],
+    ['/a#frag', 'a fragment'],
+    ['/a?x=\u0000', 'a control character in the query'],
+    ['/caf\u00e9', 'raw non-ASCII'],
+  ];
+  for (const [input, what] of refused) {
+    it(`refuses ${what}`, () => expect(normalizeTarget(input).ok).toBe(false));
+  }
+  it('accepts absolute-form for its own host', () => {
+    expect(normalizeTarget('http://gw.example:8080/a/../b', new Set(['gw.example:8080']))).toEqual({ ok: true, path: '/b', query: '' });
+  });
+});
