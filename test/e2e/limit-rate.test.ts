@@ -1,0 +1,128 @@
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { DEMO_CLIENT_SECRETS, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+let as: AuthorizationServer;
+let api: TestUpstream;
+let gw: TestGateway;
+let clientToken: string;
+let adminToken: string;
+
+beforeAll(async () => {
+  as = await startAuthorizationServer({ audience: 'https://api.example.com' });
+  api = await startUpstream();
+  clientToken = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
+  adminToken = await as.clientCredentialsToken('demo-admin', DEMO_CLIENT_SECRETS['demo-admin'], 'orders:read');
+  gw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
+upstreams: [{ name: api, url: ${api.url} }]
+rateLimits:
+  - { name: per-client, key: claim:client_id, limit: 3, window: 1m }
+quotas:
+  - { name: daily, key: claim:client_id+route, limit: 2, period: day }
+routes:
+  - { name: orders, path: /orders, upstream: api, rateLimits: [per-client] }
+  - { name: reports, path: /reports, upstream: api, quotas: [daily] }
+  - { name: slow, path: /slow, upstream: api, maxConcurrent: 1 }
+`);
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await api?.close();
+  await as?.stop();
+});
+
+const get = (path: string, token: string) => request(`${gw.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+
+describe('rate limits through the gateway', () => {
+  it('admits the burst with RateLimit headers, then answers 429 problem+json with Retry-After; the upstream never sees it', async () => {
+    const before = api.requests.length;
+    for (let i = 0; i < 3; i++) {
+      const res = await get('/orders', clientToken);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['ratelimit-policy']).toBe('"per-client";q=3;w=60');
+      expect(res.headers.ratelimit).toBe(`"per-client";r=${2 - i};t=20`);
+      await res.body.dump();
+    }
+    const res = await get('/orders', clientToken);
+    expect(res.statusCode).toBe(429);
+    expect(res.headers['content-type']).toBe('application/problem+json');
+    expect(res.headers['retry-after']).toBe('20');
+    expect(res.headers['ratelimit-policy']).toBe('"per-client";q=3;w=60');
+    expect(res.headers.ratelimit).toBe('"per-client";r=0;t=20');
+    const problem = (await res.body.json()) as { code: string; status: number };
+    expect(problem).toMatchObject({ code: 'GH_ERR_LIMIT_RATE_EXCEEDED', status: 429 });
+    expect(api.requests.length - before).toBe(3);
+    expect(gw.logs.some((l) => l.reason === 'GH_ERR_LIMIT_RATE_EXCEEDED' && l.status === 429 && l.granted === false)).toBe(true);
+  });
+
+  it('keys on the validated client_id: another client has its own budget', async () => {
+    const res = await get('/orders', adminToken);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers.ratelimit).toBe('"per-client";r=2;t=20');
+    await res.body.dump();
+  });
+
+  it('an invalid token is refused by authentication before it can use anyone’s budget', async () => {
+    const res = await get('/orders', `${adminToken.slice(0, -4)}AAAA`);
+    expect(res.statusCode).toBe(401);
+    expect(res.headers.ratelimit).toBeUndefined();
+    await res.body.dump();
+    const again = await get('/orders', adminToken);
+    expect(again.headers.ratelimit).toBe('"per-client";r=1;t=20');
+    await again.body.dump();
+  });
+});
+
+describe('quotas through the gateway', () => {
+  it('answers 429 GH_ERR_LIMIT_QUOTA_EXCEEDED once the daily quota is used', async () => {
+    for (let i = 0; i < 2; i++) {
+      const res = await get('/reports', clientToken);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['ratelimit-policy']).toBe('"daily";q=2;w=86400');
+      await res.body.dump();
+    }
+    const res = await get('/reports', clientToken);
+    expect(res.statusCode).toBe(429);
+    const secondsToMidnight = Math.ceil((Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1) - Date.now()) / 1000);
+    expect(Math.abs(Number(res.headers['retry-after']) - secondsToMidnight)).toBeLessThanOrEqual(2);
+    expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_LIMIT_QUOTA_EXCEEDED');
+  });
+});
+
+describe('concurrency limit through the gateway', () => {
+  it('answers 503 GH_ERR_LIMIT_CONCURRENCY_EXCEEDED while the slot is taken, and frees it when the response ends', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let arrived!: () => void;
+    const arrival = new Promise<void>((resolve) => (arrived = resolve));
+    api.setHandler((_req, res) => {
+      arrived();
+      void held.then(() => res.end('done'));
+    });
+    try {
+      const first = get('/slow', clientToken);
+      await arrival;
+      const second = await get('/slow', clientToken);
+      expect(second.statusCode).toBe(503);
+      expect(second.headers['retry-after']).toBe('1');
+      expect(((await second.body.json()) as { code: string }).code).toBe('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED');
+      release();
+      const done = await first;
+      expect(done.statusCode).toBe(200);
+      expect(await done.body.text()).toBe('done');
+      api.setHandler(null);
+      const third = await get('/slow', clientToken);
+      expect(third.statusCode).toBe(200);
+      await third.body.dump();
+    } finally {
+      release();
+      api.setHandler(null);
+    }
+  });
+});
