@@ -85,17 +85,27 @@ function decodeJsonSegment(token: string, start: number, end: number, what: stri
   return value as Record<string, unknown>;
 }
 
+/** A compact JWS split, its header decoded; the payload left as bytes (any content). */
+export interface ParsedJws {
+  readonly token: string;
+  readonly header: Readonly<Record<string, unknown>>;
+  /** Index of the first `.`: the payload is `token.slice(payloadStart, signingInputEnd)`. */
+  readonly payloadStart: number;
+  readonly signingInputEnd: number;
+  readonly signature: Buffer;
+}
+
 /**
- * Split and decode a compact JWS with strict checks and no cryptography: at most `maxSize`
- * characters, exactly three non-empty parts, canonical base64url, UTF-8 JSON objects.
+ * Split a compact JWS with strict checks and no cryptography: at most `maxSize` characters,
+ * exactly three parts (the payload may be empty), canonical base64url, a UTF-8 JSON object header,
+ * a non-empty signature.
  *
  * @example
  * ```ts
- * const parsed = parseJwt(token, 8192);
- * if (parsed.ok) console.log(parsed.value.claims.iss);
+ * const jws = parseJws(token, 8192);
  * ```
  */
-export function parseJwt(token: string, maxSize: number): Result<ParsedJwt> {
+export function parseJws(token: string, maxSize: number): Result<ParsedJws> {
   if (token.length > maxSize) {
     return { ok: false, error: new InvalidToken('GH_ERR_JWT_TOO_LARGE', 'the access token is too large', { detail: `${token.length} bytes, limit ${maxSize}` }) };
   }
@@ -114,12 +124,29 @@ export function parseJwt(token: string, maxSize: number): Result<ParsedJwt> {
   if (second === -1) return { ok: false, error: malformed('fewer than three parts') };
   const header = decodeJsonSegment(token, 0, first, 'header');
   if (header instanceof InvalidToken) return { ok: false, error: header };
-  const claims = decodeJsonSegment(token, first + 1, second, 'payload');
-  if (claims instanceof InvalidToken) return { ok: false, error: claims };
+  if (!hasCanonicalTail(token, first + 1, second)) return { ok: false, error: malformed('the payload is not canonical base64url') };
   if (second + 1 === token.length) return { ok: false, error: malformed('the signature is empty') };
   if (!hasCanonicalTail(token, second + 1, token.length)) return { ok: false, error: malformed('the signature is not canonical base64url') };
   const signature = Buffer.from(token.slice(second + 1), 'base64url');
-  return { ok: true, value: { token, header, claims, signingInputEnd: second, signature } };
+  return { ok: true, value: { token, header, payloadStart: first + 1, signingInputEnd: second, signature } };
+}
+
+/**
+ * Split and decode a JWT: {@link parseJws}, and the payload must be a UTF-8 JSON object (the claims).
+ *
+ * @example
+ * ```ts
+ * const parsed = parseJwt(token, 8192);
+ * if (parsed.ok) console.log(parsed.value.claims.iss);
+ * ```
+ */
+export function parseJwt(token: string, maxSize: number): Result<ParsedJwt> {
+  const jws = parseJws(token, maxSize);
+  if (!jws.ok) return jws;
+  const { header, payloadStart, signingInputEnd, signature } = jws.value;
+  const claims = decodeJsonSegment(token, payloadStart, signingInputEnd, 'payload');
+  if (claims instanceof InvalidToken) return { ok: false, error: claims };
+  return { ok: true, value: { token, header, claims, signingInputEnd, signature } };
 }
 
 /** `application/at+jwt` → `at+jwt` (RFC 7515 §4.1.9: the prefix may be omitted; compare case-insensitively). */
@@ -339,9 +366,14 @@ export function scopesOf(claims: Readonly<Record<string, unknown>>): ReadonlySet
   const scp = claims.scp;
   if (scope === undefined && scp === undefined) return EMPTY_SCOPES;
   const out = new Set<string>();
-  if (typeof scope === 'string') for (const s of scope.split(' ')) if (s) out.add(s);
-  if (typeof scp === 'string') for (const s of scp.split(' ')) if (s) out.add(s);
-  else if (Array.isArray(scp)) for (const s of scp) if (typeof s === 'string' && s) out.add(s);
+  if (typeof scope === 'string') {
+    for (const s of scope.split(' ')) if (s) out.add(s);
+  }
+  if (typeof scp === 'string') {
+    for (const s of scp.split(' ')) if (s) out.add(s);
+  } else if (Array.isArray(scp)) {
+    for (const s of scp) if (typeof s === 'string' && s) out.add(s);
+  }
   return out;
 }
 
