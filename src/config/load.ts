@@ -155,7 +155,7 @@ let compiledValidator: ReturnType<Ajv['compile']> | undefined;
 
 function validator() {
   if (!compiledValidator) {
-    const ajv = new Ajv({ allErrors: true, strict: false, allowUnionTypes: true });
+    const ajv = new Ajv({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true });
     compiledValidator = ajv.compile(configSchema);
   }
   return compiledValidator;
@@ -184,7 +184,8 @@ function validateSchema(located: Located): ConfigIssue[] {
 function pruneErrors(errors: ErrorObject[]): ErrorObject[] {
   const anyOfPaths = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
   return errors.filter((e) => {
-    if (e.keyword === 'anyOf') return true;
+    // An anyOf whose object branch has errors deeper down: those deeper errors say more.
+    if (e.keyword === 'anyOf') return !errors.some((d) => d.instancePath.startsWith(`${e.instancePath}/`));
     // drop branch errors of an anyOf at the same instance path (the anyOf message says it all)
     if (anyOfPaths.has(e.instancePath) && /\/anyOf\/\d+\//.test(e.schemaPath)) {
       return false;
