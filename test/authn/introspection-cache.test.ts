@@ -1,0 +1,140 @@
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createIntrospectionAuthenticator } from '../../src/authn/introspection.js';
+import { createIntrospectionCache, openEntry, sealEntry, tokenKey, type IntrospectionEntry } from '../../src/authn/introspection-cache.js';
+import { ctxFor, opaqueConfig, startFakeIntrospection, testServices, type FakeIntrospection } from './introspection-fixtures.js';
+import { startScratchRedis, type ScratchRedis } from './introspection-redis.js';
+
+const log = pino({ level: 'silent' });
+const T0 = Date.UTC(2026, 0, 1);
+
+const entry = (expiresAt: number): IntrospectionEntry => ({ active: true, claims: { sub: 'alice', scope: 'a b' }, expiresAt, minted: { aud: { jwt: 'x.y.z', exp: 1 } } });
+
+describe('sealed entries', () => {
+  it('opens with the token it was sealed for', () => {
+    const key = tokenKey('opaque-1');
+    expect(openEntry('opaque-1', key, sealEntry('opaque-1', key, entry(5)))).toEqual(entry(5));
+  });
+
+  it('does not open with another token, under another key, or when tampered with', () => {
+    const key = tokenKey('opaque-1');
+    const sealed = sealEntry('opaque-1', key, entry(5));
+    expect(openEntry('opaque-2', key, sealed)).toBeUndefined();
+    expect(openEntry('opaque-1', tokenKey('opaque-2'), sealed)).toBeUndefined();
+    const parts = sealed.split('.');
+    parts[2] = `${parts[2]!.slice(0, -2)}AA`;
+    expect(openEntry('opaque-1', key, parts.join('.'))).toBeUndefined();
+    expect(openEntry('opaque-1', key, 'garbage')).toBeUndefined();
+  });
+
+  it('keys by SHA-256 and never holds the token or the minted JWT in the clear', () => {
+    const token = 'opaque-token-value-12345';
+    const key = tokenKey(token);
+    expect(key).toHaveLength(43);
+    expect(key).not.toContain(token);
+    const sealed = sealEntry(token, key, entry(5));
+    expect(sealed).not.toContain(token);
+    expect(sealed).not.toContain('x.y.z');
+    expect(sealed).not.toContain('alice');
+  });
+});
+
+describe('the in-memory cache', () => {
+  it('forgets an entry at expiresAt', async () => {
+    const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 10, log });
+    await cache.set('k', 't', entry(T0 + 1000), T0);
+    expect(cache.peek('k', T0 + 999)).toBeDefined();
+    expect(cache.peek('k', T0 + 1000)).toBeUndefined();
+    await cache.close();
+  });
+
+  it('stores nothing already expired', async () => {
+    const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 10, log });
+    await cache.set('k', 't', entry(T0), T0);
+    expect(cache.size).toBe(0);
+    await cache.close();
+  });
+
+  it('is bounded, dropping the least recently used entry', async () => {
+    const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 3, log });
+    for (const k of ['a', 'b', 'c']) await cache.set(k, k, entry(T0 + 10_000), T0);
+    cache.peek('a', T0); // a is now the most recent
+    await cache.set('d', 'd', entry(T0 + 10_000), T0);
+    expect(cache.size).toBe(3);
+    expect(cache.peek('b', T0)).toBeUndefined();
+    expect(cache.peek('a', T0)).toBeDefined();
+    expect(cache.peek('d', T0)).toBeDefined();
+    await cache.close();
+  });
+});
+
+describe('Redis-backed cache (shared by several gateways)', () => {
+  let redis: ScratchRedis;
+  let fake: FakeIntrospection;
+  beforeAll(async () => {
+    redis = await startScratchRedis();
+    fake = await startFakeIntrospection();
+  });
+  afterAll(async () => {
+    await fake?.close();
+    await redis?.stop();
+  });
+
+  it('lets a second gateway use what the first introspected, with zero further calls', async () => {
+    const S0 = Math.floor(Date.now() / 1000);
+    fake.reply = () => ({ body: { active: true, sub: 'alice', scope: 'orders:read', exp: S0 + 600, client_id: 'web' } });
+    const top = `redis: { url: ${redis.url}, keyPrefix: 'gh-test:' }`;
+    const config = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    const a = createIntrospectionAuthenticator(config.issuers[0]!, config, testServices(Date.now()));
+    const b = createIntrospectionAuthenticator(config.issuers[0]!, config, testServices(Date.now()));
+    try {
+      await Promise.all([a.start(), b.start()]);
+      const token = 'shared-opaque-token';
+      const pa = await a.authenticate(token, ctxFor(config));
+      expect(pa.kind).toBe('principal');
+      expect(fake.seen).toHaveLength(1);
+      const pb = await b.authenticate(token, ctxFor(config));
+      expect(pb.kind).toBe('principal');
+      expect(fake.seen).toHaveLength(1);
+      if (pa.kind === 'principal' && pb.kind === 'principal') expect(pb.principal.upstreamToken).toBe(pa.principal.upstreamToken);
+
+      // What Redis holds: a hashed key and a sealed value; neither the token nor the JWT.
+      const client = new Redis(redis.url);
+      try {
+        const keys = await client.keys('gh-test:*');
+        expect(keys).toEqual([`gh-test:introspection:opaque:${tokenKey(token)}`]);
+        const value = (await client.get(keys[0]!))!;
+        expect(value).not.toContain(token);
+        expect(value).not.toContain('alice');
+        if (pa.kind === 'principal') expect(value).not.toContain(pa.principal.upstreamToken.split('.')[1]!);
+        const ttl = await client.pttl(keys[0]!);
+        expect(ttl).toBeGreaterThan(50_000);
+        expect(ttl).toBeLessThanOrEqual(60_000);
+      } finally {
+        client.disconnect();
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('keeps working (introspecting every miss) when Redis goes away', async () => {
+    const spare = await startScratchRedis();
+    const S0 = Math.floor(Date.now() / 1000);
+    fake.seen.length = 0;
+    fake.reply = () => ({ body: { active: true, sub: 'bob', exp: S0 + 600 } });
+    const config = opaqueConfig(fake, 'cacheTtl: 60s', { top: `redis: { url: ${spare.url}, timeout: 100ms }` });
+    const services = testServices(Date.now());
+    const a = createIntrospectionAuthenticator(config.issuers[0]!, config, services);
+    try {
+      await a.start();
+      await spare.stop();
+      const outcome = await a.authenticate('after-redis-died', ctxFor(config));
+      expect(outcome.kind).toBe('principal');
+      expect(fake.seen).toHaveLength(1);
+    } finally {
+      await a.close();
+    }
+  });
+});
