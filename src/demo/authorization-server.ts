@@ -12,6 +12,8 @@
  * - opaque access tokens for clients registered with `access_token_format: 'opaque'`,
  *   introspection (RFC 7662, plus RFC 9701 JWT responses with
  *   `Accept: application/token-introspection+jwt`) and revocation (RFC 7009);
+ * - the phantom-token convention (an addition to oidc-provider): introspection with
+ *   `Accept: application/jwt` answers the token in RFC 9068 JWT form, or 204 when inactive;
  * - authorization code + PKCE (S256, required) through oidc-provider's development login and
  *   consent pages, refresh tokens for every client allowed the `refresh_token` grant, ID tokens
  *   carrying the account's claims, RP-initiated logout (`{issuer}/session/end`);
@@ -41,7 +43,7 @@ import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import Provider, {
   errors,
   type Adapter,
@@ -560,7 +562,41 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     };
   }
 
-  let provider = createProvider(issuer, configuration());
+  /**
+   * Phantom-token convention (not in oidc-provider, offered by several commercial servers):
+   * introspection with `Accept: application/jwt` answers 200 `application/jwt` with the token in
+   * JWT form (RFC 9068, signed with the current key, a fresh `jti`), or 204 when inactive.
+   */
+  const importedKeys = new Map<string, ReturnType<typeof importJWK>>();
+  function withPhantomJwt(p: Provider): Provider {
+    if (!introspection) return p;
+    p.use(async (ctx: KoaLikeContext, next: () => Promise<void>) => {
+      if (ctx.path !== ROUTES.introspection || ctx.method !== 'POST' || !acceptsOnly(ctx.get('accept'), 'application/jwt')) {
+        return next();
+      }
+      ctx.req.headers.accept = 'application/json';
+      await next();
+      const body = ctx.body as Record<string, unknown> | null | undefined;
+      if (ctx.status !== 200 || !body || typeof body !== 'object') return;
+      if (body['active'] !== true) {
+        ctx.status = 204;
+        ctx.body = null;
+        return;
+      }
+      const { active: _a, token_type: _t, jti: _j, ...claims } = body;
+      const jwk = signingKeys[0]!;
+      let key = importedKeys.get(jwk.kid!);
+      if (!key) importedKeys.set(jwk.kid!, (key = importJWK(jwk, alg)));
+      ctx.body = await new SignJWT({ ...claims, iss: issuer })
+        .setProtectedHeader({ alg, kid: jwk.kid!, typ: 'at+jwt' })
+        .setJti(randomBytes(16).toString('base64url'))
+        .sign(await key);
+      ctx.type = 'application/jwt';
+    });
+    return p;
+  }
+
+  let provider = withPhantomJwt(createProvider(issuer, configuration()));
   let handle = provider.callback();
 
   const counts: EndpointCounts = {
@@ -660,7 +696,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       const next = await generateSigningJwk(alg);
       signingKeys = opts.keepPrevious ? [next, ...signingKeys] : [next];
       // oidc-provider reads `jwks` once: serve from a new instance sharing storage, clients and cookie keys.
-      provider = createProvider(issuer, configuration());
+      provider = withPhantomJwt(createProvider(issuer, configuration()));
       handle = provider.callback();
     },
     async registerClient(metadata) {
@@ -705,6 +741,23 @@ interface GrantContext {
       };
     };
   };
+}
+
+/** The parts of a Koa context the phantom-JWT middleware uses. */
+interface KoaLikeContext {
+  path: string;
+  method: string;
+  status: number;
+  body: unknown;
+  type: string;
+  req: http.IncomingMessage;
+  get(field: string): string;
+}
+
+/** True when `accept` names `type` and no other media type (`application/jwt` alone, or with q=1). */
+function acceptsOnly(accept: string, type: string): boolean {
+  const types = accept.split(',').map((part) => part.split(';')[0]!.trim().toLowerCase()).filter(Boolean);
+  return types.length > 0 && types.every((t) => t === type);
 }
 
 interface GrantLike {

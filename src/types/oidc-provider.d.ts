@@ -85,6 +85,8 @@ declare module 'oidc-provider' {
     keys?: string[];
     callback(): (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
     on(event: string, listener: (...args: any[]) => void): this;
+    /** Koa middleware, run before oidc-provider's own routes. */
+    use(middleware: (ctx: any, next: () => Promise<void>) => Promise<void> | void): this;
     readonly Client: {
       find(id: string): Promise<Client | undefined>;
       validate(metadata: ClientMetadata): Promise<void>;

@@ -179,6 +179,55 @@ describe('development authorization server', () => {
     });
   });
 
+  describe('phantom-token convention (Accept: application/jwt)', () => {
+    async function introspectAsJwt(token: string, accept = 'application/jwt'): Promise<Response> {
+      return fetch(as.introspectionEndpoint, {
+        method: 'POST',
+        headers: { authorization: basic('gateway', S.gateway), 'content-type': 'application/x-www-form-urlencoded', accept },
+        body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+      });
+    }
+
+    test('still authenticates the introspecting client', async () => {
+      const token = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], 'orders:read');
+      const res = await fetch(as.introspectionEndpoint, {
+        method: 'POST',
+        headers: { authorization: basic('gateway', 'wrong'), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/jwt' },
+        body: new URLSearchParams({ token }),
+      });
+      expect(res.status).toBe(401);
+    });
+
+    test('answers 204 for an inactive token', async () => {
+      const res = await introspectAsJwt('never-issued');
+      expect(res.status).toBe(204);
+    });
+
+    test('answers the opaque token in RFC 9068 JWT form, never echoing the opaque value', async () => {
+      const token = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], 'orders:read');
+      const res = await introspectAsJwt(token);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^application\/jwt/);
+      const jwt = await res.text();
+      expect(jwt).not.toContain(token);
+      const { payload } = await jwtVerify(jwt, createLocalJWKSet(await publicJwks(as)), {
+        issuer: as.issuer,
+        audience: AUDIENCE,
+        typ: 'at+jwt',
+      });
+      expect(payload).toMatchObject({ sub: 'demo-opaque', client_id: 'demo-opaque', scope: 'orders:read' });
+      expect(payload).not.toHaveProperty('active');
+      expect(payload.jti).not.toBe(token);
+      expect(typeof payload.exp).toBe('number');
+    });
+
+    test('keeps plain JSON when application/jwt is only one of several accepted types', async () => {
+      const token = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], 'orders:read');
+      const res = await introspectAsJwt(token, 'application/json, application/jwt');
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    });
+  });
+
   describe('test controls', () => {
     test('counts requests per endpoint', async () => {
       as.resetCounts();
