@@ -175,6 +175,7 @@ describe('development authorization server', () => {
         issuer: as.issuer,
         typ: 'token-introspection+jwt',
       });
+      expect(payload.aud).toBe('gateway');
       expect(payload['token_introspection']).toMatchObject({ active: true, client_id: 'demo-opaque', scope: 'orders:read', aud: AUDIENCE });
     });
   });
@@ -271,6 +272,15 @@ describe('development authorization server', () => {
         as.setDown(false);
       }
       expect((await fetch(as.jwksUri)).status).toBe(200);
+    });
+
+    test('setLatency delays answers but still answers', async () => {
+      as.setLatency(20);
+      try {
+        expect((await fetch(as.jwksUri)).status).toBe(200);
+      } finally {
+        as.setLatency(0);
+      }
     });
 
     test('counts requests while down too', async () => {
