@@ -27,6 +27,8 @@ export interface GatewayOptions {
   areas?: AreaFactory[];
   /** Clock for the areas (ms since epoch). */
   now?: () => number;
+  /** Environment for `${VAR}` expansion when the file is reloaded (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -122,7 +124,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let reloading: Promise<void> = Promise.resolve();
   const reload = (next?: GatehouseConfig): Promise<void> => {
     const run = async () => {
-      const candidate = next ?? (config.file ? loadConfigFile(config.file) : config);
+      const candidate = next ?? (config.file ? loadConfigFile(config.file, options.env) : config);
       const fresh = await compilePlan(candidate, services, areas);
       await fresh.start();
       if (JSON.stringify(candidate.listen) !== JSON.stringify(config.listen) || JSON.stringify(candidate.admin) !== JSON.stringify(config.admin)) {

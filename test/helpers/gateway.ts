@@ -24,7 +24,10 @@ export interface TestGateway {
  * Start an in-process gateway from YAML text (written to a temp file, so relative paths and
  * reload work as in production). Use `port: 0` for listeners and admin.
  */
-export async function startTestGateway(yamlText: string, options: { env?: NodeJS.ProcessEnv; dir?: string } = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  yamlText: string,
+  options: { env?: NodeJS.ProcessEnv; dir?: string; watch?: boolean } = {},
+): Promise<TestGateway> {
   const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'gatehouse-test-'));
   const file = path.join(dir, 'gatehouse.yaml');
   writeFileSync(file, yamlText);
@@ -46,7 +49,7 @@ export async function startTestGateway(yamlText: string, options: { env?: NodeJS
   });
   const config = loadConfigFile(file, env);
   const log = createLogger({ level: config.log.level === 'info' ? 'debug' : config.log.level, destination: sink as never });
-  const gateway = await startGateway({ config, log });
+  const gateway = await startGateway({ config, log, watchConfig: options.watch ?? false, env });
   return {
     url: gateway.url,
     urls: gateway.urls,

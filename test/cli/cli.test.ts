@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+// Runs the built CLI (npm test builds first), exactly as a user would.
+const BIN = path.resolve('bin/gatehouse.js');
+const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cli-'));
+
+function write(name: string, text: string): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+function run(...args: string[]) {
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+}
+
+describe('gatehouse validate', () => {
+  it('accepts a valid file', () => {
+    const file = write('ok.yaml', `listen: { port: 8080 }\nupstreams: [{ name: a, url: "http://127.0.0.1:1" }]\nroutes: [{ name: r, path: /, upstream: a, public: true }]\n`);
+    const out = run('validate', '--config', file);
+    expect(out.status).toBe(0);
+    expect(out.stdout).toContain('ok (1 routes');
+  });
+
+  it('prints every problem as file:line:column key message and exits 3', () => {
+    const file = write(
+      'broken.yaml',
+      ['listen: { port: 8080 }', 'upstreams:', '  - name: a', '    url: ftp://x', 'routes:', '  - name: r', '    path: orders', '    upstream: b', '    publik: true', ''].join('\n'),
+    );
+    const out = run('validate', '--config', file);
+    expect(out.status).toBe(3);
+    const lines = out.stderr.trim().split('\n');
+    expect(lines).toContain(`${file}:4:10 upstreams[0].url is not valid: An http:// or https:// URL.`);
+    expect(lines.some((l) => l.startsWith(`${file}:9:5 routes[0].publik is not a known key`))).toBe(true);
+    expect(lines.some((l) => l.startsWith(`${file}:7:11 routes[0].path`))).toBe(true);
+    expect(lines.at(-1)).toMatch(/problem\(s\) in the config; nothing was started/);
+  });
+
+  it('says clearly when the file is missing', () => {
+    const out = run('validate', '--config', path.join(dir, 'nope.yaml'));
+    expect(out.status).toBe(3);
+    expect(out.stderr).toContain('config file does not exist');
+  });
+
+  it('explains usage errors', () => {
+    const out = run('frobnicate');
+    expect(out.status).toBe(2);
+    expect(out.stderr).toContain('unknown command "frobnicate"');
+    expect(run('start', '--bogus').status).toBe(2);
+  });
+});
+
+describe('gatehouse start', () => {
+  let api: TestUpstream;
+  let child: ChildProcess | null = null;
+  beforeAll(async () => {
+    api = await startUpstream();
+  });
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    await api.close();
+  });
+
+  it('refuses to start on an invalid config and exits non-zero', () => {
+    const file = write('bad-start.yaml', 'listen: { port: 8080 }\nroutes: []\n');
+    const out = run('start', '--config', file);
+    expect(out.status).toBe(3);
+    expect(out.stderr).toMatch(/upstreams/);
+  });
+
+  it('serves, reloads on SIGHUP, and drains then exits 0 on SIGTERM', async () => {
+    const text = (extra: string) =>
+      `listen: { host: 127.0.0.1, port: 0 }\nupstreams: [{ name: a, url: "${api.url}" }]\nroutes:\n  - { name: r, path: /r, upstream: a, public: true }\n${extra}`;
+    const file = write('start.yaml', text(''));
+    child = spawn(process.execPath, [BIN, 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no start line: ${stdout}`)), 15_000);
+      child!.stdout!.on('data', () => {
+        const line = stdout.split('\n').find((l) => l.includes('gatehouse started'));
+        if (line) {
+          clearTimeout(timer);
+          resolve(Object.values(JSON.parse(line).listeners as Record<string, string>)[0]!);
+        }
+      });
+    });
+    const first = await request(`${url}/r`);
+    expect(first.statusCode).toBe(200);
+    await first.body.dump();
+    const missing = await request(`${url}/s`);
+    expect(missing.statusCode).toBe(404);
+    await missing.body.dump();
+
+    writeFileSync(file, text('  - { name: s, path: /s, upstream: a, public: true }\n'));
+    child.kill('SIGHUP');
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const res = await request(`${url}/s`);
+      status = res.statusCode;
+      await res.body.dump();
+    }
+    expect(status).toBe(200);
+
+    const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    child = null;
+  });
+});
