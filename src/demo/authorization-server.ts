@@ -121,6 +121,16 @@ export interface AuthorizationServerOptions {
  * Requests seen per endpoint since start (or since {@link AuthorizationServer.resetCounts}),
  * counted even while the server is down.
  */
+/**
+ * An endpoint of the server, as named in {@link EndpointCounts}.
+ *
+ * @example
+ * ```ts
+ * as.setDown(true, 'unavailable', ['jwks'] satisfies Endpoint[]);
+ * ```
+ */
+export type Endpoint = keyof EndpointCounts;
+
 export interface EndpointCounts {
   introspection: number;
   jwks: number;
@@ -186,10 +196,13 @@ export interface AuthorizationServer {
   registerClient(metadata: ClientMetadata): Promise<void>;
   counts: EndpointCounts;
   resetCounts(): void;
-  /** While down, every request fails per `mode` (default `unavailable`: 503). */
-  setDown(down: boolean, mode?: DownMode): void;
-  /** Delay every response by `ms` (0 = none). */
-  setLatency(ms: number): void;
+  /**
+   * While down, requests fail per `mode` (default `unavailable`: 503): every request, or only
+   * those to the endpoints listed in `only` (e.g. `['jwks']` keeps the token endpoint up).
+   */
+  setDown(down: boolean, mode?: DownMode, only?: Endpoint[]): void;
+  /** Delay responses by `ms` (0 = none): all of them, or only those of the endpoints in `only`. */
+  setLatency(ms: number, only?: Endpoint[]): void;
   stop(): Promise<void>;
 }
 
@@ -602,15 +615,16 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   const counts: EndpointCounts = {
     introspection: 0, jwks: 0, token: 0, revocation: 0, discovery: 0, authorization: 0, userinfo: 0, endSession: 0,
   };
-  let down: DownMode | null = null;
-  let latencyMs = 0;
+  let down: { mode: DownMode; only: Set<Endpoint> | null } | null = null;
+  let latency: { ms: number; only: Set<Endpoint> | null } | null = null;
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    count(counts, req.url ?? '/');
-    if (down !== null) {
-      if (down === 'reset') {
+    const endpoint = endpointOf(req.url ?? '/');
+    if (endpoint) counts[endpoint]++;
+    if (down !== null && (down.only === null || (endpoint !== null && down.only.has(endpoint)))) {
+      if (down.mode === 'reset') {
         req.socket.destroy();
-      } else if (down === 'unavailable') {
+      } else if (down.mode === 'unavailable') {
         res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' });
         res.end('{"error":"temporarily_unavailable","error_description":"the authorization server is down (test)"}');
       }
@@ -618,8 +632,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       return;
     }
     const current = handle;
-    if (latencyMs > 0) {
-      setTimeout(() => void current(req, res), latencyMs);
+    if (latency !== null && (latency.only === null || (endpoint !== null && latency.only.has(endpoint)))) {
+      setTimeout(() => void current(req, res), latency.ms);
     } else {
       void current(req, res);
     }
@@ -709,11 +723,11 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     resetCounts() {
       for (const key of Object.keys(counts) as (keyof EndpointCounts)[]) counts[key] = 0;
     },
-    setDown(isDown, mode = 'unavailable') {
-      down = isDown ? mode : null;
+    setDown(isDown, mode = 'unavailable', only) {
+      down = isDown ? { mode, only: only ? new Set(only) : null } : null;
     },
-    setLatency(ms) {
-      latencyMs = ms;
+    setLatency(ms, only) {
+      latency = ms > 0 ? { ms, only: only ? new Set(only) : null } : null;
     },
     async stop() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -784,20 +798,20 @@ function createProvider(issuer: string, configuration: Configuration): Provider 
   }
 }
 
-function count(counts: EndpointCounts, url: string): void {
+const ENDPOINT_BY_PATH = new Map<string, Endpoint>([
+  [ROUTES.token, 'token'],
+  [ROUTES.introspection, 'introspection'],
+  [ROUTES.revocation, 'revocation'],
+  [ROUTES.jwks, 'jwks'],
+  [DISCOVERY_PATH, 'discovery'],
+  [ROUTES.authorization, 'authorization'],
+  [ROUTES.userinfo, 'userinfo'],
+  [ROUTES.end_session, 'endSession'],
+]);
+
+function endpointOf(url: string): Endpoint | null {
   const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
-  switch (path) {
-    case ROUTES.token: counts.token++; break;
-    case ROUTES.introspection: counts.introspection++; break;
-    case ROUTES.revocation: counts.revocation++; break;
-    case ROUTES.jwks: counts.jwks++; break;
-    case DISCOVERY_PATH: counts.discovery++; break;
-    case ROUTES.authorization: counts.authorization++; break;
-    case ROUTES.userinfo: counts.userinfo++; break;
-    case ROUTES.end_session: counts.endSession++; break;
-    default: break;
-  }
+  return ENDPOINT_BY_PATH.get(q === -1 ? url : url.slice(0, q)) ?? null;
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding. */

@@ -255,6 +255,17 @@ describe('development authorization server', () => {
       expect((await fetch(as.jwksUri)).status).toBe(200);
     });
 
+    test('setDown with `only` takes down just those endpoints', async () => {
+      as.setDown(true, 'unavailable', ['jwks']);
+      try {
+        expect((await fetch(as.jwksUri)).status).toBe(503);
+        expect((await fetch(as.discoveryUri)).status).toBe(200);
+        await expect(as.clientCredentialsToken('demo-client', S['demo-client'], 'orders:read')).resolves.toBeTruthy();
+      } finally {
+        as.setDown(false);
+      }
+    });
+
     test('setDown in reset mode drops the connection', async () => {
       as.setDown(true, 'reset');
       try {
@@ -275,7 +286,7 @@ describe('development authorization server', () => {
     });
 
     test('setLatency delays answers but still answers', async () => {
-      as.setLatency(20);
+      as.setLatency(20, ['jwks']);
       try {
         expect((await fetch(as.jwksUri)).status).toBe(200);
       } finally {

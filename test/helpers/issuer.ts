@@ -21,6 +21,7 @@ export {
   type AccessTokenFormat,
   type ClientMetadata,
   type DownMode,
+  type Endpoint,
   type EndpointCounts,
   type SigningAlg,
   type TokenResponse,
