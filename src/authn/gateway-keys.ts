@@ -39,6 +39,8 @@ export interface GatewayKeys {
   readonly loaded: boolean;
   /** The key that signs now. Only after {@link ready}. */
   signingKey(): GatewayKey;
+  /** Whether `kid` is one of this gateway's published keys (a JWT minted elsewhere is not reused). */
+  publishes(kid: string, now: number): boolean;
   /** The published key set `{ keys: [...] }` as JSON text: the signing key and retired keys in their grace period. */
   jwksJson(now: number): string;
   /**
@@ -87,6 +89,7 @@ export function acquireGatewayKeys(config: Pick<GatehouseConfig, 'gateway' | 'ba
       return inner.loaded;
     },
     signingKey: inner.signingKey,
+    publishes: inner.publishes,
     jwksJson: inner.jwksJson,
     rotate: inner.rotate,
     release() {
@@ -180,6 +183,10 @@ function createKeyStore(baseDir: string, g: GatewayTokenConfig, directory: strin
       const key = keys.find((k) => k.retiredAt === undefined && k.alg === g.algorithm) ?? keys[0];
       if (!key) throw new Error('gateway signing keys are not loaded');
       return key;
+    },
+    publishes(kid: string, at: number): boolean {
+      for (const k of keys) if (k.kid === kid) return k.retiredAt === undefined || k.retiredAt + g.keyRotationGrace > at;
+      return false;
     },
     jwksJson(at: number): string {
       if (cachedJson === null || at >= nextChange) {

@@ -17,7 +17,7 @@ export type IntrospectionEntry =
       /** The JWT the authorization server handed out (accept: application/jwt), used for every upstream. */
       readonly upstreamToken?: string;
       /** JWTs gatehouse minted, by audience (plain JSON and RFC 9701 introspection). */
-      readonly minted: Record<string, { jwt: string; exp: number }>;
+      readonly minted: Record<string, { jwt: string; exp: number; kid: string }>;
     }
   | { readonly active: false; readonly expiresAt: number };
 

@@ -263,7 +263,7 @@ export function createIntrospectionAuthenticator(
     const t = now();
     let expiresAt = t + intro!.cacheTtl;
     if (typeof claims!.exp === 'number') expiresAt = Math.min(expiresAt, claims!.exp * 1000);
-    const entry: { active: true; claims: Record<string, unknown>; expiresAt: number; upstreamToken?: string; minted: Record<string, { jwt: string; exp: number }> } = {
+    const entry: { active: true; claims: Record<string, unknown>; expiresAt: number; upstreamToken?: string; minted: Record<string, { jwt: string; exp: number; kid: string }> } = {
       active: true,
       claims: claims!,
       expiresAt,
@@ -427,16 +427,24 @@ export function createIntrospectionAuthenticator(
     return pending;
   }
 
+  /**
+   * A minted JWT can be forwarded while it has time left and this gateway publishes its key
+   * (an entry from the shared cache may carry a JWT another instance signed). Hot path.
+   */
+  function fresh(minted: { exp: number; kid: string } | undefined, at: number): boolean {
+    return minted !== undefined && minted.exp - MINT_MARGIN_S > at / 1000 && keys!.publishes(minted.kid, at);
+  }
+
   /** Build (or reuse) the principal for an active entry and a route's audience. */
   async function principalFor(entry: IntrospectionEntry & { active: true }, key: string, token: string, audience: string): Promise<Principal> {
     let byAudience = principals.get(entry);
     const known = byAudience?.get(audience);
     const at = now();
-    if (known && (entry.upstreamToken || (entry.minted[audience]?.exp ?? 0) - MINT_MARGIN_S > at / 1000)) return known;
+    if (known && (entry.upstreamToken || fresh(entry.minted[audience], at))) return known;
     let upstreamToken = entry.upstreamToken;
     if (!upstreamToken) {
       let minted = entry.minted[audience];
-      if (!minted || minted.exp - MINT_MARGIN_S <= at / 1000) {
+      if (!minted || !fresh(minted, at)) {
         minted = await minter!.mint(entry.claims, audience, at);
         entry.minted[audience] = minted;
         if (cache) await cache.set(key, token, entry, at);
@@ -468,7 +476,7 @@ export function createIntrospectionAuthenticator(
     const byAudience = principals.get(entry);
     const known = byAudience?.get(audience);
     // Hot path: a warm entry whose JWT is still fresh answers synchronously.
-    if (known && (entry.upstreamToken || (entry.minted[audience]?.exp ?? 0) - MINT_MARGIN_S > now() / 1000)) {
+    if (known && (entry.upstreamToken || fresh(entry.minted[audience], now()))) {
       return { kind: 'principal', principal: known };
     }
     return principalFor(entry, key, token, audience).then((principal) => ({ kind: 'principal', principal }) as AuthOutcome);

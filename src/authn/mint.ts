@@ -10,6 +10,8 @@ const CARRIED = ['scope', 'client_id', 'auth_time', 'acr', 'amr'] as const;
 export interface MintedToken {
   readonly jwt: string;
   readonly exp: number;
+  /** The signing key: a gateway that does not publish it (another instance's key) mints its own. */
+  readonly kid: string;
 }
 
 /**
@@ -64,7 +66,7 @@ export function createMinter(keys: GatewayKeys, gateway: GatewayTokenConfig): Mi
         .setExpirationTime(exp)
         .setJti(randomBytes(16).toString('base64url'))
         .sign(key.privateKey);
-      return { jwt, exp };
+      return { jwt, exp, kid: key.kid };
     },
   };
 }

@@ -9,7 +9,7 @@ import { startScratchRedis, type ScratchRedis } from './introspection-redis.js';
 const log = pino({ level: 'silent' });
 const T0 = Date.UTC(2026, 0, 1);
 
-const entry = (expiresAt: number): IntrospectionEntry => ({ active: true, claims: { sub: 'alice', scope: 'a b' }, expiresAt, minted: { aud: { jwt: 'x.y.z', exp: 1 } } });
+const entry = (expiresAt: number): IntrospectionEntry => ({ active: true, claims: { sub: 'alice', scope: 'a b' }, expiresAt, minted: { aud: { jwt: 'x.y.z', exp: 1, kid: 'k' } } });
 
 describe('sealed entries', () => {
   it('opens with the token it was sealed for', () => {
