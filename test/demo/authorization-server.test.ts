@@ -3,7 +3,16 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type JSONWebKeySet,
+} from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   AuthorizationServerError,
@@ -488,6 +497,55 @@ describe('options', () => {
       const jwt = await as.clientCredentialsToken('c2', 'c2-secret', 'read write', { resource: 'https://billing.example' });
       const { payload } = await jwtVerify(jwt, createLocalJWKSet(await publicJwks(as)), { issuer: as.issuer, audience: 'https://billing.example' });
       expect(payload.scope).toBe('read write');
+    } finally {
+      await as.stop();
+    }
+  });
+
+  test('lets a gateway client introspect with client_secret_post or private_key_jwt', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const none = { grant_types: [], response_types: [], redirect_uris: [] };
+    const as = await startAuthorizationServer({
+      clients: [
+        ...demoClients(REDIRECT),
+        { client_id: 'gw-post', client_secret: 'gw-post-secret', token_endpoint_auth_method: 'client_secret_post', ...none },
+        {
+          client_id: 'gw-jwt',
+          token_endpoint_auth_method: 'private_key_jwt',
+          token_endpoint_auth_signing_alg: 'ES256',
+          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'gw-1' }] },
+          ...none,
+        },
+      ],
+    });
+    try {
+      const token = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], 'orders:read');
+      const post = await fetch(as.introspectionEndpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ token, client_id: 'gw-post', client_secret: 'gw-post-secret' }),
+      });
+      expect(await post.json()).toMatchObject({ active: true });
+
+      const assertion = await new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256', kid: 'gw-1' })
+        .setIssuer('gw-jwt')
+        .setSubject('gw-jwt')
+        .setAudience(as.issuer)
+        .setJti(crypto.randomUUID())
+        .setIssuedAt()
+        .setExpirationTime('1m')
+        .sign(privateKey);
+      const jwt = await fetch(as.introspectionEndpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          token,
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: assertion,
+        }),
+      });
+      expect(await jwt.json()).toMatchObject({ active: true });
     } finally {
       await as.stop();
     }
