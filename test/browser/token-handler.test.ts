@@ -1,0 +1,338 @@
+/**
+ * The token handler in a real browser: Debian's Chromium (never a downloaded one) driven by
+ * playwright-core, the example SPA (examples/spa) served by src/demo/spa-server.ts, the real
+ * gateway, the development authorization server (oidc-provider, its real login, consent and
+ * logout pages) and an API upstream.
+ *
+ * Everything runs on http://127.0.0.1 (different ports): Chromium treats loopback as a
+ * potentially trustworthy origin, so it keeps `Secure` and `__Host-` cookies set over plain
+ * HTTP there (asserted below), and the default `__Host-gh` prefix is tested as is.
+ *
+ * This test FAILS (never skips) when the browser is missing: CI installs `chromium` with apt.
+ */
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCookieKeyRing } from '../../src/authn/token-handler/cookies.js';
+import { serveSpa, type SpaConfig, type SpaServer } from '../../src/demo/spa-server.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { DEMO_CLIENT_SECRETS, demoClients, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const LAUNCH_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let as: AuthorizationServer;
+let api: TestUpstream;
+let gw: TestGateway;
+let spa: SpaServer;
+let sameSiteEvil: EvilSite;
+let crossSiteEvil: EvilSite;
+const spaConfig: SpaConfig = { gatewayUrl: 'http://127.0.0.1:1', apiPath: '/orders' };
+const cookieKey = randomBytes(32).toString('base64');
+const ring = createCookieKeyRing([new Uint8Array(Buffer.from(cookieKey, 'base64'))]);
+/** Every callback URL the browser was sent to (to replay one later). */
+const callbacks: string[] = [];
+
+interface EvilSite {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** A page on another origin that tries to use the user's session at the gateway. */
+async function startEvilSite(host: string, gatewayUrl: string): Promise<EvilSite> {
+  const html = `<!DOCTYPE html><title>evil</title><body>
+<pre id="result">pending</pre>
+<form id="csrf" method="POST" action="${gatewayUrl}/orders" enctype="text/plain"><input name="item" value="stolen"></form>
+<script>
+(async () => {
+  const out = {};
+  try {
+    const r = await fetch('${gatewayUrl}/orders', { credentials: 'include' });
+    out.read = 'status ' + r.status + ' ' + (await r.text());
+  } catch (e) { out.read = 'blocked: ' + e.name; }
+  try {
+    const r = await fetch('${gatewayUrl}/orders', { method: 'POST', credentials: 'include', headers: { 'content-type': 'application/json', 'x-gatehouse-csrf': 'guess' }, body: '{}' });
+    out.write = 'status ' + r.status;
+  } catch (e) { out.write = 'blocked: ' + e.name; }
+  try {
+    await fetch('${gatewayUrl}/orders', { method: 'POST', mode: 'no-cors', credentials: 'include', body: 'item=stolen' });
+    out.simple = 'sent (opaque)';
+  } catch (e) { out.simple = 'blocked: ' + e.name; }
+  document.getElementById('result').textContent = JSON.stringify(out);
+})();
+</script></body>`;
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html) });
+    res.end(html);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${host}:${port}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function gatewayYaml(spaUrl: string): string {
+  return `
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - name: main
+    issuer: ${as.issuer}
+    discovery: true
+    audiences: ['${as.audience}']
+upstreams:
+  - { name: api, url: '${api.url}' }
+tokenHandler:
+  basePath: /tokenhandler
+  issuer: main
+  clientId: spa
+  clientSecret: \${SPA_CLIENT_SECRET}
+  redirectUri: ${spaUrl}/callback
+  postLogoutRedirectUri: ${spaUrl}/
+  scope: openid profile orders:read orders:write
+  trustedOrigins: ['${spaUrl}']
+  cookieKeys: ['\${COOKIE_KEY}']
+routes:
+  - { name: orders-read, path: /orders, methods: [GET], upstream: api, auth: cookie, scopes: ['orders:read'] }
+  - { name: orders-write, path: /orders, methods: [POST], upstream: api, auth: cookie, scopes: ['orders:write'] }
+`;
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install chromium\` (the browser tests never download a browser and never skip)`);
+  }
+  spa = await serveSpa({ config: () => spaConfig });
+  as = await startAuthorizationServer({ clients: demoClients(`${spa.url}/callback`, `${spa.url}/`) });
+  api = await startUpstream();
+  // The demo API answers with data about the caller, never with the token it received.
+  api.setHandler((req, res, body) => {
+    const auth = req.headers.authorization ?? '';
+    const claims = auth.startsWith('Bearer ') ? (JSON.parse(Buffer.from(auth.split('.')[1] ?? '', 'base64url').toString() || '{}') as { sub?: string }) : {};
+    const text = JSON.stringify(req.method === 'POST' ? { created: true, by: claims.sub, order: body } : { orders: [{ id: 1, item: 'tea' }], for: claims.sub });
+    res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  });
+  gw = await startTestGateway(gatewayYaml(spa.url), { env: { SPA_CLIENT_SECRET: DEMO_CLIENT_SECRETS.spa, COOKIE_KEY: cookieKey } });
+  spaConfig.gatewayUrl = gw.url;
+  sameSiteEvil = await startEvilSite('127.0.0.1', gw.url);
+  crossSiteEvil = await startEvilSite('localhost', gw.url);
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS });
+  context = await browser.newContext();
+  page = await context.newPage();
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame() && frame.url().startsWith(`${spa.url}/callback`)) callbacks.push(frame.url());
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await Promise.allSettled([gw?.close(), spa?.close(), sameSiteEvil?.close(), crossSiteEvil?.close(), api?.close()]);
+  await as?.stop();
+});
+
+async function status(): Promise<string | null> {
+  return page.locator('#status').getAttribute('data-state');
+}
+
+async function waitForState(state: string): Promise<void> {
+  await page.locator(`#status[data-state="${state}"]`).waitFor({ timeout: 15_000 });
+}
+
+/** Log in through the real development login and consent pages of oidc-provider. */
+async function logIn(login: string): Promise<void> {
+  await page.goto(spa.url);
+  await waitForState('logged-out');
+  await page.click('#login');
+  await page.waitForURL((url) => url.href.startsWith(as.issuer), { timeout: 15_000 });
+  await page.fill('input[name="login"]', login);
+  await page.fill('input[name="password"]', 'any-password');
+  await page.click('button[type="submit"]');
+  // Consent (first login of this user for the client).
+  await page.waitForURL((url) => url.href.startsWith(spa.url) || url.pathname.startsWith('/interaction/'), { timeout: 15_000 });
+  if (page.url().startsWith(as.issuer)) await page.click('button[type="submit"]');
+  await waitForState('logged-in');
+}
+
+/** Submit the evil page's form (a top-level cross-origin POST) and read the gateway's answer. */
+async function submitForm(evil: Page): Promise<{ status: number; body: string }> {
+  const [response] = await Promise.all([
+    evil.waitForResponse((r) => r.url() === `${gw.url}/orders` && r.request().resourceType() === 'document', { timeout: 10_000 }),
+    evil.evaluate(() => (document.getElementById('csrf') as HTMLFormElement).submit()),
+  ]);
+  return { status: response.status(), body: await response.text() };
+}
+
+async function gatewayCookies() {
+  return (await context.cookies(gw.url)).filter((c) => c.name.includes('-gh-'));
+}
+
+/** The plaintext tokens inside the cookies (the test holds the key), to search the page for them. */
+async function tokensInCookies(): Promise<string[]> {
+  const out: string[] = [];
+  const now = Math.floor(Date.now() / 1000);
+  for (const c of await context.cookies([gw.url, `${gw.url}/tokenhandler/refresh`])) {
+    for (const kind of ['at', 'rt', 'id'] as const) {
+      const payload = (await ring.open(c.value, kind, now)) as Record<string, unknown> | null;
+      if (payload) for (const key of ['at', 'rt', 'idt']) if (typeof payload[key] === 'string') out.push(payload[key] as string);
+    }
+  }
+  return out;
+}
+
+describe('token handler in Chromium', () => {
+  it('logs in through the real login page and keeps every token out of JavaScript', async () => {
+    await logIn('alice');
+    expect(await page.locator('#user').textContent()).toContain('alice');
+    expect(new URL(page.url()).search).toBe(''); // the code left the address bar
+
+    // The cookies exist in the browser, HttpOnly, Secure, SameSite=Strict, with the __Host- prefix
+    // kept over http://127.0.0.1 (a potentially trustworthy origin).
+    const cookies = await context.cookies([gw.url, `${gw.url}/tokenhandler/refresh`]);
+    const at = cookies.find((c) => c.name === '__Host-gh-at');
+    const rt = cookies.find((c) => c.name === '__Secure-gh-rt');
+    expect(at).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
+    expect(rt).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/tokenhandler/refresh' });
+    const tokens = await tokensInCookies();
+    expect(tokens.length).toBeGreaterThanOrEqual(3);
+
+    const seen = await page.evaluate(async () => {
+      const dump = (s: Storage) => JSON.stringify(Object.fromEntries(Array.from({ length: s.length }, (_, i) => [s.key(i), s.getItem(s.key(i)!)])));
+      return {
+        cookie: document.cookie,
+        local: dump(localStorage),
+        session: dump(sessionStorage),
+        indexedDb: (await indexedDB.databases()).map((d) => d.name),
+        caches: 'caches' in self ? await caches.keys() : [],
+        html: document.documentElement.outerHTML,
+        url: location.href,
+      };
+    });
+    expect(seen.cookie).toBe('');
+    expect(seen.local).toBe('{}');
+    expect(seen.session).toBe('{}');
+    expect(seen.indexedDb).toEqual([]);
+    expect(seen.caches).toEqual([]);
+    for (const token of tokens) {
+      expect(seen.html).not.toContain(token);
+      expect(seen.url).not.toContain(token);
+    }
+    expect(seen.html).not.toMatch(/eyJ[A-Za-z0-9_-]+\.eyJ/);
+  });
+
+  it('calls the API through the gateway with the cookie, and writes with the CSRF token', async () => {
+    const before = api.requests.length;
+    await page.click('#call-api');
+    await expect.poll(async () => page.locator('#output').textContent(), { timeout: 10_000 }).toContain('"for": "alice"');
+    await page.click('#create-order');
+    await expect.poll(async () => page.locator('#output').textContent(), { timeout: 10_000 }).toContain('"created": true');
+    expect(await page.locator('#error').textContent()).toBe('');
+    const calls = api.requests.slice(before);
+    expect(calls.map((r) => r.method)).toEqual(['GET', 'POST']);
+    for (const call of calls) {
+      expect(call.headers.authorization).toMatch(/^Bearer eyJ/);
+      expect(String(call.headers.cookie ?? '')).not.toContain('__Host-gh');
+    }
+    const tokens = await tokensInCookies();
+    const html = await page.content();
+    for (const token of tokens) expect(html).not.toContain(token);
+  });
+
+  it('refreshes the tokens and keeps working', async () => {
+    const before = (await gatewayCookies()).find((c) => c.name === '__Host-gh-at')!.value;
+    await page.click('#refresh');
+    await expect.poll(async () => page.locator('#output').textContent(), { timeout: 10_000 }).toBe('Tokens refreshed.');
+    const after = (await gatewayCookies()).find((c) => c.name === '__Host-gh-at')!.value;
+    expect(after).not.toBe(before);
+    await page.click('#call-api');
+    await expect.poll(async () => page.locator('#output').textContent(), { timeout: 10_000 }).toContain('"for": "alice"');
+    expect(await page.evaluate(() => document.cookie)).toBe('');
+  });
+
+  it('a page on another origin of the same site cannot use the session (Origin check), and the API sees nothing', async () => {
+    const evil = await context.newPage();
+    const before = api.requests.length;
+    const logsBefore = gw.logs.length;
+    await evil.goto(sameSiteEvil.url);
+    await expect.poll(async () => evil.locator('#result').textContent(), { timeout: 10_000 }).not.toBe('pending');
+    const result = JSON.parse((await evil.locator('#result').textContent())!) as Record<string, string>;
+    expect(result.read).toMatch(/^blocked/); // no CORS answer for an untrusted origin
+    expect(result.write).toMatch(/^blocked/); // its preflight is refused
+    // A form post is a simple request: it reaches the gateway with the cookies, which refuses it.
+    const posted = await submitForm(evil);
+    expect(posted.status).toBe(403);
+    expect(posted.body).toContain('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
+    expect(api.requests.length).toBe(before);
+    const denials = gw.logs.slice(logsBefore).filter((l) => JSON.stringify(l).includes('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED'));
+    expect(denials.length).toBeGreaterThanOrEqual(2);
+    await evil.close();
+  });
+
+  it('a cross-site page gets no cookies at all (SameSite=Strict), and the API sees nothing', async () => {
+    const evil = await context.newPage();
+    const before = api.requests.length;
+    await evil.goto(crossSiteEvil.url);
+    await expect.poll(async () => evil.locator('#result').textContent(), { timeout: 10_000 }).not.toBe('pending');
+    const result = JSON.parse((await evil.locator('#result').textContent())!) as Record<string, string>;
+    expect(result.read).toMatch(/^blocked/);
+    expect(result.write).toMatch(/^blocked/);
+    const posted = await submitForm(evil);
+    // Without cookies the route wants a bearer token: 401, and nothing reaches the API.
+    expect(posted.status).toBe(401);
+    expect(posted.body).toContain('GH_ERR_AUTH_MISSING_TOKEN');
+    expect(api.requests.length).toBe(before);
+    await evil.close();
+  });
+
+  it('a replayed login response, and one with a wrong state, are refused and the session stays', async () => {
+    expect(callbacks.length).toBeGreaterThanOrEqual(1);
+    const callback = callbacks.at(-1)!;
+    expect(new URL(callback).searchParams.get('code')).toBeTruthy();
+
+    await page.goto(callback);
+    await waitForState('logged-in');
+    expect(await page.locator('#error').textContent()).toContain('GH_ERR_TOKEN_HANDLER_STATE_INVALID');
+
+    const wrong = new URL(callback);
+    wrong.searchParams.set('state', randomBytes(32).toString('base64url'));
+    await page.goto(wrong.href);
+    await waitForState('logged-in');
+    expect(await page.locator('#error').textContent()).toContain('GH_ERR_TOKEN_HANDLER_STATE_INVALID');
+    expect(new URL(page.url()).search).toBe('');
+  });
+
+  it('logs out: cookies cleared, RP-initiated logout at the authorization server, back on the SPA', async () => {
+    await page.click('#logout');
+    await page.waitForURL((url) => url.href.startsWith(as.issuer), { timeout: 15_000 });
+    // oidc-provider asks to confirm the sign-out.
+    await page.click('button[type="submit"][value="yes"], button[name="logout"]');
+    await page.waitForURL((url) => url.href.startsWith(spa.url), { timeout: 15_000 });
+    await waitForState('logged-out');
+    expect(await gatewayCookies()).toEqual([]);
+    expect(await status()).toBe('logged-out');
+    // The API refuses the browser now.
+    const res = await page.evaluate(async (url) => (await fetch(url, { credentials: 'include' })).status, `${gw.url}/orders`);
+    expect(res).toBe(401);
+  });
+});
