@@ -243,7 +243,7 @@ export function createIntrospectionAuthenticator(
     } catch (err) {
       return failed(err instanceof ExchangeFailed ? err.message : String(err), err);
     }
-    const outcome = await interpret(reply, token);
+    const outcome = await interpret(reply);
     if (!outcome.ok) {
       if (outcome.error.status >= 500) return failed(outcome.error.detail ?? outcome.error.code, undefined, outcome.error);
       // A definitive answer about the token: the endpoint works.
@@ -301,7 +301,6 @@ export function createIntrospectionAuthenticator(
   /** Turn an HTTP answer into active claims, inactive, or a denial. */
   async function interpret(
     reply: Exchange,
-    token: string,
   ): Promise<Result<{ active: boolean; claims?: Record<string, unknown>; upstreamToken?: string }>> {
     const { status, contentType } = reply;
     if (status === 200) {
@@ -338,7 +337,6 @@ export function createIntrospectionAuthenticator(
       // invalid_client is our misconfiguration; anything else is about the token (e.g. a
       // JWT-shaped string that the server refuses to introspect: unsupported_token_type).
       if (error === 'invalid_client') return { ok: false, error: unavailable('the introspection endpoint refused the gateway client (400 invalid_client)') };
-      void token;
       return { ok: false, error: new InvalidToken('GH_ERR_INTROSPECTION_INACTIVE', 'the access token is not active', { detail: `introspection endpoint answered 400 ${error}` }) };
     }
     if (status === 401 || status === 403) {
@@ -496,10 +494,8 @@ export function createIntrospectionAuthenticator(
         return outcome(hit, key, token, ctx, audience);
       }
       return lookup(key, token, audience).then((result) => {
-        if (!result.ok) {
-          ctx.log.info({ granted: false, reason: result.error.code, detail: result.error.detail, issuer: issuer.name }, 'introspection denied');
-          return { kind: 'denied', error: result.error } as AuthOutcome;
-        }
+        // The runner writes the denial (code and detail) to the access log.
+        if (!result.ok) return { kind: 'denied', error: result.error } as AuthOutcome;
         return outcome(result.value, key, token, ctx, audience);
       });
     },

@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import https from 'node:https';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -32,7 +34,19 @@ export interface FakeIntrospection {
   close(): Promise<void>;
 }
 
-export async function startFakeIntrospection(): Promise<FakeIntrospection> {
+/** A self-signed certificate for 127.0.0.1, made at test time with openssl (no key is committed). */
+export function selfSignedCertificate(): { cert: string; key: string; certFile: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cert-'));
+  const certFile = path.join(dir, 'cert.pem');
+  const keyFile = path.join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile,
+    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+  ], { stdio: 'ignore' });
+  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), certFile };
+}
+
+export async function startFakeIntrospection(tls?: { cert: string; key: string }): Promise<FakeIntrospection> {
   const sockets = new Set<import('node:net').Socket>();
   const fake: FakeIntrospection = {
     url: '',
@@ -44,7 +58,7 @@ export async function startFakeIntrospection(): Promise<FakeIntrospection> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-  const server = http.createServer(async (req, res) => {
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     let text = '';
     for await (const chunk of req) text += chunk;
     const form = new URLSearchParams(text);
@@ -55,14 +69,15 @@ export async function startFakeIntrospection(): Promise<FakeIntrospection> {
     const body = typeof r.body === 'string' ? r.body : JSON.stringify(r.body ?? {});
     res.writeHead(r.status ?? 200, { 'content-type': r.type ?? 'application/json' });
     res.end(body);
-  });
-  server.on('connection', (s) => {
+  };
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
+  server.on(tls ? 'secureConnection' : 'connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const { port } = server.address() as import('node:net').AddressInfo;
-  fake.issuer = `http://127.0.0.1:${port}`;
+  fake.issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   fake.url = `${fake.issuer}/introspect`;
   return fake;
 }

@@ -5,7 +5,7 @@ import { basicCredentials, createIntrospectionAuthenticator, type IntrospectionA
 import { acquireGatewayKeys } from '../../src/authn/gateway-keys.js';
 import type { GatehouseConfig } from '../../src/config/types.js';
 import type { AuthOutcome } from '../../src/pipeline/context.js';
-import { ctxFor, opaqueConfig, startFakeIntrospection, testServices, type FakeIntrospection } from './introspection-fixtures.js';
+import { ctxFor, opaqueConfig, selfSignedCertificate, startFakeIntrospection, testServices, type FakeIntrospection } from './introspection-fixtures.js';
 
 let fake: FakeIntrospection;
 const open: IntrospectionAuthenticator[] = [];
@@ -172,6 +172,28 @@ describe('faults: never a pass', () => {
     fake.reply = () => ({ body: active() });
     services.clock.now += 2_001;
     principal(await auth.authenticate('t5', ctxFor(config)));
+  });
+});
+
+describe('TLS to the introspection endpoint', () => {
+  it('verifies the certificate: untrusted → 503, trusted through tls.ca → works', async () => {
+    const certificate = selfSignedCertificate();
+    const secure = await startFakeIntrospection(certificate);
+    try {
+      secure.reply = () => ({ body: active({ iss: secure.issuer }) });
+      const untrusted = opaqueConfig(secure, '');
+      const a = createIntrospectionAuthenticator(untrusted.issuers[0]!, untrusted, testServices(T0));
+      open.push(a);
+      expect(denied(await a.authenticate('tok', ctxFor(untrusted)))).toBe('GH_ERR_INTROSPECTION_UNAVAILABLE');
+      expect(secure.seen).toHaveLength(0);
+      const trusted = opaqueConfig(secure, '', { issuer: `tls: { ca: ${certificate.certFile} }` });
+      const b = createIntrospectionAuthenticator(trusted.issuers[0]!, trusted, testServices(T0));
+      open.push(b);
+      principal(await b.authenticate('tok', ctxFor(trusted)));
+      expect(secure.seen).toHaveLength(1);
+    } finally {
+      await secure.close();
+    }
   });
 });
 
@@ -357,5 +379,131 @@ describe('cache and single flight', () => {
     expect(second.upstreamToken).not.toBe(first.upstreamToken);
     const { payload } = await jwtVerify(second.upstreamToken, await jwksOf(config), { currentDate: new Date(services.clock.now) });
     expect(payload.exp).toBeGreaterThan(services.clock.now / 1000 + 30);
+  });
+});
+
+describe('signed answers, verified with the issuer keys', () => {
+  const asKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwks = { keys: [{ ...(asKey.publicKey.export({ format: 'jwk' }) as JWK), kid: 'as-1', alg: 'ES256', use: 'sig' }] };
+
+  async function sign(payload: Record<string, unknown>, typ: string, key = asKey.privateKey): Promise<string> {
+    const { SignJWT } = await import('jose');
+    return new SignJWT(payload).setProtectedHeader({ alg: 'ES256', kid: 'as-1', typ }).sign(key);
+  }
+
+  async function signedSetup(accept: string) {
+    const services = testServices(T0);
+    const config = opaqueConfig(fake, `accept: ${accept}`, { issuer: `jwksUri: ${fake.issuer}/jwks` });
+    const auth = createIntrospectionAuthenticator(config.issuers[0]!, config, services);
+    open.push(auth);
+    return { auth, config };
+  }
+
+  function serve(answer: () => Promise<{ status?: number; type?: string; body?: string | object }>) {
+    fake.reply = async (_form, req) => (req.url === '/jwks' ? { body: jwks } : answer());
+  }
+
+  const rfc9701 = (inner: Record<string, unknown>, over: Record<string, unknown> = {}) => ({
+    iss: fake.issuer,
+    aud: 'gateway',
+    iat: S0,
+    token_introspection: inner,
+    ...over,
+  });
+
+  it('RFC 9701: accepts a signed answer and mints the upstream JWT', async () => {
+    const { auth, config } = await signedSetup('application/token-introspection+jwt');
+    serve(async () => ({ type: 'application/token-introspection+jwt', body: await sign(rfc9701(active()), 'token-introspection+jwt') }));
+    const p = principal(await auth.authenticate('tok', ctxFor(config)));
+    const { payload } = await jwtVerify(p.upstreamToken, await jwksOf(config), { issuer: 'https://gatehouse.internal', currentDate: new Date(T0) });
+    expect(payload.sub).toBe('alice');
+    const call = fake.seen.find((r) => r.url === '/introspect')!;
+    expect(call.headers.accept).toBe('application/token-introspection+jwt');
+  });
+
+  it.each([
+    ['signed with a key that is not the issuer key', async () => sign(rfc9701(active()), 'token-introspection+jwt', otherKey.privateKey)],
+    ['with another typ (an access token is not an introspection answer)', async () => sign(rfc9701(active()), 'at+jwt')],
+    ['addressed to another client', async () => sign(rfc9701(active(), { aud: 'someone-else' }), 'token-introspection+jwt')],
+    ['from another issuer', async () => sign(rfc9701(active(), { iss: 'https://evil.example' }), 'token-introspection+jwt')],
+    ['without token_introspection', async () => sign(rfc9701(active(), { token_introspection: undefined }), 'token-introspection+jwt')],
+  ])('RFC 9701: refuses (503, never a pass) an answer %s', async (_name, make) => {
+    const { auth, config } = await signedSetup('application/token-introspection+jwt');
+    const body = await make();
+    serve(async () => ({ type: 'application/token-introspection+jwt', body }));
+    expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_INVALID_RESPONSE');
+  });
+
+  it('RFC 9701: a signed inactive answer is 401', async () => {
+    const { auth, config } = await signedSetup('application/token-introspection+jwt');
+    serve(async () => ({ type: 'application/token-introspection+jwt', body: await sign(rfc9701({ active: false }), 'token-introspection+jwt') }));
+    expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_INACTIVE');
+  });
+
+  it('RFC 9701: refuses a plain JSON answer when a signed one was asked for', async () => {
+    const { auth, config } = await signedSetup('application/token-introspection+jwt');
+    serve(async () => ({ body: active() }));
+    expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_INVALID_RESPONSE');
+  });
+
+  const accessToken = (over: Record<string, unknown> = {}) => ({
+    iss: fake.issuer,
+    aud: 'https://api.example.com',
+    sub: 'alice',
+    scope: 'orders:read',
+    client_id: 'web',
+    iat: S0,
+    exp: S0 + 300,
+    ...over,
+  });
+
+  it('application/jwt: forwards the verified JWT of the authorization server as it is', async () => {
+    const { auth, config } = await signedSetup('application/jwt');
+    const jwt = await sign(accessToken(), 'at+jwt');
+    serve(async () => ({ type: 'application/jwt', body: jwt }));
+    const p = principal(await auth.authenticate('tok', ctxFor(config)));
+    expect(p.upstreamToken).toBe(jwt);
+    expect([...p.scopes]).toEqual(['orders:read']);
+  });
+
+  it.each([
+    ['a JWT signed with another key', async () => sign(accessToken(), 'at+jwt', otherKey.privateKey), 'GH_ERR_JWT_SIGNATURE_INVALID'],
+    ['an expired JWT', async () => sign(accessToken({ iat: S0 - 7200, exp: S0 - 3600 }), 'at+jwt'), 'GH_ERR_JWT_EXPIRED'],
+    ['a JWT for another audience', async () => sign(accessToken({ aud: 'https://elsewhere' }), 'at+jwt'), 'GH_ERR_JWT_AUDIENCE_INVALID'],
+  ])('application/jwt: refuses %s', async (_name, make, code) => {
+    const { auth, config } = await signedSetup('application/jwt');
+    const body = await make();
+    serve(async () => ({ type: 'application/jwt', body }));
+    expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe(code);
+  });
+
+  it('application/jwt: 204 means not active', async () => {
+    const { auth, config } = await signedSetup('application/jwt');
+    serve(async () => ({ status: 204, body: '' }));
+    expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_INACTIVE');
+  });
+});
+
+describe('readiness', () => {
+  it('is ready with a configured endpoint and loaded keys, and reports the last failure', async () => {
+    const { auth, config } = await setup();
+    expect(auth.readiness().ready).toBe(true);
+    fake.reply = () => ({ status: 500, body: {} });
+    await auth.authenticate('tok', ctxFor(config));
+    const r = auth.readiness();
+    expect(r.details).toMatchObject({ consecutiveFailures: 1 });
+    expect(String(r.details!.lastError)).toMatch(/500/);
+  });
+
+  it('is not ready while discovery has not found the endpoint', async () => {
+    const services = testServices(T0);
+    const config = opaqueConfig({ issuer: 'http://127.0.0.1:1', url: 'http://127.0.0.1:1/x' }, '', { issuer: 'discovery: true\n    fetchTimeout: 200ms' });
+    delete config.issuers[0]!.introspection!.endpoint;
+    const auth = createIntrospectionAuthenticator(config.issuers[0]!, config, services);
+    open.push(auth);
+    await auth.start();
+    expect(auth.readiness().ready).toBe(false);
+    expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_UNAVAILABLE');
   });
 });
