@@ -1,0 +1,812 @@
+#!/usr/bin/env node
+// `npm run bench` (issue 8): gatehouse side by side with a bare Node pass-through baseline,
+// measured in the same run, on one pinned core.
+//
+//   npm run bench -- [--duration 5] [--warmup 1] [--connections 50] [--only REGEX] [--markdown]
+//
+// Layout on a 2-core box: the process under test (baseline or gatehouse) on core 0; the load
+// generator, the upstream (nginx when present), redis-server, the JWKS server and the
+// development authorization server (this process) on core 1.
+//
+// Uses, when present (Debian packages; nothing is installed here):
+//   wrk (wrk), nginx (nginx-light), h2load (nghttp2-client), redis-server (redis-server),
+//   taskset (util-linux), openssl (openssl; only when dist/demo/dev-cert.js is missing).
+// Falls back to autocannon (node_modules) without wrk and to a Node upstream without nginx.
+import { spawn, spawnSync } from 'node:child_process';
+import net, { createServer } from 'node:net';
+import http from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir, availableParallelism } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { Agent, request } from 'undici';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const AUDIENCE = 'https://api.bench.example';
+const UPSTREAM_BODY = '{"ok":true,"service":"bench-upstream","message":"a small answer of about one hundred bytes."}\n';
+
+const { values: opts } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '1' },
+    connections: { type: 'string', default: '50' },
+    only: { type: 'string' },
+    markdown: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+if (opts.help) {
+  process.stdout.write(`usage: npm run bench -- [--duration S] [--warmup S] [--connections N] [--only REGEX] [--markdown]\n`);
+  process.exit(0);
+}
+const DURATION = Number(opts.duration);
+const WARMUP = Number(opts.warmup);
+const CONNECTIONS = Number(opts.connections);
+const ONLY = opts.only ? new RegExp(opts.only, 'i') : null;
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+
+function which(cmd) {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+const tools = {
+  wrk: which('wrk'),
+  nginx: which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null),
+  h2load: which('h2load'),
+  redis: which('redis-server') ?? (existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : null),
+  taskset: which('taskset'),
+  openssl: which('openssl'),
+};
+const CORES = availableParallelism();
+const PIN = tools.taskset && CORES >= 2;
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+const missing = [];
+if (!tools.wrk) missing.push('wrk (Debian: wrk) — using autocannon from node_modules instead');
+if (!tools.nginx) missing.push('nginx (Debian: nginx-light) — using a Node upstream instead');
+if (!tools.h2load) missing.push('h2load (Debian: nghttp2-client) — the HTTP/2 scenario is skipped');
+if (!tools.redis) missing.push('redis-server (Debian: redis-server) — the Redis rate-limit scenario is skipped');
+if (!PIN) missing.push(tools.taskset ? `only ${CORES} core(s): no pinning` : 'taskset (Debian: util-linux) — processes are not pinned');
+
+function pinned(core, cmd, args) {
+  return PIN ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+}
+
+// This process (load generator with autocannon, JWKS, authorization server) stays off core 0.
+if (PIN) spawnSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const children = new Set();
+
+function start(core, cmd, args, options = {}) {
+  const [c, a] = pinned(core, cmd, args);
+  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  child.output = '';
+  child.stdout.on('data', (d) => {
+    if (child.output.length < 64 * 1024) child.output += d;
+  });
+  child.stderr.on('data', (d) => {
+    if (child.output.length < 64 * 1024) child.output += d;
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function stop(child, signal = 'SIGTERM') {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function cleanup() {
+  for (const child of children) child.kill('SIGKILL');
+}
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+
+/** utime + stime of a process, in µs. */
+function cpuMicros(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+}
+
+function rssMiB(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /VmRSS:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+const insecureAgent = new Agent({ connect: { rejectUnauthorized: false } });
+
+/** One request; resolves { status, body }. */
+async function probe(url, headers = {}) {
+  const res = await request(url, { headers, dispatcher: url.startsWith('https:') ? insecureAgent : undefined });
+  const body = await res.body.text();
+  return { status: res.statusCode, body };
+}
+
+async function waitReady(url, child, what, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child && child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}):\n${child.output}`);
+    try {
+      await probe(url);
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${what} did not answer on ${url} within ${timeoutMs} ms:\n${child?.output ?? ''}`);
+      await sleep(50);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream: nginx (nginx-light) serving a ~100-byte answer, else a minimal Node server.
+
+async function startUpstream(dir) {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  if (tools.nginx) {
+    const prefix = path.join(dir, 'nginx');
+    mkdirSync(path.join(prefix, 'tmp'), { recursive: true });
+    const conf = path.join(prefix, 'nginx.conf');
+    writeFileSync(
+      conf,
+      `daemon off;
+master_process off;
+worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 65s;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      default_type application/json;
+      return 200 '${UPSTREAM_BODY.trim()}\\n';
+    }
+  }
+}
+`,
+    );
+    const child = start(1, tools.nginx, ['-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log')]);
+    await waitReady(url, child, 'nginx');
+    return { kind: 'nginx', url, child };
+  }
+  const script = `
+const http = require('node:http');
+const body = Buffer.from(${JSON.stringify(UPSTREAM_BODY)});
+http.createServer({ keepAliveTimeout: 65000 }, (req, res) => {
+  req.resume();
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+  res.end(body);
+}).listen(${port}, '127.0.0.1');`;
+  const child = start(1, process.execPath, ['-e', script]);
+  await waitReady(url, child, 'node upstream');
+  return { kind: 'node', url, child };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys, tokens and a JWKS endpoint (served from this process, core 1).
+
+const ALGS = ['RS256', 'ES256', 'EdDSA'];
+
+async function startIssuer() {
+  const keys = {};
+  const jwks = { keys: [] };
+  for (const alg of ALGS) {
+    const { publicKey, privateKey } = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
+    const jwk = await exportJWK(publicKey);
+    const kid = `bench-${alg.toLowerCase()}`;
+    jwks.keys.push({ ...jwk, kid, alg, use: 'sig' });
+    keys[alg] = { privateKey, kid };
+  }
+  const body = JSON.stringify(jwks);
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const mint = (alg, sub = 'bench-user', n = 0) =>
+    new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client', n })
+      .setProtectedHeader({ alg, kid: keys[alg].kid, typ: 'at+jwt' })
+      .setIssuer(issuer)
+      .setAudience(AUDIENCE)
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime('2h')
+      .setJti(`bench-${alg}-${n}`)
+      .sign(keys[alg].privateKey);
+  return { issuer, jwksUri: `${issuer}/jwks`, mint, close: () => new Promise((r) => server.close(r)) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// gatehouse config
+
+function gatewayConfig(o) {
+  const tls = o.tls ? `\n    tls: { cert: ${JSON.stringify(o.tls.cert)}, key: ${JSON.stringify(o.tls.key)}, http2: ${o.http2 ? 'true' : 'false'}, hsts: { enabled: false } }` : '';
+  const opaque = o.authServer
+    ? `
+  - name: opaque
+    issuer: ${o.authServer.issuer}
+    discovery: true
+    audiences: [${o.authServer.audience}]
+    introspection:
+      clientId: gateway
+      clientSecret: ${o.authServer.gatewaySecret}
+      cacheTtl: 5m`
+    : '';
+  const redis = o.redisUrl ? `redis: { url: ${o.redisUrl}, timeout: 1s }\n` : '';
+  const redisLimit = o.redisUrl ? `\n  - { name: bench-redis, key: claim:sub, limit: 100000000, window: 1s, store: redis }` : '';
+  const redisRoute = o.redisUrl ? `\n  - { name: limited-redis, path: /limited-redis, upstream: api, issuers: [bench], scopes: [orders:read], rateLimits: [bench-redis] }` : '';
+  const phantomRoute = o.authServer ? `\n  - { name: phantom, path: /phantom, upstream: api, issuers: [opaque], scopes: [orders:read] }` : '';
+  return `# generated by bench/run.js
+listen:
+  - name: main
+    host: 127.0.0.1
+    port: ${o.port}${tls}
+log: { level: warn, accessLog: ${o.accessLog ? 'true' : 'false'} }
+tokenCache: { enabled: ${o.tokenCache === false ? 'false' : 'true'}, maxEntries: 10000 }
+${redis}issuers:
+  - name: bench
+    issuer: ${o.issuer.issuer}
+    jwksUri: ${o.issuer.jwksUri}
+    audiences: [${AUDIENCE}]
+    algorithms: [RS256, ES256, EdDSA]${opaque}
+upstreams:
+  - { name: api, url: ${o.upstreamUrl}, audience: ${AUDIENCE} }
+rateLimits:
+  - { name: bench-memory, key: claim:sub, limit: 100000000, window: 1s, store: memory }${redisLimit}
+routes:
+  - { name: public, path: /public, upstream: api, public: true }
+  - { name: jwt, path: /jwt, upstream: api, issuers: [bench] }
+  - name: claims
+    path: '/users/{userId}/orders'
+    upstream: api
+    issuers: [bench]
+    scopes: [orders:read]
+    claims:
+      - claims.sub == request.params.userId
+      - 'claims.tenant == request.headers["x-tenant"]'
+  - { name: limited, path: /limited, upstream: api, issuers: [bench], scopes: [orders:read], rateLimits: [bench-memory] }${redisRoute}${phantomRoute}
+`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generators
+
+function parseDuration(text) {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(text.trim());
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : m[2] === 's' ? v * 1000 : v * 60_000;
+}
+
+function luaString(s) {
+  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** Runs wrk for `seconds`; resolves { requests, rps, p50, p99, errors } (latencies in ms). */
+function runWrk(target, seconds, dir) {
+  const args = ['-t', '1', '-c', String(CONNECTIONS), '-d', `${seconds}s`, '--latency', '--timeout', '5s'];
+  for (const [k, v] of Object.entries(target.headers ?? {})) args.push('-H', `${k}: ${v}`);
+  if (target.tokens && target.tokens.length > 1) {
+    const script = path.join(dir, 'rotate.lua');
+    writeFileSync(
+      script,
+      `local tokens = {\n${target.tokens.map((t) => `  ${luaString(`Bearer ${t}`)},`).join('\n')}\n}
+local n = #tokens
+local i = 0
+local headers = {}
+for k, v in pairs(wrk.headers) do headers[k] = v end
+request = function()
+  i = i % n + 1
+  headers["Authorization"] = tokens[i]
+  return wrk.format(nil, nil, headers)
+end
+`,
+    );
+    args.push('-s', script);
+  } else if (target.tokens && target.tokens.length === 1) {
+    args.push('-H', `Authorization: Bearer ${target.tokens[0]}`);
+  }
+  args.push(target.url);
+  const [cmd, a] = pinned(1, tools.wrk, args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`wrk failed (${code}): ${out}`));
+      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+      const p50 = parseDuration(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+      const p99 = parseDuration(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      const socketErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+      resolve({ requests, rps, p50, p99, errors: non2xx + socketErrors, raw: out });
+    });
+  });
+}
+
+/** autocannon fallback (in this process, which is pinned to core 1). */
+async function runAutocannon(target, seconds) {
+  const { default: autocannon } = await import('autocannon');
+  const tokens = target.tokens ?? [];
+  let i = 0;
+  const headers = { ...(target.headers ?? {}) };
+  const result = await autocannon({
+    url: target.url,
+    connections: CONNECTIONS,
+    duration: seconds,
+    headers: tokens.length === 1 ? { ...headers, authorization: `Bearer ${tokens[0]}` } : headers,
+    requests:
+      tokens.length > 1
+        ? [
+            {
+              setupRequest: (req) => {
+                i = (i + 1) % tokens.length;
+                req.headers = { ...req.headers, authorization: `Bearer ${tokens[i]}` };
+                return req;
+              },
+            },
+          ]
+        : undefined,
+  });
+  return {
+    requests: result.requests.total,
+    rps: result.requests.total / seconds,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.non2xx + result.errors + result.timeouts,
+  };
+}
+
+/** h2load (HTTP/2 over TLS): latencies from its per-request log. */
+function runH2load(target, seconds, dir) {
+  const logFile = path.join(dir, 'h2load.log');
+  rmSync(logFile, { force: true });
+  const args = ['-c', String(CONNECTIONS), '-m', '1', '-t', '1', '-D', String(seconds), '--log-file', logFile];
+  for (const [k, v] of Object.entries(target.headers ?? {})) args.push('-H', `${k}: ${v}`);
+  if (target.tokens?.length) args.push('-H', `authorization: Bearer ${target.tokens[0]}`);
+  args.push(target.url);
+  const [cmd, a] = pinned(1, tools.h2load, args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`h2load failed (${code}): ${out}`));
+      const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
+      if (!m || Number(m[4]) === 0) return reject(new Error(`h2load: no successful request (is HTTP/2 offered?)\n${out.slice(-800)}`));
+      const status = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+      const times = [];
+      try {
+        for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+          const cols = line.split('\t');
+          if (cols.length >= 3) times.push(Number(cols[2]) / 1000); // µs → ms
+        }
+      } catch {
+        /* no log: no percentiles */
+      }
+      times.sort((x, y) => x - y);
+      const pct = (p) => (times.length ? times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))] : NaN);
+      const done = Number(m[3]);
+      resolve({
+        requests: done,
+        rps: done / seconds,
+        p50: pct(50),
+        p99: pct(99),
+        errors: Number(m[5]) + Number(m[6]) + (status ? Number(status[3]) + Number(status[4]) : 0),
+      });
+    });
+  });
+}
+
+function drive(target, seconds, dir) {
+  if (target.protocol === 'h2') return runH2load(target, seconds, dir);
+  return tools.wrk ? runWrk(target, seconds, dir) : runAutocannon(target, seconds);
+}
+
+/** Warm up, then measure: load figures + CPU µs/request and RSS of `pid`. */
+async function measure(pid, target, dir) {
+  if (WARMUP > 0) await drive(target, WARMUP, dir);
+  const cpu0 = cpuMicros(pid);
+  let rssMax = rssMiB(pid);
+  const sampler = setInterval(() => {
+    const r = rssMiB(pid);
+    if (r > rssMax) rssMax = r;
+  }, 250);
+  try {
+    const load = await drive(target, DURATION, dir);
+    const cpu = cpuMicros(pid) - cpu0;
+    const r = rssMiB(pid);
+    if (r > rssMax) rssMax = r;
+    return { ...load, cpuPerReq: load.requests > 0 ? cpu / load.requests : NaN, rss: rssMax };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+function scenarios(ctx) {
+  const list = [];
+  list.push({ name: 'public route', path: '/public' });
+  for (const alg of ALGS) {
+    list.push({ name: `JWT ${alg}, one token reused`, path: '/jwt', tokens: [ctx.tokens[alg][0]] });
+    list.push({ name: `JWT ${alg}, 1000 rotating tokens`, path: '/jwt', tokens: ctx.tokens[alg] });
+    list.push({ name: `JWT ${alg}, cold (no token cache)`, path: '/jwt', tokens: [ctx.tokens[alg][0]], gateway: { tokenCache: false } });
+  }
+  list.push({
+    name: 'JWT ES256 + scope + 2 claim rules',
+    path: '/users/bench-user/orders',
+    tokens: [ctx.tokens.ES256[0]],
+    headers: { 'x-tenant': 'acme' },
+  });
+  list.push({ name: 'JWT ES256 + scope + memory rate limit', path: '/limited', tokens: [ctx.tokens.ES256[0]] });
+  list.push({
+    name: 'JWT ES256 + scope + Redis rate limit',
+    path: '/limited-redis',
+    tokens: [ctx.tokens.ES256[0]],
+    skip: ctx.redisUrl ? null : 'no redis-server (Debian: redis-server)',
+  });
+  list.push({
+    name: 'phantom token, warm cache',
+    path: '/phantom',
+    tokens: ctx.opaqueToken ? [ctx.opaqueToken] : [],
+    skip: ctx.opaqueToken ? null : ctx.authServerProblem ?? 'no authorization server',
+  });
+  list.push({ name: 'JWT ES256 reused + access log on', path: '/jwt', tokens: [ctx.tokens.ES256[0]], gateway: { accessLog: true } });
+  list.push({
+    name: 'HTTPS listener, public route',
+    path: '/public',
+    protocol: 'https',
+    skip: ctx.tls ? null : ctx.tlsProblem,
+  });
+  list.push({
+    name: 'HTTPS listener, JWT ES256 reused',
+    path: '/jwt',
+    protocol: 'https',
+    tokens: [ctx.tokens.ES256[0]],
+    skip: ctx.tls ? null : ctx.tlsProblem,
+  });
+  list.push({
+    name: 'HTTP/2 (h2load), public route',
+    path: '/public',
+    protocol: 'h2',
+    skip: !tools.h2load ? 'no h2load (Debian: nghttp2-client)' : ctx.tls ? null : ctx.tlsProblem,
+  });
+  return list;
+}
+
+async function makeCertificate(dir) {
+  const devCert = path.join(ROOT, 'dist/demo/dev-cert.js');
+  if (existsSync(devCert)) {
+    try {
+      const { createSelfSignedCertificate } = await import(devCert);
+      const made = await createSelfSignedCertificate({ hosts: ['127.0.0.1', 'localhost'] });
+      const cert = path.join(dir, 'cert.pem');
+      const key = path.join(dir, 'key.pem');
+      writeFileSync(cert, made.certPem);
+      writeFileSync(key, made.keyPem, { mode: 0o600 });
+      return { cert, key };
+    } catch {
+      /* fall through to openssl */
+    }
+  }
+  if (!tools.openssl) throw new Error('no certificate tooling (dist/demo/dev-cert.js, or Debian: openssl)');
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const r = spawnSync(
+    tools.openssl,
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', cert],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+  return { cert, key };
+}
+
+async function startRedis(dir) {
+  const port = await freePort();
+  const child = start(1, tools.redis, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = new net.Socket();
+      s.once('error', () => resolve(false));
+      s.connect(port, '127.0.0.1', () => {
+        s.write('PING\r\n');
+        s.once('data', (d) => {
+          s.destroy();
+          resolve(String(d).startsWith('+PONG'));
+        });
+      });
+    });
+    if (ok) return { url: `redis://127.0.0.1:${port}`, child };
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server did not start:\n${child.output}`);
+    await sleep(50);
+  }
+}
+
+async function startAuthServer() {
+  const file = path.join(ROOT, 'dist/demo/authorization-server.js');
+  const { startAuthorizationServer, demoClients, DEMO_CLIENT_SECRETS } = await import(file);
+  const as = await startAuthorizationServer({ audience: AUDIENCE, clients: demoClients('http://127.0.0.1/callback'), accessTokenTtl: 3600 });
+  const token = await as.clientCredentialsToken('demo-opaque', DEMO_CLIENT_SECRETS['demo-opaque'], 'orders:read');
+  return { as, token, gatewaySecret: DEMO_CLIENT_SECRETS.gateway };
+}
+
+async function startGatehouse(dir, configText) {
+  const port = Number(/port: (\d+)/.exec(configText)[1]);
+  const file = path.join(dir, 'gatehouse.yaml');
+  writeFileSync(file, configText);
+  const child = start(0, process.execPath, [path.join(ROOT, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
+  return { child, port };
+}
+
+async function startBaseline(upstreamUrl) {
+  const port = await freePort();
+  const child = start(0, process.execPath, [path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl]);
+  await waitReady(`http://127.0.0.1:${port}/`, child, 'baseline');
+  return { child, port };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+const fmt = {
+  int: (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—'),
+  ms: (n) => (Number.isFinite(n) ? n.toFixed(2) : '—'),
+  one: (n) => (Number.isFinite(n) ? n.toFixed(1) : '—'),
+  ratio: (n) => (Number.isFinite(n) ? `${(n * 100).toFixed(0)}%` : '—'),
+};
+
+function tableRows(rows, baselineRps) {
+  return rows.map((r) => {
+    if (r.skipped || r.error) return [r.name, '—', '—', '—', '—', '—', r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`];
+    return [
+      r.name,
+      fmt.int(r.rps),
+      fmt.ms(r.p50),
+      fmt.ms(r.p99),
+      fmt.int(r.cpuPerReq),
+      fmt.one(r.rss),
+      r.errors > 0 ? `${fmt.ratio(r.rps / baselineRps)} (${r.errors} errors)` : fmt.ratio(r.rps / baselineRps),
+    ];
+  });
+}
+
+const HEADER = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'RSS MiB', 'vs baseline'];
+
+function printTable(rows) {
+  const all = [HEADER, ...rows];
+  const widths = HEADER.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)));
+  const line = (r) => r.map((c, i) => (i === 0 || i === 6 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  let out = `${line(HEADER)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`;
+  for (const r of rows) out += `${line(r)}\n`;
+  return out;
+}
+
+function markdownTable(rows) {
+  let out = `| ${HEADER.join(' | ')} |\n|${HEADER.map((_, i) => (i === 0 || i === 6 ? '---' : '--:')).join('|')}|\n`;
+  for (const r of rows) out += `| ${r.join(' | ')} |\n`;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-bench-'));
+  const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() || 'unknown';
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', 'src', 'bench'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
+  for (const m of missing) process.stderr.write(`bench: ${m}\n`);
+  process.stderr.write(
+    `bench: ${DURATION}s per scenario after ${WARMUP}s warm-up, ${CONNECTIONS} connections, keep-alive; ` +
+      `driver ${tools.wrk ? 'wrk' : 'autocannon'}; ${PIN ? 'process under test on core 0, the rest on core 1' : 'not pinned'}\n`,
+  );
+
+  const upstream = await startUpstream(dir);
+  const issuer = await startIssuer();
+  const tokens = {};
+  for (const alg of ALGS) {
+    tokens[alg] = [];
+    for (let i = 0; i < 1000; i++) tokens[alg].push(await issuer.mint(alg, 'bench-user', i));
+  }
+
+  const ctx = { tokens, redisUrl: null, opaqueToken: null, tls: null, tlsProblem: null, authServerProblem: null };
+  const wanted = (name) => !ONLY || ONLY.test(name) || /baseline/.test(name);
+  const plan = scenarios({ ...ctx, redisUrl: 'x', opaqueToken: 'x', tls: {} }).filter((s) => wanted(s.name));
+
+  let redis = null;
+  if (tools.redis && plan.some((s) => /Redis/.test(s.name))) {
+    try {
+      redis = await startRedis(dir);
+      ctx.redisUrl = redis.url;
+    } catch (err) {
+      process.stderr.write(`bench: ${err.message}\n`);
+    }
+  }
+  let auth = null;
+  if (plan.some((s) => /phantom/.test(s.name))) {
+    try {
+      auth = await startAuthServer();
+      ctx.opaqueToken = auth.token;
+    } catch (err) {
+      ctx.authServerProblem = `authorization server: ${err.message.split('\n')[0]}`;
+    }
+  }
+  if (plan.some((s) => s.protocol)) {
+    try {
+      ctx.tls = await makeCertificate(dir);
+    } catch (err) {
+      ctx.tlsProblem = err.message;
+    }
+  }
+
+  const rows = [];
+  const report = (row) => {
+    rows.push(row);
+    const state = row.skipped ? `skipped (${row.skipped})` : row.error ? `FAILED (${row.error})` : `${fmt.int(row.rps)} req/s, p99 ${fmt.ms(row.p99)} ms, ${fmt.int(row.cpuPerReq)} µs/req`;
+    process.stderr.write(`bench: ${row.name}: ${state}\n`);
+  };
+
+  // The baseline first (and again at the end, to see drift); ratios use the mean of both.
+  const runBaseline = async (name) => {
+    const b = await startBaseline(upstream.url);
+    try {
+      report({ name, ...(await measure(b.child.pid, { url: `http://127.0.0.1:${b.port}/public` }, dir)) });
+    } finally {
+      await stop(b.child);
+    }
+  };
+  await runBaseline('baseline: node:http + undici Pool');
+
+  for (const s of scenarios(ctx).filter((x) => wanted(x.name))) {
+    if (s.skip) {
+      report({ name: s.name, skipped: s.skip });
+      continue;
+    }
+    const port = await freePort();
+    const cfg = gatewayConfig({
+      port,
+      upstreamUrl: upstream.url,
+      issuer,
+      tls: s.protocol ? ctx.tls : null,
+      http2: s.protocol === 'h2',
+      accessLog: s.gateway?.accessLog ?? false,
+      tokenCache: s.gateway?.tokenCache ?? true,
+      redisUrl: ctx.redisUrl,
+      authServer: auth ? { issuer: auth.as.issuer, audience: AUDIENCE, gatewaySecret: auth.gatewaySecret } : null,
+    });
+    const gw = await startGatehouse(dir, cfg);
+    const scheme = s.protocol ? 'https' : 'http';
+    const url = `${scheme}://127.0.0.1:${gw.port}${s.path}`;
+    const headers = { ...(s.headers ?? {}) };
+    const check = { ...headers };
+    if (s.tokens?.length) check.authorization = `Bearer ${s.tokens[0]}`;
+    try {
+      await waitReady(`${scheme}://127.0.0.1:${gw.port}/public`, gw.child, 'gatehouse');
+      let answer = await probe(url, check);
+      // Keys (JWKS, discovery) arrive just after start: retry a 503 for a moment.
+      for (let i = 0; i < 50 && answer.status === 503; i++) {
+        await sleep(100);
+        answer = await probe(url, check);
+      }
+      if (answer.status !== 200) throw new Error(`probe answered ${answer.status}: ${answer.body.slice(0, 300)}`);
+      const result = await measure(gw.child.pid, { url, headers, tokens: s.tokens, protocol: s.protocol }, dir);
+      report({ name: s.name, ...result });
+    } catch (err) {
+      report({ name: s.name, error: err.message.split('\n')[0], detail: err.message });
+      if (process.env.BENCH_DEBUG) process.stderr.write(`${err.message}\n${gw.child.output}\n`);
+    } finally {
+      await stop(gw.child);
+    }
+  }
+
+  await runBaseline('baseline (again, for drift)');
+
+  await stop(redis?.child);
+  await auth?.as.stop().catch(() => undefined);
+  await issuer.close();
+  await stop(upstream.child);
+  await insecureAgent.close();
+
+  const baselines = rows.filter((r) => r.name.startsWith('baseline') && Number.isFinite(r.rps));
+  const baselineRps = baselines.reduce((a, r) => a + r.rps, 0) / baselines.length;
+  const baselineP99 = baselines.reduce((a, r) => a + r.p99, 0) / baselines.length;
+  const shown = tableRows(rows, baselineRps);
+  const title = `gatehouse bench — commit ${commit}${dirty ? ' (+ local changes)' : ''}, node ${process.version}, ${CORES} cores, upstream ${upstream.kind}, ${tools.wrk ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${DURATION}s per scenario`;
+  process.stdout.write(`\n${title}\n\n${printTable(shown)}\n`);
+  if (opts.markdown) process.stdout.write(`\n${markdownTable(shown)}\n`);
+
+  const resultsDir = path.join(ROOT, 'bench/results');
+  mkdirSync(resultsDir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const json = {
+    date: new Date().toISOString(),
+    commit,
+    dirty,
+    node: process.version,
+    cores: CORES,
+    pinned: PIN,
+    upstream: upstream.kind,
+    driver: tools.wrk ? 'wrk' : 'autocannon',
+    connections: CONNECTIONS,
+    durationSeconds: DURATION,
+    warmupSeconds: WARMUP,
+    baseline: { rps: baselineRps, p99: baselineP99 },
+    scenarios: rows.map((r) => ({
+      name: r.name,
+      skipped: r.skipped ?? undefined,
+      error: r.error ?? undefined,
+      rps: r.rps,
+      p50Ms: r.p50,
+      p99Ms: r.p99,
+      cpuMicrosPerRequest: r.cpuPerReq,
+      rssMiB: r.rss,
+      requests: r.requests,
+      errors: r.errors,
+      ratioToBaseline: r.rps / baselineRps,
+      p99RatioToBaseline: r.p99 / baselineP99,
+    })),
+  };
+  const out = path.join(resultsDir, `${stamp}.json`);
+  writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);
+  process.stderr.write(`bench: results written to ${path.relative(ROOT, out)}\n`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench: ${err.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
