@@ -174,7 +174,19 @@ Stop with Ctrl-C.
 
 /** `npm run demo`: start, print, and stop cleanly on Ctrl-C / SIGTERM. */
 export async function runDemo(): Promise<void> {
-  const demo = await startDemo({ quiet: process.env.GATEHOUSE_DEMO_LOGS !== '1' });
+  let demo: Demo;
+  try {
+    demo = await startDemo({ quiet: process.env.GATEHOUSE_DEMO_LOGS !== '1' });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { port?: number };
+    if (e.code === 'EADDRINUSE') {
+      throw new Error(
+        `${e.message}. Another program (or another demo) uses that port; stop it, or move the demo with ` +
+          'GATEHOUSE_DEMO_PORT, GATEHOUSE_DEMO_ADMIN_PORT, GATEHOUSE_DEMO_ISSUER_PORT, GATEHOUSE_DEMO_API_PORT (0 = any free port).',
+      );
+    }
+    throw err;
+  }
   process.stdout.write(demo.instructions);
   await new Promise<void>((resolve) => {
     const stop = () => void demo.close().then(resolve);
@@ -188,7 +200,7 @@ if (isEntry) {
   runDemo().then(
     () => process.exit(0),
     (err) => {
-      process.stderr.write(`gatehouse demo failed: ${(err as Error).stack ?? String(err)}\n`);
+      process.stderr.write(`gatehouse demo failed: ${(err as Error).message}\n`);
       process.exit(1);
     },
   );
