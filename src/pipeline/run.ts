@@ -167,13 +167,18 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
   headers.push('x-forwarded-proto', proto);
   if (host) headers.push('x-forwarded-host', host);
   const incomingForwarded = req.headers.forwarded;
-  const element = forwardedElement(ctx.clientIp, proto, host);
+  // RFC 7239 §4: this hop's element describes the connection gatehouse received.
+  const element = forwardedElement(ctx.peerIp, listener.tls ? 'https' : 'http', host);
   headers.push('forwarded', peerTrusted && incomingForwarded ? `${incomingForwarded}, ${element}` : element);
   headers.push('x-request-id', ctx.id);
   headers.push('host', r.upstream.host);
   if (ctx.principal && r.config.forwardToken) headers.push('authorization', `Bearer ${ctx.principal.upstreamToken}`);
   for (let i = 0; i < ctx.upstreamHeaders.length; i++) headers.push(ctx.upstreamHeaders[i]![0], ctx.upstreamHeaders[i]![1]);
-  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+  // HTTP/2 has no transfer-encoding: a body without content-length is one whose HEADERS frame did not end the stream.
+  const hasBody =
+    req.headers['content-length'] !== undefined
+      ? req.headers['content-length'] !== '0'
+      : req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && !(req as unknown as H2Request).stream.endAfterHeaders);
   const responseHeaders = ctx.responseHeaders.length === 0 ? listener.responseHeaders : ctx.responseHeaders;
   return {
     method: ctx.method,
@@ -188,6 +193,8 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
 }
 
 const EMPTY: readonly [string, string][] = [];
+
+type H2Request = { stream: { endAfterHeaders: boolean } };
 
 function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res: ServerResponse): void {
   for (let i = 0; i < ctx.onFinish.length; i++) {
