@@ -5,6 +5,7 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { configIssue } from '../authz/locate.js';
 import { bearerCredential } from './bearer.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
+import { createIntrospectionAuthenticator } from './introspection.js';
 import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier } from './jwt.js';
 import { TokenCache } from './token-cache.js';
 
@@ -19,11 +20,10 @@ export type OpaqueAuthenticator = Authenticator & {
 export type OpaqueAuthenticatorFactory = (issuer: IssuerConfig, config: GatehouseConfig, services: GatewayServices) => OpaqueAuthenticator;
 
 /**
- * Where the introspection authenticator comes from. HOOK: src/authn/introspection.ts
- * (`createIntrospectionAuthenticator`) is written separately; until it is wired here, an issuer
- * with `introspection` is a config error so that it can never silently accept nothing or everything.
+ * Where the opaque-token authenticator comes from: RFC 7662 introspection with the phantom-token
+ * swap (src/authn/introspection.ts). Replaceable for tests or other builds.
  */
-let opaqueFactory: OpaqueAuthenticatorFactory | null = null;
+let opaqueFactory: OpaqueAuthenticatorFactory | null = createIntrospectionAuthenticator;
 
 /**
  * Register the opaque-token authenticator factory (the introspection module calls this, or the
