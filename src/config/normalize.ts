@@ -277,6 +277,8 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
 
   // A claim-keyed policy on a public route would put every caller in one bucket: say so.
   routes.forEach((route, i) => {
+    if (route.rateLimits.length > 31) bad(['routes', i, 'rateLimits'], 'names more than 31 rate limits');
+    if (route.quotas.length > 31) bad(['routes', i, 'quotas'], 'names more than 31 quotas');
     if (!route.public) return;
     route.rateLimits.forEach((name, j) => {
       if (claimKeyed.has(name)) bad(['routes', i, 'rateLimits', j], `names a policy keyed on claim: but the route is public (no claims); use ip or header: keys`);

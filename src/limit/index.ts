@@ -49,8 +49,10 @@ interface Tally {
   rateDenied: boolean;
   quotaDenied: boolean;
   storeDown: boolean;
-  /** Bit i: quota i counted this request (refunded when another quota refuses it). */
-  counted: number;
+  /** Bit i: rate limit i counted this request (taken back when the request is refused). */
+  ratesCounted: number;
+  /** Bit i: quota i counted this request (taken back when the request is refused). */
+  quotasCounted: number;
   deniedBy: string;
 }
 
@@ -60,7 +62,8 @@ function resetTally(t: Tally): Tally {
   t.rateDenied = false;
   t.quotaDenied = false;
   t.storeDown = false;
-  t.counted = 0;
+  t.ratesCounted = 0;
+  t.quotasCounted = 0;
   t.deniedBy = '';
   return t;
 }
@@ -70,7 +73,10 @@ const newTally = (): Tally => resetTally({} as Tally);
 /** Scratch tally of the synchronous (memory-only) path: safe because nothing awaits in it. */
 const SCRATCH = newTally();
 
-function record(t: Tally, name: string, d: LimitDecision, quota: boolean): void {
+/** Policies per route are capped so that a 32-bit mask can say which ones counted a request. */
+const MAX_POLICIES = 31;
+
+function record(t: Tally, i: number, name: string, d: LimitDecision, quota: boolean): void {
   if (d.storeError) {
     if (!d.allowed) {
       t.storeDown = true;
@@ -80,11 +86,24 @@ function record(t: Tally, name: string, d: LimitDecision, quota: boolean): void 
   }
   const item = serviceLimitItem(name, d.remaining, d.window);
   t.items = t.items === '' ? item : `${t.items},${item}`;
-  if (!d.allowed) {
-    if (quota) t.quotaDenied = true;
-    else t.rateDenied = true;
-    if (d.retryAfter > t.retryAfter) t.retryAfter = d.retryAfter;
-    if (t.deniedBy === '') t.deniedBy = name;
+  if (d.allowed) {
+    if (quota) t.quotasCounted |= 1 << i;
+    else t.ratesCounted |= 1 << i;
+    return;
+  }
+  if (quota) t.quotaDenied = true;
+  else t.rateDenied = true;
+  if (d.retryAfter > t.retryAfter) t.retryAfter = d.retryAfter;
+  if (t.deniedBy === '') t.deniedBy = name;
+}
+
+/** A refused request counts against no policy of the route: take back what the others counted. */
+function refundAll(ctx: RequestContext, t: Tally, rates: readonly BoundRate[], quotas: readonly BoundQuota[]): void {
+  for (let i = 0; t.ratesCounted !== 0 && i < rates.length; i++) {
+    if ((t.ratesCounted & (1 << i)) !== 0) rates[i]!.limiter.refund(rates[i]!.key(ctx));
+  }
+  for (let i = 0; t.quotasCounted !== 0 && i < quotas.length; i++) {
+    if ((t.quotasCounted & (1 << i)) !== 0) quotas[i]!.limiter.refund(quotas[i]!.key(ctx));
   }
 }
 
@@ -125,9 +144,10 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
   const issue = (path: string, message: string) => issues.push({ file: config.file, line: 0, column: 0, path, message });
   const maxKeys = config.memoryStore.maxKeys;
 
+  // Tables of the running plan are reused; this plan's set replaces them once it starts (a
+  // reload that fails to compile leaves the running plan's set in place).
   const previous = memoryTables.get(services.metrics);
   const tables = new Map<string, LruTable>();
-  memoryTables.set(services.metrics, tables);
   const tableFor = (signature: string): LruTable => {
     const id = `${signature}:${maxKeys}`;
     let table = tables.get(id) ?? previous?.get(id);
@@ -197,7 +217,9 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
       // A calendar month has no fixed length in seconds: `w` is left out (it is optional).
       policyItems.push(entry.config.period === 'day' ? `"${name}";q=${entry.config.limit};w=86400` : `"${name}";q=${entry.config.limit}`);
     }
-    if (quotas.length > 31) issue(`routes.${route.name}.quotas`, 'names more than 31 quotas');
+    // normalize.ts refuses more than 31 of each; a config built in code is cut, never mis-counted.
+    rates.length = Math.min(rates.length, MAX_POLICIES);
+    quotas.length = Math.min(quotas.length, MAX_POLICIES);
     const concurrency = route.maxConcurrent === undefined ? null : createConcurrency(route.maxConcurrent);
     return {
       preAuth,
@@ -210,6 +232,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     issues,
     stagesFor,
     async start() {
+      memoryTables.set(services.metrics, tables);
       await redis?.start();
     },
     readiness() {
@@ -262,19 +285,17 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
       const t = resetTally(SCRATCH);
       for (let i = 0; i < rates.length; i++) {
         const r = rates[i]!;
-        record(t, r.name, r.limiter.consume(r.key(ctx)) as LimitDecision, false);
+        record(t, i, r.name, r.limiter.consume(r.key(ctx)) as LimitDecision, false);
       }
       if (!t.rateDenied) {
         for (let i = 0; i < quotas.length; i++) {
           const q = quotas[i]!;
-          const d = q.limiter.consume(q.key(ctx)) as LimitDecision;
-          if (d.allowed) t.counted |= 1 << i;
-          record(t, q.name, d, true);
+          record(t, i, q.name, q.limiter.consume(q.key(ctx)) as LimitDecision, true);
         }
-        if (t.quotaDenied) refund(ctx, quotas, t.counted);
       }
       const denial = conclude(ctx, t, policyHeader);
-      if (denial === null && c !== null) {
+      if (denial !== null) refundAll(ctx, t, rates, quotas);
+      else if (c !== null) {
         c.inFlight++;
         ctx.onFinish.push(c.release);
       }
@@ -289,47 +310,11 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
       c.inFlight++;
     }
     const t = newTally();
-    // Rate limits in parallel: one round trip for all of them (ioredis pipelines on one socket).
-    let pending: Promise<LimitDecision>[] | null = null;
-    let pendingIndex: number[] | null = null;
-    for (let i = 0; i < rates.length; i++) {
-      const r = rates[i]!;
-      const d = r.limiter.consume(r.key(ctx));
-      if (isPromise(d)) {
-        (pending ??= []).push(d);
-        (pendingIndex ??= []).push(i);
-      } else record(t, r.name, d, false);
-    }
-    if (pending !== null) {
-      const decisions = await Promise.all(pending);
-      for (let j = 0; j < decisions.length; j++) record(t, rates[pendingIndex![j]!]!.name, decisions[j]!, false);
-    }
-    if (!t.rateDenied && !t.storeDown && quotas.length > 0) {
-      pending = null;
-      pendingIndex = null;
-      for (let i = 0; i < quotas.length; i++) {
-        const q = quotas[i]!;
-        const d = q.limiter.consume(q.key(ctx));
-        if (isPromise(d)) {
-          (pending ??= []).push(d);
-          (pendingIndex ??= []).push(i);
-        } else {
-          if (d.allowed && !d.storeError) t.counted |= 1 << i;
-          record(t, q.name, d, true);
-        }
-      }
-      if (pending !== null) {
-        const decisions = await Promise.all(pending);
-        for (let j = 0; j < decisions.length; j++) {
-          const i = pendingIndex![j]!;
-          const d = decisions[j]!;
-          if (d.allowed && !d.storeError) t.counted |= 1 << i;
-          record(t, quotas[i]!.name, d, true);
-        }
-      }
-      if (t.quotaDenied || t.storeDown) refund(ctx, quotas, t.counted);
-    }
+    // All rate limits at once: one round trip (ioredis writes them back to back on one socket).
+    await decideAll(ctx, t, rates, false);
+    if (!t.rateDenied && !t.storeDown) await decideAll(ctx, t, quotas, true);
     const denial = conclude(ctx, t, policyHeader);
+    if (denial !== null) refundAll(ctx, t, rates, quotas);
     if (c !== null) {
       if (denial === null) ctx.onFinish.push(c.release);
       else c.inFlight--;
@@ -338,9 +323,23 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
   };
 }
 
-function refund(ctx: RequestContext, quotas: BoundQuota[], counted: number): void {
-  for (let i = 0; i < quotas.length; i++) {
-    if ((counted & (1 << i)) !== 0) quotas[i]!.limiter.refund(quotas[i]!.key(ctx));
+/** Decide every policy of one kind; memory answers are recorded at once (their object is reused). */
+async function decideAll(ctx: RequestContext, t: Tally, bound: readonly (BoundRate | BoundQuota)[], quota: boolean): Promise<void> {
+  let pending: Promise<LimitDecision>[] | null = null;
+  let pendingIndex: number[] | null = null;
+  for (let i = 0; i < bound.length; i++) {
+    const b = bound[i]!;
+    const d = b.limiter.consume(b.key(ctx));
+    if (isPromise(d)) {
+      (pending ??= []).push(d);
+      (pendingIndex ??= []).push(i);
+    } else record(t, i, b.name, d, quota);
+  }
+  if (pending === null) return;
+  const decisions = await Promise.all(pending);
+  for (let j = 0; j < decisions.length; j++) {
+    const i = pendingIndex![j]!;
+    record(t, i, bound[i]!.name, decisions[j]!, quota);
   }
 }
 

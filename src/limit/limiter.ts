@@ -81,6 +81,11 @@ export interface RateLimiter {
   readonly store: 'memory' | 'redis';
   /** Count one request for `key` if the policy admits it. */
   consume(key: string): LimitDecision | Promise<LimitDecision>;
+  /**
+   * Take back one admitted request (another policy of the route refused it): `TAT -= T`.
+   * Exact, because GCRA admissions add up: what is taken back is what was added.
+   */
+  refund(key: string): void;
 }
 
 /**

@@ -201,4 +201,9 @@ class MemoryRateLimiter implements RateLimiter {
     d.window = allowAt + (remaining + 1) * this.interval - now;
     return d;
   }
+
+  refund(key: string): void {
+    const slot = this.table.find(key);
+    if (slot >= 0) this.table.a[slot] = this.table.a[slot]! - this.interval;
+  }
 }

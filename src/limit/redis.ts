@@ -47,6 +47,25 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, count}
 `;
 
+/** Take back one admitted request: TAT -= T (KEYS[1]; ARGV = interval ms, now ms or ''). */
+const GCRA_REFUND_LUA = `
+if redis.replicate_commands then redis.replicate_commands() end
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+tat = tat - tonumber(ARGV[1])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', math.max(1, math.ceil(tat - now)))
+end
+return 1
+`;
+
 /** Give back one unit (never below zero). */
 const REFUND_LUA = `
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -61,6 +80,7 @@ interface ScriptedRedis extends Redis {
   ghGcra(key: string, interval: string, capacity: string, now: string): Promise<[number, number, string]>;
   ghQuota(key: string, limit: string, ttl: string): Promise<[number, number]>;
   ghRefund(key: string): Promise<number>;
+  ghGcraRefund(key: string, interval: string, now: string): Promise<number>;
 }
 
 /** Options of {@link createRedisStore}. */
@@ -121,7 +141,7 @@ export class RedisStore {
     this.log = options.log.child({ area: 'limit', store: 'redis' });
     this.errors = options.metrics.counter(
       'gatehouse_limit_store_errors_total',
-      'Limit decisions the store could not make (Redis unreachable or too slow), by policy and outcome.',
+      'Limit decisions (outcome allowed/refused) and refunds (outcome refund) the store could not make: Redis unreachable or too slow.',
       ['store', 'policy', 'outcome'],
     );
   }
@@ -144,6 +164,7 @@ export class RedisStore {
     client.defineCommand('ghGcra', { numberOfKeys: 1, lua: GCRA_LUA });
     client.defineCommand('ghQuota', { numberOfKeys: 1, lua: QUOTA_LUA });
     client.defineCommand('ghRefund', { numberOfKeys: 1, lua: REFUND_LUA });
+    client.defineCommand('ghGcraRefund', { numberOfKeys: 1, lua: GCRA_REFUND_LUA });
     client.on('error', (err: Error) => this.noteError(err));
     client.on('ready', () => {
       if (this.lastError !== null || !this.wasReady) this.log.info({ redis: this.where() }, 'redis connection ready');
@@ -179,7 +200,7 @@ export class RedisStore {
   }
 
   /** Count and (at most every 10 s) log a failed decision. */
-  storeFailed(policy: string, outcome: 'allowed' | 'refused', err: unknown): void {
+  storeFailed(policy: string, outcome: 'allowed' | 'refused' | 'refund', err: unknown): void {
     this.errors.inc({ store: 'redis', policy, outcome });
     this.noteError(err);
   }
@@ -268,6 +289,14 @@ class RedisRateLimiter implements RateLimiter {
       .ghGcra(`${this.prefix}${key}}`, this.interval, this.capacity, this.now ? String(this.now()) : '')
       .then(this.onReply, this.onError);
   }
+
+  refund(key: string): void {
+    const client = this.redis.ready();
+    if (client === null) return;
+    client
+      .ghGcraRefund(`${this.prefix}${key}}`, this.interval, this.now ? String(this.now()) : '')
+      .catch((err: unknown) => this.redis.storeFailed(this.policy.name, 'refund', err));
+  }
 }
 
 function parseGcraReply(reply: [number, number, string]): LimitDecision {
@@ -321,6 +350,6 @@ class RedisQuota implements QuotaLimiter {
     const client = this.redis.ready();
     if (client === null) return;
     const period = this.period.update(this.now());
-    client.ghRefund(`${this.prefix}${key}}:${period.label}`).catch((err: unknown) => this.redis.storeFailed(this.policy.name, 'allowed', err));
+    client.ghRefund(`${this.prefix}${key}}:${period.label}`).catch((err: unknown) => this.redis.storeFailed(this.policy.name, 'refund', err));
   }
 }

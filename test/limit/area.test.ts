@@ -30,6 +30,7 @@ async function area(yaml: string, svc: GatewayServices): Promise<AreaRuntime> {
   const config = loadConfigText(BASE + yaml);
   const runtime = await createLimitArea(config, svc);
   expect(runtime.issues ?? []).toEqual([]);
+  if (!config.redis) await runtime.start!();
   return runtime;
 }
 
@@ -88,6 +89,18 @@ routes:
     expect(((await run(orders, ctx({ sub: 'carol' }))) as GatehouseError).code).toBe('GH_ERR_LIMIT_RATE_EXCEEDED');
   });
 
+  it('a request refused by one rate limit counts against none of the others', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const runtime = await area(yaml, services(clock));
+    const { limit } = stages(runtime, yaml, 'orders');
+    for (let i = 0; i < 3; i++) expect(await run(limit, ctx({ sub: 'erin' }))).toBeNull();
+    // erin hammers: per-user refuses her, and the shared per-route budget (burst 5) stays untouched.
+    for (let i = 0; i < 20; i++) expect(((await run(limit, ctx({ sub: 'erin' }))) as GatehouseError).code).toBe('GH_ERR_LIMIT_RATE_EXCEEDED');
+    const c = ctx({ sub: 'frank' });
+    expect(await run(limit, c)).toBeNull();
+    expect(header(c, 'ratelimit')).toBe('"per-user";r=2;t=20,"per-route";r=1;t=1');
+  });
+
   it('a route without limits gets no stage at all', async () => {
     const runtime = await area(yaml, services({ now: 0 }));
     expect(stages(runtime, yaml, 'open')).toEqual({ preAuth: null, limit: null });
@@ -100,6 +113,11 @@ routes:
     for (let i = 0; i < 3; i++) expect(await run(stages(first, yaml, 'orders').limit, ctx({ sub: 'dave' }))).toBeNull();
     const second = await area(yaml, svc);
     expect(((await run(stages(second, yaml, 'orders').limit, ctx({ sub: 'dave' }))) as GatehouseError).code).toBe('GH_ERR_LIMIT_RATE_EXCEEDED');
+    // A plan that is compiled but never started (a failed reload) does not take the tables over.
+    const unstarted = await createLimitArea(loadConfigText(BASE + yaml.replace('per-route, key: route', 'renamed, key: route').replace('per-user, per-route]', 'per-user, renamed]')), svc);
+    expect(unstarted.issues).toEqual([]);
+    const fourth = await area(yaml, svc);
+    expect(((await run(stages(fourth, yaml, 'orders').limit, ctx({ sub: 'dave' }))) as GatehouseError).code).toBe('GH_ERR_LIMIT_RATE_EXCEEDED');
     // A changed policy starts afresh.
     const changed = yaml.replace('limit: 3, window: 1m', 'limit: 4, window: 1m');
     const third = await area(changed, svc);
@@ -136,6 +154,22 @@ routes:
     expect(header(c, 'ratelimit')).toMatch(/^"daily";r=0;t=7200,"monthly";r=96;t=\d+$/);
     clock.now = Date.UTC(2026, 11, 5);
     expect(await run(limit, ctx({ ip: '198.51.100.9' }))).toBeNull();
+  });
+
+  it('a request refused by a quota does not use the rate limit either', async () => {
+    const clock = { now: Date.UTC(2026, 11, 4, 12) };
+    const runtime = await area(yaml, services(clock));
+    const { limit } = stages(runtime, yaml, 'rq');
+    const ip = '203.0.113.200';
+    for (let i = 0; i < 3; i++) {
+      expect(await run(limit, ctx({ ip }))).toBeNull();
+      clock.now += 500;
+    }
+    // The daily quota is used up; the refused requests leave the rate limit (2/s, burst 2) full.
+    for (let i = 0; i < 5; i++) expect(((await run(limit, ctx({ ip }))) as GatehouseError).code).toBe('GH_ERR_LIMIT_QUOTA_EXCEEDED');
+    const last = ctx({ ip });
+    await run(limit, last);
+    expect(header(last, 'ratelimit')).toMatch(/^"slow";r=1;t=1,"daily";r=0;t=\d+$/);
   });
 
   it('a request refused by a rate limit does not use quota', async () => {

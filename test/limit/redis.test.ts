@@ -82,6 +82,23 @@ describe('GCRA in Redis (frozen clock)', () => {
     }
   });
 
+  it('a refund takes back exactly one admitted request', async () => {
+    let now = 1_700_000_000_000;
+    const s = await store({ now: () => now, prefix: 'refund:' });
+    const limiter = s.rateLimiter({ name: 'p', limit: 2, window: 1000, burst: 2 }, 'failClosed');
+    expect(await limiter.consume('k')).toMatchObject({ allowed: true, remaining: 1 });
+    expect(await limiter.consume('k')).toMatchObject({ allowed: true, remaining: 0 });
+    limiter.refund('k');
+    expect(await limiter.consume('k')).toMatchObject({ allowed: true, remaining: 0 });
+    expect((await limiter.consume('k')).allowed).toBe(false);
+    limiter.refund('k');
+    limiter.refund('k');
+    limiter.refund('k'); // more refunds than admissions: the bucket is full, never fuller
+    await waitFor(async () => (await admin.exists('refund:{rl:p:k}')) === 0, 'the key to go');
+    const burst = await Promise.all([1, 2, 3].map(() => limiter.consume('k')));
+    expect(burst.map((d) => d.allowed)).toEqual([true, true, false]);
+  });
+
   it('two stores (two instances) on one Redis share one budget', async () => {
     let now = 1_700_000_000_000;
     const a = await store({ now: () => now, prefix: 'shared:' });
