@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { bearerCredential, bearerToken } from '../../src/authn/bearer.js';
+import type { RequestContext } from '../../src/pipeline/context.js';
+
+function ctx(headers: Record<string, string> = {}, query = '', rawHeaders?: string[], token: string | null = null): RequestContext {
+  return {
+    headers,
+    rawHeaders: rawHeaders ?? Object.entries(headers).flat(),
+    query,
+    token,
+    tokenSource: token ? 'cookie' : null,
+  } as unknown as RequestContext;
+}
+
+describe('bearerToken', () => {
+  it.each([
+    ['takes the token of "Bearer <token>"', 'Bearer abc.def.ghi', 'abc.def.ghi'],
+    ['accepts the scheme in any case', 'bEaReR abc', 'abc'],
+    ['accepts b64token characters and trailing =', 'Bearer a-b.c_d~e+f/g==', 'a-b.c_d~e+f/g=='],
+    ['says malformed for Bearer without a token', 'Bearer', null],
+    ['says malformed for Bearer and a space only', 'Bearer ', null],
+    ['says malformed for two spaces', 'Bearer  abc', null],
+    ['says malformed for a token with a space', 'Bearer abc def', null],
+    ['says malformed for a token with a quote', 'Bearer ab"c', null],
+    ['says malformed for = inside the token', 'Bearer ab=c', null],
+    ['says malformed for a tab separator', 'Bearer\tabc', null],
+    ['says another scheme for Basic', 'Basic dXNlcjpwYXNz', undefined],
+    ['says another scheme for BearerX', 'BearerX abc', undefined],
+    ['says another scheme for an empty value', '', undefined],
+  ])('%s', (_name, header, expected) => {
+    expect(bearerToken(header)).toBe(expected);
+  });
+});
+
+describe('bearerCredential stage', () => {
+  it('sets ctx.token from the Authorization header', () => {
+    const c = ctx({ authorization: 'Bearer t0k' });
+    expect(bearerCredential(c)).toBeNull();
+    expect(c.token).toBe('t0k');
+    expect(c.tokenSource).toBe('header');
+  });
+
+  it('leaves ctx.token null when no Authorization header is sent (the authenticate stage answers 401)', () => {
+    const c = ctx();
+    expect(bearerCredential(c)).toBeNull();
+    expect(c.token).toBeNull();
+  });
+
+  it('does nothing when the token-handler cookie stage already set the token', () => {
+    const c = ctx({ authorization: 'Bearer other' }, '?access_token=x', undefined, 'from-cookie');
+    expect(bearerCredential(c)).toBeNull();
+    expect(c.token).toBe('from-cookie');
+  });
+
+  it('refuses access_token in the query string with 400 invalid_request', () => {
+    const denial = bearerCredential(ctx({}, '?a=1&access_token=abc'));
+    expect(denial?.code).toBe('GH_ERR_AUTH_TOKEN_IN_QUERY');
+    expect(denial?.status).toBe(400);
+    expect(denial?.oauthError).toBe('invalid_request');
+  });
+
+  it('ignores a query parameter that only contains the words access_token', () => {
+    expect(bearerCredential(ctx({}, '?q=my_access_token_docs'))).toBeNull();
+  });
+
+  it('refuses two Authorization headers', () => {
+    const c = ctx({ authorization: 'Bearer a' }, '', ['Authorization', 'Bearer a', 'authorization', 'Bearer b']);
+    expect(bearerCredential(c)?.code).toBe('GH_ERR_AUTH_MULTIPLE_CREDENTIALS');
+  });
+
+  it('refuses a malformed Bearer header with 400', () => {
+    const denial = bearerCredential(ctx({ authorization: 'Bearer a b' }));
+    expect(denial?.code).toBe('GH_ERR_AUTH_MALFORMED_HEADER');
+    expect(denial?.status).toBe(400);
+  });
+
+  it('treats another scheme as no bearer token', () => {
+    const c = ctx({ authorization: 'Basic dXNlcg==' });
+    expect(bearerCredential(c)).toBeNull();
+    expect(c.token).toBeNull();
+  });
+});
