@@ -16,7 +16,9 @@
  *   `Accept: application/jwt` answers the token in RFC 9068 JWT form, or 204 when inactive;
  * - authorization code + PKCE (S256, required) through oidc-provider's development login and
  *   consent pages, refresh tokens for every client allowed the `refresh_token` grant, ID tokens
- *   carrying the account's claims, RP-initiated logout (`{issuer}/session/end`);
+ *   carrying the account's claims, RP-initiated logout (`{issuer}/session/end`); the login
+ *   page grants any requested `acr_values` (step-up, RFC 9470: `acr`, `amr: ['pwd','mfa']`,
+ *   `auth_time` land in the access token);
  * - test controls: `rotateKeys()` (live key rotation), `setDown()` (503, reset or hang),
  *   `setLatency()`, `counts` (requests seen per endpoint), `registerClient()` (add a client once
  *   its redirect URI is known).
@@ -111,6 +113,11 @@ export interface AuthorizationServerOptions {
   accounts?: Record<string, Record<string, unknown>>;
   /** Enable introspection (and JWT introspection responses); default true. */
   introspection?: boolean;
+  /**
+   * `acr_values_supported` (discovery). The development login grants whatever `acr_values` a
+   * client asks for, listed or not. Default: the accounts' `acr` values and `urn:gatehouse:dev:mfa`.
+   */
+  acrValues?: string[];
   /** Skip the consent page: the grant is extended with whatever is requested. Default false. */
   autoConsent?: boolean;
   /** Serve HTTPS with this certificate; the issuer becomes `https://…`. `ca` verifies it for the helper calls. */
@@ -359,6 +366,12 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   const introspection = options.introspection ?? true;
   const autoConsent = options.autoConsent ?? false;
   const staticClientIds = new Set(clients.map((c) => c.client_id));
+  const acrValues = options.acrValues ?? [
+    ...new Set([
+      ...Object.values(accounts).flatMap((claims) => (typeof claims['acr'] === 'string' ? [claims['acr']] : [])),
+      'urn:gatehouse:dev:mfa',
+    ]),
+  ];
 
   const adapterFor = createMemoryAdapterFactory();
   // Cookie keys survive key rotation (a new Provider) so browser sessions do too.
@@ -441,9 +454,17 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       },
       jwks: { keys: signingKeys },
       cookies: { keys: cookieKeys },
+      // Non-empty, or oidc-provider leaves `acr` out of ID tokens.
+      acrValues,
       // Client `scope` metadata may only name scopes listed here, so the API's scopes are too.
       scopes: [...new Set(['openid', 'offline_access', 'profile', 'email', ...resourceScopes])],
       claims: {
+        // oidc-provider's defaults (claims without a scope), then the scoped ones.
+        acr: null,
+        amr: null,
+        auth_time: null,
+        iss: null,
+        sid: null,
         openid: ['sub', ...accountClaimNames],
         profile: ['name'],
         email: ['email', 'email_verified'],
@@ -478,10 +499,11 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
         if (!token.accountId && token.clientId) extra['sub'] = token.clientId;
         // RFC 9068 §2.2.1: authentication information of the user, when there is one.
         const source = ctx.oidc?.entities['AuthorizationCode'] ?? ctx.oidc?.entities['RefreshToken'];
+        // The login (see devLogin) decided acr/amr, so they win over the account's static values.
         if (token.accountId && source) {
-          if (source['authTime'] !== undefined && extra['auth_time'] === undefined) extra['auth_time'] = source['authTime'];
-          if (source['acr'] !== undefined && extra['acr'] === undefined) extra['acr'] = source['acr'];
-          if (source['amr'] !== undefined && extra['amr'] === undefined) extra['amr'] = source['amr'];
+          if (source['authTime'] !== undefined) extra['auth_time'] = source['authTime'];
+          if (source['acr'] !== undefined) extra['acr'] = source['acr'];
+          if (source['amr'] !== undefined) extra['amr'] = source['amr'];
         }
         return Object.keys(extra).length ? extra : undefined;
       },
@@ -581,7 +603,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
    * JWT form (RFC 9068, signed with the current key, a fresh `jti`), or 204 when inactive.
    */
   const importedKeys = new Map<string, ReturnType<typeof importJWK>>();
-  function withPhantomJwt(p: Provider): Provider {
+  function decorate(p: Provider): Provider {
+    p.use(devLogin(p));
     if (!introspection) return p;
     p.use(async (ctx: KoaLikeContext, next: () => Promise<void>) => {
       if (ctx.path !== ROUTES.introspection || ctx.method !== 'POST' || !acceptsOnly(ctx.get('accept'), 'application/jwt')) {
@@ -609,7 +632,40 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     return p;
   }
 
-  let provider = withPhantomJwt(createProvider(issuer, configuration()));
+  /**
+   * The development login page's submit, with authentication context: any login and password
+   * pass; `acr` is the first `acr_values` the client asked for (the dev login "performs" any
+   * step-up, RFC 9470), else the account's `acr`; `amr` is `['pwd', 'mfa']` after a step-up, else
+   * the account's `amr`, else `['pwd']`. The consent submit stays oidc-provider's own.
+   */
+  function devLogin(p: Provider) {
+    return async (ctx: KoaLikeContext, next: () => Promise<void>) => {
+      if (ctx.method !== 'POST' || !INTERACTION_SUBMIT.test(ctx.path)) return next();
+      let details: { prompt: { name: string }; params: Record<string, unknown> };
+      try {
+        details = (await p.interactionDetails(ctx.req, ctx.res)) as typeof details;
+      } catch {
+        return next(); // no interaction: oidc-provider renders the error
+      }
+      if (details.prompt.name !== 'login') return next();
+      const form = new URLSearchParams(await readSmallBody(ctx.req));
+      const accountId = form.get('login');
+      if (!accountId) {
+        ctx.status = 400;
+        ctx.body = page('Sign-in', '<p>A login is required.</p>');
+        return;
+      }
+      const account = accounts[accountId];
+      const asked = typeof details.params['acr_values'] === 'string' ? details.params['acr_values'].split(' ').filter(Boolean) : [];
+      const acr = asked[0] ?? (typeof account?.['acr'] === 'string' ? account['acr'] : undefined);
+      const amr = asked.length > 0 ? ['pwd', 'mfa'] : Array.isArray(account?.['amr']) ? account['amr'] : ['pwd'];
+      await p.interactionFinished(ctx.req, ctx.res, { login: { accountId, amr, ...(acr ? { acr } : {}) } }, {
+        mergeWithLastSubmission: false,
+      });
+    };
+  }
+
+  let provider = decorate(createProvider(issuer, configuration()));
   let handle = provider.callback();
 
   const counts: EndpointCounts = {
@@ -710,7 +766,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       const next = await generateSigningJwk(alg);
       signingKeys = opts.keepPrevious ? [next, ...signingKeys] : [next];
       // oidc-provider reads `jwks` once: serve from a new instance sharing storage, clients and cookie keys.
-      provider = withPhantomJwt(createProvider(issuer, configuration()));
+      provider = decorate(createProvider(issuer, configuration()));
       handle = provider.callback();
     },
     async registerClient(metadata) {
@@ -765,7 +821,23 @@ interface KoaLikeContext {
   body: unknown;
   type: string;
   req: http.IncomingMessage;
+  res: http.ServerResponse;
   get(field: string): string;
+}
+
+/** oidc-provider's devInteractions submit route (`POST /interaction/:uid`). */
+const INTERACTION_SUBMIT = /^\/interaction\/[^/]+$/;
+
+/** Reads a small request body (a login form); refuses more than 16 KiB. */
+async function readSmallBody(req: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > 16 * 1024) throw new Error('login form too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** True when `accept` names `type` and no other media type (`application/jwt` alone, or with q=1). */

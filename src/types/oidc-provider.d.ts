@@ -85,6 +85,13 @@ declare module 'oidc-provider' {
     keys?: string[];
     callback(): (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
     on(event: string, listener: (...args: any[]) => void): this;
+    interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown>>;
+    interactionFinished(
+      req: IncomingMessage,
+      res: ServerResponse,
+      result: Record<string, unknown>,
+      options?: { mergeWithLastSubmission?: boolean },
+    ): Promise<void>;
     /** Koa middleware, run before oidc-provider's own routes. */
     use(middleware: (ctx: any, next: () => Promise<void>) => Promise<void> | void): this;
     readonly Client: {

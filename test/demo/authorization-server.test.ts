@@ -402,6 +402,26 @@ describe('development authorization server', () => {
       expect(third.pages[0]).toBe('login');
     });
 
+    test('satisfies requested acr_values at the development login (step-up)', async () => {
+      const { tokens } = await codeFlow(as, {
+        clientId: 'spa', clientSecret: S.spa, redirectUri: REDIRECT, scope: 'openid orders:read', login: 'dave',
+        extraParams: { acr_values: 'urn:example:loa:high', prompt: 'login' },
+      });
+      const keys = createLocalJWKSet(await publicJwks(as));
+      const access = await jwtVerify(tokens.access_token, keys, { issuer: as.issuer, audience: AUDIENCE });
+      expect(access.payload).toMatchObject({ sub: 'dave', acr: 'urn:example:loa:high', amr: ['pwd', 'mfa'] });
+      expect(typeof access.payload['auth_time']).toBe('number');
+      const id = await jwtVerify(tokens.id_token!, keys, { issuer: as.issuer, audience: 'spa' });
+      expect(id.payload).toMatchObject({ acr: 'urn:example:loa:high' });
+    });
+
+    test('reports a plain password login as amr pwd without acr', async () => {
+      const { tokens } = await codeFlow(as, { clientId: 'spa', clientSecret: S.spa, redirectUri: REDIRECT, scope: 'openid orders:read', login: 'erin' });
+      const { payload } = await jwtVerify(tokens.access_token, createLocalJWKSet(await publicJwks(as)), { issuer: as.issuer, audience: AUDIENCE });
+      expect(payload).toMatchObject({ sub: 'erin', amr: ['pwd'] });
+      expect(payload).not.toHaveProperty('acr');
+    });
+
     test('accepts a client registered at run time', async () => {
       const redirectUri = 'http://127.0.0.1:3/late-callback';
       await as.registerClient({
