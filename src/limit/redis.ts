@@ -314,6 +314,7 @@ class RedisQuota implements QuotaLimiter {
   private readonly failOpen: boolean;
   private readonly now: () => number;
   private readonly period: CalendarPeriod;
+  private readonly onReply: (reply: [number, number]) => LimitDecision;
   private readonly onError: (err: unknown) => LimitDecision;
 
   constructor(redis: RedisStore, policy: QuotaPolicy, onStoreError: 'failOpen' | 'failClosed') {
@@ -328,6 +329,13 @@ class RedisQuota implements QuotaLimiter {
       this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
       return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
     };
+    // Built once: no closure per decision. The period end is read when the answer arrives.
+    this.onReply = (reply) => {
+      const window = Math.max(0, this.period.end - this.now());
+      return reply[0] === 1
+        ? { allowed: true, remaining: this.policy.limit - reply[1], retryAfter: 0, window, storeError: false }
+        : { allowed: false, remaining: 0, retryAfter: window, window, storeError: false };
+    };
   }
 
   consume(key: string): Promise<LimitDecision> {
@@ -335,15 +343,8 @@ class RedisQuota implements QuotaLimiter {
     if (client === null) return Promise.resolve(this.onError(NO_STORE));
     const now = this.now();
     const period = this.period.update(now);
-    const limit = this.policy.limit;
-    const window = period.end - now;
-    return client.ghQuota(`${this.prefix}${key}}:${period.label}`, this.limit, String(Math.ceil(window + QUOTA_GRACE_MS))).then(
-      (reply) =>
-        reply[0] === 1
-          ? { allowed: true, remaining: limit - reply[1], retryAfter: 0, window, storeError: false }
-          : { allowed: false, remaining: 0, retryAfter: window, window, storeError: false },
-      this.onError,
-    );
+    const ttl = String(Math.ceil(period.end - now + QUOTA_GRACE_MS));
+    return client.ghQuota(`${this.prefix}${key}}:${period.label}`, this.limit, ttl).then(this.onReply, this.onError);
   }
 
   refund(key: string): void {
