@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { connectionTokens, forwardedElement, upstreamHeaders } from '../../src/forward/headers.js';
+
+const none = { strip: null, cookiePrefix: null };
+
+describe('upstream headers', () => {
+  it('drops hop-by-hop headers (RFC 9110 §7.6.1)', () => {
+    const out = upstreamHeaders(
+      ['Connection', 'keep-alive', 'Keep-Alive', 'timeout=5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Authorization', 'Basic x', 'Proxy-Connection', 'x', 'Trailer', 'x', 'Accept', '*/*'],
+      'keep-alive',
+      none,
+    );
+    expect(out).toEqual(['Accept', '*/*']);
+  });
+
+  it('drops every header named in Connection, case-insensitively', () => {
+    const out = upstreamHeaders(['X-Hop', '1', 'x-other', '2', 'X-Keep', '3'], 'close, X-HOP,x-other', none);
+    expect(out).toEqual(['X-Keep', '3']);
+  });
+
+  it('drops headers the gateway sets itself, so a client cannot spoof them', () => {
+    const out = upstreamHeaders(
+      ['X-Forwarded-For', '6.6.6.6', 'X-Forwarded-Proto', 'https', 'X-Forwarded-Host', 'evil', 'Forwarded', 'for=x', 'X-Request-Id', 'abc', 'Host', 'evil', 'X-Real-IP', '1.1.1.1', 'A', 'b'],
+      undefined,
+      none,
+    );
+    expect(out).toEqual(['A', 'b']);
+  });
+
+  it('drops the route-specific names (Authorization on protected routes, forwardClaims headers)', () => {
+    const out = upstreamHeaders(['Authorization', 'Bearer t', 'X-Auth-Sub', 'admin', 'A', 'b'], undefined, { strip: new Set(['authorization', 'x-auth-sub']), cookiePrefix: null });
+    expect(out).toEqual(['A', 'b']);
+  });
+
+  it('removes only gatehouse cookies from Cookie', () => {
+    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret; theme=dark; __Host-gh-csrf=x'], undefined, { strip: null, cookiePrefix: '__Host-gh' })).toEqual(['Cookie', 'theme=dark']);
+    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret'], undefined, { strip: null, cookiePrefix: '__Host-gh' })).toEqual([]);
+  });
+
+  it('skips HTTP/2 pseudo-headers', () => {
+    expect(upstreamHeaders([':method', 'GET', ':path', '/', 'a', 'b'], undefined, none)).toEqual(['a', 'b']);
+  });
+
+  it('parses Connection tokens', () => {
+    expect(connectionTokens(undefined)).toBeNull();
+    expect(connectionTokens('close')).toBeNull();
+    expect([...connectionTokens(['X-A, x-b', 'keep-alive'])!]).toEqual(['x-a', 'x-b']);
+  });
+
+  it('writes Forwarded elements, quoting IPv6 and the host', () => {
+    expect(forwardedElement('203.0.113.1', 'https', 'api.example.com')).toBe('for=203.0.113.1;proto=https;host="api.example.com"');
+    expect(forwardedElement('::1', 'http', undefined)).toBe('for="[::1]";proto=http');
+  });
+});
