@@ -3,8 +3,10 @@
  * (where the gateway and its token handler are), and `index.html` for every other path (so the
  * redirect URI `/callback` lands on the app). Development only.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +33,12 @@ export interface ServeSpaOptions {
   dir?: string;
   /** The config, or a function read on each request (so it can be completed once the gateway runs). */
   config: SpaConfig | (() => SpaConfig);
+  /**
+   * Serve HTTPS with this certificate (PEM file paths). Use it when the gateway is on HTTPS:
+   * SameSite is schemeful, so an http page and an https gateway are different sites and the
+   * `SameSite=Strict` cookies would not be sent.
+   */
+  tls?: { cert: string; key: string };
 }
 
 /** A running SPA server. */
@@ -68,12 +76,15 @@ export function defaultSpaDir(): string {
 export async function serveSpa(options: ServeSpaOptions): Promise<SpaServer> {
   const dir = path.resolve(options.dir ?? defaultSpaDir());
   const configOf = typeof options.config === 'function' ? options.config : () => options.config as SpaConfig;
-  const server = http.createServer((req, res) => {
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
     void answer(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('internal error');
     });
-  });
+  };
+  const server = options.tls
+    ? https.createServer({ cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) }, listener)
+    : http.createServer(listener);
 
   async function answer(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -102,7 +113,13 @@ export async function serveSpa(options: ServeSpaOptions): Promise<SpaServer> {
       send(res, req, 200, { ...headers, 'content-type': 'application/json' }, Buffer.from(body));
       return;
     }
-    let file = path.resolve(dir, '.' + decodeURIComponent(pathname));
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(pathname);
+    } catch {
+      decoded = '/';
+    }
+    let file = path.resolve(dir, '.' + decoded);
     // Anything outside the directory, or without a file extension, is the app itself.
     if (!file.startsWith(dir + path.sep) || path.extname(file) === '') file = path.join(dir, 'index.html');
     let body: Buffer;
@@ -122,7 +139,7 @@ export async function serveSpa(options: ServeSpaOptions): Promise<SpaServer> {
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
-    url: `http://${host}:${address.port}`,
+    url: `${options.tls ? 'https' : 'http'}://${host}:${address.port}`,
     port: address.port,
     async close() {
       server.closeAllConnections();
