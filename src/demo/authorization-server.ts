@@ -665,7 +665,17 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     };
   }
 
-  let provider = decorate(createProvider(issuer, configuration()));
+  let provider: Provider;
+  try {
+    provider = decorate(createProvider(issuer, configuration()));
+    // oidc-provider checks static clients on first use; a bad one should fail the start instead.
+    for (const client of clients) await provider.Client.find(client.client_id);
+  } catch (err) {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await dispatcher?.close();
+    throw err;
+  }
   let handle = provider.callback();
 
   const counts: EndpointCounts = {
@@ -695,13 +705,13 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     }
   });
 
-  async function call(url: string, clientId: string, clientSecret: string, form: Record<string, string>, accept = 'application/json') {
+  async function call(url: string, clientId: string, clientSecret: string, form: Record<string, string>) {
     const res = await request(url, {
       method: 'POST',
       headers: {
         authorization: basicAuth(clientId, clientSecret),
         'content-type': 'application/x-www-form-urlencoded',
-        accept,
+        accept: 'application/json',
       },
       body: new URLSearchParams(form).toString(),
       ...(dispatcher ? { dispatcher } : {}),

@@ -611,6 +611,23 @@ describe('options', () => {
     }
   });
 
+  test('refuses to start with invalid client metadata, and frees its port', async () => {
+    const probe = await startAuthorizationServer();
+    const { port } = probe;
+    await probe.stop();
+    await expect(
+      startAuthorizationServer({
+        port,
+        clients: [{ client_id: 'bad', client_secret: 'x', grant_types: ['client_credentials'], response_types: [], redirect_uris: [], access_token_format: 'xml' }],
+      }),
+    ).rejects.toMatchObject({ error: 'invalid_client_metadata' });
+    await expect(
+      startAuthorizationServer({ clients: [{ client_id: 'bad', client_secret: 'x', scope: 'not-a-scope', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] }] }),
+    ).rejects.toMatchObject({ error: 'invalid_client_metadata' });
+    const again = await startAuthorizationServer({ port });
+    await again.stop();
+  });
+
   test('stop closes the listener', async () => {
     const as = await startAuthorizationServer();
     const jar = new CookieJar();
