@@ -232,6 +232,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
         keyPrefix: raw.redis.keyPrefix ?? 'gatehouse:',
         timeout: ms(raw.redis.timeout, 250),
         onError: raw.redis.onError ?? 'failClosed',
+        cluster: raw.redis.cluster ?? false,
       }
     : undefined;
 

@@ -220,7 +220,15 @@ export interface GatehouseConfig {
   /** Per-client-IP limit that runs before any token cryptography (see docs/rate-limits.md). */
   preAuthLimit?: PreAuthLimitConfig;
   memoryStore: { maxKeys: number };
-  redis?: { url: string; keyPrefix: string; timeout: number; onError: 'failOpen' | 'failClosed' };
+  redis?: {
+    url: string;
+    keyPrefix: string;
+    /** ms */
+    timeout: number;
+    onError: 'failOpen' | 'failClosed';
+    /** `url` names one node of a Redis Cluster. */
+    cluster: boolean;
+  };
   tokenHandler?: TokenHandlerConfig;
   gateway: GatewayTokenConfig;
   tokenCache: { enabled: boolean; maxEntries: number };

@@ -168,6 +168,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
         url: config.redis.url,
         keyPrefix: config.redis.keyPrefix,
         timeout: config.redis.timeout,
+        cluster: config.redis.cluster,
         log: services.log,
         metrics: services.metrics,
       });

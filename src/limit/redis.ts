@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -76,12 +76,13 @@ return 0
 /** Quota counters outlive their period by a day, so clock skew between instances cannot reset them early. */
 const QUOTA_GRACE_MS = 86_400_000;
 
-interface ScriptedRedis extends Redis {
+/** The client with the scripts defined (a single Redis, or a Redis Cluster). */
+type ScriptedRedis = (Redis | Cluster) & {
   ghGcra(key: string, interval: string, capacity: string, now: string): Promise<[number, number, string]>;
+  ghGcraRefund(key: string, interval: string, now: string): Promise<number>;
   ghQuota(key: string, limit: string, ttl: string): Promise<[number, number]>;
   ghRefund(key: string): Promise<number>;
-  ghGcraRefund(key: string, interval: string, now: string): Promise<number>;
-}
+};
 
 /** Options of {@link createRedisStore}. */
 export interface RedisStoreOptions {
@@ -91,6 +92,11 @@ export interface RedisStoreOptions {
   keyPrefix?: string;
   /** Command timeout in ms (default 250): a slower answer is a store error. */
   timeout?: number;
+  /**
+   * Connect to a Redis Cluster: `url` names one node, the others are discovered. Every key is
+   * hash-tagged and every script touches one key, so any slot layout works.
+   */
+  cluster?: boolean;
   /** Longest pause between reconnection attempts, ms (default 1000). */
   maxReconnectDelay?: number;
   log: Logger;
@@ -160,7 +166,7 @@ export class RedisStore {
       retryStrategy: (times) => (this.closed ? null : Math.min(maxDelay, 50 * 2 ** Math.min(times, 10))),
       lazyConnect: true,
     };
-    const client = new Redis(this.options.url, redisOptions) as ScriptedRedis;
+    const client = (this.options.cluster ? this.createCluster(redisOptions) : new Redis(this.options.url, redisOptions)) as ScriptedRedis;
     client.defineCommand('ghGcra', { numberOfKeys: 1, lua: GCRA_LUA });
     client.defineCommand('ghQuota', { numberOfKeys: 1, lua: QUOTA_LUA });
     client.defineCommand('ghRefund', { numberOfKeys: 1, lua: REFUND_LUA });
@@ -174,6 +180,23 @@ export class RedisStore {
     this.client = client;
     // The first attempt may fail; ioredis goes on reconnecting by itself.
     await client.connect().catch((err: Error) => this.noteError(err));
+  }
+
+  private createCluster(redisOptions: RedisOptions): Cluster {
+    const url = new URL(this.options.url);
+    const { enableOfflineQueue, retryStrategy, lazyConnect, ...nodeOptions } = redisOptions;
+    const options: ClusterOptions = {
+      enableOfflineQueue,
+      lazyConnect,
+      clusterRetryStrategy: retryStrategy ?? undefined,
+      redisOptions: {
+        ...nodeOptions,
+        ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+        ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+        ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+      },
+    };
+    return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], options);
   }
 
   /** `ready`, or what is wrong (for /readyz details). */

@@ -49,6 +49,7 @@ export const redis: JsonSchema = closed(
     keyPrefix: { ...nonEmptyString, description: 'Prefix of every key gatehouse writes (default "gatehouse:").' },
     timeout: { ...duration, description: 'Command timeout (default 250ms); a slower answer counts as a store error.' },
     onError: { ...onStoreError, description: 'Default onStoreError of every policy (default failClosed).' },
+    cluster: { type: 'boolean', description: 'url names one node of a Redis Cluster; the others are discovered (default false).' },
   },
   ['url'],
 );
