@@ -4,7 +4,14 @@ import path from 'node:path';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { GatehouseConfig, GatewayTokenConfig } from '../config/types.js';
 
-/** One gateway signing key: the private half signs phantom-token JWTs, the public half is published. */
+/**
+ * One gateway signing key: the private half signs phantom-token JWTs, the public half is published.
+ *
+ * @example
+ * ```ts
+ * const { kid, alg, privateKey } = keys.signingKey();
+ * ```
+ */
 export interface GatewayKey {
   readonly kid: string;
   readonly alg: GatewayTokenConfig['algorithm'];
@@ -52,7 +59,14 @@ export interface GatewayKeys {
   release(): void;
 }
 
-/** Where generated keys live when `gateway.keyDirectory` is not set (relative to the config file). */
+/**
+ * Where generated keys live when `gateway.keyDirectory` is not set (relative to the config file).
+ *
+ * @example
+ * ```ts
+ * path.resolve(config.baseDir, config.gateway.keyDirectory ?? DEFAULT_KEY_DIRECTORY);
+ * ```
+ */
 export const DEFAULT_KEY_DIRECTORY = '.gatehouse/keys';
 
 const shared = new Map<string, { keys: GatewayKeys; refs: number }>();

@@ -6,6 +6,11 @@ import type { Logger } from 'pino';
  * What gatehouse remembers about one opaque token. Never the token itself: entries are found by
  * the SHA-256 of the token, and in Redis their value is sealed with a key derived from the token,
  * so someone reading the store can neither recover the opaque token nor use what is stored.
+ *
+ * @example
+ * ```ts
+ * const inactive: IntrospectionEntry = { active: false, expiresAt: Date.now() + 5000 };
+ * ```
  */
 export type IntrospectionEntry =
   | {
@@ -50,7 +55,14 @@ export interface IntrospectionCache {
   close(): Promise<void>;
 }
 
-/** Options of {@link createIntrospectionCache}. */
+/**
+ * Options of {@link createIntrospectionCache}.
+ *
+ * @example
+ * ```ts
+ * const options: IntrospectionCacheOptions = { issuer: 'opaque', maxEntries: 10_000, log, redis: config.redis };
+ * ```
+ */
 export interface IntrospectionCacheOptions {
   /** The issuer's configured name: part of every Redis key. */
   issuer: string;

@@ -31,7 +31,15 @@ export interface SignedResponseVerifier {
   readiness(): Readiness;
 }
 
-/** Build a {@link SignedResponseVerifier} over a JWT verifier of the issuer. */
+/**
+ * Build a {@link SignedResponseVerifier} over a JWT verifier of the issuer (its own key source).
+ *
+ * @example
+ * ```ts
+ * const signed = createSignedResponseVerifier(issuer, issuer.introspection!, config, services);
+ * const claims = await signed.verifyAccessToken(body); // accept: application/jwt
+ * ```
+ */
 export function createSignedResponseVerifier(
   issuer: IssuerConfig,
   intro: IntrospectionConfig,

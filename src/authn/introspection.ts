@@ -15,7 +15,15 @@ import { createIntrospectionCache, tokenKey, type IntrospectionCache, type Intro
 import { createMinter, type Minter } from './mint.js';
 import { createSignedResponseVerifier, type SignedResponseVerifier } from './introspection-jwt.js';
 
-/** An introspection authenticator, with the lifecycle hooks the authn area drives. */
+/**
+ * An introspection authenticator, with the lifecycle hooks the authn area drives.
+ *
+ * @example
+ * ```ts
+ * const a: IntrospectionAuthenticator = createIntrospectionAuthenticator(issuer, config, services);
+ * await a.start(); a.readiness(); await a.close();
+ * ```
+ */
 export type IntrospectionAuthenticator = Authenticator & {
   start(): Promise<void>;
   close(): Promise<void>;
@@ -567,6 +575,11 @@ interface ClientAuth {
 /**
  * RFC 6749 §2.3.1: for client_secret_basic the id and secret are form-urlencoded before they
  * are joined and base64-encoded (a secret with `:` or `%` must survive the trip).
+ *
+ * @example
+ * ```ts
+ * basicCredentials('gateway', 'p:ss'); // 'Basic ' + base64('gateway:p%3Ass')
+ * ```
  */
 export function basicCredentials(clientId: string, clientSecret: string): string {
   const encode = (s: string) => encodeURIComponent(s).replace(/%20/g, '+').replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);

@@ -6,7 +6,14 @@ import type { GatewayKeys } from './gateway-keys.js';
 /** Claims of an introspection response that are carried into the minted JWT (RFC 9068 §2.2). */
 const CARRIED = ['scope', 'client_id', 'auth_time', 'acr', 'amr'] as const;
 
-/** A JWT gatehouse minted, and its `exp` in seconds. */
+/**
+ * A JWT gatehouse minted, its `exp` in seconds and the `kid` that signed it.
+ *
+ * @example
+ * ```ts
+ * const { jwt, exp, kid }: MintedToken = await minter.mint(claims, audience, Date.now());
+ * ```
+ */
 export interface MintedToken {
   readonly jwt: string;
   readonly exp: number;

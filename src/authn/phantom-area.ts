@@ -3,7 +3,14 @@ import type { ConfigIssue } from '../errors.js';
 import type { AreaFactory, AreaRuntime } from '../pipeline/runtime.js';
 import { acquireGatewayKeys } from './gateway-keys.js';
 
-/** Where the public keys of the gateway's own JWTs are published (admin listener). */
+/**
+ * Where the public keys of the gateway's own JWTs are published (admin listener).
+ *
+ * @example
+ * ```ts
+ * const jwks = createRemoteJWKSet(new URL(GATEWAY_JWKS_PATH, gateway.adminUrl!));
+ * ```
+ */
 export const GATEWAY_JWKS_PATH = '/.well-known/jwks.json';
 
 /**
