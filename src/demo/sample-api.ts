@@ -8,6 +8,8 @@
  * - `GET /orders` → `{ orders, caller }`
  * - `GET /orders/{id}` → `{ order, caller }` or 404
  * - `POST /orders` → 201 `{ order, caller }` (the JSON body becomes the order)
+ * - `GET /users/{userId}/orders` → `{ userId, orders, caller }`: that user's orders (for ownership
+ *   rules such as `request.params.userId == claims.sub`)
  *
  * `caller` is `{ token: 'jwt' | 'opaque' | null, claims, headers }`: the decoded JWT payload when the
  * bearer token is a JWT, and the `x-request-id`, `x-forwarded-*`, `forwarded` and `x-auth-*`
@@ -51,6 +53,7 @@ interface Order {
 const MAX_BODY = 64 * 1024;
 const ORDERS_PATH = /^(?:\/[^/]+)*?\/orders(?:\/([^/]+))?\/?$/;
 const HEALTH_PATH = /^(?:\/[^/]+)*?\/health\/?$/;
+const USER_ORDERS_PATH = /^(?:\/[^/]+)*?\/users\/([^/]+)\/orders\/?$/;
 const ECHOED_HEADER = /^(x-request-id|x-forwarded-.+|forwarded|x-auth-.+)$/;
 
 /**
@@ -78,6 +81,16 @@ export async function startSampleApi(options: { port?: number; host?: string } =
     const path = q === -1 ? url : url.slice(0, q);
 
     if (HEALTH_PATH.test(path)) return send(res, 200, { status: 'ok' });
+
+    const user = USER_ORDERS_PATH.exec(path);
+    if (user) {
+      if (req.method !== 'GET') {
+        res.setHeader('allow', 'GET');
+        return send(res, 405, { error: 'method_not_allowed' });
+      }
+      const userId = safeDecode(user[1]!);
+      return send(res, 200, { userId, orders: orders.filter((o) => o.owner === userId), caller: callerOf(req) });
+    }
 
     const match = ORDERS_PATH.exec(path);
     if (!match) return send(res, 404, { error: 'not_found', path });
@@ -128,6 +141,14 @@ export async function startSampleApi(options: { port?: number; host?: string } =
         server.closeAllConnections();
       }),
   };
+}
+
+function safeDecode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 function callerOf(req: http.IncomingMessage): Caller {

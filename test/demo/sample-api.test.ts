@@ -70,6 +70,15 @@ describe('sample API', () => {
     expect((await fetch(`${api.url}/orders/${String(order['id'])}`)).status).toBe(200);
   });
 
+  test('lists one user’s orders under /users/{userId}/orders', async () => {
+    const res = await fetch(`${api.url}/users/alice/orders`);
+    const body = (await res.json()) as { userId: string; orders: { owner: string }[] };
+    expect(body.userId).toBe('alice');
+    expect(body.orders.length).toBeGreaterThan(0);
+    expect(body.orders.every((o) => o.owner === 'alice')).toBe(true);
+    expect((await fetch(`${api.url}/users/alice/orders`, { method: 'POST' })).status).toBe(405);
+  });
+
   test('refuses a body that is not a JSON object', async () => {
     const res = await fetch(`${api.url}/orders`, { method: 'POST', body: '[1,2]', headers: { 'content-type': 'application/json' } });
     expect(res.status).toBe(400);
