@@ -100,6 +100,7 @@ issuers:
     issuer: ${as.issuer}
     discovery: true
     audiences: ['${as.audience}']
+    clockSkew: 0s
 upstreams:
   - { name: api, url: '${api.url}' }
 tokenHandler:
@@ -123,7 +124,8 @@ beforeAll(async () => {
     throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install chromium\` (the browser tests never download a browser and never skip)`);
   }
   spa = await serveSpa({ config: () => spaConfig });
-  as = await startAuthorizationServer({ clients: demoClients(`${spa.url}/callback`, `${spa.url}/`) });
+  // Short-lived access tokens, so the SPA's refresh-on-401 path runs for real below.
+  as = await startAuthorizationServer({ clients: demoClients(`${spa.url}/callback`, `${spa.url}/`), accessTokenTtl: 4 });
   api = await startUpstream();
   // The demo API answers with data about the caller, never with the token it received.
   api.setHandler((req, res, body) => {
@@ -268,6 +270,22 @@ describe('token handler in Chromium', () => {
     await page.click('#call-api');
     await expect.poll(async () => page.locator('#output').textContent(), { timeout: 10_000 }).toContain('"for": "alice"');
     expect(await page.evaluate(() => document.cookie)).toBe('');
+  });
+
+  it('when the access token has expired, the SPA gets a 401, refreshes once and retries, unseen by the user', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const at = (await gatewayCookies()).find((c) => c.name === '__Host-gh-at')!;
+    const session = (await ring.open(at.value, 'at', now)) as unknown as { at: string };
+    const exp = (JSON.parse(Buffer.from(session.at.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp;
+    await new Promise((r) => setTimeout(r, Math.max(0, (exp + 1) * 1000 - Date.now())));
+    const tokenCalls = as.counts.token;
+    const logsBefore = gw.logs.length;
+    await page.locator('#output').evaluate((el) => (el.textContent = ''));
+    await page.click('#call-api');
+    await expect.poll(async () => page.locator('#output').textContent(), { timeout: 10_000 }).toContain('"for": "alice"');
+    expect(await page.locator('#error').textContent()).toBe('');
+    expect(as.counts.token).toBe(tokenCalls + 1); // one refresh grant
+    expect(JSON.stringify(gw.logs.slice(logsBefore))).toContain('GH_ERR_JWT_EXPIRED');
   });
 
   it('a page on another origin of the same site cannot use the session (Origin check), and the API sees nothing', async () => {
