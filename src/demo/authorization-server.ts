@@ -739,6 +739,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     return JSON.parse(await call(`${issuer}${ROUTES.token}`, clientId, clientSecret, form)) as TokenResponse;
   }
 
+  let stopping: Promise<void> | undefined;
   const as: AuthorizationServer = {
     issuer,
     port,
@@ -795,12 +796,15 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     setLatency(ms, only) {
       latency = ms > 0 ? { ms, only: only ? new Set(only) : null } : null;
     },
-    async stop() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      server.closeAllConnections?.();
-      await closed;
-      await dispatcher?.close();
+    stop() {
+      stopping ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        server.closeAllConnections();
+        await closed;
+        await dispatcher?.close();
+      })();
+      return stopping;
     },
   };
   return as;

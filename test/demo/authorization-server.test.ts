@@ -384,7 +384,7 @@ describe('development authorization server', () => {
       expect(refreshed.status).toBe(200);
       const next = (await refreshed.json()) as { access_token: string; refresh_token?: string };
       const again = await jwtVerify(next.access_token, keys, { issuer: as.issuer, audience: AUDIENCE });
-      expect(again.payload).toMatchObject({ sub: 'alice', scope: 'orders:read' });
+      expect(again.payload).toMatchObject({ sub: 'alice', scope: 'orders:read', tenant: 'acme', acr: 'urn:example:mfa', amr: ['pwd', 'otp'] });
 
       // A second authorization with the same browser session skips login and consent.
       const second = await codeFlow(as, { clientId: 'spa', clientSecret: S.spa, redirectUri: REDIRECT, scope: 'openid orders:read', jar });
@@ -633,6 +633,7 @@ describe('options', () => {
     const jar = new CookieJar();
     expect(jar.header()).toBe('');
     await as.stop();
+    await as.stop(); // idempotent
     await expect(fetch(as.jwksUri)).rejects.toThrow();
   });
 });
