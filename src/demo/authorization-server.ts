@@ -60,15 +60,35 @@ import { Agent, request, type Dispatcher } from 'undici';
 
 export type { ClientMetadata } from 'oidc-provider';
 
-/** Signing algorithms the development server can use for access tokens, ID tokens and JWT introspection. */
+/**
+ * Signing algorithms the development server can use for access tokens, ID tokens and JWT introspection.
+ *
+ * @example
+ * ```ts
+ * const as = await startAuthorizationServer({ signingAlg: 'ES256' satisfies SigningAlg });
+ * ```
+ */
 export type SigningAlg = 'RS256' | 'PS256' | 'ES256' | 'EdDSA';
 
-/** The form of an access token: a JWT (by value, RFC 9068) or an opaque reference (introspect it). */
+/**
+ * The form of an access token: a JWT (by value, RFC 9068) or an opaque reference (introspect it).
+ *
+ * @example
+ * ```ts
+ * const client: ClientMetadata = { client_id: 'c', client_secret: 's', grant_types: ['client_credentials'],
+ *   response_types: [], redirect_uris: [], access_token_format: 'opaque' satisfies AccessTokenFormat };
+ * ```
+ */
 export type AccessTokenFormat = 'jwt' | 'opaque';
 
 /**
  * How the server misbehaves while down: `unavailable` answers 503 with `Retry-After: 1`,
  * `reset` destroys the socket, `hang` never answers (for timeout tests).
+ *
+ * @example
+ * ```ts
+ * as.setDown(true, 'hang' satisfies DownMode, ['introspection']);
+ * ```
  */
 export type DownMode = 'unavailable' | 'reset' | 'hang';
 
@@ -127,6 +147,13 @@ export interface AuthorizationServerOptions {
 /**
  * Requests seen per endpoint since start (or since {@link AuthorizationServer.resetCounts}),
  * counted even while the server is down.
+ *
+ * @example
+ * ```ts
+ * as.resetCounts();
+ * await fetch(as.jwksUri);
+ * const seen: EndpointCounts = as.counts; // seen.jwks === 1
+ * ```
  */
 /**
  * An endpoint of the server, as named in {@link EndpointCounts}.

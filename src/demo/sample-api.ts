@@ -35,7 +35,15 @@ export interface SampleApi {
   close(): Promise<void>;
 }
 
-/** What the sample API tells a caller about itself. */
+/**
+ * What the sample API tells a caller about itself.
+ *
+ * @example
+ * ```ts
+ * const { caller } = (await (await fetch(`${api.url}/orders`, { headers })).json()) as { caller: Caller };
+ * // caller.token === 'jwt'; caller.claims?.sub === 'demo-client'
+ * ```
+ */
 export interface Caller {
   token: 'jwt' | 'opaque' | null;
   claims: Record<string, unknown> | null;

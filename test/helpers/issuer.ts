@@ -59,7 +59,15 @@ export class CookieJar {
   }
 }
 
-/** What {@link followDevPages} saw on its way to the redirect URI. */
+/**
+ * What {@link followDevPages} saw on its way to the redirect URI.
+ *
+ * @example
+ * ```ts
+ * const { url, pages }: DevPagesResult = await followDevPages(authUrl, { stopAt: redirectUri });
+ * // pages: ['login', 'consent']; url.searchParams.get('code')
+ * ```
+ */
 export interface DevPagesResult {
   /** The URL the authorization server redirected to (starts with `stopAt`). */
   url: URL;
@@ -145,7 +153,15 @@ export function pkcePair(): { verifier: string; challenge: string } {
   return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
 }
 
-/** Result of {@link codeFlow}. */
+/**
+ * Result of {@link codeFlow}: the token response, the pages shown, the browser's cookies (for a
+ * second login or a logout) and the nonce sent.
+ *
+ * @example
+ * ```ts
+ * const { tokens, jar }: CodeFlowResult = await codeFlow(as, { clientId: 'spa', clientSecret, redirectUri, scope: 'openid' });
+ * ```
+ */
 export interface CodeFlowResult {
   tokens: TokenResponse;
   pages: DevPagesResult['pages'];
