@@ -129,6 +129,21 @@ describe('JWKS endpoint down after startup', () => {
   });
 });
 
+describe('scheduled refresh', () => {
+  it('picks up a new key on the jwksRefresh schedule, without an unknown-kid refetch', async () => {
+    const server = await startJwksServer(jwks(rs));
+    cleanup.push(() => server.close());
+    const gw = await setup(() =>
+      yaml('https://id.example.test', `jwksUri: ${server.url}`).replace('jwksCooldown: 100ms', 'jwksCooldown: 1h').replace('jwksRefresh: 1h', 'jwksRefresh: 200ms'),
+    );
+    const added = testKey('ES256', 'scheduled');
+    server.document = jwks(rs, added);
+    const hits = server.hits;
+    await eventually(async () => server.hits, (n) => n > hits + 1);
+    expect((await get(gw, '/orders', mint(added, Date.now()))).status).toBe(200);
+  });
+});
+
 describe('the real oidc-provider authorization server', () => {
   let as: AuthorizationServer;
 
@@ -164,6 +179,29 @@ describe('the real oidc-provider authorization server', () => {
     expect(r.body.code).toBe('GH_ERR_AUTHZ_INSUFFICIENT_SCOPE');
     expect(String(r.headers['www-authenticate'])).toMatch(/error="insufficient_scope", scope="orders:write"|scope="orders:write".*insufficient_scope|insufficient_scope.*scope="orders:write"/);
     expect(r.reachedUpstream).toBe(false);
+  });
+
+  it('keeps validating when its JWKS endpoint hangs, and refuses a kid it cannot fetch with 401', async () => {
+    as = await startAuthorizationServer({ audience: 'https://api.example.com', signingAlg: 'EdDSA' });
+    cleanup.push(() => as.stop());
+    const gw = await setup(() => yaml(as.issuer, 'discovery: true').replace('fetchTimeout: 1s', 'fetchTimeout: 300ms'));
+    const token = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
+    expect((await get(gw, '/orders', token)).status).toBe(200);
+
+    as.setDown(true, 'hang', ['jwks']);
+    await as.rotateKeys({ keepPrevious: true }); // a new kid the gateway cannot fetch
+    await new Promise((r) => setTimeout(r, 150));
+    const fresh = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
+    const r = await get(gw, '/orders', fresh);
+    expect(r.status).toBe(401);
+    expect(r.body.code).toBe('GH_ERR_JWT_KID_UNKNOWN');
+    expect(r.reachedUpstream).toBe(false);
+    expect((await get(gw, '/orders', token)).status).toBe(200); // the last good key set still works
+    expect((await readyz(gw)).body.details.authn.issuers.main.lastError).toMatch(/no answer within 300 ms/);
+
+    as.setDown(false);
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await get(gw, '/orders', fresh)).status).toBe(200); // back: one refetch picks the new key up
   });
 
   it('refuses a discovery document whose issuer is not the configured one', async () => {
