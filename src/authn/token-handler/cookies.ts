@@ -4,7 +4,7 @@
  * `cookieKeys`: the first key encrypts, every key decrypts (rotation). A cookie that does not
  * decrypt, is of the wrong kind or has expired reads as `null`, never as an exception.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual, webcrypto } from 'node:crypto';
 import { CompactEncrypt, compactDecrypt, decodeProtectedHeader } from 'jose';
 
 /** The kinds of cookie; the kind is inside the encrypted payload, so a value cannot be moved to another cookie. */
@@ -41,7 +41,8 @@ export function decodeCookieKey(text: string): Uint8Array | string {
 
 interface RingKey {
   readonly kid: string;
-  readonly key: Uint8Array;
+  /** Imported once: jose would import a raw key on every call. */
+  readonly key: Promise<webcrypto.CryptoKey>;
 }
 
 /**
@@ -64,45 +65,67 @@ const DECRYPT_OPTIONS = { keyManagementAlgorithms: ['dir'], contentEncryptionAlg
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Decrypted cookies kept per key ring (hot path: every API call of a cookie route opens one). */
+export const OPENED_CACHE_SIZE = 2048;
+
 /** The key id is a short hash of the key: it picks the key without trial decryption and reveals nothing useful. */
 function keyId(key: Uint8Array): string {
   return createHash('sha256').update(key).digest('base64url').slice(0, 8);
 }
 
-/** Build a key ring from decoded 32-byte keys. */
-export function createCookieKeyRing(keys: readonly Uint8Array[]): CookieKeyRing {
+/**
+ * Build a key ring from decoded 32-byte keys. Successfully opened values are cached by their
+ * exact text (a changed byte is another text, so tampering always meets the cipher), bounded
+ * to {@link OPENED_CACHE_SIZE}; kind and expiry are checked on every open.
+ */
+export function createCookieKeyRing(keys: readonly Uint8Array[], cacheSize = OPENED_CACHE_SIZE): CookieKeyRing {
   if (keys.length === 0) throw new TypeError('at least one cookie key is needed');
-  const ring: RingKey[] = keys.map((key) => {
-    if (key.length !== 32) throw new TypeError('cookie keys are 32 bytes');
-    return { kid: keyId(key), key };
+  const ring: RingKey[] = keys.map((raw) => {
+    if (raw.length !== 32) throw new TypeError('cookie keys are 32 bytes');
+    const key = webcrypto.subtle.importKey('raw', new Uint8Array(raw), { name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+    key.catch(() => undefined); // surfaced on first use
+    return { kid: keyId(raw), key };
   });
   const byKid = new Map(ring.map((k) => [k.kid, k.key]));
   const first = ring[0]!;
+  const opened = new Map<string, CookiePayload>();
+
+  async function decrypt(value: string): Promise<CookiePayload | null> {
+    let key: Promise<webcrypto.CryptoKey> | undefined;
+    try {
+      const header = decodeProtectedHeader(value);
+      key = typeof header.kid === 'string' ? byKid.get(header.kid) : undefined;
+    } catch {
+      return null;
+    }
+    if (!key) return null;
+    let payload: unknown;
+    try {
+      const { plaintext } = await compactDecrypt(value, await key, DECRYPT_OPTIONS);
+      payload = JSON.parse(decoder.decode(plaintext));
+    } catch {
+      return null;
+    }
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return null;
+    return payload as CookiePayload;
+  }
+
   return {
     async seal(payload) {
       return new CompactEncrypt(encoder.encode(JSON.stringify(payload)))
         .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: first.kid })
-        .encrypt(first.key);
+        .encrypt(await first.key);
     },
     async open(value, kind, nowSeconds) {
       if (value.length === 0 || value.length > MAX_COOKIE_VALUE) return null;
-      let key: Uint8Array | undefined;
-      try {
-        const header = decodeProtectedHeader(value);
-        key = typeof header.kid === 'string' ? byKid.get(header.kid) : undefined;
-      } catch {
-        return null;
+      let p = opened.get(value);
+      if (p === undefined) {
+        const fresh = await decrypt(value);
+        if (fresh === null) return null;
+        p = fresh;
+        if (opened.size >= cacheSize) opened.delete(opened.keys().next().value as string);
+        opened.set(value, p);
       }
-      if (!key) return null;
-      let payload: unknown;
-      try {
-        const { plaintext } = await compactDecrypt(value, key, DECRYPT_OPTIONS);
-        payload = JSON.parse(decoder.decode(plaintext));
-      } catch {
-        return null;
-      }
-      if (payload === null || typeof payload !== 'object') return null;
-      const p = payload as CookiePayload;
       if (p.t !== kind || typeof p.exp !== 'number' || p.exp <= nowSeconds) return null;
       return p;
     },

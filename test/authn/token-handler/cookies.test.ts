@@ -103,6 +103,29 @@ describe('cookie encryption', () => {
     expect(await after.open(oldValue, 'at', NOW)).toBeNull();
   });
 
+  it('checks kind and expiry on every open, also for a value it has opened before', async () => {
+    const ring = createCookieKeyRing([key()]);
+    const value = await ring.seal({ t: 'at', exp: NOW + 10 });
+    expect(await ring.open(value, 'at', NOW)).not.toBeNull();
+    expect(await ring.open(value, 'rt', NOW)).toBeNull();
+    expect(await ring.open(value, 'at', NOW + 10)).toBeNull();
+  });
+
+  it('refuses a tampered copy of a value it has opened before', async () => {
+    const ring = createCookieKeyRing([key()]);
+    const value = await ring.seal({ t: 'at', exp: NOW + 60 });
+    expect(await ring.open(value, 'at', NOW)).not.toBeNull();
+    expect(await ring.open(flip(value, 3), 'at', NOW)).toBeNull();
+    expect(await ring.open(value + 'x', 'at', NOW)).toBeNull();
+  });
+
+  it('keeps working past its cache size', async () => {
+    const ring = createCookieKeyRing([key()], 4);
+    const values = await Promise.all(Array.from({ length: 10 }, (_, i) => ring.seal({ t: 'at', exp: NOW + 60, i } as never)));
+    for (const v of values) expect(await ring.open(v, 'at', NOW)).not.toBeNull();
+    for (const v of values) expect(await ring.open(v, 'at', NOW)).toMatchObject({ t: 'at' });
+  });
+
   it('produces a different value each time (fresh IV)', async () => {
     const ring = createCookieKeyRing([key()]);
     const a = await ring.seal({ t: 'at', exp: NOW + 60 });
