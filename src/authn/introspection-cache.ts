@@ -66,7 +66,7 @@ export interface IntrospectionCache {
 export interface IntrospectionCacheOptions {
   /** The issuer's configured name: part of every Redis key. */
   issuer: string;
-  /** Bound of the in-memory LRU. */
+  /** Bound of the in-memory LRU of active answers (refusals: a quarter of it, apart). */
   maxEntries: number;
   log: Logger;
   /** Shared store; absent = memory only. */
@@ -144,8 +144,12 @@ export function openEntry(token: string, key: string, sealed: string): Introspec
  * ```
  */
 export function createIntrospectionCache(options: IntrospectionCacheOptions): IntrospectionCache {
+  // Two LRUs: refusals live apart, so a flood of forged tokens (each one a negative entry) can
+  // never evict the answers for real tokens and turn every request into an introspection.
   const memory = new Map<string, IntrospectionEntry>();
+  const negative = new Map<string, IntrospectionEntry>();
   const maxEntries = Math.max(1, options.maxEntries);
+  const maxNegative = Math.max(1, Math.ceil(maxEntries / 4));
   const redis = options.redis
     ? new Redis(options.redis.url, {
         lazyConnect: false,
@@ -166,25 +170,33 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
   });
 
   function remember(key: string, entry: IntrospectionEntry): void {
-    memory.delete(key);
-    memory.set(key, entry);
-    if (memory.size > maxEntries) {
+    const map = entry.active ? memory : negative;
+    (entry.active ? negative : memory).delete(key);
+    map.delete(key);
+    map.set(key, entry);
+    if (map.size > (entry.active ? maxEntries : maxNegative)) {
       // Map iteration order is insertion order: the first key is the least recently used.
-      const oldest = memory.keys().next().value;
-      if (oldest !== undefined) memory.delete(oldest);
+      const oldest = map.keys().next().value;
+      if (oldest !== undefined) map.delete(oldest);
     }
   }
 
+  /** Hot path: one Map lookup for a warm positive entry. */
   function peek(key: string, now: number): IntrospectionEntry | undefined {
-    const entry = memory.get(key);
-    if (entry === undefined) return undefined;
+    let map = memory;
+    let entry = memory.get(key);
+    if (entry === undefined) {
+      map = negative;
+      entry = negative.get(key);
+      if (entry === undefined) return undefined;
+    }
     if (entry.expiresAt <= now) {
-      memory.delete(key);
+      map.delete(key);
       return undefined;
     }
     // Refresh recency (LRU).
-    memory.delete(key);
-    memory.set(key, entry);
+    map.delete(key);
+    map.set(key, entry);
     return entry;
   }
 
@@ -231,10 +243,11 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
       });
     },
     get size() {
-      return memory.size;
+      return memory.size + negative.size;
     },
     async close() {
       memory.clear();
+      negative.clear();
       if (redis) {
         try {
           await redis.quit();

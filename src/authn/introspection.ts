@@ -39,6 +39,11 @@ const BREAKER_OPEN_MS = 2_000;
 const DISCOVERY_RETRY_MS = 1_000;
 /** A minted JWT is re-minted when it has less than this left (the upstream must still accept it). */
 const MINT_MARGIN_S = 10;
+/**
+ * Distinct tokens being introspected at once, per issuer. Beyond it a new miss is 503 at once:
+ * a flood of random tokens cannot queue unbounded work in front of the authorization server.
+ */
+const MAX_IN_FLIGHT = 256;
 /** RFC 6750 §2.1 b68token; anything else cannot be a bearer token and is never sent out. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const FORM = 'application/x-www-form-urlencoded';
@@ -410,6 +415,9 @@ export function createIntrospectionAuthenticator(
   function lookup(key: string, token: string, audience: string): Promise<Lookup> {
     let pending = inflight.get(key);
     if (!pending) {
+      if (inflight.size >= MAX_IN_FLIGHT) {
+        return Promise.resolve({ ok: false, error: unavailable(`${MAX_IN_FLIGHT} introspection calls already in flight`) });
+      }
       pending = (async (): Promise<Lookup> => {
         try {
           const cached = cache ? await cache.get(key, token, now()) : undefined;

@@ -69,6 +69,27 @@ describe('the in-memory cache', () => {
   });
 });
 
+describe('refusals apart', () => {
+  it('a flood of refusals never evicts an active answer', async () => {
+    const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 8, log });
+    await cache.set('real', 'real', entry(T0 + 60_000), T0);
+    for (let i = 0; i < 100; i++) await cache.set(`forged-${i}`, `forged-${i}`, { active: false, expiresAt: T0 + 5_000 }, T0);
+    expect(cache.peek('real', T0)?.active).toBe(true);
+    expect(cache.size).toBe(1 + 2);
+    expect(cache.peek('forged-99', T0)?.active).toBe(false);
+    await cache.close();
+  });
+
+  it('an answer that changes kind moves between the two', async () => {
+    const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 8, log });
+    await cache.set('t', 't', { active: false, expiresAt: T0 + 5_000 }, T0);
+    await cache.set('t', 't', entry(T0 + 60_000), T0);
+    expect(cache.peek('t', T0)?.active).toBe(true);
+    expect(cache.size).toBe(1);
+    await cache.close();
+  });
+});
+
 describe('Redis-backed cache (shared by several gateways)', () => {
   let redis: ScratchRedis;
   let fake: FakeIntrospection;

@@ -153,6 +153,21 @@ describe('faults: never a pass', () => {
     expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_UNAVAILABLE');
   });
 
+  it('answers 503 at once beyond 256 distinct tokens in flight, instead of queueing them', async () => {
+    const { auth, config } = await setup();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    fake.reply = async () => {
+      await gate;
+      return { body: { active: false } };
+    };
+    const pending = Array.from({ length: 256 }, (_, i) => auth.authenticate(`flood-${i}`, ctxFor(config)));
+    expect(denied(await auth.authenticate('one-too-many', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_UNAVAILABLE');
+    release();
+    const outcomes = await Promise.all(pending);
+    expect(outcomes.every((o) => o.kind === 'denied' && o.error.code === 'GH_ERR_INTROSPECTION_INACTIVE')).toBe(true);
+  });
+
   it('answers 503 when nothing listens at the endpoint', async () => {
     const services = testServices(T0);
     const config = opaqueConfig({ issuer: fake.issuer, url: 'http://127.0.0.1:1/introspect' }, '');
