@@ -10,8 +10,10 @@ import path from 'node:path';
 import './reflect-shim.js';
 import * as x509 from '@peculiar/x509';
 
-const crypto = webcrypto as unknown as Crypto;
-x509.cryptoProvider.set(crypto);
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+const crypto = webcrypto;
+x509.cryptoProvider.set(crypto as never);
 
 /** `ec` = ECDSA P-256 (default, fast), `rsa` = RSA 2048 (for RSA key-exchange tests). */
 export type DevKeyType = 'ec' | 'rsa';
@@ -67,7 +69,7 @@ async function keyPem(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY') + '\n';
 }
 
-function signingAlgorithm(key: CryptoKey): Algorithm | EcdsaParams {
+function signingAlgorithm(key: CryptoKey): webcrypto.Algorithm | webcrypto.EcdsaParams {
   return key.algorithm.name === 'ECDSA' ? EC_SIGN : RSA_KEY;
 }
 

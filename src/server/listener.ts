@@ -6,7 +6,7 @@ import { InvalidRequest, RequestRejected, type GatehouseError } from '../errors.
 import type { RequestContext } from '../pipeline/context.js';
 import type { ListenerInfo } from '../pipeline/run.js';
 import { problemBody } from '../respond/problem.js';
-import { createTlsServer, hstsHeader } from './tls.js';
+import { createTlsServer, hstsHeader, type CertificateInfo, type TlsServer } from './tls.js';
 
 /** A bound listener. */
 export interface BoundListener {
@@ -18,6 +18,8 @@ export interface BoundListener {
   url: string;
   /** Reload certificates (HTTPS listeners); resolves false when the new files are broken. */
   reloadCertificates?(): Promise<boolean>;
+  /** The certificate new handshakes get (HTTPS listeners). */
+  certificate?(): CertificateInfo;
   close(): void;
 }
 
@@ -49,11 +51,12 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
   };
   const handler = (req: IncomingMessage, res: ServerResponse) => onRequest(info, req, res);
   let server: http.Server;
-  let reloadCertificates: (() => Promise<boolean>) | undefined;
+  let secure: TlsServer | null = null;
   if (config.tls) {
-    const made = createTlsServer(config, gateway, serverOptions, handler, log);
-    server = made.server as http.Server;
-    reloadCertificates = made.reload;
+    // HTTP/2 + HTTP/1.1 (or HTTPS only): the request/response objects differ (compat API for
+    // h2) but offer what runRequest uses; the server offers what this module uses.
+    secure = createTlsServer(config, gateway, serverOptions, handler, log);
+    server = secure.server as unknown as http.Server;
   } else {
     server = http.createServer(serverOptions, handler);
   }
@@ -65,8 +68,10 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
     info,
     server,
     url: '',
-    reloadCertificates,
+    reloadCertificates: secure ? secure.reload : undefined,
+    certificate: secure ? secure.certificate : undefined,
     close() {
+      secure?.close();
       server.close();
       server.closeIdleConnections?.();
     },
@@ -85,6 +90,7 @@ export function bindListener(listener: BoundListener): Promise<string> {
       const port = typeof address === 'object' && address ? address.port : config.port;
       const host = config.host.includes(':') ? `[${config.host}]` : config.host;
       listener.url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
+      boundPorts.set(config, port);
       const own = listener.info.ownHosts as Set<string>;
       own.add(`${host}:${port}`.toLowerCase());
       own.add(`localhost:${port}`);
@@ -120,6 +126,9 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logg
   }
 }
 
+/** The port each listener really got (differs from the config for `port: 0`): redirects use it. */
+const boundPorts = new WeakMap<ListenerConfig, number>();
+
 const SAFE_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /**
@@ -139,8 +148,8 @@ function plaintextPolicy(
   }
   if (!anyTls) return null; // plain-only setup (development, or TLS terminated elsewhere without trusted proxies)
   const https = gateway.listen.find((l) => l.tls)!;
-  const httpsPort = config.httpsPort ?? https.port;
   return (req, ctx) => {
+    const httpsPort = config.httpsPort ?? boundPorts.get(https) ?? https.port;
     if (carriesCredentials(req)) return plaintextCredentials();
     if (config.redirectToHttps === false) {
       return new RequestRejected('GH_ERR_PLAINTEXT_CREDENTIALS', 400, 'this endpoint is only served over https');

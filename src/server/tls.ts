@@ -1,13 +1,24 @@
+/**
+ * HTTPS listeners: secure defaults (TLS 1.2+, forward-secret AEAD suites), HTTP/2 through ALPN
+ * with HTTP/1.1 fallback on the same port, HTTP/2 abuse protections, client certificates, and
+ * certificate reload without dropping connections (issue 4, docs/tls.md).
+ */
+import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http2, { type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
 import path from 'node:path';
+import tls, { type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { GatehouseConfig, ListenerConfig, ListenerTlsConfig } from '../config/types.js';
+import { ConfigError, RequestRejected } from '../errors.js';
+import { sendProblem } from '../respond/problem.js';
+import { watchCertificateFiles, type CertificateWatcher } from './cert-watch.js';
 
 /**
  * Forward-secret AEAD suites only for TLS 1.2 (Mozilla "intermediate"); TLS 1.3 suites are
- * all AEAD and forward-secret.
+ * all AEAD and forward-secret. ECDSA first: smaller, faster handshakes.
  */
 export const DEFAULT_CIPHERS = [
   'ECDHE-ECDSA-AES128-GCM-SHA256',
@@ -17,6 +28,20 @@ export const DEFAULT_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
+
+/** Key-exchange groups offered (Mozilla "intermediate"): X25519 first, then the NIST curves. */
+export const DEFAULT_ECDH_CURVES = 'X25519:P-256:P-384';
+
+/** HTTP/2 protections applied when a listener sets nothing (`listen[].http2`). */
+export const DEFAULT_HTTP2 = {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients (RFC 9113 §6.5.2). */
+  maxConcurrentStreams: 100,
+  /** Reset streams (either direction) per session per second before the session is cut off (CVE-2023-44487). */
+  maxResetsPerSecond: 200,
+} as const;
+
+/** Reload settings when `tls.reload` sets nothing. */
+export const DEFAULT_RELOAD = { watch: true, debounce: 250 } as const;
 
 /** `Strict-Transport-Security` for an HTTPS listener (default: one year, includeSubDomains). */
 export function hstsHeader(tls: ListenerTlsConfig): [string, string][] {
@@ -28,49 +53,353 @@ export function hstsHeader(tls: ListenerTlsConfig): [string, string][] {
   return [['strict-transport-security', value]];
 }
 
-function readPem(file: string, baseDir: string): Buffer {
-  return readFileSync(path.resolve(baseDir, file));
+/** What a loaded certificate looks like in logs and to tests. */
+export interface CertificateInfo {
+  /** Hex serial, uppercase (as `getPeerCertificate().serialNumber`). */
+  readonly serialNumber: string;
+  readonly subject: string;
+  readonly notAfter: string;
+  readonly fingerprint256: string;
 }
 
-/** Create the HTTPS server for a listener with the secure defaults. */
+/** A certificate and key read from disk, checked to belong together and to be valid now. */
+export interface CertificateMaterial extends CertificateInfo {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** Client-certificate CA bundle, when the listener verifies client certificates. */
+  readonly clientCa: Buffer | undefined;
+}
+
+/**
+ * Read and check a listener's certificate files. Throws an Error whose message says what is
+ * wrong (unreadable, not PEM, key does not match, expired, not yet valid).
+ *
+ * @example
+ * ```ts
+ * const material = loadCertificateMaterial({ cert: 'cert.pem', key: 'key.pem' }, '/etc/gatehouse');
+ * console.log(material.serialNumber, material.notAfter);
+ * ```
+ */
+export function loadCertificateMaterial(config: ListenerTlsConfig, baseDir: string, now = Date.now()): CertificateMaterial {
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(path.resolve(baseDir, file));
+    } catch (err) {
+      throw new Error(`${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
+  const cert = read(config.cert, 'certificate');
+  const key = read(config.key, 'key');
+  const clientCa = config.clientCa ? read(config.clientCa, 'client CA') : undefined;
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert); // the leaf: the first certificate of the chain
+  } catch {
+    throw new Error(`certificate ${config.cert} is not a PEM certificate`);
+  }
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new Error(`key ${config.key} is not an unencrypted PEM private key`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) throw new Error(`key ${config.key} does not belong to certificate ${config.cert}`);
+  if (Date.parse(x509.validTo) < now) throw new Error(`certificate ${config.cert} expired on ${x509.validTo}`);
+  if (Date.parse(x509.validFrom) > now + 300_000) throw new Error(`certificate ${config.cert} is not valid before ${x509.validFrom}`);
+  if (clientCa) {
+    try {
+      new X509Certificate(clientCa);
+    } catch {
+      throw new Error(`client CA ${config.clientCa} is not a PEM certificate`);
+    }
+  }
+  return {
+    cert,
+    key,
+    clientCa,
+    serialNumber: x509.serialNumber.toUpperCase(),
+    subject: x509.subject,
+    notAfter: x509.validTo,
+    fingerprint256: x509.fingerprint256,
+  };
+}
+
+/** The options every secure context of a listener is built with (start and reload alike). */
+export function secureContextOptions(config: ListenerTlsConfig, material: CertificateMaterial): SecureContextOptions {
+  return {
+    cert: material.cert,
+    key: material.key,
+    minVersion: config.minVersion ?? 'TLSv1.2',
+    maxVersion: 'TLSv1.3',
+    ciphers: config.ciphers ?? DEFAULT_CIPHERS,
+    ecdhCurve: DEFAULT_ECDH_CURVES,
+    honorCipherOrder: true,
+    ...(material.clientCa ? { ca: material.clientCa } : {}),
+  };
+}
+
+/** `requestCert` / `rejectUnauthorized` for a listener: a `clientCa` alone means required. */
+export function clientCertificateMode(config: ListenerTlsConfig): 'off' | 'optional' | 'required' {
+  const r = config.requestCert;
+  if (r === 'optional') return 'optional';
+  if (r === true || r === 'required') return 'required';
+  if (r === false) return 'off';
+  return config.clientCa ? 'required' : 'off';
+}
+
+/** An HTTPS listener's server and its certificate controls. */
+export interface TlsServer {
+  /** `Http2SecureServer` (h2 + http/1.1) or `https.Server` when `tls.http2: false`. */
+  readonly server: tls.Server;
+  /** Re-read the certificate files; resolves false (and keeps the old one) when they are broken. */
+  reload(): Promise<boolean>;
+  /** The certificate served to new handshakes right now. */
+  certificate(): CertificateInfo;
+  /** Stop watching the files. */
+  close(): void;
+}
+
+/**
+ * Create the HTTPS server of a listener with the secure defaults. With `tls.http2` (default)
+ * it is an `http2.createSecureServer({ allowHTTP1: true })`: ALPN picks h2, or http/1.1 for
+ * clients that do not offer it; both end in the same request handler. Throws a ConfigError
+ * when the certificate files are unusable.
+ *
+ * @example
+ * ```ts
+ * const { server, reload } = createTlsServer(listenerConfig, config, { maxHeaderSize: 16384 }, handler, log);
+ * server.listen(8443);
+ * process.on('SIGHUP', () => void reload());
+ * ```
+ */
 export function createTlsServer(
   config: ListenerConfig,
   gateway: GatehouseConfig,
   serverOptions: ServerOptions,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   log: Logger,
-): { server: https.Server; reload: () => Promise<boolean> } {
-  const tls = config.tls!;
-  const material = () => ({ cert: readPem(tls.cert, gateway.baseDir), key: readPem(tls.key, gateway.baseDir) });
-  const server = https.createServer(
-    {
-      ...serverOptions,
-      ...material(),
-      minVersion: tls.minVersion ?? 'TLSv1.2',
-      ciphers: tls.ciphers ?? DEFAULT_CIPHERS,
-      honorCipherOrder: true,
-      ...(tls.clientCa ? { ca: readPem(tls.clientCa, gateway.baseDir) } : {}),
-      requestCert: tls.requestCert === true || tls.requestCert === 'optional' || tls.requestCert === 'required',
-      rejectUnauthorized: tls.requestCert === true || tls.requestCert === 'required',
-    },
-    handler,
-  );
+): TlsServer {
+  const tlsConfig = config.tls!;
+  const index = gateway.listen.indexOf(config);
+  const where = `listen${index >= 0 ? `[${index}]` : ''}.tls`;
+  let material: CertificateMaterial;
+  try {
+    material = loadCertificateMaterial(tlsConfig, gateway.baseDir);
+    tls.createSecureContext(secureContextOptions(tlsConfig, material));
+  } catch (err) {
+    throw new ConfigError([{ file: gateway.file ?? '(config)', line: 0, column: 0, path: where, message: (err as Error).message }]);
+  }
+  const mode = clientCertificateMode(tlsConfig);
+  if (mode !== 'off' && !material.clientCa) {
+    throw new ConfigError([{ file: gateway.file ?? '(config)', line: 0, column: 0, path: `${where}.clientCa`, message: 'is required to verify client certificates (requestCert)' }]);
+  }
+  const options: tls.TlsOptions = {
+    ...secureContextOptions(tlsConfig, material),
+    requestCert: mode !== 'off',
+    // 'optional': the handshake succeeds without a (valid) certificate; only a verified one
+    // reaches later stages (run.ts checks `socket.authorized`).
+    rejectUnauthorized: mode === 'required',
+  };
+
+  let server: tls.Server;
+  if (tlsConfig.http2 !== false) {
+    server = createHttp2Server(config, gateway, serverOptions, options, handler, log);
+  } else {
+    server = https.createServer({ ...serverOptions, ...options }, handler);
+  }
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    // Scanners and old clients land here: debug, not a warning per probe.
+    log.debug({ listener: config.name, reason: err.code ?? err.message, client_ip: socket.remoteAddress }, 'TLS handshake refused');
+  });
+  log.info({ listener: config.name, serial: material.serialNumber, subject: material.subject, notAfter: material.notAfter, http2: tlsConfig.http2 !== false, clientCertificates: mode }, 'certificate loaded');
+
+  let reloading: Promise<boolean> = Promise.resolve(true);
+  const reloadNow = (): boolean => {
+    let next: CertificateMaterial;
+    try {
+      next = loadCertificateMaterial(tlsConfig, gateway.baseDir);
+      if (next.cert.equals(material.cert) && next.key.equals(material.key) && sameBuffer(next.clientCa, material.clientCa)) return true;
+      // Existing connections keep the context they were established with; new handshakes get this one.
+      server.setSecureContext(secureContextOptions(tlsConfig, next));
+    } catch (err) {
+      log.error({ listener: config.name, reason: (err as Error).message, serial: material.serialNumber }, 'certificate reload failed; keeping the previous certificate');
+      return false;
+    }
+    const previous = material.serialNumber;
+    material = next;
+    log.info({ listener: config.name, serial: next.serialNumber, previous, subject: next.subject, notAfter: next.notAfter }, 'certificate reloaded');
+    return true;
+  };
+  const reload = (): Promise<boolean> => (reloading = reloading.then(reloadNow, reloadNow));
+
+  let watcher: CertificateWatcher | null = null;
+  if ((tlsConfig.reload?.watch ?? DEFAULT_RELOAD.watch) !== false) {
+    const files = [tlsConfig.cert, tlsConfig.key, ...(tlsConfig.clientCa ? [tlsConfig.clientCa] : [])].map((f) => path.resolve(gateway.baseDir, f));
+    watcher = watchCertificateFiles(files, () => void reload(), {
+      debounce: tlsConfig.reload?.debounce ?? DEFAULT_RELOAD.debounce,
+      onError: (err) => log.warn({ listener: config.name, err }, 'cannot watch the certificate files; reload with SIGHUP'),
+    });
+  }
   return {
     server,
-    async reload() {
-      try {
-        server.setSecureContext({
-          ...material(),
-          minVersion: tls.minVersion ?? 'TLSv1.2',
-          ciphers: tls.ciphers ?? DEFAULT_CIPHERS,
-          honorCipherOrder: true,
-        });
-        log.info({ listener: config.name }, 'certificates reloaded');
-        return true;
-      } catch (err) {
-        log.error({ listener: config.name, err }, 'certificate reload failed; keeping the previous certificate');
-        return false;
-      }
+    reload,
+    certificate: () => ({ serialNumber: material.serialNumber, subject: material.subject, notAfter: material.notAfter, fingerprint256: material.fingerprint256 }),
+    close() {
+      watcher?.close();
+      watcher = null;
     },
   };
+}
+
+function sameBuffer(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.equals(b));
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2
+
+const GUARD = Symbol('gatehouse.h2guard');
+const OWNER = Symbol('gatehouse.h2session');
+
+interface SessionState {
+  readonly guard: SessionGuard;
+  resets: number;
+  windowStart: number;
+  open: number;
+  cut: boolean;
+}
+type GuardedSession = ServerHttp2Session & { [GUARD]: SessionState };
+type OwnedStream = ServerHttp2Stream & { [OWNER]: GuardedSession };
+
+interface SessionGuard {
+  readonly listener: string;
+  readonly maxResets: number;
+  readonly log: Logger;
+}
+
+const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
+const RAPID_RESET = Object.assign(new Error('http2 session closed: too many reset streams'), { code: 'GH_ERR_HTTP2_RAPID_RESET' });
+
+function createHttp2Server(
+  config: ListenerConfig,
+  gateway: GatehouseConfig,
+  serverOptions: ServerOptions,
+  tlsOptions: tls.TlsOptions,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  log: Logger,
+): Http2SecureServer {
+  const limits = gateway.limits;
+  const h2 = config.http2 ?? {};
+  const maxHeaderList = h2.maxHeaderListSize ?? limits.maxHeaderSize;
+  const hsts = hstsHeader(config.tls!);
+  // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client acknowledged it; a
+  // request sent before that is bounded by nghttp2's 64 KiB default. Check it here as HTTP/1.1
+  // does: 431 problem+json, nothing routed.
+  const guarded = (req: IncomingMessage, res: ServerResponse) => {
+    if (req.httpVersionMajor === 2 && headerListSize(req.rawHeaders) > maxHeaderList) {
+      sendProblem(res, HEADERS_TOO_LARGE, randomUUID(), 'gatehouse', hsts, req.method);
+      return;
+    }
+    handler(req, res);
+  };
+  const server = http2.createSecureServer(
+    {
+      ...tlsOptions,
+      allowHTTP1: true,
+      settings: {
+        maxConcurrentStreams: h2.maxConcurrentStreams ?? DEFAULT_HTTP2.maxConcurrentStreams,
+        maxHeaderListSize: h2.maxHeaderListSize ?? limits.maxHeaderSize,
+        enablePush: false,
+      },
+      // A header list larger than this is refused by nghttp2 (stream reset, ENHANCE_YOUR_CALM).
+      maxHeaderSize: h2.maxHeaderListSize ?? limits.maxHeaderSize,
+    } as http2.SecureServerOptions,
+    guarded as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  );
+  // The HTTP/1.1 fallback is node:http's connection handler running on this server: it reads
+  // its limits from these properties (same values as a plain listener).
+  const h1 = server as unknown as Record<string, unknown>;
+  for (const key of ['maxHeaderSize', 'headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'connectionsCheckingInterval', 'requireHostHeader', 'joinDuplicateHeaders'] as const) {
+    if (serverOptions[key] !== undefined) h1[key] = serverOptions[key];
+  }
+
+  const guard: SessionGuard = { listener: config.name, maxResets: h2.maxResetsPerSecond ?? DEFAULT_HTTP2.maxResetsPerSecond, log };
+  const idle = Math.max(1000, limits.keepAliveTimeout);
+  const sessions = new Set<ServerHttp2Session>();
+  const sockets = new Set<TLSSocket>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('session', (session: ServerHttp2Session) => {
+    (session as GuardedSession)[GUARD] = { guard, resets: 0, windowStart: performance.now(), open: 0, cut: false };
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('stream', onStream);
+    // Keep-alive for h2: a session without open streams that stays quiet is closed (GOAWAY).
+    session.setTimeout(idle, onSessionIdle);
+  });
+  server.on('sessionError', (err: Error) => log.debug({ listener: config.name, err }, 'http2 session error'));
+
+  // Graceful close for h2 sessions too: GOAWAY lets in-flight streams finish, refuses new ones.
+  const closeHttp1Idle = (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections;
+  Object.assign(server, {
+    closeIdleConnections() {
+      for (const s of sessions) if (!s.closed) s.close();
+      closeHttp1Idle?.call(server);
+    },
+    closeAllConnections() {
+      for (const s of sessions) s.destroy();
+      for (const socket of sockets) socket.destroy();
+    },
+  });
+  return server;
+}
+
+const HEADERS_TOO_LARGE = new RequestRejected('GH_ERR_REQUEST_HEADERS_TOO_LARGE', 431, 'the request headers are too large', { detail: 'http2 header list' });
+
+/** RFC 9113 §6.5.2: the size of a header list is name + value + 32 octets per field. */
+function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i < raw.length; i++) size += raw[i]!.length;
+  return size + (raw.length / 2) * 32;
+}
+
+// Hot path (one call per stream): module-level handlers, state on the session object.
+function onStream(this: GuardedSession, stream: ServerHttp2Stream): void {
+  this[GUARD].open++;
+  (stream as OwnedStream)[OWNER] = this;
+  stream.once('close', onStreamClose);
+}
+
+function onStreamClose(this: OwnedStream): void {
+  const session = this[OWNER];
+  const state = session[GUARD];
+  state.open--;
+  if (this.rstCode === undefined || this.rstCode === NGHTTP2_NO_ERROR || state.cut) return;
+  // Rapid reset (CVE-2023-44487): each reset stream costs the gateway a request while the
+  // client pays nothing. Count resets in a one-second window; over the limit the session goes.
+  const now = performance.now();
+  if (now - state.windowStart >= 1000) {
+    state.windowStart = now;
+    state.resets = 0;
+  }
+  if (++state.resets <= state.guard.maxResets) return;
+  state.cut = true;
+  state.guard.log.warn(
+    { listener: state.guard.listener, client_ip: session.socket?.remoteAddress, resets: state.resets, reason: 'GH_ERR_HTTP2_RAPID_RESET' },
+    'http2 client reset too many streams; session closed',
+  );
+  // Out of the stream's close callback, then GOAWAY (ENHANCE_YOUR_CALM tells the client why) and close.
+  setImmediate(destroySession, session);
+}
+
+function destroySession(session: ServerHttp2Session): void {
+  // An error is needed for the code to apply (destroy(undefined, code) sends NO_ERROR); it
+  // surfaces as the server's 'sessionError', logged at debug.
+  if (!session.destroyed) session.destroy(RAPID_RESET, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+function onSessionIdle(this: GuardedSession): void {
+  if (this[GUARD].open === 0 && !this.closed) this.close();
 }

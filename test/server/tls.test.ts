@@ -1,0 +1,327 @@
+import http2 from 'node:http2';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import { createTestPki, type CertFiles, type TestPki } from '../helpers/certs.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { h2connect, h2request, handshake, rapidResetFlood } from './tls-client.js';
+
+let pki: TestPki;
+let ecCert: CertFiles;
+let rsaCert: CertFiles;
+let upstream: TestUpstream;
+let gw: TestGateway;
+let httpsPort: number;
+let agent: Agent;
+
+function config(cert: CertFiles, extra = '') {
+  return `
+listen:
+  - { name: https, host: 127.0.0.1, port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} }, http2: { maxConcurrentStreams: 50, maxResetsPerSecond: 40 } }
+  - { name: http, host: 127.0.0.1, port: 0 }
+  - { name: behind-lb, host: 127.0.0.1, port: 0, allowPlaintext: true }
+limits: { maxBodySize: 1kb, maxHeaderSize: 4kb, headersTimeout: 2s, requestTimeout: 5s }
+issuers:
+  - name: main
+    issuer: http://127.0.0.1:1/never
+    jwksUri: http://127.0.0.1:1/jwks
+    audiences: [https://api.example.com]
+upstreams:
+  - { name: pub, url: ${upstream.url} }
+routes:
+  - { name: public, path: /public, upstream: pub, public: true }
+  - { name: admin, path: /admin, upstream: pub }
+${extra}`;
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  ecCert = await pki.server('gw-ec');
+  // RSA: the only kind of certificate with which a non-forward-secret (RSA key exchange) suite could even be chosen.
+  rsaCert = await pki.server('gw-rsa', ['127.0.0.1', 'localhost'], { keyType: 'rsa' });
+  upstream = await startUpstream();
+  gw = await startTestGateway(config(rsaCert));
+  httpsPort = Number(new URL(gw.urls.https!).port);
+  agent = new Agent({ connect: { ca: pki.ca.certPem } });
+});
+
+afterAll(async () => {
+  await agent?.close();
+  await gw?.close();
+  await upstream?.close();
+});
+
+describe('TLS versions and cipher suites', () => {
+  it('refuses TLS 1.0', async () => {
+    const result = await handshake(httpsPort, { ca: pki.ca.certPem, minVersion: 'TLSv1', maxVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.code).toMatch(/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS/);
+  });
+
+  it('refuses TLS 1.1', async () => {
+    const result = await handshake(httpsPort, { ca: pki.ca.certPem, minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.code).toMatch(/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS/);
+  });
+
+  it('refuses a suite without forward secrecy (RSA key exchange) even with an RSA certificate', async () => {
+    const result = await handshake(httpsPort, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2', ciphers: 'AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA' });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.code).toMatch(/HANDSHAKE_FAILURE|NO_SHARED_CIPHER|NO_CIPHERS/);
+  });
+
+  it('refuses a CBC suite with forward secrecy (not AEAD)', async () => {
+    const result = await handshake(httpsPort, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA384' });
+    expect(result.ok).toBe(false);
+  });
+
+  it('accepts TLS 1.2 with an ECDHE AEAD suite (the control for the refusals above)', async () => {
+    const result = await handshake(httpsPort, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256' });
+    expect(result).toMatchObject({ ok: true, protocol: 'TLSv1.2', cipher: 'ECDHE-RSA-AES128-GCM-SHA256', authorized: true });
+  });
+
+  it('prefers its own cipher order over the client order', async () => {
+    const result = await handshake(httpsPort, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256' });
+    expect(result).toMatchObject({ ok: true, cipher: 'ECDHE-RSA-AES128-GCM-SHA256' });
+  });
+
+  it('speaks TLS 1.3 by default', async () => {
+    const result = await handshake(httpsPort, { ca: pki.ca.certPem });
+    expect(result).toMatchObject({ ok: true, protocol: 'TLSv1.3' });
+  });
+});
+
+describe('ALPN', () => {
+  it('selects h2 when offered, http/1.1 otherwise', async () => {
+    expect(await handshake(httpsPort, { ca: pki.ca.certPem, ALPNProtocols: ['h2', 'http/1.1'] })).toMatchObject({ ok: true, alpn: 'h2' });
+    expect(await handshake(httpsPort, { ca: pki.ca.certPem, ALPNProtocols: ['http/1.1'] })).toMatchObject({ ok: true, alpn: 'http/1.1' });
+    expect(await handshake(httpsPort, { ca: pki.ca.certPem })).toMatchObject({ ok: true, alpn: false });
+  });
+});
+
+describe('HTTP/2 through the whole pipeline', () => {
+  let session: http2.ClientHttp2Session;
+  beforeAll(async () => {
+    session = await h2connect(gw.urls.https!, { ca: pki.ca.certPem });
+  });
+  afterAll(() => session?.close());
+
+  it('advertises the configured stream limit', () => {
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(50);
+    expect(session.remoteSettings.maxHeaderListSize).toBe(4096);
+  });
+
+  it('answers 404 problem+json with HSTS for an unknown path', async () => {
+    const res = await h2request(session, { ':path': '/nowhere' });
+    expect(res.status).toBe(404);
+    expect(res.headers['content-type']).toBe('application/problem+json');
+    expect(JSON.parse(res.body).code).toBe('GH_ERR_ROUTE_NOT_FOUND');
+    expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+  });
+
+  it('proxies a public route over h2 to an HTTP/1.1 upstream without pseudo-headers', async () => {
+    const before = upstream.requests.length;
+    const res = await h2request(session, { ':path': '/public/items?x=1', 'x-custom': 'yes' });
+    expect(res.status).toBe(200);
+    expect(res.headers['strict-transport-security']).toContain('max-age=');
+    const seen = upstream.requests[before]!;
+    expect(seen.url).toBe('/public/items?x=1');
+    expect(seen.rawHeaders.filter((_, i) => i % 2 === 0).some((name) => name.startsWith(':'))).toBe(false);
+    expect(seen.headers['x-custom']).toBe('yes');
+    expect(seen.headers['x-forwarded-proto']).toBe('https');
+    expect(seen.headers['x-forwarded-host']).toBe(`127.0.0.1:${httpsPort}`);
+  });
+
+  it('streams a request body that has no content-length (h2 has no chunked encoding)', async () => {
+    const before = upstream.requests.length;
+    async function* parts() {
+      yield Buffer.from('hello ');
+      yield Buffer.from('world');
+    }
+    const res = await h2request(session, { ':path': '/public/upload', ':method': 'POST', 'content-type': 'text/plain' }, parts());
+    expect(res.status).toBe(200);
+    expect(upstream.requests[before]!.body).toBe('hello world');
+  });
+
+  it('answers 413 for a declared body over the limit without forwarding', async () => {
+    const before = upstream.requests.length;
+    const res = await h2request(session, { ':path': '/public/upload', ':method': 'POST', 'content-length': '5000' }, Buffer.alloc(5000, 97));
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body).code).toBe('GH_ERR_REQUEST_BODY_TOO_LARGE');
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('answers 413 for a streamed body that grows over the limit', async () => {
+    async function* parts() {
+      for (let i = 0; i < 4; i++) yield Buffer.alloc(512, 98);
+    }
+    const res = await h2request(session, { ':path': '/public/upload', ':method': 'POST' }, parts());
+    expect(res.status).toBe(413);
+  });
+
+  it('denies a protected route without a token: 401 with a Bearer challenge', async () => {
+    const before = upstream.requests.length;
+    const res = await h2request(session, { ':path': '/admin/users' });
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer /);
+    expect(JSON.parse(res.body).code).toBe('GH_ERR_AUTH_MISSING_TOKEN');
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('answers 503 for a token while the issuer keys are unavailable', async () => {
+    const res = await h2request(session, { ':path': '/admin/users', authorization: 'Bearer a.b.c' });
+    expect([401, 503]).toContain(res.status);
+  });
+
+  it('refuses a header list over maxHeaderListSize before any routing', async () => {
+    const before = upstream.requests.length;
+    const other = await h2connect(gw.urls.https!, { ca: pki.ca.certPem });
+    await expect(h2request(other, { ':path': '/public/x', 'x-big': 'a'.repeat(6000) })).rejects.toMatchObject({ code: 'ERR_HTTP2_STREAM_ERROR' });
+    other.close();
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('answers 431 for a header list over the limit sent before the client acknowledged the SETTINGS', async () => {
+    const before = upstream.requests.length;
+    const eager = http2.connect(gw.urls.https!, { ca: pki.ca.certPem });
+    eager.on('error', () => undefined);
+    try {
+      // No wait for 'remoteSettings': the request leaves with the preface.
+      const res = await h2request(eager, { ':path': '/public/x', 'x-big': 'a'.repeat(6000) });
+      expect(res.status).toBe(431);
+      expect(JSON.parse(res.body).code).toBe('GH_ERR_REQUEST_HEADERS_TOO_LARGE');
+      expect(res.headers['strict-transport-security']).toBeDefined();
+    } catch (err) {
+      // Or the server's SETTINGS won the race and nghttp2 reset the stream: refused either way.
+      expect((err as { code: string }).code).toBe('ERR_HTTP2_STREAM_ERROR');
+    } finally {
+      eager.close();
+    }
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('logs h2 requests like HTTP/1.1 ones', async () => {
+    await h2request(session, { ':path': '/public/logged', 'x-request-id': 'h2-log-check' });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(gw.logs.find((l) => l.req_id === 'h2-log-check')).toMatchObject({ route: 'public', status: 200, granted: true });
+  });
+});
+
+describe('HTTP/1.1 over TLS through the whole pipeline', () => {
+  it('proxies a public route with HSTS', async () => {
+    const res = await request(`${gw.urls.https}/public/one?y=2`, { dispatcher: agent });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+    const body = (await res.body.json()) as { url: string; headers: Record<string, string> };
+    expect(body.url).toBe('/public/one?y=2');
+    expect(body.headers['x-forwarded-proto']).toBe('https');
+  });
+
+  it('denies a protected route without a token with 401', async () => {
+    const res = await request(`${gw.urls.https}/admin/users`, { dispatcher: agent });
+    expect(res.statusCode).toBe(401);
+    expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_AUTH_MISSING_TOKEN');
+  });
+
+  it('answers 431 for headers over the limit', async () => {
+    const res = await request(`${gw.urls.https}/public/x`, { dispatcher: agent, headers: { 'x-big': 'a'.repeat(6000) } });
+    expect(res.statusCode).toBe(431);
+    await res.body.dump();
+  });
+});
+
+/** A raw HTTP/1.1 exchange on a plain port (undici would refuse to send some of these). */
+function rawHttp(url: string, target: string, headers = ''): Promise<{ status: number; head: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), '127.0.0.1', () => {
+      socket.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n${headers}\r\n`);
+    });
+    let data = '';
+    socket.on('data', (d) => (data += d.toString('latin1')));
+    socket.on('end', () => resolve({ status: Number(data.split(' ')[1]), head: data.split('\r\n\r\n')[0]! }));
+    socket.on('error', reject);
+  });
+}
+
+describe('plain HTTP next to HTTPS', () => {
+  it('redirects with 308 to the HTTPS port, keeping path and query', async () => {
+    const res = await rawHttp(gw.urls.http!, '/public/a/b?q=1&r=%20x');
+    expect(res.status).toBe(308);
+    expect(res.head).toMatch(new RegExp(`\\r\\nlocation: https://127\\.0\\.0\\.1:${httpsPort}/public/a/b\\?q=1&r=%20x\\r\\n`, 'i'));
+  });
+
+  it('never forwards a request with an Authorization header over plaintext', async () => {
+    const before = upstream.requests.length;
+    const res = await request(`${gw.urls.http}/public/x`, { headers: { authorization: 'Bearer secret' } });
+    expect(res.statusCode).toBe(400);
+    expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_PLAINTEXT_CREDENTIALS');
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('never forwards a request with a cookie over plaintext', async () => {
+    const before = upstream.requests.length;
+    const res = await request(`${gw.urls.http}/public/x`, { headers: { cookie: 'session=abc' } });
+    expect(res.statusCode).toBe(400);
+    expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_PLAINTEXT_CREDENTIALS');
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('sends no HSTS over plain HTTP (RFC 6797 §7.2)', async () => {
+    const redirect = await rawHttp(gw.urls.http!, '/public/x');
+    expect(redirect.head.toLowerCase()).not.toContain('strict-transport-security');
+    const res = await request(`${gw.urls['behind-lb']}/public/x`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['strict-transport-security']).toBeUndefined();
+    await res.body.dump();
+  });
+
+  it('proxies over plaintext only with allowPlaintext', async () => {
+    const res = await request(`${gw.urls['behind-lb']}/public/lb`);
+    expect(res.statusCode).toBe(200);
+    expect(((await res.body.json()) as { headers: Record<string, string> }).headers['x-forwarded-proto']).toBe('http');
+  });
+});
+
+describe('rapid reset', () => {
+  it('cuts off a client that opens and cancels streams in a flood (GOAWAY ENHANCE_YOUR_CALM)', async () => {
+    const result = await rapidResetFlood(httpsPort, pki.ca.certPem, 2000);
+    expect(result.goaway).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(result.closed).toBe(true);
+    expect(result.sent).toBeLessThan(2000);
+    expect(gw.logs.some((l) => l.reason === 'GH_ERR_HTTP2_RAPID_RESET')).toBe(true);
+  });
+
+  it('leaves a well-behaved client alone: many requests on one session', async () => {
+    const client = await h2connect(gw.urls.https!, { ca: pki.ca.certPem });
+    let goaway = false;
+    client.on('goaway', () => (goaway = true));
+    for (let round = 0; round < 5; round++) {
+      const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => h2request(client, { ':path': `/public/fine/${round}/${i}` })));
+      expect(answers.every((a) => a.status === 200)).toBe(true);
+    }
+    expect(goaway).toBe(false);
+    client.close();
+  });
+});
+
+describe('HTTPS without HTTP/2', () => {
+  it('serves HTTP/1.1 only when http2 is false', async () => {
+    const gw2 = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0, tls: { cert: ${ecCert.certFile}, key: ${ecCert.keyFile}, http2: false, hsts: { maxAge: 1d, preload: true, includeSubDomains: false } } }
+upstreams: [{ name: pub, url: ${upstream.url} }]
+routes: [{ name: public, path: /public, upstream: pub, public: true }]
+`);
+    try {
+      const port = Number(new URL(gw2.url).port);
+      expect(await handshake(port, { ca: pki.ca.certPem, ALPNProtocols: ['h2', 'http/1.1'] })).toMatchObject({ ok: true, alpn: 'http/1.1' });
+      const res = await request(`${gw2.url}/public/x`, { dispatcher: agent });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['strict-transport-security']).toBe('max-age=86400; preload');
+      await res.body.dump();
+    } finally {
+      await gw2.close();
+    }
+  });
+});
