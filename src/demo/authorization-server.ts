@@ -19,7 +19,8 @@
  *   carrying the account's claims, RP-initiated logout (`{issuer}/session/end`); the login
  *   page grants any requested `acr_values` (step-up, RFC 9470: `acr`, `amr: ['pwd','mfa']`,
  *   `auth_time` land in the access token);
- * - test controls: `rotateKeys()` (live key rotation), `setDown()` (503, reset or hang),
+ * - test controls: `mintAccessToken()` (any claims and header, signed with the real key),
+ *   `rotateKeys()` (live key rotation), `setDown()` (503, reset or hang),
  *   `setLatency()`, `counts` (requests seen per endpoint), `registerClient()` (add a client once
  *   its redirect URI is known).
  *
@@ -41,7 +42,14 @@
  * await as.stop();
  * ```
  */
-import { randomBytes } from 'node:crypto';
+import {
+  constants,
+  createPrivateKey,
+  randomBytes,
+  sign as cryptoSign,
+  type JsonWebKey as NodeJsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -222,6 +230,14 @@ export interface AuthorizationServer {
   ): Promise<TokenResponse>;
   /** Introspects a token as the given (confidential) client; JSON response. */
   introspect(token: string, clientId: string, clientSecret: string): Promise<Record<string, unknown>>;
+  /**
+   * Signs a JWT with the server's current key, so only the claims make it wrong (for
+   * hostile-token tests). Starts from an RFC 9068 access token (`iss`, `aud`, `sub`, `client_id`,
+   * `scope`, `iat`, `exp` = now + `accessTokenTtl`, `jti`; header `alg`, `kid`, `typ: at+jwt`);
+   * each given claim or header parameter replaces the default, `undefined` removes it. The
+   * header is signed as given (`crit`, `jku`, … included).
+   */
+  mintAccessToken(claims?: Record<string, unknown>, header?: Record<string, unknown>): Promise<string>;
   /** Revokes a token as the client it was issued to. */
   revoke(token: string, clientId: string, clientSecret: string): Promise<void>;
   /** New signing key (new `kid`) live; the old one leaves the JWKS unless `keepPrevious`. */
@@ -800,6 +816,19 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     async revoke(token, clientId, clientSecret) {
       await call(`${issuer}${ROUTES.revocation}`, clientId, clientSecret, { token, token_type_hint: 'access_token' });
     },
+    async mintAccessToken(claims = {}, header = {}) {
+      const jwk = signingKeys[0]!;
+      const now = Math.floor(Date.now() / 1000);
+      const payload = withOverrides(
+        {
+          iss: issuer, aud: audience, sub: 'test-subject', client_id: 'test-client', scope: resourceScopes.join(' '),
+          iat: now, exp: now + accessTokenTtl, jti: randomBytes(16).toString('base64url'),
+        },
+        claims,
+      );
+      const protectedHeader = withOverrides({ alg, kid: jwk.kid, typ: 'at+jwt' }, header);
+      return signCompact(protectedHeader, payload, jwk);
+    },
     async rotateKeys(opts = {}) {
       const next = await generateSigningJwk(alg);
       signingKeys = opts.keepPrevious ? [next, ...signingKeys] : [next];
@@ -864,6 +893,41 @@ interface KoaLikeContext {
   req: http.IncomingMessage;
   res: http.ServerResponse;
   get(field: string): string;
+}
+
+function withOverrides(defaults: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...defaults };
+  for (const [name, value] of Object.entries(overrides)) {
+    if (value === undefined) delete out[name];
+    else out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * JWS compact serialization signed with the server key under the key's own algorithm (whatever
+ * `alg` the header claims), without any header validation: hostile tokens need exactly that.
+ */
+function signCompact(header: Record<string, unknown>, payload: Record<string, unknown>, jwk: JWK): string {
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const input = `${b64(header)}.${b64(payload)}`;
+  const key: KeyObject = createPrivateKey({ key: jwk as NodeJsonWebKey, format: 'jwk' });
+  let signature: Buffer;
+  switch (jwk.alg as SigningAlg) {
+    case 'RS256':
+      signature = cryptoSign('sha256', Buffer.from(input), key);
+      break;
+    case 'PS256':
+      signature = cryptoSign('sha256', Buffer.from(input), { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+      break;
+    case 'ES256':
+      signature = cryptoSign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+      break;
+    case 'EdDSA':
+      signature = cryptoSign(null, Buffer.from(input), key);
+      break;
+  }
+  return `${input}.${signature.toString('base64url')}`;
 }
 
 /** oidc-provider's devInteractions submit route (`POST /interaction/:uid`). */

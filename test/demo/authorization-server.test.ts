@@ -6,6 +6,7 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  decodeJwt,
   decodeProtectedHeader,
   exportJWK,
   generateKeyPair,
@@ -477,6 +478,47 @@ describe('key rotation', () => {
     const token = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], 'orders:read');
     await as.rotateKeys();
     expect(await as.introspect(token, 'gateway', S.gateway)).toMatchObject({ active: true });
+  });
+});
+
+describe('mintAccessToken', () => {
+  test.each<SigningAlg>(['RS256', 'PS256', 'ES256', 'EdDSA'])('mints RFC 9068 tokens that verify (%s)', async (alg) => {
+    const as = await startAuthorizationServer({ signingAlg: alg, accessTokenTtl: 60 });
+    try {
+      const token = await as.mintAccessToken({ sub: 'alice', tenant: 'acme' });
+      const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(await publicJwks(as)), {
+        issuer: as.issuer,
+        audience: AUDIENCE,
+        typ: 'at+jwt',
+      });
+      expect(protectedHeader).toEqual({ alg, kid: as.kid, typ: 'at+jwt' });
+      expect(payload).toMatchObject({ sub: 'alice', tenant: 'acme', client_id: 'test-client', scope: 'orders:read orders:write' });
+      expect(payload.exp! - payload.iat!).toBe(60);
+    } finally {
+      await as.stop();
+    }
+  });
+
+  test('overrides or removes claims and header parameters, signing the header as given', async () => {
+    const as = await startAuthorizationServer({ signingAlg: 'ES256' });
+    try {
+      const keys = createLocalJWKSet(await publicJwks(as));
+      const expired = await as.mintAccessToken({ exp: 1000, iat: 900 });
+      await expect(jwtVerify(expired, keys)).rejects.toMatchObject({ code: 'ERR_JWT_EXPIRED' });
+
+      const noExp = await as.mintAccessToken({ exp: undefined });
+      expect(decodeJwt(noExp)).not.toHaveProperty('exp');
+
+      const hostile = await as.mintAccessToken({}, { typ: 'dpop+jwt', jku: 'https://evil.example/jwks', crit: ['x-unknown'], 'x-unknown': 1 });
+      expect(decodeProtectedHeader(hostile)).toMatchObject({ alg: 'ES256', typ: 'dpop+jwt', jku: 'https://evil.example/jwks', crit: ['x-unknown'] });
+      await expect(jwtVerify(hostile, keys)).rejects.toMatchObject({ code: 'ERR_JOSE_NOT_SUPPORTED' }); // jose refuses the unknown crit
+
+      const noTyp = await as.mintAccessToken({}, { typ: undefined });
+      expect(decodeProtectedHeader(noTyp)).not.toHaveProperty('typ');
+      await expect(jwtVerify(noTyp, keys, { issuer: as.issuer, audience: AUDIENCE })).resolves.toBeTruthy();
+    } finally {
+      await as.stop();
+    }
   });
 });
 
