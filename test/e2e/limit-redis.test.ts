@@ -28,7 +28,7 @@ function yaml(port: number | 0, extra = '') {
 listen: { host: 127.0.0.1, port: ${port} }
 log: { level: warn }
 upstreams: [{ name: api, url: ${api.url} }]
-redis: { url: '${redis.url}', timeout: 200ms, keyPrefix: 'e2e-${port}-${Date.now()}:' }
+redis: { url: '${redis.url}', timeout: 2s, keyPrefix: 'e2e-${port}-${Date.now()}:' }
 rateLimits:
   - { name: strict, key: ip+route, limit: 3, window: 1h, onStoreError: failClosed }
   - { name: lenient, key: ip+route, limit: 3, window: 1h, onStoreError: failOpen }
@@ -64,7 +64,7 @@ describe('Redis-backed limits through the gateway', () => {
     for (let i = 0; i < 3; i++) expect((await status(`${gw.url}/strict`)).status).toBe(200);
     const limited = await status(`${gw.url}/strict`);
     expect(limited).toMatchObject({ status: 429, code: 'GH_ERR_LIMIT_RATE_EXCEEDED' });
-    expect(limited.ratelimit).toBe('"strict";r=0;t=1200');
+    expect(limited.ratelimit).toMatch(/^"strict";r=0;t=(1200|1199|1198)$/);
 
     await redis.stop();
     const strict = await status(`${gw.url}/strict`);
@@ -109,7 +109,7 @@ describe('two gateway processes sharing one Redis', () => {
 listen: { host: 127.0.0.1, port: ${port} }
 log: { level: warn }
 upstreams: [{ name: api, url: ${api.url} }]
-redis: { url: '${redis.url}', keyPrefix: 'two:' }
+redis: { url: '${redis.url}', keyPrefix: 'two:', timeout: 2s }
 rateLimits:
   - { name: global, key: route, limit: 10, window: 1h }
 routes:
@@ -143,7 +143,7 @@ routes:
     for (const g of [0, 1]) {
       const mine = results.filter((_, i) => i % 2 === g);
       expect(mine.filter((r) => r.status === 429).length).toBeGreaterThan(0);
-      expect(mine.filter((r) => r.status === 429).every((r) => r.ratelimit === '"global";r=0;t=360' || r.ratelimit === '"global";r=0;t=359')).toBe(true);
+      expect(mine.filter((r) => r.status === 429).every((r) => /^"global";r=0;t=(360|359|358)$/.test(r.ratelimit ?? ''))).toBe(true);
     }
   }, 60_000);
 });

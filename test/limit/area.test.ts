@@ -312,7 +312,7 @@ describe('limit area on Redis', () => {
 
   it('limits through Redis, and answers per onStoreError once Redis is gone', async () => {
     const yaml = `
-redis: { url: 'redis://127.0.0.1:${0}', timeout: 200ms }
+redis: { url: 'redis://127.0.0.1:${0}', timeout: 2s }
 rateLimits:
   - { name: strict, key: ip, limit: 2, window: 1m, onStoreError: failClosed }
   - { name: lenient, key: ip, limit: 2, window: 1m, onStoreError: failOpen }

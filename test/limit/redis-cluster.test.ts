@@ -10,7 +10,7 @@ let store: RedisStore;
 
 beforeAll(async () => {
   cluster = await startRedisCluster();
-  store = createRedisStore({ url: cluster.url, cluster: true, keyPrefix: 'c:', timeout: 500, log: pino({ level: 'silent' }), metrics: createMetrics() });
+  store = createRedisStore({ url: cluster.url, cluster: true, keyPrefix: 'c:', timeout: 2000, log: pino({ level: 'silent' }), metrics: createMetrics() });
   await store.start();
   const until = Date.now() + 10_000;
   while (store.status() !== 'ready') {
@@ -27,7 +27,7 @@ afterAll(async () => {
 describe('limits on a Redis Cluster', () => {
   it('keeps exact GCRA and quota semantics for keys spread over every master', async () => {
     let now = Date.UTC(2026, 11, 4, 12);
-    const s = createRedisStore({ url: cluster.url, cluster: true, keyPrefix: 'exact:', log: pino({ level: 'silent' }), metrics: createMetrics(), now: () => now });
+    const s = createRedisStore({ url: cluster.url, cluster: true, keyPrefix: 'exact:', timeout: 2000, log: pino({ level: 'silent' }), metrics: createMetrics(), now: () => now });
     await s.start();
     try {
       while (s.status() !== 'ready') await new Promise((r) => setTimeout(r, 50));
@@ -35,8 +35,9 @@ describe('limits on a Redis Cluster', () => {
       const quota = s.quota({ name: 'q', limit: 2, period: 'day' }, 'failClosed');
       const keys = Array.from({ length: 30 }, (_, i) => `client-${i}`);
       for (const key of keys) {
+        // Sent together: the cluster client may reorder them (a node's first EVALSHA falls back to EVAL).
         const decisions = await Promise.all([1, 2, 3, 4].map(() => limiter.consume(key)));
-        expect(decisions.map((d) => d.allowed)).toEqual([true, true, true, false]);
+        expect(decisions.filter((d) => d.allowed)).toHaveLength(3);
         expect(decisions.every((d) => !d.storeError)).toBe(true);
         const q = [await quota.consume(key), await quota.consume(key), await quota.consume(key)];
         expect(q.map((d) => d.allowed)).toEqual([true, true, false]);

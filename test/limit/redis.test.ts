@@ -27,7 +27,8 @@ async function store(options: { now?: () => number; timeout?: number; metrics?: 
   const s = createRedisStore({
     url: options.url ?? redis.url,
     keyPrefix: options.prefix ?? `t${stores.length}:`,
-    timeout: options.timeout ?? 200,
+    // Generous, so that a loaded test box never turns a decision into a store error; outage tests set their own.
+    timeout: options.timeout ?? 2000,
     maxReconnectDelay: 100,
     log,
     metrics: options.metrics ?? createMetrics(),
@@ -184,7 +185,7 @@ describe('Redis unreachable', () => {
     const own = await startRedis();
     try {
       const metrics = createMetrics();
-      const s = await store({ url: own.url, metrics });
+      const s = await store({ url: own.url, metrics, timeout: 300 });
       await waitFor(() => s.status() === 'ready', 'the store to connect');
       const policy = { name: 'p', limit: 1000, window: 1000, burst: 1000 };
       const open = s.rateLimiter({ ...policy, name: 'open' }, 'failOpen');
