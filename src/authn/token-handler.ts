@@ -55,7 +55,7 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
     name: 'token-handler',
     stagesFor(route) {
       if (route.public || route.auth === 'bearer') return {};
-      return { credential: createCookieCredentialStage(core, route.auth, route.name) };
+      return { credential: createCookieCredentialStage(core, route.auth) };
     },
     async handle(ctx, req, res) {
       if (await agent(ctx, req, res)) return true;

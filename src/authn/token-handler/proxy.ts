@@ -17,11 +17,11 @@ import { cookieInvalid, csrfInvalid, isSafeMethod, isSameOriginRead, originNotAl
  *
  * @example
  * ```ts
- * const stage = createCookieCredentialStage(core, 'cookie-only', 'orders');
+ * const stage = createCookieCredentialStage(core, 'cookie-only');
  * const denial = await stage(ctx); // null → ctx.token is the access token from the cookie
  * ```
  */
-export function createCookieCredentialStage(core: TokenHandlerCore, mode: 'cookie' | 'cookie-only', routeName: string): Stage {
+export function createCookieCredentialStage(core: TokenHandlerCore, mode: 'cookie' | 'cookie-only'): Stage {
   const cookieName = core.layout.names.at;
   const csrfHeader = core.config.csrfHeader;
   const ring = core.ring;
@@ -29,7 +29,6 @@ export function createCookieCredentialStage(core: TokenHandlerCore, mode: 'cooki
   const counted = core.requests;
   const count = (outcome: string) => counted.inc({ endpoint: 'proxy', outcome });
   const noCookie = mode === 'cookie-only' ? new MissingToken('this API accepts only the session cookie of the token handler') : null;
-  void routeName;
 
   return async function tokenHandlerCredential(ctx: RequestContext): Promise<GatehouseError | null> {
     if (ctx.token !== null) return null;

@@ -47,7 +47,7 @@ async function sessionCookie(core: TokenHandlerCore, over: Record<string, unknow
 describe('OAuth proxy credential stage', () => {
   it('refuses a cookie from an origin that is not trusted', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const ctx = ctxOf('GET', { origin: 'https://evil.example', cookie: await sessionCookie(core) });
     expect((await stage(ctx))?.code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
     expect(ctx.token).toBeNull();
@@ -56,7 +56,7 @@ describe('OAuth proxy credential stage', () => {
 
   it('refuses a cookie sent without Origin by a cross-site or unknown context', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     for (const headers of [{}, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
       const ctx = ctxOf('GET', { ...headers, cookie: await sessionCookie(core) });
       expect((await stage(ctx))?.code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
@@ -65,14 +65,14 @@ describe('OAuth proxy credential stage', () => {
 
   it('refuses a state-changing request without Origin even when same-origin', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const ctx = ctxOf('POST', { 'sec-fetch-site': 'same-origin', 'x-gatehouse-csrf': 'the-csrf', cookie: await sessionCookie(core) });
     expect((await stage(ctx))?.code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
   });
 
   it('refuses a state-changing request without the CSRF header', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
       const ctx = ctxOf(method, { origin: SPA, cookie: await sessionCookie(core) });
       expect((await stage(ctx))?.code).toBe('GH_ERR_COOKIE_CSRF_INVALID');
@@ -82,7 +82,7 @@ describe('OAuth proxy credential stage', () => {
 
   it('refuses a state-changing request whose CSRF header does not match the session', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     for (const csrf of ['wrong', 'the-csrf ', 'the-csr', '']) {
       const ctx = ctxOf('POST', { origin: SPA, 'x-gatehouse-csrf': csrf, cookie: await sessionCookie(core) });
       expect((await stage(ctx))?.code).toBe('GH_ERR_COOKIE_CSRF_INVALID');
@@ -91,7 +91,7 @@ describe('OAuth proxy credential stage', () => {
 
   it('refuses a tampered cookie with 401, not 500', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const cookie = (await sessionCookie(core)).slice(0, -3) + 'AAA';
     const denial = await stage(ctxOf('GET', { origin: SPA, cookie }));
     expect(denial?.code).toBe('GH_ERR_COOKIE_INVALID');
@@ -101,27 +101,27 @@ describe('OAuth proxy credential stage', () => {
   it('refuses a cookie sealed under keys this gateway does not hold', async () => {
     const core = makeCore();
     const foreign = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     expect((await stage(ctxOf('GET', { origin: SPA, cookie: await sessionCookie(foreign) })))?.code).toBe('GH_ERR_COOKIE_INVALID');
   });
 
   it('refuses an expired session cookie', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const cookie = await sessionCookie(core, { exp: NOW / 1000 - 1 });
     expect((await stage(ctxOf('GET', { origin: SPA, cookie })))?.code).toBe('GH_ERR_COOKIE_INVALID');
   });
 
   it('refuses a cookie together with an Authorization header', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const ctx = ctxOf('GET', { origin: SPA, authorization: 'Bearer x', cookie: await sessionCookie(core) });
     expect((await stage(ctx))?.code).toBe('GH_ERR_AUTH_MULTIPLE_CREDENTIALS');
   });
 
   it('with cookie-only, refuses a bearer header when no cookie is sent', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie-only', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie-only');
     const ctx = ctxOf('GET', { authorization: 'Bearer x' });
     expect((await stage(ctx))?.code).toBe('GH_ERR_AUTH_MISSING_TOKEN');
     expect(ctx.token).toBeNull();
@@ -129,7 +129,7 @@ describe('OAuth proxy credential stage', () => {
 
   it('with cookie, lets a bearer request without cookie go on to the bearer stage', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const ctx = ctxOf('POST', { authorization: 'Bearer x' });
     expect(await stage(ctx)).toBeNull();
     expect(ctx.token).toBeNull();
@@ -137,7 +137,7 @@ describe('OAuth proxy credential stage', () => {
 
   it('turns a valid cookie into the token on a read from a trusted origin, with CORS headers', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie-only', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie-only');
     const ctx = ctxOf('GET', { origin: SPA, cookie: `other=1; ${await sessionCookie(core)}` });
     expect(await stage(ctx)).toBeNull();
     expect(ctx.token).toBe('the-access-token');
@@ -151,7 +151,7 @@ describe('OAuth proxy credential stage', () => {
 
   it('accepts a write with the matching CSRF header', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const ctx = ctxOf('DELETE', { origin: SPA, 'x-gatehouse-csrf': 'the-csrf', cookie: await sessionCookie(core) });
     expect(await stage(ctx)).toBeNull();
     expect(ctx.token).toBe('the-access-token');
@@ -159,7 +159,7 @@ describe('OAuth proxy credential stage', () => {
 
   it('accepts a same-origin read without Origin (Sec-Fetch-Site: same-origin)', async () => {
     const core = makeCore();
-    const stage = createCookieCredentialStage(core, 'cookie', 'orders');
+    const stage = createCookieCredentialStage(core, 'cookie');
     const ctx = ctxOf('GET', { 'sec-fetch-site': 'same-origin', cookie: await sessionCookie(core) });
     expect(await stage(ctx)).toBeNull();
     expect(ctx.token).toBe('the-access-token');
@@ -170,7 +170,7 @@ describe('OAuth proxy credential stage', () => {
     const before = makeCore([oldKey]);
     const during = makeCore([randomBytes(32).toString('base64'), oldKey]);
     const ctx = ctxOf('GET', { origin: SPA, cookie: await sessionCookie(before) });
-    expect(await createCookieCredentialStage(during, 'cookie', 'orders')(ctx)).toBeNull();
+    expect(await createCookieCredentialStage(during, 'cookie')(ctx)).toBeNull();
   });
 });
 
