@@ -3,7 +3,14 @@ import path from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { ClientTlsConfig } from '../config/types.js';
 
-/** Why an outbound fetch failed; `reason` goes to the log and to `/readyz` details. */
+/**
+ * Why an outbound fetch failed; `reason` goes to the log and to `/readyz` details.
+ *
+ * @example
+ * ```ts
+ * catch (err) { if (err instanceof FetchFailed) log.warn({ reason: err.reason }, 'JWKS fetch failed'); }
+ * ```
+ */
 export class FetchFailed extends Error {
   readonly url: string;
   readonly reason: string;
@@ -45,7 +52,14 @@ function readPem(file: string | undefined, baseDir: string): Buffer | undefined 
   return readFileSync(path.resolve(baseDir, file));
 }
 
-/** Build a fetcher; reads CA / client-certificate files once. Throws when a file cannot be read. */
+/**
+ * Build a fetcher; reads CA / client-certificate files once. Throws when a file cannot be read.
+ *
+ * @example
+ * ```ts
+ * const fetcher = createFetcher({ ca: 'certs/ca.pem' }, config.baseDir);
+ * ```
+ */
 export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string): JsonFetcher {
   const agent: Dispatcher = new Agent({
     connect: {

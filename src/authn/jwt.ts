@@ -149,7 +149,14 @@ export function parseJwt(token: string, maxSize: number): Result<ParsedJwt> {
   return { ok: true, value: { token, header, claims, signingInputEnd, signature } };
 }
 
-/** `application/at+jwt` → `at+jwt` (RFC 7515 §4.1.9: the prefix may be omitted; compare case-insensitively). */
+/**
+ * `application/at+jwt` → `at+jwt` (RFC 7515 §4.1.9: the prefix may be omitted; compare case-insensitively).
+ *
+ * @example
+ * ```ts
+ * normalizeTyp('application/AT+JWT'); // 'at+jwt'
+ * ```
+ */
 export function normalizeTyp(typ: string): string {
   const lower = typ.toLowerCase();
   return lower.startsWith('application/') ? lower.slice(12) : lower;
@@ -377,7 +384,14 @@ export function scopesOf(claims: Readonly<Record<string, unknown>>): ReadonlySet
   return out;
 }
 
-/** A principal for verified JWT claims. */
+/**
+ * A principal for verified JWT claims (frozen: it is shared by every cache hit).
+ *
+ * @example
+ * ```ts
+ * const principal = jwtPrincipal(issuer, parsed.claims, token);
+ * ```
+ */
 export function jwtPrincipal(issuer: IssuerConfig, claims: Readonly<Record<string, unknown>>, token: string): Principal {
   return Object.freeze({
     issuer: issuer.name,
@@ -439,7 +453,15 @@ export interface JwtVerifier {
 
 const KEYS_UNAVAILABLE_RETRY_SECONDS = 5;
 
-/** Build a {@link JwtVerifier}. Does no I/O until `start()` (or the first token). */
+/**
+ * Build a {@link JwtVerifier}. Does no I/O until `start()` (or the first token).
+ *
+ * @example
+ * ```ts
+ * const verifier = createJwtVerifier(issuer, services, { cache: new TokenCache(10_000) });
+ * await verifier.start();
+ * ```
+ */
 export function createJwtVerifier(issuer: IssuerConfig, services: GatewayServices, options: JwtVerifierOptions = {}): JwtVerifier {
   const cache = options.cache ?? null;
   const ownFetcher = options.keys || options.loadKeys || options.fetcher ? undefined : createFetcher(issuer.tls, options.baseDir ?? process.cwd());

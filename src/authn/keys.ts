@@ -38,7 +38,15 @@ const ALGORITHMS: Readonly<Record<JwsAlgorithm, AlgorithmSpec>> = {
   Ed25519: { kty: 'OKP', curves: ['Ed25519'], hash: null },
 };
 
-/** Whether `alg` names an algorithm gatehouse can verify (asymmetric, known). */
+/**
+ * Whether `alg` names an algorithm gatehouse can verify (asymmetric, known).
+ *
+ * @example
+ * ```ts
+ * isJwsAlgorithm('ES256'); // true
+ * isJwsAlgorithm('HS256'); // false
+ * ```
+ */
 export function isJwsAlgorithm(alg: unknown): alg is JwsAlgorithm {
   return typeof alg === 'string' && Object.prototype.hasOwnProperty.call(ALGORITHMS, alg);
 }
@@ -181,7 +189,14 @@ export function decodeBase64Url(value: string): Buffer | null {
   return Buffer.from(value, 'base64url');
 }
 
-/** Value of one base64url character, or -1. */
+/**
+ * Value of one base64url character, or -1.
+ *
+ * @example
+ * ```ts
+ * base64UrlValue('A'.charCodeAt(0)); // 0
+ * ```
+ */
 export function base64UrlValue(c: number): number {
   if (c >= 65 && c <= 90) return c - 65; // A-Z
   if (c >= 97 && c <= 122) return c - 71; // a-z
@@ -191,7 +206,15 @@ export function base64UrlValue(c: number): number {
   return -1;
 }
 
-/** Whether the unused low bits of the last character of `s[start, end)` are zero (canonical encoding). */
+/**
+ * Whether the unused low bits of the last character of `s[start, end)` are zero (canonical encoding).
+ *
+ * @example
+ * ```ts
+ * hasCanonicalTail('AQ', 0, 2); // true
+ * hasCanonicalTail('AR', 0, 2); // false: the same byte, non-canonical
+ * ```
+ */
 export function hasCanonicalTail(s: string, start: number, end: number): boolean {
   const rem = (end - start) % 4;
   if (rem === 0) return true;
@@ -423,7 +446,14 @@ function rocaTables(): Set<number>[] {
   return rocaSubgroups;
 }
 
-/** Whether an RSA modulus has the ROCA fingerprint. Runs once per key import, never per request. */
+/**
+ * Whether an RSA modulus has the ROCA fingerprint. Runs once per key import, never per request.
+ *
+ * @example
+ * ```ts
+ * isRocaModulus(Buffer.from(jwk.n, 'base64url'));
+ * ```
+ */
 export function isRocaModulus(modulus: Buffer): boolean {
   const tables = rocaTables();
   for (let i = 0; i < ROCA_PRIMES.length; i++) {

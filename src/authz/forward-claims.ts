@@ -28,7 +28,15 @@ export function compileForwardClaims(
   };
 }
 
-/** A claim as a header value, or undefined when it cannot be one safely. */
+/**
+ * A claim as a header value, or undefined when it cannot be one safely.
+ *
+ * @example
+ * ```ts
+ * headerValue(['a', 'b']); // 'a,b'
+ * headerValue('x\r\ny');   // undefined
+ * ```
+ */
 export function headerValue(value: unknown): string | undefined {
   let text: string;
   if (typeof value === 'string') text = value;
