@@ -222,6 +222,26 @@ describe('OAuth agent: login', () => {
     expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_AUTHORIZATION_FAILED');
   });
 
+  it('lets the SPA add prompt or login_hint to a login, and nothing else', async () => {
+    const ok = await call(new Jar(), 'POST', '/tokenhandler/login/start', { body: { extraParams: { prompt: 'login', login_hint: 'bob' } } });
+    const url = new URL(((await ok.json()) as { authorizationRequestUrl: string }).authorizationRequestUrl);
+    expect(url.searchParams.get('prompt')).toBe('login');
+    expect(url.searchParams.get('login_hint')).toBe('bob');
+    for (const extraParams of [{ redirect_uri: 'https://evil.example/cb' }, { client_id: 'other' }, { prompt: 1 }]) {
+      const res = await call(new Jar(), 'POST', '/tokenhandler/login/start', { body: { extraParams } });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_REQUEST');
+    }
+  });
+
+  it('refuses an authorization response handed in from a page that is not the redirect URI', async () => {
+    const jar = new Jar();
+    const pageUrl = await authorize(jar);
+    const elsewhere = new URL(`${SPA}/other${pageUrl.search}`);
+    const res = await call(jar, 'POST', '/tokenhandler/login/end', { body: { pageUrl: elsewhere.href } });
+    expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_REQUEST');
+  });
+
   it('refuses login/end without a JSON body', async () => {
     const res = await call(new Jar(), 'POST', '/tokenhandler/login/end');
     expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_REQUEST');
@@ -389,6 +409,13 @@ describe('OAuth agent: session', () => {
     expect(refreshed.status).toBe(204);
     expect(jar.cookies.get('__Host-gh-at')!.value).not.toBe(firstAt);
     expect(jar.cookies.get('__Secure-gh-rt')!.value).not.toBe(firstRt);
+    // The session keeps its absolute expiry: a refresh does not extend it.
+    const ring = createCookieKeyRing([new Uint8Array(Buffer.from(cookieKey, 'base64'))]);
+    const now = Math.floor(Date.now() / 1000);
+    const before = (await ring.open(firstAt, 'at', now))!;
+    const after = (await ring.open(jar.cookies.get('__Host-gh-at')!.value, 'at', now))!;
+    expect(after.exp).toBe(before.exp);
+    expect(Number(/Max-Age=(\d+)/.exec(jar.cookies.get('__Host-gh-at')!.attributes)![1])).toBeLessThanOrEqual(8 * 3600);
     expect((await call(jar, 'GET', '/orders')).status).toBe(200);
     // The CSRF token stays bound to the session across refreshes.
     expect((await call(jar, 'POST', '/orders', { csrf, body: {} })).status).toBe(200);
@@ -445,6 +472,56 @@ describe('OAuth agent: session', () => {
     // RP-initiated logout at the authorization server goes through to the post-logout URI.
     const done = await followDevPages(url, { stopAt: `${SPA}/` });
     expect(done.url.href.startsWith(`${SPA}/`)).toBe(true);
+  });
+});
+
+describe('cookie key rotation through a config reload', () => {
+  it('decrypts with the old key while it is listed second, and refuses it once removed', async () => {
+    const oldKey = randomBytes(32).toString('base64');
+    const newKey = randomBytes(32).toString('base64');
+    const text = (keys: string[]) =>
+      yaml(as.issuer, as.audience, api.url).replace('cookieKeys: ["${COOKIE_KEY}"]', `cookieKeys: [${keys.map((k) => `'${k}'`).join(', ')}]`) +
+      'admin: { host: 127.0.0.1, port: 0 }\n';
+    const g = await startTestGateway(text([oldKey]), { env });
+    try {
+      const send = (jar: Jar, method: string, path: string, opts: { csrf?: string } = {}) =>
+        fetch(g.url + path, { method, headers: { origin: SPA, cookie: jar.header(path), ...(opts.csrf ? { [CSRF]: opts.csrf } : {}) } }).then((res) => {
+          jar.store(res);
+          return res;
+        });
+      // Log in at this gateway.
+      const jar = new Jar();
+      const start = await send(jar, 'POST', '/tokenhandler/login/start');
+      const { authorizationRequestUrl } = (await start.json()) as { authorizationRequestUrl: string };
+      const { url } = await followDevPages(authorizationRequestUrl, { stopAt: REDIRECT });
+      const end = await fetch(g.url + '/tokenhandler/login/end', {
+        method: 'POST',
+        headers: { origin: SPA, cookie: jar.header('/tokenhandler/login/end'), 'content-type': 'application/json' },
+        body: JSON.stringify({ pageUrl: url.href }),
+      });
+      jar.store(end);
+      const { csrf } = (await end.json()) as { csrf: string };
+      const sealedUnderOld = jar.cookies.get('__Host-gh-at')!.value;
+
+      await g.reload(text([newKey, oldKey]));
+      expect((await send(jar, 'GET', '/orders')).status).toBe(200);
+      expect((await send(jar, 'POST', '/tokenhandler/refresh', { csrf })).status).toBe(204); // re-sealed under the new key
+
+      await g.reload(text([newKey]));
+      expect((await send(jar, 'GET', '/orders')).status).toBe(200);
+      const stale = new Jar();
+      stale.cookies.set('__Host-gh-at', { value: sealedUnderOld, path: '/', attributes: '' });
+      const res = await send(stale, 'GET', '/orders');
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_COOKIE_INVALID');
+
+      const ready = (await (await fetch(`${g.adminUrl}/readyz`)).json()) as Record<string, unknown>;
+      expect(JSON.stringify(ready)).toMatch(/"token-handler":\{"discovery":"ok/);
+      const metrics = await (await fetch(`${g.adminUrl}/metrics`)).text();
+      expect(metrics).toMatch(/gatehouse_token_handler_requests_total\{endpoint="proxy",outcome="GH_ERR_COOKIE_INVALID"\} 1/);
+    } finally {
+      await g.close();
+    }
   });
 });
 
