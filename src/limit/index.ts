@@ -1,6 +1,7 @@
 import type { GatehouseConfig, QuotaConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
 import { RateLimited, ServiceUnavailable, type ConfigIssue, type GatehouseError } from '../errors.js';
 import type { RequestContext, Stage } from '../pipeline/context.js';
+import { Gauge } from 'prom-client';
 import type { AreaFactory, AreaRuntime, GatewayServices, RouteStages } from '../pipeline/runtime.js';
 import { policyItem, RATELIMIT_FIELD, RATELIMIT_POLICY_FIELD, serviceLimitItem } from './headers.js';
 import { compileKey, parseKeySpec, type KeyExtractor } from './key.js';
@@ -21,7 +22,35 @@ export const PRE_AUTH_POLICY = 'pre-auth';
  * In-memory tables outlive a config reload (a reload must not hand every client a fresh
  * budget): they are kept per gateway (its metrics registry) and per policy definition.
  */
-const memoryTables = new WeakMap<object, Map<string, LruTable>>();
+const memoryTables = new WeakMap<object, Map<string, MemoryTable>>();
+
+interface MemoryTable {
+  readonly policy: string;
+  readonly table: LruTable;
+}
+
+/**
+ * `gatehouse_limit_memory_keys{policy}` and `gatehouse_limit_memory_evictions{policy}`, read from
+ * the running plan's tables when scraped: nothing on the hot path. Evictions that keep growing
+ * mean `memoryStore.maxKeys` is too small for the active keys (each eviction resets a budget).
+ */
+function registerMemoryGauges(metrics: GatewayServices['metrics']): void {
+  const registry = metrics.registry;
+  if (registry.getSingleMetric('gatehouse_limit_memory_keys')) return;
+  const read = (field: 'size' | 'evictions') =>
+    function collect(this: Gauge<string>) {
+      this.reset();
+      for (const { policy, table } of memoryTables.get(metrics)?.values() ?? []) this.inc({ policy }, table[field]);
+    };
+  new Gauge({ name: 'gatehouse_limit_memory_keys', help: 'Keys held by the in-memory limit store, by policy.', labelNames: ['policy'], registers: [registry], collect: read('size') });
+  new Gauge({
+    name: 'gatehouse_limit_memory_evictions',
+    help: 'Keys evicted from the in-memory limit store since its table was created (each resets a budget), by policy.',
+    labelNames: ['policy'],
+    registers: [registry],
+    collect: read('evictions'),
+  });
+}
 
 interface BoundRate {
   readonly name: string;
@@ -147,13 +176,12 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
   // Tables of the running plan are reused; this plan's set replaces them once it starts (a
   // reload that fails to compile leaves the running plan's set in place).
   const previous = memoryTables.get(services.metrics);
-  const tables = new Map<string, LruTable>();
-  const tableFor = (signature: string): LruTable => {
-    const id = `${signature}:${maxKeys}`;
-    let table = tables.get(id) ?? previous?.get(id);
-    if (!table) table = new LruTable(maxKeys);
-    tables.set(id, table);
-    return table;
+  const tables = new Map<string, MemoryTable>();
+  const tableFor = (policy: string, signature: string): LruTable => {
+    const id = `${policy}:${signature}:${maxKeys}`;
+    const entry = tables.get(id) ?? previous?.get(id) ?? { policy, table: new LruTable(maxKeys) };
+    tables.set(id, entry);
+    return entry.table;
   };
 
   const usesRedis =
@@ -182,7 +210,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     const policy = { name: rl.name, limit: rl.limit, window: rl.window, burst: rl.burst };
     let limiter: RateLimiter | null = null;
     if (rl.store === 'redis') limiter = redis ? redis.rateLimiter(policy, rl.onStoreError) : null;
-    else limiter = createMemoryRateLimiter(policy, { now: services.now, table: tableFor(`rate:${rl.name}:${rl.limit}:${rl.window}:${rl.burst}`) });
+    else limiter = createMemoryRateLimiter(policy, { now: services.now, table: tableFor(rl.name, `rate:${rl.limit}:${rl.window}:${rl.burst}`) });
     rateLimiters.set(rl.name, { config: rl, limiter });
   });
 
@@ -193,7 +221,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     const policy = { name: q.name, limit: q.limit, period: q.period };
     let limiter: QuotaLimiter | null = null;
     if (q.store === 'redis') limiter = redis ? redis.quota(policy, q.onStoreError) : null;
-    else limiter = createMemoryQuota(policy, { now: services.now, table: tableFor(`quota:${q.name}:${q.limit}:${q.period}`) });
+    else limiter = createMemoryQuota(policy, { now: services.now, table: tableFor(q.name, `quota:${q.limit}:${q.period}`) });
     quotaLimiters.set(q.name, { config: q, limiter });
   });
 
@@ -234,6 +262,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     stagesFor,
     async start() {
       memoryTables.set(services.metrics, tables);
+      registerMemoryGauges(services.metrics);
       await redis?.start();
     },
     readiness() {
@@ -353,7 +382,7 @@ function buildPreAuthStage(
   config: GatehouseConfig,
   services: GatewayServices,
   redis: RedisStore | null,
-  tableFor: (signature: string) => LruTable,
+  tableFor: (policy: string, signature: string) => LruTable,
 ): Stage | null {
   const pre = config.preAuthLimit;
   if (!pre) return null;
@@ -364,7 +393,7 @@ function buildPreAuthStage(
   const limiter =
     pre.store === 'redis'
       ? redis?.rateLimiter(policy, onStoreError)
-      : createMemoryRateLimiter(policy, { now: services.now, table: tableFor(`preauth:${pre.limit}:${pre.window}:${pre.burst}`) });
+      : createMemoryRateLimiter(policy, { now: services.now, table: tableFor(PRE_AUTH_POLICY, `preauth:${pre.limit}:${pre.window}:${pre.burst}`) });
   if (!limiter) return null;
 
   const deny = (ctx: RequestContext, d: LimitDecision): GatehouseError | null => {

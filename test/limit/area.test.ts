@@ -101,6 +101,19 @@ routes:
     expect(header(c, 'ratelimit')).toBe('"per-user";r=2;t=20,"per-route";r=1;t=1');
   });
 
+  it('exposes the in-memory keys and evictions per policy as metrics', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const svc = services(clock);
+    const runtime = await area(yaml, svc);
+    const { limit } = stages(runtime, yaml, 'orders');
+    for (const sub of ['u1', 'u2', 'u3']) await run(limit, ctx({ sub }));
+    const text = await svc.metrics.registry.metrics();
+    expect(text).toContain('gatehouse_limit_memory_keys{policy="per-user"} 3');
+    expect(text).toContain('gatehouse_limit_memory_keys{policy="per-route"} 1');
+    expect(text).toContain('gatehouse_limit_memory_evictions{policy="per-user"} 0');
+    await area(yaml, svc); // a reload registers nothing twice
+  });
+
   it('a route without limits gets no stage at all', async () => {
     const runtime = await area(yaml, services({ now: 0 }));
     expect(stages(runtime, yaml, 'open')).toEqual({ preAuth: null, limit: null });
