@@ -58,7 +58,14 @@ const TYPES: Record<string, string> = {
   '.ico': 'image/x-icon',
 };
 
-/** The default location of the example SPA (examples/spa, from src/demo or dist/demo). */
+/**
+ * The default location of the example SPA (examples/spa, from src/demo or dist/demo).
+ *
+ * @example
+ * ```ts
+ * await serveSpa({ dir: defaultSpaDir(), config: { gatewayUrl } });
+ * ```
+ */
 export function defaultSpaDir(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'spa');
 }

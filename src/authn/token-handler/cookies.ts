@@ -16,7 +16,14 @@ export interface CookiePayload {
   readonly exp: number;
 }
 
-/** Longest cookie value we try to decrypt (browsers keep at most ~4 KiB per cookie). */
+/**
+ * Longest cookie value we try to decrypt (browsers keep at most ~4 KiB per cookie).
+ *
+ * @example
+ * ```ts
+ * if (value.length > MAX_COOKIE_VALUE) return null;
+ * ```
+ */
 export const MAX_COOKIE_VALUE = 4096;
 
 const KEY_TEXT = /^[A-Za-z0-9+/_-]+={0,2}$/;
@@ -65,7 +72,14 @@ const DECRYPT_OPTIONS = { keyManagementAlgorithms: ['dir'], contentEncryptionAlg
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Decrypted cookies kept per key ring (hot path: every API call of a cookie route opens one). */
+/**
+ * Decrypted cookies kept per key ring (hot path: every API call of a cookie route opens one).
+ *
+ * @example
+ * ```ts
+ * const small = createCookieKeyRing(keys, OPENED_CACHE_SIZE / 4);
+ * ```
+ */
 export const OPENED_CACHE_SIZE = 2048;
 
 /** The key id is a short hash of the key: it picks the key without trial decryption and reveals nothing useful. */
@@ -74,7 +88,13 @@ function keyId(key: Uint8Array): string {
 }
 
 /**
- * Build a key ring from decoded 32-byte keys. Successfully opened values are cached by their
+ * Build a key ring from decoded 32-byte keys (see {@link CookieKeyRing}).
+ *
+ * @example
+ * ```ts
+ * const ring = createCookieKeyRing(config.cookieKeys.map((k) => decodeCookieKey(k) as Uint8Array));
+ * ```
+ * Successfully opened values are cached by their
  * exact text (a changed byte is another text, so tampering always meets the cipher), bounded
  * to {@link OPENED_CACHE_SIZE}; kind and expiry are checked on every open.
  */
@@ -204,7 +224,14 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
-/** 32 random bytes, base64url: state, nonce, CSRF tokens, session ids. */
+/**
+ * 32 random bytes, base64url: state, nonce, CSRF tokens, session ids.
+ *
+ * @example
+ * ```ts
+ * const state = randomToken(); // 43 characters
+ * ```
+ */
 export function randomToken(): string {
   return randomBytes(32).toString('base64url');
 }

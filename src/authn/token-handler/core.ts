@@ -44,7 +44,14 @@ export interface TokenHandlerCore {
 /** Header names a browser may read from cross-origin answers (RFC 6750 challenge, request id, limits). */
 const EXPOSE = 'www-authenticate, x-request-id, retry-after, ratelimit, ratelimit-policy';
 
-/** Build the shared state; keys must already be valid (normalize checked them). */
+/**
+ * Build the shared state; keys must already be valid (normalize checked them).
+ *
+ * @example
+ * ```ts
+ * const core = createTokenHandlerCore(config.tokenHandler!, client, { log, now: Date.now, metrics });
+ * ```
+ */
 export function createTokenHandlerCore(
   config: TokenHandlerConfig,
   client: OidcClient,
@@ -85,7 +92,14 @@ export function createTokenHandlerCore(
   };
 }
 
-/** GET and HEAD change nothing; everything else needs the CSRF header. */
+/**
+ * GET and HEAD change nothing; everything else needs the CSRF header.
+ *
+ * @example
+ * ```ts
+ * if (!isSafeMethod(ctx.method)) checkCsrf();
+ * ```
+ */
 export function isSafeMethod(method: string): boolean {
   return method === 'GET' || method === 'HEAD';
 }
@@ -94,27 +108,60 @@ export function isSafeMethod(method: string): boolean {
  * Whether a request without a trusted `Origin` may still use the session: only a safe method that
  * the browser itself marks same-origin (`Sec-Fetch-Site` cannot be set by page scripts). Browsers
  * send `Origin` on every CORS request and every non-GET/HEAD request, so nothing else qualifies.
+ *
+ * @example
+ * ```ts
+ * if (core.corsFor(ctx.headers.origin) === null && !isSameOriginRead(ctx)) return originNotAllowed();
+ * ```
  */
 export function isSameOriginRead(ctx: RequestContext): boolean {
   return ctx.headers.origin === undefined && isSafeMethod(ctx.method) && ctx.headers['sec-fetch-site'] === 'same-origin';
 }
 
-/** 403: the request's Origin is not one of `trustedOrigins`. */
+/**
+ * 403: the request's Origin is not one of `trustedOrigins`.
+ *
+ * @example
+ * ```ts
+ * return originNotAllowed();
+ * ```
+ */
 export function originNotAllowed(): GatehouseError {
   return new GatehouseError('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED', 403, 'the request origin is not allowed to use the session cookie');
 }
 
-/** 403: the CSRF header is missing or does not match the session. */
+/**
+ * 403: the CSRF header is missing or does not match the session.
+ *
+ * @example
+ * ```ts
+ * if (!safeEqual(sent, session.csrf)) return csrfInvalid();
+ * ```
+ */
 export function csrfInvalid(): GatehouseError {
   return new GatehouseError('GH_ERR_COOKIE_CSRF_INVALID', 403, 'the CSRF token is missing or does not match the session');
 }
 
-/** 401: a token-handler cookie is tampered with, foreign (other keys), of the wrong kind, or expired. */
+/**
+ * 401: a token-handler cookie is tampered with, foreign (other keys), of the wrong kind, or expired.
+ *
+ * @example
+ * ```ts
+ * if (session === null) return cookieInvalid('the access-token cookie did not decrypt');
+ * ```
+ */
 export function cookieInvalid(detail?: string): GatehouseError {
   return new GatehouseError('GH_ERR_COOKIE_INVALID', 401, 'the session cookie is not valid; log in again', detail ? { detail } : {});
 }
 
-/** 401: there is no session (or the authorization server ended it): the SPA must log in again. */
+/**
+ * 401: there is no session (or the authorization server ended it): the SPA must log in again.
+ *
+ * @example
+ * ```ts
+ * if (value === undefined) throw sessionExpired('no refresh-token cookie');
+ * ```
+ */
 export function sessionExpired(detail?: string): GatehouseError {
   return new GatehouseError('GH_ERR_TOKEN_HANDLER_SESSION_EXPIRED', 401, 'there is no valid session; log in again', detail ? { detail } : {});
 }

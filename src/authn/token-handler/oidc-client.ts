@@ -21,7 +21,14 @@ export interface OidcMetadata {
   readonly authorization_response_iss_parameter_supported?: boolean;
 }
 
-/** The authorization server could not be reached or answered something unusable (→ 502). */
+/**
+ * The authorization server could not be reached or answered something unusable (→ 502).
+ *
+ * @example
+ * ```ts
+ * if (err instanceof AuthorizationServerUnavailable) return upstreamFailed(err.message);
+ * ```
+ */
 export class AuthorizationServerUnavailable extends Error {
   constructor(message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
@@ -29,7 +36,14 @@ export class AuthorizationServerUnavailable extends Error {
   }
 }
 
-/** The authorization server refused a grant with an OAuth error (RFC 6749 §5.2). */
+/**
+ * The authorization server refused a grant with an OAuth error (RFC 6749 §5.2).
+ *
+ * @example
+ * ```ts
+ * if (err instanceof AuthorizationServerError && err.error === 'invalid_grant') logInAgain();
+ * ```
+ */
 export class AuthorizationServerError extends Error {
   readonly error: string;
   readonly errorDescription: string | undefined;
@@ -43,7 +57,14 @@ export class AuthorizationServerError extends Error {
   }
 }
 
-/** An ID token failed validation (signature, iss, aud, azp, nonce, sub, time). */
+/**
+ * An ID token failed validation (signature, iss, aud, azp, nonce, sub, time).
+ *
+ * @example
+ * ```ts
+ * await client.verifyIdToken(idToken, { nonce }).catch((e) => { if (e instanceof IdTokenInvalid) deny(); });
+ * ```
+ */
 export class IdTokenInvalid extends Error {
   constructor(message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
@@ -61,7 +82,15 @@ export interface TokenSet {
   readonly scope: string | undefined;
 }
 
-/** PKCE verifier and S256 challenge (RFC 7636 §4.2). */
+/**
+ * The S256 challenge of a PKCE verifier (RFC 7636 §4.2).
+ *
+ * @example
+ * ```ts
+ * const verifier = randomToken();
+ * const codeChallenge = pkceChallenge(verifier);
+ * ```
+ */
 export function pkceChallenge(verifier: string): string {
   return createHash('sha256').update(verifier).digest('base64url');
 }
@@ -102,7 +131,14 @@ function readPem(file: string | undefined, baseDir: string): Buffer | undefined 
   return file ? readFileSync(path.resolve(baseDir, file)) : undefined;
 }
 
-/** Build the client; reads the issuer's TLS files once (throws when one cannot be read). */
+/**
+ * Build the client; reads the issuer's TLS files once (throws when one cannot be read).
+ *
+ * @example
+ * ```ts
+ * const client = createOidcClient(config.tokenHandler!, issuer, config.baseDir);
+ * ```
+ */
 export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfig, baseDir: string, now: () => number = Date.now): OidcClient {
   const tls = issuer.tls;
   const agent: Dispatcher = new Agent({
