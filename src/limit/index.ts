@@ -1,7 +1,8 @@
+import { Gauge } from 'prom-client';
+import { configIssue } from '../authz/locate.js';
 import type { GatehouseConfig, QuotaConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
 import { RateLimited, ServiceUnavailable, type ConfigIssue, type GatehouseError } from '../errors.js';
 import type { RequestContext, Stage } from '../pipeline/context.js';
-import { Gauge } from 'prom-client';
 import type { AreaFactory, AreaRuntime, GatewayServices, RouteStages } from '../pipeline/runtime.js';
 import { policyItem, RATELIMIT_FIELD, RATELIMIT_POLICY_FIELD, serviceLimitItem } from './headers.js';
 import { compileKey, parseKeySpec, type KeyExtractor } from './key.js';
@@ -67,8 +68,8 @@ interface BoundQuota {
 interface Concurrency {
   inFlight: number;
   readonly max: number;
+  /** Built once per route and pushed on `ctx.onFinish`: no closure per request. */
   readonly release: () => void;
-  readonly error: GatehouseError;
 }
 
 /** What one request collected from its policies. */
@@ -170,7 +171,8 @@ function conclude(ctx: RequestContext, t: Tally, policyHeader: string): Gatehous
  */
 export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: GatewayServices): AreaRuntime => {
   const issues: ConfigIssue[] = [];
-  const issue = (path: string, message: string) => issues.push({ file: config.file, line: 0, column: 0, path, message });
+  // normalize.ts finds these first for configs from a file; this guards configs built in code.
+  const issue = (path: (string | number)[], message: string) => issues.push(configIssue(config, path, message));
   const maxKeys = config.memoryStore.maxKeys;
 
   // Tables of the running plan are reused; this plan's set replaces them once it starts (a
@@ -190,7 +192,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     config.preAuthLimit?.store === 'redis';
   let redis: RedisStore | null = null;
   if (usesRedis) {
-    if (!config.redis) issue('redis', 'is required by a policy with store: redis');
+    if (!config.redis) issue(['redis'], 'is required by a policy with store: redis');
     else {
       redis = createRedisStore({
         url: config.redis.url,
@@ -206,7 +208,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
   const rateLimiters = new Map<string, { config: RateLimitConfig; limiter: RateLimiter | null }>();
   config.rateLimits.forEach((rl, i) => {
     const parsed = parseKeySpec(rl.key);
-    if (parsed.error !== undefined) issue(`rateLimits[${i}].key`, parsed.error);
+    if (parsed.error !== undefined) issue(['rateLimits', i, 'key'], parsed.error);
     const policy = { name: rl.name, limit: rl.limit, window: rl.window, burst: rl.burst };
     let limiter: RateLimiter | null = null;
     if (rl.store === 'redis') limiter = redis ? redis.rateLimiter(policy, rl.onStoreError) : null;
@@ -217,7 +219,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
   const quotaLimiters = new Map<string, { config: QuotaConfig; limiter: QuotaLimiter | null }>();
   config.quotas.forEach((q, i) => {
     const parsed = parseKeySpec(q.key);
-    if (parsed.error !== undefined) issue(`quotas[${i}].key`, parsed.error);
+    if (parsed.error !== undefined) issue(['quotas', i, 'key'], parsed.error);
     const policy = { name: q.name, limit: q.limit, period: q.period };
     let limiter: QuotaLimiter | null = null;
     if (q.store === 'redis') limiter = redis ? redis.quota(policy, q.onStoreError) : null;
@@ -283,14 +285,15 @@ function createConcurrency(max: number): Concurrency {
     release() {
       state.inFlight--;
     },
-    error: new ServiceUnavailable('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED', 'too many requests in progress for this route', { retryAfter: 1 }),
   };
   return state;
 }
 
 function concurrencyDenied(c: Concurrency): GatehouseError {
-  // A fresh error per denial: the runner may attach request details to it.
-  return new ServiceUnavailable('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED', c.error.description, { retryAfter: 1, detail: `maxConcurrent ${c.max}` });
+  return new ServiceUnavailable('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED', 'too many requests in progress for this route', {
+    retryAfter: 1,
+    detail: `maxConcurrent ${c.max}`,
+  });
 }
 
 /** Build the `limit` stage of one route; `null` when the route has no limit at all. */

@@ -302,6 +302,13 @@ describe('limit area: config checks', () => {
     expect((error as ConfigError).issues.map((i) => i.path)).toContain(path);
   });
 
+  it('a config built in code (no normalize) still gets its key and store problems reported by the area', async () => {
+    const config = loadConfigText(`${BASE}routes: [{ name: a, path: /a, upstream: up }]`);
+    config.rateLimits.push({ name: 'r', key: 'nonsense', limit: 1, window: 1000, burst: 1, store: 'redis', onStoreError: 'failClosed' });
+    const runtime = await createLimitArea(config, services({ now: 0 }));
+    expect(runtime.issues!.map((i) => i.path)).toEqual(['redis', 'rateLimits[0].key']);
+  });
+
   it('applies the documented defaults', () => {
     const config = loadConfigText(
       `${BASE}redis: { url: 'redis://127.0.0.1:6379' }\npreAuthLimit: { limit: 10, window: 1s }\nrateLimits: [{ name: r, key: ip, limit: 5, window: 1m }]\nquotas: [{ name: q, key: ip, limit: 5, period: day, onStoreError: failOpen }]\nroutes: [{ name: a, path: /a, upstream: up }]`,
