@@ -46,6 +46,17 @@ export interface JwksSourceOptions {
 /** Retry delay after a failed fetch while no key set is held: starts here, doubles up to jwksRefresh. */
 const FIRST_RETRY_MS = 500;
 
+/**
+ * Live sources by what they fetch. A reload builds new sources while the old plan still runs;
+ * a new source starts from the key set of a live one with the same settings, so a reload while
+ * the JWKS endpoint is down keeps validating instead of answering 503.
+ */
+const live = new Map<string, Set<{ keys(): KeySet | null; fetchedAt(): number }>>();
+
+function sourceKey(issuer: IssuerConfig): string {
+  return JSON.stringify([issuer.name, issuer.issuer, issuer.jwksUri ?? null, issuer.discovery, issuer.algorithms, issuer.tls ?? null]);
+}
+
 /** Build the key source of one issuer. Never throws for a dead endpoint; `readiness()` says so. */
 export function createJwksSource(options: JwksSourceOptions): JwksSource {
   const { issuer, services } = options;
@@ -76,6 +87,20 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
 
   let keys: KeySet | null = null;
   let fetchedAt = 0;
+  const liveKey = options.load ? null : sourceKey(issuer);
+  const self = { keys: () => keys, fetchedAt: () => fetchedAt };
+  if (liveKey !== null) {
+    let peers = live.get(liveKey);
+    for (const peer of peers ?? []) {
+      const set = peer.keys();
+      if (set !== null && peer.fetchedAt() >= fetchedAt) {
+        keys = set;
+        fetchedAt = peer.fetchedAt();
+      }
+    }
+    if (!peers) live.set(liveKey, (peers = new Set()));
+    peers.add(self);
+  }
   let lastAttemptAt = -Infinity;
   let lastError: string | undefined;
   let failuresInRow = 0;
@@ -145,6 +170,11 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
     },
     async close() {
       closed = true;
+      if (liveKey !== null) {
+        const peers = live.get(liveKey);
+        peers?.delete(self);
+        if (peers?.size === 0) live.delete(liveKey);
+      }
       if (timer) clearTimeout(timer);
       await inflight?.catch(() => undefined);
     },

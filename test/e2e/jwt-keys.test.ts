@@ -118,6 +118,19 @@ describe('JWKS endpoint down after startup', () => {
     expect(gw.logs.some((l) => l.level === 'warn' && /last good key set/.test(String(l.msg)))).toBe(true);
   });
 
+  it('keeps validating across a config reload while the endpoint is down', async () => {
+    const server = await startJwksServer(jwks(rs));
+    cleanup.push(() => server.close());
+    const text = (u: TestUpstream) => yaml('https://id.example.test', `jwksUri: ${server.url}`);
+    const gw = await setup(text);
+    expect((await get(gw, '/orders', mint(rs, Date.now()))).status).toBe(200);
+    server.document = null;
+    await gw.reload(`${text(upstream)}  - { name: extra, path: /extra, upstream: api, public: true }\n`);
+    expect((await get(gw, '/extra')).status).toBe(200); // the new plan is live
+    expect((await get(gw, '/orders', mint(rs, Date.now()))).status).toBe(200);
+    expect((await readyz(gw)).status).toBe(200);
+  });
+
   it('refetches at most once per cooldown for a flood of unknown kids', async () => {
     const server = await startJwksServer(jwks(rs));
     cleanup.push(() => server.close());
