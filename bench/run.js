@@ -15,7 +15,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import net, { createServer } from 'node:net';
 import http from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,18 +33,21 @@ const { values: opts } = parseArgs({
     warmup: { type: 'string', default: '1' },
     connections: { type: 'string', default: '50' },
     only: { type: 'string' },
+    repeat: { type: 'string', default: '1' },
     markdown: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
 if (opts.help) {
-  process.stdout.write(`usage: npm run bench -- [--duration S] [--warmup S] [--connections N] [--only REGEX] [--markdown]\n`);
+  process.stdout.write(`usage: npm run bench -- [--duration S] [--warmup S] [--connections N] [--only REGEX] [--repeat N] [--markdown] [--profile]\n  --repeat N  measure each scenario N times (same process) and report the median run\n  --profile  run gatehouse with --cpu-prof and print its hottest functions per scenario\n`);
   process.exit(0);
 }
 const DURATION = Number(opts.duration);
 const WARMUP = Number(opts.warmup);
 const CONNECTIONS = Number(opts.connections);
+const REPEAT = Math.max(1, Number(opts.repeat) || 1);
 const ONLY = opts.only ? new RegExp(opts.only, 'i') : null;
 
 // ---------------------------------------------------------------------------------------------
@@ -452,9 +455,18 @@ function drive(target, seconds, dir) {
   return tools.wrk ? runWrk(target, seconds, dir) : runAutocannon(target, seconds);
 }
 
-/** Warm up, then measure: load figures + CPU µs/request and RSS of `pid`. */
+/** Warm up, then measure REPEAT times; the run with the median req/s is reported. */
 async function measure(pid, target, dir) {
   if (WARMUP > 0) await drive(target, WARMUP, dir);
+  const runs = [];
+  for (let i = 0; i < REPEAT; i++) runs.push(await measureOnce(pid, target, dir));
+  runs.sort((a, b) => a.rps - b.rps);
+  const median = runs[Math.floor(runs.length / 2)];
+  return REPEAT > 1 ? { ...median, runs: runs.map((r) => ({ rps: r.rps, cpuPerReq: r.cpuPerReq, p99: r.p99 })) } : median;
+}
+
+/** One measured run: load figures + CPU µs/request and RSS of `pid`. */
+async function measureOnce(pid, target, dir) {
   const cpu0 = cpuMicros(pid);
   let rssMax = rssMiB(pid);
   const sampler = setInterval(() => {
@@ -586,15 +598,48 @@ async function startGatehouse(dir, configText) {
   const port = Number(/port: (\d+)/.exec(configText)[1]);
   const file = path.join(dir, 'gatehouse.yaml');
   writeFileSync(file, configText);
-  const child = start(0, process.execPath, [path.join(ROOT, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
-  return { child, port };
+  const profileDir = path.join(dir, `profile-${port}`);
+  const flags = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = start(0, process.execPath, [...flags, path.join(ROOT, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
+  return { child, port, profileDir };
 }
 
-async function startBaseline(upstreamUrl) {
+/** The hottest functions (self time) of a V8 CPU profile, as printable lines. */
+function summarizeProfile(profileDir, top = 25) {
+  let files;
+  try {
+    files = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
+  } catch {
+    return '  (no profile written)\n';
+  }
+  if (files.length === 0) return '  (no profile written)\n';
+  const profile = JSON.parse(readFileSync(path.join(profileDir, files[0]), 'utf8'));
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const dt = profile.timeDeltas;
+  let total = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const node = byId.get(profile.samples[i]);
+    const f = node.callFrame;
+    const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|src|dist|lib)\//, '$1/')}:${f.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0));
+    total += dt[i] ?? 0;
+  }
+  const idle = self.get('(idle) :0') ?? 0;
+  self.delete('(idle) :0');
+  const busy = total - idle;
+  let out = `  busy ${((busy / total) * 100).toFixed(0)}% of the profiled time\n`;
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) out += `  ${((v / busy) * 100).toFixed(1).padStart(5)}%  ${k}\n`;
+  return out;
+}
+
+async function startBaseline(dir, upstreamUrl) {
   const port = await freePort();
-  const child = start(0, process.execPath, [path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl]);
+  const profileDir = path.join(dir, `profile-${port}`);
+  const flags = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = start(0, process.execPath, [...flags, path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl]);
   await waitReady(`http://127.0.0.1:${port}/`, child, 'baseline');
-  return { child, port };
+  return { child, port, profileDir };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -652,6 +697,8 @@ async function main() {
       `driver ${tools.wrk ? 'wrk' : 'autocannon'}; ${PIN ? 'process under test on core 0, the rest on core 1' : 'not pinned'}\n`,
   );
 
+  const loadBefore = (await import('node:os')).loadavg()[0];
+  if (loadBefore > 0.5) process.stderr.write(`bench: load average ${loadBefore.toFixed(2)} before start: other work shares these cores, figures will be noisy\n`);
   const upstream = await startUpstream(dir);
   const issuer = await startIssuer();
   const tokens = {};
@@ -699,11 +746,12 @@ async function main() {
 
   // The baseline first (and again at the end, to see drift); ratios use the mean of both.
   const runBaseline = async (name) => {
-    const b = await startBaseline(upstream.url);
+    const b = await startBaseline(dir, upstream.url);
     try {
       report({ name, ...(await measure(b.child.pid, { url: `http://127.0.0.1:${b.port}/public` }, dir)) });
     } finally {
       await stop(b.child);
+      if (opts.profile) process.stderr.write(`bench: profile of ${name} (self time, % of busy):\n${summarizeProfile(b.profileDir)}`);
     }
   };
   await runBaseline('baseline: node:http + undici Pool');
@@ -747,6 +795,7 @@ async function main() {
       if (process.env.BENCH_DEBUG) process.stderr.write(`${err.message}\n${gw.child.output}\n`);
     } finally {
       await stop(gw.child);
+      if (opts.profile) process.stderr.write(`bench: profile of ${s.name} (self time, % of busy):\n${summarizeProfile(gw.profileDir)}`);
     }
   }
 
@@ -780,6 +829,8 @@ async function main() {
     driver: tools.wrk ? 'wrk' : 'autocannon',
     connections: CONNECTIONS,
     durationSeconds: DURATION,
+    repeat: REPEAT,
+    loadAverage: loadBefore,
     warmupSeconds: WARMUP,
     baseline: { rps: baselineRps, p99: baselineP99 },
     scenarios: rows.map((r) => ({
@@ -794,13 +845,15 @@ async function main() {
       requests: r.requests,
       errors: r.errors,
       ratioToBaseline: r.rps / baselineRps,
+      runs: r.runs,
       p99RatioToBaseline: r.p99 / baselineP99,
     })),
   };
   const out = path.join(resultsDir, `${stamp}.json`);
   writeFileSync(out, `${JSON.stringify(json, null, 2)}\n`);
   process.stderr.write(`bench: results written to ${path.relative(ROOT, out)}\n`);
-  rmSync(dir, { recursive: true, force: true });
+  if (opts.profile) process.stderr.write(`bench: CPU profiles kept in ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
 }
 
 main().then(

@@ -1,50 +1,165 @@
-import cluster from 'node:cluster';
+import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { loadConfigFile } from '../config/load.js';
+import { createLogger } from '../telemetry/log.js';
+
+/** Messages the primary sends to its workers (handled in `cli/main.ts`). */
+export const WORKER_RELOAD = 'gatehouse:reload';
+export const WORKER_SHUTDOWN = 'gatehouse:shutdown';
+
+/** Extra time a worker gets beyond `limits.shutdownTimeout` before it is killed. */
+const SHUTDOWN_GRACE_MS = 5_000;
+/** A worker that dies is replaced after this delay, doubled per quick death, up to the maximum. */
+const RESPAWN_DELAY_MS = 250;
+const RESPAWN_DELAY_MAX_MS = 10_000;
+/** A worker that lived this long resets the respawn delay. */
+const HEALTHY_LIFETIME_MS = 10_000;
 
 /**
- * `gatehouse start --workers N|auto`: a primary process forks N workers that share the
- * listening sockets (round-robin). SIGHUP is passed on as a reload to every worker; SIGTERM and
- * SIGINT shut every worker down gracefully. A worker that dies unexpectedly is replaced.
+ * Parse `--workers N|auto`: a whole number from 1 to 256, or `auto` (one per core).
  *
- * In-memory rate limits and caches are per worker: with N workers an in-memory limit admits up
- * to N × the limit. Use the Redis store for exact limits (docs/rate-limits.md).
+ * @example
+ * ```ts
+ * parseWorkers('auto'); // os.availableParallelism()
+ * parseWorkers('4');    // 4
+ * parseWorkers('0');    // null (refused)
+ * ```
+ */
+export function parseWorkers(flag: string): number | null {
+  if (flag === 'auto') return availableParallelism();
+  if (!/^\d{1,3}$/.test(flag)) return null;
+  const n = Number(flag);
+  return n >= 1 && n <= 256 ? n : null;
+}
+
+/**
+ * `gatehouse start --workers N|auto`: the primary process forks N workers (each one a complete
+ * gateway started from the same config file) that share the listening sockets; the primary
+ * accepts connections and hands them out round-robin (Node's default cluster policy on Linux),
+ * then stays out of the request path.
+ *
+ * - **Reload**: SIGHUP on the primary is passed to every worker, which reloads the config (and
+ *   certificates) exactly as a single process does: a broken file is logged and the worker keeps
+ *   its running plan. Each worker also watches the config file itself.
+ * - **Shutdown**: SIGTERM or SIGINT is passed to every worker, which stops accepting, finishes
+ *   its in-flight requests (bounded by `limits.shutdownTimeout`) and exits; a worker still alive
+ *   5 s after that is killed. The primary exits 0 when every worker stopped by itself, else 1.
+ * - **Crashes**: a worker that dies after it was serving is replaced (with a growing delay when
+ *   it keeps dying); a worker that dies before it ever listened (a port in use, a key file
+ *   missing) stops the whole cluster with exit code 1 rather than looping.
+ *
+ * State is per worker: in-memory rate limits, quotas, token and introspection caches. With N
+ * workers an in-memory limit of L admits up to N × L (each worker counts alone); use
+ * `store: redis` for exact limits across workers and instances (docs/performance.md).
  *
  * @example
  * ```sh
  * gatehouse start --config gatehouse.yaml --workers auto
+ * kill -HUP <primary pid>    # every worker reloads the config
+ * kill -TERM <primary pid>   # graceful stop of every worker, exit 0
  * ```
  */
-export async function runCluster(configFile: string, workersFlag: string): Promise<number> {
-  const count = workersFlag === 'auto' ? availableParallelism() : Number(workersFlag);
-  if (!Number.isInteger(count) || count < 1 || count > 256) {
+export async function runCluster(configFile: string, workersFlag: string, options: { log?: Logger } = {}): Promise<number> {
+  const count = parseWorkers(workersFlag);
+  if (count === null) {
     process.stderr.write(`gatehouse: --workers must be a whole number from 1 to 256, or auto (got "${workersFlag}")\n`);
     return 2;
   }
+  const config = loadConfigFile(configFile);
+  const log = options.log ?? createLogger({ level: config.log.level });
+  const shutdownTimeout = config.limits.shutdownTimeout;
+
   cluster.setupPrimary({ exec: process.argv[1], args: ['start', '--config', configFile, '--workers', '1'] });
+
+  const listened = new WeakSet<Worker>();
+  const bornAt = new WeakMap<Worker, number>();
+  let respawnDelay = RESPAWN_DELAY_MS;
   let stopping = false;
-  const fork = () => cluster.fork();
-  for (let i = 0; i < count; i++) fork();
-  cluster.on('exit', (worker, code, signal) => {
+  let failed = false;
+  let resolveDone: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+
+  const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+  const fork = () => {
     if (stopping) return;
-    process.stderr.write(`gatehouse: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
-    setTimeout(fork, 500).unref();
-  });
-  return new Promise<number>((resolve) => {
-    const stop = () => {
-      if (stopping) return;
-      stopping = true;
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.send('gatehouse:shutdown');
-      const check = setInterval(() => {
-        if (Object.keys(cluster.workers ?? {}).length === 0) {
-          clearInterval(check);
-          resolve(0);
-        }
-      }, 50);
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    process.on('SIGHUP', () => {
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.send('gatehouse:reload');
-    });
-  });
+    const worker = cluster.fork();
+    bornAt.set(worker, Date.now());
+  };
+
+  const onListening = (worker: Worker) => {
+    if (listened.has(worker)) return;
+    listened.add(worker);
+    log.info({ worker: worker.process.pid }, 'worker serving');
+  };
+  const onExit = (worker: Worker, code: number | null, signal: string | null) => {
+    if (stopping) {
+      if (code !== 0) failed = true;
+      if (live().length === 0) finish();
+      return;
+    }
+    if (!listened.has(worker)) {
+      log.error({ worker: worker.process.pid, code, signal }, 'a worker failed before it could serve; stopping the cluster');
+      failed = true;
+      shutdown('worker-failed');
+      return;
+    }
+    const lived = Date.now() - (bornAt.get(worker) ?? 0);
+    respawnDelay = lived > HEALTHY_LIFETIME_MS ? RESPAWN_DELAY_MS : Math.min(respawnDelay * 2, RESPAWN_DELAY_MAX_MS);
+    log.warn({ worker: worker.process.pid, code, signal, respawnInMs: respawnDelay }, 'worker exited unexpectedly; starting another');
+    setTimeout(fork, respawnDelay).unref();
+  };
+
+  let killTimer: NodeJS.Timeout | null = null;
+  const finish = () => {
+    if (killTimer) clearTimeout(killTimer);
+    cluster.off('listening', onListening);
+    cluster.off('exit', onExit);
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
+    log.info({ failed }, 'gatehouse cluster stopped');
+    resolveDone(failed ? 1 : 0);
+  };
+  const shutdown = (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    const workers = live();
+    log.info({ reason, workers: workers.length }, 'shutting down the workers');
+    if (workers.length === 0) return finish();
+    for (const worker of workers) send(worker, WORKER_SHUTDOWN);
+    killTimer = setTimeout(() => {
+      for (const worker of live()) {
+        log.error({ worker: worker.process.pid }, 'worker did not stop in time; killing it');
+        failed = true;
+        worker.process.kill('SIGKILL');
+      }
+    }, shutdownTimeout + SHUTDOWN_GRACE_MS);
+    killTimer.unref();
+  };
+  const onTerm = () => shutdown('SIGTERM');
+  const onInt = () => shutdown('SIGINT');
+  const onHup = () => {
+    const workers = live();
+    log.info({ workers: workers.length }, 'reload requested: passing it to every worker');
+    for (const worker of workers) send(worker, WORKER_RELOAD);
+  };
+
+  cluster.on('listening', onListening);
+  cluster.on('exit', onExit);
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+  log.info({ workers: count }, 'starting gatehouse workers');
+  for (let i = 0; i < count; i++) fork();
+  return done;
+}
+
+function send(worker: Worker, message: string): void {
+  if (!worker.isConnected()) return;
+  try {
+    worker.send(message);
+  } catch {
+    // The IPC channel closed in between: the worker is exiting; its exit event follows.
+  }
 }

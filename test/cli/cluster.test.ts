@@ -1,0 +1,190 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { parseWorkers } from '../../src/cli/cluster.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+// Runs the built CLI (npm test builds first), as a user would: a primary and its workers.
+const BIN = path.resolve('bin/gatehouse.js');
+
+interface Cluster {
+  child: ChildProcess;
+  /** Parsed JSON log lines of the primary and every worker (they share stdout). */
+  lines: Record<string, any>[];
+  stderr: string;
+  exited: Promise<number | null>;
+  /** Resolves with the first `count` lines matching `pick` (rejects after `ms`). */
+  waitFor(pick: (line: Record<string, any>) => boolean, count: number, ms?: number): Promise<Record<string, any>[]>;
+}
+
+function startCluster(configFile: string, workers: string): Cluster {
+  const child = spawn(process.execPath, [BIN, 'start', '--config', configFile, '--workers', workers], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Record<string, any>[] = [];
+  const waiters: (() => void)[] = [];
+  let buffered = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    let nl;
+    while ((nl = buffered.indexOf('\n')) !== -1) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line));
+      } catch {
+        lines.push({ raw: line });
+      }
+    }
+    for (const w of waiters.splice(0)) w();
+  });
+  const cluster: Cluster = {
+    child,
+    lines,
+    stderr: '',
+    exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
+    waitFor(pick, count, ms = 15_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${count} log line(s); got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${cluster.stderr}`)), ms);
+        const check = () => {
+          const found = lines.filter(pick);
+          if (found.length >= count) {
+            clearTimeout(timer);
+            resolve(found.slice(0, count));
+          } else waiters.push(check);
+        };
+        check();
+      });
+    },
+  };
+  child.stderr!.on('data', (d: Buffer) => (cluster.stderr += d.toString('utf8')));
+  return cluster;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function config(upstreamUrl: string, port: number, extraRoutes = ''): string {
+  return `listen: { host: 127.0.0.1, port: ${port} }
+log: { level: info, accessLog: false }
+upstreams: [{ name: api, url: "${upstreamUrl}" }]
+routes:
+  - { name: first, path: /first, upstream: api, public: true }
+${extraRoutes}`;
+}
+
+describe('parseWorkers', () => {
+  it('accepts a whole number from 1 to 256, or auto (one per core)', () => {
+    expect(parseWorkers('1')).toBe(1);
+    expect(parseWorkers('256')).toBe(256);
+    expect(parseWorkers('auto')).toBe(availableParallelism());
+  });
+
+  it('refuses 0, more than 256, fractions, signs and words', () => {
+    for (const bad of ['0', '257', '1.5', '-1', '+2', 'two', '', '1e2', '0x2']) expect(parseWorkers(bad)).toBeNull();
+  });
+});
+
+describe('gatehouse start --workers 2', () => {
+  let upstream: TestUpstream;
+  let dir: string;
+  let realFile: string;
+  let cluster: Cluster;
+  let url: string;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
+    // Workers also watch their config file and reload on change. To prove that SIGHUP alone
+    // reaches them, the gateway reads the config through a symlink whose target lives in
+    // another directory: editing the target fires no watch event in the watched directory.
+    mkdirSync(path.join(dir, 'real'));
+    realFile = path.join(dir, 'real', 'gatehouse.yaml');
+    writeFileSync(realFile, config(upstream.url, 0));
+    const file = path.join(dir, 'gatehouse.yaml');
+    symlinkSync(realFile, file);
+    cluster = startCluster(file, '2');
+    // With cluster, port 0 is one port shared by the workers: each logs the same listener URL.
+    const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+    url = Object.values(started[0]!.listeners as Record<string, string>)[0]!;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(started[1]!.listeners).toEqual(started[0]!.listeners);
+  }, 30_000);
+
+  afterAll(async () => {
+    if (cluster && cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
+    await upstream?.close();
+  });
+
+  it('serves requests through the workers', async () => {
+    for (let i = 0; i < 6; i++) {
+      const res = await request(`${url}/first`);
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+    }
+    const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 2);
+    expect(new Set(serving.map((l) => l.worker)).size).toBe(2);
+  });
+
+  it('passes SIGHUP to every worker: a route added to the file becomes reachable', async () => {
+    const before = await request(`${url}/second`);
+    expect(before.statusCode).toBe(404);
+    expect(((await before.body.json()) as { code: string }).code).toBe('GH_ERR_ROUTE_NOT_FOUND');
+
+    writeFileSync(realFile, config(upstream.url, 0, '  - { name: second, path: /second, upstream: api, public: true }\n'));
+    cluster.child.kill('SIGHUP');
+    await cluster.waitFor((l) => l.msg === 'config reloaded', 2);
+
+    // Round-robin spreads these over both workers: every one of them must know the route.
+    for (let i = 0; i < 8; i++) {
+      const res = await request(`${url}/second`, { reset: true });
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+    }
+  });
+
+  it('keeps serving the running config when a reload is broken', async () => {
+    writeFileSync(realFile, 'listen: [ this is not valid\n');
+    cluster.child.kill('SIGHUP');
+    await cluster.waitFor((l) => l.msg === 'config reload failed; the running config stays', 2);
+    const res = await request(`${url}/second`, { reset: true });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+  });
+
+  it('stops every worker on SIGTERM and exits 0', async () => {
+    const workers = (await cluster.waitFor((l) => l.msg === 'worker serving', 2)).map((l) => l.worker as number);
+    cluster.child.kill('SIGTERM');
+    expect(await cluster.exited).toBe(0);
+    expect(cluster.lines.filter((l) => l.msg === 'gatehouse stopped')).toHaveLength(2);
+    for (const pid of workers) expect(alive(pid)).toBe(false);
+  }, 20_000);
+});
+
+describe('a worker that cannot start', () => {
+  it('stops the cluster with exit code 1 instead of respawning forever (port in use)', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
+    const file = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(file, config('http://127.0.0.1:1', port));
+    const cluster = startCluster(file, '2');
+    try {
+      expect(await cluster.exited).toBe(1);
+      expect(cluster.lines.some((l) => l.msg === 'a worker failed before it could serve; stopping the cluster')).toBe(true);
+      expect(cluster.lines.filter((l) => l.msg === 'worker exited unexpectedly; starting another')).toHaveLength(0);
+    } finally {
+      if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
+      blocker.close();
+    }
+  }, 20_000);
+});
