@@ -59,9 +59,21 @@ interface Located {
 
 const ENV_PATTERN = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
+// `cookieKeys: [${COOKIE_KEY}]` (the token-handler contract) is how people write a list of one
+// variable, but in a YAML flow collection `{` opens a mapping. So the braces of `${…}` are
+// swapped for ⦃⦄ before parsing (same length: positions in messages hold) and the variables
+// are still expanded after parsing, inside scalars only.
+const OPEN = '\u2983';
+const CLOSE = '\u2984';
+const PROTECT = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}\n]*)?)\}/g;
+const PROTECTED_PATTERN = /\$\$|\$\u2983([A-Za-z_][A-Za-z0-9_]*)(?::-([^\u2984]*))?\u2984/g;
+
 function parseLocated(text: string, file: string, env: NodeJS.ProcessEnv): Located {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
+  const protect = !text.includes(OPEN) && !text.includes(CLOSE);
+  const source = protect ? text.replace(PROTECT, (match, inner: string | undefined) => (inner === undefined ? match : `$${OPEN}${inner}${CLOSE}`)) : text;
+  const pattern = protect ? PROTECTED_PATTERN : ENV_PATTERN;
+  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
   const issues: ConfigIssue[] = [];
   const at = (offset: number | undefined) => {
     if (offset === undefined) return { line: 0, column: 0 };
@@ -84,7 +96,7 @@ function parseLocated(text: string, file: string, env: NodeJS.ProcessEnv): Locat
   visit(doc, {
     Scalar(_key, node, visitPath) {
       if (typeof node.value !== 'string' || !node.value.includes('$')) return;
-      node.value = node.value.replace(ENV_PATTERN, (match, name: string | undefined, fallback: string | undefined) => {
+      node.value = node.value.replace(pattern, (match, name: string | undefined, fallback: string | undefined) => {
         if (match === '$$') return '$';
         const value = env[name!];
         if (value !== undefined && value !== '') return value;

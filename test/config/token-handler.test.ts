@@ -115,4 +115,41 @@ describe('tokenHandler config', () => {
     expect(config.tokenHandler?.cookieKeys).toEqual([KEY]);
     expect(config.tokenHandler?.postLogoutRedirectUri).toBe('https://www.example.com/');
   });
+
+  it('loads the contract YAML of the issue verbatim, variables in flow sequences included', () => {
+    const text = `
+listen: { port: 0 }
+issuers:
+  - { name: main, issuer: 'https://login.example.com', discovery: true, audiences: [api] }
+upstreams:
+  - { name: api, url: 'http://127.0.0.1:9' }
+tokenHandler:
+  basePath: /tokenhandler           # the agent's endpoints below
+  issuer: main                      # an entry of \`issuers\` (discovery gives its endpoints)
+  clientId: spa
+  clientSecret: \${SPA_CLIENT_SECRET}
+  redirectUri: https://www.example.com/callback
+  postLogoutRedirectUri: https://www.example.com/
+  scope: openid profile orders:read
+  trustedOrigins: [https://www.example.com]
+  cookieKeys: [\${COOKIE_KEY}]       # base64 of 32 random bytes; first encrypts, all decrypt
+routes:
+  - name: orders
+    path: /orders
+    upstream: api
+    auth: cookie                    # accept the token-handler cookie (bearer stays accepted unless \`auth: cookie-only\`)
+    scopes: [orders:read]
+`;
+    const config = loadConfigText(text, 'gatehouse.yaml', { SPA_CLIENT_SECRET: 'sec', COOKIE_KEY: KEY });
+    expect(config.tokenHandler?.cookieKeys).toEqual([KEY]);
+    expect(config.tokenHandler?.clientSecret).toBe('sec');
+    expect(config.routes[0]?.auth).toBe('cookie');
+  });
+
+  it('keeps variables inert: a value cannot add YAML structure, $$ stays a literal $, an unset one is named', () => {
+    const text = yaml(BASE.replace(`cookieKeys: ['${KEY}']`, () => 'cookieKeys: [${A}, "$${B}"]'));
+    expect(() => loadConfigText(text, 'gatehouse.yaml', { A: `${KEY}, injected: true` })).toThrow(/cookieKeys\[0\] is not base64/);
+    expect(() => loadConfigText(text, 'gatehouse.yaml', { A: KEY })).toThrow(/cookieKeys\[1\] is not base64/); // the literal "${B}"
+    expect(() => loadConfigText(text, 'gatehouse.yaml', {})).toThrow(/uses \$\{A\} but the environment variable A is not set/);
+  });
 });
