@@ -61,7 +61,7 @@ tokenHandler:
   postLogoutRedirectUri: ${SPA}/
   scope: openid profile orders:read
   trustedOrigins: [${SPA}]
-  cookieKeys: ["\${COOKIE_KEY}"]
+  cookieKeys: [\${COOKIE_KEY}]
 routes:
   - { name: orders, path: /orders, upstream: api, auth: cookie, scopes: ['orders:read'] }
   - { name: cookie-only, path: /private, upstream: api, auth: cookie-only, scopes: ['orders:read'] }
@@ -480,7 +480,7 @@ describe('cookie key rotation through a config reload', () => {
     const oldKey = randomBytes(32).toString('base64');
     const newKey = randomBytes(32).toString('base64');
     const text = (keys: string[]) =>
-      yaml(as.issuer, as.audience, api.url).replace('cookieKeys: ["${COOKIE_KEY}"]', `cookieKeys: [${keys.map((k) => `'${k}'`).join(', ')}]`) +
+      yaml(as.issuer, as.audience, api.url).replace('cookieKeys: [${COOKIE_KEY}]', `cookieKeys: [${keys.map((k) => `'${k}'`).join(', ')}]`) +
       'admin: { host: 127.0.0.1, port: 0 }\n';
     const g = await startTestGateway(text([oldKey]), { env });
     try {
