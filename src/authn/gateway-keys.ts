@@ -20,6 +20,11 @@ export interface GatewayKey {
   readonly publicJwk: JWK;
   /** ms since epoch. */
   readonly createdAt: number;
+  /**
+   * ms since epoch from which the key signs. A rotated-in key is published first and signs only
+   * later, so every instance and every upstream cache knows it before the first JWT it signs.
+   */
+  readonly activatesAt: number;
   /** ms since epoch when a newer key took over; published until `retiredAt + keyRotationGrace`. */
   readonly retiredAt: number | undefined;
 }
@@ -28,7 +33,7 @@ export interface GatewayKey {
  * The keys gatehouse signs its own JWTs with (phantom tokens), and the JWKS it publishes.
  * Keys are configured (`gateway.signingKeys`: PEM or JWK files, the first signs) or generated
  * on first start and persisted in `gateway.keyDirectory` (files mode 0600). One instance is
- * shared by everything built from the same key source, see {@link acquireGatewayKeys}.
+ * shared by everything built from the same config, see {@link acquireGatewayKeys}.
  *
  * @example
  * ```ts
@@ -48,13 +53,23 @@ export interface GatewayKeys {
   signingKey(): GatewayKey;
   /** Whether `kid` is one of this gateway's published keys (a JWT minted elsewhere is not reused). */
   publishes(kid: string, now: number): boolean;
-  /** The published key set `{ keys: [...] }` as JSON text: the signing key and retired keys in their grace period. */
+  /**
+   * The published key set `{ keys: [...] }` as JSON text: the signing key, a rotated-in key not
+   * signing yet, and retired keys in their grace period.
+   */
   jwksJson(now: number): string;
   /**
-   * Generated keys only: make a new signing key; the previous one stays published for
-   * `keyRotationGrace`. Persisted, so other processes sharing the directory pick it up on start.
+   * Generated keys only: make a new signing key, signing from `activateAfter` ms on (published at
+   * once); the previous one stays published for `keyRotationGrace` after that. Persisted, so
+   * other processes sharing the directory pick it up on their next {@link refresh}.
    */
-  rotate(): Promise<GatewayKey>;
+  rotate(options?: { activateAfter?: number }): Promise<GatewayKey>;
+  /**
+   * Generated keys only: re-read the key directory (keys rotated by another process), and rotate
+   * when the newest key is older than `interval` ms (at most one process does, under a lock).
+   * Resolves to the new key, or null.
+   */
+  refresh(options?: { interval?: number; activateAfter?: number }): Promise<GatewayKey | null>;
   /** Drop this holder's reference; the last one frees the keys. */
   release(): void;
 }
@@ -69,12 +84,16 @@ export interface GatewayKeys {
  */
 export const DEFAULT_KEY_DIRECTORY = '.gatehouse/keys';
 
-const shared = new Map<string, { keys: GatewayKeys; refs: number }>();
+type KeysConfig = Pick<GatehouseConfig, 'gateway' | 'baseDir'>;
+
+/** Per config object (one plan), per key source. A reload (a new config object) reads the keys anew. */
+const shared = new WeakMap<KeysConfig, Map<string, { keys: GatewayKeys; refs: number }>>();
 
 /**
- * Get the gateway keys for a config: the same instance for every caller whose config names the
- * same key source (so the phantom area publishes exactly the keys the authenticators sign
- * with). Each call must be paired with `release()`.
+ * Get the gateway keys for a config: the same instance for every caller holding the same config
+ * object (so the phantom area publishes exactly the keys the authenticators of that plan sign
+ * with). A reloaded config gets a fresh instance that reads the keys again. Each call must be
+ * paired with `release()`.
  *
  * @example
  * ```ts
@@ -82,7 +101,7 @@ const shared = new Map<string, { keys: GatewayKeys; refs: number }>();
  * try { await keys.ready(); } finally { keys.release(); }
  * ```
  */
-export function acquireGatewayKeys(config: Pick<GatehouseConfig, 'gateway' | 'baseDir'>, now: () => number = Date.now): GatewayKeys {
+export function acquireGatewayKeys(config: KeysConfig, now: () => number = Date.now): GatewayKeys {
   const g = config.gateway;
   const directory = path.resolve(config.baseDir, g.keyDirectory ?? DEFAULT_KEY_DIRECTORY);
   const id = JSON.stringify([
@@ -90,13 +109,19 @@ export function acquireGatewayKeys(config: Pick<GatehouseConfig, 'gateway' | 'ba
     g.algorithm,
     g.keyRotationGrace,
   ]);
-  const existing = shared.get(id);
+  let byId = shared.get(config);
+  if (!byId) {
+    byId = new Map();
+    shared.set(config, byId);
+  }
+  const existing = byId.get(id);
   if (existing) {
     existing.refs++;
     return existing.keys;
   }
   const inner = createKeyStore(config.baseDir, g, directory, now);
   const slot = { refs: 1, keys: undefined as unknown as GatewayKeys };
+  const registry = byId;
   slot.keys = {
     ready: inner.ready,
     get loaded() {
@@ -106,12 +131,13 @@ export function acquireGatewayKeys(config: Pick<GatehouseConfig, 'gateway' | 'ba
     publishes: inner.publishes,
     jwksJson: inner.jwksJson,
     rotate: inner.rotate,
+    refresh: inner.refresh,
     release() {
       slot.refs--;
-      if (slot.refs <= 0 && shared.get(id) === slot) shared.delete(id);
+      if (slot.refs <= 0 && registry.get(id) === slot) registry.delete(id);
     },
   };
-  shared.set(id, slot);
+  byId.set(id, slot);
   return slot.keys;
 }
 
@@ -119,6 +145,7 @@ interface StoredKey {
   kid: string;
   alg: GatewayTokenConfig['algorithm'];
   createdAt: number;
+  activatesAt?: number;
   retiredAt?: number;
   jwk: JWK;
 }
@@ -132,49 +159,54 @@ function createKeyStore(baseDir: string, g: GatewayTokenConfig, directory: strin
   let nextChange = Infinity;
   const generated = g.signingKeys.length === 0;
 
-  function published(at: number): GatewayKey[] {
-    return keys.filter((k) => k.retiredAt === undefined || k.retiredAt + g.keyRotationGrace > at);
+  function isPublished(k: GatewayKey, at: number): boolean {
+    return k.retiredAt === undefined || k.retiredAt + g.keyRotationGrace > at;
   }
 
-  function invalidate(): void {
+  /** A key of the configured algorithm that may sign at `at` (activated, not retired). */
+  function signs(k: GatewayKey, at: number): boolean {
+    return k.alg === g.algorithm && k.activatesAt <= at && (k.retiredAt === undefined || k.retiredAt > at);
+  }
+
+  function install(list: GatewayKey[]): void {
+    keys = list;
     cachedJson = null;
   }
 
   async function load(): Promise<void> {
     if (generated) {
       await mkdir(directory, { recursive: true, mode: 0o700 });
-      keys = await readDirectory(directory, g, now());
-      if (!keys.some((k) => k.retiredAt === undefined && k.alg === g.algorithm)) {
+      install(await readDirectory(directory, g, now()));
+      if (!keys.some((k) => signs(k, now()))) {
         await withLock(directory, async () => {
           // Another process may have generated one while we waited for the lock.
-          keys = await readDirectory(directory, g, now());
-          if (!keys.some((k) => k.retiredAt === undefined && k.alg === g.algorithm)) await addGenerated();
+          install(await readDirectory(directory, g, now()));
+          if (!keys.some((k) => signs(k, now()))) await addGenerated(0);
         });
       }
     } else {
-      keys = await Promise.all(g.signingKeys.map((file, i) => readConfiguredKey(path.resolve(baseDir, file), i === 0 ? g.algorithm : undefined)));
+      install(await Promise.all(g.signingKeys.map((file, i) => readConfiguredKey(path.resolve(baseDir, file), i === 0 ? g.algorithm : undefined))));
     }
-    invalidate();
     loaded = true;
   }
 
-  /** Generate a key, retire the current ones, persist both. Caller holds the lock. */
-  async function addGenerated(): Promise<GatewayKey> {
+  /** Generate a key signing from now + `activateAfter`; the current ones retire then. Caller holds the lock. */
+  async function addGenerated(activateAfter: number): Promise<GatewayKey> {
     const at = now();
-    const key = await generateKey(g.algorithm, at);
+    const activatesAt = at + activateAfter;
+    const key = await generateKey(g.algorithm, at, activatesAt);
     await writeStored(directory, toStored(key));
-    const retired: GatewayKey[] = [];
+    const others: GatewayKey[] = [];
     for (const k of keys) {
-      if (k.retiredAt !== undefined) {
-        retired.push(k);
+      if (k.retiredAt !== undefined && k.retiredAt <= activatesAt) {
+        others.push(k);
         continue;
       }
-      const r = { ...k, retiredAt: at };
+      const r: GatewayKey = { ...k, retiredAt: activatesAt };
       await writeStored(directory, toStored(r));
-      retired.push(r);
+      others.push(r);
     }
-    keys = [key, ...retired];
-    invalidate();
+    install([key, ...others]);
     return key;
   }
 
@@ -188,42 +220,69 @@ function createKeyStore(baseDir: string, g: GatewayTokenConfig, directory: strin
     return loading;
   }
 
+  function requireGenerated(): void {
+    if (!generated) throw new Error('gateway.signingKeys are configured: rotate by listing a new key first and keeping the old one after it');
+  }
+
   return {
     get loaded() {
       return loaded;
     },
     ready,
     signingKey(): GatewayKey {
-      const key = keys.find((k) => k.retiredAt === undefined && k.alg === g.algorithm) ?? keys[0];
+      const at = now();
+      let best: GatewayKey | undefined;
+      for (const k of keys) if (signs(k, at) && (best === undefined || k.activatesAt > best.activatesAt)) best = k;
+      const key = best ?? keys[0];
       if (!key) throw new Error('gateway signing keys are not loaded');
       return key;
     },
     publishes(kid: string, at: number): boolean {
-      for (const k of keys) if (k.kid === kid) return k.retiredAt === undefined || k.retiredAt + g.keyRotationGrace > at;
+      for (const k of keys) if (k.kid === kid) return isPublished(k, at);
       return false;
     },
     jwksJson(at: number): string {
       if (cachedJson === null || at >= nextChange) {
-        const list = published(at);
+        const list = keys.filter((k) => isPublished(k, at));
         nextChange = Math.min(Infinity, ...list.filter((k) => k.retiredAt !== undefined).map((k) => k.retiredAt! + g.keyRotationGrace));
         cachedJson = JSON.stringify({ keys: list.map((k) => k.publicJwk) });
       }
       return cachedJson;
     },
-    async rotate(): Promise<GatewayKey> {
-      if (!generated) throw new Error('gateway.signingKeys are configured: rotate by listing a new key first and keeping the old one after it');
+    async rotate(options: { activateAfter?: number } = {}): Promise<GatewayKey> {
+      requireGenerated();
       await ready();
       let key: GatewayKey | undefined;
       await withLock(directory, async () => {
-        keys = await readDirectory(directory, g, now());
-        key = await addGenerated();
+        install(await readDirectory(directory, g, now()));
+        key = await addGenerated(options.activateAfter ?? 0);
       });
       return key!;
+    },
+    async refresh(options: { interval?: number; activateAfter?: number } = {}): Promise<GatewayKey | null> {
+      requireGenerated();
+      await ready();
+      install(await readDirectory(directory, g, now()));
+      const interval = options.interval;
+      if (interval === undefined || interval <= 0) return null;
+      const due = () => {
+        let newest = -Infinity;
+        for (const k of keys) if (k.alg === g.algorithm && k.createdAt > newest) newest = k.createdAt;
+        return newest + interval <= now();
+      };
+      if (!due()) return null;
+      let key: GatewayKey | null = null;
+      await withLock(directory, async () => {
+        // Another process may have rotated while we waited for the lock.
+        install(await readDirectory(directory, g, now()));
+        if (due()) key = await addGenerated(options.activateAfter ?? 0);
+      });
+      return key;
     },
   };
 }
 
-async function generateKey(alg: GatewayTokenConfig['algorithm'], createdAt: number): Promise<GatewayKey> {
+async function generateKey(alg: GatewayTokenConfig['algorithm'], createdAt: number, activatesAt: number): Promise<GatewayKey> {
   const { privateKey } =
     alg === 'ES256'
       ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
@@ -232,23 +291,25 @@ async function generateKey(alg: GatewayTokenConfig['algorithm'], createdAt: numb
         : alg === 'EdDSA'
           ? generateKeyPairSync('ed25519')
           : generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return describe(privateKey, alg, createdAt, undefined, undefined);
+  return describe(privateKey, alg, createdAt, activatesAt, undefined, undefined);
 }
 
 async function describe(
   privateKey: KeyObject,
   alg: GatewayTokenConfig['algorithm'],
   createdAt: number,
+  activatesAt: number,
   retiredAt: number | undefined,
   kid: string | undefined,
 ): Promise<GatewayKey> {
   const pub = createPublicKey(privateKey).export({ format: 'jwk' }) as JWK;
   const id = kid ?? (await calculateJwkThumbprint(pub, 'sha256'));
-  return { kid: id, alg, privateKey, publicJwk: { ...pub, kid: id, alg, use: 'sig' }, createdAt, retiredAt };
+  return { kid: id, alg, privateKey, publicJwk: { ...pub, kid: id, alg, use: 'sig' }, createdAt, activatesAt, retiredAt };
 }
 
 function toStored(key: GatewayKey): StoredKey {
   const stored: StoredKey = { kid: key.kid, alg: key.alg, createdAt: key.createdAt, jwk: key.privateKey.export({ format: 'jwk' }) as JWK };
+  if (key.activatesAt !== key.createdAt) stored.activatesAt = key.activatesAt;
   if (key.retiredAt !== undefined) stored.retiredAt = key.retiredAt;
   return stored;
 }
@@ -278,7 +339,7 @@ async function readDirectory(directory: string, g: GatewayTokenConfig, at: numbe
       continue;
     }
     const privateKey = createPrivateKey({ key: stored.jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
-    out.push(await describe(privateKey, stored.alg, stored.createdAt, stored.retiredAt, stored.kid));
+    out.push(await describe(privateKey, stored.alg, stored.createdAt, stored.activatesAt ?? stored.createdAt, stored.retiredAt, stored.kid));
   }
   // Newest first: the first unretired key signs.
   return out.sort((a, b) => b.createdAt - a.createdAt);
@@ -313,7 +374,7 @@ async function readConfiguredKey(file: string, requiredAlg: GatewayTokenConfig['
     throw new Error(`gateway.signingKeys: ${file} is an RSA key under 2048 bits`);
   }
   const info = await stat(file);
-  return describe(privateKey, alg, info.mtimeMs, undefined, jwk?.kid);
+  return describe(privateKey, alg, info.mtimeMs, 0, undefined, jwk?.kid);
 }
 
 function algorithmsFor(key: KeyObject): GatewayTokenConfig['algorithm'][] {

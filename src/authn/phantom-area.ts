@@ -13,14 +13,23 @@ import { acquireGatewayKeys } from './gateway-keys.js';
  */
 export const GATEWAY_JWKS_PATH = '/.well-known/jwks.json';
 
+/** How often generated keys are re-read (rotations by other processes) and checked for age. */
+const KEY_CHECK_MS = 60_000;
+/**
+ * A key rotated in automatically is published this long before it signs: every process re-reads
+ * the directory (KEY_CHECK_MS) and every upstream refreshes its cached JWKS (max-age 60 s) first.
+ */
+const ACTIVATION_DELAY_MS = 3 * KEY_CHECK_MS;
+
 /**
  * The phantom-token area: loads (or generates and persists) the gateway signing keys and
  * publishes their public halves at `/.well-known/jwks.json` on the admin listener, so upstreams
  * can verify the JWTs gatehouse mints for opaque tokens. Present only when some issuer mints
  * (introspection with `accept: application/json` or `application/token-introspection+jwt`).
  *
- * The key set is sent with `cache-control: max-age=60`: after a rotation the new key is signing
- * at once and upstreams refetch on its unknown `kid`; the old key stays for `keyRotationGrace`.
+ * The key set is sent with `cache-control: max-age=60`. Generated keys are re-read every minute
+ * (rotations by other processes) and, with `gateway.keyRotationInterval`, rotated when old: the
+ * new key is published 3 minutes before it signs; the old one stays for `keyRotationGrace`.
  *
  * @example
  * ```ts
@@ -45,6 +54,16 @@ export const createPhantomArea: AreaFactory = async (config, services): Promise<
     );
   }
   let released = false;
+  let timer: NodeJS.Timeout | undefined;
+  const generated = config.gateway.signingKeys.length === 0;
+  function check(): void {
+    keys
+      .refresh({ interval: config.gateway.keyRotationInterval, activateAfter: ACTIVATION_DELAY_MS })
+      .then((key) => {
+        if (key) services.log.info({ kid: key.kid, activatesAt: new Date(key.activatesAt).toISOString() }, 'gateway signing key rotated');
+      })
+      .catch((err: Error) => services.log.warn({ err: err.message }, 'gateway keys: refresh failed; keeping the keys in hand'));
+  }
   return {
     name: 'phantom',
     issues,
@@ -61,12 +80,19 @@ export const createPhantomArea: AreaFactory = async (config, services): Promise<
       res.end(req.method === 'HEAD' ? undefined : body);
       return true;
     },
+    async start() {
+      if (!generated || issues.length > 0) return;
+      check();
+      timer = setInterval(check, KEY_CHECK_MS);
+      timer.unref();
+    },
     readiness() {
       return keys.loaded ? { ready: true } : { ready: false, details: { gatewayKeys: 'not loaded' } };
     },
     async close() {
       if (released) return;
       released = true;
+      if (timer) clearInterval(timer);
       keys.release();
     },
   };

@@ -331,6 +331,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       tokenTtl: ms(raw.gateway?.tokenTtl, 5 * 60_000),
       algorithm: raw.gateway?.algorithm ?? 'ES256',
       keyRotationGrace: ms(raw.gateway?.keyRotationGrace, 24 * 3600_000),
+      keyRotationInterval: raw.gateway?.keyRotationInterval === undefined ? undefined : ms(raw.gateway.keyRotationInterval, 0),
       realm: raw.gateway?.realm ?? 'gatehouse',
     },
     tokenCache: { enabled: raw.tokenCache?.enabled ?? true, maxEntries: raw.tokenCache?.maxEntries ?? 10_000 },

@@ -198,6 +198,8 @@ export interface GatewayTokenConfig {
   algorithm: 'ES256' | 'ES384' | 'EdDSA' | 'RS256' | 'PS256';
   /** ms */
   keyRotationGrace: number;
+  /** ms; generated keys are rotated when the newest is this old. Absent: never automatically. */
+  keyRotationInterval?: number;
   realm: string;
 }
 

@@ -98,6 +98,50 @@ describe('generated gateway keys', () => {
   });
 });
 
+describe('scheduled rotation of generated keys', () => {
+  it('publishes the new key before it signs, then switches, and the old one leaves after the grace period', async () => {
+    const clock = { now: T0 };
+    const config = gatewayConfig({ keyRotationGrace: 2 * HOUR });
+    const keys = acquireGatewayKeys(config, () => clock.now);
+    await keys.ready();
+    const oldKid = keys.signingKey().kid;
+    expect(await keys.refresh({ interval: 24 * HOUR, activateAfter: 180_000 })).toBeNull();
+    clock.now += 24 * HOUR;
+    const next = (await keys.refresh({ interval: 24 * HOUR, activateAfter: 180_000 }))!;
+    expect(next.kid).not.toBe(oldKid);
+    // Published at once, signing only after the activation delay.
+    expect(published(keys.jwksJson(clock.now)).map((k) => k.kid).sort()).toEqual([oldKid, next.kid].sort());
+    expect(keys.signingKey().kid).toBe(oldKid);
+    clock.now += 180_000;
+    expect(keys.signingKey().kid).toBe(next.kid);
+    // Not due again right away (no second rotation).
+    expect(await keys.refresh({ interval: 24 * HOUR, activateAfter: 180_000 })).toBeNull();
+    clock.now += 2 * HOUR;
+    expect(published(keys.jwksJson(clock.now)).map((k) => k.kid)).toEqual([next.kid]);
+    keys.release();
+  });
+
+  it('lets another process (another instance on the same directory) adopt a rotation on refresh, without rotating again', async () => {
+    const clock = { now: T0 };
+    const baseDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-keys-'));
+    const a = acquireGatewayKeys(gatewayConfig({}, baseDir), () => clock.now);
+    const b = acquireGatewayKeys(gatewayConfig({}, baseDir), () => clock.now);
+    expect(a).not.toBe(b);
+    await a.ready();
+    await b.ready();
+    expect(b.signingKey().kid).toBe(a.signingKey().kid);
+    clock.now += 31 * 24 * HOUR;
+    const rotated = (await a.refresh({ interval: 30 * 24 * HOUR, activateAfter: 60_000 }))!;
+    expect(await b.refresh({ interval: 30 * 24 * HOUR, activateAfter: 60_000 })).toBeNull();
+    expect(published(b.jwksJson(clock.now)).map((k) => k.kid)).toContain(rotated.kid);
+    clock.now += 60_000;
+    expect(b.signingKey().kid).toBe(rotated.kid);
+    expect(readdirSync(path.join(baseDir, '.gatehouse/keys')).filter((f) => f.endsWith('.json'))).toHaveLength(2);
+    a.release();
+    b.release();
+  });
+});
+
 describe('configured gateway keys', () => {
   it('signs with the first configured key (PEM) and publishes every configured key', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-keys-'));

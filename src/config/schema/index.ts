@@ -88,6 +88,7 @@ const gateway: JsonSchema = closed({
   tokenTtl: duration,
   algorithm: { enum: ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'] },
   keyRotationGrace: duration,
+  keyRotationInterval: { ...duration, description: 'Generated keys only: rotate when the signing key is this old (off by default).' },
   realm: nonEmptyString,
 });
 
