@@ -295,10 +295,21 @@ function createHttp2Server(
   // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client acknowledged it; a
   // request sent before that is bounded by nghttp2's 64 KiB default. Check it here as HTTP/1.1
   // does: 431 problem+json, nothing routed.
+  const requestTimeout = limits.requestTimeout;
   const guarded = (req: IncomingMessage, res: ServerResponse) => {
-    if (req.httpVersionMajor === 2 && headerListSize(req.rawHeaders) > maxHeaderList) {
-      sendProblem(res, HEADERS_TOO_LARGE, randomUUID(), 'gatehouse', hsts, req.method);
-      return;
+    if (req.httpVersionMajor === 2) {
+      if (headerListSize(req.rawHeaders) > maxHeaderList) {
+        sendProblem(res, HEADERS_TOO_LARGE, randomUUID(), 'gatehouse', hsts, req.method);
+        return;
+      }
+      // limits.requestTimeout for h2: the body must arrive in time, as node:http enforces for
+      // HTTP/1.1 (408). Only streams that carry a body need a timer.
+      if (requestTimeout > 0 && !(req as unknown as TimedRequest).stream.endAfterHeaders) {
+        const timed = req as unknown as TimedRequest;
+        timed[TIMER] = setTimeout(onRequestTimeout, requestTimeout, req, res, hsts);
+        req.once('end', clearRequestTimer);
+        req.once('close', clearRequestTimer);
+      }
     }
     handler(req, res);
   };
@@ -357,6 +368,25 @@ function createHttp2Server(
 }
 
 const HEADERS_TOO_LARGE = new RequestRejected('GH_ERR_REQUEST_HEADERS_TOO_LARGE', 431, 'the request headers are too large', { detail: 'http2 header list' });
+
+const REQUEST_TIMEOUT = new RequestRejected('GH_ERR_REQUEST_TIMEOUT', 408, 'the request took too long to arrive', { detail: 'http2 request body' });
+const TIMER = Symbol('gatehouse.h2timer');
+type TimedRequest = { stream: { endAfterHeaders: boolean }; [TIMER]?: NodeJS.Timeout };
+
+function onRequestTimeout(req: IncomingMessage, res: ServerResponse, hsts: [string, string][]): void {
+  if (req.complete) return;
+  // Answer 408 when nothing was sent yet; closing the response also aborts the upstream exchange.
+  if (!res.headersSent) sendProblem(res, REQUEST_TIMEOUT, randomUUID(), 'gatehouse', hsts, req.method);
+  else res.destroy();
+}
+
+function clearRequestTimer(this: TimedRequest): void {
+  const timer = this[TIMER];
+  if (timer !== undefined) {
+    clearTimeout(timer);
+    this[TIMER] = undefined;
+  }
+}
 
 /** RFC 9113 §6.5.2: the size of a header list is name + value + 32 octets per field. */
 function headerListSize(raw: readonly string[]): number {

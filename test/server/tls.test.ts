@@ -325,3 +325,35 @@ routes: [{ name: public, path: /public, upstream: pub, public: true }]
     }
   });
 });
+
+describe('HTTP/2 request timeout', () => {
+  it('answers 408 to a stream whose body stops arriving, and keeps the session for other streams', async () => {
+    const slowUpstream = await startUpstream();
+    const gw2 = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0, tls: { cert: ${ecCert.certFile}, key: ${ecCert.keyFile} } }
+limits: { headersTimeout: 300ms, requestTimeout: 400ms }
+upstreams: [{ name: pub, url: ${slowUpstream.url} }]
+routes: [{ name: public, path: /public, upstream: pub, public: true }]
+`);
+    const session = await h2connect(gw2.url, { ca: pki.ca.certPem });
+    try {
+      const stalled = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const stream = session.request({ ':path': '/public/slow', ':method': 'POST' }, { endStream: false });
+        stream.write('first part, then nothing');
+        let status = 0;
+        let body = '';
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.on('data', (c) => (body += c));
+        stream.on('end', () => resolve({ status, body }));
+        stream.on('error', reject);
+      });
+      expect(stalled.status).toBe(408);
+      expect(JSON.parse(stalled.body).code).toBe('GH_ERR_REQUEST_TIMEOUT');
+      expect((await h2request(session, { ':path': '/public/after' })).status).toBe(200);
+    } finally {
+      session.close();
+      await gw2.close();
+      await slowUpstream.close();
+    }
+  });
+});
