@@ -162,6 +162,11 @@ describe('development authorization server', () => {
       expect(await as.introspect(token, 'gateway', S.gateway)).toEqual({ active: false });
     });
 
+    test('refuses to introspect a structured (JWT) token', async () => {
+      const jwt = await as.clientCredentialsToken('demo-client', S['demo-client'], 'orders:read');
+      await expectOAuthError(as.introspect(jwt, 'gateway', S.gateway), 'unsupported_token_type');
+    });
+
     test('refuses revocation by a client the token was not issued to', async () => {
       const token = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], 'orders:read');
       await expectOAuthError(as.revoke(token, 'demo-client', S['demo-client']), 'invalid_request');
