@@ -82,10 +82,6 @@ export async function runTokenInspect(configFile: string, token: string, out: No
   } else ok('header', `alg ${String(header.alg)} is allowed (${issuer.algorithms.join(', ')}); no jku/x5u/jwk/x5c; no crit; typ ${header.typ === undefined ? 'absent' : JSON.stringify(header.typ)} is accepted`);
 
   const verdict = await checkSignature(config, issuer, token, parsed.value.signingInputEnd, parsed.value.signature, header, now, write, ok);
-  if (verdict === 'undecided') {
-    write('result: UNDECIDED (the key set could not be fetched)');
-    return INSPECT_EXIT.undecided;
-  }
   if (verdict === 'fail') failed = true;
 
   const t = now();
@@ -116,8 +112,16 @@ export async function runTokenInspect(configFile: string, token: string, out: No
       `  ${route.name} (${route.path}): ${missing.length > 0 ? `missing scope ${missing.join(' ')} (GH_ERR_AUTHZ_INSUFFICIENT_SCOPE, HTTP 403)` : 'scopes ok'}${extras ? `; ${extras}` : ''}`,
     );
   }
-  write(`result: ${failed ? 'INVALID' : 'VALID'}`);
-  return failed ? INSPECT_EXIT.invalid : INSPECT_EXIT.valid;
+  if (failed) {
+    write('result: INVALID');
+    return INSPECT_EXIT.invalid;
+  }
+  if (verdict === 'undecided') {
+    write('result: UNDECIDED (the key set could not be fetched, so the signature is unchecked)');
+    return INSPECT_EXIT.undecided;
+  }
+  write('result: VALID');
+  return INSPECT_EXIT.valid;
 }
 
 async function checkSignature(

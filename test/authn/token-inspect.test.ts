@@ -90,10 +90,16 @@ describe('gatehouse token inspect', () => {
     expect(r.text).toMatch(/GH_ERR_JWT_MALFORMED/);
   });
 
-  it('exits 2 when the key set cannot be fetched', async () => {
-    const r = await inspect(writeConfig('http://127.0.0.1:1/jwks'), mint(rs, Date.now()));
+  it('exits 2 when the key set cannot be fetched, after checking the claims anyway', async () => {
+    const dead = writeConfig('http://127.0.0.1:1/jwks');
+    const r = await inspect(dead, mint(rs, Date.now()));
     expect(r.code).toBe(2);
     expect(r.text).toMatch(/GH_ERR_AUTH_KEYS_UNAVAILABLE/);
+    expect(r.text).toMatch(/ok {4}claim exp/);
+    expect(r.text).toMatch(/result: UNDECIDED/);
+    const expired = await inspect(dead, mint(rs, Date.now(), { exp: 1 }));
+    expect(expired.code).toBe(1);
+    expect(expired.text).toMatch(/GH_ERR_JWT_EXPIRED/);
   });
 
   it('exits 3 with located messages for a broken config', async () => {
