@@ -66,7 +66,7 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
       const answer = preflight(core, ctx, methods ? methods.join(', ') : null);
       if (answer instanceof GatehouseError) {
         core.requests.inc({ endpoint: 'preflight', outcome: answer.code });
-        ctx.log.info({ granted: false, reason: answer.code }, 'preflight from an untrusted origin');
+        ctx.log.info({ req_id: ctx.id, endpoint: 'preflight', granted: false, reason: answer.code }, 'preflight from an untrusted origin');
         sendProblem(res, answer, ctx.id, realm, ctx.responseHeaders);
         return true;
       }

@@ -274,6 +274,18 @@ describe('OAuth proxy: API calls with the cookie', () => {
     expect(String(seen.headers.cookie ?? '')).not.toContain('__Host-gh');
     const payload = JSON.parse(Buffer.from(seen.headers.authorization!.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
     expect(payload).toMatchObject({ sub: 'alice', aud: as.audience });
+    // Neither the token nor any cookie value reaches the log.
+    const logs = JSON.stringify(gw.logs);
+    expect(logs).not.toContain(seen.headers.authorization!.slice(7));
+    for (const [, c] of jar.cookies) expect(logs).not.toContain(c.value);
+  });
+
+  it('logs a denial with the request id and the code', async () => {
+    const before = gw.logs.length;
+    const res = await call(new Jar(), 'POST', '/tokenhandler/login/start', { origin: 'https://evil.example' });
+    const id = res.headers.get('x-request-id');
+    const line = gw.logs.slice(before).find((l) => l.req_id === id && l.reason === 'GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED' && l.granted === false);
+    expect(line).toBeDefined();
   });
 
   it('refuses a write without the CSRF header, and accepts it with the token from login/end', async () => {

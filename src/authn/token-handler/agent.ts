@@ -123,8 +123,10 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
     } catch (err) {
       const error = toGatehouseError(err);
       core.requests.inc({ endpoint, outcome: error.code });
-      if (error.status >= 500) ctx.log.warn({ err: error.cause ?? error, granted: false, reason: error.code, detail: error.detail }, 'token handler failed');
-      else ctx.log.info({ granted: false, reason: error.code, detail: error.detail, endpoint }, 'token handler denied');
+      const fields = { req_id: ctx.id, endpoint, granted: false, reason: error.code, detail: error.detail };
+      if (error.code === 'GH_ERR_INTERNAL') ctx.log.error({ ...fields, err: error.cause ?? error }, 'token handler bug');
+      else if (error.status >= 500) ctx.log.warn(fields, 'token handler: authorization server failed');
+      else ctx.log.info(fields, 'token handler denied');
       ctx.decision = `token-handler ${endpoint}: ${error.code}`;
       const headers: [string, string][] = [...ctx.responseHeaders, ...(cors ?? []), ['cache-control', 'no-store'], ['x-request-id', ctx.id]];
       if (error.headers) for (const k in error.headers) headers.push([k, error.headers[k]!]);
@@ -415,7 +417,7 @@ const logout: Endpoint = async (core, ctx) => {
   try {
     url = await core.client.endSessionUrl(hint);
   } catch (err) {
-    ctx.log.warn({ err, reason: 'GH_ERR_TOKEN_HANDLER_UPSTREAM' }, 'no end-session URL: discovery failed');
+    ctx.log.warn({ req_id: ctx.id, reason: 'GH_ERR_TOKEN_HANDLER_UPSTREAM', detail: (err as Error).message }, 'no end-session URL: discovery failed');
   }
   return { status: 200, body: { url }, cookies: clearAll(core) };
 };
