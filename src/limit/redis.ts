@@ -164,6 +164,7 @@ export class RedisStore {
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
       retryStrategy: (times) => (this.closed ? null : Math.min(maxDelay, 50 * 2 ** Math.min(times, 10))),
+      // No auto-pipelining: measured, it costs more client CPU per decision (13 vs 9 µs) for no gain.
       lazyConnect: true,
     };
     const client = (this.options.cluster ? this.createCluster(redisOptions) : new Redis(this.options.url, redisOptions)) as ScriptedRedis;
