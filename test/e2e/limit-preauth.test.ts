@@ -88,3 +88,49 @@ describe('pre-auth limit', () => {
     await res.body.dump();
   });
 });
+
+describe('pre-auth limit and the client address', () => {
+  const config = (trusted: string) => `
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
+upstreams: [{ name: api, url: ${api.url} }]
+trustedProxies: [${trusted}]
+preAuthLimit: { limit: 2, window: 1m }
+routes:
+  - { name: orders, path: /orders, upstream: api }
+`;
+
+  it('an untrusted peer cannot dodge the limit by rotating X-Forwarded-For', async () => {
+    const gw2 = await startTestGateway(config('192.0.2.1'));
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await request(`${gw2.url}/orders`, { headers: { authorization: 'Bearer garbage', 'x-forwarded-for': `198.51.100.${i}` } });
+        statuses.push(res.statusCode);
+        await res.body.dump();
+      }
+      expect(statuses).toEqual([401, 401, 429, 429, 429, 429]);
+    } finally {
+      await gw2.close();
+    }
+  });
+
+  it('behind a trusted proxy each client address has its own budget', async () => {
+    const gw2 = await startTestGateway(config('127.0.0.1'));
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await request(`${gw2.url}/orders`, { headers: { authorization: 'Bearer garbage', 'x-forwarded-for': `198.51.100.${i % 3}` } });
+        statuses.push(res.statusCode);
+        await res.body.dump();
+      }
+      expect(statuses).toEqual([401, 401, 401, 401, 401, 401]);
+      const third = await request(`${gw2.url}/orders`, { headers: { authorization: 'Bearer garbage', 'x-forwarded-for': '198.51.100.0' } });
+      expect(third.statusCode).toBe(429);
+      await third.body.dump();
+    } finally {
+      await gw2.close();
+    }
+  });
+});
