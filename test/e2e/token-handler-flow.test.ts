@@ -552,6 +552,30 @@ describe('authorization server unavailable', () => {
   });
 });
 
+describe('client misconfigured', () => {
+  it('a wrong client secret comes back as a JSON error carrying invalid_client', async () => {
+    const bad = await startTestGateway(yaml(as.issuer, as.audience, api.url), { env: { ...env, SPA_CLIENT_SECRET: 'wrong' } });
+    try {
+      const jar = new Jar();
+      const start = await fetch(bad.url + '/tokenhandler/login/start', { method: 'POST', headers: { origin: SPA } });
+      jar.store(start);
+      const { authorizationRequestUrl } = (await start.json()) as { authorizationRequestUrl: string };
+      const { url } = await followDevPages(authorizationRequestUrl, { stopAt: REDIRECT });
+      const res = await fetch(bad.url + '/tokenhandler/login/end', {
+        method: 'POST',
+        headers: { origin: SPA, cookie: jar.header('/tokenhandler/login/end'), 'content-type': 'application/json' },
+        body: JSON.stringify({ pageUrl: url.href }),
+      });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'GH_ERR_TOKEN_HANDLER_AUTHORIZATION_FAILED', error: 'invalid_client' });
+      jar.store(res);
+      expect(jar.cookies.size).toBe(0); // the login cookie is spent
+    } finally {
+      await bad.close();
+    }
+  });
+});
+
 describe('config', () => {
   it('refuses a cookie key of the wrong length, naming the key', async () => {
     await expect(startTestGateway(yaml(as.issuer, as.audience, api.url), { env: { ...env, COOKIE_KEY: randomBytes(16).toString('base64') } }))

@@ -131,12 +131,12 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
       const headers: [string, string][] = [...ctx.responseHeaders, ...(cors ?? []), ['cache-control', 'no-store'], ['x-request-id', ctx.id]];
       if (error.headers) for (const k in error.headers) headers.push([k, error.headers[k]!]);
       const problem = JSON.parse(problemBody(error, ctx.id)) as Record<string, unknown>;
-      if (err instanceof AgentError && err.oauth) {
-        problem.error = err.oauth.error;
-        if (err.oauth.errorDescription) problem.error_description = err.oauth.errorDescription;
+      if (error instanceof AgentError && error.oauth) {
+        problem.error = error.oauth.error;
+        if (error.oauth.errorDescription) problem.error_description = error.oauth.errorDescription;
       }
       headers.push(['content-type', 'application/problem+json']);
-      write(res, error.status, headers, JSON.stringify(problem), err instanceof AgentError ? err.cookies : undefined, ctx.method === 'HEAD');
+      write(res, error.status, headers, JSON.stringify(problem), error instanceof AgentError ? error.cookies : undefined, ctx.method === 'HEAD');
       return true;
     }
   };
