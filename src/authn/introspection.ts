@@ -12,7 +12,7 @@ import { fetchDiscovery } from './discovery.js';
 import { createFetcher } from './fetch.js';
 import { acquireGatewayKeys, type GatewayKeys } from './gateway-keys.js';
 import { createIntrospectionCache, tokenKey, type IntrospectionCache, type IntrospectionEntry } from './introspection-cache.js';
-import { createMinter, type Minter } from './mint.js';
+import { createMinter, type MintedToken, type Minter } from './mint.js';
 import { createSignedResponseVerifier, type SignedResponseVerifier } from './introspection-jwt.js';
 
 /**
@@ -154,6 +154,15 @@ export function createIntrospectionAuthenticator(
     });
   }
 
+  /** The gateway cannot sign (key directory unusable): nothing to forward, never a pass. */
+  function keysUnavailable(err: unknown): GatehouseError {
+    log.error({ err: (err as Error)?.message }, 'introspection: cannot mint the upstream JWT');
+    return new ServiceUnavailable('GH_ERR_NOT_READY', 'the gateway cannot forward this request right now', {
+      retryAfter: RETRY_AFTER_SECONDS,
+      detail: `gateway signing keys unavailable: ${(err as Error)?.message ?? String(err)}`,
+    });
+  }
+
   function invalidResponse(reason: string): GatehouseError {
     return new ServiceUnavailable('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'the access token cannot be checked right now', {
       retryAfter: RETRY_AFTER_SECONDS,
@@ -285,7 +294,12 @@ export function createIntrospectionAuthenticator(
     if (outcome.value.upstreamToken) {
       entry.upstreamToken = outcome.value.upstreamToken;
     } else {
-      const minted = await minter!.mint(claims!, audience, t);
+      let minted: MintedToken;
+      try {
+        minted = await minter!.mint(claims!, audience, t);
+      } catch (err) {
+        return { ok: false, error: keysUnavailable(err) };
+      }
       entry.minted[audience] = minted;
       // Keep the entry no longer than its JWT is worth forwarding (tokenTtl < cacheTtl).
       if (minted.exp < (typeof claims!.exp === 'number' ? claims!.exp : Infinity)) {
@@ -493,7 +507,10 @@ export function createIntrospectionAuthenticator(
     if (known && (entry.upstreamToken || fresh(entry.minted[audience], now()))) {
       return { kind: 'principal', principal: known };
     }
-    return principalFor(entry, key, token, audience).then((principal) => ({ kind: 'principal', principal }) as AuthOutcome);
+    return principalFor(entry, key, token, audience).then(
+      (principal) => ({ kind: 'principal', principal }) as AuthOutcome,
+      (err: unknown) => ({ kind: 'denied', error: keysUnavailable(err) }) as AuthOutcome,
+    );
   }
 
   return {
@@ -517,7 +534,8 @@ export function createIntrospectionAuthenticator(
     },
     async start() {
       await Promise.all([
-        keys?.ready(),
+        // A key problem is logged and shown on /readyz; it must not stop the gateway from starting.
+        keys?.ready().catch((err: Error) => log.error({ err: err.message }, 'introspection: gateway signing keys unavailable')),
         intro.endpoint ? undefined : resolveEndpoint(),
         signed?.start(),
         cache?.start(),

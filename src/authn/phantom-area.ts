@@ -42,10 +42,15 @@ export const createPhantomArea: AreaFactory = async (config, services): Promise<
   if (!minting) return { name: 'phantom' };
   const keys = acquireGatewayKeys(config, services.now);
   const issues: ConfigIssue[] = [];
-  try {
-    await keys.ready();
-  } catch (err) {
-    issues.push({ file: config.file, line: 0, column: 0, path: 'gateway', message: (err as Error).message });
+  const generated = config.gateway.signingKeys.length === 0;
+  // Configured keys are checked at compile time (a bad file is a config error, and a reload with
+  // one is refused); generated keys are made in start(), so `gatehouse validate` writes nothing.
+  if (!generated) {
+    try {
+      await keys.ready();
+    } catch (err) {
+      issues.push({ file: config.file, line: 0, column: 0, path: 'gateway.signingKeys', message: (err as Error).message });
+    }
   }
   if (config.gateway.keyRotationGrace < config.gateway.tokenTtl) {
     services.log.warn(
@@ -55,7 +60,6 @@ export const createPhantomArea: AreaFactory = async (config, services): Promise<
   }
   let released = false;
   let timer: NodeJS.Timeout | undefined;
-  const generated = config.gateway.signingKeys.length === 0;
   function check(): void {
     keys
       .refresh({ interval: config.gateway.keyRotationInterval, activateAfter: ACTIVATION_DELAY_MS })
@@ -82,6 +86,13 @@ export const createPhantomArea: AreaFactory = async (config, services): Promise<
     },
     async start() {
       if (!generated || issues.length > 0) return;
+      try {
+        await keys.ready();
+      } catch (err) {
+        // Readiness stays false and minting answers 500 until the directory is usable.
+        services.log.error({ err: (err as Error).message }, 'gateway keys: cannot load or generate the signing key');
+        return;
+      }
       check();
       timer = setInterval(check, KEY_CHECK_MS);
       timer.unref();

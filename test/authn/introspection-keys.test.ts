@@ -6,6 +6,9 @@ import { createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { acquireGatewayKeys } from '../../src/authn/gateway-keys.js';
 import { createMinter } from '../../src/authn/mint.js';
+import { createPhantomArea } from '../../src/authn/phantom-area.js';
+import { existsSync } from 'node:fs';
+import { opaqueConfig, testServices } from './introspection-fixtures.js';
 import type { GatewayTokenConfig } from '../../src/config/types.js';
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -178,5 +181,49 @@ describe('configured gateway keys', () => {
     const junk = acquireGatewayKeys(gatewayConfig({ signingKeys: ['junk.pem'] }, dir));
     await expect(junk.ready()).rejects.toThrow(/junk\.pem is not a private key/);
     junk.release();
+  });
+});
+
+describe('the phantom area', () => {
+  it('writes no key at compile time (gatehouse validate), generates on start, and serves the JWKS on the admin listener', async () => {
+    const config = opaqueConfig({ issuer: 'http://127.0.0.1:1', url: 'http://127.0.0.1:1/introspect' }, '');
+    const dir = config.gateway.keyDirectory!;
+    const area = await createPhantomArea(config, testServices(Date.now()));
+    expect(area.issues).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
+    await area.start!();
+    expect(existsSync(dir)).toBe(true);
+    expect(area.readiness!().ready).toBe(true);
+    let status = 0;
+    let body = '';
+    const res = {
+      writeHead(code: number) {
+        status = code;
+      },
+      end(text?: string) {
+        body = text ?? '';
+      },
+    };
+    const handled = await area.handleAdmin!({ url: '/.well-known/jwks.json', method: 'GET' } as never, res as never);
+    expect(handled).toBe(true);
+    expect(status).toBe(200);
+    expect(published(body)).toHaveLength(1);
+    expect(await area.handleAdmin!({ url: '/other', method: 'GET' } as never, res as never)).toBe(false);
+    await area.close!();
+  });
+
+  it('reports an unreadable configured key as a config issue', async () => {
+    const config = opaqueConfig({ issuer: 'http://127.0.0.1:1', url: 'http://127.0.0.1:1/introspect' }, '');
+    config.gateway.signingKeys = ['absent.pem'];
+    const area = await createPhantomArea(config, testServices(Date.now()));
+    expect(area.issues?.[0]).toMatchObject({ path: 'gateway.signingKeys' });
+    expect(area.issues?.[0]?.message).toMatch(/absent\.pem/);
+    await area.close!();
+  });
+
+  it('is absent when no issuer mints', async () => {
+    const config = opaqueConfig({ issuer: 'http://127.0.0.1:1', url: 'http://127.0.0.1:1/introspect' }, 'accept: application/jwt', { issuer: 'jwksUri: http://127.0.0.1:1/jwks' });
+    const area = await createPhantomArea(config, testServices(Date.now()));
+    expect(area.handleAdmin).toBeUndefined();
   });
 });

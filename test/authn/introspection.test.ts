@@ -501,6 +501,20 @@ describe('signed answers, verified with the issuer keys', () => {
 });
 
 describe('readiness', () => {
+  it('starts without its signing keys, reports not ready, and answers 503 instead of forwarding', async () => {
+    const services = testServices(T0);
+    const config = opaqueConfig(fake, '');
+    config.gateway.keyDirectory = '/dev/null/keys';
+    const auth = createIntrospectionAuthenticator(config.issuers[0]!, config, services);
+    open.push(auth);
+    await auth.start();
+    expect(auth.readiness().ready).toBe(false);
+    fake.reply = () => ({ body: active() });
+    const outcome = await auth.authenticate('tok', ctxFor(config));
+    expect(denied(outcome)).toBe('GH_ERR_NOT_READY');
+    if (outcome.kind === 'denied') expect(outcome.error.status).toBe(503);
+  });
+
   it('is ready with a configured endpoint and loaded keys, and reports the last failure', async () => {
     const { auth, config } = await setup();
     expect(auth.readiness().ready).toBe(true);
