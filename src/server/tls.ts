@@ -207,6 +207,9 @@ export function createTlsServer(
   } else {
     server = https.createServer({ ...serverOptions, ...options }, handler);
   }
+  // Client-initiated renegotiation is a CPU-exhaustion lever (and forbidden under h2, RFC
+  // 9113 §9.2.1); gatehouse never needs it.
+  server.on('secureConnection', disableRenegotiation);
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     // Scanners and old clients land here: debug, not a warning per probe.
     log.debug({ listener: config.name, reason: err.code ?? err.message, client_ip: socket.remoteAddress }, 'TLS handshake refused');
@@ -249,6 +252,10 @@ export function createTlsServer(
       watcher = null;
     },
   };
+}
+
+function disableRenegotiation(socket: TLSSocket): void {
+  socket.disableRenegotiation();
 }
 
 function sameBuffer(a: Buffer | undefined, b: Buffer | undefined): boolean {

@@ -1,5 +1,6 @@
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { createTestPki, type CertFiles, type TestPki } from '../helpers/certs.js';
@@ -84,6 +85,20 @@ describe('TLS versions and cipher suites', () => {
   it('prefers its own cipher order over the client order', async () => {
     const result = await handshake(httpsPort, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256' });
     expect(result).toMatchObject({ ok: true, cipher: 'ECDHE-RSA-AES128-GCM-SHA256' });
+  });
+
+  it('refuses client-initiated renegotiation (TLS 1.2)', async () => {
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: httpsPort, servername: 'localhost', ca: pki.ca.certPem, maxVersion: 'TLSv1.2' }, () => {
+        socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+        socket.on('close', () => resolve('closed'));
+        const started = socket.renegotiate({}, (err) => resolve(err ? 'refused' : 'renegotiated'));
+        if (!started) resolve('refused');
+        // The renegotiation handshake runs with the next I/O.
+        socket.write('GET /public/x HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      });
+    });
+    expect(outcome).not.toBe('renegotiated');
   });
 
   it('speaks TLS 1.3 by default', async () => {
