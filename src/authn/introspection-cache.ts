@@ -258,3 +258,49 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
     },
   };
 }
+
+const sharedCaches = new Map<string, { cache: IntrospectionCache; refs: number }>();
+
+/**
+ * A cache that outlives a config reload: every authenticator built with the same `identity`
+ * (the same issuer, checks and minting settings) gets the same cache, so a reload that changes
+ * something else does not send every token back to introspection. Pair with `release()`; the
+ * last holder closes it.
+ *
+ * @example
+ * ```ts
+ * const cache = acquireIntrospectionCache(JSON.stringify([issuer, config.gateway]), { issuer: issuer.name, maxEntries, log });
+ * await cache.release();
+ * ```
+ */
+export function acquireIntrospectionCache(
+  identity: string,
+  options: IntrospectionCacheOptions,
+): IntrospectionCache & { release(): Promise<void> } {
+  let slot = sharedCaches.get(identity);
+  if (!slot) {
+    slot = { cache: createIntrospectionCache(options), refs: 0 };
+    sharedCaches.set(identity, slot);
+  }
+  slot.refs++;
+  const held = slot;
+  let released = false;
+  return {
+    peek: held.cache.peek,
+    get: held.cache.get,
+    set: held.cache.set,
+    start: held.cache.start,
+    get size() {
+      return held.cache.size;
+    },
+    close: held.cache.close,
+    async release() {
+      if (released) return;
+      released = true;
+      held.refs--;
+      if (held.refs > 0) return;
+      if (sharedCaches.get(identity) === held) sharedCaches.delete(identity);
+      await held.cache.close();
+    },
+  };
+}

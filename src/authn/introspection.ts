@@ -11,7 +11,7 @@ import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { fetchDiscovery } from './discovery.js';
 import { createFetcher } from './fetch.js';
 import { acquireGatewayKeys, type GatewayKeys } from './gateway-keys.js';
-import { createIntrospectionCache, tokenKey, type IntrospectionCache, type IntrospectionEntry } from './introspection-cache.js';
+import { acquireIntrospectionCache, tokenKey, type IntrospectionCache, type IntrospectionEntry } from './introspection-cache.js';
 import { createMinter, type MintedToken, type Minter } from './mint.js';
 import { createSignedResponseVerifier, type SignedResponseVerifier } from './introspection-jwt.js';
 
@@ -121,9 +121,21 @@ export function createIntrospectionAuthenticator(
     connections: 32,
   });
   const clientAuth = buildClientAuth(issuer, intro, config.baseDir);
-  const cache: IntrospectionCache | null =
+  // Kept across reloads while everything an entry depends on stays the same (the checks, the
+  // minting settings, the audiences, the store): a reload does not send every token back.
+  const cacheIdentity = JSON.stringify([
+    config.baseDir,
+    issuer,
+    config.gateway.issuer,
+    config.gateway.tokenTtl,
+    config.gateway.algorithm,
+    [...audienceFor],
+    config.redis,
+    config.tokenCache.maxEntries,
+  ]);
+  const cache: (IntrospectionCache & { release(): Promise<void> }) | null =
     intro.cacheTtl > 0
-      ? createIntrospectionCache({ issuer: issuer.name, maxEntries: config.tokenCache.maxEntries, log, redis: config.redis })
+      ? acquireIntrospectionCache(cacheIdentity, { issuer: issuer.name, maxEntries: config.tokenCache.maxEntries, log, redis: config.redis })
       : null;
   // The AS's own JWT goes upstream with application/jwt; every other mode mints.
   const keys: GatewayKeys | null = intro.accept === 'application/jwt' ? null : acquireGatewayKeys(config, now);
@@ -559,7 +571,7 @@ export function createIntrospectionAuthenticator(
       if (closed) return;
       closed = true;
       keys?.release();
-      await Promise.allSettled([agent.close(), cache?.close(), signed?.close()]);
+      await Promise.allSettled([agent.close(), cache?.release(), signed?.close()]);
     },
   };
 }

@@ -173,6 +173,24 @@ describe('phantom tokens with plain JSON introspection (the gateway mints the JW
   });
 });
 
+describe('hot reload', () => {
+  it('keeps the introspection cache across a reload that changes nothing it depends on, and drops it otherwise', async () => {
+    const options = { introspection: `endpoint: ${as.introspectionEndpoint}\n      cacheTtl: 60s` };
+    const gw = await gateway(options);
+    const token = await opaqueToken();
+    as.resetCounts();
+    expect((await call(gw, '/orders', token)).status).toBe(200);
+    expect(as.counts.introspection).toBe(1);
+    await gw.reload(yaml({ ...options, top: 'log: { level: debug }' }).replace('{ name: mixed,', '{ name: extra, path: /extra, upstream: api, issuers: [opaque] }\n  - { name: mixed,'));
+    expect((await call(gw, '/orders', token)).status).toBe(200);
+    expect((await call(gw, '/extra', token)).status).toBe(200);
+    expect(as.counts.introspection).toBe(1);
+    await gw.reload(yaml({ ...options, issuer: 'clockSkew: 30s' }));
+    expect((await call(gw, '/orders', token)).status).toBe(200);
+    expect(as.counts.introspection).toBe(2);
+  });
+});
+
 describe('revocation and cacheTtl', () => {
   it('refuses a revoked token immediately with cacheTtl: 0', async () => {
     const gw = await gateway({ introspection: `endpoint: ${as.introspectionEndpoint}\n      cacheTtl: 0` });
