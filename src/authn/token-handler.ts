@@ -48,7 +48,9 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
 
   // Preflights for cookie routes: match like the gateway does (the most specific path decides).
   const cookieRoutes = config.routes.some((r) => r.auth !== 'bearer' && !r.public);
-  const table = createRouteTable<RouteConfig>(config.routes.map((r) => ({ path: r.path, methods: null, route: r })));
+  const table = createRouteTable<RouteConfig>(config.routes.map((r) => ({ path: r.path, methods: r.methods, route: r })));
+  const agentBase = th.basePath;
+  const agentPrefix = th.basePath + '/';
   const realm = config.gateway.realm;
 
   const runtime: AreaRuntime = {
@@ -57,13 +59,17 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
       if (route.public || route.auth === 'bearer') return {};
       return { credential: createCookieCredentialStage(core, route.auth) };
     },
-    async handle(ctx, req, res) {
-      if (await agent(ctx, req, res)) return true;
-      if (!cookieRoutes || ctx.method !== 'OPTIONS' || ctx.headers['access-control-request-method'] === undefined) return false;
-      const match = table.match('OPTIONS', ctx.path);
+    handle(ctx, req, res) {
+      // Runs for every request before routing: decide synchronously when it is not ours.
+      const p = ctx.path;
+      if (p === agentBase || p.startsWith(agentPrefix)) return agent(ctx, req, res);
+      if (!cookieRoutes || ctx.method !== 'OPTIONS') return false;
+      const requested = ctx.headers['access-control-request-method'];
+      if (typeof requested !== 'string') return false;
+      // The route the real request will take decides (the most specific path, that method).
+      const match = table.match(requested, p);
       if (match.kind !== 'route' || match.route.auth === 'bearer' || match.route.public) return false;
-      const methods = match.route.methods;
-      const answer = preflight(core, ctx, methods ? methods.join(', ') : null);
+      const answer = preflight(core, ctx, null);
       if (answer instanceof GatehouseError) {
         core.requests.inc({ endpoint: 'preflight', outcome: answer.code });
         ctx.log.info({ req_id: ctx.id, endpoint: 'preflight', granted: false, reason: answer.code }, 'preflight from an untrusted origin');

@@ -66,6 +66,8 @@ routes:
   - { name: orders, path: /orders, upstream: api, auth: cookie, scopes: ['orders:read'] }
   - { name: cookie-only, path: /private, upstream: api, auth: cookie-only, scopes: ['orders:read'] }
   - { name: bearer, path: /bearer, upstream: api, scopes: ['orders:read'] }
+  - { name: items-delete, path: /items, methods: [DELETE], upstream: api, auth: cookie, scopes: ['orders:read'] }
+  - { name: items-get, path: /items, methods: [GET], upstream: api, scopes: ['orders:read'] }
 `;
 }
 
@@ -380,6 +382,12 @@ describe('OAuth proxy: API calls with the cookie', () => {
     const evil = await fetch(gw.url + '/orders', { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
     expect(evil.status).toBe(403);
     expect(evil.headers.get('access-control-allow-origin')).toBeNull();
+    // The route the real request would take decides: DELETE /items is a cookie route, GET /items is not.
+    const del = await fetch(gw.url + '/items/7', { method: 'OPTIONS', headers: { origin: SPA, 'access-control-request-method': 'DELETE' } });
+    expect(del.status).toBe(204);
+    expect(del.headers.get('access-control-allow-methods')).toBe('DELETE');
+    const get = await fetch(gw.url + '/items/7', { method: 'OPTIONS', headers: { origin: SPA, 'access-control-request-method': 'GET' } });
+    expect(get.headers.get('access-control-allow-origin')).toBeNull();
     const agent = await fetch(gw.url + '/tokenhandler/refresh', { method: 'OPTIONS', headers: { origin: SPA, 'access-control-request-method': 'POST' } });
     expect(agent.status).toBe(204);
     expect(agent.headers.get('access-control-allow-origin')).toBe(SPA);
