@@ -107,12 +107,18 @@ export function createIntrospectionAuthenticator(
   const defaultAudience = intro.audience ?? issuer.audiences[0] ?? config.gateway.issuer;
   for (const u of config.upstreams) audienceFor.set(u.name, u.audience ?? defaultAudience);
 
+  // Everything that can throw on a bad config (key and certificate files) comes first, so a
+  // failed construction leaves no connection pool or cache behind.
+  const clientAuth = buildClientAuth(issuer, intro, config.baseDir);
+  const tlsFiles = {
+    ca: readOptional(issuer.tls?.ca, config.baseDir),
+    cert: readOptional(issuer.tls?.cert, config.baseDir),
+    key: readOptional(issuer.tls?.key, config.baseDir),
+  };
   const agent: Dispatcher = new Agent({
     connect: {
       rejectUnauthorized: true,
-      ca: readOptional(issuer.tls?.ca, config.baseDir),
-      cert: readOptional(issuer.tls?.cert, config.baseDir),
-      key: readOptional(issuer.tls?.key, config.baseDir),
+      ...tlsFiles,
       servername: issuer.tls?.servername,
       minVersion: issuer.tls?.minVersion ?? 'TLSv1.2',
       timeout: intro.timeout,
@@ -120,7 +126,6 @@ export function createIntrospectionAuthenticator(
     keepAliveTimeout: 10_000,
     connections: 32,
   });
-  const clientAuth = buildClientAuth(issuer, intro, config.baseDir);
   // Kept across reloads while everything an entry depends on stays the same (the checks, the
   // minting settings, the audiences, the store): a reload does not send every token back.
   const cacheIdentity = JSON.stringify([

@@ -259,6 +259,14 @@ describe('the request to the introspection endpoint (RFC 7662 §2.1)', () => {
     expect(b!.form.get('client_assertion')).not.toBe(assertion);
   });
 
+  it('refuses to build with an unreadable private_key_jwt key or TLS file (a config error, nothing left open)', () => {
+    const services = testServices(T0);
+    const missingKey = opaqueConfig(fake, 'authMethod: private_key_jwt, privateKey: absent.pem');
+    expect(() => createIntrospectionAuthenticator(missingKey.issuers[0]!, missingKey, services)).toThrow(/absent\.pem|ENOENT/);
+    const missingCa = opaqueConfig(fake, '', { issuer: 'tls: { ca: absent-ca.pem }' });
+    expect(() => createIntrospectionAuthenticator(missingCa.issuers[0]!, missingCa, services)).toThrow(/absent-ca\.pem|ENOENT/);
+  });
+
   it('finds the endpoint by discovery (introspection_endpoint) when discovery: true', async () => {
     const metadata = await startFakeIntrospection();
     try {
