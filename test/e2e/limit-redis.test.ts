@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
@@ -38,8 +38,8 @@ routes:
 ${extra}`;
 }
 
-async function status(url: string): Promise<{ status: number; code?: string; ratelimit?: string }> {
-  const res = await request(url);
+async function status(url: string, options: { reset?: boolean } = {}): Promise<{ status: number; code?: string; ratelimit?: string }> {
+  const res = await request(url, options.reset ? { reset: true } : {});
   const text = await res.body.text();
   const code = res.statusCode >= 400 ? (JSON.parse(text) as { code: string }).code : undefined;
   return { status: res.statusCode, code, ratelimit: res.headers.ratelimit as string | undefined };
@@ -92,48 +92,52 @@ describe('two gateway processes sharing one Redis', () => {
   beforeAll(() => {
     // The CLI runs from dist/: build it when it is missing or older than the sources it needs.
     const main = path.join(ROOT, 'dist/cli/main.js');
-    const fresh = existsSync(main) && ['src/limit/index.ts', 'src/limit/redis.ts', 'src/cli/main.ts'].every((f) => statSync(path.join(ROOT, f)).mtimeMs <= statSync(main).mtimeMs);
+    const fresh = existsSync(main) && ['src/limit/index.ts', 'src/limit/redis.ts', 'src/cli/main.ts', 'src/cli/cluster.ts'].every((f) => statSync(path.join(ROOT, f)).mtimeMs <= statSync(main).mtimeMs);
     if (!fresh) spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
     expect(existsSync(main)).toBe(true);
   }, 180_000);
 
+  async function startCli(file: string, workers = 1): Promise<string> {
+    const port = Number(/port: (\d+)/.exec(readFileSync(file, 'utf8'))![1]);
+    const args = workers > 1 ? ['--workers', String(workers)] : [];
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/gatehouse.js'), 'start', '--config', file, ...args], { cwd: path.dirname(file), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let stdout = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    if (workers > 1) await waitFor(() => stdout.split('"worker serving"').length > workers, 'every worker to serve', 20_000);
+    children.push(child);
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`gateway exited: ${stderr}`);
+        return request(`${url}/nothing`).then(
+          async (r) => (await r.body.dump(), true),
+          () => false,
+        );
+      },
+      'the gateway to listen',
+      20_000,
+    );
+    return url;
+  }
+
+  async function writeConfig(name: string, body: string, level = 'warn'): Promise<string> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cli-'));
+    const file = path.join(dir, `${name}.yaml`);
+    writeFileSync(file, `listen: { host: 127.0.0.1, port: ${await freePort()} }\nlog: { level: ${level}, accessLog: false }\nupstreams: [{ name: api, url: ${api.url} }]\n${body}`);
+    return file;
+  }
+
   it('K requests spread over both are admitted within one global limit, not twice it', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-two-'));
-    const urls: string[] = [];
-    for (let n = 0; n < 2; n++) {
-      const port = await freePort();
-      const file = path.join(dir, `g${n}.yaml`);
-      writeFileSync(
-        file,
-        `
-listen: { host: 127.0.0.1, port: ${port} }
-log: { level: warn }
-upstreams: [{ name: api, url: ${api.url} }]
+    const body = `
 redis: { url: '${redis.url}', keyPrefix: 'two:', timeout: 2s }
 rateLimits:
   - { name: global, key: route, limit: 10, window: 1h }
 routes:
   - { name: shared, path: /shared, upstream: api, public: true, rateLimits: [global] }
-`,
-      );
-      const child = spawn(process.execPath, [path.join(ROOT, 'bin/gatehouse.js'), 'start', '--config', file], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      children.push(child);
-      const url = `http://127.0.0.1:${port}`;
-      await waitFor(
-        async () => {
-          if (child.exitCode !== null) throw new Error(`gateway ${n} exited: ${stderr}`);
-          return request(`${url}/nothing`).then(
-            async (r) => (await r.body.dump(), true),
-            () => false,
-          );
-        },
-        `gateway ${n} to listen`,
-        20_000,
-      );
-      urls.push(url);
-    }
+`;
+    const urls = [await startCli(await writeConfig('g0', body)), await startCli(await writeConfig('g1', body))];
     const K = 60;
     const results = await Promise.all(Array.from({ length: K }, (_, i) => status(`${urls[i % 2]}/shared`)));
     const admitted = results.filter((r) => r.status === 200).length;
@@ -145,5 +149,34 @@ routes:
       expect(mine.filter((r) => r.status === 429).length).toBeGreaterThan(0);
       expect(mine.filter((r) => r.status === 429).every((r) => /^"global";r=0;t=(360|359|358)$/.test(r.ratelimit ?? ''))).toBe(true);
     }
+  }, 60_000);
+
+  it('with --workers 2 a Redis limit stays global while a memory limit counts per worker (as documented)', async () => {
+    const file = await writeConfig(
+      'workers',
+      `
+redis: { url: '${redis.url}', keyPrefix: 'workers:', timeout: 2s }
+rateLimits:
+  - { name: shared, key: route, limit: 10, window: 1h, store: redis }
+  - { name: local, key: route, limit: 10, window: 1h, store: memory }
+routes:
+  - { name: redis, path: /redis, upstream: api, public: true, rateLimits: [shared] }
+  - { name: memory, path: /memory, upstream: api, public: true, rateLimits: [local] }
+`,
+      'info', // the workers say "worker serving" at info
+    );
+    const url = await startCli(file, 2);
+    // A fresh connection per request, so that the primary hands them to both workers in turn.
+    const once = (p: string) => status(`${url}${p}`, { reset: true });
+    const redisResults = [];
+    const memoryResults = [];
+    for (let i = 0; i < 40; i++) {
+      redisResults.push(await once('/redis'));
+      memoryResults.push(await once('/memory'));
+    }
+    expect(redisResults.filter((r) => r.status === 200)).toHaveLength(10);
+    const memoryAdmitted = memoryResults.filter((r) => r.status === 200).length;
+    expect(memoryAdmitted).toBeGreaterThan(10);
+    expect(memoryAdmitted).toBeLessThanOrEqual(20);
   }, 60_000);
 });
