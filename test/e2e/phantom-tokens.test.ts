@@ -74,7 +74,13 @@ async function call(gw: TestGateway, path: string, token?: string) {
   return { status: res.statusCode, headers: res.headers, body };
 }
 
-const opaqueToken = (scope = 'orders:read') => as.clientCredentialsToken('demo-opaque', S['demo-opaque'], scope);
+/** Every opaque token issued in this file: none may ever reach the upstream. */
+const issued: string[] = [];
+async function opaqueToken(scope = 'orders:read'): Promise<string> {
+  const token = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], scope);
+  issued.push(token);
+  return token;
+}
 
 function lastAuthorization(): string {
   const last = upstream.requests.at(-1)!;
@@ -303,5 +309,14 @@ describe('a Redis-backed cache shared by two gateways', () => {
     // Each gateway forwards a JWT its own JWKS verifies (instances need not share signing keys).
     const jwt = lastAuthorization().slice(7);
     await jwtVerify(jwt, createRemoteJWKSet(new URL(`${b.adminUrl}/.well-known/jwks.json`)), { issuer: 'https://gatehouse.test' });
+  });
+});
+
+describe('after everything above', () => {
+  it('the upstream never received any of the opaque tokens, in any header, path or body', () => {
+    expect(issued.length).toBeGreaterThan(10);
+    expect(upstream.requests.length).toBeGreaterThan(10);
+    const seen = JSON.stringify(upstream.requests);
+    for (const token of issued) expect(seen.includes(token)).toBe(false);
   });
 });
