@@ -99,6 +99,20 @@ describe('refusals (each one: no principal, and the code says why)', () => {
     expect(denied(await auth.authenticate('tok', ctxFor(config)))).toBe(code);
   });
 
+  it('accepts a certificate-bound token (RFC 8705) sent with that very certificate, and only with it', async () => {
+    const { createHash } = await import('node:crypto');
+    const der = Buffer.from('a client certificate in DER form');
+    const thumbprint = createHash('sha256').update(der).digest('base64url');
+    const { auth, config } = await setup();
+    fake.reply = () => ({ body: active({ cnf: { 'x5t#S256': thumbprint } }) });
+    const withCert = { ...ctxFor(config), clientCertificate: { raw: der } as never };
+    principal(await auth.authenticate('bound', withCert));
+    const otherCert = { ...ctxFor(config), clientCertificate: { raw: Buffer.from('another certificate') } as never };
+    expect(denied(await auth.authenticate('bound', otherCert))).toBe('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED');
+    expect(denied(await auth.authenticate('bound', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED');
+    expect(fake.seen).toHaveLength(1);
+  });
+
   it('accepts an aud that names a configured audience', async () => {
     const { auth, config } = await setup();
     fake.reply = () => ({ body: active({ aud: ['https://x.example', 'https://api.example.com'] }) });
