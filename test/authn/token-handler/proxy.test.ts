@@ -57,7 +57,7 @@ describe('OAuth proxy credential stage', () => {
   it('refuses a cookie sent without Origin by a cross-site or unknown context', async () => {
     const core = makeCore();
     const stage = createCookieCredentialStage(core, 'cookie');
-    for (const headers of [{}, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
+    for (const headers of [{}, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }] as Record<string, string>[]) {
       const ctx = ctxOf('GET', { ...headers, cookie: await sessionCookie(core) });
       expect((await stage(ctx))?.code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
     }
