@@ -57,7 +57,9 @@ export function useOpaqueAuthenticator(factory: OpaqueAuthenticatorFactory | nul
  */
 export const createAuthnArea: AreaFactory = (config, services) => {
   const issues: ConfigIssue[] = [];
-  const cache = config.tokenCache.enabled ? new TokenCache(config.tokenCache.maxEntries) : null;
+  const cacheKey = config.tokenCache.enabled ? tokenCacheKey(config) : null;
+  const cache = cacheKey === null ? null : acquireTokenCache(cacheKey, config.tokenCache.maxEntries);
+  let released = false;
   const verifiers = new Map<string, JwtVerifier>();
   const opaque = new Map<string, OpaqueAuthenticator>();
   const fetchers: JsonFetcher[] = [];
@@ -123,11 +125,42 @@ export const createAuthnArea: AreaFactory = (config, services) => {
       return { ready, details: { issuers } };
     },
     async close() {
+      if (cacheKey !== null && !released) {
+        released = true;
+        releaseTokenCache(cacheKey);
+      }
       await Promise.allSettled([...[...verifiers.values()].map((v) => v.close()), ...[...opaque.values()].map((a) => a.close?.()), ...fetchers.map((f) => f.close())]);
     },
   };
   return runtime;
 };
+
+/**
+ * Verified-token caches of live areas, by everything that decides what an entry means (the JWT
+ * issuers' settings and the cache size). A reload with the same issuers reuses the running
+ * plan's cache, so it does not start cold; any change to an issuer starts a fresh one.
+ */
+const liveCaches = new Map<string, { cache: TokenCache; users: number }>();
+
+function tokenCacheKey(config: GatehouseConfig): string {
+  return JSON.stringify([config.baseDir, config.tokenCache.maxEntries, config.issuers.filter((i) => !i.introspection)]);
+}
+
+function acquireTokenCache(key: string, maxEntries: number): TokenCache {
+  const found = liveCaches.get(key);
+  if (found) {
+    found.users++;
+    return found.cache;
+  }
+  const cache = new TokenCache(maxEntries);
+  liveCaches.set(key, { cache, users: 1 });
+  return cache;
+}
+
+function releaseTokenCache(key: string): void {
+  const found = liveCaches.get(key);
+  if (found && --found.users === 0) liveCaches.delete(key);
+}
 
 /**
  * The authenticate stage of one route, built once at compile time. Hot path.
