@@ -3,6 +3,7 @@
  * (where the gateway and its token handler are), and `index.html` for every other path (so the
  * redirect URI `/callback` lands on the app). Development only.
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -158,4 +159,31 @@ export async function serveSpa(options: ServeSpaOptions): Promise<SpaServer> {
 function send(res: http.ServerResponse, req: http.IncomingMessage, status: number, headers: Record<string, string>, body: Buffer): void {
   res.writeHead(status, { ...headers, 'content-length': body.length });
   res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * The `tokenHandler` section for a demo config serving the example SPA at `spaUrl` with the
+ * development authorization server's `spa` client (`demoClients(`${spaUrl}/callback`)`).
+ * Append it to a config whose cookie routes say `auth: cookie`.
+ *
+ * @example
+ * ```ts
+ * const yaml = baseConfig + tokenHandlerDemoYaml({ issuer: 'demo', spaUrl: spa.url, clientSecret: DEMO_CLIENT_SECRETS.spa });
+ * ```
+ */
+export function tokenHandlerDemoYaml(o: { issuer: string; spaUrl: string; clientSecret: string; cookieKey?: string; scope?: string }): string {
+  const origin = new URL(o.spaUrl).origin;
+  const key = o.cookieKey ?? randomBytes(32).toString('base64');
+  return `
+tokenHandler:
+  basePath: /tokenhandler
+  issuer: ${o.issuer}
+  clientId: spa
+  clientSecret: ${JSON.stringify(o.clientSecret)}
+  redirectUri: ${origin}/callback
+  postLogoutRedirectUri: ${origin}/
+  scope: ${o.scope ?? 'openid profile orders:read orders:write'}
+  trustedOrigins: [${origin}]
+  cookieKeys: [${JSON.stringify(key)}]
+`;
 }

@@ -58,3 +58,21 @@ describe('SPA server', () => {
     expect(await res.text()).toContain("credentials: 'include'");
   });
 });
+
+describe('tokenHandlerDemoYaml', () => {
+  it('gives a tokenHandler section that loads', async () => {
+    const { tokenHandlerDemoYaml } = await import('../../src/demo/spa-server.js');
+    const { loadConfigText } = await import('../../src/config/load.js');
+    const text = `
+listen: { port: 0 }
+issuers:
+  - { name: demo, issuer: 'http://127.0.0.1:9000', discovery: true, audiences: [api] }
+upstreams:
+  - { name: api, url: 'http://127.0.0.1:9001' }
+routes:
+  - { name: orders, path: /orders, upstream: api, auth: cookie, scopes: ['orders:read'] }
+${tokenHandlerDemoYaml({ issuer: 'demo', spaUrl: 'https://127.0.0.1:5173', clientSecret: 'x' })}`;
+    const config = loadConfigText(text, 'demo.yaml', {});
+    expect(config.tokenHandler).toMatchObject({ redirectUri: 'https://127.0.0.1:5173/callback', trustedOrigins: ['https://127.0.0.1:5173'] });
+  });
+});
