@@ -199,6 +199,9 @@ export function createTlsServer(
     // 'optional': the handshake succeeds without a (valid) certificate; only a verified one
     // reaches later stages (run.ts checks `socket.authorized`).
     rejectUnauthorized: mode === 'required',
+    // A client that connects and never completes the handshake holds a socket: same bound as
+    // for the request headers (Node's default is 120 s).
+    handshakeTimeout: gateway.limits.headersTimeout,
   };
 
   let server: tls.Server;
