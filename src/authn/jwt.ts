@@ -496,8 +496,11 @@ export function createJwtVerifier(issuer: IssuerConfig, services: GatewayService
         error: new InvalidToken('GH_ERR_JWT_SIGNATURE_INVALID', 'the access token signature is invalid', { detail: `${alg} signature does not verify with key ${key.kid ?? '(no kid)'}` }),
       };
     }
-    const denial = checkClaims(parsed.claims, issuer, now);
-    if (denial) return { ok: false, error: denial };
+    if (afterRefresh) {
+      // Time went by while the key set was fetched.
+      const late = checkClaims(parsed.claims, issuer, now);
+      if (late) return { ok: false, error: late };
+    }
     const principal = jwtPrincipal(issuer, parsed.claims, token);
     const { validFrom, validUntil } = validity(parsed.claims, issuer);
     const entry: CachedToken = { issuer: issuer.name, principal, key, validFrom, validUntil };
@@ -513,6 +516,11 @@ export function createJwtVerifier(issuer: IssuerConfig, services: GatewayService
     if (parsed.claims.iss !== issuer.issuer) return { ok: false, error: CLAIM_CHECKS[0]!.run(parsed.claims, issuer, now)! };
     const headerDenial = checkHeader(parsed.header, issuer);
     if (headerDenial) return { ok: false, error: headerDenial };
+    // Claims before the key and the signature: an expired or misaddressed token (the usual
+    // invalid token) costs no cryptography and triggers no key refetch. Acceptance still needs
+    // the signature; the claims of a refused token are never trusted for anything.
+    const claimsDenial = checkClaims(parsed.claims, issuer, now);
+    if (claimsDenial) return { ok: false, error: claimsDenial };
     const set = keys.current();
     if (set === null) return undefined;
     return finish(parsed, set, now, false);

@@ -296,6 +296,27 @@ describe('JWT validation: key availability', () => {
   });
 });
 
+describe('claims before cryptography', () => {
+  it('refuses an expired token without fetching keys or verifying anything', async () => {
+    const env = verifierWith(jwks(rs));
+    await env.verifier.start();
+    env.services.clock.now += 60_000; // past the cooldown
+    const expired = mint(testKey('RS256', 'unknown-kid'), T0, { exp: T0 / 1000 - 3600 });
+    expect(await codeOf(env.verifier, expired)).toBe('GH_ERR_JWT_EXPIRED');
+    expect(env.loads).toBe(1); // no refetch for its unknown kid
+  });
+
+  it('answers an expired token with 401 even before any key set was fetched', async () => {
+    const { verifier } = verifierWith(new Error('down'));
+    expect(await codeOf(verifier, mint(rs, T0, { exp: T0 / 1000 - 3600 }))).toBe('GH_ERR_JWT_EXPIRED');
+  });
+
+  it('still needs the signature for a token whose claims are valid', async () => {
+    const { verifier } = verifierWith(jwks(rs));
+    expect(await codeOf(verifier, tamper(mint(rs, T0)))).toBe('GH_ERR_JWT_SIGNATURE_INVALID');
+  });
+});
+
 describe('verified-token cache', () => {
   it('answers a repeated token from the cache (same entry, no new verification)', async () => {
     const cache = new TokenCache(100);
