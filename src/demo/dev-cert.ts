@@ -15,7 +15,14 @@ type CryptoKeyPair = webcrypto.CryptoKeyPair;
 const crypto = webcrypto;
 x509.cryptoProvider.set(crypto as never);
 
-/** `ec` = ECDSA P-256 (default, fast), `rsa` = RSA 2048 (for RSA key-exchange tests). */
+/**
+ * `ec` = ECDSA P-256 (default, fast), `rsa` = RSA 2048 (for RSA key-exchange tests).
+ *
+ * @example
+ * ```ts
+ * const rsa = await ca.issue({ keyType: 'rsa' satisfies DevKeyType });
+ * ```
+ */
 export type DevKeyType = 'ec' | 'rsa';
 
 const EC_KEY = { name: 'ECDSA', namedCurve: 'P-256' } as const;
@@ -23,7 +30,14 @@ const EC_SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
 const RSA_KEY = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' } as const;
 const DAY = 86_400_000;
 
-/** A certificate with its private key, both PEM. */
+/**
+ * A certificate with its private key, both PEM.
+ *
+ * @example
+ * ```ts
+ * const { certPem, keyPem, serialNumber }: IssuedCertificate = await ca.issue();
+ * ```
+ */
 export interface IssuedCertificate {
   /** PEM certificate (leaf first, then the issuing CA when `chain` was asked). */
   readonly certPem: string;
@@ -33,13 +47,28 @@ export interface IssuedCertificate {
   readonly serialNumber: string;
 }
 
-/** A development certificate authority that can issue server and client certificates. */
+/**
+ * A development certificate authority that can issue server and client certificates.
+ *
+ * @example
+ * ```ts
+ * const ca: CertificateAuthority = await createCertificateAuthority();
+ * const client = await ca.issue({ client: true, commonName: 'alice' });
+ * ```
+ */
 export interface CertificateAuthority extends IssuedCertificate {
   /** Issue a certificate signed by this CA. */
   issue(options?: IssueOptions): Promise<IssuedCertificate>;
 }
 
-/** What to put in an issued certificate. */
+/**
+ * What to put in an issued certificate.
+ *
+ * @example
+ * ```ts
+ * const options: IssueOptions = { hosts: ['api.local', '10.0.0.5'], chain: true };
+ * ```
+ */
 export interface IssueOptions {
   /** DNS names and IP addresses for subjectAltName (default `localhost`, `127.0.0.1`, `::1`). */
   hosts?: string[];
@@ -176,7 +205,14 @@ export async function createSelfSignedCertificate(options: { hosts?: string[]; k
   return { certPem: cert.toString('pem') + '\n', keyPem: await keyPem(keys.privateKey), serialNumber };
 }
 
-/** Files written by {@link createDevCertificate}. */
+/**
+ * Files written by {@link createDevCertificate}.
+ *
+ * @example
+ * ```ts
+ * const { caFile, certFile, keyFile }: DevCertificate = await createDevCertificate({ dir: '/tmp/dev' });
+ * ```
+ */
 export interface DevCertificate {
   /** The development CA certificate: what `curl --cacert` needs. */
   readonly caFile: string;

@@ -1,7 +1,15 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 
-/** A running certificate watcher. */
+/**
+ * A running certificate watcher.
+ *
+ * @example
+ * ```ts
+ * const watcher: CertificateWatcher = watchCertificateFiles([certFile, keyFile], reload, { debounce: 250 });
+ * server.on('close', () => watcher.close());
+ * ```
+ */
 export interface CertificateWatcher {
   close(): void;
 }

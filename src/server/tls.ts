@@ -19,6 +19,11 @@ import { watchCertificateFiles, type CertificateWatcher } from './cert-watch.js'
 /**
  * Forward-secret AEAD suites only for TLS 1.2 (Mozilla "intermediate"); TLS 1.3 suites are
  * all AEAD and forward-secret. ECDSA first: smaller, faster handshakes.
+ *
+ * @example
+ * ```ts
+ * https.createServer({ cert, key, ciphers: DEFAULT_CIPHERS, minVersion: 'TLSv1.2', honorCipherOrder: true });
+ * ```
  */
 export const DEFAULT_CIPHERS = [
   'ECDHE-ECDSA-AES128-GCM-SHA256',
@@ -29,10 +34,24 @@ export const DEFAULT_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-/** Key-exchange groups offered (Mozilla "intermediate"): X25519 first, then the NIST curves. */
+/**
+ * Key-exchange groups offered (Mozilla "intermediate"): X25519 first, then the NIST curves.
+ *
+ * @example
+ * ```ts
+ * tls.createSecureContext({ cert, key, ecdhCurve: DEFAULT_ECDH_CURVES });
+ * ```
+ */
 export const DEFAULT_ECDH_CURVES = 'X25519:P-256:P-384';
 
-/** HTTP/2 protections applied when a listener sets nothing (`listen[].http2`). */
+/**
+ * HTTP/2 protections applied when a listener sets nothing (`listen[].http2`).
+ *
+ * @example
+ * ```ts
+ * const maxStreams = listener.http2?.maxConcurrentStreams ?? DEFAULT_HTTP2.maxConcurrentStreams;
+ * ```
+ */
 export const DEFAULT_HTTP2 = {
   /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients (RFC 9113 §6.5.2). */
   maxConcurrentStreams: 100,
@@ -40,10 +59,25 @@ export const DEFAULT_HTTP2 = {
   maxResetsPerSecond: 200,
 } as const;
 
-/** Reload settings when `tls.reload` sets nothing. */
+/**
+ * Reload settings when `tls.reload` sets nothing: watch the files, 250 ms debounce.
+ *
+ * @example
+ * ```ts
+ * const debounce = tls.reload?.debounce ?? DEFAULT_RELOAD.debounce;
+ * ```
+ */
 export const DEFAULT_RELOAD = { watch: true, debounce: 250 } as const;
 
-/** `Strict-Transport-Security` for an HTTPS listener (default: one year, includeSubDomains). */
+/**
+ * `Strict-Transport-Security` for an HTTPS listener (default: one year, includeSubDomains);
+ * none when `hsts.enabled` is false. Never used on plain listeners (RFC 6797 §7.2).
+ *
+ * @example
+ * ```ts
+ * hstsHeader({ cert: 'c.pem', key: 'k.pem' }); // [['strict-transport-security', 'max-age=31536000; includeSubDomains']]
+ * ```
+ */
 export function hstsHeader(tls: ListenerTlsConfig): [string, string][] {
   const hsts = tls.hsts ?? {};
   if (hsts.enabled === false) return [];
@@ -53,7 +87,14 @@ export function hstsHeader(tls: ListenerTlsConfig): [string, string][] {
   return [['strict-transport-security', value]];
 }
 
-/** What a loaded certificate looks like in logs and to tests. */
+/**
+ * What a loaded certificate looks like in logs and to tests.
+ *
+ * @example
+ * ```ts
+ * const { serialNumber, notAfter } = listener.certificate!();
+ * ```
+ */
 export interface CertificateInfo {
   /** Hex serial, uppercase (as `getPeerCertificate().serialNumber`). */
   readonly serialNumber: string;
@@ -62,7 +103,14 @@ export interface CertificateInfo {
   readonly fingerprint256: string;
 }
 
-/** A certificate and key read from disk, checked to belong together and to be valid now. */
+/**
+ * A certificate and key read from disk, checked to belong together and to be valid now.
+ *
+ * @example
+ * ```ts
+ * const material: CertificateMaterial = loadCertificateMaterial(listener.tls, config.baseDir);
+ * ```
+ */
 export interface CertificateMaterial extends CertificateInfo {
   readonly cert: Buffer;
   readonly key: Buffer;
@@ -124,7 +172,15 @@ export function loadCertificateMaterial(config: ListenerTlsConfig, baseDir: stri
   };
 }
 
-/** The options every secure context of a listener is built with (start and reload alike). */
+/**
+ * The options every secure context of a listener is built with (start and reload alike), so a
+ * reload can never drop a setting such as the client CA.
+ *
+ * @example
+ * ```ts
+ * server.setSecureContext(secureContextOptions(listener.tls, loadCertificateMaterial(listener.tls, baseDir)));
+ * ```
+ */
 export function secureContextOptions(config: ListenerTlsConfig, material: CertificateMaterial): SecureContextOptions {
   return {
     cert: material.cert,
@@ -138,7 +194,15 @@ export function secureContextOptions(config: ListenerTlsConfig, material: Certif
   };
 }
 
-/** `requestCert` / `rejectUnauthorized` for a listener: a `clientCa` alone means required. */
+/**
+ * `requestCert` / `rejectUnauthorized` for a listener: a `clientCa` alone means required.
+ *
+ * @example
+ * ```ts
+ * clientCertificateMode({ cert: 'c.pem', key: 'k.pem', clientCa: 'ca.pem' }); // 'required'
+ * clientCertificateMode({ cert: 'c.pem', key: 'k.pem', clientCa: 'ca.pem', requestCert: 'optional' }); // 'optional'
+ * ```
+ */
 export function clientCertificateMode(config: ListenerTlsConfig): 'off' | 'optional' | 'required' {
   const r = config.requestCert;
   if (r === 'optional') return 'optional';
@@ -147,7 +211,15 @@ export function clientCertificateMode(config: ListenerTlsConfig): 'off' | 'optio
   return config.clientCa ? 'required' : 'off';
 }
 
-/** An HTTPS listener's server and its certificate controls. */
+/**
+ * An HTTPS listener's server and its certificate controls.
+ *
+ * @example
+ * ```ts
+ * const secure: TlsServer = createTlsServer(listener, config, {}, handler, log);
+ * process.on('SIGHUP', () => void secure.reload());
+ * ```
+ */
 export interface TlsServer {
   /** `Http2SecureServer` (h2 + http/1.1) or `https.Server` when `tls.http2: false`. */
   readonly server: tls.Server;
