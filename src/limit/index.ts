@@ -12,8 +12,8 @@ import { createMemoryQuota } from './quota.js';
 import { createRedisStore, type RedisStore } from './redis.js';
 
 export type { LimitDecision, QuotaLimiter, RateLimiter, RatePolicy, QuotaPolicy } from './limiter.js';
-export { createMemoryRateLimiter, LruTable } from './memory.js';
-export { createMemoryQuota, CalendarPeriod } from './quota.js';
+export { createMemoryRateLimiter, LruTable, type MemoryRateLimiter } from './memory.js';
+export { createMemoryQuota, CalendarPeriod, type MemoryQuotaLimiter } from './quota.js';
 export { createRedisStore, RedisStore } from './redis.js';
 
 /** The policy name the pre-auth limit carries in RateLimit headers and logs. */

@@ -140,6 +140,13 @@ export interface MemoryRateLimiterOptions {
   table?: LruTable;
 }
 
+/** The in-memory limiter: decides synchronously. */
+export interface MemoryRateLimiter extends RateLimiter {
+  readonly store: 'memory';
+  readonly table: LruTable;
+  consume(key: string): LimitDecision;
+}
+
 /**
  * An in-memory GCRA rate limiter: exact within one process, O(1) per decision, bounded memory.
  * With several workers or instances each one counts on its own (see docs/rate-limits.md).
@@ -151,11 +158,11 @@ export interface MemoryRateLimiterOptions {
  * if (!d.allowed) console.log(`retry in ${d.retryAfter} ms`);
  * ```
  */
-export function createMemoryRateLimiter(policy: RatePolicy, options: MemoryRateLimiterOptions = {}): RateLimiter {
-  return new MemoryRateLimiter(policy, options);
+export function createMemoryRateLimiter(policy: RatePolicy, options: MemoryRateLimiterOptions = {}): MemoryRateLimiter {
+  return new GcraMemoryLimiter(policy, options);
 }
 
-class MemoryRateLimiter implements RateLimiter {
+class GcraMemoryLimiter implements MemoryRateLimiter {
   readonly store = 'memory' as const;
   readonly policy: RatePolicy;
   readonly table: LruTable;

@@ -70,11 +70,18 @@ export interface MemoryQuotaOptions {
  * const d = quota.consume('client-42'); // d.remaining = 999, d.window = ms to UTC midnight
  * ```
  */
-export function createMemoryQuota(policy: QuotaPolicy, options: MemoryQuotaOptions = {}): QuotaLimiter & { readonly table: LruTable } {
+export function createMemoryQuota(policy: QuotaPolicy, options: MemoryQuotaOptions = {}): MemoryQuotaLimiter {
   return new MemoryQuota(policy, options);
 }
 
-class MemoryQuota implements QuotaLimiter {
+/** The in-memory quota: decides synchronously. */
+export interface MemoryQuotaLimiter extends QuotaLimiter {
+  readonly store: 'memory';
+  readonly table: LruTable;
+  consume(key: string): LimitDecision;
+}
+
+class MemoryQuota implements MemoryQuotaLimiter {
   readonly store = 'memory' as const;
   readonly policy: QuotaPolicy;
   readonly table: LruTable;

@@ -111,7 +111,7 @@ describe('LruTable', () => {
   it('stays within its bound under 1M distinct keys and evicts the least recently used', () => {
     const clock = frozenClock();
     const limiter = createMemoryRateLimiter({ name: 'p', limit: 1, window: 60_000, burst: 1 }, { now: clock.read, maxKeys: 10_000 });
-    const table = (limiter as unknown as { table: LruTable }).table;
+    const table = limiter.table;
     expect(limiter.consume('hot').allowed).toBe(true);
     let maxSize = 0;
     let hotAdmitted = 0;
