@@ -26,8 +26,8 @@ export type OpaqueAuthenticatorFactory = (issuer: IssuerConfig, config: Gatehous
 let opaqueFactory: OpaqueAuthenticatorFactory | null = createIntrospectionAuthenticator;
 
 /**
- * Register the opaque-token authenticator factory (the introspection module calls this, or the
- * lead wires it in src/areas.ts).
+ * Replace the opaque-token authenticator factory (tests, other builds); `null` makes an issuer
+ * with `introspection` a config error.
  *
  * @example
  * ```ts
@@ -68,7 +68,7 @@ export const createAuthnArea: AreaFactory = (config, services) => {
   config.issuers.forEach((issuer, i) => {
     if (issuer.introspection) {
       if (!opaqueFactory) {
-        issues.push(configIssue(config, ['issuers', i, 'introspection'], 'is not supported by this build yet (opaque-token introspection is not wired in)'));
+        issues.push(configIssue(config, ['issuers', i, 'introspection'], 'is not supported by this build (no opaque-token authenticator)'));
         return;
       }
       try {
