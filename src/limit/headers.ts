@@ -11,8 +11,24 @@
  * The policy field is built once per route at compile time; only `RateLimit` is per request.
  */
 
-/** Lower-case field names, as `ctx.responseHeaders` carries them. */
+/**
+ * Lower-case field name of RateLimit-Policy, as `ctx.responseHeaders` carries it.
+ *
+ * @example
+ * ```ts
+ * ctx.responseHeaders.push([RATELIMIT_POLICY_FIELD, '"p";q=10;w=1']);
+ * ```
+ */
 export const RATELIMIT_POLICY_FIELD = 'ratelimit-policy';
+
+/**
+ * Lower-case field name of RateLimit.
+ *
+ * @example
+ * ```ts
+ * ctx.responseHeaders.push([RATELIMIT_FIELD, '"p";r=9;t=1']);
+ * ```
+ */
 export const RATELIMIT_FIELD = 'ratelimit';
 
 /**

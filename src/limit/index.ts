@@ -16,7 +16,14 @@ export { createMemoryRateLimiter, LruTable, type MemoryRateLimiter } from './mem
 export { createMemoryQuota, CalendarPeriod, type MemoryQuotaLimiter } from './quota.js';
 export { createRedisStore, RedisStore } from './redis.js';
 
-/** The policy name the pre-auth limit carries in RateLimit headers and logs. */
+/**
+ * The policy name the pre-auth limit carries in RateLimit headers and logs.
+ *
+ * @example
+ * ```ts
+ * res.headers.ratelimit; // '"pre-auth";r=0;t=12'
+ * ```
+ */
 export const PRE_AUTH_POLICY = 'pre-auth';
 
 /**

@@ -4,6 +4,11 @@ import type { RequestContext } from '../pipeline/context.js';
 /**
  * One part of a limit key: `claim:NAME` (a validated claim), `ip` (the client address decided
  * by the trusted-proxy rules), `header:NAME`, or `route` (the route name).
+ *
+ * @example
+ * ```ts
+ * const part: KeyPart = { kind: 'claim', name: 'client_id' };
+ * ```
  */
 export type KeyPart =
   | { readonly kind: 'claim'; readonly name: string }
@@ -11,7 +16,14 @@ export type KeyPart =
   | { readonly kind: 'ip' }
   | { readonly kind: 'route' };
 
-/** Extracts the key of one request. Built once per route and policy; hot path. */
+/**
+ * Extracts the key of one request. Built once per route and policy; hot path.
+ *
+ * @example
+ * ```ts
+ * const key: KeyExtractor = compileKey([{ kind: 'ip' }], 'orders');
+ * ```
+ */
 export type KeyExtractor = (ctx: RequestContext) => string;
 
 const CLAIM_NAME = /^[A-Za-z0-9_.:/$-]{1,128}$/;
@@ -58,7 +70,14 @@ export function parseKeySpec(spec: string): { parts: KeyPart[]; error?: undefine
   return { parts };
 }
 
-/** Whether a key needs a validated token (it reads claims). */
+/**
+ * Whether a key needs a validated token (it reads claims).
+ *
+ * @example
+ * ```ts
+ * keyNeedsPrincipal(parseKeySpec('claim:sub+ip').parts!); // true
+ * ```
+ */
 export function keyNeedsPrincipal(parts: readonly KeyPart[]): boolean {
   return parts.some((p) => p.kind === 'claim');
 }
@@ -71,6 +90,12 @@ const ESCAPES = /[|\\]/g;
 /**
  * One part's value, made safe to join: `|` and `\` escaped, long values replaced by a hash.
  * A missing value is '' (all requests without it share one bucket; see docs/rate-limits.md).
+ *
+ * @example
+ * ```ts
+ * keyValue('a|b'); // 'a\\|b'
+ * keyValue(42);    // '42'
+ * ```
  */
 export function keyValue(value: unknown): string {
   let text: string;

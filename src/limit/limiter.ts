@@ -118,5 +118,12 @@ export function gcraParameters(policy: RatePolicy): { interval: number; capacity
   return { interval, capacity: policy.burst * interval };
 }
 
-/** A tiny slack so that float sums like 0.1+0.2 do not cost a whole request. */
+/**
+ * A tiny slack (ms) so that float sums like 0.1+0.2 do not cost a whole request.
+ *
+ * @example
+ * ```ts
+ * if (now + EPSILON_MS < allowAt) refuse();
+ * ```
+ */
 export const EPSILON_MS = 1e-6;

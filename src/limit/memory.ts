@@ -130,7 +130,14 @@ function copyInto<T extends Float64Array | Int32Array>(target: T, source: T): T 
   return target;
 }
 
-/** Options of {@link createMemoryRateLimiter}. */
+/**
+ * Options of {@link createMemoryRateLimiter}.
+ *
+ * @example
+ * ```ts
+ * const options: MemoryRateLimiterOptions = { now: () => frozen, maxKeys: 10_000 };
+ * ```
+ */
 export interface MemoryRateLimiterOptions {
   /** ms since epoch; injectable for tests. Default `Date.now`. */
   now?: () => number;
@@ -140,7 +147,15 @@ export interface MemoryRateLimiterOptions {
   table?: LruTable;
 }
 
-/** The in-memory limiter: decides synchronously. */
+/**
+ * The in-memory limiter: decides synchronously.
+ *
+ * @example
+ * ```ts
+ * const limiter: MemoryRateLimiter = createMemoryRateLimiter(policy);
+ * limiter.consume('k').allowed; // no await
+ * ```
+ */
 export interface MemoryRateLimiter extends RateLimiter {
   readonly store: 'memory';
   readonly table: LruTable;

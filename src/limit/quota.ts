@@ -50,7 +50,14 @@ export class CalendarPeriod {
   }
 }
 
-/** Options of {@link createMemoryQuota}. */
+/**
+ * Options of {@link createMemoryQuota}.
+ *
+ * @example
+ * ```ts
+ * const options: MemoryQuotaOptions = { now: () => Date.UTC(2026, 0, 1), maxKeys: 10_000 };
+ * ```
+ */
 export interface MemoryQuotaOptions {
   /** ms since epoch; injectable for tests. Default `Date.now`. */
   now?: () => number;
@@ -74,7 +81,15 @@ export function createMemoryQuota(policy: QuotaPolicy, options: MemoryQuotaOptio
   return new MemoryQuota(policy, options);
 }
 
-/** The in-memory quota: decides synchronously. */
+/**
+ * The in-memory quota: decides synchronously.
+ *
+ * @example
+ * ```ts
+ * const quota: MemoryQuotaLimiter = createMemoryQuota({ name: 'daily', limit: 100, period: 'day' });
+ * quota.consume('k').remaining; // 99
+ * ```
+ */
 export interface MemoryQuotaLimiter extends QuotaLimiter {
   readonly store: 'memory';
   readonly table: LruTable;

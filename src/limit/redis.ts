@@ -84,7 +84,14 @@ type ScriptedRedis = (Redis | Cluster) & {
   ghRefund(key: string): Promise<number>;
 };
 
-/** Options of {@link createRedisStore}. */
+/**
+ * Options of {@link createRedisStore}.
+ *
+ * @example
+ * ```ts
+ * const options: RedisStoreOptions = { url: 'redis://127.0.0.1:6379', timeout: 250, log, metrics };
+ * ```
+ */
 export interface RedisStoreOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
   url: string;
@@ -126,7 +133,16 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   return new RedisStore(options);
 }
 
-/** See {@link createRedisStore}. */
+/**
+ * See {@link createRedisStore}.
+ *
+ * @example
+ * ```ts
+ * const store = new RedisStore({ url: 'redis://127.0.0.1:6379', log, metrics });
+ * await store.start();
+ * store.status(); // 'ready'
+ * ```
+ */
 export class RedisStore {
   readonly keyPrefix: string;
   readonly timeout: number;
