@@ -351,8 +351,8 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
     }
     const t = newTally();
     // All rate limits at once: one round trip (ioredis writes them back to back on one socket).
-    await decideAll(ctx, t, rates, false);
-    if (!t.rateDenied && !t.storeDown) await decideAll(ctx, t, quotas, true);
+    if (rates.length > 0) await decideAll(ctx, t, rates, false);
+    if (quotas.length > 0 && !t.rateDenied && !t.storeDown) await decideAll(ctx, t, quotas, true);
     const denial = conclude(ctx, t, policyHeader);
     if (denial !== null) refundAll(ctx, t, rates, quotas);
     if (c !== null) {
