@@ -18,7 +18,17 @@ let gw: TestGateway;
 
 beforeAll(async () => {
   [as, stranger, upstream] = await Promise.all([
-    startAuthorizationServer({ audience: 'https://api.example.com', extraAudiences: ['https://other.example.com'], signingAlg: 'PS256', accessTokenTtl: 2 }),
+    startAuthorizationServer({
+      audience: 'https://api.example.com',
+      extraAudiences: ['https://other.example.com'],
+      signingAlg: 'PS256',
+      accessTokenTtl: 2,
+      // client-credentials tokens carry these claims (sub = client_id)
+      accounts: {
+        'demo-client': { tenant: 'acme', acr: 'urn:example:mfa', amr: ['pwd', 'mfa'], auth_time: Math.floor(Date.now() / 1000) },
+        'demo-admin': { tenant: 'globex', acr: 'urn:example:pwd', amr: ['pwd'], auth_time: Math.floor(Date.now() / 1000) },
+      },
+    }),
     startAuthorizationServer({ audience: 'https://api.example.com' }),
     startUpstream(),
   ]);
@@ -43,6 +53,8 @@ upstreams:
 routes:
   - { name: orders, path: /orders, upstream: api, scopes: [orders:read], issuers: [main], forwardClaims: { X-Client: client_id } }
   - { name: strict, path: /strict, upstream: api, issuers: [strict] }
+  - { name: tenant, path: '/tenants/{tenant}', upstream: api, issuers: [main], claims: [ 'claims.tenant == request.params.tenant' ] }
+  - { name: payments, path: /payments, upstream: api, issuers: [main], stepUp: { acr: [urn:example:mfa], amr: [mfa], maxAuthAge: 5m } }
 `);
 });
 
@@ -108,6 +120,22 @@ describe('real oidc-provider tokens', () => {
     const { exp } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number };
     await new Promise((r) => setTimeout(r, Math.max(0, exp * 1000 - Date.now()) + 50));
     expect(await get('/orders', token)).toMatchObject({ status: 401, code: 'GH_ERR_JWT_EXPIRED', reachedUpstream: false });
+  });
+
+  it('applies a claim rule to a real token (tenant isolation)', async () => {
+    const token = await as.clientCredentialsToken('demo-client', SECRET, 'orders:read');
+    expect((await get('/tenants/acme', token)).status).toBe(200);
+    expect(await get('/tenants/globex', token)).toMatchObject({ status: 403, code: 'GH_ERR_AUTHZ_CLAIM_DENIED', reachedUpstream: false });
+  });
+
+  it('demands step-up from a real token without MFA, and lets an MFA token through', async () => {
+    const mfa = await as.clientCredentialsToken('demo-client', SECRET, 'orders:read');
+    expect((await get('/payments', mfa)).status).toBe(200);
+    const pwd = await as.clientCredentialsToken('demo-admin', DEMO_CLIENT_SECRETS['demo-admin'], 'orders:read');
+    const r = await get('/payments', pwd);
+    expect(r).toMatchObject({ status: 401, code: 'GH_ERR_AUTHZ_STEP_UP_REQUIRED', reachedUpstream: false });
+    expect(r.challenge).toMatch(/error="insufficient_user_authentication"/);
+    expect(r.challenge).toMatch(/acr_values="urn:example:mfa"/);
   });
 
   it('explains a real token with gatehouse token inspect', async () => {
