@@ -151,7 +151,8 @@ export function createIntrospectionAuthenticator(
   const inactive = new InvalidToken('GH_ERR_INTROSPECTION_INACTIVE', 'the access token is not active');
   const inflight = new Map<string, Promise<Lookup>>();
   /** Principals already built for an entry, by audience (hot path: a cache hit allocates nothing). */
-  const principals = new WeakMap<IntrospectionEntry, Map<string, Principal>>();
+  const principals = new WeakMap<IntrospectionEntry, Map<string, { kind: 'principal'; principal: Principal }>>();
+  const inactiveOutcome: AuthOutcome = Object.freeze({ kind: 'denied', error: inactive });
 
   let endpoint: string | undefined = intro.endpoint;
   let discovering: Promise<string | undefined> | null = null;
@@ -480,8 +481,8 @@ export function createIntrospectionAuthenticator(
     return minted !== undefined && minted.exp - MINT_MARGIN_S > at / 1000 && keys!.publishes(minted.kid, at);
   }
 
-  /** Build (or reuse) the principal for an active entry and a route's audience. */
-  async function principalFor(entry: IntrospectionEntry & { active: true }, key: string, token: string, audience: string): Promise<Principal> {
+  /** Build (or reuse) the outcome for an active entry and a route's audience. */
+  async function principalFor(entry: IntrospectionEntry & { active: true }, key: string, token: string, audience: string): Promise<AuthOutcome> {
     let byAudience = principals.get(entry);
     const known = byAudience?.get(audience);
     const at = now();
@@ -508,26 +509,22 @@ export function createIntrospectionAuthenticator(
       byAudience = new Map();
       principals.set(entry, byAudience);
     }
-    byAudience.set(audience, principal);
-    return principal;
+    const built = Object.freeze({ kind: 'principal' as const, principal });
+    byAudience.set(audience, built);
+    return built;
   }
 
   function outcome(entry: IntrospectionEntry, key: string, token: string, ctx: RequestContext, audience: string): AuthOutcome | Promise<AuthOutcome> {
-    if (!entry.active) return { kind: 'denied', error: inactive };
+    if (!entry.active) return inactiveOutcome;
     if (entry.claims.cnf !== undefined) {
       const mismatch = certificateMismatch(entry.claims, ctx);
       if (mismatch) return { kind: 'denied', error: mismatch };
     }
     const byAudience = principals.get(entry);
     const known = byAudience?.get(audience);
-    // Hot path: a warm entry whose JWT is still fresh answers synchronously.
-    if (known && (entry.upstreamToken || fresh(entry.minted[audience], now()))) {
-      return { kind: 'principal', principal: known };
-    }
-    return principalFor(entry, key, token, audience).then(
-      (principal) => ({ kind: 'principal', principal }) as AuthOutcome,
-      (err: unknown) => ({ kind: 'denied', error: keysUnavailable(err) }) as AuthOutcome,
-    );
+    // Hot path: a warm entry whose JWT is still fresh answers synchronously, allocating nothing.
+    if (known && (entry.upstreamToken || fresh(entry.minted[audience], now()))) return known;
+    return principalFor(entry, key, token, audience).catch((err: unknown) => ({ kind: 'denied', error: keysUnavailable(err) }) as AuthOutcome);
   }
 
   return {
