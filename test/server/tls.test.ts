@@ -233,6 +233,24 @@ describe('HTTP/1.1 over TLS through the whole pipeline', () => {
     expect(body.headers['x-forwarded-proto']).toBe('https');
   });
 
+  it('keeps its own HSTS policy when the upstream sends another one (e.g. max-age=0)', async () => {
+    upstream.setHandler((_req, res) => {
+      res.writeHead(200, { 'strict-transport-security': 'max-age=0', 'content-type': 'text/plain' });
+      res.end('upstream says no HSTS');
+    });
+    try {
+      const res = await request(`${gw.urls.https}/public/hsts`, { dispatcher: agent });
+      expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+      await res.body.dump();
+      const session = await h2connect(gw.urls.https!, { ca: pki.ca.certPem });
+      const h2res = await h2request(session, { ':path': '/public/hsts' });
+      expect(h2res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+      session.close();
+    } finally {
+      upstream.setHandler(null);
+    }
+  });
+
   it('denies a protected route without a token with 401', async () => {
     const res = await request(`${gw.urls.https}/admin/users`, { dispatcher: agent });
     expect(res.statusCode).toBe(401);
