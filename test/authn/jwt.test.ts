@@ -379,3 +379,30 @@ describe('parseJwt', () => {
     expect(result.ok ? 'ok' : result.error.code).toBe('GH_ERR_JWT_MALFORMED');
   });
 });
+
+describe('robustness', () => {
+  it('never accepts and never throws for thousands of mutated tokens', async () => {
+    const { verifier } = verifierWith(jwks(rs, es, ed));
+    await verifier.start();
+    const originals = [mint(rs, T0), mint(es, T0), mint(ed, T0)];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ~"\u00e9';
+    let seed = 42;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const original = originals[i % originals.length]!;
+      let t = original;
+      const kind = rand(4);
+      const at = rand(t.length);
+      if (kind === 0) t = t.slice(0, at) + alphabet[rand(alphabet.length)] + t.slice(at + 1);
+      else if (kind === 1) t = t.slice(0, at) + t.slice(at + 1);
+      else if (kind === 2) t = t.slice(0, at) + alphabet[rand(alphabet.length)] + t.slice(at);
+      else t = t.slice(0, at);
+      const result = await verifier.verify(t);
+      if (t !== original) expect(result.ok, `mutation ${i} was accepted: ${t}`).toBe(false);
+      if (!result.ok) expect(result.error.status).toBe(401);
+    }
+  });
+});
