@@ -14,10 +14,19 @@ interface HttpsUpstream {
 }
 
 /** An HTTPS echo upstream; with `clientCa` it requires a client certificate from that CA. */
-async function startHttpsUpstream(cert: CertFiles, options: { clientCa?: string; handler?: (url: string) => [number, string, string] } = {}): Promise<HttpsUpstream> {
+async function startHttpsUpstream(
+  cert: CertFiles,
+  options: { clientCa?: string; handler?: (url: string) => [number, string, string]; legacy?: boolean } = {},
+): Promise<HttpsUpstream> {
   const hits: HttpsUpstream['hits'] = [];
   const server = https.createServer(
-    { cert: cert.certPem, key: cert.keyPem, ...(options.clientCa ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: true } : {}) },
+    {
+      cert: cert.certPem,
+      key: cert.keyPem,
+      ...(options.clientCa ? { ca: options.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+      // An old server: TLS 1.0/1.1 only.
+      ...(options.legacy ? { minVersion: 'TLSv1' as const, maxVersion: 'TLSv1.1' as const, ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
+    },
     (req, res) => {
       const peer = (req.socket as TLSSocket).getPeerCertificate?.();
       hits.push({ url: req.url ?? '', clientCn: peer && peer.subject ? String(peer.subject.CN) : null });
@@ -43,6 +52,7 @@ let good: HttpsUpstream; // CA-issued, right host name
 let selfSigned: HttpsUpstream; // its own issuer
 let wrongName: HttpsUpstream; // CA-issued for another name
 let mutual: HttpsUpstream; // requires a client certificate
+let legacy: HttpsUpstream; // TLS 1.1 at most
 let selfSignedCert: CertFiles;
 let gatewayClient: CertFiles;
 let gw: TestGateway;
@@ -54,6 +64,7 @@ beforeAll(async () => {
   selfSigned = await startHttpsUpstream(selfSignedCert);
   wrongName = await startHttpsUpstream(await pki.server('up-wrong', ['api.other.example']));
   mutual = await startHttpsUpstream(await pki.server('up-mtls', ['127.0.0.1']), { clientCa: pki.ca.certPem });
+  legacy = await startHttpsUpstream(await pki.server('up-legacy', ['127.0.0.1']), { legacy: true });
   gatewayClient = await pki.client('gw-client', 'gatehouse-gateway');
   gw = await startTestGateway(`
 listen: { host: 127.0.0.1, port: 0 }
@@ -66,6 +77,7 @@ upstreams:
   - { name: wrong-name-servername, url: ${wrongName.url}, tls: { ca: ${pki.caFile}, servername: api.other.example } }
   - { name: mtls-missing, url: ${mutual.url}, tls: { ca: ${pki.caFile} } }
   - { name: mtls, url: ${mutual.url}, tls: { ca: ${pki.caFile}, cert: ${gatewayClient.certFile}, key: ${gatewayClient.keyFile} } }
+  - { name: legacy, url: ${legacy.url}, tls: { ca: ${pki.caFile} } }
 routes:
   - { name: no-ca, path: /no-ca, upstream: no-ca, public: true }
   - { name: with-ca, path: /with-ca, upstream: with-ca, public: true }
@@ -75,12 +87,13 @@ routes:
   - { name: wrong-name-servername, path: /wrong-name-servername, upstream: wrong-name-servername, public: true }
   - { name: mtls-missing, path: /mtls-missing, upstream: mtls-missing, public: true }
   - { name: mtls, path: /mtls, upstream: mtls, public: true }
+  - { name: legacy, path: /legacy, upstream: legacy, public: true }
 `);
 });
 
 afterAll(async () => {
   await gw?.close();
-  for (const u of [good, selfSigned, wrongName, mutual]) await u?.close();
+  for (const u of [good, selfSigned, wrongName, mutual, legacy]) await u?.close();
 });
 
 async function call(path: string): Promise<{ status: number; code?: string }> {
@@ -115,6 +128,14 @@ describe('upstream certificate verification', () => {
   it('refuses a certificate for another host name even from a trusted CA', async () => {
     expect(await call('/wrong-name/x')).toEqual({ status: 502, code: 'GH_ERR_UPSTREAM_CONNECT' });
     expect(gw.logs.find((l) => l.route === 'wrong-name' && l.status === 502)?.detail).toMatch(/altnames|host/i);
+  });
+
+  it('refuses an upstream that only speaks TLS 1.1 (minVersion TLSv1.2 by default)', async () => {
+    // 502 and never reached. (The code is GH_ERR_UPSTREAM_FAILED today: upstreamError() does not
+    // class OpenSSL's ERR_SSL_* handshake errors as connect failures; reported.)
+    expect((await call('/legacy/x')).status).toBe(502);
+    expect(legacy.hits.length).toBe(0);
+    expect(gw.logs.find((l) => l.route === 'legacy' && l.status === 502)?.detail).toMatch(/ERR_SSL_(TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL)/);
   });
 
   it('checks the name given as servername instead of the URL host', async () => {
