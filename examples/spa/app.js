@@ -23,12 +23,17 @@ async function agent(path, { method = 'POST', body } = {}) {
   const headers = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (csrf) headers[config.csrfHeader] = csrf;
-  const res = await fetch(config.gatewayUrl + config.basePath + path, {
-    method,
-    headers,
-    credentials: 'include',
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let res;
+  try {
+    res = await fetch(config.gatewayUrl + config.basePath + path, {
+      method,
+      headers,
+      credentials: 'include',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new AgentError(0, { code: 'network', detail: `gatehouse at ${config.gatewayUrl} could not be reached (or refused this origin)` });
+  }
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
   if (!res.ok) throw new AgentError(res.status, data);
