@@ -3,7 +3,7 @@ import type { IssuerConfig } from '../config/types.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { fetchDiscovery } from './discovery.js';
 import type { JsonFetcher } from './fetch.js';
-import { importKeySet, type KeySet } from './keys.js';
+import { importKeySet, retireKeys, type KeySet } from './keys.js';
 
 /**
  * An issuer's key set, kept fresh: fetched at start, refreshed on a schedule, refetched when a
@@ -123,14 +123,20 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
       const document = await load();
       const next = importKeySet(document, issuer.algorithms, keys);
       if (closed) return false;
-      for (const r of next.rejected) log.warn({ kid: r.kid, reason: r.reason }, 'a key of the issuer key set is not used');
+      const known = new Set(keys?.rejected.map((r) => `${r.kid}|${r.reason}`));
+      for (const r of next.rejected) {
+        if (!known.has(`${r.kid}|${r.reason}`)) log.warn({ kid: r.kid, reason: r.reason }, 'a key of the issuer key set is not used');
+      }
       if (next.keys.length === 0 && keys !== null) {
         throw new Error('the new key set has no usable key; keeping the last good one');
       }
       const hadKeys = keys !== null;
+      const { added, removed } = retireKeys(keys, next);
       keys = next;
       fetchedAt = services.now();
-      if (failuresInRow > 0 || !hadKeys) log.info({ keys: next.keys.length }, hadKeys ? 'JWKS fetched again after failures' : 'JWKS fetched');
+      if (!hadKeys) log.info({ keys: next.keys.length, kids: added }, 'JWKS fetched');
+      else if (added.length > 0 || removed.length > 0) log.info({ keys: next.keys.length, added, removed }, 'JWKS changed (key rotation)');
+      else if (failuresInRow > 0) log.info({ keys: next.keys.length }, 'JWKS fetched again after failures');
       lastError = undefined;
       failuresInRow = 0;
       fetches.inc({ issuer: issuer.name, result: 'ok' });
@@ -183,6 +189,7 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
       const details: Record<string, unknown> = keys
         ? {
             keys: keys.keys.length,
+            kids: keys.keys.map((k) => k.kid ?? '(no kid)'),
             keysAgeSeconds: Math.round((now - fetchedAt) / 1000),
             ...(keys.rejected.length > 0 ? { keysNotUsed: keys.rejected.length } : {}),
           }

@@ -368,8 +368,8 @@ export function importVerificationKey(jwk: unknown, allowed: readonly string[]):
 
 /**
  * Turn a JWK Set document into a {@link KeySet}. Throws when the document is not a JWK Set at all.
- * Keys that are unchanged since `previous` keep their object (and so their cached tokens);
- * keys that left are marked `retired`.
+ * Keys that are unchanged since `previous` keep their object (and so their cached tokens); see
+ * {@link retireKeys} for the keys that left.
  *
  * @example
  * ```ts
@@ -395,12 +395,32 @@ export function importKeySet(document: unknown, allowed: readonly string[], prev
     keys.push(known.get(result.fingerprint) ?? result);
   }
   if (entries.length > MAX_JWKS_KEYS) rejected.push({ kid: undefined, reason: `the set has ${entries.length} keys; only the first ${MAX_JWKS_KEYS} are used` });
-  const next = new KeySet(keys, rejected);
-  if (previous) {
-    const kept = new Set(keys);
-    for (const key of previous.keys) if (!kept.has(key)) key.retired = true;
+  return new KeySet(keys, rejected);
+}
+
+/**
+ * Once `next` replaces `previous`: mark the keys that left as retired (their cached tokens are
+ * dropped) and say which kids came and went. Not done by {@link importKeySet}, so that a set that
+ * is then refused (e.g. no usable key) changes nothing.
+ *
+ * @example
+ * ```ts
+ * const { added, removed } = retireKeys(current, next);
+ * ```
+ */
+export function retireKeys(previous: KeySet | null, next: KeySet): { added: string[]; removed: string[] } {
+  const kept = new Set(next.keys);
+  const before = new Set(previous?.keys ?? []);
+  const removed: string[] = [];
+  const added: string[] = [];
+  for (const key of before) {
+    if (!kept.has(key)) {
+      key.retired = true;
+      removed.push(key.kid ?? '(no kid)');
+    }
   }
-  return next;
+  for (const key of next.keys) if (!before.has(key)) added.push(key.kid ?? '(no kid)');
+  return { added, removed };
 }
 
 /**

@@ -328,6 +328,19 @@ describe('verified-token cache', () => {
     expect(cache.size).toBe(1);
   });
 
+  it('keeps cached tokens when a new key set is refused (no usable key)', async () => {
+    const cache = new TokenCache(100);
+    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+    await env.verifier.start();
+    const token = mint(rs, T0);
+    const first = await env.verifier.verify(token);
+    env.setKeys({ keys: [{ ...rs.jwk, use: 'enc' }] });
+    expect(await env.verifier.keys.refresh()).toBe(false);
+    const again = await env.verifier.verify(token);
+    expect(again.ok && first.ok && again.value.entry).toBe(first.ok && first.value.entry);
+    expect(env.verifier.readiness().details).toMatchObject({ lastError: expect.stringMatching(/no usable key/) });
+  });
+
   it('re-checks exp on every hit', async () => {
     const cache = new TokenCache(100);
     const env = verifierWith(jwks(rs), issuerConfig(), { cache });
