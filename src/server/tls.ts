@@ -60,6 +60,16 @@ export const DEFAULT_HTTP2 = {
 } as const;
 
 /**
+ * A certificate with fewer days left than this is logged at `warn` (start, reload, every 12 h).
+ *
+ * @example
+ * ```ts
+ * if (daysLeft < EXPIRY_WARNING_DAYS) renew();
+ * ```
+ */
+export const EXPIRY_WARNING_DAYS = 14;
+
+/**
  * Reload settings when `tls.reload` sets nothing: watch the files, 250 ms debounce.
  *
  * @example
@@ -290,6 +300,14 @@ export function createTlsServer(
     log.debug({ listener: config.name, reason: err.code ?? err.message, client_ip: socket.remoteAddress }, 'TLS handshake refused');
   });
   log.info({ listener: config.name, serial: material.serialNumber, subject: material.subject, notAfter: material.notAfter, http2: tlsConfig.http2 !== false, clientCertificates: mode }, 'certificate loaded');
+  // Expiry is an outage announced weeks ahead: say so at start, after each reload and twice a day.
+  const checkExpiry = () => {
+    const days = Math.floor((Date.parse(material.notAfter) - Date.now()) / 86_400_000);
+    if (days < EXPIRY_WARNING_DAYS) log.warn({ listener: config.name, serial: material.serialNumber, notAfter: material.notAfter, days }, 'certificate expires soon');
+  };
+  checkExpiry();
+  const expiryTimer = setInterval(checkExpiry, 12 * 3_600_000);
+  expiryTimer.unref();
 
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reloadNow = (): boolean => {
@@ -306,6 +324,7 @@ export function createTlsServer(
     const previous = material.serialNumber;
     material = next;
     log.info({ listener: config.name, serial: next.serialNumber, previous, subject: next.subject, notAfter: next.notAfter }, 'certificate reloaded');
+    checkExpiry();
     return true;
   };
   const reload = (): Promise<boolean> => (reloading = reloading.then(reloadNow, reloadNow));
@@ -325,6 +344,7 @@ export function createTlsServer(
     close() {
       watcher?.close();
       watcher = null;
+      clearInterval(expiryTimer);
     },
   };
 }

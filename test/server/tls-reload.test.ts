@@ -169,6 +169,21 @@ describe('certificate reload on SIGHUP (reloadCertificates)', () => {
   });
 });
 
+describe('certificate expiry', () => {
+  it('warns at start when the certificate expires within two weeks', async () => {
+    const soon = await pki.server('soon', ['localhost', '127.0.0.1'], { validityDays: 3 });
+    install(soon);
+    const gw = await startTestGateway(config(false));
+    try {
+      const warning = gw.logs.find((l) => l.msg === 'certificate expires soon');
+      expect(warning).toMatchObject({ level: 'warn', listener: 'https', serial: soon.serialNumber });
+      expect(warning!.days).toBeLessThanOrEqual(3);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe('certificate problems at start', () => {
   it('refuses to start with a key that does not match, naming the listener', async () => {
     const a = await pki.server('start-a');
