@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -82,7 +82,8 @@ export interface IntrospectionCacheOptions {
  * ```
  */
 export function tokenKey(token: string): string {
-  return createHash('sha256').update(token).digest('base64url');
+  // One-shot crypto.hash: about a third of the cost of createHash().update().digest().
+  return hash('sha256', token, 'base64url');
 }
 
 /** Domain-separated from {@link tokenKey}: knowing the cache key does not give the sealing key. */
