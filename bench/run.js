@@ -457,12 +457,14 @@ function drive(target, seconds, dir) {
 
 /** Warm up, then measure REPEAT times; the run with the median req/s is reported. */
 async function measure(pid, target, dir) {
-  if (WARMUP > 0) await drive(target, WARMUP, dir);
+  const from = Number(process.hrtime.bigint() / 1000n); // same monotonic clock as V8 profiles
+  const warm = WARMUP > 0 ? await drive(target, WARMUP, dir) : { requests: 0 };
   const runs = [];
   for (let i = 0; i < REPEAT; i++) runs.push(await measureOnce(pid, target, dir));
   runs.sort((a, b) => a.rps - b.rps);
   const median = runs[Math.floor(runs.length / 2)];
-  return REPEAT > 1 ? { ...median, runs: runs.map((r) => ({ rps: r.rps, cpuPerReq: r.cpuPerReq, p99: r.p99 })) } : median;
+  const served = warm.requests + runs.reduce((a, r) => a + r.requests, 0);
+  return REPEAT > 1 ? { ...median, served, from, runs: runs.map((r) => ({ rps: r.rps, cpuPerReq: r.cpuPerReq, p99: r.p99 })) } : { ...median, served, from };
 }
 
 /** One measured run: load figures + CPU µs/request and RSS of `pid`. */
@@ -604,8 +606,11 @@ async function startGatehouse(dir, configText) {
   return { child, port, profileDir };
 }
 
-/** The hottest functions (self time) of a V8 CPU profile, as printable lines. */
-function summarizeProfile(profileDir, top = 25) {
+/**
+ * The hottest functions of a V8 CPU profile, as printable lines: self time, and the time of the
+ * function and its callees ("total"), both in µs per request served during the profile.
+ */
+function summarizeProfile(profileDir, served, fromMicros, top = 25) {
   let files;
   try {
     files = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
@@ -615,21 +620,41 @@ function summarizeProfile(profileDir, top = 25) {
   if (files.length === 0) return '  (no profile written)\n';
   const profile = JSON.parse(readFileSync(path.join(profileDir, files[0]), 'utf8'));
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const name = (f) => `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|src|dist|lib)\//, '$1/')}:${f.lineNumber + 1}`;
   const self = new Map();
+  const inclusive = new Map();
   const dt = profile.timeDeltas;
+  const ownCode = `file://${ROOT}/dist/`;
+  const own = new Set();
   let total = 0;
+  let at = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
-    const node = byId.get(profile.samples[i]);
-    const f = node.callFrame;
-    const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|src|dist|lib)\//, '$1/')}:${f.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0));
-    total += dt[i] ?? 0;
+    const t = dt[i] ?? 0;
+    at += t;
+    if (at < fromMicros) continue; // start-up: not what is measured
+    total += t;
+    const key = name(byId.get(profile.samples[i]).callFrame);
+    self.set(key, (self.get(key) ?? 0) + t);
+    if (key.startsWith('(idle)')) continue;
+    const seen = new Set();
+    for (let id = profile.samples[i]; id !== undefined; id = parent.get(id)) {
+      const frame = byId.get(id).callFrame;
+      const k = name(frame);
+      if (frame.url.startsWith(ownCode)) own.add(k);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      inclusive.set(k, (inclusive.get(k) ?? 0) + t);
+    }
   }
   const idle = self.get('(idle) :0') ?? 0;
   self.delete('(idle) :0');
-  const busy = total - idle;
-  let out = `  busy ${((busy / total) * 100).toFixed(0)}% of the profiled time\n`;
-  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) out += `  ${((v / busy) * 100).toFixed(1).padStart(5)}%  ${k}\n`;
+  const per = (v) => (v / served).toFixed(2).padStart(6);
+  let out = `  busy ${(((total - idle) / total) * 100).toFixed(0)}% of the profiled time, ${served} requests; µs per request:\n    self  total\n`;
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) out += `  ${per(v)} ${per(inclusive.get(k) ?? v)}  ${k}\n`;
+  out += `  gatehouse functions (total µs per request):\n`;
+  for (const [k, v] of [...inclusive].filter(([k]) => own.has(k)).sort((a, b) => b[1] - a[1]).slice(0, 15)) out += `         ${per(v)}  ${k}\n`;
   return out;
 }
 
@@ -747,11 +772,16 @@ async function main() {
   // The baseline first (and again at the end, to see drift); ratios use the mean of both.
   const runBaseline = async (name) => {
     const b = await startBaseline(dir, upstream.url);
+    let served = 0;
+    let from = 0;
     try {
-      report({ name, ...(await measure(b.child.pid, { url: `http://127.0.0.1:${b.port}/public` }, dir)) });
+      const result = await measure(b.child.pid, { url: `http://127.0.0.1:${b.port}/public` }, dir);
+      served = result.served;
+      from = result.from;
+      report({ name, ...result });
     } finally {
       await stop(b.child);
-      if (opts.profile) process.stderr.write(`bench: profile of ${name} (self time, % of busy):\n${summarizeProfile(b.profileDir)}`);
+      if (opts.profile) process.stderr.write(`bench: profile of ${name}:\n${summarizeProfile(b.profileDir, served, from)}`);
     }
   };
   await runBaseline('baseline: node:http + undici Pool');
@@ -774,6 +804,8 @@ async function main() {
       authServer: auth ? { issuer: auth.as.issuer, audience: AUDIENCE, gatewaySecret: auth.gatewaySecret } : null,
     });
     const gw = await startGatehouse(dir, cfg);
+    let served = 0;
+    let from = 0;
     const scheme = s.protocol ? 'https' : 'http';
     const url = `${scheme}://127.0.0.1:${gw.port}${s.path}`;
     const headers = { ...(s.headers ?? {}) };
@@ -789,13 +821,15 @@ async function main() {
       }
       if (answer.status !== 200) throw new Error(`probe answered ${answer.status}: ${answer.body.slice(0, 300)}`);
       const result = await measure(gw.child.pid, { url, headers, tokens: s.tokens, protocol: s.protocol }, dir);
+      served = result.served;
+      from = result.from;
       report({ name: s.name, ...result });
     } catch (err) {
       report({ name: s.name, error: err.message.split('\n')[0], detail: err.message });
       if (process.env.BENCH_DEBUG) process.stderr.write(`${err.message}\n${gw.child.output}\n`);
     } finally {
       await stop(gw.child);
-      if (opts.profile) process.stderr.write(`bench: profile of ${s.name} (self time, % of busy):\n${summarizeProfile(gw.profileDir)}`);
+      if (opts.profile) process.stderr.write(`bench: profile of ${s.name}:\n${summarizeProfile(gw.profileDir, served, from)}`);
     }
   }
 

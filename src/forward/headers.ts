@@ -26,6 +26,8 @@ export const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-f
 /** Names listed in a `Connection` header (lowercased), or null when there are none. */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
+  // Hot path: nearly every upstream answer says just `keep-alive` or `close`.
+  if (typeof value === 'string' && (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Close')) return null;
   const joined = Array.isArray(value) ? value.join(',') : value;
   if (joined.length === 0) return null;
   let out: Set<string> | null = null;

@@ -90,31 +90,56 @@ export interface ForwardRequest {
   timing?: { upstreamLatency: number | undefined };
 }
 
+/** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
+export type ForwardDone<T> = (state: T, error: GatehouseError | null, upstreamLatency: number | undefined) => void;
+
 /**
- * Dispatch one request to the upstream and stream the answer back into `res`.
- * Resolves when the exchange is over (never rejects). A client that goes away aborts the
- * upstream request; an upstream that fails maps to 502/504.
+ * Dispatch one request to the upstream and stream the answer back into `res`; `done(state, …)`
+ * is called once when the exchange is over (never throws into the caller). A client that goes
+ * away aborts the upstream request; an upstream that fails maps to 502/504.
+ *
+ * Hot path: undici's `dispatch` with one handler object per request (methods on the
+ * prototype); the callback and its state replace a promise and a closure.
+ *
+ * @example
+ * ```ts
+ * dispatchForward(upstream, request, res, (state, error) => { if (error) answer(state, error); }, state);
+ * ```
+ */
+export function dispatchForward<T>(upstream: Upstream, request: ForwardRequest, res: ServerResponse, done: ForwardDone<T>, state: T): void {
+  const handler = new ForwardHandler(res, request, done as ForwardDone<unknown>, state);
+  let body: Dispatcher.DispatchOptions['body'] = null;
+  // undici streams any async iterable body; the generator enforces the size limit on chunked bodies.
+  if (request.body !== null) body = limitBody(request.body, request.maxBodySize, handler) as unknown as Dispatcher.DispatchOptions['body'];
+  upstream.pool.dispatch(
+    {
+      origin: upstream.origin,
+      path: upstream.basePath + request.path,
+      method: request.method as Dispatcher.HttpMethod,
+      headers: request.headers,
+      body,
+      headersTimeout: request.timeout,
+      bodyTimeout: request.timeout,
+      blocking: false,
+    },
+    handler,
+  );
+}
+
+/**
+ * {@link dispatchForward} as a promise. Resolves when the exchange is over (never rejects).
+ *
+ * @example
+ * ```ts
+ * const { error } = await forwardRequest(upstream, request, res);
+ * ```
  */
 export function forwardRequest(upstream: Upstream, request: ForwardRequest, res: ServerResponse): Promise<ForwardOutcome> {
-  return new Promise((resolve) => {
-    const handler = new ForwardHandler(res, request, resolve);
-    let body: Dispatcher.DispatchOptions['body'] = null;
-    // undici streams any async iterable body; the generator enforces the size limit on chunked bodies.
-    if (request.body !== null) body = limitBody(request.body, request.maxBodySize, handler) as unknown as Dispatcher.DispatchOptions['body'];
-    upstream.pool.dispatch(
-      {
-        origin: upstream.origin,
-        path: upstream.basePath + request.path,
-        method: request.method as Dispatcher.HttpMethod,
-        headers: request.headers,
-        body,
-        headersTimeout: request.timeout,
-        bodyTimeout: request.timeout,
-        blocking: false,
-      },
-      handler,
-    );
-  });
+  return new Promise((resolve) => dispatchForward(upstream, request, res, resolveOutcome, resolve));
+}
+
+function resolveOutcome(resolve: (outcome: ForwardOutcome) => void, error: GatehouseError | null, upstreamLatency: number | undefined): void {
+  resolve({ error, upstreamLatency });
 }
 
 class BodyTooLarge extends Error {}
@@ -145,24 +170,42 @@ export function upstreamError(err: Error): GatehouseError {
   return new UpstreamFailed('GH_ERR_UPSTREAM_FAILED', { detail, cause: err });
 }
 
-// Hot path: one handler object per request, methods on the prototype.
+const HANDLER = Symbol('gatehouse.forward');
+type WithHandler = ServerResponse & { [HANDLER]?: ForwardHandler };
+
+// The client went away before the exchange ended: abort the upstream request.
+function onClientClose(this: WithHandler): void {
+  const handler = this[HANDLER];
+  if (handler && !handler.finished && handler.controller && !handler.controller.aborted) handler.controller.abort(new Error('client disconnected'));
+}
+
+function onClientDrain(this: WithHandler): void {
+  this[HANDLER]?.controller?.resume();
+}
+
+// Hot path: one handler object per request, methods on the prototype, listeners module-level.
 class ForwardHandler implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | null = null;
-  private started = 0;
+  controller: Dispatcher.DispatchController | null = null;
+  finished = false;
+  private readonly started: number;
   private latency: number | undefined = undefined;
-  private done = false;
   bodyTooLarge = false;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly request: ForwardRequest,
-    private readonly resolve: (outcome: ForwardOutcome) => void,
+    private readonly done: ForwardDone<unknown>,
+    private readonly state: unknown,
   ) {
     this.started = performance.now();
-    res.once('close', () => {
-      // The client went away before the exchange ended: abort the upstream request.
-      if (!this.done && this.controller && !this.controller.aborted) this.controller.abort(new Error('client disconnected'));
-    });
+    (res as WithHandler)[HANDLER] = this;
+    res.on('close', onClientClose);
+  }
+
+  private end(error: GatehouseError | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.done(this.state, error, this.latency);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -170,7 +213,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.res.destroyed) controller.abort(new Error('client disconnected'));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.latency = performance.now() - this.started;
     if (this.request.timing) this.request.timing.upstreamLatency = this.latency;
@@ -184,7 +227,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const extra = this.request.responseHeaders;
     for (let i = 0; i < extra.length; i++) res.setHeader(extra[i]![0], extra[i]![1]);
     res.statusCode = statusCode;
-    res.on('drain', () => controller.resume());
+    res.on('drain', onClientDrain);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -192,24 +235,19 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.done = true;
     this.res.end();
-    this.resolve({ error: null, upstreamLatency: this.latency });
+    this.end(null);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.done = true;
     if (this.bodyTooLarge || err instanceof BodyTooLarge) {
-      this.resolve({
-        error: new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: 'streamed body over the limit' }),
-        upstreamLatency: this.latency,
-      });
+      this.end(new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: 'streamed body over the limit' }));
       return;
     }
     if (this.res.destroyed) {
-      this.resolve({ error: null, upstreamLatency: this.latency });
+      this.end(null);
       return;
     }
-    this.resolve({ error: upstreamError(err), upstreamLatency: this.latency });
+    this.end(upstreamError(err));
   }
 }

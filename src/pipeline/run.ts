@@ -4,13 +4,13 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { GatehouseError, internalError, RequestRejected } from '../errors.js';
 import { forwardedElement, upstreamHeaders } from '../forward/headers.js';
-import { forwardRequest } from '../forward/upstream.js';
+import { dispatchForward } from '../forward/upstream.js';
 import { sendProblem } from '../respond/problem.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
 import { normalizeTarget } from '../route/normalize.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
 import { normalizeIp } from '../server/trusted-proxy.js';
-import type { RequestContext } from './context.js';
+import type { RequestContext, Stage } from './context.js';
 import type { GatewayServices } from './runtime.js';
 
 /** What the runner needs to know about the listener a request came in on. */
@@ -30,23 +30,43 @@ export interface ListenerInfo {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** One request in flight: what the runner's steps share (no per-request closures). */
+interface Exchange {
+  readonly plan: Plan;
+  readonly listener: ListenerInfo;
+  readonly services: GatewayServices;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly ctx: RequestContext;
+  readonly peerTrusted: boolean;
+}
+
+const EXCHANGE = Symbol('gatehouse.exchange');
+type WithExchange = ServerResponse & { [EXCHANGE]?: Exchange };
+
 /**
  * The request runner: normalize → own handlers → match → stages → forward → respond + audit.
  * Denials come back from stages as values; anything thrown is a bug and answers 500.
+ *
+ * Hot path (issue 8): the steps run synchronously for as long as the stages answer
+ * synchronously (a token-cache hit, a scope check, an in-memory limit); a promise is awaited
+ * only where a stage returns one. No closure is created per request: the steps share one
+ * {@link Exchange} and the response's `close` listener is a module-level function. Returns a
+ * promise only when some step went asynchronous; nothing ever rejects.
  *
  * @example
  * ```ts
  * server.on('request', (req, res) => runRequest(getPlan(), listener, services, proxies, req, res));
  * ```
  */
-export async function runRequest(
+export function runRequest(
   plan: Plan,
   listener: ListenerInfo,
   services: GatewayServices,
   proxies: TrustedProxies,
   req: IncomingMessage,
   res: ServerResponse,
-): Promise<void> {
+): void | Promise<void> {
   const startedAt = performance.now();
   const incomingId = req.headers['x-request-id'];
   const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
@@ -83,14 +103,17 @@ export async function runRequest(
     decision: 'pending',
   };
   res.setHeader('x-request-id', id);
-  for (const [k, v] of listener.responseHeaders) res.setHeader(k, v);
-  res.once('close', () => finish(plan, services, ctx, res));
+  const always = listener.responseHeaders;
+  for (let i = 0; i < always.length; i++) res.setHeader(always[i]![0], always[i]![1]);
+  const ex: Exchange = { plan, listener, services, req, res, ctx, peerTrusted };
+  (res as WithExchange)[EXCHANGE] = ex;
+  res.on('close', onResponseClose);
 
-  let error: GatehouseError | null = null;
   try {
     if (!target.ok) {
-      error = new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', { detail: target.reason });
-    } else if (listener.plaintext) {
+      return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', { detail: target.reason }));
+    }
+    if (listener.plaintext) {
       const verdict = listener.plaintext(req, ctx);
       if (typeof verdict === 'string') {
         ctx.decision = 'redirect';
@@ -98,35 +121,71 @@ export async function runRequest(
         res.end();
         return;
       }
-      error = verdict;
+      if (verdict) return fail(ex, verdict);
     }
-    if (!error) {
-      for (let i = 0; i < plan.handlers.length; i++) {
-        if (await plan.handlers[i]!.handle!(ctx, req, res)) {
-          ctx.decision = 'handled';
-          return;
-        }
-      }
-      error = await route(plan, ctx, req);
-    }
-    if (!error) {
-      const r = ctx.route!;
-      ctx.decision = 'granted';
-      const outcome = await forwardRequest(r.upstream, buildForward(ctx, r, req, listener, peerTrusted), res);
-      ctx.upstreamLatency = outcome.upstreamLatency;
-      error = outcome.error;
-    }
+    return runHandlers(ex, 0);
   } catch (err) {
-    error = internalError(err);
-  }
-  if (error) {
-    if (ctx.decision === 'pending' || ctx.decision === 'granted') ctx.decision = error.status >= 500 ? 'error' : 'denied';
-    (ctx as { error?: GatehouseError }).error = error;
-    sendProblem(res, error, id, plan.config.gateway.realm, ctx.responseHeaders, method);
+    return fail(ex, internalError(err));
   }
 }
 
-async function route(plan: Plan, ctx: RequestContext, req: IncomingMessage): Promise<GatehouseError | null> {
+function onResponseClose(this: WithExchange): void {
+  const ex = this[EXCHANGE];
+  if (ex) finish(ex.plan, ex.services, ex.ctx, this);
+}
+
+function isPromise<T>(value: unknown): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+// Every step below is called inside a try whose catch answers 500 (runRequest, or the async
+// continuations), so a step may throw.
+
+/** Own handlers (token-handler endpoints, …) from `from` on, then routing. */
+function runHandlers(ex: Exchange, from: number): void | Promise<void> {
+  const handlers = ex.plan.handlers;
+  for (let i = from; i < handlers.length; i++) {
+    const handled = handlers[i]!.handle!(ex.ctx, ex.req, ex.res);
+    if (handled === true) {
+      ex.ctx.decision = 'handled';
+      return;
+    }
+    if (isPromise<boolean>(handled)) return handlersAsync(ex, handled, i);
+  }
+  return routeAndForward(ex);
+}
+
+async function handlersAsync(ex: Exchange, pending: Promise<boolean>, index: number): Promise<void> {
+  try {
+    if (await pending) {
+      ex.ctx.decision = 'handled';
+      return;
+    }
+    await runHandlers(ex, index + 1);
+  } catch (err) {
+    fail(ex, internalError(err));
+  }
+}
+
+function routeAndForward(ex: Exchange): void | Promise<void> {
+  const denial = matchRoute(ex.plan, ex.ctx, ex.req) ?? runStages(ex.ctx, ex.ctx.route!, 0);
+  if (denial === null) return forward(ex);
+  if (isPromise<GatehouseError | null>(denial)) return stagesAsync(ex, denial);
+  return fail(ex, denial);
+}
+
+async function stagesAsync(ex: Exchange, pending: Promise<GatehouseError | null>): Promise<void> {
+  try {
+    const denial = await pending;
+    if (denial === null) forward(ex);
+    else fail(ex, denial);
+  } catch (err) {
+    fail(ex, internalError(err));
+  }
+}
+
+/** Match the route (404/405), apply its path rewrite and the declared body size (413). */
+function matchRoute(plan: Plan, ctx: RequestContext, req: IncomingMessage): GatehouseError | null {
   const match = plan.table.match(ctx.method, ctx.path);
   if (match.kind === 'not-found') return new RequestRejected('GH_ERR_ROUTE_NOT_FOUND', 404, 'no route matches this path');
   if (match.kind === 'method-not-allowed') {
@@ -140,22 +199,77 @@ async function route(plan: Plan, ctx: RequestContext, req: IncomingMessage): Pro
   if (r.config.stripPrefix && match.prefixLength > 0) {
     (ctx as { path: string }).path = ctx.path.slice(match.prefixLength) || '/';
   }
-
   const length = req.headers['content-length'];
   if (length !== undefined && Number(length) > r.maxBodySize) {
     return new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: `content-length ${length} > ${r.maxBodySize}` });
   }
-  let denial: GatehouseError | null;
-  if (r.preAuth && (denial = await r.preAuth(ctx))) return denial;
-  if (r.credential && (denial = await r.credential(ctx))) return denial;
-  if (r.authenticate && (denial = await r.authenticate(ctx))) return denial;
-  if (!r.public && ctx.principal === null) {
-    // Default deny: a protected route never forwards without a principal, whatever a stage did.
-    return internalError(new Error(`route ${r.name}: authentication produced no principal`));
-  }
-  if (r.authorize && (denial = await r.authorize(ctx))) return denial;
-  if (r.limit && (denial = await r.limit(ctx))) return denial;
   return null;
+}
+
+/** Slots in order: preAuth → credential → authenticate → (principal check) → authorize → limit. */
+const AUTHORIZE_STEP = 3;
+const STEP_COUNT = 5;
+
+function stageAt(r: CompiledRoute, step: number): Stage | null {
+  switch (step) {
+    case 0:
+      return r.preAuth;
+    case 1:
+      return r.credential;
+    case 2:
+      return r.authenticate;
+    case 3:
+      return r.authorize;
+    default:
+      return r.limit;
+  }
+}
+
+/** Run the route's stages from `step` on: null to forward, the denial, or a promise of either. */
+function runStages(ctx: RequestContext, r: CompiledRoute, step: number): GatehouseError | null | Promise<GatehouseError | null> {
+  for (; step < STEP_COUNT; step++) {
+    if (step === AUTHORIZE_STEP && !r.public && ctx.principal === null) {
+      // Default deny: a protected route never forwards without a principal, whatever a stage did.
+      return internalError(new Error(`route ${r.name}: authentication produced no principal`));
+    }
+    const stage = stageAt(r, step);
+    if (stage === null) continue;
+    const denial = stage(ctx);
+    if (denial === null) continue;
+    if (isPromise<GatehouseError | null>(denial)) return stagesFrom(ctx, r, step, denial);
+    return denial;
+  }
+  return null;
+}
+
+async function stagesFrom(ctx: RequestContext, r: CompiledRoute, step: number, pending: Promise<GatehouseError | null>): Promise<GatehouseError | null> {
+  const denial = await pending;
+  if (denial) return denial;
+  return runStages(ctx, r, step + 1);
+}
+
+function forward(ex: Exchange): void {
+  const r = ex.ctx.route!;
+  ex.ctx.decision = 'granted';
+  dispatchForward(r.upstream, buildForward(ex.ctx, r, ex.req, ex.listener, ex.peerTrusted), ex.res, onForwarded, ex);
+}
+
+function onForwarded(ex: Exchange, error: GatehouseError | null, upstreamLatency: number | undefined): void {
+  ex.ctx.upstreamLatency = upstreamLatency;
+  if (error) fail(ex, error);
+}
+
+/** Answer with a denial or failure (problem+json). Never throws. */
+function fail(ex: Exchange, error: GatehouseError): void {
+  const ctx = ex.ctx;
+  if (ctx.decision === 'pending' || ctx.decision === 'granted') ctx.decision = error.status >= 500 ? 'error' : 'denied';
+  (ctx as { error?: GatehouseError }).error = error;
+  try {
+    sendProblem(ex.res, error, ctx.id, ex.plan.config.gateway.realm, ctx.responseHeaders, ctx.method);
+  } catch (err) {
+    ex.services.log.error({ err, req_id: ctx.id }, 'could not send the error response');
+    ex.res.destroy();
+  }
 }
 
 function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo, peerTrusted: boolean) {
