@@ -17,13 +17,20 @@ export const INSPECT_EXIT = { valid: 0, invalid: 1, undecided: 2, config: 3 } as
  * gateway would accept a JWT access token, and which check fails. Fetches the issuer's keys
  * (as the gateway would) but never calls an upstream. The token itself is never printed.
  * Exit code: 0 valid, 1 invalid, 2 undecided (keys unreachable, opaque issuer), 3 config error.
+ * A token of `-` is read from stdin (keeps it out of shell history).
  *
  * @example
  * ```ts
  * const code = await runTokenInspect('gatehouse.yaml', token, process.stdout);
  * ```
  */
-export async function runTokenInspect(configFile: string, token: string, out: NodeJS.WritableStream, now: () => number = Date.now): Promise<number> {
+export async function runTokenInspect(
+  configFile: string,
+  token: string,
+  out: NodeJS.WritableStream,
+  options: { now?: () => number; stdin?: NodeJS.ReadableStream } = {},
+): Promise<number> {
+  const now = options.now ?? Date.now;
   const write = (line = '') => void out.write(`${line}\n`);
   const ok = (name: string, detail: string) => write(`  ok    ${name}: ${detail}`);
   const fail = (name: string, error: GatehouseError) =>
@@ -38,6 +45,8 @@ export async function runTokenInspect(configFile: string, token: string, out: No
     }
     throw err;
   }
+  // `-` reads the token from stdin, so it stays out of shell history and `ps`.
+  if (token === '-') token = await readAll(options.stdin ?? process.stdin);
   token = token.trim();
   if (/^bearer\s/i.test(token)) token = token.replace(/^bearer\s+/i, '');
 
@@ -189,4 +198,13 @@ function describeClaim(name: string, claims: Readonly<Record<string, unknown>>, 
     default:
       return 'passes';
   }
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  let text = '';
+  for await (const chunk of stream) {
+    text += String(chunk);
+    if (text.length > MAX_TOKEN_SIZE_CEILING * 2) break;
+  }
+  return text;
 }

@@ -35,11 +35,13 @@ ${extra}`,
   return f;
 }
 
-async function inspect(configFile: string, token: string): Promise<{ code: number; text: string }> {
+async function inspect(configFile: string, token: string, stdin?: string): Promise<{ code: number; text: string }> {
   const out = new PassThrough();
   let text = '';
   out.on('data', (d) => (text += d));
-  const code = await runTokenInspect(configFile, token, out);
+  const input = new PassThrough();
+  input.end(stdin ?? '');
+  const code = await runTokenInspect(configFile, token, out, { stdin: input });
   return { code, text };
 }
 
@@ -55,6 +57,12 @@ describe('gatehouse token inspect', () => {
     expect(text).toMatch(/admin \(\/admin\): missing scope orders:admin/);
     expect(text).toMatch(/result: VALID/);
     expect(text).not.toContain(token.split('.')[2]);
+  });
+
+  it('reads the token from stdin when it is given as -', async () => {
+    const { code, text } = await inspect(file, '-', `Bearer ${mint(rs, Date.now())}\n`);
+    expect(code).toBe(0);
+    expect(text).toMatch(/result: VALID/);
   });
 
   it('names the failing check and its error code (expired)', async () => {
