@@ -1,5 +1,6 @@
 import { createHash, createPrivateKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
 import path from 'node:path';
 import { SignJWT } from 'jose';
 import type { Logger } from 'pino';
@@ -110,8 +111,10 @@ export function createIntrospectionAuthenticator(
   // Everything that can throw on a bad config (key and certificate files) comes first, so a
   // failed construction leaves no connection pool or cache behind.
   const clientAuth = buildClientAuth(issuer, intro, config.baseDir);
+  const extraCa = readOptional(issuer.tls?.ca, config.baseDir);
   const tlsFiles = {
-    ca: readOptional(issuer.tls?.ca, config.baseDir),
+    // Schema: `ca` is trusted in addition to the system roots (Node's `ca` alone would replace them).
+    ca: extraCa ? [...rootCertificates, extraCa.toString('utf8')] : undefined,
     cert: readOptional(issuer.tls?.cert, config.baseDir),
     key: readOptional(issuer.tls?.key, config.baseDir),
   };
