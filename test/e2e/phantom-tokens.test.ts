@@ -122,6 +122,14 @@ describe('phantom tokens with plain JSON introspection (the gateway mints the JW
     }
   });
 
+  it('shows the introspection state on /readyz', async () => {
+    const res = await request(`${gw.adminUrl}/readyz`);
+    const body = (await res.body.json()) as { status: string; details: { authn: { issuers: Record<string, Record<string, unknown>> } } };
+    expect(res.statusCode).toBe(200);
+    expect(body.details.authn.issuers.opaque).toMatchObject({ endpoint: as.introspectionEndpoint });
+    expect(JSON.stringify(body)).not.toContain(S.gateway);
+  });
+
   it('makes zero further introspection calls while the answer is cached', async () => {
     const token = await opaqueToken();
     as.resetCounts();
