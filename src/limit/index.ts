@@ -344,23 +344,41 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
   }
 
   return async function limitStage(ctx: RequestContext): Promise<GatehouseError | null> {
+    let slot: ConcurrencySlot | null = null;
     if (c !== null) {
-      // Take the slot before waiting on the store, so that waiting requests count too.
+      // Take the slot before waiting on the store, so that waiting requests count too, and hand
+      // its release to onFinish at once: a client that goes away while we wait still frees it.
       if (c.inFlight >= c.max) return concurrencyDenied(c);
       c.inFlight++;
+      slot = new ConcurrencySlot(c);
+      ctx.onFinish.push(slot.release);
     }
     const t = newTally();
     // All rate limits at once: one round trip (ioredis writes them back to back on one socket).
     if (rates.length > 0) await decideAll(ctx, t, rates, false);
     if (quotas.length > 0 && !t.rateDenied && !t.storeDown) await decideAll(ctx, t, quotas, true);
     const denial = conclude(ctx, t, policyHeader);
-    if (denial !== null) refundAll(ctx, t, rates, quotas);
-    if (c !== null) {
-      if (denial === null) ctx.onFinish.push(c.release);
-      else c.inFlight--;
+    if (denial !== null) {
+      refundAll(ctx, t, rates, quotas);
+      slot?.release();
     }
     return denial;
   };
+}
+
+/** One request's slot on the Redis path: released once, by whichever comes first. */
+class ConcurrencySlot {
+  private held = true;
+  private readonly c: Concurrency;
+  readonly release = (): void => {
+    if (!this.held) return;
+    this.held = false;
+    this.c.inFlight--;
+  };
+
+  constructor(c: Concurrency) {
+    this.c = c;
+  }
 }
 
 /** Decide every policy of one kind; memory answers are recorded at once (their object is reused). */

@@ -83,6 +83,41 @@ describe('Redis-backed limits through the gateway', () => {
   });
 });
 
+describe('concurrency slots and clients that go away', () => {
+  it('a client that leaves while Redis is slow does not leak its concurrency slot', async () => {
+    const own = await startRedis();
+    const gw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+log: { level: warn }
+upstreams: [{ name: api, url: ${api.url} }]
+redis: { url: '${own.url}', timeout: 300ms, onError: failOpen }
+rateLimits:
+  - { name: lenient, key: ip, limit: 1000, window: 1s }
+routes:
+  - { name: one, path: /one, upstream: api, public: true, maxConcurrent: 1, rateLimits: [lenient] }
+`);
+    try {
+      expect((await status(`${gw.url}/one`)).status).toBe(200);
+      own.pause(); // every decision now waits for the command timeout
+      for (let i = 0; i < 3; i++) {
+        const controller = new AbortController();
+        const pending = request(`${gw.url}/one`, { signal: controller.signal }).catch(() => 'aborted');
+        await new Promise((r) => setTimeout(r, 50));
+        controller.abort();
+        expect(await pending).toBe('aborted');
+        await new Promise((r) => setTimeout(r, 100)); // let the gateway see the connection close
+      }
+      await new Promise((r) => setTimeout(r, 400)); // the decisions time out (failOpen) behind the closed responses
+      own.resume();
+      await waitFor(async () => (await status(`${gw.url}/one`)).status === 200, 'the slot to be free', 5000);
+    } finally {
+      own.resume();
+      await gw.close();
+      await own.stop();
+    }
+  });
+});
+
 describe('two gateway processes sharing one Redis', () => {
   const children: ChildProcess[] = [];
   afterAll(async () => {
