@@ -101,7 +101,8 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
     if (!peers) live.set(liveKey, (peers = new Set()));
     peers.add(self);
   }
-  let lastAttemptAt = -Infinity;
+  /** Last refetch asked for by a token (unknown kid, no keys yet): the cooldown counts from here. */
+  let lastOnDemandAt = -Infinity;
   let lastError: string | undefined;
   let failuresInRow = 0;
   let inflight: Promise<boolean> | null = null;
@@ -118,7 +119,6 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
   }
 
   async function fetchOnce(): Promise<boolean> {
-    lastAttemptAt = services.now();
     try {
       const document = await load();
       const next = importKeySet(document, issuer.algorithms, keys);
@@ -168,7 +168,10 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
     refresh,
     refreshIfAllowed() {
       if (inflight) return inflight;
-      if (services.now() - lastAttemptAt < issuer.jwksCooldown) return Promise.resolve(false);
+      const now = services.now();
+      // Scheduled refreshes do not count: a key published just after one is picked up at once.
+      if (now - lastOnDemandAt < issuer.jwksCooldown) return Promise.resolve(false);
+      lastOnDemandAt = now;
       return refresh();
     },
     async start() {
