@@ -293,7 +293,13 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     req.headers['content-length'] !== undefined
       ? req.headers['content-length'] !== '0'
       : req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && !(req as unknown as H2Request).stream.endAfterHeaders);
-  const responseHeaders = ctx.responseHeaders.length === 0 ? listener.responseHeaders : ctx.responseHeaders;
+  // The listener's own headers (HSTS) are applied after the upstream's so its policy wins.
+  const responseHeaders =
+    ctx.responseHeaders.length === 0
+      ? listener.responseHeaders
+      : listener.responseHeaders.length === 0
+        ? ctx.responseHeaders
+        : [...listener.responseHeaders, ...ctx.responseHeaders];
   return {
     method: ctx.method,
     path: ctx.path + ctx.query,
@@ -301,7 +307,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     body: hasBody ? req : null,
     maxBodySize: r.maxBodySize,
     timeout: r.timeout,
-    responseHeaders: responseHeaders === listener.responseHeaders ? EMPTY : responseHeaders,
+    responseHeaders: responseHeaders.length === 0 ? EMPTY : responseHeaders,
     timing: ctx,
   };
 }

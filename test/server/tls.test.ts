@@ -233,10 +233,7 @@ describe('HTTP/1.1 over TLS through the whole pipeline', () => {
     expect(body.headers['x-forwarded-proto']).toBe('https');
   });
 
-  // Known gap (reported): the forwarder applies the listener's headers before the upstream's,
-  // so an upstream HSTS replaces the listener's. Fix in pipeline/run.ts (the forward request's
-  // responseHeaders must include listener.responseHeaders); then turn `it.fails` into `it`.
-  it.fails('keeps its own HSTS policy when the upstream sends another one (e.g. max-age=0)', async () => {
+  it('keeps its own HSTS policy when the upstream sends another one (e.g. max-age=0)', async () => {
     upstream.setHandler((_req, res) => {
       res.writeHead(200, { 'strict-transport-security': 'max-age=0', 'content-type': 'text/plain' });
       res.end('upstream says no HSTS');
