@@ -64,11 +64,12 @@ export function createMinter(keys: GatewayKeys, gateway: GatewayTokenConfig): Mi
       for (const name of CARRIED) if (claims[name] !== undefined) payload[name] = claims[name];
       // RFC 9068 §2.2: sub is required; for a client acting on its own behalf it is the client_id.
       const sub = typeof claims.sub === 'string' ? claims.sub : typeof claims.client_id === 'string' ? claims.client_id : undefined;
+      // Without sub or client_id there is no subject to state; none is invented.
+      if (sub !== undefined) payload.sub = sub;
       const jwt = await new SignJWT(payload)
         .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
         .setIssuer(gateway.issuer)
         .setAudience(audience)
-        .setSubject(sub ?? 'anonymous')
         .setIssuedAt(iat)
         .setExpirationTime(exp)
         .setJti(randomBytes(16).toString('base64url'))
