@@ -3,8 +3,14 @@ import { SignJWT } from 'jose';
 import type { GatewayTokenConfig } from '../config/types.js';
 import type { GatewayKeys } from './gateway-keys.js';
 
-/** Claims of an introspection response that are carried into the minted JWT (RFC 9068 §2.2). */
-const CARRIED = ['scope', 'client_id', 'auth_time', 'acr', 'amr'] as const;
+/**
+ * Members of an introspection response that are NOT carried into the minted JWT: the ones
+ * gatehouse sets itself (`iss`, `aud`, `iat`, `exp`, `jti`, `sub`), introspection metadata
+ * (`active`, `token_type`), and `cnf` (the binding was checked here; the upstream cannot see the
+ * client's certificate). Everything else (`scope`, `client_id`, `auth_time`, `acr`, `amr`,
+ * custom claims such as a tenant) is carried, as RFC 9068 §2.2 describes the by-value token.
+ */
+const NOT_CARRIED = new Set(['iss', 'aud', 'iat', 'exp', 'nbf', 'jti', 'sub', 'active', 'token_type', 'cnf']);
 
 /**
  * A JWT gatehouse minted, its `exp` in seconds and the `kid` that signed it.
@@ -24,7 +30,8 @@ export interface MintedToken {
 /**
  * Mints the short-lived JWTs that replace opaque tokens on the way to the upstream (the phantom
  * token pattern). RFC 9068 shaped: header `typ: at+jwt` with the signing key's `kid`; claims
- * `iss` (= `gateway.issuer`), `aud`, `sub`, `scope`, `client_id`, `iat`, `exp`, `jti`.
+ * `iss` (= `gateway.issuer`), `aud`, `sub`, `scope`, `client_id`, `iat`, `exp`, `jti`, and the
+ * other claims of the introspection answer (see NOT_CARRIED for what is left out).
  *
  * @example
  * ```ts
@@ -61,7 +68,7 @@ export function createMinter(keys: GatewayKeys, gateway: GatewayTokenConfig): Mi
       const tokenExp = typeof claims.exp === 'number' ? Math.floor(claims.exp) : Infinity;
       const exp = Math.min(iat + ttl, tokenExp);
       const payload: Record<string, unknown> = {};
-      for (const name of CARRIED) if (claims[name] !== undefined) payload[name] = claims[name];
+      for (const name in claims) if (!NOT_CARRIED.has(name) && claims[name] !== undefined) payload[name] = claims[name];
       // RFC 9068 §2.2: sub is required; for a client acting on its own behalf it is the client_id.
       const sub = typeof claims.sub === 'string' ? claims.sub : typeof claims.client_id === 'string' ? claims.client_id : undefined;
       // Without sub or client_id there is no subject to state; none is invented.

@@ -325,6 +325,16 @@ describe('the principal and the minted JWT', () => {
     expect(typeof payload.jti).toBe('string');
   });
 
+  it('carries the other claims of the answer (acr, a tenant) but not active, token_type, cnf or the AS iss/jti', async () => {
+    const { auth, config } = await setup();
+    fake.reply = () => ({ body: active({ tenant: 'acme', acr: 'mfa', jti: 'as-jti', aud: 'https://api.example.com', cnf: {} }) });
+    const p = principal(await auth.authenticate('opaque-claims', ctxFor(config)));
+    const { payload } = await jwtVerify(p.upstreamToken, await jwksOf(config), { currentDate: new Date(T0) });
+    expect(payload).toMatchObject({ tenant: 'acme', acr: 'mfa', iss: 'https://gatehouse.internal', aud: 'https://orders.internal' });
+    expect(payload.jti).not.toBe('as-jti');
+    for (const name of ['active', 'token_type', 'cnf']) expect(payload).not.toHaveProperty(name);
+  });
+
   it('caps the minted JWT at gateway.tokenTtl', async () => {
     const { auth, config } = await setup('', { top: '' });
     fake.reply = () => ({ body: active({ exp: S0 + 86_400 }) });
