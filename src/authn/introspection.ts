@@ -89,6 +89,10 @@ export function createIntrospectionAuthenticator(
 ): IntrospectionAuthenticator {
   const intro = issuer.introspection;
   if (!intro) throw new Error(`issuer ${issuer.name} has no introspection section`);
+  if (intro.accept !== 'application/json' && !issuer.jwksUri && !issuer.discovery) {
+    // Signed answers are verified with the issuer's keys; without a source they never could be.
+    throw new Error(`accept: ${intro.accept} needs the issuer's keys: set jwksUri, or discovery: true`);
+  }
   const log: Logger = services.log.child({ area: 'authn', issuer: issuer.name, authenticator: 'introspection' });
   const now = services.now;
   const skew = issuer.clockSkew / 1000;

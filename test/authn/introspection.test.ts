@@ -273,6 +273,11 @@ describe('the request to the introspection endpoint (RFC 7662 §2.1)', () => {
     expect(b!.form.get('client_assertion')).not.toBe(assertion);
   });
 
+  it('refuses to build a signed-answer mode without a source of issuer keys', () => {
+    const config = opaqueConfig(fake, 'accept: application/jwt');
+    expect(() => createIntrospectionAuthenticator(config.issuers[0]!, config, testServices(T0))).toThrow(/jwksUri, or discovery/);
+  });
+
   it('refuses to build with an unreadable private_key_jwt key or TLS file (a config error, nothing left open)', () => {
     const services = testServices(T0);
     const missingKey = opaqueConfig(fake, 'authMethod: private_key_jwt, privateKey: absent.pem');
