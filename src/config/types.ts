@@ -21,6 +21,8 @@ export interface ListenerTlsConfig {
   requestCert?: boolean | 'optional' | 'required';
   hsts?: { maxAge?: number; includeSubDomains?: boolean; preload?: boolean; enabled?: boolean };
   reload?: { watch?: boolean; debounce?: number };
+  /** More certificates chosen by SNI; `cert`/`key` stay the default. */
+  sni?: { hosts?: string[]; cert: string; key: string }[];
 }
 
 export interface ListenerConfig {

@@ -264,19 +264,19 @@ export function createTlsServer(
   const tlsConfig = config.tls!;
   const index = gateway.listen.indexOf(config);
   const where = `listen${index >= 0 ? `[${index}]` : ''}.tls`;
-  let material: CertificateMaterial;
+  let set: CertificateSet;
   try {
-    material = loadCertificateMaterial(tlsConfig, gateway.baseDir);
-    tls.createSecureContext(secureContextOptions(tlsConfig, material));
+    set = loadCertificateSet(tlsConfig, gateway.baseDir);
   } catch (err) {
-    throw new ConfigError([{ file: gateway.file ?? '(config)', line: 0, column: 0, path: where, message: (err as Error).message }]);
+    const e = err as Error & { entry?: string };
+    throw new ConfigError([{ file: gateway.file ?? '(config)', line: 0, column: 0, path: where + (e.entry ?? ''), message: e.message }]);
   }
   const mode = clientCertificateMode(tlsConfig);
-  if (mode !== 'off' && !material.clientCa) {
+  if (mode !== 'off' && !set.main.clientCa) {
     throw new ConfigError([{ file: gateway.file ?? '(config)', line: 0, column: 0, path: `${where}.clientCa`, message: 'is required to verify client certificates (requestCert)' }]);
   }
   const options: tls.TlsOptions = {
-    ...secureContextOptions(tlsConfig, material),
+    ...secureContextOptions(tlsConfig, set.main),
     requestCert: mode !== 'off',
     // 'optional': the handshake succeeds without a (valid) certificate; only a verified one
     // reaches later stages (run.ts checks `socket.authorized`).
@@ -284,6 +284,8 @@ export function createTlsServer(
     // A client that connects and never completes the handshake holds a socket: same bound as
     // for the request headers (Node's default is 120 s).
     handshakeTimeout: gateway.limits.headersTimeout,
+    // Per handshake: two map lookups; no match (or no SNI) = the default certificate.
+    ...(tlsConfig.sni && tlsConfig.sni.length > 0 ? { SNICallback: (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => cb(null, selectContext(set.table!, servername)) } : {}),
   };
 
   let server: tls.Server;
@@ -299,11 +301,16 @@ export function createTlsServer(
     // Scanners and old clients land here: debug, not a warning per probe.
     log.debug({ listener: config.name, reason: err.code ?? err.message, client_ip: socket.remoteAddress }, 'TLS handshake refused');
   });
-  log.info({ listener: config.name, serial: material.serialNumber, subject: material.subject, notAfter: material.notAfter, http2: tlsConfig.http2 !== false, clientCertificates: mode }, 'certificate loaded');
+  log.info(
+    { listener: config.name, serial: set.main.serialNumber, subject: set.main.subject, notAfter: set.main.notAfter, sni: set.sni.map((e) => e.hosts.join(' ')), http2: tlsConfig.http2 !== false, clientCertificates: mode },
+    'certificate loaded',
+  );
   // Expiry is an outage announced weeks ahead: say so at start, after each reload and twice a day.
   const checkExpiry = () => {
-    const days = Math.floor((Date.parse(material.notAfter) - Date.now()) / 86_400_000);
-    if (days < EXPIRY_WARNING_DAYS) log.warn({ listener: config.name, serial: material.serialNumber, notAfter: material.notAfter, days }, 'certificate expires soon');
+    for (const m of [set.main, ...set.sni.map((e) => e.material)]) {
+      const days = Math.floor((Date.parse(m.notAfter) - Date.now()) / 86_400_000);
+      if (days < EXPIRY_WARNING_DAYS) log.warn({ listener: config.name, serial: m.serialNumber, subject: m.subject, notAfter: m.notAfter, days }, 'certificate expires soon');
+    }
   };
   checkExpiry();
   const expiryTimer = setInterval(checkExpiry, 12 * 3_600_000);
@@ -311,19 +318,21 @@ export function createTlsServer(
 
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reloadNow = (): boolean => {
-    let next: CertificateMaterial;
+    let next: CertificateSet;
     try {
-      next = loadCertificateMaterial(tlsConfig, gateway.baseDir);
-      if (next.cert.equals(material.cert) && next.key.equals(material.key) && sameBuffer(next.clientCa, material.clientCa)) return true;
+      // All or nothing: one broken file keeps every certificate of the listener as it was.
+      next = loadCertificateSet(tlsConfig, gateway.baseDir);
+      if (sameSet(next, set)) return true;
       // Existing connections keep the context they were established with; new handshakes get this one.
-      server.setSecureContext(secureContextOptions(tlsConfig, next));
+      server.setSecureContext(secureContextOptions(tlsConfig, next.main));
     } catch (err) {
-      log.error({ listener: config.name, reason: (err as Error).message, serial: material.serialNumber }, 'certificate reload failed; keeping the previous certificate');
+      const e = err as Error & { entry?: string };
+      log.error({ listener: config.name, reason: (e.entry ? `${e.entry.slice(1)}: ` : '') + e.message, serial: set.main.serialNumber }, 'certificate reload failed; keeping the previous certificate');
       return false;
     }
-    const previous = material.serialNumber;
-    material = next;
-    log.info({ listener: config.name, serial: next.serialNumber, previous, subject: next.subject, notAfter: next.notAfter }, 'certificate reloaded');
+    const previous = set.main.serialNumber;
+    set = next;
+    log.info({ listener: config.name, serial: next.main.serialNumber, previous, subject: next.main.subject, notAfter: next.main.notAfter, sni: next.sni.map((e) => e.material.serialNumber) }, 'certificate reloaded');
     checkExpiry();
     return true;
   };
@@ -331,7 +340,9 @@ export function createTlsServer(
 
   let watcher: CertificateWatcher | null = null;
   if ((tlsConfig.reload?.watch ?? DEFAULT_RELOAD.watch) !== false) {
-    const files = [tlsConfig.cert, tlsConfig.key, ...(tlsConfig.clientCa ? [tlsConfig.clientCa] : [])].map((f) => path.resolve(gateway.baseDir, f));
+    const files = [tlsConfig.cert, tlsConfig.key, ...(tlsConfig.clientCa ? [tlsConfig.clientCa] : []), ...(tlsConfig.sni ?? []).flatMap((e) => [e.cert, e.key])].map((f) =>
+      path.resolve(gateway.baseDir, f),
+    );
     watcher = watchCertificateFiles(files, () => void reload(), {
       debounce: tlsConfig.reload?.debounce ?? DEFAULT_RELOAD.debounce,
       onError: (err) => log.warn({ listener: config.name, err }, 'cannot watch the certificate files; reload with SIGHUP'),
@@ -340,13 +351,81 @@ export function createTlsServer(
   return {
     server,
     reload,
-    certificate: () => ({ serialNumber: material.serialNumber, subject: material.subject, notAfter: material.notAfter, fingerprint256: material.fingerprint256 }),
+    certificate: () => ({ serialNumber: set.main.serialNumber, subject: set.main.subject, notAfter: set.main.notAfter, fingerprint256: set.main.fingerprint256 }),
     close() {
       watcher?.close();
       watcher = null;
       clearInterval(expiryTimer);
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// SNI
+
+interface SniTable {
+  readonly exact: Map<string, tls.SecureContext>;
+  /** `example.com` for `*.example.com`. */
+  readonly wildcard: Map<string, tls.SecureContext>;
+}
+
+interface CertificateSet {
+  readonly main: CertificateMaterial;
+  readonly sni: { hosts: string[]; material: CertificateMaterial }[];
+  /** null without `tls.sni`. */
+  readonly table: SniTable | null;
+}
+
+/** Load the default certificate and every SNI one, and build their contexts (throws on the first problem, naming the entry). */
+function loadCertificateSet(config: ListenerTlsConfig, baseDir: string): CertificateSet {
+  const main = loadCertificateMaterial(config, baseDir);
+  tls.createSecureContext(secureContextOptions(config, main));
+  const entries = config.sni ?? [];
+  if (entries.length === 0) return { main, sni: [], table: null };
+  const table: SniTable = { exact: new Map(), wildcard: new Map() };
+  const sni: CertificateSet['sni'] = [];
+  entries.forEach((entry, i) => {
+    try {
+      const material = loadCertificateMaterial({ ...config, cert: entry.cert, key: entry.key }, baseDir);
+      const hosts = (entry.hosts ?? dnsNames(material.cert)).map((h) => h.toLowerCase());
+      if (hosts.length === 0) throw new Error(`certificate ${entry.cert} names no DNS host: set hosts`);
+      const context = tls.createSecureContext(secureContextOptions(config, material));
+      for (const host of hosts) {
+        if (host.startsWith('*.')) table.wildcard.set(host.slice(2), context);
+        else table.exact.set(host, context);
+      }
+      sni.push({ hosts, material });
+    } catch (err) {
+      throw Object.assign(err as Error, { entry: `.sni[${i}]` });
+    }
+  });
+  return { main, sni, table };
+}
+
+function dnsNames(cert: Buffer): string[] {
+  const san = new X509Certificate(cert).subjectAltName ?? '';
+  const out: string[] = [];
+  for (const part of san.split(', ')) if (part.startsWith('DNS:')) out.push(part.slice(4));
+  return out;
+}
+
+/** Exact name first, then a wildcard for the parent domain (one label, RFC 6125 §6.4.3). */
+function selectContext(table: SniTable, servername: string): tls.SecureContext | undefined {
+  const name = servername.toLowerCase();
+  const exact = table.exact.get(name);
+  if (exact !== undefined) return exact;
+  const dot = name.indexOf('.');
+  return dot > 0 ? table.wildcard.get(name.slice(dot + 1)) : undefined;
+}
+
+function sameSet(a: CertificateSet, b: CertificateSet): boolean {
+  if (!sameMaterial(a.main, b.main) || a.sni.length !== b.sni.length) return false;
+  for (let i = 0; i < a.sni.length; i++) if (!sameMaterial(a.sni[i]!.material, b.sni[i]!.material)) return false;
+  return true;
+}
+
+function sameMaterial(a: CertificateMaterial, b: CertificateMaterial): boolean {
+  return a.cert.equals(b.cert) && a.key.equals(b.key) && sameBuffer(a.clientCa, b.clientCa);
 }
 
 function disableRenegotiation(socket: TLSSocket): void {

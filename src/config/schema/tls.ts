@@ -17,6 +17,18 @@ export const listenerTls: JsonSchema = closed(
       enabled: { type: 'boolean' },
     }),
     reload: closed({ watch: { type: 'boolean' }, debounce: duration }),
+    sni: {
+      type: 'array',
+      description: 'More certificates on the same port, chosen by the TLS server name (SNI); the cert/key above is the default.',
+      items: closed(
+        {
+          hosts: { ...stringList, description: 'Server names served with this certificate (`*.example.com` = one label); default: its subjectAltName DNS names.' },
+          cert: { ...nonEmptyString, description: 'PEM certificate file (chain allowed).' },
+          key: { ...nonEmptyString, description: 'PEM private key file.' },
+        },
+        ['cert', 'key'],
+      ),
+    },
   },
   ['cert', 'key'],
 );
