@@ -233,11 +233,34 @@ export class RedisStore {
     return new RedisQuota(this, policy, onStoreError);
   }
 
-  /** The connected client, or null while Redis is unreachable (a decision then fails fast). */
+  /**
+   * The connected client, or null while Redis is unreachable (a decision then fails fast).
+   *
+   * Hot path: the socket is corked until the end of this turn of the event loop, so that the
+   * decisions of every request read in one poll phase leave in one write (one syscall, and one
+   * round trip for all of them) — no per-request allocation, unlike a pipeline.
+   */
   ready(): ScriptedRedis | null {
     const client = this.client;
-    return client !== null && client.status === 'ready' ? client : null;
+    if (client === null || client.status !== 'ready') return null;
+    if (!this.corked && !this.options.cluster) {
+      const stream = (client as Redis).stream;
+      if (stream && !stream.destroyed) {
+        stream.cork();
+        this.corked = stream;
+        setImmediate(this.uncork);
+      }
+    }
+    return client;
   }
+
+  private corked: Redis['stream'] | null = null;
+  private readonly uncork = (): void => {
+    const stream = this.corked;
+    this.corked = null;
+    // cork() nests: one uncork per cork.
+    stream?.uncork();
+  };
 
   /** Count and (at most every 10 s) log a failed decision. */
   storeFailed(policy: string, outcome: 'allowed' | 'refused' | 'refund', err: unknown): void {
