@@ -170,6 +170,8 @@ export function createIntrospectionAuthenticator(
   let lastError: { at: number; reason: string } | undefined;
   let lastSuccess = 0;
   let closed = false;
+  let lastWarned = -Infinity;
+  let suppressed = 0;
 
   function unavailable(reason: string, cause?: unknown): GatehouseError {
     return new ServiceUnavailable('GH_ERR_INTROSPECTION_UNAVAILABLE', 'the access token cannot be checked right now', {
@@ -339,7 +341,13 @@ export function createIntrospectionAuthenticator(
     callFailed.inc();
     lastError = { at: now(), reason };
     if (failures >= BREAKER_THRESHOLD) breakerOpenUntil = now() + BREAKER_OPEN_MS;
-    log.warn({ reason, failures }, 'introspection failed');
+    // During an outage every miss fails: one line per 10 s (with the count since) is enough.
+    suppressed++;
+    if (lastError.at - lastWarned >= 10_000) {
+      log.warn({ reason, failures, since: suppressed }, 'introspection failed');
+      lastWarned = lastError.at;
+      suppressed = 0;
+    }
     return { ok: false, error: error ?? unavailable(reason, cause) };
   }
 

@@ -161,6 +161,21 @@ describe('faults: never a pass', () => {
     principal(await auth.authenticate('tok', ctxFor(config)));
   });
 
+  it('logs an outage once per 10 s, not once per failed request', async () => {
+    const { auth, config, services } = await setup();
+    fake.reply = () => ({ status: 500, body: {} });
+    await auth.authenticate('a', ctxFor(config));
+    await auth.authenticate('b', ctxFor(config));
+    services.clock.now += 2_001; // past the fast-fail pause
+    await auth.authenticate('c', ctxFor(config));
+    const warned = () => services.logs.filter((l) => l.msg === 'introspection failed');
+    expect(warned()).toHaveLength(1);
+    services.clock.now += 10_000;
+    await auth.authenticate('d', ctxFor(config));
+    expect(warned()).toHaveLength(2);
+    expect(warned()[1]).toMatchObject({ since: 3 });
+  });
+
   it('answers 503 when the response is larger than maxResponseSize', async () => {
     const { auth, config } = await setup('', { issuer: 'maxResponseSize: 1kb' });
     fake.reply = () => ({ body: active({ padding: 'x'.repeat(5000) }) });
