@@ -479,10 +479,14 @@ function createHttp2Server(
   const requestTimeout = limits.requestTimeout;
   const guarded = (req: IncomingMessage, res: ServerResponse) => {
     if (req.httpVersionMajor === 2) {
-      if (headerListSize(req.rawHeaders) > maxHeaderList) {
+      const raw = req.rawHeaders;
+      if (headerListSize(raw) > maxHeaderList) {
         sendProblem(res, HEADERS_TOO_LARGE, randomUUID(), 'gatehouse', hsts, req.method);
         return;
       }
+      // RFC 9113 §8.2.3: a client may split Cookie into several fields (browsers do, for
+      // HPACK); an HTTP/1.1 upstream must get one. Rare: only then is rawHeaders rebuilt.
+      if (cookieFields(raw) > 1) Object.defineProperty(req, 'rawHeaders', { value: joinCookies(raw), configurable: true });
       // limits.requestTimeout for h2: the body must arrive in time, as node:http enforces for
       // HTTP/1.1 (408). Only streams that carry a body need a timer.
       if (requestTimeout > 0 && !(req as unknown as TimedRequest).stream.endAfterHeaders) {
@@ -574,6 +578,27 @@ function headerListSize(raw: readonly string[]): number {
   let size = 0;
   for (let i = 0; i < raw.length; i++) size += raw[i]!.length;
   return size + (raw.length / 2) * 32;
+}
+
+/** Number of `cookie` fields (h2 field names are lowercase, RFC 9113 §8.2.1). */
+function cookieFields(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i] === 'cookie') n++;
+  return n;
+}
+
+/** The raw header list with all `cookie` fields joined into the first one with `; `. */
+function joinCookies(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  let at = -1;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i] !== 'cookie') out.push(raw[i]!, raw[i + 1]!);
+    else if (at < 0) {
+      at = out.length + 1;
+      out.push('cookie', raw[i + 1]!);
+    } else out[at] += `; ${raw[i + 1]}`;
+  }
+  return out;
 }
 
 // Hot path (one call per stream): module-level handlers, state on the session object.

@@ -148,6 +148,15 @@ describe('HTTP/2 through the whole pipeline', () => {
     expect(seen.headers['x-forwarded-host']).toBe(`127.0.0.1:${httpsPort}`);
   });
 
+  it('joins cookie fields that an h2 client split into one Cookie for the HTTP/1.1 upstream (RFC 9113 §8.2.3)', async () => {
+    const before = upstream.requests.length;
+    const res = await h2request(session, { ':path': '/public/cookies', cookie: ['a=1', 'b=2', 'c=3'] });
+    expect(res.status).toBe(200);
+    const raw = upstream.requests[before]!.rawHeaders;
+    const cookies = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === 'cookie');
+    expect(cookies).toEqual(['a=1; b=2; c=3']);
+  });
+
   it('streams a request body that has no content-length (h2 has no chunked encoding)', async () => {
     const before = upstream.requests.length;
     async function* parts() {
