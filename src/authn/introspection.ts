@@ -252,7 +252,7 @@ export function createIntrospectionAuthenticator(
       const declared = Number(response.headers['content-length']);
       if (Number.isFinite(declared) && declared > limit) {
         response.body.destroy();
-        throw new ExchangeFailed(`response of ${declared} bytes is over the limit of ${limit}`, false);
+        throw new ExchangeFailed(`response of ${declared} bytes is over the limit of ${limit}`);
       }
       const chunks: Buffer[] = [];
       let total = 0;
@@ -260,7 +260,7 @@ export function createIntrospectionAuthenticator(
         total += (chunk as Buffer).length;
         if (total > limit) {
           response.body.destroy();
-          throw new ExchangeFailed(`response is over the limit of ${limit} bytes`, false);
+          throw new ExchangeFailed(`response is over the limit of ${limit} bytes`);
         }
         chunks.push(chunk as Buffer);
       }
@@ -272,9 +272,9 @@ export function createIntrospectionAuthenticator(
       };
     } catch (err) {
       if (err instanceof ExchangeFailed) throw err;
-      if (controller.signal.aborted) throw new ExchangeFailed(`no answer within ${intro!.timeout} ms`, true, err);
+      if (controller.signal.aborted) throw new ExchangeFailed(`no answer within ${intro!.timeout} ms`, err);
       const e = err as NodeJS.ErrnoException;
-      throw new ExchangeFailed(e.code ? `${e.code}: ${e.message}` : e.message, true, err);
+      throw new ExchangeFailed(e.code ? `${e.code}: ${e.message}` : e.message, err);
     } finally {
       clearTimeout(timer);
     }
@@ -593,11 +593,10 @@ export function createIntrospectionAuthenticator(
   };
 }
 
+/** The exchange with the endpoint failed (connection, timeout, size): the reason goes to the log. */
 class ExchangeFailed extends Error {
-  readonly transport: boolean;
-  constructor(message: string, transport: boolean, cause?: unknown) {
+  constructor(message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
-    this.transport = transport;
   }
 }
 
