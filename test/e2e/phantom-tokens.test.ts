@@ -145,6 +145,14 @@ describe('phantom tokens with plain JSON introspection (the gateway mints the JW
     expect(as.counts.introspection).toBe(1);
   });
 
+  it('makes exactly one call per distinct token when many tokens arrive at once', async () => {
+    const tokens = await Promise.all(Array.from({ length: 30 }, () => opaqueToken()));
+    as.resetCounts();
+    const results = await Promise.all(tokens.flatMap((t) => [call(gw, '/orders', t), call(gw, '/orders', t), call(gw, '/orders', t)]));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(as.counts.introspection).toBe(30);
+  });
+
   it('refuses a forged opaque token with 401 invalid_token', async () => {
     const before = upstream.requests.length;
     const res = await call(gw, '/orders', 'forged-opaque-token-0123456789');
