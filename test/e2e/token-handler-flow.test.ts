@@ -229,11 +229,23 @@ describe('OAuth agent: login', () => {
     const url = new URL(((await ok.json()) as { authorizationRequestUrl: string }).authorizationRequestUrl);
     expect(url.searchParams.get('prompt')).toBe('login');
     expect(url.searchParams.get('login_hint')).toBe('bob');
-    for (const extraParams of [{ redirect_uri: 'https://evil.example/cb' }, { client_id: 'other' }, { prompt: 1 }]) {
+    for (const extraParams of [{ redirect_uri: 'https://evil.example/cb' }, { client_id: 'other' }, { prompt: 1 }, { max_age: 'soon' }]) {
       const res = await call(new Jar(), 'POST', '/tokenhandler/login/start', { body: { extraParams } });
       expect(res.status).toBe(400);
       expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_REQUEST');
     }
+  });
+
+  it('a login with max_age checks auth_time in the ID token and succeeds for a fresh login', async () => {
+    const jar = new Jar();
+    const start = await call(jar, 'POST', '/tokenhandler/login/start', { body: { extraParams: { max_age: '300' } } });
+    const { authorizationRequestUrl } = (await start.json()) as { authorizationRequestUrl: string };
+    expect(new URL(authorizationRequestUrl).searchParams.get('max_age')).toBe('300');
+    const { url } = await followDevPages(authorizationRequestUrl, { stopAt: REDIRECT });
+    const end = await call(jar, 'POST', '/tokenhandler/login/end', { body: { pageUrl: url.href } });
+    expect(end.status).toBe(200);
+    const claims = (await (await call(jar, 'GET', '/tokenhandler/userinfo')).json()) as { auth_time?: number };
+    expect(typeof claims.auth_time).toBe('number');
   });
 
   it('refuses an authorization response handed in from a page that is not the redirect URI', async () => {

@@ -35,6 +35,8 @@ interface LoginCookie {
   readonly state: string;
   readonly nonce: string;
   readonly verifier: string;
+  /** The login asked for max_age: the ID token's auth_time is checked against it. */
+  readonly maxAge?: number;
 }
 
 interface RefreshCookie {
@@ -242,6 +244,7 @@ const loginStart: Endpoint = async (core, ctx, req) => {
     if (!body.extraParams || typeof body.extraParams !== 'object' || Array.isArray(body.extraParams)) throw badRequest('extraParams must be an object');
     for (const [k, v] of Object.entries(body.extraParams as Record<string, unknown>)) {
       if (!SPA_PARAMS.has(k) || typeof v !== 'string') throw badRequest(`extraParams may only set ${[...SPA_PARAMS].join(', ')} (strings)`);
+      if (k === 'max_age' && !/^[0-9]{1,9}$/.test(v)) throw badRequest('extraParams.max_age must be a number of seconds');
       extra[k] = v;
     }
   }
@@ -250,7 +253,7 @@ const loginStart: Endpoint = async (core, ctx, req) => {
   const verifier = randomToken(); // 43 characters of base64url: RFC 7636 §4.1
   const authorizationRequestUrl = await core.client.authorizationUrl({ state, nonce, codeChallenge: pkceChallenge(verifier), extra });
   const ttl = Math.ceil(core.config.loginStateTtl / 1000);
-  const login: LoginCookie = { t: 'login', exp: seconds(core) + ttl, state, nonce, verifier };
+  const login: LoginCookie = { t: 'login', exp: seconds(core) + ttl, state, nonce, verifier, ...(extra.max_age ? { maxAge: Number(extra.max_age) } : {}) };
   void ctx;
   return {
     status: 200,
@@ -311,7 +314,7 @@ const loginEnd: Endpoint = async (core, ctx, req) => {
   try {
     const tokens = await core.client.exchangeCode(code!, login.verifier);
     if (!tokens.idToken) throw new IdTokenInvalid('the token response has no id_token (is openid in scope?)');
-    const claims = await core.client.verifyIdToken(tokens.idToken, { nonce: login.nonce });
+    const claims = await core.client.verifyIdToken(tokens.idToken, { nonce: login.nonce, maxAge: typeof login.maxAge === 'number' ? login.maxAge : undefined });
     const csrf = randomToken();
     const sid = randomToken();
     const ttl = Math.ceil(core.config.sessionTtl / 1000);

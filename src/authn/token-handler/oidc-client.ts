@@ -112,7 +112,8 @@ export interface OidcClient {
   authorizationUrl(params: { state: string; nonce: string; codeChallenge: string; extra?: Record<string, string> }): Promise<string>;
   exchangeCode(code: string, codeVerifier: string): Promise<TokenSet>;
   refresh(refreshToken: string): Promise<TokenSet>;
-  verifyIdToken(idToken: string, expect: { nonce?: string; subject?: string }): Promise<JWTPayload>;
+  /** `maxAge` (seconds): the login asked for `max_age`, so `auth_time` must be recent enough (OIDC Core §3.1.2.1). */
+  verifyIdToken(idToken: string, expect: { nonce?: string; subject?: string; maxAge?: number }): Promise<JWTPayload>;
   /** The RP-initiated logout URL, or null when the server does not publish `end_session_endpoint`. */
   endSessionUrl(idTokenHint: string | undefined): Promise<string | null>;
   /** For /readyz. */
@@ -310,6 +311,11 @@ export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfi
       if (expect.nonce !== undefined && payload.nonce !== expect.nonce) throw new IdTokenInvalid('ID token nonce does not match the login');
       // OIDC Core §12.2: a refreshed ID token is about the same user.
       if (expect.subject !== undefined && payload.sub !== expect.subject) throw new IdTokenInvalid('refreshed ID token is about another subject');
+      if (expect.maxAge !== undefined) {
+        const authTime = payload.auth_time;
+        if (typeof authTime !== 'number') throw new IdTokenInvalid('max_age was requested but the ID token has no auth_time');
+        if (now() / 1000 - authTime > expect.maxAge + issuer.clockSkew / 1000) throw new IdTokenInvalid('the authentication is older than the max_age requested');
+      }
       return payload;
     },
     async endSessionUrl(idTokenHint) {

@@ -192,12 +192,17 @@ describe('token endpoint', () => {
 });
 
 describe('ID token validation', () => {
+  it('accepts a recent enough authentication when max_age was requested', async () => {
+    const payload = await client().verifyIdToken(await idToken({ auth_time: Math.floor(Date.now() / 1000) - 10 }), { nonce: 'n1', maxAge: 60 });
+    expect(payload.sub).toBe('alice');
+  });
+
   it('accepts a valid ID token with the login nonce', async () => {
     const payload = await client().verifyIdToken(await idToken(), { nonce: 'n1' });
     expect(payload.sub).toBe('alice');
   });
 
-  const cases: [string, () => Promise<string>, { nonce?: string; subject?: string }][] = [
+  const cases: [string, () => Promise<string>, { nonce?: string; subject?: string; maxAge?: number }][] = [
     ['rejects an ID token whose nonce is not the login nonce', () => idToken({ nonce: 'other' }), { nonce: 'n1' }],
     ['rejects an ID token without a nonce when one was sent', () => idToken({ nonce: undefined }), { nonce: 'n1' }],
     ['rejects an ID token for another audience', () => idToken({ aud: 'other-client' }), { nonce: 'n1' }],
@@ -208,6 +213,8 @@ describe('ID token validation', () => {
     ['rejects an ID token with several audiences and no azp', () => idToken({ aud: ['spa', 'x'] }), { nonce: 'n1' }],
     ['rejects an unsigned ID token (alg none)', async () => new UnsecuredJWT({ nonce: 'n1' }).setIssuer(issuer).setAudience('spa').setSubject('alice').setIssuedAt().setExpirationTime('1m').encode(), { nonce: 'n1' }],
     ['rejects a refreshed ID token about another subject', () => idToken({ sub: 'mallory' }), { subject: 'alice' }],
+    ['rejects an ID token without auth_time when max_age was requested', () => idToken(), { nonce: 'n1', maxAge: 60 }],
+    ['rejects an ID token whose authentication is older than max_age', () => idToken({ auth_time: Math.floor(Date.now() / 1000) - 120 }), { nonce: 'n1', maxAge: 60 }],
   ];
   for (const [name, make, expect_] of cases) {
     it(name, async () => {
