@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, hash, randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 
 /**
@@ -69,8 +69,8 @@ export interface IntrospectionCacheOptions {
   /** Bound of the in-memory LRU of active answers (refusals: a quarter of it, apart). */
   maxEntries: number;
   log: Logger;
-  /** Shared store; absent = memory only. */
-  redis?: { url: string; keyPrefix: string; timeout: number };
+  /** Shared store; absent = memory only. `cluster`: `url` names one node of a Redis Cluster. */
+  redis?: { url: string; keyPrefix: string; timeout: number; cluster?: boolean };
 }
 
 /**
@@ -151,16 +151,7 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
   const negative = new Map<string, IntrospectionEntry>();
   const maxEntries = Math.max(1, options.maxEntries);
   const maxNegative = Math.max(1, Math.ceil(maxEntries / 4));
-  const redis = options.redis
-    ? new Redis(options.redis.url, {
-        lazyConnect: false,
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
-        commandTimeout: options.redis.timeout,
-        connectTimeout: Math.max(1000, options.redis.timeout),
-        retryStrategy: (times) => Math.min(times * 200, 2000),
-      })
-    : null;
+  const redis = options.redis ? connect(options.redis) : null;
   const prefix = options.redis ? `${options.redis.keyPrefix}introspection:${options.issuer}:` : '';
   let lastRedisError = 0;
   redis?.on('error', (err: Error) => {
@@ -304,4 +295,26 @@ export function acquireIntrospectionCache(
       await held.cache.close();
     },
   };
+}
+
+/** One connection (or cluster client) per cache; commands fail fast instead of queueing. */
+function connect(config: NonNullable<IntrospectionCacheOptions['redis']>): Redis | Cluster {
+  const redisOptions: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: config.timeout,
+    connectTimeout: Math.max(1000, config.timeout),
+  };
+  if (!config.cluster) return new Redis(config.url, { ...redisOptions, retryStrategy: (times) => Math.min(times * 200, 2000) });
+  const url = new URL(config.url);
+  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+    enableOfflineQueue: false,
+    clusterRetryStrategy: (times) => Math.min(times * 200, 2000),
+    redisOptions: {
+      ...redisOptions,
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+      ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    },
+  });
 }
