@@ -5,6 +5,7 @@ import { createIntrospectionAuthenticator } from '../../src/authn/introspection.
 import { createIntrospectionCache, openEntry, sealEntry, tokenKey, type IntrospectionEntry } from '../../src/authn/introspection-cache.js';
 import { ctxFor, opaqueConfig, startFakeIntrospection, testServices, type FakeIntrospection } from './introspection-fixtures.js';
 import { startScratchRedis, type ScratchRedis } from './introspection-redis.js';
+import { startRedisCluster } from '../limit/redis-server.js';
 
 const log = pino({ level: 'silent' });
 const T0 = Date.UTC(2026, 0, 1);
@@ -142,6 +143,28 @@ describe('Redis-backed cache (shared by several gateways)', () => {
       await Promise.all([a.close(), b.close()]);
     }
   });
+
+  it('works on a Redis Cluster (redis.cluster: true)', async () => {
+    const cluster = await startRedisCluster();
+    const S0 = Math.floor(Date.now() / 1000);
+    fake.seen.length = 0;
+    fake.reply = () => ({ body: { active: true, sub: 'carol', exp: S0 + 600 } });
+    const top = `redis: { url: ${cluster.url}, cluster: true, timeout: 1s }`;
+    const a = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    const b = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    const ga = createIntrospectionAuthenticator(a.issuers[0]!, a, testServices(Date.now()));
+    const gb = createIntrospectionAuthenticator(b.issuers[0]!, b, testServices(Date.now()));
+    try {
+      await Promise.all([ga.start(), gb.start()]);
+      for (let i = 0; i < 5; i++) expect((await ga.authenticate(`cluster-token-${i}`, ctxFor(a))).kind).toBe('principal');
+      expect(fake.seen).toHaveLength(5);
+      for (let i = 0; i < 5; i++) expect((await gb.authenticate(`cluster-token-${i}`, ctxFor(b))).kind).toBe('principal');
+      expect(fake.seen).toHaveLength(5);
+    } finally {
+      await Promise.all([ga.close(), gb.close()]);
+      await cluster.stop();
+    }
+  }, 30_000);
 
   it('keeps working (introspecting every miss) when Redis goes away', async () => {
     const spare = await startScratchRedis();
