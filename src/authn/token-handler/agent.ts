@@ -28,6 +28,8 @@ const MAX_BODY = 16 * 1024;
 
 /** Authorization-request parameters a SPA may add per login (step-up, hints). */
 const SPA_PARAMS = new Set(['prompt', 'login_hint', 'ui_locales', 'acr_values', 'max_age']);
+const JSON_TYPE = /^application\/json\s*(;|$)/i;
+const SECONDS = /^[0-9]{1,9}$/;
 
 interface LoginCookie {
   readonly t: 'login';
@@ -204,7 +206,7 @@ async function readJson(req: IncomingMessage, required: boolean): Promise<Record
     if (required) throw badRequest('a JSON body is required');
     return {};
   }
-  if (typeof type !== 'string' || !/^application\/json\s*(;|$)/i.test(type)) throw badRequest('the body must be application/json');
+  if (typeof type !== 'string' || !JSON_TYPE.test(type)) throw badRequest('the body must be application/json');
   try {
     const value = JSON.parse(Buffer.concat(chunks, total).toString('utf8')) as unknown;
     if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
@@ -244,7 +246,7 @@ const loginStart: Endpoint = async (core, ctx, req) => {
     if (!body.extraParams || typeof body.extraParams !== 'object' || Array.isArray(body.extraParams)) throw badRequest('extraParams must be an object');
     for (const [k, v] of Object.entries(body.extraParams as Record<string, unknown>)) {
       if (!SPA_PARAMS.has(k) || typeof v !== 'string') throw badRequest(`extraParams may only set ${[...SPA_PARAMS].join(', ')} (strings)`);
-      if (k === 'max_age' && !/^[0-9]{1,9}$/.test(v)) throw badRequest('extraParams.max_age must be a number of seconds');
+      if (k === 'max_age' && !SECONDS.test(v)) throw badRequest('extraParams.max_age must be a number of seconds');
       extra[k] = v;
     }
   }
