@@ -415,6 +415,9 @@ describe('OAuth agent: session', () => {
     const claims = (await res.json()) as Record<string, unknown>;
     expect(claims).toMatchObject({ sub: 'bob', name: 'bob', iss: as.issuer, aud: 'spa' });
     expect(claims.nonce).toBeUndefined();
+    for (const alias of ['/tokenhandler/userInfo', '/tokenhandler/claims']) {
+      expect(await (await call(jar, 'GET', alias)).json()).toEqual(claims);
+    }
   });
 
   it('answers userinfo without a session with 401', async () => {

@@ -5,7 +5,7 @@
  * ```
  * POST {base}/login/start   → { authorizationRequestUrl }           sets the login-state cookie
  * POST {base}/login/end     { pageUrl } → { isLoggedIn, handled, csrf? }  sets the session cookies
- * GET  {base}/userinfo      → the ID token's claims (who is logged in)
+ * GET  {base}/userinfo      → the ID token's claims (who is logged in); also as userInfo, claims
  * POST {base}/refresh       → 204, rotated cookies                  (CSRF header)
  * POST {base}/logout        → { url } (RP-initiated logout)          (CSRF header when logged in)
  * ```
@@ -87,6 +87,9 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
     [`${base}/login/start`, { method: 'POST', name: 'login_start', run: loginStart }],
     [`${base}/login/end`, { method: 'POST', name: 'login_end', run: loginEnd }],
     [`${base}/userinfo`, { method: 'GET', name: 'userinfo', run: userinfo }],
+    // The names other token-handler implementations use for the same answer.
+    [`${base}/userInfo`, { method: 'GET', name: 'userinfo', run: userinfo }],
+    [`${base}/claims`, { method: 'GET', name: 'userinfo', run: userinfo }],
     [`${base}/refresh`, { method: 'POST', name: 'refresh', run: refresh }],
     [`${base}/logout`, { method: 'POST', name: 'logout', run: logout }],
   ]);
