@@ -668,6 +668,8 @@ function summarizeProfile(profileDir, served, fromMicros, top = 25) {
   }
   const idle = self.get('(idle) :0') ?? 0;
   self.delete('(idle) :0');
+  // Per-function µs per request, for comparing two profiles (kept with --profile).
+  writeFileSync(path.join(profileDir, 'summary.json'), JSON.stringify({ served, self: Object.fromEntries([...self].map(([k, v]) => [k, v / served])) }));
   const per = (v) => (v / served).toFixed(2).padStart(6);
   let out = `  busy ${(((total - idle) / total) * 100).toFixed(0)}% of the profiled time, ${served} requests; µs per request:\n    self  total\n`;
   for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) out += `  ${per(v)} ${per(inclusive.get(k) ?? v)}  ${k}\n`;
