@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, hash, randomBytes } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import type { GatehouseErrorCode } from '../errors.js';
 
 /**
  * What gatehouse remembers about one opaque token. Never the token itself: entries are found by
@@ -24,7 +25,12 @@ export type IntrospectionEntry =
       /** JWTs gatehouse minted, by audience (plain JSON and RFC 9701 introspection). */
       readonly minted: Record<string, { jwt: string; exp: number; kid: string }>;
     }
-  | { readonly active: false; readonly expiresAt: number };
+  | {
+      readonly active: false;
+      readonly expiresAt: number;
+      /** Why it was refused, when not simply "not active" (e.g. `GH_ERR_INTROSPECTION_EXPIRED`): a cached refusal keeps its code. */
+      readonly code?: GatehouseErrorCode;
+    };
 
 /**
  * The introspection cache of one issuer: a bounded in-memory LRU, and Redis behind it when the

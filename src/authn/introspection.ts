@@ -160,6 +160,16 @@ export function createIntrospectionAuthenticator(
   /** Principals already built for an entry, by audience (hot path: a cache hit allocates nothing). */
   const principals = new WeakMap<IntrospectionEntry, Map<string, { kind: 'principal'; principal: Principal }>>();
   const inactiveOutcome: AuthOutcome = Object.freeze({ kind: 'denied', error: inactive });
+  const refusals = new Map<GatehouseErrorCode, AuthOutcome>();
+  /** A refusal from the negative cache, with the code it was first refused with (one object per code). */
+  function cachedRefusal(code: GatehouseErrorCode): AuthOutcome {
+    let outcome = refusals.get(code);
+    if (!outcome) {
+      outcome = Object.freeze({ kind: 'denied', error: new InvalidToken(code, 'the access token is not valid', { detail: 'refused before (negative cache)' }) });
+      refusals.set(code, outcome);
+    }
+    return outcome;
+  }
 
   let endpoint: string | undefined = intro.endpoint;
   let discovering: Promise<string | undefined> | null = null;
@@ -475,7 +485,9 @@ export function createIntrospectionAuthenticator(
             if (result.ok) await cache.set(key, token, result.value, now());
             else if (result.error.status === 401) {
               // A definitive refusal (inactive, expired, wrong audience): short negative entry.
-              await cache.set(key, token, { active: false, expiresAt: now() + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl) }, now());
+              const code = result.error.code === 'GH_ERR_INTROSPECTION_INACTIVE' ? undefined : result.error.code;
+              const expiresAt = now() + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl);
+              await cache.set(key, token, code ? { active: false, expiresAt, code } : { active: false, expiresAt }, now());
             }
           }
           return result;
@@ -530,7 +542,7 @@ export function createIntrospectionAuthenticator(
   }
 
   function outcome(entry: IntrospectionEntry, key: string, token: string, ctx: RequestContext, audience: string): AuthOutcome | Promise<AuthOutcome> {
-    if (!entry.active) return inactiveOutcome;
+    if (!entry.active) return entry.code === undefined ? inactiveOutcome : cachedRefusal(entry.code);
     if (entry.claims.cnf !== undefined) {
       const mismatch = certificateMismatch(entry.claims, ctx);
       if (mismatch) return { kind: 'denied', error: mismatch };

@@ -113,6 +113,14 @@ describe('refusals (each one: no principal, and the code says why)', () => {
     expect(fake.seen).toHaveLength(1);
   });
 
+  it('keeps the precise code of a refusal while it is cached', async () => {
+    const { auth, config } = await setup();
+    fake.reply = () => ({ body: active({ aud: 'https://elsewhere.example' }) });
+    expect(denied(await auth.authenticate('wrong-aud', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_AUDIENCE_INVALID');
+    expect(denied(await auth.authenticate('wrong-aud', ctxFor(config)))).toBe('GH_ERR_INTROSPECTION_AUDIENCE_INVALID');
+    expect(fake.seen).toHaveLength(1);
+  });
+
   it('accepts an aud that names a configured audience', async () => {
     const { auth, config } = await setup();
     fake.reply = () => ({ body: active({ aud: ['https://x.example', 'https://api.example.com'] }) });
