@@ -101,7 +101,14 @@ afterAll(async () => {
 });
 
 describe('token handler in Chromium over HTTPS', () => {
-  it('logs in, calls the API, refreshes and logs out with __Host- cookies over https', async () => {
+  it('logs in, calls the API, refreshes and logs out with __Host- cookies over https (HTTP/2)', async () => {
+    // Record the protocol of every gateway answer (the agent and the API are reached over h2).
+    const cdp = await context.newCDPSession(page);
+    const protocols: string[] = [];
+    cdp.on('Network.responseReceived', (event: { response: { url: string; protocol?: string } }) => {
+      if (event.response.url.startsWith(gw.url)) protocols.push(event.response.protocol ?? '');
+    });
+    await cdp.send('Network.enable');
     await page.goto(spa.url);
     await page.locator('#status[data-state="logged-out"]').waitFor({ timeout: 15_000 });
     await page.click('#login');
@@ -122,6 +129,8 @@ describe('token handler in Chromium over HTTPS', () => {
     await page.click('#refresh');
     await expect.poll(async () => page.locator('#output').textContent(), { timeout: 10_000 }).toBe('Tokens refreshed.');
 
+    expect(protocols.length).toBeGreaterThan(3);
+    expect(new Set(protocols)).toEqual(new Set(['h2']));
     await page.click('#logout');
     await page.waitForURL((url) => url.href.startsWith(as.issuer), { timeout: 15_000 });
     await page.click('button[type="submit"][value="yes"], button[name="logout"]');
