@@ -337,11 +337,9 @@ export function createIntrospectionAuthenticator(
       } catch (err) {
         return { ok: false, error: keysUnavailable(err) };
       }
+      // With tokenTtl < cacheTtl the entry outlives this JWT: principalFor re-mints it when it
+      // has less than MINT_MARGIN_S left, without a new introspection.
       entry.minted[audience] = minted;
-      // Keep the entry no longer than its JWT is worth forwarding (tokenTtl < cacheTtl).
-      if (minted.exp < (typeof claims!.exp === 'number' ? claims!.exp : Infinity)) {
-        entry.expiresAt = Math.min(entry.expiresAt, (minted.exp - MINT_MARGIN_S) * 1000);
-      }
     }
     return { ok: true, value: entry };
   }

@@ -454,6 +454,8 @@ describe('cache and single flight', () => {
     expect(second.upstreamToken).not.toBe(first.upstreamToken);
     const { payload } = await jwtVerify(second.upstreamToken, await jwksOf(config), { currentDate: new Date(services.clock.now) });
     expect(payload.exp).toBeGreaterThan(services.clock.now / 1000 + 30);
+    // Re-minted from the cached answer: no second introspection.
+    expect(fake.seen).toHaveLength(1);
   });
 });
 
