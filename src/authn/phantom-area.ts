@@ -52,6 +52,9 @@ export const createPhantomArea: AreaFactory = async (config, services): Promise<
       issues.push({ file: config.file, line: 0, column: 0, path: 'gateway.signingKeys', message: (err as Error).message });
     }
   }
+  if (!config.admin) {
+    services.log.warn('no admin listener: the gateway JWKS (/.well-known/jwks.json) is not published, so upstreams need the public keys another way');
+  }
   if (config.gateway.keyRotationGrace < config.gateway.tokenTtl) {
     services.log.warn(
       { keyRotationGrace: config.gateway.keyRotationGrace, tokenTtl: config.gateway.tokenTtl },
