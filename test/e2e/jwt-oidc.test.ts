@@ -22,7 +22,7 @@ beforeAll(async () => {
       audience: 'https://api.example.com',
       extraAudiences: ['https://other.example.com'],
       signingAlg: 'PS256',
-      accessTokenTtl: 2,
+      accessTokenTtl: 3,
       // client-credentials tokens carry these claims (sub = client_id)
       accounts: {
         'demo-client': { tenant: 'acme', acr: 'urn:example:mfa', amr: ['pwd', 'mfa'], auth_time: Math.floor(Date.now() / 1000) },
