@@ -32,6 +32,14 @@ export interface JwksSource {
   readiness(): Readiness;
 }
 
+/**
+ * What {@link createJwksSource} needs.
+ *
+ * @example
+ * ```ts
+ * const options: JwksSourceOptions = { issuer, services, load: async () => ({ keys: [jwk] }) };
+ * ```
+ */
 export interface JwksSourceOptions {
   issuer: IssuerConfig;
   services: GatewayServices;
@@ -57,7 +65,15 @@ function sourceKey(issuer: IssuerConfig): string {
   return JSON.stringify([issuer.name, issuer.issuer, issuer.jwksUri ?? null, issuer.discovery, issuer.algorithms, issuer.tls ?? null]);
 }
 
-/** Build the key source of one issuer. Never throws for a dead endpoint; `readiness()` says so. */
+/**
+ * Build the key source of one issuer. Never throws for a dead endpoint; `readiness()` says so.
+ *
+ * @example
+ * ```ts
+ * const source = createJwksSource({ issuer, services, fetcher: createFetcher(issuer.tls, baseDir) });
+ * await source.start();
+ * ```
+ */
 export function createJwksSource(options: JwksSourceOptions): JwksSource {
   const { issuer, services } = options;
   const log: Logger = services.log.child({ area: 'authn', issuer: issuer.name });

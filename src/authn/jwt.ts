@@ -14,7 +14,15 @@ import type { CachedToken, TokenCache } from './token-cache.js';
  * and every claim rule of the JWT issue is checked. docs/tokens.md lists each rule and its code.
  */
 
-/** A compact JWS split and decoded, not yet verified. */
+/**
+ * A compact JWS split and decoded, not yet verified.
+ *
+ * @example
+ * ```ts
+ * const parsed = parseJwt(token, 8192);
+ * if (parsed.ok) parsed.value.header.kid;
+ * ```
+ */
 export interface ParsedJwt {
   readonly token: string;
   readonly header: Readonly<Record<string, unknown>>;
@@ -24,7 +32,15 @@ export interface ParsedJwt {
   readonly signature: Buffer;
 }
 
-/** A token whose signature and claims are valid for one issuer. */
+/**
+ * A token whose signature and claims are valid for one issuer (`header` is empty on a cache hit).
+ *
+ * @example
+ * ```ts
+ * const result = await verifier.verify(token);
+ * if (result.ok) ctx.principal = result.value.principal;
+ * ```
+ */
 export interface VerifiedJwt {
   readonly issuer: IssuerConfig;
   readonly header: Readonly<Record<string, unknown>>;
@@ -234,7 +250,14 @@ function wrongType(claim: string, expected: string, value: unknown): InvalidToke
   });
 }
 
-/** Every claim rule, in the order they run. */
+/**
+ * Every claim rule, in the order they run.
+ *
+ * @example
+ * ```ts
+ * for (const check of CLAIM_CHECKS) console.log(check.name, check.run(claims, issuer, Date.now())?.code ?? 'ok');
+ * ```
+ */
 export const CLAIM_CHECKS: readonly ClaimCheck[] = [
   {
     name: 'iss',
@@ -411,6 +434,14 @@ function validity(claims: Readonly<Record<string, unknown>>, issuer: IssuerConfi
   return { validFrom, validUntil };
 }
 
+/**
+ * Options of {@link createJwtVerifier}; all optional.
+ *
+ * @example
+ * ```ts
+ * const options: JwtVerifierOptions = { cache: new TokenCache(10_000), baseDir: config.baseDir };
+ * ```
+ */
 export interface JwtVerifierOptions {
   /** Shared verified-token cache; null or absent: no cache. */
   cache?: TokenCache | null;

@@ -58,6 +58,7 @@ const OKP_SIGNATURE_BYTES: Readonly<Record<string, number>> = { Ed25519: 64, Ed4
 
 /** RSA limits: below 2048 bits is refused (RFC 7518 §3.3); above 8192 is refused to bound CPU per token. */
 export const RSA_MIN_BITS = 2048;
+/** See {@link RSA_MIN_BITS}. */
 export const RSA_MAX_BITS = 8192;
 /** At most this many entries of a JWK Set are looked at. */
 export const MAX_JWKS_KEYS = 100;

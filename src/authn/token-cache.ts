@@ -4,6 +4,11 @@ import type { VerificationKey } from './keys.js';
 /**
  * One verified token. Everything a cache hit needs is precomputed, so a hit allocates nothing
  * and costs no cryptography (issue 8, "hot path").
+ *
+ * @example
+ * ```ts
+ * cache.set(token, { issuer: 'main', principal, key, validFrom: -Infinity, validUntil: exp * 1000 + skew });
+ * ```
  */
 export interface CachedToken {
   /** The configured issuer name that verified it. */
