@@ -45,10 +45,17 @@ describe('upstream headers', () => {
     expect(connectionTokens(undefined)).toBeNull();
     expect(connectionTokens('close')).toBeNull();
     expect([...connectionTokens(['X-A, x-b', 'keep-alive'])!]).toEqual(['x-a', 'x-b']);
+    // The plain values take a fast path; anything longer is still parsed.
+    for (const plain of ['keep-alive', 'Keep-Alive', 'close', 'Close']) expect(connectionTokens(plain)).toBeNull();
+    expect([...connectionTokens('keep-alive, X-Secret')!]).toEqual(['x-secret']);
   });
 
   it('writes Forwarded elements, quoting IPv6 and the host', () => {
     expect(forwardedElement('203.0.113.1', 'https', 'api.example.com')).toBe('for=203.0.113.1;proto=https;host="api.example.com"');
     expect(forwardedElement('::1', 'http', undefined)).toBe('for="[::1]";proto=http');
+  });
+
+  it('removes quotes and backslashes from the host in a Forwarded element', () => {
+    expect(forwardedElement('203.0.113.1', 'http', 'a"b\\c.example')).toBe('for=203.0.113.1;proto=http;host="abc.example"');
   });
 });
