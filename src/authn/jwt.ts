@@ -483,6 +483,8 @@ export interface JwtVerifier {
 }
 
 const KEYS_UNAVAILABLE_RETRY_SECONDS = 5;
+/** Tokens whose signature failed, remembered (per issuer) so a replayed forgery costs no crypto. */
+const MAX_REMEMBERED_FORGERIES = 1024;
 
 /**
  * Build a {@link JwtVerifier}. Does no I/O until `start()` (or the first token).
@@ -500,6 +502,9 @@ export function createJwtVerifier(issuer: IssuerConfig, services: GatewayService
     options.keys ??
     createJwksSource({ issuer, services, fetcher: options.fetcher ?? ownFetcher, load: options.loadKeys });
   const maxSize = Math.min(issuer.maxTokenSize, MAX_TOKEN_SIZE_CEILING);
+  // A signature that failed with a key fails with that key forever: remember it until the key
+  // leaves the key set. Bounded; cleared whole when full.
+  const forgeries = new Map<string, { key: VerificationKey; error: InvalidToken }>();
 
   function keysUnavailable(): GatehouseError {
     return new ServiceUnavailable('GH_ERR_AUTH_KEYS_UNAVAILABLE', 'the keys to validate access tokens are not available yet', {
@@ -522,10 +527,12 @@ export function createJwtVerifier(issuer: IssuerConfig, services: GatewayService
     const key = found.key;
     const token = parsed.token;
     if (!verifyJws(key, alg, Buffer.from(token.slice(0, parsed.signingInputEnd), 'latin1'), parsed.signature)) {
-      return {
-        ok: false,
-        error: new InvalidToken('GH_ERR_JWT_SIGNATURE_INVALID', 'the access token signature is invalid', { detail: `${alg} signature does not verify with key ${key.kid ?? '(no kid)'}` }),
-      };
+      const error = new InvalidToken('GH_ERR_JWT_SIGNATURE_INVALID', 'the access token signature is invalid', {
+        detail: `${alg} signature does not verify with key ${key.kid ?? '(no kid)'}`,
+      });
+      if (forgeries.size >= MAX_REMEMBERED_FORGERIES) forgeries.clear();
+      forgeries.set(token, { key, error });
+      return { ok: false, error };
     }
     if (afterRefresh) {
       // Time went by while the key set was fetched.
@@ -552,6 +559,8 @@ export function createJwtVerifier(issuer: IssuerConfig, services: GatewayService
     // the signature; the claims of a refused token are never trusted for anything.
     const claimsDenial = checkClaims(parsed.claims, issuer, now);
     if (claimsDenial) return { ok: false, error: claimsDenial };
+    const forged = forgeries.get(parsed.token);
+    if (forged !== undefined && !forged.key.retired) return { ok: false, error: forged.error };
     const set = keys.current();
     if (set === null) return undefined;
     return finish(parsed, set, now, false);

@@ -311,6 +311,15 @@ describe('claims before cryptography', () => {
     expect(await codeOf(verifier, mint(rs, T0, { exp: T0 / 1000 - 3600 }))).toBe('GH_ERR_JWT_EXPIRED');
   });
 
+  it('remembers a forged token: the replay is refused without verifying it again', async () => {
+    const { verifier } = verifierWith(jwks(rs));
+    const forged = tamper(mint(rs, T0));
+    const first = await verifier.verify(forged);
+    const second = await verifier.verify(forged);
+    expect(!first.ok && first.error.code).toBe('GH_ERR_JWT_SIGNATURE_INVALID');
+    expect(!second.ok && second.error).toBe(!first.ok && first.error); // the same remembered refusal
+  });
+
   it('still needs the signature for a token whose claims are valid', async () => {
     const { verifier } = verifierWith(jwks(rs));
     expect(await codeOf(verifier, tamper(mint(rs, T0)))).toBe('GH_ERR_JWT_SIGNATURE_INVALID');
