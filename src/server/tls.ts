@@ -473,14 +473,15 @@ function createHttp2Server(
   const h2 = config.http2 ?? {};
   const maxHeaderList = h2.maxHeaderListSize ?? limits.maxHeaderSize;
   const hsts = hstsHeader(config.tls!);
-  // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client acknowledged it; a
-  // request sent before that is bounded by nghttp2's 64 KiB default. Check it here as HTTP/1.1
-  // does: 431 problem+json, nothing routed.
   const requestTimeout = limits.requestTimeout;
   const guarded = (req: IncomingMessage, res: ServerResponse) => {
     if (req.httpVersionMajor === 2) {
       const raw = req.rawHeaders;
+      // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client acknowledged it; a
+      // request sent before that is bounded by nghttp2's 64 KiB default. Check it here as
+      // node:http does for HTTP/1.1: 431 problem+json, nothing routed.
       if (headerListSize(raw) > maxHeaderList) {
+        log.info({ listener: config.name, reason: HEADERS_TOO_LARGE.code, client_ip: req.socket.remoteAddress, granted: false }, 'client error');
         sendProblem(res, HEADERS_TOO_LARGE, randomUUID(), 'gatehouse', hsts, req.method);
         return;
       }
