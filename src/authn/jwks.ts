@@ -128,8 +128,10 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
   function schedule(): void {
     if (closed) return;
     if (timer) clearTimeout(timer);
-    const delay =
+    const base =
       failuresInRow === 0 ? issuer.jwksRefresh : Math.min(issuer.jwksRefresh, FIRST_RETRY_MS * 2 ** Math.min(failuresInRow - 1, 16));
+    // ±10% jitter: several workers or gateways do not refetch in lockstep.
+    const delay = Math.max(1, Math.round(base * (0.9 + Math.random() * 0.2)));
     timer = setTimeout(() => void refresh(), delay);
     timer.unref();
   }
