@@ -141,3 +141,65 @@ export function rapidResetFlood(port: number, ca: string, streams: number): Prom
     });
   });
 }
+
+/**
+ * Open `streams` HTTP/2 streams that stay open (POST, no END_STREAM), after acknowledging the
+ * server's SETTINGS, and report how many got a response (HEADERS) and the RST_STREAM codes the
+ * server sent back within `waitMs`.
+ */
+export function openManyStreams(
+  port: number,
+  ca: string,
+  streams: number,
+  waitMs = 300,
+): Promise<{ answered: number; resets: Map<number, number>; maxConcurrentStreams: number | null }> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca, ALPNProtocols: ['h2'] });
+    const resets = new Map<number, number>();
+    const answered = new Set<number>();
+    let maxConcurrentStreams: number | null = null;
+    let inbox = Buffer.alloc(0);
+    let opened = false;
+    const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
+      const head = Buffer.alloc(9);
+      head.writeUIntBE(payload.length, 0, 3);
+      head[3] = type;
+      head[4] = flags;
+      head.writeUInt32BE(stream, 5);
+      return Buffer.concat([head, payload]);
+    };
+    // HPACK: :method POST (static 3), :scheme https (7), :path / (4), :authority literal (name 1).
+    const headerBlock = Buffer.concat([Buffer.from([0x83, 0x87, 0x84, 0x01, 0x09]), Buffer.from('localhost')]);
+    const open = () => {
+      opened = true;
+      const frames: Buffer[] = [frame(0x4, 0x1, 0, Buffer.alloc(0))]; // SETTINGS ACK
+      for (let i = 0, id = 1; i < streams; i++, id += 2) frames.push(frame(0x1, 0x4, id, headerBlock));
+      socket.write(Buffer.concat(frames));
+      setTimeout(() => {
+        socket.destroy();
+        resolve({ answered: answered.size, resets, maxConcurrentStreams });
+      }, waitMs).unref();
+    };
+    socket.on('data', (chunk: Buffer) => {
+      inbox = Buffer.concat([inbox, chunk]);
+      while (inbox.length >= 9) {
+        const length = inbox.readUIntBE(0, 3);
+        if (inbox.length < 9 + length) break;
+        const type = inbox[3];
+        const flags = inbox[4]!;
+        if (type === 0x4 && (flags & 0x1) === 0) {
+          for (let at = 9; at + 6 <= 9 + length; at += 6) if (inbox.readUInt16BE(at) === 0x3) maxConcurrentStreams = inbox.readUInt32BE(at + 2);
+          if (!opened) open();
+        }
+        if (type === 0x1) answered.add(inbox.readUInt32BE(5));
+        if (type === 0x3 && length === 4) {
+          const code = inbox.readUInt32BE(9);
+          resets.set(code, (resets.get(code) ?? 0) + 1);
+        }
+        inbox = inbox.subarray(9 + length);
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.once('secureConnect', () => socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0, Buffer.alloc(0))])));
+  });
+}

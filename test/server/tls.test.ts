@@ -6,7 +6,7 @@ import { Agent, request } from 'undici';
 import { createTestPki, type CertFiles, type TestPki } from '../helpers/certs.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
-import { h2connect, h2request, handshake, rapidResetFlood } from './tls-client.js';
+import { h2connect, h2request, handshake, openManyStreams, rapidResetFlood } from './tls-client.js';
 
 let pki: TestPki;
 let ecCert: CertFiles;
@@ -333,6 +333,13 @@ describe('rapid reset', () => {
     expect(result.closed).toBe(true);
     expect(result.sent).toBeLessThan(2000);
     expect(gw.logs.some((l) => l.reason === 'GH_ERR_HTTP2_RAPID_RESET')).toBe(true);
+  });
+
+  it('serves no more than maxConcurrentStreams open streams of one connection', async () => {
+    const result = await openManyStreams(httpsPort, pki.ca.certPem, 60);
+    expect(result.maxConcurrentStreams).toBe(50);
+    // The 10 over the limit never reach the pipeline (nghttp2 resets or ignores them).
+    expect(result.answered).toBe(50);
   });
 
   it('leaves a well-behaved client alone: many requests on one session', async () => {
