@@ -86,7 +86,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     void runRequest(plan, info, services, proxies, req, res);
   };
 
-  const listeners: BoundListener[] = config.listen.map((l) => createListener(l, config, log, onRequest));
+  const listeners: BoundListener[] = config.listen.map((l) => createListener(l, config, log, onRequest, metrics));
   let bound = false;
   let admin: http.Server | null = null;
   let adminUrl: string | null = null;

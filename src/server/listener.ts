@@ -5,6 +5,7 @@ import type { GatehouseConfig, ListenerConfig } from '../config/types.js';
 import { InvalidRequest, RequestRejected, type GatehouseError } from '../errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 import type { ListenerInfo } from '../pipeline/run.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { problemBody } from '../respond/problem.js';
 import { createTlsServer, hstsHeader, type CertificateInfo, type TlsServer } from './tls.js';
 
@@ -29,7 +30,7 @@ export type RequestListener = (info: ListenerInfo, req: IncomingMessage, res: Se
  * Create (not yet bound) a listener with the resource limits applied: header size (431),
  * headers and request timeouts (408), keep-alive timeout, max connections.
  */
-export function createListener(config: ListenerConfig, gateway: GatehouseConfig, log: Logger, onRequest: RequestListener): BoundListener {
+export function createListener(config: ListenerConfig, gateway: GatehouseConfig, log: Logger, onRequest: RequestListener, metrics?: Metrics): BoundListener {
   const limits = gateway.limits;
   const headersTimeout = Math.min(limits.headersTimeout, limits.requestTimeout || limits.headersTimeout);
   const serverOptions: http.ServerOptions = {
@@ -55,7 +56,7 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
   if (config.tls) {
     // HTTP/2 + HTTP/1.1 (or HTTPS only): the request/response objects differ (compat API for
     // h2) but offer what runRequest uses; the server offers what this module uses.
-    secure = createTlsServer(config, gateway, serverOptions, handler, log);
+    secure = createTlsServer(config, gateway, serverOptions, handler, log, metrics);
     server = secure.server as unknown as http.Server;
   } else {
     server = http.createServer(serverOptions, handler);

@@ -9,11 +9,13 @@ import http2, { type Http2SecureServer, type ServerHttp2Session, type ServerHttp
 import https from 'node:https';
 import path from 'node:path';
 import tls, { type SecureContextOptions, type TLSSocket } from 'node:tls';
+import type { Counter, Gauge } from 'prom-client';
 import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { GatehouseConfig, ListenerConfig, ListenerTlsConfig } from '../config/types.js';
 import { ConfigError, RequestRejected } from '../errors.js';
 import { sendProblem } from '../respond/problem.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { watchCertificateFiles, type CertificateWatcher } from './cert-watch.js';
 
 /**
@@ -260,8 +262,10 @@ export function createTlsServer(
   serverOptions: ServerOptions,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   log: Logger,
+  metrics?: Metrics,
 ): TlsServer {
   const tlsConfig = config.tls!;
+  const meters = metrics ? tlsMeters(metrics) : null;
   const index = gateway.listen.indexOf(config);
   const where = `listen${index >= 0 ? `[${index}]` : ''}.tls`;
   let set: CertificateSet;
@@ -290,7 +294,7 @@ export function createTlsServer(
 
   let server: tls.Server;
   if (tlsConfig.http2 !== false) {
-    server = createHttp2Server(config, gateway, serverOptions, options, handler, log);
+    server = createHttp2Server(config, gateway, serverOptions, options, handler, log, meters);
   } else {
     server = https.createServer({ ...serverOptions, ...options }, handler);
   }
@@ -300,6 +304,7 @@ export function createTlsServer(
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     // Scanners and old clients land here: debug, not a warning per probe.
     log.debug({ listener: config.name, reason: err.code ?? err.message, client_ip: socket.remoteAddress }, 'TLS handshake refused');
+    meters?.handshakeFailures.inc({ listener: config.name, reason: err.code ?? 'unknown' });
   });
   log.info(
     { listener: config.name, serial: set.main.serialNumber, subject: set.main.subject, notAfter: set.main.notAfter, sni: set.sni.map((e) => e.hosts.join(' ')), http2: tlsConfig.http2 !== false, clientCertificates: mode },
@@ -307,6 +312,10 @@ export function createTlsServer(
   );
   // Expiry is an outage announced weeks ahead: say so at start, after each reload and twice a day.
   const checkExpiry = () => {
+    if (meters) {
+      meters.notAfter.set({ listener: config.name, certificate: 'default' }, Math.floor(Date.parse(set.main.notAfter) / 1000));
+      set.sni.forEach((e, i) => meters.notAfter.set({ listener: config.name, certificate: `sni[${i}]` }, Math.floor(Date.parse(e.material.notAfter) / 1000)));
+    }
     for (const m of [set.main, ...set.sni.map((e) => e.material)]) {
       const days = Math.floor((Date.parse(m.notAfter) - Date.now()) / 86_400_000);
       if (days < EXPIRY_WARNING_DAYS) log.warn({ listener: config.name, serial: m.serialNumber, subject: m.subject, notAfter: m.notAfter, days }, 'certificate expires soon');
@@ -328,11 +337,13 @@ export function createTlsServer(
     } catch (err) {
       const e = err as Error & { entry?: string };
       log.error({ listener: config.name, reason: (e.entry ? `${e.entry.slice(1)}: ` : '') + e.message, serial: set.main.serialNumber }, 'certificate reload failed; keeping the previous certificate');
+      meters?.reloads.inc({ listener: config.name, result: 'failed' });
       return false;
     }
     const previous = set.main.serialNumber;
     set = next;
     log.info({ listener: config.name, serial: next.main.serialNumber, previous, subject: next.main.subject, notAfter: next.main.notAfter, sni: next.sni.map((e) => e.material.serialNumber) }, 'certificate reloaded');
+    meters?.reloads.inc({ listener: config.name, result: 'ok' });
     checkExpiry();
     return true;
   };
@@ -357,6 +368,23 @@ export function createTlsServer(
       watcher = null;
       clearInterval(expiryTimer);
     },
+  };
+}
+
+/** The TLS listener's Prometheus series (labels: listener name, bounded reason codes). */
+interface TlsMeters {
+  readonly notAfter: Gauge<string>;
+  readonly reloads: Counter<string>;
+  readonly handshakeFailures: Counter<string>;
+  readonly rapidResets: Counter<string>;
+}
+
+function tlsMeters(metrics: Metrics): TlsMeters {
+  return {
+    notAfter: metrics.gauge('gatehouse_tls_certificate_not_after_seconds', 'Expiry (Unix time) of each listener certificate.', ['listener', 'certificate']),
+    reloads: metrics.counter('gatehouse_tls_certificate_reloads_total', 'Certificate reloads by listener and result (ok, failed).', ['listener', 'result']),
+    handshakeFailures: metrics.counter('gatehouse_tls_handshake_failures_total', 'TLS handshakes refused, by listener and OpenSSL/Node reason code.', ['listener', 'reason']),
+    rapidResets: metrics.counter('gatehouse_http2_rapid_reset_total', 'HTTP/2 connections closed for resetting too many streams (CVE-2023-44487).', ['listener']),
   };
 }
 
@@ -456,6 +484,7 @@ interface SessionGuard {
   readonly listener: string;
   readonly maxResets: number;
   readonly log: Logger;
+  readonly meters: TlsMeters | null;
 }
 
 const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
@@ -468,6 +497,7 @@ function createHttp2Server(
   tlsOptions: tls.TlsOptions,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   log: Logger,
+  meters: TlsMeters | null,
 ): Http2SecureServer {
   const limits = gateway.limits;
   const h2 = config.http2 ?? {};
@@ -520,7 +550,7 @@ function createHttp2Server(
     if (serverOptions[key] !== undefined) h1[key] = serverOptions[key];
   }
 
-  const guard: SessionGuard = { listener: config.name, maxResets: h2.maxResetsPerSecond ?? DEFAULT_HTTP2.maxResetsPerSecond, log };
+  const guard: SessionGuard = { listener: config.name, maxResets: h2.maxResetsPerSecond ?? DEFAULT_HTTP2.maxResetsPerSecond, log, meters };
   const idle = Math.max(1000, limits.keepAliveTimeout);
   const sessions = new Set<ServerHttp2Session>();
   const sockets = new Set<TLSSocket>();
@@ -627,6 +657,7 @@ function onStreamClose(this: OwnedStream): void {
     { listener: state.guard.listener, client_ip: session.socket?.remoteAddress, resets: state.resets, reason: 'GH_ERR_HTTP2_RAPID_RESET' },
     'http2 client reset too many streams; session closed',
   );
+  state.guard.meters?.rapidResets.inc({ listener: state.guard.listener });
   // Out of the stream's close callback, then GOAWAY (ENHANCE_YOUR_CALM tells the client why) and close.
   setImmediate(destroySession, session);
 }

@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { createTestPki, type CertFiles, type TestPki } from '../helpers/certs.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
-import { h2connect, h2request } from './tls-client.js';
+import { h2connect, h2request, handshake, rapidResetFlood } from './tls-client.js';
 
 let pki: TestPki;
 let cert: CertFiles;
@@ -110,6 +110,30 @@ routes: [{ name: public, path: /public, upstream: pub, public: true }]
       expect(plain.statusCode).toBe(200);
       expect(plain.headers['strict-transport-security']).toBeUndefined();
       await plain.body.dump();
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+describe('metrics', () => {
+  it('exposes certificate expiry, refused handshakes, reloads and rapid-reset cut-offs', async () => {
+    const gw = await startTestGateway(`
+listen: { name: https, host: 127.0.0.1, port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile}, reload: { watch: false } }, http2: { maxResetsPerSecond: 20 } }
+admin: { host: 127.0.0.1, port: 0 }
+upstreams: [{ name: pub, url: ${upstream.url} }]
+routes: [{ name: public, path: /public, upstream: pub, public: true }]
+`);
+    try {
+      const port = Number(new URL(gw.url).port);
+      expect((await handshake(port, { ca: pki.ca.certPem, maxVersion: 'TLSv1.1', minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' })).ok).toBe(false);
+      await rapidResetFlood(port, pki.ca.certPem, 500);
+      await gw.gateway.reloadCertificates(); // unchanged files: nothing to count
+      const text = await (await request(`${gw.adminUrl}/metrics`)).body.text();
+      const notAfter = Math.floor(Date.parse(new (await import('node:crypto')).X509Certificate(cert.certPem).validTo) / 1000);
+      expect(text).toContain(`gatehouse_tls_certificate_not_after_seconds{listener="https",certificate="default"} ${notAfter}`);
+      expect(text).toMatch(/gatehouse_tls_handshake_failures_total\{listener="https",reason="[A-Z_]+"\} [1-9]/);
+      expect(text).toContain('gatehouse_http2_rapid_reset_total{listener="https"} 1');
     } finally {
       await gw.close();
     }
