@@ -75,6 +75,11 @@ export interface IntrospectionCacheOptions {
   /** Bound of the in-memory LRU of active answers (refusals: a quarter of it, apart). */
   maxEntries: number;
   log: Logger;
+  /**
+   * Part of every Redis key: a digest of how entries were checked and minted, so gateways share
+   * entries only when they would have decided the same (see introspection.ts).
+   */
+  namespace?: string;
   /** Shared store; absent = memory only. `cluster`: `url` names one node of a Redis Cluster. */
   redis?: { url: string; keyPrefix: string; timeout: number; cluster?: boolean };
 }
@@ -99,7 +104,7 @@ function sealingKey(token: string): Buffer {
 
 /**
  * Seal an entry for a shared store: AES-256-GCM under a key derived from the token, with the
- * cache key as additional data (an entry cannot be moved to another key).
+ * store key as additional data (an entry cannot be moved to another key).
  *
  * @example
  * ```ts
@@ -158,7 +163,7 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
   const maxEntries = Math.max(1, options.maxEntries);
   const maxNegative = Math.max(1, Math.ceil(maxEntries / 4));
   const redis = options.redis ? connect(options.redis) : null;
-  const prefix = options.redis ? `${options.redis.keyPrefix}introspection:${options.issuer}:` : '';
+  const prefix = options.redis ? `${options.redis.keyPrefix}introspection:${options.issuer}:${options.namespace ? `${options.namespace}:` : ''}` : '';
   let lastRedisError = 0;
   redis?.on('error', (err: Error) => {
     // ioredis repeats connection errors while it reconnects; one log line per 10 s is enough.
@@ -207,7 +212,9 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
       try {
         const sealed = await redis.get(prefix + key);
         if (sealed === null) return undefined;
-        const entry = openEntry(token, key, sealed);
+        // The whole Redis key is the additional data: a value copied to another issuer's or
+        // namespace's key does not open.
+        const entry = openEntry(token, prefix + key, sealed);
         if (!entry || entry.expiresAt <= now) return undefined;
         remember(key, entry);
         return entry;
@@ -222,7 +229,7 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
       remember(key, entry);
       if (!redis || redis.status !== 'ready') return;
       try {
-        await redis.set(prefix + key, sealEntry(token, key, entry), 'PX', Math.ceil(ttl));
+        await redis.set(prefix + key, sealEntry(token, prefix + key, entry), 'PX', Math.ceil(ttl));
       } catch (err) {
         options.log.warn({ err: (err as Error).message, issuer: options.issuer }, 'introspection cache: redis write failed');
       }

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, hash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import path from 'node:path';
@@ -147,7 +147,19 @@ export function createIntrospectionAuthenticator(
   ]);
   const cache: (IntrospectionCache & { release(): Promise<void> }) | null =
     intro.cacheTtl > 0
-      ? acquireIntrospectionCache(cacheIdentity, { issuer: issuer.name, maxEntries: config.tokenCache.maxEntries, log, redis: config.redis })
+      ? acquireIntrospectionCache(cacheIdentity, {
+          issuer: issuer.name,
+          // Gateways sharing a Redis share entries only when they check and mint alike: an entry
+          // accepted under laxer rules (other audiences, skew, mode) is never used here.
+          namespace: hash(
+            'sha256',
+            JSON.stringify([issuer.issuer, issuer.audiences, issuer.clockSkew, intro.accept, config.gateway.issuer, config.gateway.tokenTtl, [...audienceFor]]),
+            'base64url',
+          ).slice(0, 12),
+          maxEntries: config.tokenCache.maxEntries,
+          log,
+          redis: config.redis,
+        })
       : null;
   // The AS's own JWT goes upstream with application/jwt; every other mode mints.
   const keys: GatewayKeys | null = intro.accept === 'application/jwt' ? null : acquireGatewayKeys(config, now);
@@ -503,7 +515,7 @@ export function createIntrospectionAuthenticator(
    * (an entry from the shared cache may carry a JWT another instance signed). Hot path.
    */
   function fresh(minted: { exp: number; kid: string } | undefined, at: number): boolean {
-    return minted !== undefined && minted.exp - MINT_MARGIN_S > at / 1000 && keys!.publishes(minted.kid, at);
+    return keys !== null && minted !== undefined && minted.exp - MINT_MARGIN_S > at / 1000 && keys.publishes(minted.kid, at);
   }
 
   /** Build (or reuse) the outcome for an active entry and a route's audience. */

@@ -128,7 +128,8 @@ describe('Redis-backed cache (shared by several gateways)', () => {
       const client = new Redis(redis.url);
       try {
         const keys = await client.keys('gh-test:*');
-        expect(keys).toEqual([`gh-test:introspection:opaque:${tokenKey(token)}`]);
+        expect(keys).toHaveLength(1);
+        expect(keys[0]).toMatch(new RegExp(`^gh-test:introspection:opaque:[A-Za-z0-9_-]{12}:${tokenKey(token)}$`));
         const value = (await client.get(keys[0]!))!;
         expect(value).not.toContain(token);
         expect(value).not.toContain('alice');
@@ -141,6 +142,59 @@ describe('Redis-backed cache (shared by several gateways)', () => {
       }
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('does not share entries with a gateway that checks tokens differently (other audiences)', async () => {
+    const S0 = Math.floor(Date.now() / 1000);
+    fake.seen.length = 0;
+    fake.reply = () => ({ body: { active: true, sub: 'dave', exp: S0 + 600 } });
+    const top = `redis: { url: ${redis.url} }`;
+    const lax = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    const strict = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    strict.issuers[0]!.audiences = ['https://only-this.example'];
+    const a = createIntrospectionAuthenticator(lax.issuers[0]!, lax, testServices(Date.now()));
+    const b = createIntrospectionAuthenticator(strict.issuers[0]!, strict, testServices(Date.now()));
+    try {
+      await Promise.all([a.start(), b.start()]);
+      expect((await a.authenticate('namespaced', ctxFor(lax))).kind).toBe('principal');
+      expect((await b.authenticate('namespaced', ctxFor(strict))).kind).toBe('principal');
+      expect(fake.seen).toHaveLength(2);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('refuses a value copied from another namespace key (the whole key is authenticated)', async () => {
+    const S0 = Math.floor(Date.now() / 1000);
+    fake.seen.length = 0;
+    fake.reply = () => ({ body: { active: true, sub: 'erin', exp: S0 + 600 } });
+    const top = `redis: { url: ${redis.url}, keyPrefix: 'gh-copy:' }`;
+    const lax = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    const strict = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    strict.issuers[0]!.audiences = ['https://only-this.example'];
+    const a = createIntrospectionAuthenticator(lax.issuers[0]!, lax, testServices(Date.now()));
+    const client = new Redis(redis.url);
+    try {
+      await a.start();
+      expect((await a.authenticate('copied', ctxFor(lax))).kind).toBe('principal');
+      const [laxKey] = await client.keys('gh-copy:*');
+      const value = (await client.get(laxKey!))!;
+      // Another gateway (other rules) would look under its own namespace: plant the value there.
+      const b = createIntrospectionAuthenticator(strict.issuers[0]!, strict, testServices(Date.now()));
+      await b.start();
+      await b.authenticate('other-token', ctxFor(strict));
+      const strictKey = (await client.keys('gh-copy:*')).find((k) => k !== laxKey)!;
+      const strictCopy = strictKey.replace(/[^:]+$/, laxKey!.split(':').at(-1)!);
+      await client.set(strictCopy, value, 'PX', 60_000);
+      fake.seen.length = 0;
+      fake.reply = () => ({ body: { active: false } });
+      expect((await b.authenticate('copied', ctxFor(strict))).kind).toBe('denied');
+      expect(fake.seen).toHaveLength(1);
+      await b.close();
+    } finally {
+      client.disconnect();
+      await a.close();
     }
   });
 
