@@ -122,7 +122,12 @@ export class GatehouseError extends Error {
     description: string,
     options: GatehouseErrorOptions & { oauthError?: OAuthErrorValue; challenge?: boolean } = {},
   ) {
+    // A denial is an answer, not a bug: capturing its stack costs microseconds per refused
+    // request (floods of bad tokens). Bugs keep their stack through `cause`.
+    const stackLimit = Error.stackTraceLimit;
+    if (code !== 'GH_ERR_INTERNAL') Error.stackTraceLimit = 0;
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
+    Error.stackTraceLimit = stackLimit;
     this.name = new.target.name;
     this.code = code;
     this.status = status;
