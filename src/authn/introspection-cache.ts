@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, hash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { GatehouseErrorCode } from '../errors.js';
@@ -80,6 +80,12 @@ export interface IntrospectionCacheOptions {
    * entries only when they would have decided the same (see introspection.ts).
    */
   namespace?: string;
+  /**
+   * Keys the sealing of Redis values; never stored. Gateways sharing a cache must share it
+   * (introspection.ts derives it from the introspection client credential). Default: random per
+   * process (nothing shared).
+   */
+  secret?: Uint8Array;
   /** Shared store; absent = memory only. `cluster`: `url` names one node of a Redis Cluster. */
   redis?: { url: string; keyPrefix: string; timeout: number; cluster?: boolean };
 }
@@ -97,24 +103,29 @@ export function tokenKey(token: string): string {
   return hash('sha256', token, 'base64url');
 }
 
-/** Domain-separated from {@link tokenKey}: knowing the cache key does not give the sealing key. */
-function sealingKey(token: string): Buffer {
-  return createHash('sha256').update('gatehouse introspection cache v1\0').update(token).digest();
+/**
+ * Domain-separated from {@link tokenKey} (knowing the cache key does not give the sealing key),
+ * and keyed with a gateway secret that is never in the store: someone who can write to Redis
+ * cannot forge an entry for a token of their choosing.
+ */
+function sealingKey(token: string, secret: Uint8Array): Buffer {
+  return createHmac('sha256', secret).update('gatehouse introspection cache v1\0').update(token).digest();
 }
 
 /**
- * Seal an entry for a shared store: AES-256-GCM under a key derived from the token, with the
- * store key as additional data (an entry cannot be moved to another key).
+ * Seal an entry for a shared store: AES-256-GCM under a key derived from the token and the
+ * gateway's `secret`, with the store key as additional data (an entry cannot be moved to
+ * another key).
  *
  * @example
  * ```ts
- * const sealed = sealEntry(token, tokenKey(token), entry);
- * openEntry(token, tokenKey(token), sealed); // entry
+ * const sealed = sealEntry(token, tokenKey(token), entry, secret);
+ * openEntry(token, tokenKey(token), sealed, secret); // entry
  * ```
  */
-export function sealEntry(token: string, key: string, entry: IntrospectionEntry): string {
+export function sealEntry(token: string, key: string, entry: IntrospectionEntry, secret: Uint8Array): string {
   const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', sealingKey(token), iv);
+  const cipher = createCipheriv('aes-256-gcm', sealingKey(token, secret), iv);
   cipher.setAAD(Buffer.from(key));
   const body = Buffer.concat([cipher.update(JSON.stringify(entry), 'utf8'), cipher.final()]);
   return `v1.${iv.toString('base64url')}.${body.toString('base64url')}.${cipher.getAuthTag().toString('base64url')}`;
@@ -126,14 +137,14 @@ export function sealEntry(token: string, key: string, entry: IntrospectionEntry)
  *
  * @example
  * ```ts
- * const entry = openEntry(token, key, await redis.get(redisKey));
+ * const entry = openEntry(token, key, await redis.get(redisKey), secret);
  * ```
  */
-export function openEntry(token: string, key: string, sealed: string): IntrospectionEntry | undefined {
+export function openEntry(token: string, key: string, sealed: string, secret: Uint8Array): IntrospectionEntry | undefined {
   const parts = sealed.split('.');
   if (parts.length !== 4 || parts[0] !== 'v1') return undefined;
   try {
-    const decipher = createDecipheriv('aes-256-gcm', sealingKey(token), Buffer.from(parts[1]!, 'base64url'));
+    const decipher = createDecipheriv('aes-256-gcm', sealingKey(token, secret), Buffer.from(parts[1]!, 'base64url'));
     decipher.setAAD(Buffer.from(key));
     decipher.setAuthTag(Buffer.from(parts[3]!, 'base64url'));
     const text = Buffer.concat([decipher.update(Buffer.from(parts[2]!, 'base64url')), decipher.final()]).toString('utf8');
@@ -163,6 +174,7 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
   const maxEntries = Math.max(1, options.maxEntries);
   const maxNegative = Math.max(1, Math.ceil(maxEntries / 4));
   const redis = options.redis ? connect(options.redis) : null;
+  const secret = options.secret ?? randomBytes(32);
   const prefix = options.redis ? `${options.redis.keyPrefix}introspection:${options.issuer}:${options.namespace ? `${options.namespace}:` : ''}` : '';
   let lastRedisError = 0;
   redis?.on('error', (err: Error) => {
@@ -214,7 +226,7 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
         if (sealed === null) return undefined;
         // The whole Redis key is the additional data: a value copied to another issuer's or
         // namespace's key does not open.
-        const entry = openEntry(token, prefix + key, sealed);
+        const entry = openEntry(token, prefix + key, sealed, secret);
         if (!entry || entry.expiresAt <= now) return undefined;
         remember(key, entry);
         return entry;
@@ -229,7 +241,7 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
       remember(key, entry);
       if (!redis || redis.status !== 'ready') return;
       try {
-        await redis.set(prefix + key, sealEntry(token, prefix + key, entry), 'PX', Math.ceil(ttl));
+        await redis.set(prefix + key, sealEntry(token, prefix + key, entry, secret), 'PX', Math.ceil(ttl));
       } catch (err) {
         options.log.warn({ err: (err as Error).message, issuer: options.issuer }, 'introspection cache: redis write failed');
       }

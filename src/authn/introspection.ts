@@ -153,12 +153,13 @@ export function createIntrospectionAuthenticator(
           // accepted under laxer rules (other audiences, skew, mode) is never used here.
           namespace: hash(
             'sha256',
-            JSON.stringify([issuer.issuer, issuer.audiences, issuer.clockSkew, intro.accept, config.gateway.issuer, config.gateway.tokenTtl, [...audienceFor]]),
+            JSON.stringify([issuer.issuer, intro.clientId, issuer.audiences, issuer.clockSkew, intro.accept, config.gateway.issuer, config.gateway.tokenTtl, [...audienceFor]]),
             'base64url',
           ).slice(0, 12),
           maxEntries: config.tokenCache.maxEntries,
           log,
           redis: config.redis,
+          secret: clientAuth.secret,
         })
       : null;
   // The AS's own JWT goes upstream with application/jwt; every other mode mints.
@@ -643,6 +644,8 @@ function readOptional(file: string | undefined, baseDir: string): Buffer | undef
 }
 
 interface ClientAuth {
+  /** The credential as bytes: keys the sealing of shared-cache values (never stored there). */
+  secret: Uint8Array;
   header?: string;
   form?: [string, string][];
   assertion?: () => Promise<string>;
@@ -663,10 +666,14 @@ export function basicCredentials(clientId: string, clientSecret: string): string
 }
 
 function buildClientAuth(issuer: IssuerConfig, intro: IntrospectionConfig, baseDir: string): ClientAuth {
-  if (intro.authMethod === 'client_secret_post') return { form: [['client_id', intro.clientId], ['client_secret', intro.clientSecret ?? '']] };
-  if (intro.authMethod === 'client_secret_basic') return { header: basicCredentials(intro.clientId, intro.clientSecret ?? '') };
+  const secretOf = (material: string | Buffer) => createHash('sha256').update('gatehouse cache secret\0').update(intro.clientId).update('\0').update(material).digest();
+  if (intro.authMethod === 'client_secret_post') {
+    return { secret: secretOf(intro.clientSecret ?? ''), form: [['client_id', intro.clientId], ['client_secret', intro.clientSecret ?? '']] };
+  }
+  if (intro.authMethod === 'client_secret_basic') return { secret: secretOf(intro.clientSecret ?? ''), header: basicCredentials(intro.clientId, intro.clientSecret ?? '') };
   const { key, alg, kid } = loadClientKey(intro.privateKey ?? '', baseDir);
   return {
+    secret: secretOf(key.export({ format: 'der', type: 'pkcs8' })),
     form: [['client_id', intro.clientId]],
     // RFC 7523 §3: iss = sub = client_id, aud = the authorization server's issuer identifier.
     assertion: () =>

@@ -12,21 +12,24 @@ const T0 = Date.UTC(2026, 0, 1);
 
 const entry = (expiresAt: number): IntrospectionEntry => ({ active: true, claims: { sub: 'alice', scope: 'a b' }, expiresAt, minted: { aud: { jwt: 'x.y.z', exp: 1, kid: 'k' } } });
 
+const SECRET = Buffer.from('gateway secret');
+
 describe('sealed entries', () => {
   it('opens with the token it was sealed for', () => {
     const key = tokenKey('opaque-1');
-    expect(openEntry('opaque-1', key, sealEntry('opaque-1', key, entry(5)))).toEqual(entry(5));
+    expect(openEntry('opaque-1', key, sealEntry('opaque-1', key, entry(5), SECRET), SECRET)).toEqual(entry(5));
   });
 
-  it('does not open with another token, under another key, or when tampered with', () => {
+  it('does not open with another token, under another key, with another gateway secret, or when tampered with', () => {
     const key = tokenKey('opaque-1');
-    const sealed = sealEntry('opaque-1', key, entry(5));
-    expect(openEntry('opaque-2', key, sealed)).toBeUndefined();
-    expect(openEntry('opaque-1', tokenKey('opaque-2'), sealed)).toBeUndefined();
+    const sealed = sealEntry('opaque-1', key, entry(5), SECRET);
+    expect(openEntry('opaque-2', key, sealed, SECRET)).toBeUndefined();
+    expect(openEntry('opaque-1', tokenKey('opaque-2'), sealed, SECRET)).toBeUndefined();
+    expect(openEntry('opaque-1', key, sealed, Buffer.from('another gateway secret'))).toBeUndefined();
     const parts = sealed.split('.');
     parts[2] = `${parts[2]!.slice(0, -2)}AA`;
-    expect(openEntry('opaque-1', key, parts.join('.'))).toBeUndefined();
-    expect(openEntry('opaque-1', key, 'garbage')).toBeUndefined();
+    expect(openEntry('opaque-1', key, parts.join('.'), SECRET)).toBeUndefined();
+    expect(openEntry('opaque-1', key, 'garbage', SECRET)).toBeUndefined();
   });
 
   it('keys by SHA-256 and never holds the token or the minted JWT in the clear', () => {
@@ -34,7 +37,7 @@ describe('sealed entries', () => {
     const key = tokenKey(token);
     expect(key).toHaveLength(43);
     expect(key).not.toContain(token);
-    const sealed = sealEntry(token, key, entry(5));
+    const sealed = sealEntry(token, key, entry(5), SECRET);
     expect(sealed).not.toContain(token);
     expect(sealed).not.toContain('x.y.z');
     expect(sealed).not.toContain('alice');
@@ -195,6 +198,34 @@ describe('Redis-backed cache (shared by several gateways)', () => {
     } finally {
       client.disconnect();
       await a.close();
+    }
+  });
+
+  it('refuses an entry forged by someone who can write to Redis but does not hold the gateway credential', async () => {
+    const S0 = Math.floor(Date.now() / 1000);
+    fake.seen.length = 0;
+    fake.reply = () => ({ body: { active: true, sub: 'frank', scope: 'orders:read', exp: S0 + 600 } });
+    const top = `redis: { url: ${redis.url}, keyPrefix: 'gh-forge:' }`;
+    const config = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+    const gw = createIntrospectionAuthenticator(config.issuers[0]!, config, testServices(Date.now()));
+    const client = new Redis(redis.url);
+    try {
+      await gw.start();
+      await gw.authenticate('legit-token', ctxFor(config));
+      const [legitKey] = await client.keys('gh-forge:*');
+      // The attacker picks a token and writes an "active, admin" entry under its key.
+      const forgedToken = 'attacker-chosen-token';
+      const forgedKey = legitKey!.replace(/[^:]+$/, tokenKey(forgedToken));
+      const forged: IntrospectionEntry = { active: true, claims: { sub: 'mallory', scope: 'admin' }, expiresAt: Date.now() + 60_000, minted: {} };
+      await client.set(forgedKey, sealEntry(forgedToken, forgedKey, forged, Buffer.from('a guessed secret')), 'PX', 60_000);
+      fake.seen.length = 0;
+      fake.reply = () => ({ body: { active: false } });
+      const outcome = await gw.authenticate(forgedToken, ctxFor(config));
+      expect(outcome.kind).toBe('denied');
+      expect(fake.seen).toHaveLength(1);
+    } finally {
+      client.disconnect();
+      await gw.close();
     }
   });
 
