@@ -225,7 +225,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       res.setHeader(name, value);
     }
     const extra = this.request.responseHeaders;
-    for (let i = 0; i < extra.length; i++) res.setHeader(extra[i]![0], extra[i]![1]);
+    for (let i = 0; i < extra.length; i++) {
+      const [name, value] = extra[i]!;
+      // Vary lists are merged with the upstream's, never replaced (a cache must see both).
+      const prev = name === 'vary' ? res.getHeader('vary') : undefined;
+      res.setHeader(name, prev === undefined ? value : `${String(prev)}, ${value}`);
+    }
     res.statusCode = statusCode;
     res.on('drain', onClientDrain);
   }

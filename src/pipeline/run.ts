@@ -343,7 +343,8 @@ function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res:
     upstream_ms: ctx.upstreamLatency === undefined ? undefined : Math.round(ctx.upstreamLatency * 1000) / 1000,
     client_ip: ctx.clientIp,
     decision: ctx.decision,
-    granted: ctx.decision === 'granted' || ctx.decision === 'handled' || ctx.decision === 'redirect',
+    // gatehouse's own endpoints (token-handler agent) grant by their answer's status
+    granted: ctx.decision === 'granted' || ctx.decision === 'redirect' || (ctx.decision === 'handled' && status < 400),
     sub: ctx.principal?.subject,
     issuer: ctx.principal?.issuer,
   };
