@@ -231,3 +231,66 @@ routes:
     expect(jwksServer.hits.some((h) => h.url === '/jwks-other')).toBe(false);
   });
 });
+
+describe('introspection (phantom tokens) uses the issuer tls section', () => {
+  let introspect: HttpsUpstream;
+  let introspectMtls: HttpsUpstream;
+  let api: HttpsUpstream;
+  let phantomGw: TestGateway;
+  const issuer = 'https://login.test.example';
+
+  beforeAll(async () => {
+    const answer = (): [number, string, string] => [
+      200,
+      'application/json',
+      JSON.stringify({ active: true, iss: issuer, aud: 'api', sub: 'user-2', scope: 'read', client_id: 'app', exp: Math.floor(Date.now() / 1000) + 300 }),
+    ];
+    introspect = await startHttpsUpstream(await pki.server('introspect', ['127.0.0.1']), { handler: answer });
+    introspectMtls = await startHttpsUpstream(await pki.server('introspect-mtls', ['127.0.0.1']), { handler: answer, clientCa: pki.ca.certPem });
+    api = await startHttpsUpstream(await pki.server('phantom-api', ['127.0.0.1']));
+    const client = await pki.client('gw-introspection-client', 'gatehouse-introspection');
+    const intro = (url: string) => `{ endpoint: ${url}/introspect, clientId: gateway, clientSecret: s3cret, cacheTtl: 0 }`;
+    phantomGw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: trusted, issuer: ${issuer}, audiences: [api], introspection: ${intro(introspect.url)}, tls: { ca: ${pki.caFile} } }
+  - { name: untrusted, issuer: ${issuer}, audiences: [api], introspection: ${intro(introspect.url)} }
+  - { name: mtls, issuer: ${issuer}, audiences: [api], introspection: ${intro(introspectMtls.url)}, tls: { ca: ${pki.caFile}, cert: ${client.certFile}, key: ${client.keyFile} } }
+upstreams: [{ name: api, url: ${api.url}, tls: { ca: ${pki.caFile} } }]
+routes:
+  - { name: trusted, path: /trusted, upstream: api, issuers: [trusted] }
+  - { name: untrusted, path: /untrusted, upstream: api, issuers: [untrusted] }
+  - { name: mtls, path: /mtls, upstream: api, issuers: [mtls] }
+gateway: { issuer: https://gatehouse.test.example }
+`);
+  });
+
+  afterAll(async () => {
+    await phantomGw?.close();
+    for (const s of [introspect, introspectMtls, api]) await s?.close();
+  });
+
+  const opaque = 'opaque-token-0123456789abcdefghijklmnop';
+
+  it('introspects over TLS verified with the issuer CA', async () => {
+    const res = await request(`${phantomGw.url}/trusted/x`, { headers: { authorization: `Bearer ${opaque}` } });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(introspect.hits.some((h) => h.url === '/introspect')).toBe(true);
+  });
+
+  it('never sends the token to an introspection endpoint whose certificate it cannot verify', async () => {
+    const before = introspect.hits.length;
+    const res = await request(`${phantomGw.url}/untrusted/x`, { headers: { authorization: `Bearer ${opaque}` } });
+    expect(res.statusCode).toBe(503);
+    expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_INTROSPECTION_UNAVAILABLE');
+    expect(introspect.hits.length).toBe(before);
+  });
+
+  it('presents the issuer client certificate to an introspection endpoint that requires one', async () => {
+    const res = await request(`${phantomGw.url}/mtls/x`, { headers: { authorization: `Bearer ${opaque}` } });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(introspectMtls.hits.at(-1)).toEqual({ url: '/introspect', clientCn: 'gatehouse-introspection' });
+  });
+});
