@@ -383,6 +383,13 @@ class ConcurrencySlot {
 
 /** Decide every policy of one kind; memory answers are recorded at once (their object is reused). */
 async function decideAll(ctx: RequestContext, t: Tally, bound: readonly (BoundRate | BoundQuota)[], quota: boolean): Promise<void> {
+  if (bound.length === 1) {
+    // The common case: one policy, no arrays, no Promise.all.
+    const b = bound[0]!;
+    const d = b.limiter.consume(b.key(ctx));
+    record(t, 0, b.name, isPromise(d) ? await d : d, quota);
+    return;
+  }
   let pending: Promise<LimitDecision>[] | null = null;
   let pendingIndex: number[] | null = null;
   for (let i = 0; i < bound.length; i++) {
