@@ -60,7 +60,12 @@ describe('Redis-backed limits through the gateway', () => {
   });
 
   it('limits through Redis; with Redis killed failClosed answers 503 and failOpen admits; both recover', async () => {
-    gw = await startTestGateway(yaml(0));
+    gw = await startTestGateway(`${yaml(0)}\nadmin: { host: 127.0.0.1, port: 0 }\n`);
+    const readyz = async () => {
+      const res = await request(`${gw.adminUrl}/readyz`);
+      return { status: res.statusCode, body: (await res.body.json()) as { details: { limit?: { redis?: string } } } };
+    };
+    expect(await readyz()).toMatchObject({ status: 200, body: { details: { limit: { redis: 'ready' } } } });
     for (let i = 0; i < 3; i++) expect((await status(`${gw.url}/strict`)).status).toBe(200);
     const limited = await status(`${gw.url}/strict`);
     expect(limited).toMatchObject({ status: 429, code: 'GH_ERR_LIMIT_RATE_EXCEEDED' });
@@ -73,6 +78,13 @@ describe('Redis-backed limits through the gateway', () => {
     for (let i = 0; i < 5; i++) expect((await status(`${gw.url}/lenient`)).status).toBe(200); // beyond its limit: not enforced while Redis is gone
     expect(api.requests.length - before).toBe(5);
     expect(gw.logs.some((l) => l.msg === 'redis limiter store error')).toBe(true);
+    // Still in rotation (every instance shares this Redis), and /readyz says what is wrong.
+    const down = await readyz();
+    expect(down.status).toBe(200);
+    expect(down.body.details.limit?.redis).not.toBe('ready');
+    const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text();
+    expect(metrics).toMatch(/gatehouse_limit_store_errors_total\{store="redis",policy="strict",outcome="refused"\} [1-9]/);
+    expect(metrics).toMatch(/gatehouse_limit_store_errors_total\{store="redis",policy="lenient",outcome="allowed"\} [1-9]/);
 
     await redis.restart();
     // Back: decisions come from Redis again (the fresh Redis holds no state, so budgets start anew).
