@@ -107,6 +107,28 @@ describe('TLS versions and cipher suites', () => {
   });
 });
 
+describe('configurable versions and suites', () => {
+  it('minVersion TLSv1.3 refuses TLS 1.2; a narrowed ciphers list is what TLS 1.2 gets', async () => {
+    const strict = await startTestGateway(`
+listen:
+  - { name: v13, host: 127.0.0.1, port: 0, tls: { cert: ${rsaCert.certFile}, key: ${rsaCert.keyFile}, minVersion: TLSv1.3 } }
+  - { name: narrow, host: 127.0.0.1, port: 0, tls: { cert: ${rsaCert.certFile}, key: ${rsaCert.keyFile}, ciphers: ECDHE-RSA-AES256-GCM-SHA384 } }
+upstreams: [{ name: pub, url: ${upstream.url} }]
+routes: [{ name: public, path: /public, upstream: pub, public: true }]
+`);
+    try {
+      const v13 = Number(new URL(strict.urls.v13!).port);
+      const narrow = Number(new URL(strict.urls.narrow!).port);
+      expect((await handshake(v13, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2' })).ok).toBe(false);
+      expect(await handshake(v13, { ca: pki.ca.certPem })).toMatchObject({ ok: true, protocol: 'TLSv1.3' });
+      expect(await handshake(narrow, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2' })).toMatchObject({ ok: true, cipher: 'ECDHE-RSA-AES256-GCM-SHA384' });
+      expect((await handshake(narrow, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' })).ok).toBe(false);
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
 describe('ALPN', () => {
   it('selects h2 when offered, http/1.1 otherwise', async () => {
     expect(await handshake(httpsPort, { ca: pki.ca.certPem, ALPNProtocols: ['h2', 'http/1.1'] })).toMatchObject({ ok: true, alpn: 'h2' });
