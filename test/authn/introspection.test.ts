@@ -144,6 +144,9 @@ describe('refusals (each one: no principal, and the code says why)', () => {
 describe('faults: never a pass', () => {
   it.each([
     ['answers 500', { status: 500, body: 'oops', type: 'text/plain' }, 'GH_ERR_INTROSPECTION_UNAVAILABLE'],
+    ['answers 429 (rate limited)', { status: 429, body: {} }, 'GH_ERR_INTROSPECTION_UNAVAILABLE'],
+    ['answers 403', { status: 403, body: {} }, 'GH_ERR_INTROSPECTION_UNAVAILABLE'],
+    ['answers 200 with a JWT nobody asked for', { body: 'eyJ.eyJ.sig', type: 'application/jwt' }, 'GH_ERR_INTROSPECTION_INVALID_RESPONSE'],
     ['refuses the gateway credentials (401)', { status: 401, body: { error: 'invalid_client' } }, 'GH_ERR_INTROSPECTION_UNAVAILABLE'],
     ['answers 400 invalid_client', { status: 400, body: { error: 'invalid_client' } }, 'GH_ERR_INTROSPECTION_UNAVAILABLE'],
     ['answers something that is not JSON', { body: '<html>', type: 'text/html' }, 'GH_ERR_INTROSPECTION_INVALID_RESPONSE'],
