@@ -316,6 +316,14 @@ const EMPTY: readonly [string, string][] = [];
 
 type H2Request = { stream: { endAfterHeaders: boolean } };
 
+const RUN_AT_ONCE = {
+  push(...hooks: (() => void)[]): number {
+    for (const hook of hooks) hook();
+    return 0;
+  },
+  length: 0,
+} as unknown as (() => void)[];
+
 function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res: ServerResponse): void {
   for (let i = 0; i < ctx.onFinish.length; i++) {
     try {
@@ -324,6 +332,9 @@ function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res:
       services.log.error({ err, req_id: ctx.id }, 'onFinish hook failed');
     }
   }
+  // A client that left while a stage was waiting: stages still running push their undo hooks
+  // after this point (e.g. a concurrency slot); run those at once instead of never.
+  ctx.onFinish = RUN_AT_ONCE;
   const routeName = ctx.route?.name ?? '-';
   const status = res.statusCode;
   const latency = performance.now() - ctx.startedAt;

@@ -137,13 +137,9 @@ describe('concurrency limit through the gateway', () => {
 });
 
 describe('concurrency slot when the client leaves during authentication', () => {
-  // KNOWN ISSUE (runner, src/pipeline/run.ts): `ctx.onFinish` hooks are run once, on the
-  // response's `close`. A request whose client leaves while an earlier stage waits (here: a JWKS
-  // refetch for an unknown kid) reaches the limit stage after `close`; the slot's release pushed
-  // then is never run and the route stays at its maxConcurrent. Fix in the runner: after
-  // `close`, run hooks pushed later at once (or skip the remaining stages of a closed request).
-  // `it.fails` until then: when the runner is fixed this reports "expected to fail" — make it `it`.
-  it.fails('a client that leaves while its token is being validated does not keep a concurrency slot', async () => {
+  // A request whose client leaves while an earlier stage waits (here: a JWKS refetch for an
+  // unknown kid) reaches the limit stage after the response closed: its slot is released at once.
+  it('a client that leaves while its token is being validated does not keep a concurrency slot', async () => {
     await as.rotateKeys({ keepPrevious: true });
     const fresh = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
     as.setLatency(600, ['jwks']);
