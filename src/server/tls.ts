@@ -510,14 +510,15 @@ function createHttp2Server(
       // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client acknowledged it; a
       // request sent before that is bounded by nghttp2's 64 KiB default. Check it here as
       // node:http does for HTTP/1.1: 431 problem+json, nothing routed.
-      if (headerListSize(raw) > maxHeaderList) {
+      const size = headerListSize(raw);
+      if (size > maxHeaderList) {
         log.info({ listener: config.name, reason: HEADERS_TOO_LARGE.code, client_ip: req.socket.remoteAddress, granted: false }, 'client error');
         sendProblem(res, HEADERS_TOO_LARGE, randomUUID(), 'gatehouse', hsts, req.method);
         return;
       }
       // RFC 9113 §8.2.3: a client may split Cookie into several fields (browsers do, for
       // HPACK); an HTTP/1.1 upstream must get one. Rare: only then is rawHeaders rebuilt.
-      if (cookieFields(raw) > 1) Object.defineProperty(req, 'rawHeaders', { value: joinCookies(raw), configurable: true });
+      if (lastCookieFields > 1) Object.defineProperty(req, 'rawHeaders', { value: joinCookies(raw), configurable: true });
       // limits.requestTimeout for h2: the body must arrive in time, as node:http enforces for
       // HTTP/1.1 (408). Only streams that carry a body need a timer.
       if (requestTimeout > 0 && !(req as unknown as TimedRequest).stream.endAfterHeaders) {
@@ -604,18 +605,23 @@ function clearRequestTimer(this: TimedRequest): void {
   }
 }
 
-/** RFC 9113 §6.5.2: the size of a header list is name + value + 32 octets per field. */
+/** `cookie` fields seen by the last headerListSize() call (synchronous, so no per-call allocation). */
+let lastCookieFields = 0;
+
+/**
+ * RFC 9113 §6.5.2: the size of a header list is name + value + 32 octets per field. Also counts
+ * the `cookie` fields (h2 field names are lowercase, RFC 9113 §8.2.1) into lastCookieFields.
+ */
 function headerListSize(raw: readonly string[]): number {
   let size = 0;
-  for (let i = 0; i < raw.length; i++) size += raw[i]!.length;
-  return size + (raw.length / 2) * 32;
-}
-
-/** Number of `cookie` fields (h2 field names are lowercase, RFC 9113 §8.2.1). */
-function cookieFields(raw: readonly string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i] === 'cookie') n++;
-  return n;
+  let cookies = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    size += name.length + raw[i + 1]!.length + 32;
+    if (name === 'cookie') cookies++;
+  }
+  lastCookieFields = cookies;
+  return size;
 }
 
 /** The raw header list with all `cookie` fields joined into the first one with `; `. */
