@@ -1,3 +1,4 @@
+import { rootCertificates } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
@@ -64,7 +65,8 @@ export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string)
   const agent: Dispatcher = new Agent({
     connect: {
       rejectUnauthorized: true,
-      ca: readPem(tls?.ca, baseDir),
+      // `tls.ca` is trusted in addition to the system roots (schema: clientTls.ca).
+      ca: tls?.ca ? [...rootCertificates, readPem(tls.ca, baseDir)!.toString('utf8')] : undefined,
       cert: readPem(tls?.cert, baseDir),
       key: readPem(tls?.key, baseDir),
       servername: tls?.servername,

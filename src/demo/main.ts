@@ -5,6 +5,7 @@ import { loadConfigFile } from '../config/load.js';
 import { startGateway, type Gateway } from '../gateway.js';
 import { DEMO_CLIENT_SECRETS, demoClients, startAuthorizationServer, type AuthorizationServer } from './authorization-server.js';
 import { startSampleApi } from './sample-api.js';
+import { serveSpa, tokenHandlerDemoYaml, type SpaServer } from './spa-server.js';
 
 /** Ports of the demo; each can be moved with an environment variable. */
 const PORTS = {
@@ -12,6 +13,7 @@ const PORTS = {
   admin: Number(process.env.GATEHOUSE_DEMO_ADMIN_PORT ?? 9090),
   issuer: Number(process.env.GATEHOUSE_DEMO_ISSUER_PORT ?? 9000),
   api: Number(process.env.GATEHOUSE_DEMO_API_PORT ?? 9001),
+  spa: Number(process.env.GATEHOUSE_DEMO_SPA_PORT ?? 8444),
 };
 
 const AUDIENCE = 'https://api.example.com';
@@ -19,6 +21,7 @@ const AUDIENCE = 'https://api.example.com';
 export interface Demo {
   gateway: Gateway;
   issuer: AuthorizationServer;
+  spa: SpaServer;
   configFile: string;
   /** The curl lines printed at start. */
   instructions: string;
@@ -74,12 +77,14 @@ routes:
     upstream: orders-api
     issuers: [demo]
     scopes: [orders:read]
+    auth: cookie
   - name: create-order
     path: /orders
     methods: [POST]
     upstream: orders-api
     issuers: [demo]
     scopes: [orders:write]
+    auth: cookie
   - name: opaque-orders
     path: /opaque/orders
     methods: [GET]
@@ -103,8 +108,6 @@ export async function startDemo(options: { quiet?: boolean; ports?: Partial<type
   const ports = { ...PORTS, ...options.ports };
   const dir = path.join(tmpdir(), `gatehouse-demo-${process.pid}`);
   mkdirSync(dir, { recursive: true });
-  const issuer = await startAuthorizationServer({ port: ports.issuer, audience: AUDIENCE, clients: demoClients(`https://127.0.0.1:${ports.gateway}/callback`) });
-  const api = await startSampleApi({ port: ports.api });
   let tls: { cert: string; key: string } | undefined;
   let caFile: string | undefined;
   try {
@@ -118,11 +121,27 @@ export async function startDemo(options: { quiet?: boolean; ports?: Partial<type
   } catch {
     tls = undefined; // no certificate tooling: the demo falls back to plain HTTP on loopback
   }
+  // The example SPA (token handler): served first, so its origin is known for the spa client.
+  let gatewayUrl = '';
+  const spa = await serveSpa({ port: ports.spa, tls, config: () => ({ gatewayUrl }) });
+  const issuer = await startAuthorizationServer({ port: ports.issuer, audience: AUDIENCE, clients: demoClients(`${spa.url}/callback`, `${spa.url}/`) });
+  const api = await startSampleApi({ port: ports.api });
   const configFile = path.join(dir, 'gatehouse.yaml');
-  writeFileSync(configFile, demoConfig({ issuer: issuer.issuer, apiUrl: api.url, port: ports.gateway, adminPort: ports.admin, tls }));
+  writeFileSync(
+    configFile,
+    demoConfig({
+      issuer: issuer.issuer,
+      apiUrl: api.url,
+      port: ports.gateway,
+      adminPort: ports.admin,
+      tls,
+      extra: tokenHandlerDemoYaml({ issuer: 'demo', spaUrl: spa.url, clientSecret: DEMO_CLIENT_SECRETS.spa }),
+    }),
+  );
   const config = loadConfigFile(configFile);
   const gateway = await startGateway({ config, log: options.quiet ? (await import('../telemetry/log.js')).createLogger({ level: 'silent' }) : undefined });
   const base = gateway.url;
+  gatewayUrl = base;
   const curl = caFile ? `curl --cacert ${caFile}` : 'curl';
   const token = (client: keyof typeof DEMO_CLIENT_SECRETS, scope: string) =>
     `curl -s -u ${client}:${DEMO_CLIENT_SECRETS[client]} -d grant_type=client_credentials -d scope=${encodeURIComponent(scope)} ${issuer.tokenEndpoint} | sed -E 's/.*"access_token":"([^"]+)".*/\\1/'`;
@@ -132,6 +151,7 @@ gatehouse demo is running
   admin          ${gateway.adminUrl}/readyz  /metrics
   authorization  ${issuer.issuer}   (oidc-provider, development only)
   sample API     ${api.url}
+  example SPA    ${spa.url}
 
 Try it:
   # a public route
@@ -154,6 +174,10 @@ Try it:
   OPAQUE=$(${token('demo-opaque', 'orders:read')})
   ${curl} -i -H "Authorization: Bearer $OPAQUE" ${base}/opaque/orders
 
+  # a browser app through the token handler (code flow + PKCE, tokens only in encrypted
+  # HttpOnly cookies): open ${spa.url}${caFile ? ` (trust ${caFile}, or accept the warning)` : ''}
+  # and log in with any name on the development login page
+
   # explain a token's checks without calling the API
   npx gatehouse token inspect --config ${configFile} "$TOKEN"
 
@@ -162,11 +186,13 @@ Stop with Ctrl-C.
   return {
     gateway,
     issuer,
+    spa,
     configFile,
     instructions,
     async close() {
       await gateway.close();
       await api.close();
+      await spa.close();
       await issuer.stop();
     },
   };
@@ -182,7 +208,7 @@ export async function runDemo(): Promise<void> {
     if (e.code === 'EADDRINUSE') {
       throw new Error(
         `${e.message}. Another program (or another demo) uses that port; stop it, or move the demo with ` +
-          'GATEHOUSE_DEMO_PORT, GATEHOUSE_DEMO_ADMIN_PORT, GATEHOUSE_DEMO_ISSUER_PORT, GATEHOUSE_DEMO_API_PORT (0 = any free port).',
+          'GATEHOUSE_DEMO_PORT, GATEHOUSE_DEMO_ADMIN_PORT, GATEHOUSE_DEMO_ISSUER_PORT, GATEHOUSE_DEMO_API_PORT, GATEHOUSE_DEMO_SPA_PORT (0 = any free port).',
       );
     }
     throw err;

@@ -1,3 +1,4 @@
+import { rootCertificates } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -33,7 +34,8 @@ export function clientTlsOptions(tls: ClientTlsConfig | undefined, baseDir: stri
   if (!tls) return undefined;
   const read = (file: string) => readFileSync(path.resolve(baseDir, file));
   const out: Record<string, unknown> = {};
-  if (tls.ca) out.ca = read(tls.ca);
+  // `ca` is trusted in addition to the system roots (schema: clientTls.ca).
+  if (tls.ca) out.ca = [...rootCertificates, read(tls.ca).toString('utf8')];
   if (tls.cert) out.cert = read(tls.cert);
   if (tls.key) out.key = read(tls.key);
   if (tls.servername) out.servername = tls.servername;
