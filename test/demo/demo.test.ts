@@ -67,4 +67,22 @@ describe('the demo (npm run demo)', () => {
     expect(res.text).not.toContain(opaque);
     expect(JSON.parse(res.text).caller.token).toBe('jwt');
   });
+
+  it('serves the example SPA and its token handler starts a login (code flow + PKCE)', async () => {
+    const page = await request(`${demo.spa.url}/`, { dispatcher });
+    expect(page.statusCode).toBe(200);
+    await page.body.dump();
+    const res = await request(`${demo.gateway.url}/tokenhandler/login/start`, {
+      method: 'POST',
+      headers: { origin: demo.spa.url, 'content-type': 'application/json' },
+      body: '{}',
+      dispatcher,
+    });
+    expect(res.statusCode).toBe(200);
+    const { authorizationRequestUrl } = (await res.body.json()) as { authorizationRequestUrl: string };
+    const url = new URL(authorizationRequestUrl);
+    expect(url.origin).toBe(demo.issuer.issuer);
+    expect(url.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(url.searchParams.get('redirect_uri')).toBe(`${demo.spa.url}/callback`);
+  });
 });
