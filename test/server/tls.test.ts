@@ -190,6 +190,37 @@ describe('HTTP/2 through the whole pipeline', () => {
     expect(upstream.requests[before]!.body).toBe('hello world');
   });
 
+  it('streams a large upstream answer to an h2 client with flow control (8 MiB, byte for byte)', async () => {
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = i % 251;
+    upstream.setHandler((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      let sent = 0;
+      const pump = () => {
+        while (sent < 128) {
+          sent++;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    try {
+      const received = await new Promise<Buffer>((resolve, reject) => {
+        const stream = session.request({ ':path': '/public/big' });
+        const parts: Buffer[] = [];
+        stream.on('data', (c: Buffer) => parts.push(c));
+        stream.on('end', () => resolve(Buffer.concat(parts)));
+        stream.on('error', reject);
+      });
+      expect(received.length).toBe(128 * chunk.length);
+      expect(received.subarray(0, chunk.length).equals(chunk)).toBe(true);
+      expect(received.subarray(received.length - chunk.length).equals(chunk)).toBe(true);
+    } finally {
+      upstream.setHandler(null);
+    }
+  });
+
   it('answers 413 for a declared body over the limit without forwarding', async () => {
     const before = upstream.requests.length;
     const res = await h2request(session, { ':path': '/public/upload', ':method': 'POST', 'content-length': '5000' }, Buffer.alloc(5000, 97));
