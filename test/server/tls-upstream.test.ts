@@ -169,15 +169,15 @@ routes: [{ name: r, path: /r, upstream: u, public: true }]
 });
 
 describe('outbound calls of the authentication area use the issuer tls section', () => {
-  let keys: CryptoKeyPair;
+  let keys: Awaited<ReturnType<typeof generateKeyPair>>;
   let jwksServer: HttpsUpstream;
   let api: HttpsUpstream;
   let authGw: TestGateway;
   const issuer = 'https://id.test.example';
 
   beforeAll(async () => {
-    keys = (await generateKeyPair('ES256')) as unknown as CryptoKeyPair;
-    const jwk = { ...(await exportJWK(keys.publicKey as never)), kid: 'k1', alg: 'ES256', use: 'sig' };
+    keys = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(keys.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
     const jwks = JSON.stringify({ keys: [jwk] });
     jwksServer = await startHttpsUpstream(await pki.server('jwks', ['127.0.0.1']), { handler: () => [200, 'application/json', jwks] });
     api = await startHttpsUpstream(await pki.server('api', ['127.0.0.1']));
@@ -207,7 +207,7 @@ routes:
       .setSubject('user-1')
       .setIssuedAt()
       .setExpirationTime('5m')
-      .sign(keys.privateKey as never);
+      .sign(keys.privateKey);
   }
 
   it('fetches the JWKS over TLS verified with the issuer CA and validates tokens', async () => {
