@@ -310,6 +310,12 @@ export function createTlsServer(
     { listener: config.name, serial: set.main.serialNumber, subject: set.main.subject, notAfter: set.main.notAfter, sni: set.sni.map((e) => e.hosts.join(' ')), http2: tlsConfig.http2 !== false, clientCertificates: mode },
     'certificate loaded',
   );
+  if (tlsConfig.ciphers) {
+    const outside = ciphersOutsideProfile(tlsConfig.ciphers);
+    if (outside.length > 0) {
+      log.warn({ listener: config.name, ciphers: outside }, 'tls.ciphers enables suites without forward secrecy or AEAD (or keywords that expand to them); see docs/tls.md');
+    }
+  }
   // Expiry is an outage announced weeks ahead: say so at start, after each reload and twice a day.
   const checkExpiry = () => {
     if (meters) {
@@ -454,6 +460,29 @@ function sameSet(a: CertificateSet, b: CertificateSet): boolean {
 
 function sameMaterial(a: CertificateMaterial, b: CertificateMaterial): boolean {
   return a.cert.equals(b.cert) && a.key.equals(b.key) && sameBuffer(a.clientCa, b.clientCa);
+}
+
+const PROFILE_SUITE = /^(?:ECDHE-(?:ECDSA|RSA)-(?:AES(?:128|256)-GCM-SHA(?:256|384)|CHACHA20-POLY1305)|TLS_(?:AES_(?:128|256)_GCM_SHA(?:256|384)|CHACHA20_POLY1305_SHA256))$/;
+
+/**
+ * The entries of an OpenSSL cipher string that are not forward-secret AEAD suites: plain suite
+ * names outside the profile, and keywords (`HIGH`, `DEFAULT`, `ALL`, …) that expand to such
+ * suites. Exclusions (`!`, `-`) and `@SECLEVEL`/`@STRENGTH` are fine.
+ *
+ * @example
+ * ```ts
+ * ciphersOutsideProfile('ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA'); // ['AES128-SHA']
+ * ```
+ */
+export function ciphersOutsideProfile(ciphers: string): string[] {
+  const out: string[] = [];
+  for (const raw of ciphers.split(/[:, ]+/)) {
+    const entry = raw.trim();
+    if (entry === '' || entry.startsWith('!') || entry.startsWith('-') || entry.startsWith('@')) continue;
+    const name = entry.replace(/^\+/, '');
+    if (!PROFILE_SUITE.test(name)) out.push(entry);
+  }
+  return out;
 }
 
 function disableRenegotiation(socket: TLSSocket): void {

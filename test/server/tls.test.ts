@@ -4,6 +4,7 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
 import { createTestPki, type CertFiles, type TestPki } from '../helpers/certs.js';
+import { ciphersOutsideProfile } from '../../src/server/tls.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { h2connect, h2request, handshake, openManyStreams, rapidResetFlood } from './tls-client.js';
@@ -119,12 +120,30 @@ routes: [{ name: public, path: /public, upstream: pub, public: true }]
     try {
       const v13 = Number(new URL(strict.urls.v13!).port);
       const narrow = Number(new URL(strict.urls.narrow!).port);
+      expect(strict.logs.some((l) => /tls.ciphers enables/.test(l.msg ?? ''))).toBe(false);
       expect((await handshake(v13, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2' })).ok).toBe(false);
       expect(await handshake(v13, { ca: pki.ca.certPem })).toMatchObject({ ok: true, protocol: 'TLSv1.3' });
       expect(await handshake(narrow, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2' })).toMatchObject({ ok: true, cipher: 'ECDHE-RSA-AES256-GCM-SHA384' });
       expect((await handshake(narrow, { ca: pki.ca.certPem, maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' })).ok).toBe(false);
     } finally {
       await strict.close();
+    }
+  });
+});
+
+describe('ciphers outside the profile', () => {
+  it('warns at start about suites without forward secrecy or AEAD, and about broad keywords', async () => {
+    expect(ciphersOutsideProfile('ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:!aNULL:-MD5:@SECLEVEL=2')).toEqual([]);
+    expect(ciphersOutsideProfile('ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA:HIGH:ECDHE-RSA-AES128-SHA256')).toEqual(['AES128-SHA', 'HIGH', 'ECDHE-RSA-AES128-SHA256']);
+    const loose = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0, tls: { cert: ${rsaCert.certFile}, key: ${rsaCert.keyFile}, ciphers: 'ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256' } }
+upstreams: [{ name: pub, url: ${upstream.url} }]
+routes: [{ name: public, path: /public, upstream: pub, public: true }]
+`);
+    try {
+      expect(loose.logs.find((l) => /tls.ciphers enables/.test(l.msg ?? ''))).toMatchObject({ level: 'warn', ciphers: ['AES128-GCM-SHA256'] });
+    } finally {
+      await loose.close();
     }
   });
 });
