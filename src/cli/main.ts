@@ -101,6 +101,10 @@ async function validate(file: string): Promise<number> {
     const { createMetrics } = await import('../telemetry/metrics.js');
     const plan = await compilePlan(config, { log: createLogger({ level: 'silent' }), metrics: createMetrics(), now: Date.now }, defaultAreas());
     await plan.close();
+    // And the listeners' certificates, as a start would load them.
+    const { checkListenerTls } = await import('../server/tls.js');
+    const tlsIssues = checkListenerTls(config);
+    if (tlsIssues.length > 0) throw new ConfigError(tlsIssues);
     process.stdout.write(`${file}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`);
     return 0;
   } catch (err) {

@@ -13,7 +13,7 @@ import type { Counter, Gauge } from 'prom-client';
 import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { GatehouseConfig, ListenerConfig, ListenerTlsConfig } from '../config/types.js';
-import { ConfigError, RequestRejected } from '../errors.js';
+import { ConfigError, RequestRejected, type ConfigIssue } from '../errors.js';
 import { sendProblem } from '../respond/problem.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { watchCertificateFiles, type CertificateWatcher } from './cert-watch.js';
@@ -221,6 +221,37 @@ export function clientCertificateMode(config: ListenerTlsConfig): 'off' | 'optio
   if (r === true || r === 'required') return 'required';
   if (r === false) return 'off';
   return config.clientCa ? 'required' : 'off';
+}
+
+/**
+ * Check every HTTPS listener's certificate material as a start would (files readable, key
+ * matches, valid now, SNI entries, `clientCa` present when client certificates are asked for),
+ * without binding anything. `gatehouse validate` reports these with the schema problems.
+ *
+ * @example
+ * ```ts
+ * const issues = checkListenerTls(loadConfigFile('gatehouse.yaml'));
+ * if (issues.length > 0) throw new ConfigError(issues);
+ * ```
+ */
+export function checkListenerTls(gateway: GatehouseConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  gateway.listen.forEach((listener, i) => {
+    const tlsConfig = listener.tls;
+    if (!tlsConfig) return;
+    const where = `listen[${i}].tls`;
+    try {
+      loadCertificateSet(tlsConfig, gateway.baseDir);
+    } catch (err) {
+      const e = err as Error & { entry?: string };
+      issues.push({ file: gateway.file ?? '(config)', line: 0, column: 0, path: where + (e.entry ?? ''), message: e.message });
+      return;
+    }
+    if (clientCertificateMode(tlsConfig) !== 'off' && !tlsConfig.clientCa) {
+      issues.push({ file: gateway.file ?? '(config)', line: 0, column: 0, path: `${where}.clientCa`, message: 'is required to verify client certificates (requestCert)' });
+    }
+  });
+  return issues;
 }
 
 /**
