@@ -3,15 +3,22 @@
 // streams into the response). No routing, no authentication, no logging: what gatehouse is
 // compared with, in the same run.
 //
-//   node bench/baseline.js <port> <upstream-origin>
+//   node bench/baseline.js <port> <upstream-origin> [jose|sync <jwks-uri> <issuer> <audience>]
+//
+// With `jose` or `sync` it is the reference for JWT validation without a cache (the issue's
+// peers): every request's bearer token is verified before it is passed through, with `jose`
+// `jwtVerify` (a local JWK Set), or with synchronous `node:crypto.verify` and KeyObjects
+// cached per `kid` (+ iss/aud/exp checks). A token that fails gets 401.
 //
 // Prints `listening <port>` on stdout once bound.
+import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import http from 'node:http';
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import { Pool } from 'undici';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
-const [portArg, origin] = process.argv.slice(2);
+const [portArg, origin, verifyMode, jwksUri, issuer, audience] = process.argv.slice(2);
 if (!portArg || !origin) {
   process.stderr.write('usage: node bench/baseline.js <port> <upstream-origin>\n');
   process.exit(2);
@@ -46,7 +53,48 @@ class Handler {
   }
 }
 
-const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+// --- optional JWT validation (references for the cold-path target) ---
+let verifier = null;
+if (verifyMode === 'jose' || verifyMode === 'sync') {
+  const jwks = await (await fetch(jwksUri)).json();
+  if (verifyMode === 'jose') {
+    const keySet = createLocalJWKSet(jwks);
+    const options = { issuer, audience, algorithms: ['RS256', 'ES256', 'EdDSA'] };
+    verifier = (token) => jwtVerify(token, keySet, options).then(
+      () => true,
+      () => false,
+    );
+  } else {
+    const HASH = { RS256: 'sha256', ES256: 'sha256', EdDSA: null };
+    const keys = new Map();
+    for (const jwk of jwks.keys) {
+      const key = createPublicKey({ key: jwk, format: 'jwk' });
+      keys.set(jwk.kid, { alg: jwk.alg, input: jwk.alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key });
+    }
+    verifier = (token) => {
+      try {
+        const dot1 = token.indexOf('.');
+        const dot2 = token.lastIndexOf('.');
+        const header = JSON.parse(Buffer.from(token.slice(0, dot1), 'base64url').toString());
+        const key = keys.get(header.kid);
+        if (!key || key.alg !== header.alg) return false;
+        if (!cryptoVerify(HASH[header.alg], Buffer.from(token.slice(0, dot2), 'latin1'), key.input, Buffer.from(token.slice(dot2 + 1), 'base64url'))) return false;
+        const claims = JSON.parse(Buffer.from(token.slice(dot1 + 1, dot2), 'base64url').toString());
+        const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+        return claims.iss === issuer && aud.includes(audience) && typeof claims.exp === 'number' && claims.exp * 1000 > Date.now();
+      } catch {
+        return false;
+      }
+    };
+  }
+}
+
+function unauthorized(res) {
+  res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"', 'content-length': 0 });
+  res.end();
+}
+
+function passThrough(req, res) {
   const raw = req.rawHeaders;
   const headers = [];
   for (let i = 0; i < raw.length; i += 2) {
@@ -57,6 +105,16 @@ const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
   headers.push('host', upstreamHost);
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   pool.dispatch({ origin, path: req.url, method: req.method, headers, body: hasBody ? req : null, blocking: false }, new Handler(res));
+}
+
+const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+  if (verifier === null) return passThrough(req, res);
+  const auth = req.headers.authorization;
+  if (typeof auth !== 'string' || !auth.startsWith('Bearer ')) return unauthorized(res);
+  const ok = verifier(auth.slice(7));
+  if (ok === true) return passThrough(req, res);
+  if (ok === false) return unauthorized(res);
+  ok.then((valid) => (valid ? passThrough(req, res) : unauthorized(res)));
 });
 
 server.listen(Number(portArg), '127.0.0.1', () => {

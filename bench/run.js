@@ -508,6 +508,9 @@ function scenarios(ctx) {
     list.push({ name: `JWT ${alg}, one token reused`, path: '/jwt', tokens: [ctx.tokens[alg][0]] });
     list.push({ name: `JWT ${alg}, 1000 rotating tokens`, path: '/jwt', tokens: ctx.tokens[alg] });
     list.push({ name: `JWT ${alg}, cold (no token cache)`, path: '/jwt', tokens: [ctx.tokens[alg][0]], gateway: { tokenCache: false } });
+    // The issue's peers, measured in the same run: bench/baseline.js validating every token.
+    list.push({ name: `reference: jose jwtVerify, ${alg}, no cache`, path: '/jwt', tokens: [ctx.tokens[alg][0]], reference: 'jose' });
+    list.push({ name: `reference: sync crypto.verify, ${alg}, no cache`, path: '/jwt', tokens: [ctx.tokens[alg][0]], reference: 'sync' });
   }
   list.push({
     name: 'JWT ES256 + scope + 2 claim rules',
@@ -678,11 +681,11 @@ function summarizeProfile(profileDir, served, fromMicros, top = 25) {
   return out;
 }
 
-async function startBaseline(dir, upstreamUrl) {
+async function startBaseline(dir, upstreamUrl, extra = []) {
   const port = await freePort();
   const profileDir = path.join(dir, `profile-${port}`);
   const flags = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const child = start(0, process.execPath, [...flags, path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl]);
+  const child = start(0, process.execPath, [...flags, path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl, ...extra]);
   await waitReady(`http://127.0.0.1:${port}/`, child, 'baseline');
   return { child, port, profileDir };
 }
@@ -809,6 +812,20 @@ async function main() {
   for (const s of scenarios(ctx).filter((x) => wanted(x.name))) {
     if (s.skip) {
       report({ name: s.name, skipped: s.skip });
+      continue;
+    }
+    if (s.reference) {
+      const ref = await startBaseline(dir, upstream.url, [s.reference, issuer.jwksUri, issuer.issuer, AUDIENCE]);
+      try {
+        const url = `http://127.0.0.1:${ref.port}${s.path}`;
+        const answer = await probe(url, { authorization: `Bearer ${s.tokens[0]}` });
+        if (answer.status !== 200) throw new Error(`probe answered ${answer.status}`);
+        report({ name: s.name, ...(await measure(ref.child.pid, { url, tokens: s.tokens }, dir)) });
+      } catch (err) {
+        report({ name: s.name, error: err.message.split('\n')[0] });
+      } finally {
+        await stop(ref.child);
+      }
       continue;
     }
     const port = await freePort();
