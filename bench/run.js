@@ -20,7 +20,7 @@ import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -67,6 +67,7 @@ const tools = {
   h2load: which('h2load'),
   redis: which('redis-server') ?? (existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : null),
   taskset: which('taskset'),
+  haproxy: which('haproxy') ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : null),
   openssl: which('openssl'),
 };
 const CORES = availableParallelism();
@@ -77,6 +78,7 @@ const missing = [];
 if (!tools.wrk) missing.push('wrk (Debian: wrk) — using autocannon from node_modules instead');
 if (!tools.nginx) missing.push('nginx (Debian: nginx-light) — using a Node upstream instead');
 if (!tools.h2load) missing.push('h2load (Debian: nghttp2-client) — the HTTP/2 scenario is skipped');
+if (!tools.haproxy) missing.push('haproxy (Debian: haproxy) — the HAProxy jwt_verify peer is skipped');
 if (!tools.redis) missing.push('redis-server (Debian: redis-server) — the Redis rate-limit scenario is skipped');
 if (!PIN) missing.push(tools.taskset ? `only ${CORES} core(s): no pinning` : 'taskset (Debian: util-linux) — processes are not pinned');
 
@@ -244,7 +246,7 @@ async function startIssuer() {
     const jwk = await exportJWK(publicKey);
     const kid = `bench-${alg.toLowerCase()}`;
     jwks.keys.push({ ...jwk, kid, alg, use: 'sig' });
-    keys[alg] = { privateKey, kid };
+    keys[alg] = { privateKey, kid, spki: await exportSPKI(publicKey) };
   }
   const body = JSON.stringify(jwks);
   const server = http.createServer((req, res) => {
@@ -263,7 +265,7 @@ async function startIssuer() {
       .setExpirationTime('2h')
       .setJti(`bench-${alg}-${n}`)
       .sign(keys[alg].privateKey);
-  return { issuer, jwksUri: `${issuer}/jwks`, mint, close: () => new Promise((r) => server.close(r)) };
+  return { issuer, jwksUri: `${issuer}/jwks`, mint, publicKeyPem: (alg) => keys[alg].spki, close: () => new Promise((r) => server.close(r)) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,6 +513,16 @@ function scenarios(ctx) {
     // The issue's peers, measured in the same run: bench/baseline.js validating every token.
     list.push({ name: `reference: jose jwtVerify, ${alg}, no cache`, path: '/jwt', tokens: [ctx.tokens[alg][0]], reference: 'jose' });
     list.push({ name: `reference: sync crypto.verify, ${alg}, no cache`, path: '/jwt', tokens: [ctx.tokens[alg][0]], reference: 'sync' });
+    if (alg !== 'EdDSA') {
+      list.push({
+        name: `peer: HAProxy jwt_verify, ${alg} (no cache)`,
+        path: '/jwt',
+        tokens: [ctx.tokens[alg][0]],
+        reference: 'haproxy',
+        alg,
+        skip: tools.haproxy ? null : 'no haproxy (Debian: haproxy)',
+      });
+    }
   }
   list.push({
     name: 'JWT ES256 + scope + 2 claim rules',
@@ -681,6 +693,49 @@ function summarizeProfile(profileDir, served, fromMicros, top = 25) {
   return out;
 }
 
+/**
+ * The issue's C peer: HAProxy (one thread) checking alg, iss, aud, exp and the signature with
+ * `jwt_verify` on every request (HAProxy has no verification cache), then passing through.
+ */
+async function startHaproxy(dir, upstreamUrl, issuer, alg) {
+  const port = await freePort();
+  const keyFile = path.join(dir, `haproxy-${alg}.pem`);
+  writeFileSync(keyFile, issuer.publicKeyPem(alg));
+  const conf = path.join(dir, `haproxy-${alg}.cfg`);
+  const upstream = new URL(upstreamUrl);
+  writeFileSync(
+    conf,
+    `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend bench
+  bind 127.0.0.1:${port}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str ${alg} }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('$.iss') -m str ${issuer.issuer} }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('$.aud') -m str ${AUDIENCE} }
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${keyFile}") -m int 1 }
+  default_backend api
+backend api
+  http-reuse always
+  server api ${upstream.hostname}:${upstream.port}
+`,
+  );
+  const child = start(0, tools.haproxy, ['-f', conf, '-db']);
+  await waitReady(`http://127.0.0.1:${port}/`, child, 'haproxy');
+  return { child, port };
+}
+
 async function startBaseline(dir, upstreamUrl, extra = []) {
   const port = await freePort();
   const profileDir = path.join(dir, `profile-${port}`);
@@ -815,11 +870,16 @@ async function main() {
       continue;
     }
     if (s.reference) {
-      const ref = await startBaseline(dir, upstream.url, [s.reference, issuer.jwksUri, issuer.issuer, AUDIENCE]);
+      const ref =
+        s.reference === 'haproxy'
+          ? await startHaproxy(dir, upstream.url, issuer, s.alg)
+          : await startBaseline(dir, upstream.url, [s.reference, issuer.jwksUri, issuer.issuer, AUDIENCE]);
       try {
         const url = `http://127.0.0.1:${ref.port}${s.path}`;
         const answer = await probe(url, { authorization: `Bearer ${s.tokens[0]}` });
         if (answer.status !== 200) throw new Error(`probe answered ${answer.status}`);
+        const bad = await probe(url, { authorization: `Bearer ${s.tokens[0].slice(0, -4)}AAAA` });
+        if (bad.status !== 401) throw new Error(`a forged token was answered ${bad.status}, not 401`);
         report({ name: s.name, ...(await measure(ref.child.pid, { url, tokens: s.tokens }, dir)) });
       } catch (err) {
         report({ name: s.name, error: err.message.split('\n')[0] });
