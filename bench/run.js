@@ -39,12 +39,13 @@ const { values: opts } = parseArgs({
     profile: { type: 'boolean', default: false },
     gatehouse: { type: 'string' },
     'no-baseline': { type: 'boolean', default: false },
+    report: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
 if (opts.help) {
-  process.stdout.write(`usage: npm run bench -- [--duration S] [--warmup S] [--connections N] [--only REGEX] [--repeat N] [--markdown] [--profile]\n  --repeat N  measure each scenario N times (same process) and report the median run\n  --gatehouse DIR  run the gatehouse built in another checkout (A/B comparisons of a change)\n  --no-baseline  skip the baseline runs (ratios are then missing)\n  --profile  run gatehouse with --cpu-prof and print its hottest functions per scenario\n`);
+  process.stdout.write(`usage: npm run bench -- [--duration S] [--warmup S] [--connections N] [--only REGEX] [--repeat N] [--markdown] [--profile]\n  --repeat N  measure each scenario N times (same process) and report the median run\n  --gatehouse DIR  run the gatehouse built in another checkout (A/B comparisons of a change)\n  --report FILE  print the table and the targets of a saved bench/results/*.json, run nothing\n  --no-baseline  skip the baseline runs (ratios are then missing)\n  --profile  run gatehouse with --cpu-prof and print its hottest functions per scenario\n`);
   process.exit(0);
 }
 const DURATION = Number(opts.duration);
@@ -788,6 +789,76 @@ function markdownTable(rows) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Targets
+
+/** The issue's targets, evaluated on this run's rows (skipped when a needed row is missing). */
+function evaluateTargets(rows) {
+  const ok = (r) => r && !r.skipped && !r.error && Number.isFinite(r.cpuPerReq);
+  const row = (name) => rows.find((r) => r.name === name && ok(r));
+  const bases = rows.filter((r) => r.name.startsWith('baseline') && ok(r));
+  if (bases.length === 0) return [];
+  const base = {
+    rps: bases.reduce((a, r) => a + r.rps, 0) / bases.length,
+    cpu: bases.reduce((a, r) => a + r.cpuPerReq, 0) / bases.length,
+    p99: bases.reduce((a, r) => a + r.p99, 0) / bases.length,
+  };
+  const pct = (x) => `${(x * 100).toFixed(0)}%`;
+  const out = [];
+  const vsBase = (label, name, goal) => {
+    const r = row(name);
+    if (!r) return;
+    const capacity = base.cpu / r.cpuPerReq;
+    out.push([label, `capacity ${pct(capacity)}, req/s ${pct(r.rps / base.rps)}`, capacity >= goal]);
+  };
+  vsBase('public route ≥ 95% of the baseline', 'public route', 0.95);
+  for (const alg of ALGS) {
+    vsBase(`JWT ${alg} warm (one token) ≥ 90%`, `JWT ${alg}, one token reused`, 0.9);
+    vsBase(`JWT ${alg} warm (1000 tokens) ≥ 90%`, `JWT ${alg}, 1000 rotating tokens`, 0.9);
+  }
+  for (const alg of ALGS) {
+    const warm = row(`JWT ${alg}, one token reused`);
+    const jose = row(`reference: jose jwtVerify, ${alg}, no cache`);
+    if (warm && jose) out.push([`JWT ${alg} warm ≥ 2× jose without cache`, `${(jose.cpuPerReq / warm.cpuPerReq).toFixed(2)}× (CPU/req ${Math.round(warm.cpuPerReq)} vs ${Math.round(jose.cpuPerReq)} µs)`, jose.cpuPerReq / warm.cpuPerReq >= 2]);
+    const haproxy = row(`peer: HAProxy jwt_verify, ${alg === 'EdDSA' ? 'ES256' : alg} (no cache)`);
+    if (warm && haproxy && alg !== 'RS256') {
+      out.push([`JWT ${alg} warm ahead of HAProxy jwt_verify${alg === 'EdDSA' ? ' (ES256; HAProxy has no EdDSA)' : ''}`, `CPU/req ${Math.round(warm.cpuPerReq)} vs ${Math.round(haproxy.cpuPerReq)} µs`, warm.cpuPerReq <= haproxy.cpuPerReq]);
+    }
+  }
+  for (const alg of ALGS) {
+    const cold = row(`JWT ${alg}, cold (no token cache)`);
+    const sync = row(`reference: sync crypto.verify, ${alg}, no cache`);
+    const jose = row(`reference: jose jwtVerify, ${alg}, no cache`);
+    if (cold && sync) out.push([`JWT ${alg} cold ≥ the sync crypto.verify reference`, `capacity ${pct(sync.cpuPerReq / cold.cpuPerReq)} of it (CPU/req ${Math.round(cold.cpuPerReq)} vs ${Math.round(sync.cpuPerReq)} µs)`, cold.cpuPerReq <= sync.cpuPerReq]);
+    if (cold && jose) out.push([`JWT ${alg} cold ≥ 1.4× plain jose`, `${(jose.cpuPerReq / cold.cpuPerReq).toFixed(2)}×`, jose.cpuPerReq / cold.cpuPerReq >= 1.4]);
+  }
+  const gh = rows.filter((r) => ok(r) && !r.name.startsWith('baseline') && !r.name.startsWith('reference') && !r.name.startsWith('peer'));
+  const http1 = gh.filter((r) => !/HTTPS|HTTP\/2/.test(r.name));
+  if (http1.length) {
+    const worst = http1.reduce((a, r) => (r.p99 > a.p99 ? r : a));
+    out.push(['p99 within 1.5× the baseline p99 (HTTP/1.1 scenarios)', `worst ${worst.p99.toFixed(1)} ms (${worst.name}) vs ${base.p99.toFixed(1)} ms`, worst.p99 <= 1.5 * base.p99]);
+  }
+  if (gh.length) {
+    const worst = gh.reduce((a, r) => (r.rss > a.rss ? r : a));
+    out.push(['RSS under load < 150 MiB per worker', `max ${worst.rss.toFixed(0)} MiB (${worst.name})`, worst.rss < 150]);
+  }
+  const jwt = row('JWT ES256, one token reused');
+  const mem = row('JWT ES256 + scope + memory rate limit');
+  const redis = row('JWT ES256 + scope + Redis rate limit');
+  const phantom = row('phantom token, warm cache');
+  const cost = (r) => 1 - jwt.cpuPerReq / r.cpuPerReq;
+  if (jwt && mem) out.push(['in-memory rate limit costs < 5% (issue 5)', `${pct(cost(mem))} of capacity`, cost(mem) < 0.05]);
+  if (jwt && redis) out.push(['Redis rate limit costs < 25% (issue 5)', `${pct(cost(redis))} of capacity`, cost(redis) < 0.25]);
+  if (jwt && phantom) out.push(['phantom token (warm) within 10% of the JWT route (issue 6)', `${pct(cost(phantom))} below`, cost(phantom) <= 0.1]);
+  return out;
+}
+
+function targetLines(targets, markdown) {
+  if (markdown) return `| target | measured | met |\n|---|---|---|\n${targets.map(([t, m, met]) => `| ${t} | ${m} | ${met ? 'yes' : '**no**'} |`).join('\n')}\n`;
+  const w = Math.max(...targets.map(([t]) => t.length));
+  return targets.map(([t, m, met]) => `${met ? 'met    ' : 'NOT met'}  ${t.padEnd(w)}  ${m}`).join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------------
 // Main
 
 async function main() {
@@ -945,6 +1016,11 @@ async function main() {
   const title = `gatehouse bench — commit ${commit}${dirty ? ' (+ local changes)' : ''}, node ${process.version}, ${CORES} cores, upstream ${upstream.kind}, ${tools.wrk ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${DURATION}s per scenario`;
   process.stdout.write(`\n${title}\n\n${printTable(shown)}\n`);
   if (opts.markdown) process.stdout.write(`\n${markdownTable(shown)}\n`);
+  const targets = evaluateTargets(rows);
+  if (targets.length > 0) {
+    process.stdout.write(`\nTargets (issue 8; issues 5 and 6 for limits and phantom tokens). "capacity" = req/s on a saturated core\n= 1 / CPU per request, the steady figure; "req/s" = measured throughput ratio (noisier):\n\n`);
+    process.stdout.write(targetLines(targets, opts.markdown));
+  }
 
   const resultsDir = path.join(ROOT, 'bench/results');
   mkdirSync(resultsDir, { recursive: true });
@@ -985,6 +1061,33 @@ async function main() {
   process.stderr.write(`bench: results written to ${path.relative(ROOT, out)}\n`);
   if (opts.profile) process.stderr.write(`bench: CPU profiles kept in ${dir}\n`);
   else rmSync(dir, { recursive: true, force: true });
+}
+
+/** `--report FILE`: the table and targets of a saved run. */
+function reportSaved(file) {
+  const saved = JSON.parse(readFileSync(file, 'utf8'));
+  const rows = saved.scenarios.map((r) => ({
+    name: r.name,
+    skipped: r.skipped,
+    error: r.error,
+    rps: r.rps,
+    p50: r.p50Ms,
+    p99: r.p99Ms,
+    cpuPerReq: r.cpuMicrosPerRequest,
+    rss: r.rssMiB,
+    errors: r.errors ?? 0,
+  }));
+  const baselines = rows.filter((r) => r.name.startsWith('baseline') && Number.isFinite(r.rps));
+  const baselineRps = baselines.reduce((a, r) => a + r.rps, 0) / baselines.length;
+  const shown = tableRows(rows, baselineRps);
+  process.stdout.write(`gatehouse bench — commit ${saved.commit}${saved.dirty ? ' (+ local changes)' : ''}, ${saved.date}, node ${saved.node}, ${saved.cores} cores, upstream ${saved.upstream}, ${saved.driver}, ${saved.connections} connections, ${saved.durationSeconds}s × ${saved.repeat ?? 1} per scenario, load average before start ${saved.loadAverage?.toFixed?.(2) ?? '?'}\n\n`);
+  process.stdout.write(opts.markdown ? markdownTable(shown) : printTable(shown));
+  process.stdout.write(`\n${targetLines(evaluateTargets(rows), opts.markdown)}`);
+}
+
+if (opts.report) {
+  reportSaved(opts.report);
+  process.exit(0);
 }
 
 main().then(
