@@ -132,8 +132,10 @@ async function stop(child, signal = 'SIGTERM') {
   clearTimeout(timer);
 }
 
+let workDir = null;
 function cleanup() {
   for (const child of children) child.kill('SIGKILL');
+  if (workDir && !opts.profile) rmSync(workDir, { recursive: true, force: true });
 }
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
@@ -863,6 +865,7 @@ function targetLines(targets, markdown) {
 
 async function main() {
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-bench-'));
+  workDir = dir;
   const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() || 'unknown';
   const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', 'src', 'bench'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== '';
   for (const m of missing) process.stderr.write(`bench: ${m}\n`);
