@@ -133,8 +133,41 @@ async function stop(child, signal = 'SIGTERM') {
 }
 
 let workDir = null;
+let lockHeld = false;
+const LOCK = path.join(tmpdir(), 'gatehouse-bench.lock');
+
+/** One bench at a time on a machine: two runs pinned to the same core spoil each other's figures. */
+async function acquireLock() {
+  let waited = false;
+  for (;;) {
+    try {
+      writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      lockHeld = true;
+      return;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    const holder = Number(readFileSync(LOCK, 'utf8'));
+    let alive = false;
+    try {
+      process.kill(holder, 0);
+      alive = holder > 0;
+    } catch {
+      alive = false;
+    }
+    if (!alive) {
+      rmSync(LOCK, { force: true });
+      continue;
+    }
+    if (!waited) process.stderr.write(`bench: another bench run (pid ${holder}) is running; waiting for it to finish\n`);
+    waited = true;
+    await sleep(1000);
+  }
+}
+
 function cleanup() {
   for (const child of children) child.kill('SIGKILL');
+  if (lockHeld) rmSync(LOCK, { force: true });
   if (workDir && !opts.profile) rmSync(workDir, { recursive: true, force: true });
 }
 process.on('exit', cleanup);
@@ -864,6 +897,7 @@ function targetLines(targets, markdown) {
 // Main
 
 async function main() {
+  await acquireLock();
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-bench-'));
   workDir = dir;
   const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() || 'unknown';
