@@ -166,7 +166,8 @@ export function upstreamError(err: Error): GatehouseError {
   const code = (err as { code?: string }).code ?? '';
   const detail = `${err.name}: ${err.message}${code ? ` (${code})` : ''}`;
   if (TIMEOUT_CODES.has(code)) return new UpstreamFailed('GH_ERR_UPSTREAM_TIMEOUT', { detail, cause: err });
-  if (CONNECT_CODES.has(code) || /certificate|self.signed|altnames|ERR_TLS/i.test(detail)) {
+  // TLS handshake failures (verification, host name, protocol version, no shared cipher) are connect failures.
+  if (CONNECT_CODES.has(code) || /certificate|self.signed|altnames|ERR_TLS|ERR_SSL_/i.test(detail)) {
     return new UpstreamFailed('GH_ERR_UPSTREAM_CONNECT', { detail, cause: err });
   }
   return new UpstreamFailed('GH_ERR_UPSTREAM_FAILED', { detail, cause: err });
