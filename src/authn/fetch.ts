@@ -115,7 +115,7 @@ export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string)
         }
       } catch (err) {
         if (err instanceof FetchFailed) throw err;
-        if (controller.signal.aborted) throw new FetchFailed(url, `no answer within ${limits.timeout} ms`, err);
+        if (controller.signal.aborted || isTimeout(err)) throw new FetchFailed(url, `no answer within ${limits.timeout} ms`, err);
         const e = err as NodeJS.ErrnoException;
         throw new FetchFailed(url, e.code ? `${e.code}: ${e.message}` : e.message, err);
       } finally {
@@ -126,4 +126,10 @@ export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string)
       await agent.close().catch(() => undefined);
     },
   };
+}
+
+/** Our own deadline and undici's header/body timeouts are one and the same thing: no answer in time. */
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }

@@ -295,7 +295,7 @@ export function createIntrospectionAuthenticator(
       };
     } catch (err) {
       if (err instanceof ExchangeFailed) throw err;
-      if (controller.signal.aborted) throw new ExchangeFailed(`no answer within ${intro!.timeout} ms`, err);
+      if (controller.signal.aborted || isTimeout(err)) throw new ExchangeFailed(`no answer within ${intro!.timeout} ms`, err);
       const e = err as NodeJS.ErrnoException;
       throw new ExchangeFailed(e.code ? `${e.code}: ${e.message}` : e.message, err);
     } finally {
@@ -715,4 +715,10 @@ function loadClientKey(value: string, baseDir: string): { key: KeyObject; alg: s
           : 'RS256';
   }
   return { key, alg, kid: typeof jwk?.kid === 'string' ? jwk.kid : undefined };
+}
+
+/** Our own deadline and undici's header/body timeouts are one and the same thing: no answer in time. */
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }

@@ -390,10 +390,16 @@ async function exchange(
     return { status: response.statusCode, body: Buffer.concat(chunks, total), contentType: typeof contentType === 'string' ? contentType : 'application/json' };
   } catch (err) {
     if (err instanceof AuthorizationServerUnavailable) throw err;
-    if (controller.signal.aborted) throw new AuthorizationServerUnavailable(`${method} ${url}: no answer within ${limits.timeout} ms`, err);
+    if (controller.signal.aborted || isTimeout(err)) throw new AuthorizationServerUnavailable(`${method} ${url}: no answer within ${limits.timeout} ms`, err);
     const e = err as NodeJS.ErrnoException;
     throw new AuthorizationServerUnavailable(`${method} ${url}: ${e.code ? `${e.code} ` : ''}${e.message}`, err);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Our own deadline and undici's header/body timeouts are one and the same thing: no answer in time. */
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }
