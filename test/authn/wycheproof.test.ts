@@ -1,11 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkHeader, parseJws } from '../../src/authn/jwt.js';
 import { importKeySet, verifyJws, type KeySet } from '../../src/authn/keys.js';
 import { issuerConfig } from './jwt-fixtures.js';
 
 /**
- * Project Wycheproof JWS/JWK vectors (/work/shared/wycheproof, C2SP/wycheproof, Apache-2.0)
+ * Project Wycheproof JWS/JWK vectors (../shared/wycheproof beside the repo, C2SP/wycheproof, Apache-2.0)
  * through gatehouse's JWS path: strict parsing, header rules, key policy, key selection,
  * signature. The payloads are not JWTs (e.g. "foo"), so claims are not checked here.
  *
@@ -13,7 +14,12 @@ import { issuerConfig } from './jwt-fixtures.js';
  * asymmetric algorithm is accepted, except where gatehouse's policy is stricter, listed below
  * with the reason. HMAC vectors are refused whatever their result: gatehouse never accepts HS*.
  */
-const DIR = process.env.WYCHEPROOF_DIR ?? '/work/shared/wycheproof';
+// The vectors live in the workplace's shared/ folder beside the checkout (CI lays it there too);
+// WYCHEPROOF_DIR points elsewhere. Missing vectors fail the run: they are part of the suite.
+const DIR =
+  process.env.WYCHEPROOF_DIR ??
+  [path.resolve('..', 'shared', 'wycheproof'), '/work/shared/wycheproof'].find((dir) => existsSync(path.join(dir, 'json_web_signature_test.json'))) ??
+  path.resolve('..', 'shared', 'wycheproof');
 
 interface Vector {
   tcId: number;
