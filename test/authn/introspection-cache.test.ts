@@ -5,7 +5,7 @@ import { createIntrospectionAuthenticator } from '../../src/authn/introspection.
 import { createIntrospectionCache, openEntry, sealEntry, tokenKey, type IntrospectionEntry } from '../../src/authn/introspection-cache.js';
 import { ctxFor, opaqueConfig, startFakeIntrospection, testServices, type FakeIntrospection } from './introspection-fixtures.js';
 import { startScratchRedis, type ScratchRedis } from './introspection-redis.js';
-import { startRedisCluster } from '../limit/redis-server.js';
+import { startRedisCluster } from '../helpers/redis.js';
 
 const log = pino({ level: 'silent' });
 const T0 = Date.UTC(2026, 0, 1);

@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
-import { freePort, startRedis, type TestRedis } from '../limit/redis-server.js';
+import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 

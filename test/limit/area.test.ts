@@ -6,7 +6,7 @@ import { createLimitArea } from '../../src/limit/index.js';
 import type { Principal, RequestContext, Stage } from '../../src/pipeline/context.js';
 import type { AreaRuntime, GatewayServices } from '../../src/pipeline/runtime.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import { startRedis, type TestRedis } from './redis-server.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
 
 const BASE = `
 listen: { port: 0 }

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisStore, type RedisStore } from '../../src/limit/redis.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
-import { startRedisCluster, type TestRedisCluster } from './redis-server.js';
+import { startRedisCluster, type TestRedisCluster } from '../helpers/redis.js';
 
 let cluster: TestRedisCluster;
 let store: RedisStore;

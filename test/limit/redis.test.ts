@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LimitDecision } from '../../src/limit/limiter.js';
 import { createRedisStore, type RedisStore } from '../../src/limit/redis.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
-import { freePort, startRedis, type TestRedis } from './redis-server.js';
+import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
 
 const log = pino({ level: 'silent' });
 let redis: TestRedis;
