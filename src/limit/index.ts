@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendProblem } from '../respond/problem.js';
 import { Gauge } from 'prom-client';
 import { configIssue } from '../authz/locate.js';
 import type { GatehouseConfig, QuotaConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
@@ -265,10 +267,26 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     };
   }
 
+  // The token-handler agent's endpoints are answered before routing (they have no route): the
+  // pre-auth IP limit covers them here, so a flood cannot drive the token endpoint through them.
+  const agentBase = config.tokenHandler?.basePath.replace(/\/$/, '');
+  const handle =
+    preAuth && agentBase !== undefined
+      ? async function preAuthAgent(ctx: RequestContext, _req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+          if (ctx.path !== agentBase && !ctx.path.startsWith(`${agentBase}/`)) return false;
+          const denial = await preAuth(ctx);
+          if (!denial) return false;
+          (ctx as { error?: GatehouseError }).error = denial;
+          sendProblem(res, denial, ctx.id, config.gateway.realm, ctx.responseHeaders, ctx.method);
+          return true;
+        }
+      : undefined;
+
   return {
     name: 'limit',
     issues,
     stagesFor,
+    handle,
     async start() {
       memoryTables.set(services.metrics, tables);
       registerMemoryGauges(services.metrics);
