@@ -51,6 +51,9 @@ export function bearerCredential(ctx: RequestContext): GatehouseError | null {
   return null;
 }
 
+/** b64token (RFC 6750 §2.1): 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
 /**
  * The token of an `Authorization` value: the token; null when it says Bearer but is malformed;
  * undefined for another scheme.
@@ -70,20 +73,10 @@ export function bearerToken(header: string): string | null | undefined {
     // "Bearerx…" is another scheme; "Bearer\t…" is malformed.
     return header.charCodeAt(6) === 9 ? null : undefined;
   }
-  const start = 7;
-  const end = header.length;
-  if (end === start) return null;
-  // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-  let i = start;
-  for (; i < end; i++) {
-    const c = header.charCodeAt(i);
-    const ok =
-      (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126 || c === 43 || c === 47;
-    if (!ok) break;
-  }
-  if (i === start) return null;
-  for (; i < end; i++) if (header.charCodeAt(i) !== 61) return null;
-  return header.slice(start);
+  // Hot path: one precompiled regex test is ~5× faster than a per-character loop on a
+  // 500-character JWT (0.27 µs against 1.3 µs, issue 8).
+  const token = header.slice(7);
+  return B64TOKEN.test(token) ? token : null;
 }
 
 function isBearerScheme(header: string): boolean {

@@ -27,6 +27,12 @@ describe('bearerToken', () => {
     ['says another scheme for Basic', 'Basic dXNlcjpwYXNz', undefined],
     ['says another scheme for BearerX', 'BearerX abc', undefined],
     ['says another scheme for an empty value', '', undefined],
+    ['says malformed for = only', 'Bearer ==', null],
+    ['says malformed for a character after the padding', 'Bearer abc=d', null],
+    ['says malformed for a trailing newline', 'Bearer abc\n', null],
+    ['says malformed for a non-ASCII character', 'Bearer abcé', null],
+    ['says malformed for a comma', 'Bearer abc,def', null],
+    ['takes a long JWT', `Bearer ${'eyJh'.repeat(200)}.${'x'.repeat(600)}.${'S_-'.repeat(100)}`, `${'eyJh'.repeat(200)}.${'x'.repeat(600)}.${'S_-'.repeat(100)}`],
   ])('%s', (_name, header, expected) => {
     expect(bearerToken(header)).toBe(expected);
   });
