@@ -45,8 +45,9 @@ export function parseWorkers(flag: string): number | null {
  * - **Shutdown**: SIGTERM or SIGINT is passed to every worker, which stops accepting, finishes
  *   its in-flight requests (bounded by `limits.shutdownTimeout`) and exits; a worker still alive
  *   5 s after that is killed. The primary exits 0 when every worker stopped by itself, else 1.
- * - **Crashes**: a worker that dies after it was serving is replaced (with a growing delay when
- *   it keeps dying); a worker that dies before it ever listened (a port in use, a key file
+ * - **Crashes**: a worker that dies is replaced (with a growing delay while replacements keep
+ *   dying, e.g. because the config file on disk is broken now; the other workers keep serving).
+ *   At start-up, a worker that dies before any worker ever listened (a port in use, a key file
  *   missing) stops the whole cluster with exit code 1 rather than looping.
  *
  * State is per worker: in-memory rate limits, quotas, token and introspection caches. With N
@@ -73,6 +74,7 @@ export async function runCluster(configFile: string, workersFlag: string, option
   cluster.setupPrimary({ exec: process.argv[1], args: ['start', '--config', configFile, '--workers', '1'] });
 
   const listened = new WeakSet<Worker>();
+  let everServed = false;
   const bornAt = new WeakMap<Worker, number>();
   let respawnDelay = RESPAWN_DELAY_MS;
   let stopping = false;
@@ -90,6 +92,7 @@ export async function runCluster(configFile: string, workersFlag: string, option
   const onListening = (worker: Worker) => {
     if (listened.has(worker)) return;
     listened.add(worker);
+    everServed = true;
     log.info({ worker: worker.process.pid }, 'worker serving');
   };
   const onExit = (worker: Worker, code: number | null, signal: string | null) => {
@@ -98,12 +101,15 @@ export async function runCluster(configFile: string, workersFlag: string, option
       if (live().length === 0) finish();
       return;
     }
-    if (!listened.has(worker)) {
+    if (!listened.has(worker) && !everServed) {
+      // At start-up: the same cause (a port in use, a missing key file) would kill every retry.
       log.error({ worker: worker.process.pid, code, signal }, 'a worker failed before it could serve; stopping the cluster');
       failed = true;
       shutdown('worker-failed');
       return;
     }
+    // Later, a replacement that cannot start (say the file on disk is broken now) is retried
+    // with a growing delay while the other workers keep serving.
     const lived = Date.now() - (bornAt.get(worker) ?? 0);
     respawnDelay = lived > HEALTHY_LIFETIME_MS ? RESPAWN_DELAY_MS : Math.min(respawnDelay * 2, RESPAWN_DELAY_MAX_MS);
     log.warn({ worker: worker.process.pid, code, signal, respawnInMs: respawnDelay }, 'worker exited unexpectedly; starting another');

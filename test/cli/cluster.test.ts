@@ -160,10 +160,33 @@ describe('gatehouse start --workers 2', () => {
     await res.body.dump();
   });
 
+  it('replaces a worker that dies; a replacement that cannot start is retried while the other serves', async () => {
+    // The file on disk is still the broken one of the previous test: the replacement fails.
+    const [victim] = (await cluster.waitFor((l) => l.msg === 'worker serving', 2)).map((l) => l.worker as number);
+    process.kill(victim!, 'SIGKILL');
+    await cluster.waitFor((l) => l.msg === 'worker exited unexpectedly; starting another', 2);
+    for (let i = 0; i < 4; i++) {
+      const res = await request(`${url}/second`, { reset: true });
+      expect(res.statusCode).toBe(200); // the surviving worker
+      await res.body.dump();
+    }
+    // A good file again: the next attempt starts and serves.
+    writeFileSync(realFile, config(upstream.url, 0, '  - { name: second, path: /second, upstream: api, public: true }\n'));
+    await cluster.waitFor((l) => l.msg === 'worker exited unexpectedly; starting another' && l.worker === victim, 1);
+    const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 3);
+    expect(serving[2]!.worker).not.toBe(victim);
+    for (let i = 0; i < 6; i++) {
+      const res = await request(`${url}/second`, { reset: true });
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+    }
+  }, 20_000);
+
   it('stops every worker on SIGTERM and exits 0', async () => {
-    const workers = (await cluster.waitFor((l) => l.msg === 'worker serving', 2)).map((l) => l.worker as number);
+    const workers = cluster.lines.filter((l) => l.msg === 'worker serving').map((l) => l.worker as number);
     cluster.child.kill('SIGTERM');
     expect(await cluster.exited).toBe(0);
+    // Every worker alive at the end (the two first minus the one replaced, plus its successor).
     expect(cluster.lines.filter((l) => l.msg === 'gatehouse stopped')).toHaveLength(2);
     for (const pid of workers) expect(alive(pid)).toBe(false);
   }, 20_000);
