@@ -339,8 +339,7 @@ function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res:
   const status = res.statusCode;
   const latency = performance.now() - ctx.startedAt;
   const error = (ctx as { error?: GatehouseError }).error;
-  services.metrics.requests.inc({ route: routeName, status: String(status) });
-  services.metrics.requestDuration.observe({ route: routeName }, latency / 1000);
+  services.metrics.recordRequest(routeName, status, latency / 1000);
   if (error) services.metrics.denials.inc({ route: routeName, code: error.code });
   if (!plan.config.log.accessLog) return;
   const log: Logger = services.log;

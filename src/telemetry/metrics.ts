@@ -7,14 +7,18 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  * @example
  * ```ts
  * const metrics = createMetrics();
- * metrics.requests.inc({ route: 'orders', status: '200' });
+ * metrics.recordRequest('orders', 200, 0.004);
  * ```
  */
 export interface Metrics {
   readonly registry: Registry;
-  readonly requests: Counter<'route' | 'status'>;
+  /**
+   * Count one answered request (`gatehouse_requests_total{route,status}`) and its duration
+   * (`gatehouse_request_duration_seconds{route}`). Hot path: plain numbers per route, turned into
+   * Prometheus series only when /metrics is scraped (no label hashing per request).
+   */
+  recordRequest(route: string, status: number, seconds: number): void;
   readonly denials: Counter<'route' | 'code'>;
-  readonly requestDuration: Histogram<'route'>;
   readonly upstreamDuration: Histogram<'upstream'>;
   readonly inFlight: Gauge<'route'>;
   /** Extra counters areas register by name (e.g. `gatehouse_jwks_fetch_total`). */
@@ -31,9 +35,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const gauges = new Map<string, Gauge<string>>();
   return {
     registry,
-    requests: new Counter({ name: 'gatehouse_requests_total', help: 'Requests answered, by route and status.', labelNames: ['route', 'status'], registers: [registry] }),
+    recordRequest: requestStats(registry, buckets),
     denials: new Counter({ name: 'gatehouse_denials_total', help: 'Requests refused by gatehouse, by route and error code.', labelNames: ['route', 'code'], registers: [registry] }),
-    requestDuration: new Histogram({ name: 'gatehouse_request_duration_seconds', help: 'Time from request to response head.', labelNames: ['route'], buckets, registers: [registry] }),
     upstreamDuration: new Histogram({ name: 'gatehouse_upstream_duration_seconds', help: 'Time waiting for the upstream response head.', labelNames: ['upstream'], buckets, registers: [registry] }),
     inFlight: new Gauge({ name: 'gatehouse_in_flight_requests', help: 'Requests being processed.', labelNames: ['route'], registers: [registry] }),
     counter(name, help, labelNames = []) {
@@ -52,5 +55,72 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       }
       return g;
     },
+  };
+}
+
+interface RouteStats {
+  readonly statuses: Map<number, number>;
+  /** Non-cumulative counts per bucket; the last slot is +Inf. */
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+interface MetricValue {
+  value: number;
+  labels: Record<string, string | number>;
+  metricName?: string;
+}
+
+/** Per-route request counters and a duration histogram, exported at scrape time. */
+function requestStats(registry: Registry, bounds: readonly number[]): (route: string, status: number, seconds: number) => void {
+  const routes = new Map<string, RouteStats>();
+  const requestsName = 'gatehouse_requests_total';
+  const durationName = 'gatehouse_request_duration_seconds';
+  registry.registerMetric({
+    name: requestsName,
+    help: 'Requests answered, by route and status.',
+    type: 'counter',
+    aggregator: 'sum',
+    get: async () => {
+      const values: MetricValue[] = [];
+      for (const [route, stats] of routes) for (const [status, n] of stats.statuses) values.push({ value: n, labels: { route, status } });
+      return { name: requestsName, help: 'Requests answered, by route and status.', type: 'counter', values, aggregator: 'sum' };
+    },
+    reset: () => routes.clear(),
+  } as never);
+  registry.registerMetric({
+    name: durationName,
+    help: 'Time from request to response end.',
+    type: 'histogram',
+    aggregator: 'sum',
+    get: async () => {
+      const values: MetricValue[] = [];
+      for (const [route, stats] of routes) {
+        let cumulative = 0;
+        for (let i = 0; i < bounds.length; i++) {
+          cumulative += stats.buckets[i]!;
+          values.push({ value: cumulative, labels: { le: bounds[i]!, route }, metricName: `${durationName}_bucket` });
+        }
+        values.push({ value: stats.count, labels: { le: '+Inf', route }, metricName: `${durationName}_bucket` });
+        values.push({ value: stats.sum, labels: { route }, metricName: `${durationName}_sum` });
+        values.push({ value: stats.count, labels: { route }, metricName: `${durationName}_count` });
+      }
+      return { name: durationName, help: 'Time from request to response end.', type: 'histogram', values, aggregator: 'sum' };
+    },
+    reset: () => routes.clear(),
+  } as never);
+  return function recordRequest(route: string, status: number, seconds: number): void {
+    let stats = routes.get(route);
+    if (stats === undefined) {
+      stats = { statuses: new Map(), buckets: new Float64Array(bounds.length + 1), sum: 0, count: 0 };
+      routes.set(route, stats);
+    }
+    stats.statuses.set(status, (stats.statuses.get(status) ?? 0) + 1);
+    let i = 0;
+    while (i < bounds.length && seconds > bounds[i]!) i++;
+    stats.buckets[i]!++;
+    stats.sum += seconds;
+    stats.count++;
   };
 }

@@ -259,6 +259,28 @@ describe('upstream failures and limits', () => {
 });
 
 describe('admin', () => {
+  it('exports request counts and durations per route on /metrics, with bounded labels', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await request(`${gw.url}/readonly/m${i}`);
+      await res.body.dump();
+    }
+    const missing = await request(`${gw.url}/no/such/route`);
+    await missing.body.dump();
+    await new Promise((r) => setTimeout(r, 50));
+    const res = await request(`${gw.adminUrl}/metrics`);
+    expect(res.statusCode).toBe(200);
+    const text = await res.body.text();
+    expect(text).toContain('# TYPE gatehouse_requests_total counter');
+    expect(text).toMatch(/^gatehouse_requests_total\{route="public-get",status="200"\} 3$/m);
+    expect(text).toMatch(/^gatehouse_requests_total\{route="-",status="404"\} \d+$/m);
+    expect(text).toContain('# TYPE gatehouse_request_duration_seconds histogram');
+    expect(text).toMatch(/^gatehouse_request_duration_seconds_bucket\{le="\+Inf",route="public-get"\} 3$/m);
+    expect(text).toMatch(/^gatehouse_request_duration_seconds_count\{route="public-get"\} 3$/m);
+    const buckets = [...text.matchAll(/^gatehouse_request_duration_seconds_bucket\{le="[^"]+",route="public-get"\} (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(buckets).toEqual([...buckets].sort((a, b) => a - b));
+    expect(text).not.toContain('/readonly/m1');
+  });
+
   it('serves /healthz and /readyz', async () => {
     const health = await request(`${gw.adminUrl}/healthz`);
     expect(health.statusCode).toBe(200);
