@@ -336,10 +336,12 @@ describe('OAuth proxy: API calls with the cookie', () => {
     const parts = c.value.split('.');
     parts[3] = parts[3]!.slice(0, 10) + (parts[3]![10] === 'A' ? 'B' : 'A') + parts[3]!.slice(11);
     c.value = parts.join('.');
+    const before = api.requests.length;
     const res = await call(jar, 'GET', '/orders');
     expect(res.status).toBe(401);
     expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_COOKIE_INVALID');
     expect(res.headers.get('access-control-allow-origin')).toBe(SPA);
+    expect(api.requests.length).toBe(before);
   });
 
   it('refuses a cookie sealed by another gateway (foreign key) with 401', async () => {
@@ -347,9 +349,11 @@ describe('OAuth proxy: API calls with the cookie', () => {
     try {
       const jar = new Jar();
       await login(jar);
+      const before = api.requests.length;
       const res = await fetch(other.url + '/orders', { headers: { origin: SPA, cookie: jar.header('/orders') } });
       expect(res.status).toBe(401);
       expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_COOKIE_INVALID');
+      expect(api.requests.length).toBe(before);
     } finally {
       await other.close();
     }
@@ -363,9 +367,45 @@ describe('OAuth proxy: API calls with the cookie', () => {
 
   it('refuses a bearer header on an auth: cookie-only route', async () => {
     const token = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
+    const before = api.requests.length;
     const res = await fetch(gw.url + '/private', { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_AUTH_MISSING_TOKEN');
+    expect(api.requests.length).toBe(before);
+  });
+
+  it('refuses the cookie and an Authorization header together; the upstream sees nothing', async () => {
+    const jar = new Jar();
+    await login(jar);
+    const token = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
+    const before = api.requests.length;
+    for (const path of ['/orders', '/private']) {
+      const res = await call(jar, 'GET', path, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_AUTH_MULTIPLE_CREDENTIALS');
+    }
+    expect(api.requests.length).toBe(before);
+  });
+
+  it('refuses a cookie sent without Origin unless the browser marks a same-origin read; the upstream sees nothing', async () => {
+    const jar = new Jar();
+    const csrf = await login(jar);
+    const before = api.requests.length;
+    const refused: [string, Record<string, string>][] = [
+      ['GET', {}],
+      ['GET', { 'sec-fetch-site': 'cross-site' }],
+      ['GET', { 'sec-fetch-site': 'same-site' }],
+      ['POST', { 'sec-fetch-site': 'same-origin' }],
+    ];
+    for (const [method, headers] of refused) {
+      const res = await call(jar, method, '/orders', { origin: null, csrf, headers, body: method === 'POST' ? { item: 1 } : undefined });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
+    }
+    expect(api.requests.length).toBe(before);
+    const read = await call(jar, 'GET', '/orders', { origin: null, headers: { 'sec-fetch-site': 'same-origin' } });
+    expect(read.status).toBe(200);
+    expect(api.requests.length).toBe(before + 1);
   });
 
   it('accepts the cookie on a cookie-only route', async () => {
@@ -377,9 +417,11 @@ describe('OAuth proxy: API calls with the cookie', () => {
   it('ignores the cookie on a bearer route (the cookie is not a credential there)', async () => {
     const jar = new Jar();
     await login(jar);
+    const before = api.requests.length;
     const res = await call(jar, 'GET', '/bearer');
     expect(res.status).toBe(401);
     expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_AUTH_MISSING_TOKEN');
+    expect(api.requests.length).toBe(before);
   });
 
   it('answers CORS preflights for cookie routes: trusted origin with credentials, others refused', async () => {
