@@ -85,70 +85,89 @@ function splitPattern(path: string): string[] {
   return path.split('/').filter((s) => s !== '');
 }
 
-interface Best<R> {
-  node: TrieNode<R>;
-  depth: number;
-  literals: number;
-  params: [string, string][];
-  prefixLength: number;
-}
-
-/** The compiled matcher. Hot path: `match` allocates only the params object of a param route. */
+/**
+ * The compiled matcher. Hot path: `match` walks the path in place (no split, no closure) only
+ * as deep as the trie goes, and allocates only the segment strings it looks up and the params
+ * object of a param route. Matching is synchronous, so the walk's scratch state lives on the
+ * table and is reused.
+ */
 export class RouteTable<R> {
+  // Scratch state of one walk (reset by each match).
+  private path = '';
+  private bestNode: TrieNode<R> | null = null;
+  private bestDepth = -1;
+  private bestLiterals = -1;
+  private bestEnd = 0;
+  private bestParamCount = 0;
+  /** [start, end) of each captured param segment on the current branch, and of the best one. */
+  private readonly params: number[] = [];
+  private readonly bestParams: number[] = [];
+  private readonly paramNames: string[] = [];
+  private readonly bestParamNames: string[] = [];
+
   constructor(private readonly root: TrieNode<R>) {}
 
   match(method: string, path: string): MatchResult<R> {
-    const best = this.find(path);
-    if (!best) return NOT_FOUND;
-    const entries = best.node.entries!;
+    this.path = path;
+    this.bestNode = null;
+    this.bestDepth = -1;
+    this.bestLiterals = -1;
+    this.walk(this.root, 1, 0, 0, 0, 0);
+    const node = this.bestNode as TrieNode<R> | null;
+    this.path = '';
+    if (node === null) return NOT_FOUND;
+    const entries = node.entries!;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
       if (entry.methods === null || entry.methods.has(method)) {
         let params = EMPTY_PARAMS;
-        if (best.params.length > 0) {
+        if (this.bestParamCount > 0) {
           params = {};
-          for (const [k, v] of best.params) params[k] = v;
+          for (let j = 0; j < this.bestParamCount; j++) {
+            params[this.bestParamNames[j]!] = decodeParam(path.slice(this.bestParams[2 * j]!, this.bestParams[2 * j + 1]!));
+          }
         }
-        return { kind: 'route', route: entry.route, params, prefixLength: best.prefixLength };
+        return { kind: 'route', route: entry.route, params, prefixLength: this.bestEnd };
       }
     }
-    return { kind: 'method-not-allowed', allow: best.node.allow };
+    return { kind: 'method-not-allowed', allow: node.allow };
   }
 
-  private find(path: string): Best<R> | null {
-    // Walk segments; prefer literals, fall back to params (depth-first with backtracking).
-    const segments: string[] = [];
-    const ends: number[] = [];
-    let start = 1;
-    for (let i = 1; i <= path.length; i++) {
-      if (i === path.length || path.charCodeAt(i) === 47 /* / */) {
-        if (i > start) {
-          segments.push(path.slice(start, i));
-          ends.push(i);
-        }
-        start = i + 1;
+  /**
+   * Depth-first: a literal child before the param child, so a literal segment wins a tie; the
+   * deepest node with routes wins overall. `pos` is where the next segment starts, `end` where
+   * the path matched so far ends.
+   */
+  private walk(node: TrieNode<R>, pos: number, end: number, depth: number, literals: number, paramCount: number): void {
+    if (node.entries !== null && (depth > this.bestDepth || (depth === this.bestDepth && literals > this.bestLiterals))) {
+      this.bestNode = node;
+      this.bestDepth = depth;
+      this.bestLiterals = literals;
+      this.bestEnd = end;
+      this.bestParamCount = paramCount;
+      for (let i = 0; i < paramCount; i++) {
+        this.bestParams[2 * i] = this.params[2 * i]!;
+        this.bestParams[2 * i + 1] = this.params[2 * i + 1]!;
+        this.bestParamNames[i] = this.paramNames[i]!;
       }
     }
-    let best: Best<R> | null = null;
-    const params: [string, string][] = [];
-    const visit = (node: TrieNode<R>, depth: number, literals: number): void => {
-      if (node.entries) {
-        if (!best || depth > best.depth || (depth === best.depth && literals > best.literals)) {
-          best = { node, depth, literals, params: params.slice(), prefixLength: depth === 0 ? 0 : ends[depth - 1]! };
-        }
-      }
-      if (depth === segments.length) return;
-      const segment = segments[depth]!;
-      const next = node.literal.get(segment);
-      if (next) visit(next, depth + 1, literals + 1);
-      if (node.param) {
-        params.push([node.paramName!, decodeParam(segment)]);
-        visit(node.param, depth + 1, literals);
-        params.pop();
-      }
-    };
-    visit(this.root, 0, 0);
-    return best;
+    const path = this.path;
+    // Skip empty segments (a trailing slash); normalized paths have no others.
+    while (pos < path.length && path.charCodeAt(pos) === 47 /* / */) pos++;
+    if (pos >= path.length) return;
+    if (node.literal.size === 0 && node.param === null) return;
+    let stop = path.indexOf('/', pos);
+    if (stop === -1) stop = path.length;
+    if (node.literal.size > 0) {
+      const next = node.literal.get(path.slice(pos, stop));
+      if (next !== undefined) this.walk(next, stop + 1, stop, depth + 1, literals + 1, paramCount);
+    }
+    if (node.param !== null) {
+      this.params[2 * paramCount] = pos;
+      this.params[2 * paramCount + 1] = stop;
+      this.paramNames[paramCount] = node.paramName!;
+      this.walk(node.param, stop + 1, stop, depth + 1, literals, paramCount + 1);
+    }
   }
 }
 

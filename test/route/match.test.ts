@@ -29,6 +29,18 @@ describe('route table', () => {
     expect(table.match('DELETE', '/orders')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD, POST' });
     expect(table.match('POST', '/orders/export')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
   });
+  it('ignores a trailing slash and keeps the prefix length of the matched segments', () => {
+    expect(table.match('GET', '/orders/')).toMatchObject({ route: 'list', prefixLength: 7 });
+    expect(table.match('GET', '/users/u1/orders/7/')).toMatchObject({ route: 'user-order', params: { userId: 'u1', orderId: '7' } });
+  });
+  it('keeps the params of the winning branch only, after backtracking from a literal dead end', () => {
+    const t = createRouteTable([
+      { path: '/a/b/c', methods: null, route: 'abc' },
+      { path: '/a/{x}/d', methods: null, route: 'axd' },
+    ]);
+    expect(t.match('GET', '/a/b/d')).toMatchObject({ route: 'axd', params: { x: 'b' } });
+    expect(t.match('GET', '/a/b/c/z')).toMatchObject({ route: 'abc', params: {} });
+  });
   it('captures several params and decodes them', () => {
     expect(table.match('GET', '/users/a%40b/orders/7')).toMatchObject({ params: { userId: 'a@b', orderId: '7' } });
   });
