@@ -7,30 +7,19 @@
  * the SHA-256 of its public key), nothing else. FAILS, never skips, without Chromium.
  */
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createCertificateAuthority, createSelfSignedCertificate } from '../../src/demo/dev-cert.js';
 import { serveSpa, type SpaConfig, type SpaServer } from '../../src/demo/spa-server.js';
+import { launchChromium, requireChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { DEMO_CLIENT_SECRETS, demoClients, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const LAUNCH_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-];
 
 let browser: Browser;
 let context: BrowserContext;
@@ -42,9 +31,7 @@ let spa: SpaServer;
 const spaConfig: SpaConfig = { gatewayUrl: 'https://127.0.0.1:1', apiPath: '/orders' };
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install chromium\` (the browser tests never download a browser and never skip)`);
-  }
+  requireChromium();
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-th-https-'));
   const ca = await createCertificateAuthority({ commonName: 'gatehouse token-handler test CA' });
   const leaf = await ca.issue({ hosts: ['127.0.0.1', 'localhost'] });
@@ -89,7 +76,7 @@ routes:
   expect(gw.url.startsWith('https://')).toBe(true);
   spaConfig.gatewayUrl = gw.url;
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...LAUNCH_ARGS, `--ignore-certificate-errors-spki-list=${spkiHash}`] });
+  browser = await launchChromium([`--ignore-certificate-errors-spki-list=${spkiHash}`]);
   context = await browser.newContext();
   page = await context.newPage();
 });

@@ -10,29 +10,17 @@
  *
  * This test FAILS (never skips) when the browser is missing: CI installs `chromium` with apt.
  */
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCookieKeyRing } from '../../src/authn/token-handler/cookies.js';
 import { serveSpa, type SpaConfig, type SpaServer } from '../../src/demo/spa-server.js';
+import { launchChromium, requireChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { DEMO_CLIENT_SECRETS, demoClients, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const LAUNCH_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-quic',
-];
 
 let browser: Browser;
 let context: BrowserContext;
@@ -120,9 +108,7 @@ routes:
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install chromium\` (the browser tests never download a browser and never skip)`);
-  }
+  requireChromium();
   spa = await serveSpa({ config: () => spaConfig });
   // Short-lived access tokens, so the SPA's refresh-on-401 path runs for real below.
   as = await startAuthorizationServer({ clients: demoClients(`${spa.url}/callback`, `${spa.url}/`), accessTokenTtl: 4 });
@@ -140,7 +126,7 @@ beforeAll(async () => {
   sameSiteEvil = await startEvilSite('127.0.0.1', gw.url);
   crossSiteEvil = await startEvilSite('localhost', gw.url);
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS });
+  browser = await launchChromium();
   context = await browser.newContext();
   page = await context.newPage();
   page.on('framenavigated', (frame) => {
