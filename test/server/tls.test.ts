@@ -346,7 +346,7 @@ describe('HTTP/1.1 over TLS through the whole pipeline', () => {
 });
 
 /** A raw HTTP/1.1 exchange on a plain port (undici would refuse to send some of these). */
-function rawHttp(url: string, target: string, headers = ''): Promise<{ status: number; head: string }> {
+function rawHttp(url: string, target: string, headers = ''): Promise<{ status: number; head: string; body: string }> {
   const { port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), '127.0.0.1', () => {
@@ -354,16 +354,21 @@ function rawHttp(url: string, target: string, headers = ''): Promise<{ status: n
     });
     let data = '';
     socket.on('data', (d) => (data += d.toString('latin1')));
-    socket.on('end', () => resolve({ status: Number(data.split(' ')[1]), head: data.split('\r\n\r\n')[0]! }));
+    socket.on('end', () => {
+      const at = data.indexOf('\r\n\r\n');
+      resolve({ status: Number(data.split(' ')[1]), head: data.slice(0, at), body: data.slice(at + 4) });
+    });
     socket.on('error', reject);
   });
 }
 
 describe('plain HTTP next to HTTPS', () => {
   it('redirects with 308 to the HTTPS port, keeping path and query', async () => {
+    const before = upstream.requests.length;
     const res = await rawHttp(gw.urls.http!, '/public/a/b?q=1&r=%20x');
     expect(res.status).toBe(308);
     expect(res.head).toMatch(new RegExp(`\\r\\nlocation: https://127\\.0\\.0\\.1:${httpsPort}/public/a/b\\?q=1&r=%20x\\r\\n`, 'i'));
+    expect(upstream.requests.length).toBe(before);
   });
 
   it('never forwards a request with an Authorization header over plaintext', async () => {
@@ -379,6 +384,14 @@ describe('plain HTTP next to HTTPS', () => {
     const res = await request(`${gw.urls.http}/public/x`, { headers: { cookie: 'session=abc' } });
     expect(res.statusCode).toBe(400);
     expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_PLAINTEXT_CREDENTIALS');
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('never forwards a request with a Proxy-Authorization header over plaintext', async () => {
+    const before = upstream.requests.length;
+    const res = await rawHttp(gw.urls.http!, '/public/x', 'Proxy-Authorization: Basic dXNlcjpwYXNz\r\n');
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body).code).toBe('GH_ERR_PLAINTEXT_CREDENTIALS');
     expect(upstream.requests.length).toBe(before);
   });
 
