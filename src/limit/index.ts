@@ -269,18 +269,9 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
 
   // The token-handler agent's endpoints are answered before routing (they have no route): the
   // pre-auth IP limit covers them here, so a flood cannot drive the token endpoint through them.
-  const agentBase = config.tokenHandler?.basePath.replace(/\/$/, '');
-  const handle =
-    preAuth && agentBase !== undefined
-      ? async function preAuthAgent(ctx: RequestContext, _req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-          if (ctx.path !== agentBase && !ctx.path.startsWith(`${agentBase}/`)) return false;
-          const denial = await preAuth(ctx);
-          if (!denial) return false;
-          (ctx as { error?: GatehouseError }).error = denial;
-          sendProblem(res, denial, ctx.id, config.gateway.realm, ctx.responseHeaders, ctx.method);
-          return true;
-        }
-      : undefined;
+  // Runs for every request before routing: it answers synchronously unless the pre-auth stage
+  // itself waits (Redis), so other requests stay on the runner's synchronous path.
+  const handle = preAuth && config.tokenHandler ? preAuthAgentHandler(preAuth, config.tokenHandler.basePath, config.gateway.realm) : undefined;
 
   return {
     name: 'limit',
@@ -302,6 +293,30 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     },
   };
 };
+
+/**
+ * The `handle` hook applying the pre-auth stage to the agent endpoints under `basePath`:
+ * true (and the 429/503 written) when it refuses, false otherwise.
+ */
+function preAuthAgentHandler(
+  preAuth: Stage,
+  basePath: string,
+  realm: string,
+): (ctx: RequestContext, req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean> {
+  const base = basePath.replace(/\/$/, '');
+  const prefix = `${base}/`;
+  const refuse = (ctx: RequestContext, res: ServerResponse, denial: GatehouseError | null): boolean => {
+    if (denial === null) return false;
+    (ctx as { error?: GatehouseError }).error = denial;
+    sendProblem(res, denial, ctx.id, realm, ctx.responseHeaders, ctx.method);
+    return true;
+  };
+  return function preAuthAgent(ctx, _req, res) {
+    if (ctx.path !== base && !ctx.path.startsWith(prefix)) return false;
+    const denial = preAuth(ctx);
+    return denial !== null && isPromise(denial) ? denial.then((d) => refuse(ctx, res, d)) : refuse(ctx, res, denial);
+  };
+}
 
 function createConcurrency(max: number): Concurrency {
   const state: Concurrency = {

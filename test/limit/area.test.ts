@@ -282,6 +282,25 @@ routes:
     clock.now += 500;
     expect(await run(a, ctx())).toBeNull();
   });
+
+  it('covers the token-handler agent endpoints before routing, answering synchronously in memory', async () => {
+    const clock = { now: 1_700_000_000_000 };
+    const config = { ...loadConfigText(BASE + yaml), tokenHandler: { basePath: '/tokenhandler/' } } as unknown as Parameters<typeof createLimitArea>[0];
+    const runtime = await createLimitArea(config, services(clock));
+    await runtime.start!();
+    const at = (path: string) => Object.assign(ctx(), { path, id: 'r1', method: 'POST' });
+    const written: number[] = [];
+    const res = { headersSent: false, writableEnded: false, getHeaderNames: () => [], removeHeader() {}, writeHead: (status: number) => (written.push(status), res), setHeader: () => res, end: () => res } as never;
+    // Not an agent path: false at once (no promise), and no budget used.
+    expect(runtime.handle!(at('/tokenhandler-not'), null as never, res)).toBe(false);
+    expect(runtime.handle!(at('/a'), null as never, res)).toBe(false);
+    expect(runtime.handle!(at('/tokenhandler/login/start'), null as never, res)).toBe(false);
+    expect(runtime.handle!(at('/tokenhandler'), null as never, res)).toBe(false);
+    const refused = at('/tokenhandler/refresh');
+    expect(runtime.handle!(refused, null as never, res)).toBe(true);
+    expect((refused as { error?: GatehouseError }).error?.code).toBe('GH_ERR_LIMIT_RATE_EXCEEDED');
+    expect(written).toEqual([429]);
+  });
 });
 
 describe('limit area: config checks', () => {
