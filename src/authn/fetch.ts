@@ -1,8 +1,6 @@
-import { rootCertificates } from 'node:tls';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { ClientTlsConfig } from '../config/types.js';
+import { clientTlsOptions, isOutboundTimeout } from '../forward/outbound.js';
 
 /**
  * Why an outbound fetch failed; `reason` goes to the log and to `/readyz` details.
@@ -48,11 +46,6 @@ export interface JsonFetcher {
   close(): Promise<void>;
 }
 
-function readPem(file: string | undefined, baseDir: string): Buffer | undefined {
-  if (!file) return undefined;
-  return readFileSync(path.resolve(baseDir, file));
-}
-
 /**
  * Build a fetcher; reads CA / client-certificate files once. Throws when a file cannot be read.
  *
@@ -63,15 +56,7 @@ function readPem(file: string | undefined, baseDir: string): Buffer | undefined 
  */
 export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string): JsonFetcher {
   const agent: Dispatcher = new Agent({
-    connect: {
-      rejectUnauthorized: true,
-      // `tls.ca` is trusted in addition to the system roots (schema: clientTls.ca).
-      ca: tls?.ca ? [...rootCertificates, readPem(tls.ca, baseDir)!.toString('utf8')] : undefined,
-      cert: readPem(tls?.cert, baseDir),
-      key: readPem(tls?.key, baseDir),
-      servername: tls?.servername,
-      minVersion: tls?.minVersion ?? 'TLSv1.2',
-    },
+    connect: clientTlsOptions(tls, baseDir),
     keepAliveTimeout: 4_000,
     connections: 4,
   });
@@ -115,7 +100,7 @@ export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string)
         }
       } catch (err) {
         if (err instanceof FetchFailed) throw err;
-        if (controller.signal.aborted || isTimeout(err)) throw new FetchFailed(url, `no answer within ${limits.timeout} ms`, err);
+        if (controller.signal.aborted || isOutboundTimeout(err)) throw new FetchFailed(url, `no answer within ${limits.timeout} ms`, err);
         const e = err as NodeJS.ErrnoException;
         throw new FetchFailed(url, e.code ? `${e.code}: ${e.message}` : e.message, err);
       } finally {
@@ -126,10 +111,4 @@ export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string)
       await agent.close().catch(() => undefined);
     },
   };
-}
-
-/** Our own deadline and undici's header/body timeouts are one and the same thing: no answer in time. */
-function isTimeout(err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }

@@ -1,6 +1,5 @@
 import { createHash, createPrivateKey, hash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
 import path from 'node:path';
 import { SignJWT } from 'jose';
 import type { Logger } from 'pino';
@@ -9,6 +8,7 @@ import type { GatehouseConfig, IntrospectionConfig, IssuerConfig } from '../conf
 import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseErrorCode, type Result } from '../errors.js';
 import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
+import { clientTlsOptions, isOutboundTimeout } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
 import { createFetcher } from './fetch.js';
 import { acquireGatewayKeys, type GatewayKeys } from './gateway-keys.js';
@@ -115,21 +115,8 @@ export function createIntrospectionAuthenticator(
   // Everything that can throw on a bad config (key and certificate files) comes first, so a
   // failed construction leaves no connection pool or cache behind.
   const clientAuth = buildClientAuth(issuer, intro, config.baseDir);
-  const extraCa = readOptional(issuer.tls?.ca, config.baseDir);
-  const tlsFiles = {
-    // Schema: `ca` is trusted in addition to the system roots (Node's `ca` alone would replace them).
-    ca: extraCa ? [...rootCertificates, extraCa.toString('utf8')] : undefined,
-    cert: readOptional(issuer.tls?.cert, config.baseDir),
-    key: readOptional(issuer.tls?.key, config.baseDir),
-  };
   const agent: Dispatcher = new Agent({
-    connect: {
-      rejectUnauthorized: true,
-      ...tlsFiles,
-      servername: issuer.tls?.servername,
-      minVersion: issuer.tls?.minVersion ?? 'TLSv1.2',
-      timeout: intro.timeout,
-    },
+    connect: { ...clientTlsOptions(issuer.tls, config.baseDir), timeout: intro.timeout },
     keepAliveTimeout: 10_000,
     connections: 32,
   });
@@ -295,7 +282,7 @@ export function createIntrospectionAuthenticator(
       };
     } catch (err) {
       if (err instanceof ExchangeFailed) throw err;
-      if (controller.signal.aborted || isTimeout(err)) throw new ExchangeFailed(`no answer within ${intro!.timeout} ms`, err);
+      if (controller.signal.aborted || isOutboundTimeout(err)) throw new ExchangeFailed(`no answer within ${intro!.timeout} ms`, err);
       const e = err as NodeJS.ErrnoException;
       throw new ExchangeFailed(e.code ? `${e.code}: ${e.message}` : e.message, err);
     } finally {
@@ -639,10 +626,6 @@ function parseObject(body: Buffer): Record<string, unknown> | null {
   }
 }
 
-function readOptional(file: string | undefined, baseDir: string): Buffer | undefined {
-  return file ? readFileSync(path.resolve(baseDir, file)) : undefined;
-}
-
 interface ClientAuth {
   /** The credential as bytes: keys the sealing of shared-cache values (never stored there). */
   secret: Uint8Array;
@@ -715,10 +698,4 @@ function loadClientKey(value: string, baseDir: string): { key: KeyObject; alg: s
           : 'RS256';
   }
   return { key, alg, kid: typeof jwk?.kid === 'string' ? jwk.kid : undefined };
-}
-
-/** Our own deadline and undici's header/body timeouts are one and the same thing: no answer in time. */
-function isTimeout(err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }

@@ -1,12 +1,10 @@
-import { rootCertificates } from 'node:tls';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
-import type { ClientTlsConfig, GatehouseConfig, UpstreamConfig } from '../config/types.js';
+import type { GatehouseConfig, UpstreamConfig } from '../config/types.js';
 import { RequestRejected, UpstreamFailed, type GatehouseError } from '../errors.js';
 import type { GatewayServices } from '../pipeline/runtime.js';
 import { connectionTokens, isHopByHopResponseHeader } from './headers.js';
+import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 
 /**
  * One upstream: an undici `Pool` (keep-alive, bounded connections) and its base URL.
@@ -29,23 +27,9 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-/** Read PEM files for an outbound TLS config (paths relative to the config file). */
-export function clientTlsOptions(tls: ClientTlsConfig | undefined, baseDir: string): Record<string, unknown> | undefined {
-  if (!tls) return undefined;
-  const read = (file: string) => readFileSync(path.resolve(baseDir, file));
-  const out: Record<string, unknown> = {};
-  // `ca` is trusted in addition to the system roots (schema: clientTls.ca).
-  if (tls.ca) out.ca = [...rootCertificates, read(tls.ca).toString('utf8')];
-  if (tls.cert) out.cert = read(tls.cert);
-  if (tls.key) out.key = read(tls.key);
-  if (tls.servername) out.servername = tls.servername;
-  out.minVersion = tls.minVersion ?? 'TLSv1.2';
-  return out;
-}
-
 export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, _services: GatewayServices): Upstream {
   const url = new URL(config.url);
-  const tls = url.protocol === 'https:' ? clientTlsOptions(config.tls, gateway.baseDir) ?? { minVersion: 'TLSv1.2' } : undefined;
+  const tls = url.protocol === 'https:' ? clientTlsOptions(config.tls, gateway.baseDir) : undefined;
   const pool = new Pool(url.origin, {
     connections: config.connections,
     pipelining: 1,
@@ -54,7 +38,7 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
     headersTimeout: config.timeout,
     bodyTimeout: config.timeout,
     // Certificates and host names are always verified: there is no switch to turn that off.
-    connect: tls ? { ...tls, rejectUnauthorized: true } : undefined,
+    connect: tls,
   });
   const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
   return {
@@ -159,13 +143,12 @@ async function* limitBody(stream: IncomingMessage, max: number, handler: Forward
 }
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** Maps an undici error to the gateway's answer. */
 export function upstreamError(err: Error): GatehouseError {
   const code = (err as { code?: string }).code ?? '';
   const detail = `${err.name}: ${err.message}${code ? ` (${code})` : ''}`;
-  if (TIMEOUT_CODES.has(code)) return new UpstreamFailed('GH_ERR_UPSTREAM_TIMEOUT', { detail, cause: err });
+  if (isOutboundTimeout(err)) return new UpstreamFailed('GH_ERR_UPSTREAM_TIMEOUT', { detail, cause: err });
   // TLS handshake failures (verification, host name, protocol version, no shared cipher) are connect failures.
   if (CONNECT_CODES.has(code) || /certificate|self.signed|altnames|ERR_TLS|ERR_SSL_/i.test(detail)) {
     return new UpstreamFailed('GH_ERR_UPSTREAM_CONNECT', { detail, cause: err });

@@ -4,11 +4,10 @@
  * RP-initiated logout URL. Every exchange is timed and size-bounded.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { Agent, request, type Dispatcher } from 'undici';
 import { isSecureOrLoopbackUrl } from '../../config/normalize.js';
+import { clientTlsOptions, isOutboundTimeout } from '../../forward/outbound.js';
 import type { IssuerConfig, TokenHandlerConfig } from '../../config/types.js';
 
 /** The parts of a discovery document the agent uses (OAuth metadata keep their own names). */
@@ -128,10 +127,6 @@ interface Limits {
 
 const FAILED_DISCOVERY_RETRY = 5_000;
 
-function readPem(file: string | undefined, baseDir: string): Buffer | undefined {
-  return file ? readFileSync(path.resolve(baseDir, file)) : undefined;
-}
-
 /**
  * Build the client; reads the issuer's TLS files once (throws when one cannot be read).
  *
@@ -143,14 +138,7 @@ function readPem(file: string | undefined, baseDir: string): Buffer | undefined 
 export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfig, baseDir: string, now: () => number = Date.now): OidcClient {
   const tls = issuer.tls;
   const agent: Dispatcher = new Agent({
-    connect: {
-      rejectUnauthorized: true,
-      ca: readPem(tls?.ca, baseDir),
-      cert: readPem(tls?.cert, baseDir),
-      key: readPem(tls?.key, baseDir),
-      servername: tls?.servername,
-      minVersion: tls?.minVersion ?? 'TLSv1.2',
-    },
+    connect: clientTlsOptions(issuer.tls, baseDir),
     keepAliveTimeout: 4_000,
     connections: 8,
   });
@@ -390,16 +378,10 @@ async function exchange(
     return { status: response.statusCode, body: Buffer.concat(chunks, total), contentType: typeof contentType === 'string' ? contentType : 'application/json' };
   } catch (err) {
     if (err instanceof AuthorizationServerUnavailable) throw err;
-    if (controller.signal.aborted || isTimeout(err)) throw new AuthorizationServerUnavailable(`${method} ${url}: no answer within ${limits.timeout} ms`, err);
+    if (controller.signal.aborted || isOutboundTimeout(err)) throw new AuthorizationServerUnavailable(`${method} ${url}: no answer within ${limits.timeout} ms`, err);
     const e = err as NodeJS.ErrnoException;
     throw new AuthorizationServerUnavailable(`${method} ${url}: ${e.code ? `${e.code} ` : ''}${e.message}`, err);
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Our own deadline and undici's header/body timeouts are one and the same thing: no answer in time. */
-function isTimeout(err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }
