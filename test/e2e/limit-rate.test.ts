@@ -89,7 +89,8 @@ describe('rate limits through the gateway', () => {
 });
 
 describe('quotas through the gateway', () => {
-  it('answers 429 GH_ERR_LIMIT_QUOTA_EXCEEDED once the daily quota is used', async () => {
+  it('answers 429 GH_ERR_LIMIT_QUOTA_EXCEEDED once the daily quota is used; the upstream never sees it', async () => {
+    const before = api.requests.length;
     for (let i = 0; i < 2; i++) {
       const res = await get('/reports', clientToken);
       expect(res.statusCode).toBe(200);
@@ -101,6 +102,7 @@ describe('quotas through the gateway', () => {
     const secondsToMidnight = Math.ceil((Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1) - Date.now()) / 1000);
     expect(Math.abs(Number(res.headers['retry-after']) - secondsToMidnight)).toBeLessThanOrEqual(2);
     expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_LIMIT_QUOTA_EXCEEDED');
+    expect(api.requests.length - before).toBe(2);
   });
 });
 
@@ -115,12 +117,15 @@ describe('concurrency limit through the gateway', () => {
       void held.then(() => res.end('done'));
     });
     try {
+      const before = api.requests.length;
       const first = get('/slow', clientToken);
       await arrival;
       const second = await get('/slow', clientToken);
       expect(second.statusCode).toBe(503);
       expect(second.headers['retry-after']).toBe('1');
       expect(((await second.body.json()) as { code: string }).code).toBe('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED');
+      // The refused request never reached the upstream: only the one holding the slot did.
+      expect(api.requests.length - before).toBe(1);
       release();
       const done = await first;
       expect(done.statusCode).toBe(200);
