@@ -64,8 +64,11 @@ interface RingKey {
  */
 export interface CookieKeyRing {
   seal(payload: CookiePayload & object): Promise<string>;
-  /** The payload, or null for anything that is not a valid, unexpired cookie of this kind. */
-  open(value: string, kind: CookieKind, nowSeconds: number): Promise<CookiePayload | null>;
+  /**
+   * The payload, or null for anything that is not a valid, unexpired cookie of this kind.
+   * Synchronous when the value was opened before (hot path); a promise when it must be decrypted.
+   */
+  open(value: string, kind: CookieKind, nowSeconds: number): CookiePayload | null | Promise<CookiePayload | null>;
 }
 
 const DECRYPT_OPTIONS = { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] };
@@ -136,20 +139,23 @@ export function createCookieKeyRing(keys: readonly Uint8Array[], cacheSize = OPE
         .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: first.kid })
         .encrypt(await first.key);
     },
-    async open(value, kind, nowSeconds) {
+    open(value, kind, nowSeconds) {
       if (value.length === 0 || value.length > MAX_COOKIE_VALUE) return null;
-      let p = opened.get(value);
-      if (p === undefined) {
-        const fresh = await decrypt(value);
+      const known = opened.get(value);
+      if (known !== undefined) return usable(known, kind, nowSeconds);
+      return decrypt(value).then((fresh) => {
         if (fresh === null) return null;
-        p = fresh;
         if (opened.size >= cacheSize) opened.delete(opened.keys().next().value as string);
-        opened.set(value, p);
-      }
-      if (p.t !== kind || typeof p.exp !== 'number' || p.exp <= nowSeconds) return null;
-      return p;
+        opened.set(value, fresh);
+        return usable(fresh, kind, nowSeconds);
+      });
     },
   };
+}
+
+/** Kind and expiry are checked on every open, cached or not. */
+function usable(p: CookiePayload, kind: CookieKind, nowSeconds: number): CookiePayload | null {
+  return p.t !== kind || typeof p.exp !== 'number' || p.exp <= nowSeconds ? null : p;
 }
 
 /** The names and paths of the four cookies for one configuration. */

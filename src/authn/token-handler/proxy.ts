@@ -6,7 +6,7 @@
  */
 import { GatehouseError, InvalidRequest, MissingToken } from '../../errors.js';
 import type { RequestContext, Stage } from '../../pipeline/context.js';
-import { readCookie, safeEqual } from './cookies.js';
+import { readCookie, safeEqual, type CookiePayload } from './cookies.js';
 import { cookieInvalid, csrfInvalid, isSafeMethod, isSameOriginRead, originNotAllowed, type SessionCookie, type TokenHandlerCore } from './core.js';
 
 /**
@@ -20,6 +20,7 @@ import { cookieInvalid, csrfInvalid, isSafeMethod, isSameOriginRead, originNotAl
  * const stage = createCookieCredentialStage(core, 'cookie-only');
  * const denial = await stage(ctx); // null → ctx.token is the access token from the cookie
  * ```
+ * Synchronous when the cookie value was opened before (every call of a session but its first).
  */
 export function createCookieCredentialStage(core: TokenHandlerCore, mode: 'cookie' | 'cookie-only'): Stage {
   const cookieName = core.layout.names.at;
@@ -30,7 +31,26 @@ export function createCookieCredentialStage(core: TokenHandlerCore, mode: 'cooki
   const count = (outcome: string) => counted.inc({ endpoint: 'proxy', outcome });
   const noCookie = mode === 'cookie-only' ? new MissingToken('this API accepts only the session cookie of the token handler') : null;
 
-  return async function tokenHandlerCredential(ctx: RequestContext): Promise<GatehouseError | null> {
+  /** The checks after the cookie is opened: made once here, so the hot path allocates no closure. */
+  function withSession(ctx: RequestContext, opened: CookiePayload | null): GatehouseError | null {
+    const session = opened as SessionCookie | null;
+    if (session === null || typeof session.at !== 'string' || typeof session.csrf !== 'string') {
+      count('GH_ERR_COOKIE_INVALID');
+      return cookieInvalid('the access-token cookie did not decrypt, or is expired or of another kind');
+    }
+    if (!isSafeMethod(ctx.method)) {
+      const sent = ctx.headers[csrfHeader];
+      if (typeof sent !== 'string' || !safeEqual(sent, session.csrf)) {
+        count('GH_ERR_COOKIE_CSRF_INVALID');
+        return csrfInvalid();
+      }
+    }
+    ctx.token = session.at;
+    ctx.tokenSource = 'cookie';
+    return null;
+  }
+
+  return function tokenHandlerCredential(ctx: RequestContext): GatehouseError | null | Promise<GatehouseError | null> {
     if (ctx.token !== null) return null;
     const cors = core.corsFor(ctx.headers.origin);
     // CORS headers go on every answer to a trusted origin, denials included: the SPA must be
@@ -53,21 +73,10 @@ export function createCookieCredentialStage(core: TokenHandlerCore, mode: 'cooki
       count('GH_ERR_AUTH_MULTIPLE_CREDENTIALS');
       return new InvalidRequest('GH_ERR_AUTH_MULTIPLE_CREDENTIALS', 'send either the session cookie or an Authorization header, not both');
     }
-    const session = (await ring.open(value, 'at', Math.floor(now() / 1000))) as SessionCookie | null;
-    if (session === null || typeof session.at !== 'string' || typeof session.csrf !== 'string') {
-      count('GH_ERR_COOKIE_INVALID');
-      return cookieInvalid('the access-token cookie did not decrypt, or is expired or of another kind');
-    }
-    if (!isSafeMethod(ctx.method)) {
-      const sent = ctx.headers[csrfHeader];
-      if (typeof sent !== 'string' || !safeEqual(sent, session.csrf)) {
-        count('GH_ERR_COOKIE_CSRF_INVALID');
-        return csrfInvalid();
-      }
-    }
-    ctx.token = session.at;
-    ctx.tokenSource = 'cookie';
-    return null;
+    const opened = ring.open(value, 'at', Math.floor(now() / 1000));
+    // First sight of this value: decrypt (a closure per decryption, next to the AES work).
+    if (opened instanceof Promise) return opened.then((p) => withSession(ctx, p));
+    return withSession(ctx, opened);
   };
 }
 

@@ -5,6 +5,7 @@ import type { TokenHandlerConfig } from '../../../src/config/types.js';
 import { createTokenHandlerCore, type TokenHandlerCore } from '../../../src/authn/token-handler/core.js';
 import type { OidcClient } from '../../../src/authn/token-handler/oidc-client.js';
 import { createCookieCredentialStage, preflight } from '../../../src/authn/token-handler/proxy.js';
+import type { GatehouseError } from '../../../src/errors.js';
 import type { RequestContext } from '../../../src/pipeline/context.js';
 import { createMetrics } from '../../../src/telemetry/metrics.js';
 
@@ -163,6 +164,25 @@ describe('OAuth proxy credential stage', () => {
     const ctx = ctxOf('GET', { 'sec-fetch-site': 'same-origin', cookie: await sessionCookie(core) });
     expect(await stage(ctx)).toBeNull();
     expect(ctx.token).toBe('the-access-token');
+  });
+
+  it('answers synchronously once the cookie value was opened, and still checks CSRF and expiry then', async () => {
+    const core = makeCore();
+    const stage = createCookieCredentialStage(core, 'cookie');
+    const cookie = await sessionCookie(core);
+    const first = stage(ctxOf('GET', { origin: SPA, cookie }));
+    expect(first).toBeInstanceOf(Promise); // decrypted once
+    expect(await first).toBeNull();
+    const read = ctxOf('GET', { origin: SPA, cookie });
+    expect(stage(read)).toBeNull(); // no promise: the pipeline stays synchronous
+    expect(read.token).toBe('the-access-token');
+    const write = ctxOf('POST', { origin: SPA, 'x-gatehouse-csrf': 'x'.repeat(8), cookie });
+    expect((stage(write) as GatehouseError | null)?.code).toBe('GH_ERR_COOKIE_CSRF_INVALID');
+    expect(write.token).toBeNull();
+    const later = createCookieCredentialStage({ ...core, now: () => NOW + 61_000 }, 'cookie');
+    const expired = ctxOf('GET', { origin: SPA, cookie });
+    expect((later(expired) as GatehouseError | null)?.code).toBe('GH_ERR_COOKIE_INVALID');
+    expect(expired.token).toBeNull();
   });
 
   it('accepts a cookie sealed under the previous key during rotation', async () => {
