@@ -14,8 +14,19 @@ import type { CachedToken, TokenCache } from './token-cache.js';
  * and every claim rule of the JWT issue is checked. docs/tokens.md lists each rule and its code.
  */
 
+/** A compact JWS split, its header decoded; the payload left as bytes (any content). */
+export interface ParsedJws {
+  readonly token: string;
+  readonly header: Readonly<Record<string, unknown>>;
+  /** Index of the first `.`: the payload is `token.slice(payloadStart, signingInputEnd)`. */
+  readonly payloadStart: number;
+  /** Index of the second `.`: the signing input is `token.slice(0, signingInputEnd)`. */
+  readonly signingInputEnd: number;
+  readonly signature: Buffer;
+}
+
 /**
- * A compact JWS split and decoded, not yet verified.
+ * A compact JWT split and decoded, not yet verified: a {@link ParsedJws} whose payload is a JSON object.
  *
  * @example
  * ```ts
@@ -23,13 +34,8 @@ import type { CachedToken, TokenCache } from './token-cache.js';
  * if (parsed.ok) parsed.value.header.kid;
  * ```
  */
-export interface ParsedJwt {
-  readonly token: string;
-  readonly header: Readonly<Record<string, unknown>>;
+export interface ParsedJwt extends ParsedJws {
   readonly claims: Readonly<Record<string, unknown>>;
-  /** Index of the second `.`: the signing input is `token.slice(0, signingInputEnd)`. */
-  readonly signingInputEnd: number;
-  readonly signature: Buffer;
 }
 
 /**
@@ -101,16 +107,6 @@ function decodeJsonSegment(token: string, start: number, end: number, what: stri
   return value as Record<string, unknown>;
 }
 
-/** A compact JWS split, its header decoded; the payload left as bytes (any content). */
-export interface ParsedJws {
-  readonly token: string;
-  readonly header: Readonly<Record<string, unknown>>;
-  /** Index of the first `.`: the payload is `token.slice(payloadStart, signingInputEnd)`. */
-  readonly payloadStart: number;
-  readonly signingInputEnd: number;
-  readonly signature: Buffer;
-}
-
 /**
  * Split a compact JWS with strict checks and no cryptography: at most `maxSize` characters,
  * exactly three parts (the payload may be empty), canonical base64url, a UTF-8 JSON object header,
@@ -162,7 +158,7 @@ export function parseJwt(token: string, maxSize: number): Result<ParsedJwt> {
   const { header, payloadStart, signingInputEnd, signature } = jws.value;
   const claims = decodeJsonSegment(token, payloadStart, signingInputEnd, 'payload');
   if (claims instanceof InvalidToken) return { ok: false, error: claims };
-  return { ok: true, value: { token, header, claims, signingInputEnd, signature } };
+  return { ok: true, value: { token, header, claims, payloadStart, signingInputEnd, signature } };
 }
 
 /**
