@@ -67,6 +67,7 @@ describe('Redis-backed limits through the gateway', () => {
     };
     expect(await readyz()).toMatchObject({ status: 200, body: { details: { limit: { redis: 'ready' } } } });
     for (let i = 0; i < 3; i++) expect((await status(`${gw.url}/strict`)).status).toBe(200);
+    const seen = api.requests.length;
     const limited = await status(`${gw.url}/strict`);
     expect(limited).toMatchObject({ status: 429, code: 'GH_ERR_LIMIT_RATE_EXCEEDED' });
     expect(limited.ratelimit).toMatch(/^"strict";r=0;t=(1200|1199|1198)$/);
@@ -74,6 +75,7 @@ describe('Redis-backed limits through the gateway', () => {
     await redis.stop();
     const strict = await status(`${gw.url}/strict`);
     expect(strict).toMatchObject({ status: 503, code: 'GH_ERR_LIMIT_STORE_UNAVAILABLE' });
+    expect(api.requests.length).toBe(seen); // neither the 429 nor the failClosed 503 reached the upstream
     const before = api.requests.length;
     for (let i = 0; i < 5; i++) expect((await status(`${gw.url}/lenient`)).status).toBe(200); // beyond its limit: not enforced while Redis is gone
     expect(api.requests.length - before).toBe(5);
