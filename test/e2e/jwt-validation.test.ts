@@ -223,6 +223,7 @@ const hostile: [string, () => string, string][] = [
   ['HS256 signed with the RSA public key as secret', hsWithPublicKey, 'GH_ERR_JWT_ALG_NOT_ALLOWED'],
   ['an asymmetric alg outside the issuer allowlist (PS256)', () => mint(ps, now(), {}, { kid: rs.kid }), 'GH_ERR_JWT_ALG_NOT_ALLOWED'],
   ['an ES256 token whose kid names an RSA key', () => mint(es, now(), {}, { kid: rs.kid }), 'GH_ERR_JWT_KEY_UNUSABLE'],
+  ['an EdDSA token whose kid names an EC key', () => mint(ed, now(), {}, { kid: es.kid }), 'GH_ERR_JWT_KEY_UNUSABLE'],
   ['a key published with use enc', () => mint(encKey, now()), 'GH_ERR_JWT_KEY_UNUSABLE'],
   ['a key whose key_ops lack verify', () => mint(opsKey, now()), 'GH_ERR_JWT_KEY_UNUSABLE'],
   ['an RSA key of 1024 bits', () => mint(weakKey, now()), 'GH_ERR_JWT_KEY_UNUSABLE'],
@@ -239,10 +240,14 @@ const hostile: [string, () => string, string][] = [
   // claims
   ['an iss that differs by a trailing slash', () => mint(rs, now(), { iss: 'https://id.example.test/' }), 'GH_ERR_JWT_ISSUER_UNKNOWN'],
   ['an aud of another API', () => mint(rs, now(), { aud: ['https://other.example'] }), 'GH_ERR_JWT_AUDIENCE_INVALID'],
+  ['an aud string of another API', () => mint(rs, now(), { aud: 'https://other.example' }), 'GH_ERR_JWT_AUDIENCE_INVALID'],
+  ['no aud', () => mint(rs, now(), { aud: undefined }), 'GH_ERR_JWT_AUDIENCE_INVALID'],
   ['no exp', () => mint(rs, now(), { exp: undefined }), 'GH_ERR_JWT_CLAIM_MISSING'],
   ['an expired token', () => mint(rs, now(), { exp: nowS() - 120 }), 'GH_ERR_JWT_EXPIRED'],
   ['an exp of the wrong JSON type', () => mint(rs, now(), { exp: `${nowS() + 60}` }), 'GH_ERR_JWT_CLAIM_INVALID'],
   ['an nbf in the future', () => mint(rs, now(), { nbf: nowS() + 600 }), 'GH_ERR_JWT_NOT_YET_VALID'],
+  ['an nbf of the wrong JSON type', () => mint(rs, now(), { nbf: `${nowS() - 60}` }), 'GH_ERR_JWT_CLAIM_INVALID'],
+  ['an iat of the wrong JSON type', () => mint(rs, now(), { iat: `${nowS()}` }), 'GH_ERR_JWT_CLAIM_INVALID'],
   ['an iat in the future', () => mint(rs, now(), { iat: nowS() + 600 }), 'GH_ERR_JWT_ISSUED_IN_FUTURE'],
   ['a token older than maxTokenAge', () => mint(rs, now(), { iat: nowS() - 7200 }), 'GH_ERR_JWT_TOO_OLD'],
   ['typ dpop+jwt', () => mint(rs, now(), {}, { typ: 'dpop+jwt' }), 'GH_ERR_JWT_TYP_INVALID'],
@@ -252,10 +257,14 @@ const hostile: [string, () => string, string][] = [
   ['no client_id where the issuer requires it', () => mint(other, now(), { iss: 'https://other.example.test', client_id: undefined }), 'GH_ERR_JWT_CLAIM_MISSING'],
   // several issuers
   ['an iss that names no configured issuer', () => mint(rs, now(), { iss: 'https://evil.example' }), 'GH_ERR_JWT_ISSUER_UNKNOWN'],
+  // the issuer is chosen by iss before any key is used: another issuer's key never verifies
+  ['iss other, signed with a key of issuer main', () => mint(es, now(), { iss: 'https://other.example.test' }), 'GH_ERR_JWT_KID_UNKNOWN'],
+  ['iss main, signed with the key of issuer other', () => mint(other, now(), { iss: 'https://id.example.test' }, { alg: 'ES256' }), 'GH_ERR_JWT_KID_UNKNOWN'],
   // size and shape
   ['a token over 8 KiB', () => mint(rs, now(), { pad: 'x'.repeat(8500) }), 'GH_ERR_JWT_TOO_LARGE'],
   ['a token with two parts', () => mint(rs, now()).split('.').slice(0, 2).join('.'), 'GH_ERR_JWT_MALFORMED'],
   ['a token with four parts', () => `${mint(rs, now())}.e30`, 'GH_ERR_JWT_MALFORMED'],
+  ['a token whose header is not JSON', () => `${Buffer.from('{alg:RS256}').toString('base64url')}.${mint(rs, now()).split('.').slice(1).join('.')}`, 'GH_ERR_JWT_MALFORMED'],
   ['a token whose payload is not JSON', () => signJws({ alg: 'RS256', kid: rs.kid }, 'hello', rs.privateKey), 'GH_ERR_JWT_MALFORMED'],
   ['a token with invalid base64url', () => mint(rs, now()).replace(/\.(.)/, '.~$1'), 'GH_ERR_JWT_MALFORMED'],
 ];
