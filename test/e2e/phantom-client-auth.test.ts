@@ -115,6 +115,8 @@ describe('client authentication at the introspection endpoint', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-pkjwt-'));
     writeFileSync(path.join(dir, 'other.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
     const gw = await gateway('clientId: gateway-jwt, authMethod: private_key_jwt, privateKey: other.pem', dir);
+    const before = upstream.requests.length;
     expect(await status(gw, await opaque())).toEqual({ status: 503, code: 'GH_ERR_INTROSPECTION_UNAVAILABLE' });
+    expect(upstream.requests.length).toBe(before);
   });
 });

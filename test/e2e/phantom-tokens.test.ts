@@ -167,16 +167,20 @@ describe('phantom tokens with plain JSON introspection (the gateway mints the JW
     // the opaque issuer, so the string is introspected (and the server refuses structured tokens).
     const jwt = await as.clientCredentialsToken('demo-client', S['demo-client'], 'orders:read');
     as.resetCounts();
+    const before = upstream.requests.length;
     const res = await call(gw, '/orders', jwt);
     expect(res.status).toBe(401);
     expect(res.body.code).toBe('GH_ERR_INTROSPECTION_INACTIVE');
     expect(as.counts.introspection).toBe(1);
+    expect(upstream.requests.length).toBe(before);
   });
 
   it('answers 403 insufficient_scope for the same valid opaque token on a route needing a scope it lacks', async () => {
     const token = await opaqueToken();
     expect((await call(gw, '/orders', token)).status).toBe(200);
+    const before = upstream.requests.length;
     const res = await call(gw, '/admin', token);
+    expect(upstream.requests.length).toBe(before);
     expect(res.status).toBe(403);
     expect(res.body.code).toBe('GH_ERR_AUTHZ_INSUFFICIENT_SCOPE');
     expect(res.headers['www-authenticate']).toMatch(/error="insufficient_scope"/);
@@ -219,9 +223,11 @@ describe('revocation and cacheTtl', () => {
     const token = await opaqueToken();
     expect((await call(gw, '/orders', token)).status).toBe(200);
     await as.revoke(token, 'demo-opaque', S['demo-opaque']);
+    const before = upstream.requests.length;
     const res = await call(gw, '/orders', token);
     expect(res.status).toBe(401);
     expect(res.body.code).toBe('GH_ERR_INTROSPECTION_INACTIVE');
+    expect(upstream.requests.length).toBe(before);
   });
 
   it('refuses a revoked token after at most cacheTtl', async () => {
@@ -230,7 +236,9 @@ describe('revocation and cacheTtl', () => {
     expect((await call(gw, '/orders', token)).status).toBe(200);
     await as.revoke(token, 'demo-opaque', S['demo-opaque']);
     await new Promise((resolve) => setTimeout(resolve, 550));
+    const before = upstream.requests.length;
     expect((await call(gw, '/orders', token)).status).toBe(401);
+    expect(upstream.requests.length).toBe(before);
   });
 });
 
@@ -239,11 +247,13 @@ describe('faults', () => {
     const gw = await gateway({ introspection: `endpoint: ${as.introspectionEndpoint}\n      cacheTtl: 0` });
     const token = await opaqueToken();
     as.setDown(true, 'unavailable');
+    const before = upstream.requests.length;
     try {
       const res = await call(gw, '/orders', token);
       expect(res.status).toBe(503);
       expect(res.body.code).toBe('GH_ERR_INTROSPECTION_UNAVAILABLE');
       expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+      expect(upstream.requests.length).toBe(before);
     } finally {
       as.setDown(false);
     }
@@ -254,10 +264,12 @@ describe('faults', () => {
     const gw = await gateway({ introspection: `endpoint: ${as.introspectionEndpoint}\n      cacheTtl: 0\n      timeout: 300ms` });
     const token = await opaqueToken();
     as.setDown(true, 'hang');
+    const before = upstream.requests.length;
     try {
       const res = await call(gw, '/orders', token);
       expect(res.status).toBe(503);
       expect(res.body.code).toBe('GH_ERR_INTROSPECTION_UNAVAILABLE');
+      expect(upstream.requests.length).toBe(before);
     } finally {
       as.setDown(false);
     }
