@@ -8,6 +8,7 @@ import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type 
 import { Agent, request, type Dispatcher } from 'undici';
 import { isSecureOrLoopbackUrl } from '../../config/normalize.js';
 import { clientTlsOptions, isOutboundTimeout } from '../../forward/outbound.js';
+import { basicCredentials } from '../introspection.js';
 import type { IssuerConfig, TokenHandlerConfig } from '../../config/types.js';
 
 /** The parts of a discovery document the agent uses (OAuth metadata keep their own names). */
@@ -210,13 +211,13 @@ export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfi
     return jwks;
   }
 
+  /** RFC 6749 §2.3.1 Basic credentials, made once (the same encoding as the introspection client). */
+  const basic = config.tokenEndpointAuthMethod === 'client_secret_basic' && config.clientSecret ? basicCredentials(config.clientId, config.clientSecret) : undefined;
+
   function clientAuth(form: URLSearchParams): Record<string, string> {
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-    if (config.tokenEndpointAuthMethod === 'client_secret_basic' && config.clientSecret) {
-      // RFC 6749 §2.3.1: form-urlencode each part before base64.
-      const user = encodeURIComponent(config.clientId);
-      const pass = encodeURIComponent(config.clientSecret);
-      headers.authorization = 'Basic ' + Buffer.from(`${user}:${pass}`).toString('base64');
+    if (basic !== undefined) {
+      headers.authorization = basic;
     } else {
       form.set('client_id', config.clientId);
       if (config.tokenEndpointAuthMethod === 'client_secret_post' && config.clientSecret) form.set('client_secret', config.clientSecret);
