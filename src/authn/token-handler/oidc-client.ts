@@ -8,6 +8,7 @@ import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type 
 import { Agent, request, type Dispatcher } from 'undici';
 import { isSecureOrLoopbackUrl } from '../../config/normalize.js';
 import { clientTlsOptions, isOutboundTimeout } from '../../forward/outbound.js';
+import { discoveryUrl } from '../discovery.js';
 import { basicCredentials } from '../introspection.js';
 import type { IssuerConfig, TokenHandlerConfig } from '../../config/types.js';
 
@@ -145,7 +146,6 @@ export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfi
   });
   const limits: Limits = { timeout: issuer.fetchTimeout, maxResponseSize: issuer.maxResponseSize };
   const issuerUrl = issuer.issuer;
-  const discoveryUrl = issuerUrl.replace(/\/$/, '') + '/.well-known/openid-configuration';
 
   let cached: { value: OidcMetadata; at: number } | null = null;
   let inflight: Promise<OidcMetadata> | null = null;
@@ -154,7 +154,7 @@ export function createOidcClient(config: TokenHandlerConfig, issuer: IssuerConfi
   let jwksFor = '';
 
   async function discover(): Promise<OidcMetadata> {
-    const { status, body } = await exchange(agent, 'GET', discoveryUrl, { accept: 'application/json' }, undefined, limits);
+    const { status, body } = await exchange(agent, 'GET', discoveryUrl(issuerUrl), { accept: 'application/json' }, undefined, limits);
     if (status !== 200) throw new AuthorizationServerUnavailable(`discovery answered ${status}`);
     const doc = parseJson(body, 'discovery');
     // OpenID Connect Discovery 1.0 §4.3: the issuer in the document must be exactly ours.
