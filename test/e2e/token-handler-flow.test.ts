@@ -501,8 +501,25 @@ describe('OAuth agent: session', () => {
   it('refresh from an untrusted origin is refused', async () => {
     const jar = new Jar();
     const csrf = await login(jar);
+    const tokenCalls = as.counts.token;
     const res = await call(jar, 'POST', '/tokenhandler/refresh', { csrf, origin: 'https://evil.example' });
+    expect(res.status).toBe(403);
     expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
+    expect(res.headers.get('set-cookie')).toBeNull();
+    expect(as.counts.token).toBe(tokenCalls);
+  });
+
+  it('refresh without the CSRF header, or with another one, is refused; the token endpoint sees nothing', async () => {
+    const jar = new Jar();
+    await login(jar);
+    const tokenCalls = as.counts.token;
+    for (const csrf of [undefined, 'x'.repeat(43)]) {
+      const res = await call(jar, 'POST', '/tokenhandler/refresh', { csrf });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_COOKIE_CSRF_INVALID');
+      expect(res.headers.get('set-cookie')).toBeNull();
+    }
+    expect(as.counts.token).toBe(tokenCalls);
   });
 
   it('refresh with a refresh token the server no longer accepts ends the session (401) and clears cookies', async () => {
