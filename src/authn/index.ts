@@ -6,7 +6,7 @@ import { configIssue } from '../authz/locate.js';
 import { bearerCredential } from './bearer.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createIntrospectionAuthenticator } from './introspection.js';
-import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier } from './jwt.js';
+import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
 
 /** An opaque-token authenticator with its lifecycle (introspection, phantom token). */
@@ -210,7 +210,7 @@ function authenticateStage(
     return parsed.ok ? new InvalidToken('GH_ERR_JWT_ISSUER_UNKNOWN', 'the access token is from an unknown issuer') : parsed.error;
   }
 
-  async function finishAsync(verifier: JwtVerifier, parsed: Parameters<JwtVerifier['verifyParsed']>[0], ctx: RequestContext): Promise<GatehouseError | null> {
+  async function finishAsync(verifier: JwtVerifier, parsed: ParsedJwt, ctx: RequestContext): Promise<GatehouseError | null> {
     const result = await verifier.verifyParsed(parsed);
     if (!result.ok) return result.error;
     ctx.principal = result.value.principal;
