@@ -539,7 +539,7 @@ export function createIntrospectionAuthenticator(
     return built;
   }
 
-  function outcome(entry: IntrospectionEntry, key: string, token: string, ctx: RequestContext, audience: string): AuthOutcome | Promise<AuthOutcome> {
+  function outcome(entry: IntrospectionEntry, key: string, token: string, ctx: RequestContext, audience: string, at: number): AuthOutcome | Promise<AuthOutcome> {
     if (!entry.active) return entry.code === undefined ? inactiveOutcome : cachedRefusal(entry.code);
     if (entry.claims.cnf !== undefined) {
       const mismatch = certificateMismatch(entry.claims, ctx);
@@ -548,7 +548,7 @@ export function createIntrospectionAuthenticator(
     const byAudience = principals.get(entry);
     const known = byAudience?.get(audience);
     // Hot path: a warm entry whose JWT is still fresh answers synchronously, allocating nothing.
-    if (known && (entry.upstreamToken || fresh(entry.minted[audience], now()))) return known;
+    if (known && (entry.upstreamToken || fresh(entry.minted[audience], at))) return known;
     return principalFor(entry, key, token, audience).catch((err: unknown) => ({ kind: 'denied', error: keysUnavailable(err) }) as AuthOutcome);
   }
 
@@ -560,15 +560,17 @@ export function createIntrospectionAuthenticator(
       }
       const audience = (ctx.route && audienceFor.get(ctx.route.config.upstream)) ?? defaultAudience;
       const key = tokenKey(token);
-      const hit = cache?.peek(key, now());
+      // One clock read serves the cache and the freshness of the minted JWT (hot path).
+      const at = now();
+      const hit = cache?.peek(key, at);
       if (hit) {
         cacheHit.inc();
-        return outcome(hit, key, token, ctx, audience);
+        return outcome(hit, key, token, ctx, audience, at);
       }
       return lookup(key, token, audience).then((result) => {
         // The runner writes the denial (code and detail) to the access log.
         if (!result.ok) return { kind: 'denied', error: result.error } as AuthOutcome;
-        return outcome(result.value, key, token, ctx, audience);
+        return outcome(result.value, key, token, ctx, audience, now());
       });
     },
     async start() {
