@@ -1,3 +1,4 @@
+import http2 from 'node:http2';
 import https from 'node:https';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,11 +83,27 @@ describe('requestCert: required', () => {
   });
 
   it('refuses a certificate from another CA', async () => {
-    await expect(get(`${gw.urls.required}/whoami`, stranger)).rejects.toMatchObject({ code: expect.stringMatching(/UNKNOWN_CA|ECONNRESET|BAD_CERTIFICATE/) });
+    const before = upstream.requests.length;
+    await expect(get(`${gw.urls.required}/public/x`, stranger)).rejects.toMatchObject({ code: expect.stringMatching(/UNKNOWN_CA|ECONNRESET|BAD_CERTIFICATE/) });
+    expect(upstream.requests.length).toBe(before);
   });
 
   it('refuses a certificate of the right CA that is not meant for clients (serverAuth only)', async () => {
-    await expect(get(`${gw.urls.required}/whoami`, serverCert)).rejects.toMatchObject({ code: expect.stringMatching(/UNSUPPORTED_CERTIFICATE|BAD_CERTIFICATE|ECONNRESET/) });
+    const before = upstream.requests.length;
+    await expect(get(`${gw.urls.required}/public/x`, serverCert)).rejects.toMatchObject({ code: expect.stringMatching(/UNSUPPORTED_CERTIFICATE|BAD_CERTIFICATE|ECONNRESET/) });
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('refuses an HTTP/2 client without a certificate: no stream reaches the upstream', async () => {
+    const before = upstream.requests.length;
+    const session = http2.connect(gw.urls.required!, { ca: pki.ca.certPem, servername: 'localhost' });
+    session.on('error', () => undefined);
+    try {
+      await expect(h2request(session, { ':path': '/public/h2' })).rejects.toMatchObject({ code: expect.stringMatching(/CERTIFICATE_REQUIRED|ECONNRESET|HANDSHAKE/) });
+    } finally {
+      session.destroy();
+    }
+    expect(upstream.requests.length).toBe(before);
   });
 
   it('accepts a certificate of the configured CA and exposes it to later stages (HTTP/1.1)', async () => {
