@@ -339,9 +339,11 @@ describe('HTTP/1.1 over TLS through the whole pipeline', () => {
   });
 
   it('answers 431 for headers over the limit', async () => {
+    const before = upstream.requests.length;
     const res = await request(`${gw.urls.https}/public/x`, { dispatcher: agent, headers: { 'x-big': 'a'.repeat(6000) } });
     expect(res.statusCode).toBe(431);
-    await res.body.dump();
+    expect(((await res.body.json()) as { code: string }).code).toBe('GH_ERR_REQUEST_HEADERS_TOO_LARGE');
+    expect(upstream.requests.length).toBe(before);
   });
 });
 
