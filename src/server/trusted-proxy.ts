@@ -28,7 +28,7 @@ export function createTrustedProxies(entries: readonly string[]): TrustedProxies
   }
   const isTrusted = (ip: string): boolean => {
     if (entries.length === 0 || ip === '') return false;
-    const plain = ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+    const plain = normalizeIp(ip);
     const family = isIP(plain) === 6 ? 'ipv6' : 'ipv4';
     return list.check(plain, family);
   };
