@@ -26,11 +26,18 @@ export function createTrustedProxies(entries: readonly string[]): TrustedProxies
     if (bits === undefined) list.addAddress(addr!, family);
     else list.addSubnet(addr!, Number(bits), family);
   }
+  // BlockList.check builds a SocketAddress per call (~1 µs). Behind a load balancer the peer is
+  // nearly always the same few addresses: remember the last answer (the list never changes).
+  let lastIp = '';
+  let lastTrusted = false;
   const isTrusted = (ip: string): boolean => {
     if (entries.length === 0 || ip === '') return false;
+    if (ip === lastIp) return lastTrusted;
     const plain = normalizeIp(ip);
     const family = isIP(plain) === 6 ? 'ipv6' : 'ipv4';
-    return list.check(plain, family);
+    lastTrusted = list.check(plain, family);
+    lastIp = ip;
+    return lastTrusted;
   };
   return {
     any: entries.length > 0,
