@@ -26,17 +26,21 @@ export function createTrustedProxies(entries: readonly string[]): TrustedProxies
     if (bits === undefined) list.addAddress(addr!, family);
     else list.addSubnet(addr!, Number(bits), family);
   }
-  // BlockList.check builds a SocketAddress per call (~1 µs). Behind a load balancer the peer is
-  // nearly always the same few addresses: remember the last answer (the list never changes).
-  let lastIp = '';
+  const check = (ip: string): boolean => {
+    if (entries.length === 0 || ip === '') return false;
+    const plain = normalizeIp(ip);
+    return list.check(plain, isIP(plain) === 6 ? 'ipv6' : 'ipv4');
+  };
+  // BlockList.check builds a SocketAddress per call (~1 µs). Behind a load balancer the TCP peer
+  // is nearly always the same address: remember the last peer's answer (the list never changes).
+  // X-Forwarded-For hops vary per client and are checked without it.
+  let lastPeer = '';
   let lastTrusted = false;
   const isTrusted = (ip: string): boolean => {
-    if (entries.length === 0 || ip === '') return false;
-    if (ip === lastIp) return lastTrusted;
-    const plain = normalizeIp(ip);
-    const family = isIP(plain) === 6 ? 'ipv6' : 'ipv4';
-    lastTrusted = list.check(plain, family);
-    lastIp = ip;
+    if (ip !== lastPeer) {
+      lastTrusted = check(ip);
+      lastPeer = ip;
+    }
     return lastTrusted;
   };
   return {
@@ -48,7 +52,7 @@ export function createTrustedProxies(entries: readonly string[]): TrustedProxies
       for (let i = hops.length - 1; i >= 0; i--) {
         const hop = hops[i]!.trim();
         if (isIP(hop) === 0) return normalizeIp(peerIp);
-        if (!isTrusted(hop)) return hop;
+        if (!check(hop)) return hop;
       }
       return normalizeIp(peerIp);
     },
