@@ -1,3 +1,4 @@
+import './boot/tick-shape.js';
 import { watch, type FSWatcher } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import path from 'node:path';

@@ -1,3 +1,5 @@
+// First: keeps process.nextTick on V8's fast path (see the module).
+import '../boot/tick-shape.js';
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';

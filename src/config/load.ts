@@ -167,7 +167,13 @@ let compiledValidator: ReturnType<Ajv['compile']> | undefined;
 
 function validator() {
   if (!compiledValidator) {
-    const ajv = new Ajv({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true });
+    // `code.optimize: false`: ajv's optimizer counts the generated code's variable names in plain
+    // objects keyed by name (`err44`, `_errs275`, …). For gatehouse's schema that is over 1,500
+    // distinct first keys on V8's empty-object map, which then has no transitions left: every
+    // object built key by key afterwards (request and response headers, parsed JSON) got a map of
+    // its own for as long as the process lived, and property access on them went megamorphic.
+    // The unoptimized validator checks exactly the same rules (test/boot/shapes.test.ts).
+    const ajv = new Ajv({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true, code: { optimize: false } });
     compiledValidator = ajv.compile(configSchema);
   }
   return compiledValidator;

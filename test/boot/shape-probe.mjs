@@ -1,0 +1,34 @@
+// Run by shapes.test.ts as `node --allow-natives-syntax shape-probe.mjs <root> <config>`: starts a
+// gateway from the built code and reports whether V8 still shares object shapes afterwards.
+const [root, configFile] = process.argv.slice(2);
+const { loadConfigFile } = await import(`${root}/dist/config/load.js`);
+const { startGateway } = await import(`${root}/dist/gateway.js`);
+const { keptTickObject } = await import(`${root}/dist/boot/tick-shape.js`);
+const { createHook } = await import('node:async_hooks');
+const gateway = await startGateway({ config: loadConfigFile(configFile), logDestination: { write() {} } });
+
+// Plain objects that gain the same first property must share one map. They stop doing so when
+// the empty object's map has run out of transitions (V8 allows 1536): every header object,
+// parsed JSON and request context then gets a map of its own, and property access goes megamorphic.
+const shared = [];
+for (let i = 0; i < 8; i++) {
+  const key = `probe_${i}_${Math.random().toString(36).slice(2)}`;
+  const a = {};
+  a[key] = 1;
+  const b = {};
+  b[key] = 2;
+  shared.push(%HaveSameMap(a, b));
+}
+
+// The tick object caught before anything was loaded still has the shape a new tick gets now.
+let fresh;
+const hook = createHook({ init(_id, type, _trigger, resource) { if (type === 'TickObject' && !fresh) fresh = resource; } });
+hook.enable();
+process.nextTick(() => {});
+hook.disable();
+const kept = keptTickObject();
+const tickShapeKept = kept !== undefined && fresh !== undefined && %HaveSameMap(kept, fresh);
+
+await gateway.close();
+process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept })}\n`);
+process.exit(0);

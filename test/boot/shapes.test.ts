@@ -1,0 +1,51 @@
+// Start-up must leave V8's object shapes in a state where the hot path stays fast: plain objects
+// that gain the same properties share one map, and a `process.nextTick` tick object is held so
+// nextTick's computed-key stores stay monomorphic (src/boot/tick-shape.ts). Both regressions cost
+// 10%+ of the gateway's CPU per request without changing any answer, so no other test sees them.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const PROBE = path.join(ROOT, 'test/boot/shape-probe.mjs');
+
+const CONFIG = `
+listen:
+  - { name: main, host: 127.0.0.1, port: 0 }
+log: { level: warn }
+issuers:
+  - name: main
+    issuer: https://issuer.example
+    jwksUri: http://127.0.0.1:9/jwks
+    audiences: [api]
+    algorithms: [ES256, RS256, EdDSA]
+upstreams:
+  - { name: api, url: http://127.0.0.1:9 }
+rateLimits:
+  - { name: per-sub, key: claim:sub, limit: 100, window: 1s }
+routes:
+  - { name: public, path: /public, upstream: api, public: true }
+  - name: claims
+    path: '/users/{userId}/orders'
+    upstream: api
+    scopes: [orders:read]
+    rateLimits: [per-sub]
+    claims:
+      - claims.sub == request.params.userId
+`;
+
+describe('V8 object shapes after start-up', () => {
+  it('keeps plain-object maps shared and a tick object held once the gateway has started', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-shapes-'));
+    const file = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(file, CONFIG);
+    const run = spawnSync(process.execPath, ['--allow-natives-syntax', PROBE, ROOT, file], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const report = JSON.parse(run.stdout.trim().split('\n').pop()!) as { sharedShapes: boolean; tickShapeKept: boolean };
+    expect(report).toEqual({ sharedShapes: true, tickShapeKept: true });
+  });
+});
