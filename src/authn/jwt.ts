@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import type { IssuerConfig } from '../config/types.js';
 import { GatehouseError, InvalidToken, ServiceUnavailable, type Result } from '../errors.js';
 import type { Principal } from '../pipeline/context.js';
@@ -84,6 +85,9 @@ const FOREIGN_TYPES = new Set([
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** Three base64url parts, the first and last non-empty: the shape every JWS must have (one native regex test). */
+const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
+
 function malformed(detail: string): InvalidToken {
   return new InvalidToken('GH_ERR_JWT_MALFORMED', 'the access token is malformed', { detail });
 }
@@ -91,11 +95,15 @@ function malformed(detail: string): InvalidToken {
 function decodeJsonSegment(token: string, start: number, end: number, what: string): Record<string, unknown> | InvalidToken {
   if (start === end) return malformed(`the ${what} is empty`);
   if (!hasCanonicalTail(token, start, end)) return malformed(`the ${what} is not canonical base64url`);
+  const bytes = Buffer.from(token.slice(start, end), 'base64url');
   let text: string;
-  try {
-    text = utf8.decode(Buffer.from(token.slice(start, end), 'base64url'));
-  } catch {
-    return malformed(`the ${what} is not UTF-8`);
+  if (isAscii(bytes)) text = bytes.toString('latin1'); // the usual case: one native check, no decoder
+  else {
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      return malformed(`the ${what} is not UTF-8`);
+    }
   }
   let value: unknown;
   try {
@@ -121,19 +129,27 @@ export function parseJws(token: string, maxSize: number): Result<ParsedJws> {
   if (token.length > maxSize) {
     return { ok: false, error: new InvalidToken('GH_ERR_JWT_TOO_LARGE', 'the access token is too large', { detail: `${token.length} bytes, limit ${maxSize}` }) };
   }
-  let first = -1;
-  let second = -1;
-  for (let i = 0; i < token.length; i++) {
-    const c = token.charCodeAt(i);
-    if (c === 46) {
-      if (first === -1) first = i;
-      else if (second === -1) second = i;
-      else return { ok: false, error: malformed('more than three parts') };
-    } else if (base64UrlValue(c) === -1) {
-      return { ok: false, error: malformed('a character outside base64url') };
+  let first: number;
+  let second: number;
+  if (JWS_SHAPE.test(token)) {
+    first = token.indexOf('.');
+    second = token.indexOf('.', first + 1);
+  } else {
+    // Not the shape of a JWS: walk it to say precisely why.
+    first = -1;
+    second = -1;
+    for (let i = 0; i < token.length; i++) {
+      const c = token.charCodeAt(i);
+      if (c === 46) {
+        if (first === -1) first = i;
+        else if (second === -1) second = i;
+        else return { ok: false, error: malformed('more than three parts') };
+      } else if (base64UrlValue(c) === -1) {
+        return { ok: false, error: malformed('a character outside base64url') };
+      }
     }
+    if (second === -1) return { ok: false, error: malformed('fewer than three parts') };
   }
-  if (second === -1) return { ok: false, error: malformed('fewer than three parts') };
   const header = decodeJsonSegment(token, 0, first, 'header');
   if (header instanceof InvalidToken) return { ok: false, error: header };
   if (!hasCanonicalTail(token, first + 1, second)) return { ok: false, error: malformed('the payload is not canonical base64url') };
@@ -555,7 +571,8 @@ export function createJwtVerifier(issuer: IssuerConfig, services: GatewayService
     // the signature; the claims of a refused token are never trusted for anything.
     const claimsDenial = checkClaims(parsed.claims, issuer, now);
     if (claimsDenial) return { ok: false, error: claimsDenial };
-    const forged = forgeries.get(parsed.token);
+    // (Looking a token up hashes all of it: skipped while no forgery is remembered.)
+    const forged = forgeries.size === 0 ? undefined : forgeries.get(parsed.token);
     if (forged !== undefined && !forged.key.retired) return { ok: false, error: forged.error };
     const set = keys.current();
     if (set === null) return undefined;
