@@ -13,6 +13,7 @@ import { fetchDiscovery } from './discovery.js';
 import { createFetcher } from './fetch.js';
 import { acquireGatewayKeys, type GatewayKeys } from './gateway-keys.js';
 import { acquireIntrospectionCache, tokenKey, type IntrospectionCache, type IntrospectionEntry } from './introspection-cache.js';
+import { scopesOf } from './jwt.js';
 import { createMinter, type MintedToken, type Minter } from './mint.js';
 import { createSignedResponseVerifier, type SignedResponseVerifier } from './introspection-jwt.js';
 
@@ -613,12 +614,6 @@ class ExchangeFailed extends Error {
 }
 
 /** `scope` (space-separated, RFC 7662) or `scp` (array). */
-function scopesOf(claims: Readonly<Record<string, unknown>>): ReadonlySet<string> {
-  if (typeof claims.scope === 'string') return new Set(claims.scope.split(' ').filter((s) => s.length > 0));
-  if (Array.isArray(claims.scp)) return new Set(claims.scp.filter((s): s is string => typeof s === 'string'));
-  return new Set();
-}
-
 function parseObject(body: Buffer): Record<string, unknown> | null {
   try {
     const value = JSON.parse(body.toString('utf8')) as unknown;
