@@ -153,7 +153,7 @@ function plaintextPolicy(
     const httpsPort = config.httpsPort ?? boundPorts.get(https) ?? https.port;
     if (carriesCredentials(req)) return plaintextCredentials();
     if (config.redirectToHttps === false) {
-      return new RequestRejected('GH_ERR_PLAINTEXT_CREDENTIALS', 400, 'this endpoint is only served over https');
+      return new RequestRejected('GH_ERR_HTTPS_REQUIRED', 400, 'this endpoint is only served over https', { detail: `use https on port ${httpsPort}` });
     }
     const hostHeader = req.headers.host ?? '';
     const hostname = SAFE_HOST.test(hostHeader) ? hostHeader.replace(/:\d+$/, '') : https.host;

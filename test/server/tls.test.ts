@@ -23,6 +23,7 @@ listen:
   - { name: https, host: 127.0.0.1, port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} }, http2: { maxConcurrentStreams: 50, maxResetsPerSecond: 40 } }
   - { name: http, host: 127.0.0.1, port: 0 }
   - { name: behind-lb, host: 127.0.0.1, port: 0, allowPlaintext: true }
+  - { name: no-redirect, host: 127.0.0.1, port: 0, redirectToHttps: false }
 limits: { maxBodySize: 1kb, maxHeaderSize: 4kb, headersTimeout: 2s, requestTimeout: 5s }
 issuers:
   - name: main
@@ -394,6 +395,21 @@ describe('plain HTTP next to HTTPS', () => {
     const res = await rawHttp(gw.urls.http!, '/public/x', 'Proxy-Authorization: Basic dXNlcjpwYXNz\r\n');
     expect(res.status).toBe(400);
     expect(JSON.parse(res.body).code).toBe('GH_ERR_PLAINTEXT_CREDENTIALS');
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('answers 400 GH_ERR_HTTPS_REQUIRED instead of redirecting with redirectToHttps: false', async () => {
+    const before = upstream.requests.length;
+    const res = await rawHttp(gw.urls['no-redirect']!, '/public/x?q=1');
+    expect(res.status).toBe(400);
+    expect(res.head.toLowerCase()).not.toContain('location:');
+    const problem = JSON.parse(res.body) as { code: string; detail?: string; title: string };
+    expect(problem.code).toBe('GH_ERR_HTTPS_REQUIRED');
+    expect(upstream.requests.length).toBe(before);
+    // Credentials keep their own, sharper answer on such a listener too.
+    const withToken = await rawHttp(gw.urls['no-redirect']!, '/public/x', 'Authorization: Bearer secret\r\n');
+    expect(withToken.status).toBe(400);
+    expect(JSON.parse(withToken.body).code).toBe('GH_ERR_PLAINTEXT_CREDENTIALS');
     expect(upstream.requests.length).toBe(before);
   });
 
