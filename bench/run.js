@@ -39,13 +39,14 @@ const { values: opts } = parseArgs({
     profile: { type: 'boolean', default: false },
     gatehouse: { type: 'string' },
     'no-baseline': { type: 'boolean', default: false },
+    'no-pairing': { type: 'boolean', default: false },
     report: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
 if (opts.help) {
-  process.stdout.write(`usage: npm run bench -- [--duration S] [--warmup S] [--connections N] [--only REGEX] [--repeat N] [--markdown] [--profile]\n  --repeat N  measure each scenario N times (same process) and report the median run\n  --gatehouse DIR  run the gatehouse built in another checkout (A/B comparisons of a change)\n  --report FILE  print the table and the targets of a saved bench/results/*.json, run nothing\n  --no-baseline  skip the baseline runs (ratios are then missing)\n  --profile  run gatehouse with --cpu-prof and print its hottest functions per scenario\n`);
+  process.stdout.write(`usage: npm run bench -- [--duration S] [--warmup S] [--connections N] [--only REGEX] [--repeat N] [--markdown] [--profile]\n  --repeat N  measure each scenario N times (same process) and report the median run\n  --gatehouse DIR  run the gatehouse built in another checkout (A/B comparisons of a change)\n  --report FILE  print the table and the targets of a saved bench/results/*.json, run nothing\n  --no-baseline  skip the baseline runs (ratios are then missing)\n  --no-pairing  measure the baseline only at the start and the end, not next to every scenario\n  --profile  run gatehouse with --cpu-prof and print its hottest functions per scenario\n`);
   process.exit(0);
 }
 const DURATION = Number(opts.duration);
@@ -506,16 +507,36 @@ function drive(target, seconds, dir) {
   return tools.wrk ? runWrk(target, seconds, dir) : runAutocannon(target, seconds);
 }
 
-/** Warm up, then measure REPEAT times; the run with the median req/s is reported. */
-async function measure(pid, target, dir) {
+/**
+ * Warm up, then measure REPEAT times; the run with the median req/s is reported. With `paired`
+ * (the baseline process, kept running for the whole bench), each run of the scenario follows a
+ * run of the baseline, and the row carries the median of those baseline runs: on a shared
+ * machine whose speed drifts by tens of percent within minutes, a ratio is only meaningful
+ * against a baseline measured next to it.
+ */
+async function measure(pid, target, dir, paired = null) {
   const from = Number(process.hrtime.bigint() / 1000n); // same monotonic clock as V8 profiles
   const warm = WARMUP > 0 ? await drive(target, WARMUP, dir) : { requests: 0 };
   const runs = [];
-  for (let i = 0; i < REPEAT; i++) runs.push(await measureOnce(pid, target, dir));
+  const baseRuns = [];
+  for (let i = 0; i < REPEAT; i++) {
+    if (paired) {
+      let b = await measureOnce(paired.pid, paired.target, dir);
+      if (!(b.requests > 0)) b = await measureOnce(paired.pid, paired.target, dir); // one retry
+      if (b.requests > 0) baseRuns.push(b);
+    }
+    if (paired && process.env.BENCH_DEBUG) process.stderr.write(`bench: paired baseline run: ${JSON.stringify({ ...baseRuns.at(-1), raw: baseRuns.at(-1).raw?.slice(0, 400) })}\n`);
+    runs.push(await measureOnce(pid, target, dir));
+  }
   runs.sort((a, b) => a.rps - b.rps);
   const median = runs[Math.floor(runs.length / 2)];
   const served = warm.requests + runs.reduce((a, r) => a + r.requests, 0);
-  return REPEAT > 1 ? { ...median, served, from, runs: runs.map((r) => ({ rps: r.rps, cpuPerReq: r.cpuPerReq, p99: r.p99 })) } : { ...median, served, from };
+  const result = REPEAT > 1 ? { ...median, served, from, runs: runs.map((r) => ({ rps: r.rps, cpuPerReq: r.cpuPerReq, p99: r.p99 })) } : { ...median, served, from };
+  if (paired && baseRuns.length > 0) {
+    const mid = (key) => baseRuns.map((r) => r[key]).sort((a, b) => a - b)[Math.floor(baseRuns.length / 2)];
+    result.base = { rps: mid('rps'), cpuPerReq: mid('cpuPerReq'), p99: mid('p99') };
+  }
+  return result;
 }
 
 /** One measured run: load figures + CPU µs/request and RSS of `pid`. */
@@ -775,10 +796,10 @@ backend api
   return { child, port };
 }
 
-async function startBaseline(dir, upstreamUrl, extra = []) {
+async function startBaseline(dir, upstreamUrl, extra = [], profile = opts.profile) {
   const port = await freePort();
   const profileDir = path.join(dir, `profile-${port}`);
-  const flags = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const flags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const child = start(0, process.execPath, [...flags, path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl, ...extra]);
   await waitReady(`http://127.0.0.1:${port}/`, child, 'baseline');
   return { child, port, profileDir };
@@ -796,7 +817,9 @@ const fmt = {
 
 function tableRows(rows, baselineRps) {
   return rows.map((r) => {
-    if (r.skipped || r.error) return [r.name, '—', '—', '—', '—', '—', r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`];
+    if (r.skipped || r.error) return [r.name, '—', '—', '—', '—', '—', '—', '—', r.skipped ? `skipped: ${r.skipped}` : `failed: ${r.error}`];
+    // Paired rows compare with the baseline measured next to them; the others with the mean baseline.
+    const rpsRatio = r.base ? r.rps / r.base.rps : r.rps / baselineRps;
     return [
       r.name,
       fmt.int(r.rps),
@@ -804,24 +827,27 @@ function tableRows(rows, baselineRps) {
       fmt.ms(r.p99),
       fmt.int(r.cpuPerReq),
       fmt.one(r.rss),
-      r.errors > 0 ? `${fmt.ratio(r.rps / baselineRps)} (${r.errors} errors)` : fmt.ratio(r.rps / baselineRps),
+      r.base ? fmt.int(r.base.cpuPerReq) : '—',
+      r.base ? fmt.ratio(r.base.cpuPerReq / r.cpuPerReq) : '—',
+      r.errors > 0 ? `${fmt.ratio(rpsRatio)} (${r.errors} errors)` : fmt.ratio(rpsRatio),
     ];
   });
 }
 
-const HEADER = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'RSS MiB', 'vs baseline'];
+const HEADER = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'RSS MiB', 'baseline µs/req (paired)', 'capacity vs baseline', 'req/s vs baseline'];
+const LEFT = new Set([0, 8]);
 
 function printTable(rows) {
   const all = [HEADER, ...rows];
   const widths = HEADER.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)));
-  const line = (r) => r.map((c, i) => (i === 0 || i === 6 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  const line = (r) => r.map((c, i) => (LEFT.has(i) ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   let out = `${line(HEADER)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`;
   for (const r of rows) out += `${line(r)}\n`;
   return out;
 }
 
 function markdownTable(rows) {
-  let out = `| ${HEADER.join(' | ')} |\n|${HEADER.map((_, i) => (i === 0 || i === 6 ? '---' : '--:')).join('|')}|\n`;
+  let out = `| ${HEADER.join(' | ')} |\n|${HEADER.map((_, i) => (LEFT.has(i) ? '---' : '--:')).join('|')}|\n`;
   for (const r of rows) out += `| ${r.join(' | ')} |\n`;
   return out;
 }
@@ -842,38 +868,45 @@ function evaluateTargets(rows) {
   };
   const pct = (x) => `${(x * 100).toFixed(0)}%`;
   const out = [];
+  // A row's CPU per request in units of its baseline: the paired one when measured, else the mean.
+  // Comparing two rows through these cancels the machine's drift between their measurements.
+  const rel = (r) => r.cpuPerReq / (r.base ? r.base.cpuPerReq : base.cpu);
   const vsBase = (label, name, goal) => {
     const r = row(name);
     if (!r) return;
-    const capacity = base.cpu / r.cpuPerReq;
-    out.push([label, `capacity ${pct(capacity)}, req/s ${pct(r.rps / base.rps)}`, capacity >= goal]);
+    const capacity = 1 / rel(r);
+    const rps = r.base ? r.rps / r.base.rps : r.rps / base.rps;
+    out.push([label, `capacity ${pct(capacity)}, req/s ${pct(rps)}`, capacity >= goal]);
   };
   vsBase('public route ≥ 95% of the baseline', 'public route', 0.95);
   for (const alg of ALGS) {
     vsBase(`JWT ${alg} warm (one token) ≥ 90%`, `JWT ${alg}, one token reused`, 0.9);
     vsBase(`JWT ${alg} warm (1000 tokens) ≥ 90%`, `JWT ${alg}, 1000 rotating tokens`, 0.9);
   }
+  const times = (a, b) => rel(a) / rel(b); // how many times b's CPU per request a costs
+  const cpus = (a, b) => `CPU/req ${Math.round(a.cpuPerReq)} vs ${Math.round(b.cpuPerReq)} µs${a.base && b.base ? `, baselines ${Math.round(a.base.cpuPerReq)} / ${Math.round(b.base.cpuPerReq)}` : ''}`;
   for (const alg of ALGS) {
     const warm = row(`JWT ${alg}, one token reused`);
     const jose = row(`reference: jose jwtVerify, ${alg}, no cache`);
-    if (warm && jose) out.push([`JWT ${alg} warm ≥ 2× jose without cache`, `${(jose.cpuPerReq / warm.cpuPerReq).toFixed(2)}× (CPU/req ${Math.round(warm.cpuPerReq)} vs ${Math.round(jose.cpuPerReq)} µs)`, jose.cpuPerReq / warm.cpuPerReq >= 2]);
+    if (warm && jose) out.push([`JWT ${alg} warm ≥ 2× jose without cache`, `${times(jose, warm).toFixed(2)}× (${cpus(warm, jose)})`, times(jose, warm) >= 2]);
     const haproxy = row(`peer: HAProxy jwt_verify, ${alg === 'EdDSA' ? 'ES256' : alg} (no cache)`);
     if (warm && haproxy && alg !== 'RS256') {
-      out.push([`JWT ${alg} warm ahead of HAProxy jwt_verify${alg === 'EdDSA' ? ' (ES256; HAProxy has no EdDSA)' : ''}`, `CPU/req ${Math.round(warm.cpuPerReq)} vs ${Math.round(haproxy.cpuPerReq)} µs`, warm.cpuPerReq <= haproxy.cpuPerReq]);
+      out.push([`JWT ${alg} warm ahead of HAProxy jwt_verify${alg === 'EdDSA' ? ' (ES256; HAProxy has no EdDSA)' : ''}`, `${times(haproxy, warm).toFixed(2)}× (${cpus(warm, haproxy)})`, rel(warm) <= rel(haproxy)]);
     }
   }
   for (const alg of ALGS) {
     const cold = row(`JWT ${alg}, cold (no token cache)`);
     const sync = row(`reference: sync crypto.verify, ${alg}, no cache`);
     const jose = row(`reference: jose jwtVerify, ${alg}, no cache`);
-    if (cold && sync) out.push([`JWT ${alg} cold ≥ the sync crypto.verify reference`, `capacity ${pct(sync.cpuPerReq / cold.cpuPerReq)} of it (CPU/req ${Math.round(cold.cpuPerReq)} vs ${Math.round(sync.cpuPerReq)} µs)`, cold.cpuPerReq <= sync.cpuPerReq]);
-    if (cold && jose) out.push([`JWT ${alg} cold ≥ 1.4× plain jose`, `${(jose.cpuPerReq / cold.cpuPerReq).toFixed(2)}×`, jose.cpuPerReq / cold.cpuPerReq >= 1.4]);
+    if (cold && sync) out.push([`JWT ${alg} cold ≥ the sync crypto.verify reference`, `capacity ${pct(times(sync, cold))} of it (${cpus(cold, sync)})`, rel(cold) <= rel(sync)]);
+    if (cold && jose) out.push([`JWT ${alg} cold ≥ 1.4× plain jose`, `${times(jose, cold).toFixed(2)}×`, times(jose, cold) >= 1.4]);
   }
   const gh = rows.filter((r) => ok(r) && !r.name.startsWith('baseline') && !r.name.startsWith('reference') && !r.name.startsWith('peer'));
   const http1 = gh.filter((r) => !/HTTPS|HTTP\/2/.test(r.name));
   if (http1.length) {
-    const worst = http1.reduce((a, r) => (r.p99 > a.p99 ? r : a));
-    out.push(['p99 within 1.5× the baseline p99 (HTTP/1.1 scenarios)', `worst ${worst.p99.toFixed(1)} ms (${worst.name}) vs ${base.p99.toFixed(1)} ms`, worst.p99 <= 1.5 * base.p99]);
+    const p99Of = (r) => (r.base ? r.base.p99 : base.p99);
+    const worst = http1.reduce((a, r) => (r.p99 / p99Of(r) > a.p99 / p99Of(a) ? r : a));
+    out.push(['p99 within 1.5× the baseline p99 (HTTP/1.1 scenarios)', `worst ${worst.p99.toFixed(1)} ms (${worst.name}) vs ${p99Of(worst).toFixed(1)} ms`, worst.p99 <= 1.5 * p99Of(worst)]);
   }
   if (gh.length) {
     const worst = gh.reduce((a, r) => (r.rss > a.rss ? r : a));
@@ -885,7 +918,7 @@ function evaluateTargets(rows) {
   const phantom = row('phantom token, warm cache');
   // Limits and phantom tokens are measured against the same route without them (same scope check).
   const scoped = row('JWT ES256 + scope') ?? jwt;
-  const cost = (r) => 1 - scoped.cpuPerReq / r.cpuPerReq;
+  const cost = (r) => 1 - rel(scoped) / rel(r);
   if (jwt && mem) out.push(['in-memory rate limit costs < 5% vs the same route without it (issue 5)', `${pct(cost(mem))} of capacity`, cost(mem) < 0.05]);
   if (jwt && redis) out.push(['Redis rate limit costs < 25% vs the same route without it (issue 5)', `${pct(cost(redis))} of capacity`, cost(redis) < 0.25]);
   if (jwt && phantom) out.push(['phantom token (warm) within 10% of the JWT route with the same scope (issue 6)', `${pct(cost(phantom))} below`, cost(phantom) <= 0.1]);
@@ -976,6 +1009,13 @@ async function main() {
     }
   };
   if (!opts['no-baseline']) await runBaseline('baseline: node:http + undici Pool');
+  // The baseline again, kept running: measured next to every scenario (see measure()).
+  let paired = null;
+  if (!opts['no-baseline'] && !opts['no-pairing']) {
+    const b = await startBaseline(dir, upstream.url, [], false);
+    paired = { child: b.child, pid: b.child.pid, target: { url: `http://127.0.0.1:${b.port}/public` } };
+    await drive(paired.target, WARMUP || 1, dir);
+  }
 
   for (const s of scenarios(ctx).filter((x) => wanted(x.name))) {
     if (s.skip) {
@@ -993,7 +1033,7 @@ async function main() {
         if (answer.status !== 200) throw new Error(`probe answered ${answer.status}`);
         const bad = await probe(url, { authorization: `Bearer ${s.tokens[0].slice(0, -4)}AAAA` });
         if (bad.status !== 401) throw new Error(`a forged token was answered ${bad.status}, not 401`);
-        report({ name: s.name, ...(await measure(ref.child.pid, { url, tokens: s.tokens }, dir)) });
+        report({ name: s.name, ...(await measure(ref.child.pid, { url, tokens: s.tokens }, dir, paired)) });
       } catch (err) {
         report({ name: s.name, error: err.message.split('\n')[0] });
       } finally {
@@ -1030,7 +1070,7 @@ async function main() {
         answer = await probe(url, check);
       }
       if (answer.status !== 200) throw new Error(`probe answered ${answer.status}: ${answer.body.slice(0, 300)}`);
-      const result = await measure(gw.child.pid, { url, headers, tokens: s.tokens, protocol: s.protocol }, dir);
+      const result = await measure(gw.child.pid, { url, headers, tokens: s.tokens, protocol: s.protocol }, dir, paired);
       served = result.served;
       from = result.from;
       report({ name: s.name, ...result });
@@ -1043,6 +1083,7 @@ async function main() {
     }
   }
 
+  await stop(paired?.child);
   if (!opts['no-baseline']) await runBaseline('baseline (again, for drift)');
 
   await stop(redis?.child);
@@ -1093,7 +1134,8 @@ async function main() {
       rssMiB: r.rss,
       requests: r.requests,
       errors: r.errors,
-      ratioToBaseline: r.rps / baselineRps,
+      ratioToBaseline: r.base ? r.rps / r.base.rps : r.rps / baselineRps,
+      pairedBaseline: r.base ? { rps: r.base.rps, cpuMicrosPerRequest: r.base.cpuPerReq, p99Ms: r.base.p99 } : undefined,
       runs: r.runs,
       p99RatioToBaseline: r.p99 / baselineP99,
     })),
@@ -1118,6 +1160,7 @@ function reportSaved(file) {
     cpuPerReq: r.cpuMicrosPerRequest,
     rss: r.rssMiB,
     errors: r.errors ?? 0,
+    base: r.pairedBaseline ? { rps: r.pairedBaseline.rps, cpuPerReq: r.pairedBaseline.cpuMicrosPerRequest, p99: r.pairedBaseline.p99Ms } : undefined,
   }));
   const baselines = rows.filter((r) => r.name.startsWith('baseline') && Number.isFinite(r.rps));
   const baselineRps = baselines.reduce((a, r) => a + r.rps, 0) / baselines.length;
