@@ -519,10 +519,13 @@ async function measure(pid, target, dir, paired = null) {
   const warm = WARMUP > 0 ? await drive(target, WARMUP, dir) : { requests: 0 };
   const runs = [];
   const baseRuns = [];
+  // The baseline gets the same request bytes (headers, the same token or the same rotation): what
+  // a row adds over it is gatehouse's work, not the cost of parsing and passing on a 500-byte token.
+  const baseTarget = paired ? { ...paired.target, headers: target.headers, tokens: target.tokens } : null;
   for (let i = 0; i < REPEAT; i++) {
     if (paired) {
-      let b = await measureOnce(paired.pid, paired.target, dir);
-      if (!(b.requests > 0)) b = await measureOnce(paired.pid, paired.target, dir); // one retry
+      let b = await measureOnce(paired.pid, baseTarget, dir);
+      if (!(b.requests > 0)) b = await measureOnce(paired.pid, baseTarget, dir); // one retry
       if (b.requests > 0) baseRuns.push(b);
     }
     if (paired && process.env.BENCH_DEBUG) process.stderr.write(`bench: paired baseline run: ${JSON.stringify({ ...baseRuns.at(-1), raw: baseRuns.at(-1).raw?.slice(0, 400) })}\n`);
