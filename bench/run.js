@@ -519,25 +519,40 @@ async function measure(pid, target, dir, paired = null) {
   const warm = WARMUP > 0 ? await drive(target, WARMUP, dir) : { requests: 0 };
   const runs = [];
   const baseRuns = [];
+  const pairRatios = [];
   // The baseline gets the same request bytes (headers, the same token or the same rotation): what
   // a row adds over it is gatehouse's work, not the cost of parsing and passing on a 500-byte token.
   const baseTarget = paired ? { ...paired.target, headers: target.headers, tokens: target.tokens } : null;
   for (let i = 0; i < REPEAT; i++) {
     if (paired) {
-      let b = await measureOnce(paired.pid, baseTarget, dir);
-      if (!(b.requests > 0)) b = await measureOnce(paired.pid, baseTarget, dir); // one retry
+      let b = await measureOnce(paired.pid, baseTarget, dir).catch(() => ({ requests: 0 }));
+      if (!(b.requests > 0)) {
+        // The paired baseline stopped answering: say why, start a new one, try once more.
+        await paired.restart();
+        b = await measureOnce(paired.pid, baseTarget, dir).catch(() => ({ requests: 0 }));
+      }
       if (b.requests > 0) baseRuns.push(b);
+      else baseRuns.push(null);
     }
-    if (paired && process.env.BENCH_DEBUG) process.stderr.write(`bench: paired baseline run: ${JSON.stringify({ ...baseRuns.at(-1), raw: baseRuns.at(-1).raw?.slice(0, 400) })}\n`);
-    runs.push(await measureOnce(pid, target, dir));
+    const run = await measureOnce(pid, target, dir);
+    runs.push(run);
+    // The ratio of this run to the baseline run just before it: drift between pairs cancels.
+    const b = paired ? baseRuns.at(-1) : null;
+    if (b && run.cpuPerReq > 0) pairRatios.push(b.cpuPerReq / run.cpuPerReq);
+    if (b && process.env.BENCH_DEBUG) process.stderr.write(`bench: paired run: baseline ${b.cpuPerReq.toFixed(0)} µs/req, scenario ${run.cpuPerReq.toFixed(0)} µs/req\n`);
   }
   runs.sort((a, b) => a.rps - b.rps);
   const median = runs[Math.floor(runs.length / 2)];
   const served = warm.requests + runs.reduce((a, r) => a + r.requests, 0);
   const result = REPEAT > 1 ? { ...median, served, from, runs: runs.map((r) => ({ rps: r.rps, cpuPerReq: r.cpuPerReq, p99: r.p99 })) } : { ...median, served, from };
-  if (paired && baseRuns.length > 0) {
-    const mid = (key) => baseRuns.map((r) => r[key]).sort((a, b) => a - b)[Math.floor(baseRuns.length / 2)];
-    result.base = { rps: mid('rps'), cpuPerReq: mid('cpuPerReq'), p99: mid('p99') };
+  const goodBase = baseRuns.filter((r) => r !== null);
+  if (paired && goodBase.length > 0) {
+    const mid = (key) => goodBase.map((r) => r[key]).sort((a, b) => a - b)[Math.floor(goodBase.length / 2)];
+    // Capacity: the median of the per-pair ratios (the mean of the middle two for an even count).
+    const sorted = pairRatios.sort((a, b) => a - b);
+    const n = sorted.length;
+    const capacity = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    result.base = { rps: mid('rps'), cpuPerReq: mid('cpuPerReq'), p99: mid('p99'), capacity };
   }
   return result;
 }
@@ -831,7 +846,7 @@ function tableRows(rows, baselineRps) {
       fmt.int(r.cpuPerReq),
       fmt.one(r.rss),
       r.base ? fmt.int(r.base.cpuPerReq) : '—',
-      r.base ? fmt.ratio(r.base.cpuPerReq / r.cpuPerReq) : '—',
+      r.base ? fmt.ratio(Number.isFinite(r.base.capacity) ? r.base.capacity : r.base.cpuPerReq / r.cpuPerReq) : '—',
       r.errors > 0 ? `${fmt.ratio(rpsRatio)} (${r.errors} errors)` : fmt.ratio(rpsRatio),
     ];
   });
@@ -873,7 +888,7 @@ function evaluateTargets(rows) {
   const out = [];
   // A row's CPU per request in units of its baseline: the paired one when measured, else the mean.
   // Comparing two rows through these cancels the machine's drift between their measurements.
-  const rel = (r) => r.cpuPerReq / (r.base ? r.base.cpuPerReq : base.cpu);
+  const rel = (r) => (r.base && Number.isFinite(r.base.capacity) ? 1 / r.base.capacity : r.cpuPerReq / (r.base ? r.base.cpuPerReq : base.cpu));
   const vsBase = (label, name, goal) => {
     const r = row(name);
     if (!r) return;
@@ -1015,9 +1030,18 @@ async function main() {
   // The baseline again, kept running: measured next to every scenario (see measure()).
   let paired = null;
   if (!opts['no-baseline'] && !opts['no-pairing']) {
-    const b = await startBaseline(dir, upstream.url, [], false);
-    paired = { child: b.child, pid: b.child.pid, target: { url: `http://127.0.0.1:${b.port}/public` } };
-    await drive(paired.target, WARMUP || 1, dir);
+    paired = { child: null, pid: 0, target: null };
+    paired.restart = async () => {
+      if (paired.child) {
+        const state = paired.child.exitCode !== null ? `exited (${paired.child.exitCode})` : 'stopped answering';
+        process.stderr.write(`bench: the paired baseline ${state}; starting a new one. Its output:\n${paired.child.output.slice(-2000)}\n`);
+        await stop(paired.child);
+      }
+      const b = await startBaseline(dir, upstream.url, [], false);
+      Object.assign(paired, { child: b.child, pid: b.child.pid, target: { url: `http://127.0.0.1:${b.port}/public` } });
+      await drive(paired.target, WARMUP || 1, dir);
+    };
+    await paired.restart();
   }
 
   for (const s of scenarios(ctx).filter((x) => wanted(x.name))) {
@@ -1138,7 +1162,7 @@ async function main() {
       requests: r.requests,
       errors: r.errors,
       ratioToBaseline: r.base ? r.rps / r.base.rps : r.rps / baselineRps,
-      pairedBaseline: r.base ? { rps: r.base.rps, cpuMicrosPerRequest: r.base.cpuPerReq, p99Ms: r.base.p99 } : undefined,
+      pairedBaseline: r.base ? { rps: r.base.rps, cpuMicrosPerRequest: r.base.cpuPerReq, p99Ms: r.base.p99, capacity: r.base.capacity } : undefined,
       runs: r.runs,
       p99RatioToBaseline: r.p99 / baselineP99,
     })),
@@ -1163,7 +1187,7 @@ function reportSaved(file) {
     cpuPerReq: r.cpuMicrosPerRequest,
     rss: r.rssMiB,
     errors: r.errors ?? 0,
-    base: r.pairedBaseline ? { rps: r.pairedBaseline.rps, cpuPerReq: r.pairedBaseline.cpuMicrosPerRequest, p99: r.pairedBaseline.p99Ms } : undefined,
+    base: r.pairedBaseline ? { rps: r.pairedBaseline.rps, cpuPerReq: r.pairedBaseline.cpuMicrosPerRequest, p99: r.pairedBaseline.p99Ms, capacity: r.pairedBaseline.capacity ?? NaN } : undefined,
   }));
   const baselines = rows.filter((r) => r.name.startsWith('baseline') && Number.isFinite(r.rps));
   const baselineRps = baselines.reduce((a, r) => a + r.rps, 0) / baselines.length;
