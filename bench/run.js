@@ -474,7 +474,16 @@ function runH2load(target, seconds, dir) {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     child.once('error', reject);
+    // h2load has been seen to keep running long past -D (still exchanging requests on a few
+    // connections): never let it hold the bench.
+    let hung = false;
+    const guard = setTimeout(() => {
+      hung = true;
+      child.kill('SIGKILL');
+    }, (seconds + 30) * 1000);
     child.once('exit', (code) => {
+      clearTimeout(guard);
+      if (hung) return reject(new Error(`h2load still running ${seconds + 30} s after a ${seconds} s run; killed`));
       if (code !== 0) return reject(new Error(`h2load failed (${code}): ${out}`));
       const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
       if (!m || Number(m[4]) === 0) return reject(new Error(`h2load: no successful request (is HTTP/2 offered?)\n${out.slice(-800)}`));
@@ -525,11 +534,12 @@ async function measure(pid, target, dir, paired = null) {
   const baseTarget = paired ? { ...paired.target, headers: target.headers, tokens: target.tokens } : null;
   for (let i = 0; i < REPEAT; i++) {
     if (paired) {
-      let b = await measureOnce(paired.pid, baseTarget, dir).catch(() => ({ requests: 0 }));
+      const failed = (err) => ({ requests: 0, failure: err.message.split('\n').slice(0, 3).join(' ') });
+      let b = await measureOnce(paired.pid, baseTarget, dir).catch(failed);
       if (!(b.requests > 0)) {
         // The paired baseline stopped answering: say why, start a new one, try once more.
-        await paired.restart();
-        b = await measureOnce(paired.pid, baseTarget, dir).catch(() => ({ requests: 0 }));
+        await paired.restart(b.failure ?? `${b.requests} requests`);
+        b = await measureOnce(paired.pid, baseTarget, dir).catch(failed);
       }
       if (b.requests > 0) baseRuns.push(b);
       else baseRuns.push(null);
@@ -1031,9 +1041,9 @@ async function main() {
   let paired = null;
   if (!opts['no-baseline'] && !opts['no-pairing']) {
     paired = { child: null, pid: 0, target: null };
-    paired.restart = async () => {
+    paired.restart = async (why = '') => {
       if (paired.child) {
-        const state = paired.child.exitCode !== null ? `exited (${paired.child.exitCode})` : 'stopped answering';
+        const state = paired.child.exitCode !== null ? `exited (${paired.child.exitCode})` : `stopped answering (${why})`;
         process.stderr.write(`bench: the paired baseline ${state}; starting a new one. Its output:\n${paired.child.output.slice(-2000)}\n`);
         await stop(paired.child);
       }
