@@ -74,6 +74,12 @@ export interface ForwardRequest {
   responseHeaders: readonly [string, string][];
   /** Receives the upstream latency as soon as the response head arrives (the access log may be written before the promise settles). */
   timing?: { upstreamLatency: number | undefined };
+  /**
+   * The caller already listens for the response's `close` and calls {@link clientClosed} from it
+   * (the request runner does): the forwarder then adds no listener of its own. A second `close`
+   * listener per request turns the emitter's single function into an array that every emit copies.
+   */
+  closeWatched?: boolean;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -159,10 +165,22 @@ export function upstreamError(err: Error): GatehouseError {
 const HANDLER = Symbol('gatehouse.forward');
 type WithHandler = ServerResponse & { [HANDLER]?: ForwardHandler };
 
-// The client went away before the exchange ended: abort the upstream request.
-function onClientClose(this: WithHandler): void {
-  const handler = this[HANDLER];
+/**
+ * The client's response closed: when that happens before the exchange ended (the client went
+ * away), abort the upstream request. For callers that set `closeWatched`.
+ *
+ * @example
+ * ```ts
+ * res.on('close', function () { clientClosed(this); });
+ * ```
+ */
+export function clientClosed(res: ServerResponse): void {
+  const handler = (res as WithHandler)[HANDLER];
   if (handler && !handler.finished && handler.controller && !handler.controller.aborted) handler.controller.abort(new Error('client disconnected'));
+}
+
+function onClientClose(this: WithHandler): void {
+  clientClosed(this);
 }
 
 function onClientDrain(this: WithHandler): void {
@@ -175,6 +193,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   finished = false;
   private readonly started: number;
   private latency: number | undefined = undefined;
+  private drainWatched = false;
   bodyTooLarge = false;
 
   constructor(
@@ -185,7 +204,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   ) {
     this.started = performance.now();
     (res as WithHandler)[HANDLER] = this;
-    res.on('close', onClientClose);
+    if (!request.closeWatched) res.on('close', onClientClose);
   }
 
   private end(error: GatehouseError | null): void {
@@ -218,11 +237,17 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       res.setHeader(name, prev === undefined ? value : `${String(prev)}, ${value}`);
     }
     res.statusCode = statusCode;
-    res.on('drain', onClientDrain);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.res.write(chunk) === false) controller.pause();
+    if (this.res.write(chunk) === false) {
+      controller.pause();
+      // The drain listener only once the client pushes back (most answers never do).
+      if (!this.drainWatched) {
+        this.drainWatched = true;
+        this.res.on('drain', onClientDrain);
+      }
+    }
   }
 
   onResponseEnd(): void {

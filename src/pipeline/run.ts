@@ -4,7 +4,7 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { GatehouseError, internalError, RequestRejected } from '../errors.js';
 import { forwardedElement, upstreamHeaders } from '../forward/headers.js';
-import { dispatchForward } from '../forward/upstream.js';
+import { clientClosed, dispatchForward } from '../forward/upstream.js';
 import { sendProblem } from '../respond/problem.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
 import { normalizeTarget } from '../route/normalize.js';
@@ -145,9 +145,12 @@ export function runRequest(
   }
 }
 
+// The one `close` listener per request: the audit, then the forwarder (a client that left
+// before the upstream answered aborts the upstream request).
 function onResponseClose(this: WithExchange): void {
   const ex = this[EXCHANGE];
   if (ex) finish(ex.plan, ex.services, ex.ctx, this);
+  clientClosed(this);
 }
 
 function isPromise<T>(value: unknown): value is Promise<T> {
@@ -325,6 +328,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     timeout: r.timeout,
     responseHeaders: responseHeaders.length === 0 ? EMPTY : responseHeaders,
     timing: ctx,
+    closeWatched: true,
   };
 }
 

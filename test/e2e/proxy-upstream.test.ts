@@ -74,6 +74,47 @@ describe('forwarding', () => {
     }
   });
 
+  it('streams a large answer to a client that stops reading for a while, whole and in order (backpressure both ways)', async () => {
+    // 24 MiB of a known pattern: far more than the socket buffers, so the gateway must pause the
+    // upstream when the client pushes back and resume it on drain, or the answer stalls.
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = i % 251;
+    const chunks = 384;
+    api.setHandler((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(chunk.length * chunks) });
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < chunks) {
+          sent++;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    try {
+      const { port } = new URL(gw.url);
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.write('GET /r/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      socket.pause();
+      await new Promise((r) => setTimeout(r, 500)); // the client reads nothing for half a second
+      const received: Buffer[] = [];
+      socket.on('data', (d: Buffer) => received.push(d));
+      socket.resume();
+      await new Promise<void>((resolve, reject) => {
+        socket.once('end', () => resolve());
+        socket.once('error', reject);
+      });
+      const all = Buffer.concat(received);
+      const bodyAt = all.indexOf('\r\n\r\n') + 4;
+      expect(all.subarray(0, 12).toString()).toBe('HTTP/1.1 200');
+      const body = all.subarray(bodyAt);
+      expect(body.length).toBe(chunk.length * chunks);
+      for (let c = 0; c < chunks; c += 37) expect(body.subarray(c * chunk.length, (c + 1) * chunk.length).equals(chunk)).toBe(true);
+    } finally {
+      api.setHandler(null);
+    }
+  });
+
   it('limits concurrent client connections', async () => {
     const { port } = new URL(gw.url);
     const sockets: net.Socket[] = [];
