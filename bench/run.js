@@ -460,10 +460,15 @@ async function runAutocannon(target, seconds) {
 }
 
 /** h2load (HTTP/2 over TLS): latencies from its per-request log. */
-function runH2load(target, seconds, dir) {
+function runH2load(target, seconds, dir, count = 0) {
   const logFile = path.join(dir, 'h2load.log');
   rmSync(logFile, { force: true });
-  const args = ['-c', String(CONNECTIONS), '-m', '1', '-t', '1', '-D', String(seconds), '--log-file', logFile];
+  // `count`: a fixed number of requests instead of a duration (the warm-up). In timing mode
+  // (-D) h2load has been seen to run on forever when some of its clients finish their TLS
+  // handshake only after the duration is over (a freshly started, still cold gateway): it
+  // prints "Stopped all clients" and those clients go on sending requests. A count-based
+  // warm-up makes the first contact safe; the guard below bounds the rest.
+  const args = ['-c', String(CONNECTIONS), '-m', '1', '-t', '1', ...(count > 0 ? ['-n', String(count)] : ['-D', String(seconds)]), '--log-file', logFile];
   for (const [k, v] of Object.entries(target.headers ?? {})) args.push('-H', `${k}: ${v}`);
   if (target.tokens?.length) args.push('-H', `authorization: Bearer ${target.tokens[0]}`);
   args.push(target.url);
@@ -480,10 +485,10 @@ function runH2load(target, seconds, dir) {
     const guard = setTimeout(() => {
       hung = true;
       child.kill('SIGKILL');
-    }, (seconds + 30) * 1000);
+    }, (count > 0 ? 60 : seconds + 30) * 1000);
     child.once('exit', (code) => {
       clearTimeout(guard);
-      if (hung) return reject(new Error(`h2load still running ${seconds + 30} s after a ${seconds} s run; killed`));
+      if (hung) return reject(new Error(count > 0 ? `h2load did not finish ${count} requests in 60 s; killed` : `h2load still running ${seconds + 30} s after a ${seconds} s run; killed`));
       if (code !== 0) return reject(new Error(`h2load failed (${code}): ${out}`));
       const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
       if (!m || Number(m[4]) === 0) return reject(new Error(`h2load: no successful request (is HTTP/2 offered?)\n${out.slice(-800)}`));
@@ -500,9 +505,10 @@ function runH2load(target, seconds, dir) {
       times.sort((x, y) => x - y);
       const pct = (p) => (times.length ? times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))] : NaN);
       const done = Number(m[3]);
+      const took = count > 0 ? Number(/finished in ([\d.]+)s/.exec(out)?.[1] ?? seconds) : seconds;
       resolve({
         requests: done,
-        rps: done / seconds,
+        rps: done / took,
         p50: pct(50),
         p99: pct(99),
         errors: Number(m[5]) + Number(m[6]) + (status ? Number(status[3]) + Number(status[4]) : 0),
@@ -511,8 +517,8 @@ function runH2load(target, seconds, dir) {
   });
 }
 
-function drive(target, seconds, dir) {
-  if (target.protocol === 'h2') return runH2load(target, seconds, dir);
+function drive(target, seconds, dir, warmup = false) {
+  if (target.protocol === 'h2') return runH2load(target, seconds, dir, warmup ? Math.max(500, Math.round(seconds * 1000)) : 0);
   return tools.wrk ? runWrk(target, seconds, dir) : runAutocannon(target, seconds);
 }
 
@@ -525,7 +531,7 @@ function drive(target, seconds, dir) {
  */
 async function measure(pid, target, dir, paired = null) {
   const from = Number(process.hrtime.bigint() / 1000n); // same monotonic clock as V8 profiles
-  const warm = WARMUP > 0 ? await drive(target, WARMUP, dir) : { requests: 0 };
+  const warm = WARMUP > 0 ? await drive(target, WARMUP, dir, true) : { requests: 0 };
   const runs = [];
   const baseRuns = [];
   const pairRatios = [];
