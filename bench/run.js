@@ -372,6 +372,32 @@ function luaString(s) {
   return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
+/**
+ * Run a load generator pinned to core 1; resolves its exit code and output. It is killed after
+ * `limitMs` (h2load has been seen to run on long past its duration): never let it hold the bench.
+ */
+function runTool(name, bin, args, limitMs) {
+  const [cmd, a] = pinned(1, bin, args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.once('error', reject);
+    let killed = false;
+    const guard = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, limitMs);
+    child.once('exit', (code) => {
+      clearTimeout(guard);
+      if (killed) return reject(new Error(`${name} still running after ${Math.round(limitMs / 1000)} s; killed`));
+      if (code !== 0) return reject(new Error(`${name} failed (${code}): ${out}`));
+      resolve(out);
+    });
+  });
+}
+
 /** Runs wrk for `seconds`; resolves { requests, rps, p50, p99, errors } (latencies in ms). */
 function runWrk(target, seconds, dir) {
   const args = ['-t', '1', '-c', String(CONNECTIONS), '-d', `${seconds}s`, '--latency', '--timeout', '5s'];
@@ -405,24 +431,15 @@ end
     args.push('-H', `Authorization: Bearer ${target.tokens[0]}`);
   }
   args.push(target.url);
-  const [cmd, a] = pinned(1, tools.wrk, args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, a, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`wrk failed (${code}): ${out}`));
-      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
-      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
-      const p50 = parseDuration(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
-      const p99 = parseDuration(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
-      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-      const socketErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-      resolve({ requests, rps, p50, p99, errors: non2xx + socketErrors, raw: out });
-    });
+  return runTool('wrk', tools.wrk, args, (seconds + 30) * 1000).then((out) => {
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+    const p50 = parseDuration(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+    const p99 = parseDuration(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+    const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    const socketErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+    return { requests, rps, p50, p99, errors: non2xx + socketErrors, raw: out };
   });
 }
 
@@ -467,53 +484,35 @@ function runH2load(target, seconds, dir, count = 0) {
   // (-D) h2load has been seen to run on forever when some of its clients finish their TLS
   // handshake only after the duration is over (a freshly started, still cold gateway): it
   // prints "Stopped all clients" and those clients go on sending requests. A count-based
-  // warm-up makes the first contact safe; the guard below bounds the rest.
+  // warm-up makes the first contact safe; runTool's time limit bounds the rest.
   const args = ['-c', String(CONNECTIONS), '-m', '1', '-t', '1', ...(count > 0 ? ['-n', String(count)] : ['-D', String(seconds)]), '--log-file', logFile];
   for (const [k, v] of Object.entries(target.headers ?? {})) args.push('-H', `${k}: ${v}`);
   if (target.tokens?.length) args.push('-H', `authorization: Bearer ${target.tokens[0]}`);
   args.push(target.url);
-  const [cmd, a] = pinned(1, tools.h2load, args);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, a, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.once('error', reject);
-    // h2load has been seen to keep running long past -D (still exchanging requests on a few
-    // connections): never let it hold the bench.
-    let hung = false;
-    const guard = setTimeout(() => {
-      hung = true;
-      child.kill('SIGKILL');
-    }, (count > 0 ? 60 : seconds + 30) * 1000);
-    child.once('exit', (code) => {
-      clearTimeout(guard);
-      if (hung) return reject(new Error(count > 0 ? `h2load did not finish ${count} requests in 60 s; killed` : `h2load still running ${seconds + 30} s after a ${seconds} s run; killed`));
-      if (code !== 0) return reject(new Error(`h2load failed (${code}): ${out}`));
-      const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
-      if (!m || Number(m[4]) === 0) return reject(new Error(`h2load: no successful request (is HTTP/2 offered?)\n${out.slice(-800)}`));
-      const status = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
-      const times = [];
-      try {
-        for (const line of readFileSync(logFile, 'utf8').split('\n')) {
-          const cols = line.split('\t');
-          if (cols.length >= 3) times.push(Number(cols[2]) / 1000); // µs → ms
-        }
-      } catch {
-        /* no log: no percentiles */
+  return runTool('h2load', tools.h2load, args, (count > 0 ? 60 : seconds + 30) * 1000).then((out) => {
+    const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
+    if (!m || Number(m[4]) === 0) throw new Error(`h2load: no successful request (is HTTP/2 offered?)\n${out.slice(-800)}`);
+    const status = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+    const times = [];
+    try {
+      for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+        const cols = line.split('\t');
+        if (cols.length >= 3) times.push(Number(cols[2]) / 1000); // µs → ms
       }
-      times.sort((x, y) => x - y);
-      const pct = (p) => (times.length ? times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))] : NaN);
-      const done = Number(m[3]);
-      const took = count > 0 ? Number(/finished in ([\d.]+)s/.exec(out)?.[1] ?? seconds) : seconds;
-      resolve({
-        requests: done,
-        rps: done / took,
-        p50: pct(50),
-        p99: pct(99),
-        errors: Number(m[5]) + Number(m[6]) + (status ? Number(status[3]) + Number(status[4]) : 0),
-      });
-    });
+    } catch {
+      /* no log: no percentiles */
+    }
+    times.sort((x, y) => x - y);
+    const pct = (p) => (times.length ? times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))] : NaN);
+    const done = Number(m[3]);
+    const took = count > 0 ? Number(/finished in ([\d.]+)s/.exec(out)?.[1] ?? seconds) : seconds;
+    return {
+      requests: done,
+      rps: done / took,
+      p50: pct(50),
+      p99: pct(99),
+      errors: Number(m[5]) + Number(m[6]) + (status ? Number(status[3]) + Number(status[4]) : 0),
+    };
   });
 }
 
