@@ -1,6 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { ClientTlsConfig } from '../config/types.js';
-import { clientTlsOptions, isOutboundTimeout } from '../forward/outbound.js';
+import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 
 /**
  * Why an outbound fetch failed; `reason` goes to the log and to `/readyz` details.
@@ -78,23 +78,17 @@ export function createFetcher(tls: ClientTlsConfig | undefined, baseDir: string)
           await response.body.dump().catch(() => undefined);
           throw new FetchFailed(url, `status ${response.statusCode}`);
         }
-        const declared = Number(response.headers['content-length']);
-        if (Number.isFinite(declared) && declared > limits.maxResponseSize) {
-          await response.body.dump().catch(() => undefined);
-          throw new FetchFailed(url, `response of ${declared} bytes is over the limit of ${limits.maxResponseSize}`);
-        }
-        const chunks: Buffer[] = [];
-        let total = 0;
-        for await (const chunk of response.body) {
-          total += (chunk as Buffer).length;
-          if (total > limits.maxResponseSize) {
-            response.body.destroy();
-            throw new FetchFailed(url, `response is over the limit of ${limits.maxResponseSize} bytes`);
-          }
-          chunks.push(chunk as Buffer);
+        const body = await readBoundedBody(response.body, response.headers['content-length'], limits.maxResponseSize);
+        if (!Buffer.isBuffer(body)) {
+          throw new FetchFailed(
+            url,
+            body.over === 'declared'
+              ? `response of ${body.declared} bytes is over the limit of ${limits.maxResponseSize}`
+              : `response is over the limit of ${limits.maxResponseSize} bytes`,
+          );
         }
         try {
-          return JSON.parse(Buffer.concat(chunks, total).toString('utf8')) as unknown;
+          return JSON.parse(body.toString('utf8')) as unknown;
         } catch {
           throw new FetchFailed(url, 'response is not JSON');
         }

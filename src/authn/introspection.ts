@@ -8,7 +8,7 @@ import type { GatehouseConfig, IntrospectionConfig, IssuerConfig } from '../conf
 import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseErrorCode, type Result } from '../errors.js';
 import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
-import { clientTlsOptions, isOutboundTimeout } from '../forward/outbound.js';
+import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
 import { createFetcher } from './fetch.js';
 import { acquireGatewayKeys, type GatewayKeys } from './gateway-keys.js';
@@ -260,26 +260,15 @@ export function createIntrospectionAuthenticator(
         bodyTimeout: intro!.timeout,
       });
       const limit = issuer.maxResponseSize;
-      const declared = Number(response.headers['content-length']);
-      if (Number.isFinite(declared) && declared > limit) {
-        response.body.destroy();
-        throw new ExchangeFailed(`response of ${declared} bytes is over the limit of ${limit}`);
-      }
-      const chunks: Buffer[] = [];
-      let total = 0;
-      for await (const chunk of response.body) {
-        total += (chunk as Buffer).length;
-        if (total > limit) {
-          response.body.destroy();
-          throw new ExchangeFailed(`response is over the limit of ${limit} bytes`);
-        }
-        chunks.push(chunk as Buffer);
+      const bytes = await readBoundedBody(response.body, response.headers['content-length'], limit);
+      if (!Buffer.isBuffer(bytes)) {
+        throw new ExchangeFailed(bytes.over === 'declared' ? `response of ${bytes.declared} bytes is over the limit of ${limit}` : `response is over the limit of ${limit} bytes`);
       }
       const type = response.headers['content-type'];
       return {
         status: response.statusCode,
         contentType: ((Array.isArray(type) ? type[0] : type) ?? '').split(';')[0]!.trim().toLowerCase(),
-        body: Buffer.concat(chunks, total),
+        body: bytes,
       };
     } catch (err) {
       if (err instanceof ExchangeFailed) throw err;

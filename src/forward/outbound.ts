@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { rootCertificates, type ConnectionOptions } from 'node:tls';
+import type { Dispatcher } from 'undici';
 import type { ClientTlsConfig } from '../config/types.js';
 
 /**
@@ -38,4 +39,38 @@ export function clientTlsOptions(tls: ClientTlsConfig | undefined, baseDir: stri
 export function isOutboundTimeout(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
   return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+}
+
+/** Why {@link readBoundedBody} gave up: the declared length, or the bytes that arrived, is over the limit. */
+export type OverLimit = { readonly over: 'declared'; readonly declared: number } | { readonly over: 'streamed' };
+
+/**
+ * Read an outbound response body (JWKS, discovery, introspection, token endpoint) of at most
+ * `limit` bytes: the bytes, or why not. A body over the limit is never buffered past it: a
+ * declared length over the limit is refused before reading, and a streamed body is cut (destroyed)
+ * as soon as it grows over.
+ *
+ * @example
+ * ```ts
+ * const body = await readBoundedBody(response.body, response.headers['content-length'], 64 * 1024);
+ * if (!Buffer.isBuffer(body)) throw new Error(body.over === 'declared' ? `${body.declared} bytes` : 'too large');
+ * ```
+ */
+export async function readBoundedBody(body: Dispatcher.ResponseData['body'], contentLength: string | string[] | undefined, limit: number): Promise<Buffer | OverLimit> {
+  const declared = Number(contentLength);
+  if (Number.isFinite(declared) && declared > limit) {
+    body.destroy();
+    return { over: 'declared', declared };
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += (chunk as Buffer).length;
+    if (total > limit) {
+      body.destroy();
+      return { over: 'streamed' };
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, total);
 }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { Agent, request, type Dispatcher } from 'undici';
 import { isSecureOrLoopbackUrl } from '../../config/normalize.js';
-import { clientTlsOptions, isOutboundTimeout } from '../../forward/outbound.js';
+import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../../forward/outbound.js';
 import { discoveryUrl } from '../discovery.js';
 import { basicCredentials } from '../introspection.js';
 import type { IssuerConfig, TokenHandlerConfig } from '../../config/types.js';
@@ -360,23 +360,16 @@ async function exchange(
       headersTimeout: limits.timeout,
       bodyTimeout: limits.timeout,
     });
-    const declared = Number(response.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limits.maxResponseSize) {
-      response.body.destroy();
-      throw new AuthorizationServerUnavailable(`${url} answered ${declared} bytes, over the limit of ${limits.maxResponseSize}`);
-    }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of response.body) {
-      total += (chunk as Buffer).length;
-      if (total > limits.maxResponseSize) {
-        response.body.destroy();
-        throw new AuthorizationServerUnavailable(`${url} answered more than ${limits.maxResponseSize} bytes`);
-      }
-      chunks.push(chunk as Buffer);
+    const bytes = await readBoundedBody(response.body, response.headers['content-length'], limits.maxResponseSize);
+    if (!Buffer.isBuffer(bytes)) {
+      throw new AuthorizationServerUnavailable(
+        bytes.over === 'declared'
+          ? `${url} answered ${bytes.declared} bytes, over the limit of ${limits.maxResponseSize}`
+          : `${url} answered more than ${limits.maxResponseSize} bytes`,
+      );
     }
     const contentType = response.headers['content-type'];
-    return { status: response.statusCode, body: Buffer.concat(chunks, total), contentType: typeof contentType === 'string' ? contentType : 'application/json' };
+    return { status: response.statusCode, body: bytes, contentType: typeof contentType === 'string' ? contentType : 'application/json' };
   } catch (err) {
     if (err instanceof AuthorizationServerUnavailable) throw err;
     if (controller.signal.aborted || isOutboundTimeout(err)) throw new AuthorizationServerUnavailable(`${method} ${url}: no answer within ${limits.timeout} ms`, err);
