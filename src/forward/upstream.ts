@@ -54,13 +54,6 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
   };
 }
 
-/** What the forwarder reports back when the exchange ends. */
-export interface ForwardOutcome {
-  error: GatehouseError | null;
-  /** ms until the upstream's response head arrived. */
-  upstreamLatency: number | undefined;
-}
-
 export interface ForwardRequest {
   method: string;
   path: string;
@@ -74,12 +67,6 @@ export interface ForwardRequest {
   responseHeaders: readonly [string, string][];
   /** Receives the upstream latency as soon as the response head arrives (the access log may be written before the promise settles). */
   timing?: { upstreamLatency: number | undefined };
-  /**
-   * The caller already listens for the response's `close` and calls {@link clientClosed} from it
-   * (the request runner does): the forwarder then adds no listener of its own. A second `close`
-   * listener per request turns the emitter's single function into an array that every emit copies.
-   */
-  closeWatched?: boolean;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -87,8 +74,9 @@ export type ForwardDone<T> = (state: T, error: GatehouseError | null, upstreamLa
 
 /**
  * Dispatch one request to the upstream and stream the answer back into `res`; `done(state, …)`
- * is called once when the exchange is over (never throws into the caller). A client that goes
- * away aborts the upstream request; an upstream that fails maps to 502/504.
+ * is called once when the exchange is over (never throws into the caller). The caller's
+ * `close` listener on `res` calls {@link clientClosed}, so a client that goes away aborts the
+ * upstream request; an upstream that fails maps to 502/504.
  *
  * Hot path: undici's `dispatch` with one handler object per request (methods on the
  * prototype); the callback and its state replace a promise and a closure.
@@ -116,22 +104,6 @@ export function dispatchForward<T>(upstream: Upstream, request: ForwardRequest, 
     },
     handler,
   );
-}
-
-/**
- * {@link dispatchForward} as a promise. Resolves when the exchange is over (never rejects).
- *
- * @example
- * ```ts
- * const { error } = await forwardRequest(upstream, request, res);
- * ```
- */
-export function forwardRequest(upstream: Upstream, request: ForwardRequest, res: ServerResponse): Promise<ForwardOutcome> {
-  return new Promise((resolve) => dispatchForward(upstream, request, res, resolveOutcome, resolve));
-}
-
-function resolveOutcome(resolve: (outcome: ForwardOutcome) => void, error: GatehouseError | null, upstreamLatency: number | undefined): void {
-  resolve({ error, upstreamLatency });
 }
 
 class BodyTooLarge extends Error {}
@@ -166,8 +138,8 @@ const HANDLER = Symbol('gatehouse.forward');
 type WithHandler = ServerResponse & { [HANDLER]?: ForwardHandler };
 
 /**
- * The client's response closed: when that happens before the exchange ended (the client went
- * away), abort the upstream request. For callers that set `closeWatched`.
+ * Call from the response's `close` listener (the caller's one listener per request): when the
+ * client went away before the exchange ended, the upstream request is aborted.
  *
  * @example
  * ```ts
@@ -177,10 +149,6 @@ type WithHandler = ServerResponse & { [HANDLER]?: ForwardHandler };
 export function clientClosed(res: ServerResponse): void {
   const handler = (res as WithHandler)[HANDLER];
   if (handler && !handler.finished && handler.controller && !handler.controller.aborted) handler.controller.abort(new Error('client disconnected'));
-}
-
-function onClientClose(this: WithHandler): void {
-  clientClosed(this);
 }
 
 function onClientDrain(this: WithHandler): void {
@@ -204,7 +172,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   ) {
     this.started = performance.now();
     (res as WithHandler)[HANDLER] = this;
-    if (!request.closeWatched) res.on('close', onClientClose);
   }
 
   private end(error: GatehouseError | null): void {

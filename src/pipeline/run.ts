@@ -328,7 +328,6 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     timeout: r.timeout,
     responseHeaders: responseHeaders.length === 0 ? EMPTY : responseHeaders,
     timing: ctx,
-    closeWatched: true,
   };
 }
 

@@ -578,7 +578,8 @@ function createHttp2Server(
       }
       // RFC 9113 §8.2.3: a client may split Cookie into several fields (browsers do, for
       // HPACK); an HTTP/1.1 upstream must get one. Rare: only then is rawHeaders rebuilt.
-      if (lastCookieFields > 1) Object.defineProperty(req, 'rawHeaders', { value: joinCookies(raw), configurable: true });
+      const joined = joinCookies(raw);
+      if (joined !== raw) Object.defineProperty(req, 'rawHeaders', { value: joined, configurable: true });
       // limits.requestTimeout for h2: the body must arrive in time, as node:http enforces for
       // HTTP/1.1 (408). Only streams that carry a body need a timer.
       if (requestTimeout > 0 && !(req as unknown as TimedRequest).stream.endAfterHeaders) {
@@ -665,35 +666,31 @@ function clearRequestTimer(this: TimedRequest): void {
   }
 }
 
-/** `cookie` fields seen by the last headerListSize() call (synchronous, so no per-call allocation). */
-let lastCookieFields = 0;
-
-/**
- * RFC 9113 §6.5.2: the size of a header list is name + value + 32 octets per field. Also counts
- * the `cookie` fields (h2 field names are lowercase, RFC 9113 §8.2.1) into lastCookieFields.
- */
+/** RFC 9113 §6.5.2: the size of a header list is name + value + 32 octets per field. */
 function headerListSize(raw: readonly string[]): number {
   let size = 0;
-  let cookies = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    size += name.length + raw[i + 1]!.length + 32;
-    if (name === 'cookie') cookies++;
-  }
-  lastCookieFields = cookies;
+  for (let i = 0; i < raw.length; i += 2) size += raw[i]!.length + raw[i + 1]!.length + 32;
   return size;
 }
 
-/** The raw header list with all `cookie` fields joined into the first one with `; `. */
-function joinCookies(raw: readonly string[]): string[] {
-  const out: string[] = [];
-  let at = -1;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i] !== 'cookie') out.push(raw[i]!, raw[i + 1]!);
-    else if (at < 0) {
-      at = out.length + 1;
-      out.push('cookie', raw[i + 1]!);
-    } else out[at] += `; ${raw[i + 1]}`;
+/**
+ * The raw header list with all `cookie` fields joined into the first one with `; ` — or `raw`
+ * itself when it has at most one (the usual case: nothing allocated). h2 field names are
+ * lowercase (RFC 9113 §8.2.1).
+ */
+function joinCookies(raw: string[]): string[] {
+  let first = -1;
+  let i = 0;
+  for (; i < raw.length; i += 2) {
+    if (raw[i] !== 'cookie') continue;
+    if (first >= 0) break;
+    first = i;
+  }
+  if (i >= raw.length) return raw;
+  const out = raw.slice(0, i);
+  for (; i < raw.length; i += 2) {
+    if (raw[i] === 'cookie') out[first + 1] += `; ${raw[i + 1]}`;
+    else out.push(raw[i]!, raw[i + 1]!);
   }
   return out;
 }
