@@ -237,21 +237,26 @@ export function clientCertificateMode(config: ListenerTlsConfig): 'off' | 'optio
 export function checkListenerTls(gateway: GatehouseConfig): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   gateway.listen.forEach((listener, i) => {
-    const tlsConfig = listener.tls;
-    if (!tlsConfig) return;
-    const where = `listen[${i}].tls`;
-    try {
-      loadCertificateSet(tlsConfig, gateway.baseDir);
-    } catch (err) {
-      const e = err as Error & { entry?: string };
-      issues.push({ file: gateway.file ?? '(config)', line: 0, column: 0, path: where + (e.entry ?? ''), message: e.message });
-      return;
-    }
-    if (clientCertificateMode(tlsConfig) !== 'off' && !tlsConfig.clientCa) {
-      issues.push({ file: gateway.file ?? '(config)', line: 0, column: 0, path: `${where}.clientCa`, message: 'is required to verify client certificates (requestCert)' });
+    if (listener.tls) {
+      const loaded = loadListenerCertificates(listener.tls, gateway, `listen[${i}].tls`);
+      if (!('set' in loaded)) issues.push(loaded.issue);
     }
   });
   return issues;
+}
+
+/** A listener's certificates as a start loads them, or the one config issue that stops it. */
+function loadListenerCertificates(tlsConfig: ListenerTlsConfig, gateway: GatehouseConfig, where: string): { set: CertificateSet } | { issue: ConfigIssue } {
+  const issue = (path: string, message: string): { issue: ConfigIssue } => ({ issue: { file: gateway.file ?? '(config)', line: 0, column: 0, path, message } });
+  let set: CertificateSet;
+  try {
+    set = loadCertificateSet(tlsConfig, gateway.baseDir);
+  } catch (err) {
+    const e = err as Error & { entry?: string };
+    return issue(where + (e.entry ?? ''), e.message);
+  }
+  if (clientCertificateMode(tlsConfig) !== 'off' && !set.main.clientCa) return issue(`${where}.clientCa`, 'is required to verify client certificates (requestCert)');
+  return { set };
 }
 
 /**
@@ -299,17 +304,10 @@ export function createTlsServer(
   const meters = metrics ? tlsMeters(metrics) : null;
   const index = gateway.listen.indexOf(config);
   const where = `listen${index >= 0 ? `[${index}]` : ''}.tls`;
-  let set: CertificateSet;
-  try {
-    set = loadCertificateSet(tlsConfig, gateway.baseDir);
-  } catch (err) {
-    const e = err as Error & { entry?: string };
-    throw new ConfigError([{ file: gateway.file ?? '(config)', line: 0, column: 0, path: where + (e.entry ?? ''), message: e.message }]);
-  }
+  const loaded = loadListenerCertificates(tlsConfig, gateway, where);
+  if (!('set' in loaded)) throw new ConfigError([loaded.issue]);
+  let set = loaded.set;
   const mode = clientCertificateMode(tlsConfig);
-  if (mode !== 'off' && !set.main.clientCa) {
-    throw new ConfigError([{ file: gateway.file ?? '(config)', line: 0, column: 0, path: `${where}.clientCa`, message: 'is required to verify client certificates (requestCert)' }]);
-  }
   const options: tls.TlsOptions = {
     ...secureContextOptions(tlsConfig, set.main),
     requestCert: mode !== 'off',
