@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { createRedisClient } from '../store/redis-client.js';
 import type { Logger } from 'pino';
 import type { GatehouseErrorCode } from '../errors.js';
 
@@ -324,22 +325,11 @@ export function acquireIntrospectionCache(
 
 /** One connection (or cluster client) per cache; commands fail fast instead of queueing. */
 function connect(config: NonNullable<IntrospectionCacheOptions['redis']>): Redis | Cluster {
-  const redisOptions: RedisOptions = {
+  return createRedisClient(config.url, config.cluster === true, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: config.timeout,
     connectTimeout: Math.max(1000, config.timeout),
-  };
-  if (!config.cluster) return new Redis(config.url, { ...redisOptions, retryStrategy: (times) => Math.min(times * 200, 2000) });
-  const url = new URL(config.url);
-  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
-    enableOfflineQueue: false,
-    clusterRetryStrategy: (times) => Math.min(times * 200, 2000),
-    redisOptions: {
-      ...redisOptions,
-      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-      ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
-      ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
-    },
+    retryStrategy: (times) => Math.min(times * 200, 2000),
   });
 }

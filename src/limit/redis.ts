@@ -1,4 +1,5 @@
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { createRedisClient } from '../store/redis-client.js';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -184,7 +185,7 @@ export class RedisStore {
       // No auto-pipelining (it batches per tick, i.e. not across requests) nor pipelines: measured,
       // both cost more client CPU per decision than corking the socket per event-loop turn (ready()).
     };
-    const client = (this.options.cluster ? this.createCluster(redisOptions) : new Redis(this.options.url, redisOptions)) as ScriptedRedis;
+    const client = createRedisClient(this.options.url, this.options.cluster === true, redisOptions) as ScriptedRedis;
     client.defineCommand('ghGcra', { numberOfKeys: 1, lua: GCRA_LUA });
     client.defineCommand('ghQuota', { numberOfKeys: 1, lua: QUOTA_LUA });
     client.defineCommand('ghRefund', { numberOfKeys: 1, lua: REFUND_LUA });
@@ -198,23 +199,6 @@ export class RedisStore {
     this.client = client;
     // The first attempt may fail; ioredis goes on reconnecting by itself.
     await client.connect().catch((err: Error) => this.noteError(err));
-  }
-
-  private createCluster(redisOptions: RedisOptions): Cluster {
-    const url = new URL(this.options.url);
-    const { enableOfflineQueue, retryStrategy, lazyConnect, ...nodeOptions } = redisOptions;
-    const options: ClusterOptions = {
-      enableOfflineQueue,
-      lazyConnect,
-      clusterRetryStrategy: retryStrategy ?? undefined,
-      redisOptions: {
-        ...nodeOptions,
-        ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-        ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
-        ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
-      },
-    };
-    return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], options);
   }
 
   /** `ready`, or what is wrong (for /readyz details). */
