@@ -76,22 +76,24 @@ interface MetricValue {
 function requestStats(registry: Registry, bounds: readonly number[]): (route: string, status: number, seconds: number) => void {
   const routes = new Map<string, RouteStats>();
   const requestsName = 'gatehouse_requests_total';
+  const requestsHelp = 'Requests answered, by route and status.';
   const durationName = 'gatehouse_request_duration_seconds';
+  const durationHelp = 'Time from request to response end.';
   registry.registerMetric({
     name: requestsName,
-    help: 'Requests answered, by route and status.',
+    help: requestsHelp,
     type: 'counter',
     aggregator: 'sum',
     get: async () => {
       const values: MetricValue[] = [];
       for (const [route, stats] of routes) for (const [status, n] of stats.statuses) values.push({ value: n, labels: { route, status } });
-      return { name: requestsName, help: 'Requests answered, by route and status.', type: 'counter', values, aggregator: 'sum' };
+      return { name: requestsName, help: requestsHelp, type: 'counter', values, aggregator: 'sum' };
     },
     reset: () => routes.clear(),
   } as never);
   registry.registerMetric({
     name: durationName,
-    help: 'Time from request to response end.',
+    help: durationHelp,
     type: 'histogram',
     aggregator: 'sum',
     get: async () => {
@@ -106,7 +108,7 @@ function requestStats(registry: Registry, bounds: readonly number[]): (route: st
         values.push({ value: stats.sum, labels: { route }, metricName: `${durationName}_sum` });
         values.push({ value: stats.count, labels: { route }, metricName: `${durationName}_count` });
       }
-      return { name: durationName, help: 'Time from request to response end.', type: 'histogram', values, aggregator: 'sum' };
+      return { name: durationName, help: durationHelp, type: 'histogram', values, aggregator: 'sum' };
     },
     reset: () => routes.clear(),
   } as never);
