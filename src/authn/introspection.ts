@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { GatehouseConfig, IntrospectionConfig, IssuerConfig } from '../config/types.js';
 import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseErrorCode, type Result } from '../errors.js';
-import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
+import { bearerAuthorization, type Authenticator, type AuthOutcome, type Principal, type RequestContext } from '../pipeline/context.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
@@ -519,6 +519,7 @@ export function createIntrospectionAuthenticator(
       scopes: scopesOf(entry.claims),
       kind: 'introspection',
       upstreamToken,
+      upstreamAuthorization: bearerAuthorization(upstreamToken),
     };
     if (!byAudience) {
       byAudience = new Map();

@@ -1,7 +1,7 @@
 import { isAscii } from 'node:buffer';
 import type { IssuerConfig } from '../config/types.js';
 import { GatehouseError, InvalidToken, ServiceUnavailable, type Result } from '../errors.js';
-import type { Principal } from '../pipeline/context.js';
+import { bearerAuthorization, type Principal } from '../pipeline/context.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwksSource, type JwksSource } from './jwks.js';
@@ -435,6 +435,7 @@ export function jwtPrincipal(issuer: IssuerConfig, claims: Readonly<Record<strin
     scopes: scopesOf(claims),
     kind: 'jwt' as const,
     upstreamToken: token,
+    upstreamAuthorization: bearerAuthorization(token),
   });
 }
 

@@ -23,10 +23,29 @@ export interface CachedToken {
 }
 
 /**
- * A bounded verified-token cache keyed by the token string. It approximates LRU with two
- * generations: lookups hit the young map first (one `Map.get`); an entry found in the old map
- * is promoted; when the young map is half full it becomes the old one and the previous old
- * generation is dropped whole. At most `maxEntries` entries are held.
+ * The map key of a token: its last {@link KEY_TAIL} characters, which are the end of its
+ * signature (≥ 256 bits of it for every allowed algorithm), or the whole token when it is short.
+ * Hot path: hashing 43 characters instead of a 300–900-character JWT saves ≈ 0.7 µs per lookup
+ * (issue 8). A key only finds a slot: the slot's whole token must be equal for a hit, so two
+ * tokens that end alike (a forgery that reuses a real signature) never share an entry.
+ */
+const KEY_TAIL = 43;
+
+function keyOf(token: string): string {
+  return token.length <= KEY_TAIL * 2 ? token : token.slice(token.length - KEY_TAIL);
+}
+
+/** One cached token: the whole token (compared on every hit) and its entry. */
+interface Slot {
+  readonly token: string;
+  readonly entry: CachedToken;
+}
+
+/**
+ * A bounded verified-token cache, keyed by the token (through {@link keyOf}, then compared whole).
+ * It approximates LRU with two generations: lookups hit the young map first (one `Map.get`); an
+ * entry found in the old map is promoted; when the young map is half full it becomes the old
+ * one and the previous old generation is dropped whole. At most `maxEntries` entries are held.
  *
  * Times are re-checked on every hit; entries verified with a key that has left the key set
  * are dropped on the next lookup.
@@ -39,8 +58,8 @@ export interface CachedToken {
  * ```
  */
 export class TokenCache {
-  private young = new Map<string, CachedToken>();
-  private old = new Map<string, CachedToken>();
+  private young = new Map<string, Slot>();
+  private old = new Map<string, Slot>();
   private readonly generation: number;
   readonly maxEntries: number;
 
@@ -51,42 +70,43 @@ export class TokenCache {
 
   /** A still-valid entry, or undefined (absent, expired, not yet valid, or its key retired). Hot path. */
   get(token: string, now: number): CachedToken | undefined {
-    let entry = this.young.get(token);
-    if (entry === undefined) {
-      entry = this.old.get(token);
-      if (entry === undefined) return undefined;
-      this.old.delete(token);
-      if (!this.usable(entry, now)) return undefined;
-      this.insert(token, entry);
-      return entry;
+    const key = keyOf(token);
+    let slot = this.young.get(key);
+    if (slot === undefined) {
+      slot = this.old.get(key);
+      if (slot === undefined || slot.token !== token) return undefined;
+      this.old.delete(key);
+      if (!usable(slot.entry, now)) return undefined;
+      this.insert(key, slot);
+      return slot.entry;
     }
-    if (!this.usable(entry, now)) {
-      this.young.delete(token);
+    if (slot.token !== token) return undefined;
+    if (!usable(slot.entry, now)) {
+      this.young.delete(key);
       return undefined;
     }
-    return entry;
-  }
-
-  private usable(entry: CachedToken, now: number): boolean {
-    return now < entry.validUntil && now >= entry.validFrom && (entry.key === null || !entry.key.retired);
+    return slot.entry;
   }
 
   set(token: string, entry: CachedToken): void {
-    this.old.delete(token);
-    this.insert(token, entry);
+    const key = keyOf(token);
+    this.old.delete(key);
+    this.insert(key, { token, entry });
   }
 
-  private insert(token: string, entry: CachedToken): void {
-    this.young.set(token, entry);
+  private insert(key: string, slot: Slot): void {
+    this.young.set(key, slot);
     if (this.young.size >= this.generation) {
       this.old = this.young;
       this.young = new Map();
     }
   }
 
+  /** Forget `token` (a slot that holds another token with the same key stays). */
   delete(token: string): void {
-    this.young.delete(token);
-    this.old.delete(token);
+    const key = keyOf(token);
+    if (this.young.get(key)?.token === token) this.young.delete(key);
+    if (this.old.get(key)?.token === token) this.old.delete(key);
   }
 
   clear(): void {
@@ -97,4 +117,8 @@ export class TokenCache {
   get size(): number {
     return this.young.size + this.old.size;
   }
+}
+
+function usable(entry: CachedToken, now: number): boolean {
+  return now < entry.validUntil && now >= entry.validFrom && (entry.key === null || !entry.key.retired);
 }

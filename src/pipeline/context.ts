@@ -20,6 +20,24 @@ export interface Principal {
   readonly kind: 'jwt' | 'introspection';
   /** The JWT that goes upstream as `Authorization: Bearer` (the validated JWT, or the one minted). */
   readonly upstreamToken: string;
+  /**
+   * `Bearer <upstreamToken>`, built once with the principal ({@link bearerAuthorization}): a
+   * cache hit forwards it as it is, with no concatenation or copy per request (issue 8).
+   */
+  readonly upstreamAuthorization?: string;
+}
+
+/**
+ * The `Authorization` value that carries `token` upstream, as one flat string (V8 would
+ * otherwise keep `'Bearer ' + token` as a pair and copy it on every use).
+ *
+ * @example
+ * ```ts
+ * const principal = { ...claims, upstreamToken: jwt, upstreamAuthorization: bearerAuthorization(jwt) };
+ * ```
+ */
+export function bearerAuthorization(token: string): string {
+  return Buffer.from(`Bearer ${token}`, 'latin1').toString('latin1');
 }
 
 /**

@@ -376,6 +376,37 @@ describe('verified-token cache', () => {
     expect(cache.get('t999', 1)).toBe(entry);
   });
 
+  it('never answers for a token that only ends like a cached one (a forgery reusing its signature)', () => {
+    const cache = new TokenCache(100);
+    const entry = { issuer: 'main', principal: {} as never, key: null, validFrom: 0, validUntil: Infinity };
+    const real = mint(rs, T0);
+    const [h, , sig] = real.split('.');
+    const forged = `${h}.${Buffer.from(JSON.stringify({ sub: 'admin' })).toString('base64url')}.${sig}`;
+    cache.set(real, entry);
+    expect(cache.get(forged, 1)).toBeUndefined();
+    cache.delete(forged); // forgetting the forgery does not forget the real token
+    expect(cache.get(real, 1)).toBe(entry);
+    // the same holds when the real token has moved to the old generation
+    const small = new TokenCache(4);
+    small.set(real, entry);
+    small.set('other-1', entry);
+    expect(small.get(forged, 1)).toBeUndefined();
+    expect(small.get(real, 1)).toBe(entry);
+  });
+
+  it('refuses a forgery that reuses a cached token\'s signature, end to end', async () => {
+    const cache = new TokenCache(100);
+    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+    await env.verifier.start();
+    const real = mint(rs, T0);
+    expect(await codeOf(env.verifier, real)).toBe('ok');
+    const [h, p, sig] = real.split('.');
+    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString());
+    const forged = `${h}.${Buffer.from(JSON.stringify({ ...claims, sub: 'someone-else' })).toString('base64url')}.${sig}`;
+    expect(await codeOf(env.verifier, forged)).toBe('GH_ERR_JWT_SIGNATURE_INVALID');
+    expect(await codeOf(env.verifier, real)).toBe('ok');
+  });
+
   it('keeps recently used entries when others are added', () => {
     const cache = new TokenCache(10);
     const entry = { issuer: 'main', principal: {} as never, key: null, validFrom: 0, validUntil: Infinity };
