@@ -29,17 +29,25 @@ const pool = new Pool(origin, { connections: 128, pipelining: 1, keepAliveTimeou
 class Handler {
   constructor(res) {
     this.res = res;
+    this.controller = null;
   }
   onRequestStart() {}
   onResponseStart(controller, statusCode, headers) {
     if (statusCode < 200) return;
     const res = this.res;
+    // A client that left: stop the upstream exchange (a paused one would hold its connection forever).
+    if (res.destroyed) return controller.abort(new Error('client closed'));
     for (const name in headers) if (!HOP_BY_HOP.has(name)) res.setHeader(name, headers[name]);
     res.statusCode = statusCode;
-    res.on('drain', () => controller.resume());
   }
   onResponseData(controller, chunk) {
-    if (this.res.write(chunk) === false) controller.pause();
+    if (this.res.write(chunk) !== false) return;
+    if (this.res.destroyed) return controller.abort(new Error('client closed'));
+    controller.pause();
+    if (this.controller === null) {
+      this.controller = controller;
+      this.res.on('drain', () => controller.resume());
+    }
   }
   onResponseEnd() {
     this.res.end();
