@@ -536,7 +536,13 @@ async function measure(pid, target, dir, paired = null) {
   const pairRatios = [];
   // The baseline gets the same request bytes (headers, the same token or the same rotation): what
   // a row adds over it is gatehouse's work, not the cost of parsing and passing on a 500-byte token.
-  const baseTarget = paired ? { ...paired.target, headers: target.headers, tokens: target.tokens } : null;
+  let baseTarget = null;
+  if (paired) {
+    // A fresh baseline, warmed like the scenario's process with the scenario's own request.
+    await paired.restart();
+    baseTarget = { ...paired.target, headers: target.headers, tokens: target.tokens };
+    await drive(baseTarget, WARMUP || 1, dir, true);
+  }
   for (let i = 0; i < REPEAT; i++) {
     if (paired) {
       const failed = (err) => ({ requests: 0, failure: err.message.split('\n').slice(0, 3).join(' ') });
@@ -1042,21 +1048,24 @@ async function main() {
     }
   };
   if (!opts['no-baseline']) await runBaseline('baseline: node:http + undici Pool');
-  // The baseline again, kept running: measured next to every scenario (see measure()).
+  // The baseline again, measured next to every scenario (see measure()). Every scenario gets a
+  // fresh baseline process, as it gets a fresh gatehouse: a baseline that had served all the
+  // scenarios before carries their JIT feedback (other headers, other tokens) and costs more per
+  // request than a fresh one, which flattered the rows measured late in a run.
   let paired = null;
   if (!opts['no-baseline'] && !opts['no-pairing']) {
     paired = { child: null, pid: 0, target: null };
     paired.restart = async (why = '') => {
       if (paired.child) {
-        const state = paired.child.exitCode !== null ? `exited (${paired.child.exitCode})` : `stopped answering (${why})`;
-        process.stderr.write(`bench: the paired baseline ${state}; starting a new one. Its output:\n${paired.child.output.slice(-2000)}\n`);
+        if (why) {
+          const state = paired.child.exitCode !== null ? `exited (${paired.child.exitCode})` : `stopped answering (${why})`;
+          process.stderr.write(`bench: the paired baseline ${state}; starting a new one. Its output:\n${paired.child.output.slice(-2000)}\n`);
+        }
         await stop(paired.child);
       }
       const b = await startBaseline(dir, upstream.url, [], false);
       Object.assign(paired, { child: b.child, pid: b.child.pid, target: { url: `http://127.0.0.1:${b.port}/public` } });
-      await drive(paired.target, WARMUP || 1, dir);
     };
-    await paired.restart();
   }
 
   for (const s of scenarios(ctx).filter((x) => wanted(x.name))) {
