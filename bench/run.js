@@ -2,7 +2,7 @@
 // `npm run bench` (issue 8): gatehouse side by side with a bare Node pass-through baseline,
 // measured in the same run, on one pinned core.
 //
-//   npm run bench -- [--duration 5] [--warmup 1] [--connections 50] [--only REGEX] [--markdown]
+//   npm run bench -- [--duration 5] [--warmup 4] [--connections 50] [--only REGEX] [--markdown]
 //
 // Layout on a 2-core box: the process under test (baseline or gatehouse) on core 0; the load
 // generator, the upstream (nginx when present), redis-server, the JWKS server and the
@@ -31,7 +31,7 @@ const UPSTREAM_BODY = '{"ok":true,"service":"bench-upstream","message":"a small 
 const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
-    warmup: { type: 'string', default: '1' },
+    warmup: { type: 'string', default: '4' },
     connections: { type: 'string', default: '50' },
     only: { type: 'string' },
     repeat: { type: 'string', default: '1' },
