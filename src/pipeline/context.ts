@@ -22,14 +22,16 @@ export interface Principal {
   readonly upstreamToken: string;
   /**
    * `Bearer <upstreamToken>`, built once with the principal ({@link bearerAuthorization}): a
-   * cache hit forwards it as it is, with no concatenation or copy per request (issue 8).
+   * cache hit forwards it as it is, instead of concatenating (and then copying) ~600 characters
+   * per request (issue 8).
    */
   readonly upstreamAuthorization?: string;
 }
 
 /**
- * The `Authorization` value that carries `token` upstream, as one flat string (V8 would
- * otherwise keep `'Bearer ' + token` as a pair and copy it on every use).
+ * The `Authorization` value that carries `token` upstream, as one flat string: a plain
+ * `'Bearer ' + token` is a two-part string that V8 copies into one the first time undici
+ * validates it.
  *
  * @example
  * ```ts
