@@ -961,9 +961,16 @@ function evaluateTargets(rows) {
   const gh = rows.filter((r) => ok(r) && !r.name.startsWith('baseline') && !r.name.startsWith('reference') && !r.name.startsWith('peer'));
   const http1 = gh.filter((r) => !/HTTPS|HTTP\/2/.test(r.name));
   if (http1.length) {
+    // Both sides as the median over their runs (the paired baseline's p99 already is): one VM
+    // stall in the run that happens to have the median req/s must not decide a row.
     const p99Of = (r) => (r.base ? r.base.p99 : base.p99);
-    const worst = http1.reduce((a, r) => (r.p99 / p99Of(r) > a.p99 / p99Of(a) ? r : a));
-    out.push(['p99 within 1.5× the baseline p99 (HTTP/1.1 scenarios)', `worst ${worst.p99.toFixed(1)} ms (${worst.name}) vs ${p99Of(worst).toFixed(1)} ms`, worst.p99 <= 1.5 * p99Of(worst)]);
+    const ownP99 = (r) => {
+      const all = (r.runs ?? []).map((x) => x.p99).filter(Number.isFinite).sort((x, y) => x - y);
+      return all.length > 0 ? all[Math.floor(all.length / 2)] : r.p99;
+    };
+    const worst = http1.reduce((a, r) => (ownP99(r) / p99Of(r) > ownP99(a) / p99Of(a) ? r : a));
+    const median = (r) => ((r.runs?.length ?? 0) > 1 ? ', medians over the runs' : '');
+    out.push(['p99 within 1.5× the baseline p99 (HTTP/1.1 scenarios)', `worst ${ownP99(worst).toFixed(1)} ms (${worst.name}) vs ${p99Of(worst).toFixed(1)} ms${median(worst)}`, ownP99(worst) <= 1.5 * p99Of(worst)]);
   }
   if (gh.length) {
     const worst = gh.reduce((a, r) => (r.rss > a.rss ? r : a));
@@ -1230,6 +1237,7 @@ function reportSaved(file) {
     cpuPerReq: r.cpuMicrosPerRequest,
     rss: r.rssMiB,
     errors: r.errors ?? 0,
+    runs: r.runs,
     base: r.pairedBaseline ? { rps: r.pairedBaseline.rps, cpuPerReq: r.pairedBaseline.cpuMicrosPerRequest, p99: r.pairedBaseline.p99Ms, capacity: r.pairedBaseline.capacity ?? NaN } : undefined,
   }));
   const baselines = rows.filter((r) => r.name.startsWith('baseline') && Number.isFinite(r.rps));
