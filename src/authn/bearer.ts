@@ -90,3 +90,17 @@ function isBearerScheme(header: string): boolean {
     (header.charCodeAt(5) | 32) === 114
   );
 }
+
+/**
+ * The `Authorization` value that carries `token` upstream, as one flat string: a plain
+ * `'Bearer ' + token` is a two-part string that V8 copies into one the first time undici
+ * validates it. Built once per principal (`Principal.upstreamAuthorization`).
+ *
+ * @example
+ * ```ts
+ * const principal = { ...claims, upstreamToken: jwt, upstreamAuthorization: bearerAuthorization(jwt) };
+ * ```
+ */
+export function bearerAuthorization(token: string): string {
+  return Buffer.from(`Bearer ${token}`, 'latin1').toString('latin1');
+}

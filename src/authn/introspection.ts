@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { GatehouseConfig, IntrospectionConfig, IssuerConfig } from '../config/types.js';
 import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseErrorCode, type Result } from '../errors.js';
-import { bearerAuthorization, type Authenticator, type AuthOutcome, type Principal, type RequestContext } from '../pipeline/context.js';
+import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
+import { bearerAuthorization } from './bearer.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
@@ -603,7 +604,6 @@ class ExchangeFailed extends Error {
   }
 }
 
-/** `scope` (space-separated, RFC 7662) or `scp` (array). */
 function parseObject(body: Buffer): Record<string, unknown> | null {
   try {
     const value = JSON.parse(body.toString('utf8')) as unknown;

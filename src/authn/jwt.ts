@@ -1,7 +1,8 @@
 import { isAscii } from 'node:buffer';
 import type { IssuerConfig } from '../config/types.js';
 import { GatehouseError, InvalidToken, ServiceUnavailable, type Result } from '../errors.js';
-import { bearerAuthorization, type Principal } from '../pipeline/context.js';
+import type { Principal } from '../pipeline/context.js';
+import { bearerAuthorization } from './bearer.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwksSource, type JwksSource } from './jwks.js';

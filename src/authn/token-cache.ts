@@ -102,13 +102,6 @@ export class TokenCache {
     }
   }
 
-  /** Forget `token` (a slot that holds another token with the same key stays). */
-  delete(token: string): void {
-    const key = keyOf(token);
-    if (this.young.get(key)?.token === token) this.young.delete(key);
-    if (this.old.get(key)?.token === token) this.old.delete(key);
-  }
-
   clear(): void {
     this.young.clear();
     this.old.clear();

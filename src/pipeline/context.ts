@@ -21,25 +21,11 @@ export interface Principal {
   /** The JWT that goes upstream as `Authorization: Bearer` (the validated JWT, or the one minted). */
   readonly upstreamToken: string;
   /**
-   * `Bearer <upstreamToken>`, built once with the principal ({@link bearerAuthorization}): a
-   * cache hit forwards it as it is, instead of concatenating (and then copying) ~600 characters
-   * per request (issue 8).
+   * `Bearer <upstreamToken>`, built once with the principal (`bearerAuthorization` in
+   * authn/bearer.ts): a cache hit forwards it as it is, instead of concatenating (and then
+   * copying) ~600 characters per request (issue 8).
    */
-  readonly upstreamAuthorization?: string;
-}
-
-/**
- * The `Authorization` value that carries `token` upstream, as one flat string: a plain
- * `'Bearer ' + token` is a two-part string that V8 copies into one the first time undici
- * validates it.
- *
- * @example
- * ```ts
- * const principal = { ...claims, upstreamToken: jwt, upstreamAuthorization: bearerAuthorization(jwt) };
- * ```
- */
-export function bearerAuthorization(token: string): string {
-  return Buffer.from(`Bearer ${token}`, 'latin1').toString('latin1');
+  readonly upstreamAuthorization: string;
 }
 
 /**

@@ -106,3 +106,13 @@ export function mint(key: TestKey, now: number, claims: Record<string, unknown> 
 export function jwks(...keys: (TestKey | Record<string, unknown>)[]): { keys: Record<string, unknown>[] } {
   return { keys: keys.map((k) => ('jwk' in k && 'privateKey' in k ? (k as TestKey).jwk : (k as Record<string, unknown>))) };
 }
+
+/**
+ * A forgery that keeps a real token's header and signature around other claims (the claims
+ * change, the signature does not match them): it ends exactly like the real token.
+ */
+export function withClaims(token: string, change: Record<string, unknown>): string {
+  const [header, payload, signature] = token.split('.');
+  const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
+  return `${header}.${Buffer.from(JSON.stringify({ ...claims, ...change })).toString('base64url')}.${signature}`;
+}

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createJwtVerifier, parseJwt, type JwtVerifier } from '../../src/authn/jwt.js';
 import { TokenCache } from '../../src/authn/token-cache.js';
 import type { IssuerConfig } from '../../src/config/types.js';
-import { claimsAt, issuerConfig, jwks, mint, signJws, T0, testKey, testServices } from './jwt-fixtures.js';
+import { claimsAt, issuerConfig, jwks, mint, signJws, T0, testKey, testServices, withClaims } from './jwt-fixtures.js';
 
 const rs = testKey('RS256');
 const es = testKey('ES256');
@@ -47,6 +47,15 @@ async function codeOf(verifier: JwtVerifier, token: string): Promise<string> {
   const result = await verifier.verify(token);
   return result.ok ? 'ok' : result.error.code;
 }
+
+/** A verifier of the RS256 test key with its own verified-token cache. */
+function cachedVerifier() {
+  const cache = new TokenCache(100);
+  return { cache, env: verifierWith(jwks(rs), issuerConfig(), { cache }) };
+}
+
+/** A cache entry for the TokenCache unit tests (valid at any time, no key). */
+const ENTRY = { issuer: 'main', principal: {} as never, key: null, validFrom: 0, validUntil: Infinity };
 
 describe('JWT validation: accepted tokens', () => {
   it.each([
@@ -283,8 +292,7 @@ describe('JWT validation: key availability', () => {
   });
 
   it('stops accepting tokens of a key that left the key set (rotation)', async () => {
-    const cache = new TokenCache(100);
-    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+    const { env } = cachedVerifier();
     await env.verifier.start();
     const old = mint(rs, T0);
     expect(await codeOf(env.verifier, old)).toBe('ok');
@@ -328,8 +336,7 @@ describe('claims before cryptography', () => {
 
 describe('verified-token cache', () => {
   it('answers a repeated token from the cache (same entry, no new verification)', async () => {
-    const cache = new TokenCache(100);
-    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+    const { cache, env } = cachedVerifier();
     const token = mint(rs, T0);
     const first = await env.verifier.verify(token);
     const second = await env.verifier.verify(token);
@@ -338,8 +345,7 @@ describe('verified-token cache', () => {
   });
 
   it('keeps cached tokens when a new key set is refused (no usable key)', async () => {
-    const cache = new TokenCache(100);
-    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+    const { env } = cachedVerifier();
     await env.verifier.start();
     const token = mint(rs, T0);
     const first = await env.verifier.verify(token);
@@ -351,8 +357,7 @@ describe('verified-token cache', () => {
   });
 
   it('re-checks exp on every hit', async () => {
-    const cache = new TokenCache(100);
-    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+    const { env } = cachedVerifier();
     const token = mint(rs, T0);
     expect(await codeOf(env.verifier, token)).toBe('ok');
     env.services.clock.now += 361_000; // exp is T0+300s, skew 60s
@@ -360,8 +365,7 @@ describe('verified-token cache', () => {
   });
 
   it('re-checks nbf on every hit', async () => {
-    const cache = new TokenCache(100);
-    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+    const { env } = cachedVerifier();
     const token = mint(rs, T0, { nbf: T0 / 1000 + 30 });
     expect(await codeOf(env.verifier, token)).toBe('ok');
     env.services.clock.now -= 120_000;
@@ -370,50 +374,37 @@ describe('verified-token cache', () => {
 
   it('stays bounded', () => {
     const cache = new TokenCache(10);
-    const entry = { issuer: 'main', principal: {} as never, key: null, validFrom: 0, validUntil: Infinity };
-    for (let i = 0; i < 1000; i++) cache.set(`t${i}`, entry);
+    for (let i = 0; i < 1000; i++) cache.set(`t${i}`, ENTRY);
     expect(cache.size).toBeLessThanOrEqual(10);
-    expect(cache.get('t999', 1)).toBe(entry);
+    expect(cache.get('t999', 1)).toBe(ENTRY);
   });
 
   it('never answers for a token that only ends like a cached one (a forgery reusing its signature)', () => {
-    const cache = new TokenCache(100);
-    const entry = { issuer: 'main', principal: {} as never, key: null, validFrom: 0, validUntil: Infinity };
     const real = mint(rs, T0);
-    const [h, , sig] = real.split('.');
-    const forged = `${h}.${Buffer.from(JSON.stringify({ sub: 'admin' })).toString('base64url')}.${sig}`;
-    cache.set(real, entry);
-    expect(cache.get(forged, 1)).toBeUndefined();
-    cache.delete(forged); // forgetting the forgery does not forget the real token
-    expect(cache.get(real, 1)).toBe(entry);
-    // the same holds when the real token has moved to the old generation
-    const small = new TokenCache(4);
-    small.set(real, entry);
-    small.set('other-1', entry);
-    expect(small.get(forged, 1)).toBeUndefined();
-    expect(small.get(real, 1)).toBe(entry);
+    const forged = withClaims(real, { sub: 'admin' });
+    for (const cache of [new TokenCache(100), new TokenCache(4)]) {
+      cache.set(real, ENTRY);
+      cache.set('other-1', ENTRY); // with 4 slots, the real token is now in the old generation
+      expect(cache.get(forged, 1)).toBeUndefined();
+      expect(cache.get(real, 1)).toBe(ENTRY);
+    }
   });
 
-  it('refuses a forgery that reuses a cached token\'s signature, end to end', async () => {
-    const cache = new TokenCache(100);
-    const env = verifierWith(jwks(rs), issuerConfig(), { cache });
+  it("refuses a forgery that reuses a cached token's signature, and keeps the real token", async () => {
+    const { env } = cachedVerifier();
     await env.verifier.start();
     const real = mint(rs, T0);
     expect(await codeOf(env.verifier, real)).toBe('ok');
-    const [h, p, sig] = real.split('.');
-    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString());
-    const forged = `${h}.${Buffer.from(JSON.stringify({ ...claims, sub: 'someone-else' })).toString('base64url')}.${sig}`;
-    expect(await codeOf(env.verifier, forged)).toBe('GH_ERR_JWT_SIGNATURE_INVALID');
+    expect(await codeOf(env.verifier, withClaims(real, { sub: 'someone-else' }))).toBe('GH_ERR_JWT_SIGNATURE_INVALID');
     expect(await codeOf(env.verifier, real)).toBe('ok');
   });
 
   it('keeps recently used entries when others are added', () => {
     const cache = new TokenCache(10);
-    const entry = { issuer: 'main', principal: {} as never, key: null, validFrom: 0, validUntil: Infinity };
-    cache.set('hot', entry);
+    cache.set('hot', ENTRY);
     for (let i = 0; i < 100; i++) {
-      cache.set(`t${i}`, entry);
-      expect(cache.get('hot', 1)).toBe(entry);
+      cache.set(`t${i}`, ENTRY);
+      expect(cache.get('hot', 1)).toBe(ENTRY);
     }
   });
 });

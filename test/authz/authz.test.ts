@@ -15,7 +15,7 @@ import { testServices } from '../authn/jwt-fixtures.js';
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 
 function principal(claims: Record<string, unknown>, scopes: string[] = []): Principal {
-  return { issuer: 'main', subject: claims.sub as string, claims, scopes: new Set(scopes), kind: 'jwt', upstreamToken: 't' };
+  return { issuer: 'main', subject: claims.sub as string, claims, scopes: new Set(scopes), kind: 'jwt', upstreamToken: 't', upstreamAuthorization: 'Bearer t' };
 }
 
 function ctx(params: Record<string, string> = {}, headers: Record<string, string> = {}, method = 'GET', p = '/x'): RequestContext {

@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
-import { claimsAt, jwks, mint, signJws, testKey } from '../authn/jwt-fixtures.js';
+import { claimsAt, jwks, mint, signJws, testKey, withClaims } from '../authn/jwt-fixtures.js';
 
 /**
  * End to end through the real gateway: every bullet of the JWT issue's Validation list gets a
@@ -277,6 +277,20 @@ describe('hostile tokens get 401 invalid_token and never reach the upstream', ()
     expect(r.challenge).toMatch(/^Bearer realm="[^"]+", error="invalid_token"/);
     expect(r.text).not.toContain('eyJ'); // the body never echoes the token
     expect(r.reachedUpstream).toBe(false);
+  });
+
+  it("refuses a forgery that ends like a token the verified-token cache holds (its signature, other claims)", async () => {
+    const real = mint(rs, now(), { sub: 'user-7' });
+    expect((await call('/orders', bearer(real))).status).toBe(200); // now cached
+    for (const change of [{ sub: 'admin' }, { scope: 'orders:read orders:write admin' }, { exp: nowS() + 86_400 }]) {
+      const r = await call('/orders', bearer(withClaims(real, change)));
+      expect(r.status).toBe(401);
+      expect(r.body.code).toBe('GH_ERR_JWT_SIGNATURE_INVALID');
+      expect(r.reachedUpstream).toBe(false);
+    }
+    const again = await call('/orders', bearer(real)); // the forgeries did not evict the real entry
+    expect(again.status).toBe(200);
+    expect(again.upstreamRequest!.headers.authorization).toBe(`Bearer ${real}`);
   });
 
   it('refuses a token of an issuer the route does not accept', async () => {

@@ -21,7 +21,7 @@ function services(clock: { now: number }): GatewayServices {
 
 function ctx(over: { ip?: string; sub?: string; headers?: Record<string, string> } = {}): RequestContext {
   const principal: Principal | null = over.sub
-    ? { issuer: 'main', subject: over.sub, claims: { sub: over.sub }, scopes: new Set(), kind: 'jwt', upstreamToken: 't' }
+    ? { issuer: 'main', subject: over.sub, claims: { sub: over.sub }, scopes: new Set(), kind: 'jwt', upstreamToken: 't', upstreamAuthorization: 'Bearer t' }
     : null;
   return { clientIp: over.ip ?? '192.0.2.1', headers: over.headers ?? {}, principal, responseHeaders: [], onFinish: [] } as unknown as RequestContext;
 }

@@ -6,7 +6,7 @@ function ctx(over: { clientIp?: string; headers?: Record<string, string | string
   const principal: Principal | null =
     over.claims === null
       ? null
-      : { issuer: 'main', subject: 'alice', claims: over.claims ?? { sub: 'alice', client_id: 'app-1' }, scopes: new Set(), kind: 'jwt', upstreamToken: 'x' };
+      : { issuer: 'main', subject: 'alice', claims: over.claims ?? { sub: 'alice', client_id: 'app-1' }, scopes: new Set(), kind: 'jwt', upstreamToken: 'x', upstreamAuthorization: 'Bearer x' };
   return { clientIp: over.clientIp ?? '203.0.113.7', headers: over.headers ?? {}, principal } as unknown as RequestContext;
 }
 
