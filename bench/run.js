@@ -894,12 +894,15 @@ function markdownTable(rows) {
 // ---------------------------------------------------------------------------------------------
 // Targets
 
-/** The issue's targets, evaluated on this run's rows (skipped when a needed row is missing). */
+/**
+ * The issue's targets, evaluated on this run's rows (skipped when a needed row is missing):
+ * `lines` of [target, measured, met], and `basis`, what the capacities were measured against.
+ */
 function evaluateTargets(rows) {
   const ok = (r) => r && !r.skipped && !r.error && Number.isFinite(r.cpuPerReq);
   const row = (name) => rows.find((r) => r.name === name && ok(r));
   const bases = rows.filter((r) => r.name.startsWith('baseline') && ok(r));
-  if (bases.length === 0) return [];
+  if (bases.length === 0) return { basis: null, lines: [] };
   const base = {
     rps: bases.reduce((a, r) => a + r.rps, 0) / bases.length,
     cpu: bases.reduce((a, r) => a + r.cpuPerReq, 0) / bases.length,
@@ -920,7 +923,7 @@ function evaluateTargets(rows) {
   const steady = pairedCpus.length >= 4 && (quantile(0.75) - quantile(0.25)) / runBase <= 0.1;
   const pairedRel = (r) => (r.base && Number.isFinite(r.base.capacity) ? 1 / r.base.capacity : r.cpuPerReq / (r.base ? r.base.cpuPerReq : base.cpu));
   const rel = steady ? (r) => r.cpuPerReq / runBase : pairedRel;
-  out.basis = steady
+  const basis = steady
     ? `steady run: capacities against the run's baseline, ${runBase.toFixed(0)} µs/req (median of the paired baselines, interquartile ${quantile(0.25).toFixed(0)}–${quantile(0.75).toFixed(0)})`
     : pairedCpus.length > 0
       ? `drifting run (paired baselines ${quantile(0.25).toFixed(0)}–${quantile(0.75).toFixed(0)} µs/req interquartile): capacities per pair`
@@ -986,13 +989,14 @@ function evaluateTargets(rows) {
   if (jwt && mem) out.push(['in-memory rate limit costs < 5% vs the same route without it (issue 5)', `${pct(cost(mem))} of capacity`, cost(mem) < 0.05]);
   if (jwt && redis) out.push(['Redis rate limit costs < 25% vs the same route without it (issue 5)', `${pct(cost(redis))} of capacity`, cost(redis) < 0.25]);
   if (jwt && phantom) out.push(['phantom token (warm) within 10% of the JWT route with the same scope (issue 6)', `${pct(cost(phantom))} below`, cost(phantom) <= 0.1]);
-  return out;
+  return { basis, lines: out };
 }
 
-function targetLines(targets, markdown) {
-  if (markdown) return `| target | measured | met |\n|---|---|---|\n${targets.map(([t, m, met]) => `| ${t} | ${m} | ${met ? 'yes' : '**no**'} |`).join('\n')}\n`;
-  const w = Math.max(...targets.map(([t]) => t.length));
-  return targets.map(([t, m, met]) => `${met ? 'met    ' : 'NOT met'}  ${t.padEnd(w)}  ${m}`).join('\n') + '\n';
+function targetLines({ basis, lines }, markdown) {
+  const head = basis ? `${basis}\n\n` : '';
+  if (markdown) return `${head}| target | measured | met |\n|---|---|---|\n${lines.map(([t, m, met]) => `| ${t} | ${m} | ${met ? 'yes' : '**no**'} |`).join('\n')}\n`;
+  const w = Math.max(...lines.map(([t]) => t.length));
+  return head + lines.map(([t, m, met]) => `${met ? 'met    ' : 'NOT met'}  ${t.padEnd(w)}  ${m}`).join('\n') + '\n';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1176,9 +1180,8 @@ async function main() {
   process.stdout.write(`\n${title}\n\n${printTable(shown)}\n`);
   if (opts.markdown) process.stdout.write(`\n${markdownTable(shown)}\n`);
   const targets = evaluateTargets(rows);
-  if (targets.length > 0) {
+  if (targets.lines.length > 0) {
     process.stdout.write(`\nTargets (issue 8; issues 5 and 6 for limits and phantom tokens). "capacity" = req/s on a saturated core\n= 1 / CPU per request, the steady figure; "req/s" = measured throughput ratio (noisier):\n\n`);
-    if (targets.basis) process.stdout.write(`${targets.basis}\n\n`);
     process.stdout.write(targetLines(targets, opts.markdown));
   }
 
@@ -1246,7 +1249,6 @@ function reportSaved(file) {
   process.stdout.write(`gatehouse bench — commit ${saved.commit}${saved.dirty ? ' (+ local changes)' : ''}, ${saved.date}, node ${saved.node}, ${saved.cores} cores, upstream ${saved.upstream}, ${saved.driver}, ${saved.connections} connections, ${saved.durationSeconds}s × ${saved.repeat ?? 1} per scenario, load average before start ${saved.loadAverage?.toFixed?.(2) ?? '?'}\n\n`);
   process.stdout.write(opts.markdown ? markdownTable(shown) : printTable(shown));
   const targets = evaluateTargets(rows);
-  if (targets.basis) process.stdout.write(`\n${targets.basis}\n`);
   process.stdout.write(`\n${targetLines(targets, opts.markdown)}`);
 }
 
