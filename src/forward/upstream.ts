@@ -64,7 +64,12 @@ export interface ForwardRequest {
   /** Bytes allowed in a streamed (chunked) body; content-length is checked before. */
   maxBodySize: number;
   timeout: number;
-  /** Headers added to the response whatever the upstream says (request id, HSTS, rate-limit). */
+  /** The request id, sent back as `x-request-id` whatever the upstream says. */
+  requestId: string;
+  /**
+   * Headers added to the response whatever the upstream says (HSTS, rate-limit, CORS): each
+   * replaces the upstream's header of that name, except `vary`, which is merged. Names lowercase.
+   */
   responseHeaders: readonly [string, string][];
   /** Receives the upstream latency as soon as the response head arrives (the access log may be written before the promise settles). */
   timing?: { upstreamLatency: number | undefined };
@@ -135,6 +140,52 @@ export function upstreamError(err: Error): GatehouseError {
   return new UpstreamFailed('GH_ERR_UPSTREAM_FAILED', { detail, cause: err });
 }
 
+/**
+ * The response head as one flat `[name, value, …]` array: the upstream's headers without the
+ * hop-by-hop ones and without those gatehouse sets (`x-request-id`, `extra`), then gatehouse's.
+ * `vary` from `extra` is merged with the upstream's, never replacing it (a cache must see both).
+ *
+ * @example
+ * ```ts
+ * responseHead({ 'content-type': 'text/plain', connection: 'keep-alive' }, 'req-1', [['strict-transport-security', 'max-age=31536000']]);
+ * // ['content-type', 'text/plain', 'x-request-id', 'req-1', 'strict-transport-security', 'max-age=31536000']
+ * ```
+ */
+export function responseHead(
+  headers: Record<string, string | string[] | undefined>,
+  requestId: string,
+  extra: readonly [string, string][],
+): (string | string[])[] {
+  const named = connectionTokens(headers.connection);
+  const out: (string | string[])[] = [];
+  let upstreamVary: string | string[] | undefined;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name === 'x-request-id' || isHopByHopResponseHeader(name, named)) continue;
+    if (extra.length !== 0 && setByGateway(extra, name)) {
+      if (name === 'vary') upstreamVary = value;
+      continue;
+    }
+    out.push(name, value);
+  }
+  out.push('x-request-id', requestId);
+  for (let i = 0; i < extra.length; i++) {
+    const [name, value] = extra[i]!;
+    if (name === 'vary' && upstreamVary !== undefined) {
+      out.push(name, `${Array.isArray(upstreamVary) ? upstreamVary.join(', ') : upstreamVary}, ${value}`);
+      upstreamVary = undefined;
+    } else {
+      out.push(name, value);
+    }
+  }
+  return out;
+}
+
+function setByGateway(extra: readonly [string, string][], name: string): boolean {
+  for (let i = 0; i < extra.length; i++) if (extra[i]![0] === name) return true;
+  return false;
+}
+
 const HANDLER = Symbol('gatehouse.forward');
 type WithHandler = ServerResponse & { [HANDLER]?: ForwardHandler };
 
@@ -163,6 +214,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private readonly started: number;
   private latency: number | undefined = undefined;
   private drainWatched = false;
+  private status = 0;
+  /** The response head, built when the upstream's arrives and written with the first body bytes. */
+  private head: (string | string[])[] | null = null;
   bodyTooLarge = false;
 
   constructor(
@@ -190,24 +244,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.latency = performance.now() - this.started;
     if (this.request.timing) this.request.timing.upstreamLatency = this.latency;
-    const res = this.res;
-    const named = connectionTokens(headers.connection);
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined || isHopByHopResponseHeader(name, named)) continue;
-      res.setHeader(name, value);
-    }
-    const extra = this.request.responseHeaders;
-    for (let i = 0; i < extra.length; i++) {
-      const [name, value] = extra[i]!;
-      // Vary lists are merged with the upstream's, never replaced (a cache must see both).
-      const prev = name === 'vary' ? res.getHeader('vary') : undefined;
-      res.setHeader(name, prev === undefined ? value : `${String(prev)}, ${value}`);
-    }
-    res.statusCode = statusCode;
+    this.status = statusCode;
+    this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
+  }
+
+  /**
+   * The head goes out with the first body bytes (or the end), not when the upstream's head
+   * arrives: an upstream that fails before sending any body still gets a clean 502. One
+   * `writeHead` with a flat array: no per-header `setHeader` bookkeeping (issue 8).
+   */
+  private writeHead(): void {
+    const head = this.head;
+    if (head === null) return;
+    this.head = null;
+    this.res.writeHead(this.status, head);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.head !== null) this.writeHead();
     if (this.res.write(chunk) === false) {
       controller.pause();
       // The drain listener only once the client pushes back (most answers never do).
@@ -219,6 +273,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    if (this.head !== null) this.writeHead();
     this.res.end();
     this.end(null);
   }

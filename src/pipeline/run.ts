@@ -119,9 +119,6 @@ export function runRequest(
     upstreamLatency: undefined,
     decision: 'pending',
   };
-  res.setHeader('x-request-id', id);
-  const always = listener.responseHeaders;
-  for (let i = 0; i < always.length; i++) res.setHeader(always[i]![0], always[i]![1]);
   const ex: Exchange = { plan, listener, services, req, res, ctx, peerTrusted };
   (res as WithExchange)[EXCHANGE] = ex;
   res.on('close', onResponseClose);
@@ -134,7 +131,9 @@ export function runRequest(
       const verdict = listener.plaintext(req, ctx);
       if (typeof verdict === 'string') {
         ctx.decision = 'redirect';
-        res.writeHead(308, { location: verdict, 'content-length': 0 });
+        const headers: Record<string, string | number> = { location: verdict, 'content-length': 0, 'x-request-id': id };
+        for (const [name, value] of listener.responseHeaders) headers[name] = value;
+        res.writeHead(308, headers);
         res.end();
         return;
       }
@@ -164,6 +163,7 @@ function isPromise<T>(value: unknown): value is Promise<T> {
 /** Own handlers (token-handler endpoints, …) from `from` on, then routing. */
 function runHandlers(ex: Exchange, from: number): void | Promise<void> {
   const handlers = ex.plan.handlers;
+  if (from === 0 && handlers.length !== 0) stageAlwaysHeaders(ex);
   for (let i = from; i < handlers.length; i++) {
     const handled = handlers[i]!.handle!(ex.ctx, ex.req, ex.res);
     if (handled === true) {
@@ -185,6 +185,18 @@ async function handlersAsync(ex: Exchange, pending: Promise<boolean>, index: num
   } catch (err) {
     fail(ex, internalError(err));
   }
+}
+
+/**
+ * Own handlers write their answers themselves: the request id and the listener's headers
+ * (HSTS) are staged on the response before they run. Without handlers nothing is staged, and
+ * the forwarder writes the whole head at once (issue 8: `setHeader` per header costs).
+ */
+function stageAlwaysHeaders(ex: Exchange): void {
+  const res = ex.res;
+  res.setHeader('x-request-id', ex.ctx.id);
+  const always = ex.listener.responseHeaders;
+  for (let i = 0; i < always.length; i++) res.setHeader(always[i]![0], always[i]![1]);
 }
 
 function routeAndForward(ex: Exchange): void | Promise<void> {
@@ -285,7 +297,7 @@ function fail(ex: Exchange, error: GatehouseError): void {
   if (ctx.decision === 'pending' || ctx.decision === 'granted') ctx.decision = error.status >= 500 ? 'error' : 'denied';
   (ctx as { error?: GatehouseError }).error = error;
   try {
-    sendProblem(ex.res, error, ctx.id, ex.plan.config.gateway.realm, ctx.responseHeaders, ctx.method);
+    sendProblem(ex.res, error, ctx.id, ex.plan.config.gateway.realm, gatewayResponseHeaders(ex.listener, ctx), ctx.method);
   } catch (err) {
     ex.services.log.error({ err, req_id: ctx.id }, 'could not send the error response');
     ex.res.destroy();
@@ -313,13 +325,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     req.headers['content-length'] !== undefined
       ? req.headers['content-length'] !== '0'
       : req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && !(req as unknown as H2Request).stream.endAfterHeaders);
-  // The listener's own headers (HSTS) are applied after the upstream's so its policy wins.
-  const responseHeaders =
-    ctx.responseHeaders.length === 0
-      ? listener.responseHeaders
-      : listener.responseHeaders.length === 0
-        ? ctx.responseHeaders
-        : [...listener.responseHeaders, ...ctx.responseHeaders];
+  const responseHeaders = gatewayResponseHeaders(listener, ctx);
   return {
     method: ctx.method,
     path: ctx.path + ctx.query,
@@ -327,12 +333,20 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     body: hasBody ? req : null,
     maxBodySize: r.maxBodySize,
     timeout: r.timeout,
-    responseHeaders: responseHeaders.length === 0 ? EMPTY : responseHeaders,
+    requestId: ctx.id,
+    responseHeaders,
     timing: ctx,
   };
 }
 
 const EMPTY: readonly [string, string][] = [];
+
+/** The headers gatehouse adds to an answer: the listener's (HSTS), then the stages' (rate limit, CORS). They replace the upstream's. */
+function gatewayResponseHeaders(listener: ListenerInfo, ctx: RequestContext): readonly [string, string][] {
+  const always = listener.responseHeaders;
+  if (ctx.responseHeaders.length === 0) return always.length === 0 ? EMPTY : always;
+  return always.length === 0 ? ctx.responseHeaders : [...always, ...ctx.responseHeaders];
+}
 
 type H2Request = { stream: { endAfterHeaders: boolean } };
 

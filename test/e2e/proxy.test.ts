@@ -184,6 +184,50 @@ describe('headers', () => {
     expect(typeof line!.upstream_ms).toBe('number');
   });
 
+  it("answers with the upstream's headers minus hop-by-hop ones, its own request id, and every Set-Cookie", async () => {
+    publicApi.setHandler((_req, res) => {
+      res.setHeader('x-request-id', 'upstream-made-this-up');
+      res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/']);
+      res.setHeader('connection', 'keep-alive, x-upstream-hop');
+      res.setHeader('x-upstream-hop', 'must not reach the client');
+      res.setHeader('keep-alive', 'timeout=5');
+      res.setHeader('vary', 'Accept-Encoding');
+      res.setHeader('content-type', 'text/plain');
+      res.end('head test');
+    });
+    try {
+      const res = await raw('/public/head', 'X-Request-Id: client-head-1\r\n');
+      expect(res.status).toBe(200);
+      const head = res.text.slice(0, res.text.indexOf('\r\n\r\n')).toLowerCase();
+      expect(head.match(/^x-request-id:.*$/gm)).toEqual(['x-request-id: client-head-1']);
+      expect(head.match(/^set-cookie:.*$/gm)).toEqual(['set-cookie: a=1; path=/', 'set-cookie: b=2; path=/']);
+      expect(head).not.toContain('x-upstream-hop');
+      expect(head).not.toContain('keep-alive: timeout');
+      expect(head).toContain('vary: accept-encoding');
+      expect(res.text.endsWith('head test')).toBe(true);
+    } finally {
+      publicApi.setHandler(null);
+    }
+  });
+
+  it('answers 502 when the upstream sends its head and dies before the body (nothing half-sent)', async () => {
+    publicApi.setHandler((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100', 'x-from-upstream': 'yes' });
+      res.flushHeaders();
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    try {
+      const res = await request(`${gw.url}/public/dies`);
+      expect(res.statusCode).toBe(502);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(res.headers['x-from-upstream']).toBeUndefined();
+      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(((await res.body.json()) as { code: string }).code).toMatch(/^GH_ERR_UPSTREAM_(FAILED|CONNECT)$/);
+    } finally {
+      publicApi.setHandler(null);
+    }
+  });
+
   it('never writes a token or cookie value to the log', async () => {
     const res = await request(`${gw.url}/admin/x`, { headers: { authorization: 'Bearer secret-token-value', cookie: 'session=secret-cookie-value' } });
     await res.body.dump();
