@@ -20,7 +20,7 @@ export interface Upstream {
   readonly config: UpstreamConfig;
   /** `http://host:port` */
   readonly origin: string;
-  /** `host[:port]` for the upstream `Host` header. */
+  /** `host[:port]`: the upstream `Host` header, which undici writes from the pool's origin. */
   readonly host: string;
   /** The URL's path without a trailing slash ('' for '/'). */
   readonly basePath: string;

@@ -317,7 +317,8 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
   const element = forwardedElement(ctx.peerIp, listener.tls ? 'https' : 'http', host);
   headers.push('forwarded', peerTrusted && incomingForwarded ? `${incomingForwarded}, ${element}` : element);
   headers.push('x-request-id', ctx.id);
-  headers.push('host', r.upstream.host);
+  // No `host` here: the client's was dropped above, and undici writes its pool's own line
+  // (`host: <upstream host[:port]>`, built once per connection pool).
   if (ctx.principal && r.config.forwardToken) headers.push('authorization', ctx.principal.upstreamAuthorization);
   for (let i = 0; i < ctx.upstreamHeaders.length; i++) headers.push(ctx.upstreamHeaders[i]![0], ctx.upstreamHeaders[i]![1]);
   // HTTP/2 has no transfer-encoding: a body without content-length is one whose HEADERS frame did not end the stream.

@@ -159,6 +159,9 @@ describe('headers', () => {
     expect(seen.te).toBeUndefined();
     expect(seen['proxy-authorization']).toBeUndefined();
     expect(seen['x-keep']).toBe('kept');
+    // The upstream sees its own host, never the client's.
+    expect(seen.host).toBe(new URL(publicApi.url).host);
+    expect(publicApi.requests.at(-1)!.rawHeaders.filter((_, i) => i % 2 === 0 && _.toLowerCase() === 'host')).toHaveLength(1);
     expect(seen['x-forwarded-for']).toBe('127.0.0.1');
     expect(seen['x-forwarded-proto']).toBe('http');
     expect(seen['x-forwarded-host']).not.toBe('evil.example.com');
