@@ -72,6 +72,12 @@ const tools = {
   haproxy: which('haproxy') ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : null),
   openssl: which('openssl'),
 };
+// gatehouse's workers run with these V8 flags (src/cli/cluster.ts); the baseline and the
+// references get the same, so that both sides of a ratio run on the same runtime settings.
+const RUNTIME_FLAGS = await import(path.join(GATEHOUSE_ROOT, 'dist/cli/cluster.js')).then(
+  (m) => [...(m.WORKER_V8_FLAGS ?? [])],
+  () => [],
+);
 const CORES = availableParallelism();
 const PIN = tools.taskset && CORES >= 2;
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
@@ -728,7 +734,8 @@ async function startGatehouse(dir, configText) {
   writeFileSync(file, configText);
   const profileDir = path.join(dir, `profile-${port}`);
   const flags = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const child = start(0, process.execPath, [...flags, path.join(GATEHOUSE_ROOT, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
+  // One process started like a cluster worker: with the V8 flags the primary gives its workers.
+  const child = start(0, process.execPath, [...flags, ...RUNTIME_FLAGS, path.join(GATEHOUSE_ROOT, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
   return { child, port, profileDir };
 }
 
@@ -839,7 +846,7 @@ async function startBaseline(dir, upstreamUrl, extra = [], profile = opts.profil
   const port = await freePort();
   const profileDir = path.join(dir, `profile-${port}`);
   const flags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const child = start(0, process.execPath, [...flags, path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl, ...extra]);
+  const child = start(0, process.execPath, [...flags, ...RUNTIME_FLAGS, path.join(ROOT, 'bench/baseline.js'), String(port), upstreamUrl, ...extra]);
   await waitReady(`http://127.0.0.1:${port}/`, child, 'baseline');
   return { child, port, profileDir };
 }
@@ -1176,7 +1183,7 @@ async function main() {
   const baselineRps = baselines.reduce((a, r) => a + r.rps, 0) / baselines.length;
   const baselineP99 = baselines.reduce((a, r) => a + r.p99, 0) / baselines.length;
   const shown = tableRows(rows, baselineRps);
-  const title = `gatehouse bench — commit ${commit}${dirty ? ' (+ local changes)' : ''}, node ${process.version}, ${CORES} cores, upstream ${upstream.kind}, ${tools.wrk ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${DURATION}s per scenario`;
+  const title = `gatehouse bench — commit ${commit}${dirty ? ' (+ local changes)' : ''}, node ${process.version}${RUNTIME_FLAGS.length > 0 ? ` ${RUNTIME_FLAGS.join(' ')}` : ''}, ${CORES} cores, upstream ${upstream.kind}, ${tools.wrk ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${DURATION}s per scenario`;
   process.stdout.write(`\n${title}\n\n${printTable(shown)}\n`);
   if (opts.markdown) process.stdout.write(`\n${markdownTable(shown)}\n`);
   const targets = evaluateTargets(rows);
@@ -1193,6 +1200,7 @@ async function main() {
     commit,
     dirty,
     node: process.version,
+    nodeFlags: RUNTIME_FLAGS,
     cores: CORES,
     pinned: PIN,
     upstream: upstream.kind,

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
-import { parseWorkers } from '../../src/cli/cluster.js';
+import { parseWorkers, WORKER_V8_FLAGS, workerExecArgv } from '../../src/cli/cluster.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 // Runs the built CLI (npm test builds first), as a user would: a primary and its workers.
@@ -88,6 +88,13 @@ describe('parseWorkers', () => {
     expect(parseWorkers('auto')).toBe(availableParallelism());
   });
 
+  it("gives workers gatehouse's V8 flags, and never overrides the operator's own", () => {
+    expect(workerExecArgv([], undefined)).toEqual(['--max-semi-space-size=4']);
+    expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', '--max-semi-space-size=4']);
+    expect(workerExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16']);
+    expect(workerExecArgv([], '--max_semi_space_size=32 --enable-source-maps')).toEqual([]);
+  });
+
   it('refuses 0, more than 256, fractions, signs and words', () => {
     for (const bad of ['0', '257', '1.5', '-1', '+2', 'two', '', '1e2', '0x2']) expect(parseWorkers(bad)).toBeNull();
   });
@@ -132,6 +139,14 @@ describe('gatehouse start --workers 2', () => {
     }
     const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 2);
     expect(new Set(serving.map((l) => l.worker)).size).toBe(2);
+  });
+
+  it("runs every worker with gatehouse's V8 flags (a bounded young generation)", async () => {
+    const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 2);
+    for (const { worker } of serving) {
+      const argv = readFileSync(`/proc/${worker as number}/cmdline`, 'utf8').split('\0');
+      for (const flag of WORKER_V8_FLAGS) expect(argv).toContain(flag);
+    }
   });
 
   it('passes SIGHUP to every worker: a route added to the file becomes reachable', async () => {
