@@ -3,7 +3,7 @@ import { InvalidToken, MissingToken, type ConfigIssue, type GatehouseError } fro
 import type { Authenticator, AuthOutcome, RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
 import { configIssue } from '../authz/locate.js';
-import { bearerCredential } from './bearer.js';
+import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createIntrospectionAuthenticator } from './introspection.js';
 import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
@@ -228,6 +228,8 @@ function authenticateStage(
         return null;
       }
     }
+    const malformed = bearerSyntaxError(token, ctx.tokenSource);
+    if (malformed !== null) return malformed;
     // Hot path of a phantom-token route: a string without '.' is no JWT, so skip parseJwt (whose
     // refusal allocates an Error, ~6 µs) and, when the authenticator answers from its cache
     // synchronously, the promise too.

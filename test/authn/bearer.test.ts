@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bearerCredential, bearerToken } from '../../src/authn/bearer.js';
+import { bearerCredential, bearerSyntaxError, bearerToken } from '../../src/authn/bearer.js';
 import type { RequestContext } from '../../src/pipeline/context.js';
 
 function ctx(headers: Record<string, string> = {}, query = '', rawHeaders?: string[], token: string | null = null): RequestContext {
@@ -35,6 +35,17 @@ describe('bearerToken', () => {
     ['takes a long JWT', `Bearer ${'eyJh'.repeat(200)}.${'x'.repeat(600)}.${'S_-'.repeat(100)}`, `${'eyJh'.repeat(200)}.${'x'.repeat(600)}.${'S_-'.repeat(100)}`],
   ])('%s', (_name, header, expected) => {
     expect(bearerToken(header)).toBe(expected);
+  });
+});
+
+describe('bearerSyntaxError', () => {
+  it.each([['a b'], ['ab"c'], ['ab=c'], ['abc\n'], ['abcé'], ['=='], ['abc,def']])('refuses the header token %j', (token) => {
+    expect(bearerSyntaxError(token, 'header')?.code).toBe('GH_ERR_AUTH_MALFORMED_HEADER');
+  });
+
+  it('accepts a b64token, and never judges the token handler\'s own cookie session', () => {
+    expect(bearerSyntaxError('a-b.c_d~e+f/g==', 'header')).toBeNull();
+    expect(bearerSyntaxError('a b', 'cookie')).toBeNull();
   });
 });
 
@@ -74,10 +85,22 @@ describe('bearerCredential stage', () => {
     expect(bearerCredential(c)?.code).toBe('GH_ERR_AUTH_MULTIPLE_CREDENTIALS');
   });
 
-  it('refuses a malformed Bearer header with 400', () => {
-    const denial = bearerCredential(ctx({ authorization: 'Bearer a b' }));
+  it('refuses a Bearer header without a token, or with a tab, with 400', () => {
+    for (const value of ['Bearer', 'Bearer\tabc']) {
+      const denial = bearerCredential(ctx({ authorization: value }));
+      expect(denial?.code).toBe('GH_ERR_AUTH_MALFORMED_HEADER');
+      expect(denial?.status).toBe(400);
+    }
+  });
+
+  it('leaves the b64token check of the value to the authenticate stage (bearerSyntaxError), after a cache miss', () => {
+    const c = ctx({ authorization: 'Bearer a b' });
+    expect(bearerCredential(c)).toBeNull();
+    expect(c.token).toBe('a b');
+    const denial = bearerSyntaxError(c.token!, c.tokenSource);
     expect(denial?.code).toBe('GH_ERR_AUTH_MALFORMED_HEADER');
     expect(denial?.status).toBe(400);
+    expect(denial?.oauthError).toBe('invalid_request');
   });
 
   it('treats another scheme as no bearer token', () => {

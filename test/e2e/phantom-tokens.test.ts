@@ -162,6 +162,19 @@ describe('phantom tokens with plain JSON introspection (the gateway mints the JW
     expect(upstream.requests.length).toBe(before);
   });
 
+  it('refuses a token that is no b64token with 400 before any introspection call', async () => {
+    as.resetCounts();
+    const before = upstream.requests.length;
+    for (const bad of ['opaque with spaces', 'opaque"quote', 'opaque=padding-inside']) {
+      const res = await call(gw, '/orders', bad);
+      expect(res.status).toBe(400);
+      expect(res.body.code).toBe('GH_ERR_AUTH_MALFORMED_HEADER');
+      expect(res.headers['www-authenticate']).toMatch(/error="invalid_request"/);
+    }
+    expect(as.counts.introspection).toBe(0);
+    expect(upstream.requests.length).toBe(before);
+  });
+
   it('introspects a JWT-shaped string sent to an opaque-only route, and never trusts it', async () => {
     // A real, valid JWT access token of this very authorization server: the route accepts only
     // the opaque issuer, so the string is introspected (and the server refuses structured tokens).
