@@ -20,8 +20,8 @@ Options:
   -w, --workers N     worker processes (a number or "auto" = one per core); default from the config, else 1
   -h, --help          this help
 
-Memory (start): workers run with --max-semi-space-size=4 (a smaller V8 young generation); for one
-process, NODE_OPTIONS=--max-semi-space-size=4 does the same (docs/performance.md).
+Memory (start): workers run with --max-semi-space-size=4 --heap-growing-percent=60 (a smaller V8
+heap under load); for one process, set the same in NODE_OPTIONS (docs/performance.md).
 Signals (start): SIGHUP reloads the config and certificates; SIGTERM/SIGINT shut down gracefully.
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.
 `;

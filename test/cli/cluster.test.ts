@@ -89,10 +89,10 @@ describe('parseWorkers', () => {
   });
 
   it("gives workers gatehouse's V8 flags, and never overrides the operator's own", () => {
-    expect(workerExecArgv([], undefined)).toEqual(['--max-semi-space-size=4']);
-    expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', '--max-semi-space-size=4']);
-    expect(workerExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16']);
-    expect(workerExecArgv([], '--max_semi_space_size=32 --enable-source-maps')).toEqual([]);
+    expect(workerExecArgv([], undefined)).toEqual(['--max-semi-space-size=4', '--heap-growing-percent=60']);
+    expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', '--max-semi-space-size=4', '--heap-growing-percent=60']);
+    expect(workerExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16', '--heap-growing-percent=60']);
+    expect(workerExecArgv([], '--max_semi_space_size=32 --enable-source-maps --heap-growing-percent=100')).toEqual([]);
   });
 
   it('refuses 0, more than 256, fractions, signs and words', () => {
