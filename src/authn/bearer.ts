@@ -71,28 +71,25 @@ export function bearerSyntaxError(token: string, source: 'header' | 'cookie' | n
   return source === 'header' && !B64TOKEN.test(token) ? malformedHeader() : null;
 }
 
-/** b64token (RFC 6750 §2.1): 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+/**
+ * b64token (RFC 6750 §2.1): 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+ * Hot path: one precompiled regex test is ~5× faster than a per-character loop on a
+ * 500-character JWT (0.27 µs against 1.3 µs, issue 8), and it runs only on a cache miss.
+ */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /**
- * The token of an `Authorization` value: the token; null when it says Bearer but is malformed;
- * undefined for another scheme.
+ * The value after `Bearer ` in an `Authorization` header, not yet checked as a b64token
+ * ({@link bearerSyntaxError} does that): null when it says Bearer but has no single space and
+ * value; undefined for another scheme.
  *
  * @example
  * ```ts
- * bearerToken('Bearer abc.def.ghi'); // 'abc.def.ghi'
- * bearerToken('Bearer');             // null
- * bearerToken('Basic dXNlcg==');     // undefined
+ * bearerValue('Bearer abc.def.ghi'); // 'abc.def.ghi'
+ * bearerValue('Bearer');             // null
+ * bearerValue('Basic dXNlcg==');     // undefined
  * ```
  */
-export function bearerToken(header: string): string | null | undefined {
-  const token = bearerValue(header);
-  // Hot path: one precompiled regex test is ~5× faster than a per-character loop on a
-  // 500-character JWT (0.27 µs against 1.3 µs, issue 8).
-  return typeof token === 'string' && !B64TOKEN.test(token) ? null : token;
-}
-
-/** {@link bearerToken} without the b64token check of the value. */
 function bearerValue(header: string): string | null | undefined {
   // The scheme is case-insensitive (RFC 9110 §11.1).
   if (header.length < 6 || !isBearerScheme(header)) return undefined;

@@ -62,7 +62,11 @@ export interface RequestContext {
   principal: Principal | null;
   /** Extra headers for the upstream request (e.g. forwardClaims); names are stripped from the client's first. */
   upstreamHeaders: [string, string][];
-  /** Headers a stage wants on the response whatever it is (RateLimit, CORS, HSTS). */
+  /**
+   * Headers on the answer whatever it is: the listener's (HSTS) first, set by the runner, then
+   * those stages add (RateLimit, CORS). Error answers and own handlers write them; on a
+   * forwarded answer each replaces the upstream's header of that name (`Vary` is merged).
+   */
   responseHeaders: [string, string][];
   /** Undo hooks (e.g. concurrency slots) run once when the response ends. */
   onFinish: (() => void)[];

@@ -113,7 +113,8 @@ export function runRequest(
     tokenSource: null,
     principal: null,
     upstreamHeaders: [],
-    responseHeaders: [],
+    // Every answer carries the listener's headers (HSTS) first, then what stages add.
+    responseHeaders: listener.responseHeaders.length === 0 ? [] : listener.responseHeaders.slice(),
     onFinish: [],
     log: services.log,
     upstreamLatency: undefined,
@@ -131,9 +132,7 @@ export function runRequest(
       const verdict = listener.plaintext(req, ctx);
       if (typeof verdict === 'string') {
         ctx.decision = 'redirect';
-        const headers: Record<string, string | number> = { location: verdict, 'content-length': 0, 'x-request-id': id };
-        for (const [name, value] of listener.responseHeaders) headers[name] = value;
-        res.writeHead(308, headers);
+        res.writeHead(308, { location: verdict, 'content-length': 0, 'x-request-id': id });
         res.end();
         return;
       }
@@ -163,7 +162,6 @@ function isPromise<T>(value: unknown): value is Promise<T> {
 /** Own handlers (token-handler endpoints, …) from `from` on, then routing. */
 function runHandlers(ex: Exchange, from: number): void | Promise<void> {
   const handlers = ex.plan.handlers;
-  if (from === 0 && handlers.length !== 0) stageAlwaysHeaders(ex);
   for (let i = from; i < handlers.length; i++) {
     const handled = handlers[i]!.handle!(ex.ctx, ex.req, ex.res);
     if (handled === true) {
@@ -185,18 +183,6 @@ async function handlersAsync(ex: Exchange, pending: Promise<boolean>, index: num
   } catch (err) {
     fail(ex, internalError(err));
   }
-}
-
-/**
- * Own handlers write their answers themselves: the request id and the listener's headers
- * (HSTS) are staged on the response before they run. Without handlers nothing is staged, and
- * the forwarder writes the whole head at once (issue 8: `setHeader` per header costs).
- */
-function stageAlwaysHeaders(ex: Exchange): void {
-  const res = ex.res;
-  res.setHeader('x-request-id', ex.ctx.id);
-  const always = ex.listener.responseHeaders;
-  for (let i = 0; i < always.length; i++) res.setHeader(always[i]![0], always[i]![1]);
 }
 
 function routeAndForward(ex: Exchange): void | Promise<void> {
@@ -297,7 +283,7 @@ function fail(ex: Exchange, error: GatehouseError): void {
   if (ctx.decision === 'pending' || ctx.decision === 'granted') ctx.decision = error.status >= 500 ? 'error' : 'denied';
   (ctx as { error?: GatehouseError }).error = error;
   try {
-    sendProblem(ex.res, error, ctx.id, ex.plan.config.gateway.realm, gatewayResponseHeaders(ex.listener, ctx), ctx.method);
+    sendProblem(ex.res, error, ctx.id, ex.plan.config.gateway.realm, ctx.responseHeaders, ctx.method);
   } catch (err) {
     ex.services.log.error({ err, req_id: ctx.id }, 'could not send the error response');
     ex.res.destroy();
@@ -326,7 +312,6 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     req.headers['content-length'] !== undefined
       ? req.headers['content-length'] !== '0'
       : req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && !(req as unknown as H2Request).stream.endAfterHeaders);
-  const responseHeaders = gatewayResponseHeaders(listener, ctx);
   return {
     method: ctx.method,
     path: ctx.path + ctx.query,
@@ -335,19 +320,11 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     maxBodySize: r.maxBodySize,
     timeout: r.timeout,
     requestId: ctx.id,
-    responseHeaders,
+    responseHeaders: ctx.responseHeaders,
     timing: ctx,
   };
 }
 
-const EMPTY: readonly [string, string][] = [];
-
-/** The headers gatehouse adds to an answer: the listener's (HSTS), then the stages' (rate limit, CORS). They replace the upstream's. */
-function gatewayResponseHeaders(listener: ListenerInfo, ctx: RequestContext): readonly [string, string][] {
-  const always = listener.responseHeaders;
-  if (ctx.responseHeaders.length === 0) return always.length === 0 ? EMPTY : always;
-  return always.length === 0 ? ctx.responseHeaders : [...always, ...ctx.responseHeaders];
-}
 
 type H2Request = { stream: { endAfterHeaders: boolean } };
 

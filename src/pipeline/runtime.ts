@@ -46,7 +46,9 @@ export interface AreaRuntime {
   stagesFor?(route: RouteConfig, index: number): RouteStages;
   /**
    * Handle a request that is not proxied (e.g. the token-handler agent endpoints).
-   * Return true when handled (the response is written). Runs before route matching.
+   * Return true when handled (the response is written). Runs before route matching. An answer
+   * carries `ctx.responseHeaders` (the listener's HSTS first) and `x-request-id: ctx.id`: the
+   * runner stages nothing on the response (`sendProblem` takes both).
    */
   handle?(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
   /** Admin-listener endpoints (e.g. `/.well-known/jwks.json`): return true when handled. */

@@ -48,8 +48,9 @@ export function sendProblem(
     if (!res.writableEnded) res.destroy();
     return;
   }
-  // Drop whatever a failed upstream exchange may have staged (content-length, …).
-  for (const name of res.getHeaderNames()) if (name !== 'strict-transport-security') res.removeHeader(name);
+  // Drop whatever was staged on the response (content-length, …): the answer's headers are
+  // the ones below, and the caller's (HSTS, RateLimit, CORS) come in `extraHeaders`.
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
   const body = problemBody(error, requestId);
   const headers: Record<string, string | number> = {
     'content-type': 'application/problem+json',

@@ -293,6 +293,18 @@ describe('hostile tokens get 401 invalid_token and never reach the upstream', ()
     expect(again.upstreamRequest!.headers.authorization).toBe(`Bearer ${real}`);
   });
 
+  it('refuses a malformed variant of a cached token with 400: the cache never answers for it', async () => {
+    const real = mint(rs, now(), { sub: 'user-8' });
+    expect((await call('/orders', bearer(real))).status).toBe(200); // now cached
+    for (const value of [`Bearer ${real}"`, `Bearer ${real},x`, `Bearer "${real}`, `Bearer ${real} extra`, `Bearer ${real}=x`]) {
+      const r = await call('/orders', { authorization: value });
+      expect(r.status).toBe(400);
+      expect(r.body.code).toBe('GH_ERR_AUTH_MALFORMED_HEADER');
+      expect(r.reachedUpstream).toBe(false);
+    }
+    expect((await call('/orders', bearer(real))).status).toBe(200);
+  });
+
   it('refuses a token of an issuer the route does not accept', async () => {
     const r = await call('/other-only', bearer(mint(rs, now())));
     expect(r.status).toBe(401);

@@ -7,6 +7,8 @@ import { startGateway, type Gateway } from '../../src/gateway.js';
 import type { RequestContext, Stage } from '../../src/pipeline/context.js';
 import type { AreaFactory, RouteStages } from '../../src/pipeline/runtime.js';
 import { createLogger } from '../../src/telemetry/log.js';
+import { createTestPki } from '../helpers/certs.js';
+import { Agent } from 'undici';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 // The runner stays synchronous while stages answer synchronously and awaits only the promises a
@@ -54,6 +56,11 @@ const testArea: AreaFactory = () => ({
       });
     }
     if (ctx.path === '/handler-throws') throw new Error('a bug in a handler');
+    if (ctx.path === '/handled-headers') {
+      res.writeHead(200, [...ctx.responseHeaders.flat(), 'x-request-id', ctx.id]);
+      res.end('handled with the runner headers');
+      return true;
+    }
     return ctx.path === '/not-handled-async' ? later(false) : false;
   },
 });
@@ -152,6 +159,30 @@ describe('the runner with own handlers', () => {
     const res = await call('/handler-throws');
     expect(res.status).toBe(500);
     expect(res.code).toBe('GH_ERR_INTERNAL');
+  });
+
+  it('hands handlers the HTTPS listener\'s HSTS in ctx.responseHeaders; errors and forwarded answers carry it too', async () => {
+    const pki = await createTestPki();
+    const cert = await pki.server('gw');
+    const config = loadConfigText(
+      `listen: { host: 127.0.0.1, port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile} } }\n` +
+        `issuers: [{ name: unused, issuer: "http://127.0.0.1:1", jwksUri: "http://127.0.0.1:1/jwks", audiences: [x] }]\n` +
+        `upstreams: [{ name: api, url: "${upstream.url}" }]\nroutes:\n  - { name: sync-pass, path: /sync-pass, upstream: api, public: true }\n`,
+    );
+    const secure = await startGateway({ config, areas: [testArea], log: createLogger({ level: 'silent' }) });
+    const dispatcher = new Agent({ connect: { ca: pki.ca.certPem } });
+    try {
+      for (const [path, status] of [['/handled-headers', 200], ['/handler-throws', 500], ['/sync-pass/x', 200], ['/nowhere', 404]] as const) {
+        const res = await request(`${secure.url}${path}`, { dispatcher });
+        await res.body.dump();
+        expect(res.statusCode).toBe(status);
+        expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+        expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      }
+    } finally {
+      await dispatcher.close();
+      await secure.close();
+    }
   });
 
   it('writes one access-log line per request, with the decision', async () => {
