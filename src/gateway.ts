@@ -8,7 +8,7 @@ import { loadConfigFile } from './config/load.js';
 import type { GatehouseConfig } from './config/types.js';
 import { ConfigError } from './errors.js';
 import type { AreaFactory, GatewayServices } from './pipeline/runtime.js';
-import { runRequest, type ListenerInfo } from './pipeline/run.js';
+import { runRequest, type InFlight, type ListenerInfo } from './pipeline/run.js';
 import { compilePlan, type Plan } from './route/compile.js';
 import { createAdminServer } from './server/admin.js';
 import { bindListener, createListener, type BoundListener } from './server/listener.js';
@@ -71,20 +71,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const services: GatewayServices = { log, metrics, now: options.now ?? Date.now };
   const areas = options.areas ?? defaultAreas();
 
-  let plan = await compilePlan(config, services, areas);
+  let plan: Plan;
+  try {
+    plan = await compilePlan(config, services, areas);
+    await plan.start();
+  } catch (err) {
+    metrics.close();
+    throw err;
+  }
   let proxies: TrustedProxies = createTrustedProxies(config.trustedProxies);
-  await plan.start();
 
-  let inFlight = 0;
-  let idleWaiter: (() => void) | null = null;
+  const inFlight: InFlight = { count: 0, idle: null };
   const onRequest = (info: ListenerInfo, req: IncomingMessage, res: ServerResponse) => {
-    inFlight++;
-    res.once('close', () => {
-      inFlight--;
-      if (inFlight === 0 && idleWaiter) idleWaiter();
-    });
     // The plan is read once per request: a reload swaps it for later requests only.
-    void runRequest(plan, info, services, proxies, req, res);
+    void runRequest(plan, info, services, proxies, req, res, inFlight);
   };
 
   const listeners: BoundListener[] = config.listen.map((l) => createListener(l, config, log, onRequest, metrics));
@@ -110,6 +110,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     for (const l of listeners) l.close();
     admin?.close();
     await plan.close();
+    metrics.close();
     throw err;
   }
 
@@ -176,9 +177,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         watcher?.close();
         bound = false;
         for (const l of listeners) l.close();
-        if (inFlight > 0) {
+        if (inFlight.count > 0) {
           await new Promise<void>((resolve) => {
-            idleWaiter = resolve;
+            inFlight.idle = resolve;
             setTimeout(resolve, config.limits.shutdownTimeout).unref();
           });
         }
@@ -186,6 +187,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         await new Promise<void>((resolve) => (admin ? admin.close(() => resolve()) : resolve()));
         admin?.closeAllConnections?.();
         await plan.close();
+        metrics.close();
         log.info('gatehouse stopped');
         log.flush?.();
       })();

@@ -32,7 +32,50 @@ export interface ListenerInfo {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const PEER_CERTIFICATE = Symbol('gatehouse.peerCertificate');
-type CertSocket = Partial<TLSSocket> & { [PEER_CERTIFICATE]?: PeerCertificate | null };
+const PEER_IP = Symbol('gatehouse.peerIp');
+type CertSocket = Partial<TLSSocket> & { [PEER_CERTIFICATE]?: PeerCertificate | null; [PEER_IP]?: string };
+
+/**
+ * The TCP peer's address, normalized once per connection (`remoteAddress` is a getter that
+ * goes through `_getpeername` on every read). Not kept while the socket cannot say (closed).
+ */
+function peerAddress(socket: CertSocket): string {
+  let ip = socket[PEER_IP];
+  if (ip === undefined) {
+    ip = normalizeIp(socket.remoteAddress ?? '');
+    if (ip !== '') socket[PEER_IP] = ip;
+  }
+  return ip;
+}
+
+/**
+ * Request ids gatehouse makes: UUID-shaped, unique without a random draw per request. A source
+ * takes a random v4 UUID and counts in its last 48 bits (a fresh UUID when they run out), like
+ * a per-worker UUID + counter. An id is a correlation handle, not a secret: clients may send
+ * their own. `randomUUID()` per request cost ≈ 0.4 µs (its entropy refills; issue 8).
+ *
+ * @example
+ * ```ts
+ * const next = requestIds();
+ * next(); // '5a2555ff-9ca7-4e8e-b4ea-000000000000'
+ * next(); // '5a2555ff-9ca7-4e8e-b4ea-000000000001'
+ * ```
+ */
+export function requestIds(limit = 2 ** 48): () => string {
+  let prefix = '';
+  let counter = limit;
+  return () => {
+    if (counter >= limit) {
+      prefix = randomUUID().slice(0, 24);
+      counter = 0;
+    }
+    const n = (counter++).toString(16);
+    return prefix + (n.length === 12 ? n : '000000000000'.slice(n.length) + n);
+  };
+}
+
+/** The ids the runner gives requests that came without a usable one. */
+export const nextRequestId = requestIds();
 
 /**
  * The verified client certificate, parsed once per TLS connection (it cannot change during
@@ -47,6 +90,15 @@ function peerCertificate(socket: CertSocket): PeerCertificate | null {
   return cert;
 }
 
+/**
+ * Requests a gateway has in flight: the runner counts each in at its start and out when its
+ * response closes (the one `close` listener), and calls `idle` when the count reaches 0.
+ */
+export interface InFlight {
+  count: number;
+  idle: (() => void) | null;
+}
+
 /** One request in flight: what the runner's steps share (no per-request closures). */
 interface Exchange {
   readonly plan: Plan;
@@ -56,6 +108,7 @@ interface Exchange {
   readonly res: ServerResponse;
   readonly ctx: RequestContext;
   readonly peerTrusted: boolean;
+  readonly inFlight: InFlight | null;
 }
 
 const EXCHANGE = Symbol('gatehouse.exchange');
@@ -83,17 +136,18 @@ export function runRequest(
   proxies: TrustedProxies,
   req: IncomingMessage,
   res: ServerResponse,
+  inFlight: InFlight | null = null,
 ): void | Promise<void> {
   const startedAt = performance.now();
   const incomingId = req.headers['x-request-id'];
-  const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
-  const peerIp = normalizeIp(req.socket.remoteAddress ?? '');
+  const id = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : nextRequestId();
+  const socket = req.socket as CertSocket;
+  const peerIp = peerAddress(socket);
   const peerTrusted = proxies.any && proxies.isTrusted(peerIp);
   const forwardedProto = peerTrusted ? req.headers['x-forwarded-proto'] : undefined;
   const secure = listener.tls || (typeof forwardedProto === 'string' && forwardedProto.trim().toLowerCase() === 'https');
   const method = req.method ?? 'GET';
   const target = normalizeTarget(req.url ?? '', listener.ownHosts);
-  const socket = req.socket as Partial<TLSSocket>;
 
   const ctx: RequestContext = {
     id,
@@ -120,8 +174,9 @@ export function runRequest(
     upstreamLatency: undefined,
     decision: 'pending',
   };
-  const ex: Exchange = { plan, listener, services, req, res, ctx, peerTrusted };
+  const ex: Exchange = { plan, listener, services, req, res, ctx, peerTrusted, inFlight };
   (res as WithExchange)[EXCHANGE] = ex;
+  if (inFlight !== null) inFlight.count++;
   res.on('close', onResponseClose);
 
   try {
@@ -145,11 +200,13 @@ export function runRequest(
 }
 
 // The one `close` listener per request: the audit, then the forwarder (a client that left
-// before the upstream answered aborts the upstream request).
+// before the upstream answered aborts the upstream request), then the in-flight count.
 function onResponseClose(this: WithExchange): void {
   const ex = this[EXCHANGE];
   if (ex) finish(ex.plan, ex.services, ex.ctx, this);
   clientClosed(this);
+  const inFlight = ex?.inFlight;
+  if (inFlight && --inFlight.count === 0 && inFlight.idle) inFlight.idle();
 }
 
 function isPromise<T>(value: unknown): value is Promise<T> {

@@ -1,4 +1,26 @@
+import { createRequire } from 'node:module';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { gcDurationMetric } from './gc.js';
+
+const require = createRequire(import.meta.url);
+const PREFIX = 'gatehouse_';
+
+/**
+ * prom-client's default metrics (process CPU, memory, handles, event-loop lag, heap, version)
+ * one by one, except `gc`: its PerformanceObserver runs JavaScript for every collection, which
+ * costs the proxied path ≈ 4% (issue 8). The same histogram comes from {@link gcDurationMetric}.
+ * Each default metric is a module of prom-client taking `(registry, config)`; a prom-client
+ * without one fails here, at start-up, not silently.
+ */
+function defaultMetrics(registry: Registry): { stop(): void } {
+  for (const name of collectDefaultMetrics.metricsList) {
+    if (name === 'gc') continue;
+    if (name === 'processResources' && typeof (process as { getActiveResourcesInfo?: unknown }).getActiveResourcesInfo !== 'function') continue;
+    const register = require(`prom-client/lib/metrics/${name}`) as (registry: Registry, config: object) => void;
+    register(registry, { prefix: PREFIX, eventLoopMonitoringPrecision: 10 });
+  }
+  return gcDurationMetric(registry, PREFIX);
+}
 
 /**
  * The gateway's Prometheus metrics. Names are `gatehouse_<thing>_<unit>`; labels are bounded
@@ -12,6 +34,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 export interface Metrics {
   readonly registry: Registry;
+  /** Stop what runs in the background (the GC profiler's timer); the registry stays readable. */
+  close(): void;
   /**
    * Count one answered request (`gatehouse_requests_total{route,status}`) and its duration
    * (`gatehouse_request_duration_seconds{route}`). Hot path: plain numbers per route, turned into
@@ -29,12 +53,15 @@ export interface Metrics {
 /** A fresh registry per gateway instance (tests run several in one process). */
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'gatehouse_' });
+  const background = options.defaultMetrics ? defaultMetrics(registry) : null;
   const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   const counters = new Map<string, Counter<string>>();
   const gauges = new Map<string, Gauge<string>>();
   return {
     registry,
+    close() {
+      background?.stop();
+    },
     recordRequest: requestStats(registry, buckets),
     denials: new Counter({ name: 'gatehouse_denials_total', help: 'Requests refused by gatehouse, by route and error code.', labelNames: ['route', 'code'], registers: [registry] }),
     upstreamDuration: new Histogram({ name: 'gatehouse_upstream_duration_seconds', help: 'Time waiting for the upstream response head.', labelNames: ['upstream'], buckets, registers: [registry] }),

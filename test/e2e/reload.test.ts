@@ -88,4 +88,34 @@ describe('graceful shutdown', () => {
     api.setHandler(null);
     await expect(request(`${local.url}/a/x`)).rejects.toThrow();
   });
+
+  // The in-flight count is kept by the runner's one `close` listener per request: every way a
+  // request ends must count it out, or close() would wait for limits.shutdownTimeout (10 min
+  // here, far past the test's timeout) instead of ending when the last request does.
+  it('closes as soon as the last in-flight request ends, however the requests ended', async () => {
+    const local = await startTestGateway(
+      config('  - { name: a, path: /a, upstream: api, public: true }').replace('shutdownTimeout: 5s', 'shutdownTimeout: 10m'),
+    );
+    try {
+      // Ended: forwarded, refused (404), and a client that left before the upstream answered.
+      expect((await request(`${local.url}/a/x`)).statusCode).toBe(200);
+      expect((await request(`${local.url}/nowhere`)).statusCode).toBe(404);
+      api.setHandler((_req, res) => setTimeout(() => res.end('late'), 300));
+      const left = new AbortController();
+      const abandoned = request(`${local.url}/a/slow`, { signal: left.signal }).catch(() => 'aborted');
+      await new Promise((r) => setTimeout(r, 50));
+      left.abort();
+      expect(await abandoned).toBe('aborted');
+      // Still in flight when close() starts.
+      const inFlight = request(`${local.url}/a/x`);
+      await new Promise((r) => setTimeout(r, 100));
+      const closing = local.close();
+      const res = await inFlight;
+      expect(await res.body.text()).toBe('late');
+      await closing;
+    } finally {
+      api.setHandler(null);
+      await local.close();
+    }
+  }, 20_000);
 });
