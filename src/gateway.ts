@@ -82,6 +82,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let proxies: TrustedProxies = createTrustedProxies(config.trustedProxies);
 
   const inFlight: InFlight = { count: 0, idle: null };
+  metrics.inFlight(() => inFlight.count);
   const onRequest = (info: ListenerInfo, req: IncomingMessage, res: ServerResponse) => {
     // The plan is read once per request: a reload swaps it for later requests only.
     void runRequest(plan, info, services, proxies, req, res, inFlight);

@@ -331,6 +331,8 @@ function forward(ex: Exchange): void {
 
 function onForwarded(ex: Exchange, error: GatehouseError | null, upstreamLatency: number | undefined): void {
   ex.ctx.upstreamLatency = upstreamLatency;
+  // Every answer that came from the upstream (also one that broke off after its head).
+  if (upstreamLatency !== undefined) ex.services.metrics.recordUpstream(ex.ctx.route!.upstream.name, upstreamLatency / 1000);
   if (error) fail(ex, error);
 }
 

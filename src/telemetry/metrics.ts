@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { gcDurationMetric } from './gc.js';
 
 const require = createRequire(import.meta.url);
@@ -43,8 +43,13 @@ export interface Metrics {
    */
   recordRequest(route: string, status: number, seconds: number): void;
   readonly denials: Counter<'route' | 'code'>;
-  readonly upstreamDuration: Histogram<'upstream'>;
-  readonly inFlight: Gauge<'route'>;
+  /**
+   * Time an upstream took to send its response head (`gatehouse_upstream_duration_seconds{upstream}`),
+   * for every answer that came from it. Hot path, like {@link recordRequest}.
+   */
+  recordUpstream(upstream: string, seconds: number): void;
+  /** `gatehouse_in_flight_requests`: read from `count()` when scraped (nothing per request). */
+  inFlight(count: () => number): void;
   /** Extra counters areas register by name (e.g. `gatehouse_jwks_fetch_total`). */
   counter(name: string, help: string, labelNames?: string[]): Counter<string>;
   gauge(name: string, help: string, labelNames?: string[]): Gauge<string>;
@@ -64,8 +69,17 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     recordRequest: requestStats(registry, buckets),
     denials: new Counter({ name: 'gatehouse_denials_total', help: 'Requests refused by gatehouse, by route and error code.', labelNames: ['route', 'code'], registers: [registry] }),
-    upstreamDuration: new Histogram({ name: 'gatehouse_upstream_duration_seconds', help: 'Time waiting for the upstream response head.', labelNames: ['upstream'], buckets, registers: [registry] }),
-    inFlight: new Gauge({ name: 'gatehouse_in_flight_requests', help: 'Requests being processed.', labelNames: ['route'], registers: [registry] }),
+    recordUpstream: upstreamStats(registry, buckets),
+    inFlight(count) {
+      new Gauge({
+        name: 'gatehouse_in_flight_requests',
+        help: 'Requests being processed (received, not yet answered or abandoned).',
+        registers: [registry],
+        collect() {
+          this.set(count());
+        },
+      });
+    },
     counter(name, help, labelNames = []) {
       let c = counters.get(name);
       if (!c) {
@@ -85,12 +99,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   };
 }
 
-interface RouteStats {
-  readonly statuses: Map<number, number>;
-  /** Non-cumulative counts per bucket; the last slot is +Inf. */
+/** A histogram's cells for one label value: non-cumulative counts per bucket (last: +Inf). */
+interface Cells {
   readonly buckets: Float64Array;
   sum: number;
   count: number;
+}
+
+interface RouteStats extends Cells {
+  readonly statuses: Map<number, number>;
 }
 
 interface MetricValue {
@@ -99,13 +116,48 @@ interface MetricValue {
   metricName?: string;
 }
 
+function observe(cells: Cells, bounds: readonly number[], seconds: number): void {
+  let i = 0;
+  while (i < bounds.length && seconds > bounds[i]!) i++;
+  cells.buckets[i]!++;
+  cells.sum += seconds;
+  cells.count++;
+}
+
+/**
+ * Register a histogram whose cells live in `series` (label value → cells) and are turned into
+ * Prometheus samples only when scraped: observing costs a Map lookup and three additions, no
+ * label hashing (issue 8).
+ */
+function registerHistogram(registry: Registry, name: string, help: string, label: string, bounds: readonly number[], series: Map<string, Cells>): void {
+  registry.registerMetric({
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get: async () => {
+      const values: MetricValue[] = [];
+      for (const [labelValue, cells] of series) {
+        let cumulative = 0;
+        for (let i = 0; i < bounds.length; i++) {
+          cumulative += cells.buckets[i]!;
+          values.push({ value: cumulative, labels: { le: bounds[i]!, [label]: labelValue }, metricName: `${name}_bucket` });
+        }
+        values.push({ value: cells.count, labels: { le: '+Inf', [label]: labelValue }, metricName: `${name}_bucket` });
+        values.push({ value: cells.sum, labels: { [label]: labelValue }, metricName: `${name}_sum` });
+        values.push({ value: cells.count, labels: { [label]: labelValue }, metricName: `${name}_count` });
+      }
+      return { name, help, type: 'histogram', values, aggregator: 'sum' };
+    },
+    reset: () => series.clear(),
+  } as never);
+}
+
 /** Per-route request counters and a duration histogram, exported at scrape time. */
 function requestStats(registry: Registry, bounds: readonly number[]): (route: string, status: number, seconds: number) => void {
   const routes = new Map<string, RouteStats>();
   const requestsName = 'gatehouse_requests_total';
   const requestsHelp = 'Requests answered, by route and status.';
-  const durationName = 'gatehouse_request_duration_seconds';
-  const durationHelp = 'Time from request to response end.';
   registry.registerMetric({
     name: requestsName,
     help: requestsHelp,
@@ -118,27 +170,7 @@ function requestStats(registry: Registry, bounds: readonly number[]): (route: st
     },
     reset: () => routes.clear(),
   } as never);
-  registry.registerMetric({
-    name: durationName,
-    help: durationHelp,
-    type: 'histogram',
-    aggregator: 'sum',
-    get: async () => {
-      const values: MetricValue[] = [];
-      for (const [route, stats] of routes) {
-        let cumulative = 0;
-        for (let i = 0; i < bounds.length; i++) {
-          cumulative += stats.buckets[i]!;
-          values.push({ value: cumulative, labels: { le: bounds[i]!, route }, metricName: `${durationName}_bucket` });
-        }
-        values.push({ value: stats.count, labels: { le: '+Inf', route }, metricName: `${durationName}_bucket` });
-        values.push({ value: stats.sum, labels: { route }, metricName: `${durationName}_sum` });
-        values.push({ value: stats.count, labels: { route }, metricName: `${durationName}_count` });
-      }
-      return { name: durationName, help: durationHelp, type: 'histogram', values, aggregator: 'sum' };
-    },
-    reset: () => routes.clear(),
-  } as never);
+  registerHistogram(registry, 'gatehouse_request_duration_seconds', 'Time from request to response end.', 'route', bounds, routes);
   return function recordRequest(route: string, status: number, seconds: number): void {
     let stats = routes.get(route);
     if (stats === undefined) {
@@ -146,10 +178,20 @@ function requestStats(registry: Registry, bounds: readonly number[]): (route: st
       routes.set(route, stats);
     }
     stats.statuses.set(status, (stats.statuses.get(status) ?? 0) + 1);
-    let i = 0;
-    while (i < bounds.length && seconds > bounds[i]!) i++;
-    stats.buckets[i]!++;
-    stats.sum += seconds;
-    stats.count++;
+    observe(stats, bounds, seconds);
+  };
+}
+
+/** Per-upstream time to the response head, exported at scrape time. */
+function upstreamStats(registry: Registry, bounds: readonly number[]): (upstream: string, seconds: number) => void {
+  const upstreams = new Map<string, Cells>();
+  registerHistogram(registry, 'gatehouse_upstream_duration_seconds', 'Time from sending the request upstream to its response head, by upstream.', 'upstream', bounds, upstreams);
+  return function recordUpstream(upstream: string, seconds: number): void {
+    let cells = upstreams.get(upstream);
+    if (cells === undefined) {
+      cells = { buckets: new Float64Array(bounds.length + 1), sum: 0, count: 0 };
+      upstreams.set(upstream, cells);
+    }
+    observe(cells, bounds, seconds);
   };
 }

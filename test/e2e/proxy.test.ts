@@ -328,6 +328,25 @@ describe('admin', () => {
     expect(text).not.toContain('/readonly/m1');
   });
 
+  it("exports each upstream's time to its response head; a failed connection adds nothing", async () => {
+    const scrape = async () => (await (await request(`${gw.adminUrl}/metrics`)).body.text());
+    const count = (text: string, upstream: string) => Number(new RegExp(`^gatehouse_upstream_duration_seconds_count\\{upstream="${upstream}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const before = await scrape();
+    for (let i = 0; i < 3; i++) await (await request(`${gw.url}/readonly/u${i}`)).body.dump();
+    const broken = await request(`${gw.url}/broken`);
+    await broken.body.dump();
+    expect(broken.statusCode).toBe(502);
+    const after = await scrape();
+    expect(after).toContain('# TYPE gatehouse_upstream_duration_seconds histogram');
+    expect(count(after, 'pub') - count(before, 'pub')).toBe(3);
+    expect(count(after, 'dead')).toBe(0);
+    expect(Number(/^gatehouse_upstream_duration_seconds_sum\{upstream="pub"\} (\S+)$/m.exec(after)?.[1])).toBeGreaterThan(0);
+    const buckets = [...after.matchAll(/^gatehouse_upstream_duration_seconds_bucket\{le="[^"]+",upstream="pub"\} (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(buckets.length).toBeGreaterThan(1);
+    expect(buckets).toEqual([...buckets].sort((a, b) => a - b));
+    expect(buckets.at(-1)).toBe(count(after, 'pub'));
+  });
+
   it('serves /healthz and /readyz', async () => {
     const health = await request(`${gw.adminUrl}/healthz`);
     expect(health.statusCode).toBe(200);

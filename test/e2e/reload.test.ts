@@ -74,6 +74,27 @@ describe('hot reload', () => {
   });
 });
 
+describe('in-flight requests', () => {
+  it('are counted on /metrics while they run, and counted out when answered', async () => {
+    const local = await startTestGateway(config('  - { name: a, path: /a, upstream: api, public: true }'));
+    const inFlight = async () => {
+      const text = await (await request(`${local.adminUrl}/metrics`)).body.text();
+      return Number(/^gatehouse_in_flight_requests (\d+)$/m.exec(text)?.[1]);
+    };
+    try {
+      expect(await inFlight()).toBe(0);
+      api.setHandler((_req, res) => setTimeout(() => res.end('slow answer'), 300));
+      const slow = request(`${local.url}/a/slow`);
+      await eventually(async () => (await inFlight()) === 1);
+      expect(await (await slow).body.text()).toBe('slow answer');
+      await eventually(async () => (await inFlight()) === 0);
+    } finally {
+      api.setHandler(null);
+      await local.close();
+    }
+  });
+});
+
 describe('graceful shutdown', () => {
   it('finishes in-flight requests, refuses new connections, then closes', async () => {
     const local = await startTestGateway(config('  - { name: a, path: /a, upstream: api, public: true }'));
