@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { loadConfigFile } from '../config/load.js';
 import { createLogger } from '../telemetry/log.js';
+import type { GatehouseConfig } from '../config/types.js';
 
 /** Messages the primary sends to its workers (handled in `cli/main.ts`). */
 export const WORKER_RELOAD = 'gatehouse:reload';
@@ -44,6 +45,23 @@ export function workerExecArgv(execArgv: readonly string[], nodeOptions: string 
   const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map((arg) => arg.split('=')[0]!.replace(/_/g, '-'));
   const out = [...execArgv];
   for (const flag of WORKER_V8_FLAGS) if (!given.includes(flag.split('=')[0]!)) out.push(flag);
+  return out;
+}
+
+/**
+ * The limits whose counts live in each worker's memory (`store: memory` rate limits and quotas,
+ * `maxConcurrent` on routes): with N workers each admits up to N times its limit.
+ *
+ * @example
+ * ```ts
+ * perWorkerLimits(config); // ['rateLimits.per-user', 'routes.orders.maxConcurrent']
+ * ```
+ */
+export function perWorkerLimits(config: GatehouseConfig): string[] {
+  const out: string[] = [];
+  for (const r of config.rateLimits) if (r.store === 'memory') out.push(`rateLimits.${r.name}`);
+  for (const q of config.quotas) if (q.store === 'memory') out.push(`quotas.${q.name}`);
+  for (const r of config.routes) if (r.maxConcurrent !== undefined) out.push(`routes.${r.name}.maxConcurrent`);
   return out;
 }
 
@@ -101,6 +119,13 @@ export async function runCluster(configFile: string, workersFlag: string, option
   const config = loadConfigFile(configFile);
   const log = options.log ?? createLogger({ level: config.log.level });
   const shutdownTimeout = config.limits.shutdownTimeout;
+  const perWorker = perWorkerLimits(config);
+  if (count > 1 && perWorker.length > 0) {
+    log.warn(
+      { workers: count, limits: perWorker },
+      `in-memory limits count per worker: with ${count} workers each admits up to ${count} times its limit; store: redis keeps one count across workers (or --workers 1)`,
+    );
+  }
 
   cluster.setupPrimary({
     exec: process.argv[1],

@@ -17,7 +17,8 @@ Usage:
 
 Options:
   -c, --config FILE   the config file (YAML or JSON); default ./gatehouse.yaml
-  -w, --workers N     worker processes (a number or "auto" = one per core); default from the config, else 1
+  -w, --workers N     worker processes (a number or "auto" = one per core); default from the
+                      config, else auto. In-memory limits count per worker (use store: redis)
   -h, --help          this help
 
 Memory (start): workers run with --max-semi-space-size=4 --heap-growing-percent=60 (a smaller V8
@@ -142,10 +143,11 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   } catch (err) {
     return reportConfigError(err);
   }
-  const workers = workersFlag ?? (config.workers === 1 ? undefined : String(config.workers));
-  if (workers !== undefined && workers !== '1') {
-    const { runCluster } = await import('./cluster.js');
-    return runCluster(file, workers);
+  // Default `auto`: one worker per core (a single process where there is one core).
+  const workers = workersFlag ?? String(config.workers);
+  if (workers !== '1') {
+    const { parseWorkers, runCluster } = await import('./cluster.js');
+    if (parseWorkers(workers) !== 1) return runCluster(file, workers);
   }
   let gateway;
   try {

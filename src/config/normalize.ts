@@ -311,7 +311,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     baseDir: ctx.baseDir,
     listen,
     admin: raw.admin && raw.admin.enabled !== false ? { host: raw.admin.host ?? '127.0.0.1', port: raw.admin.port ?? 9090, enabled: true } : null,
-    workers: raw.workers ?? 1,
+    workers: raw.workers ?? 'auto',
     trustedProxies: raw.trustedProxies ?? [],
     log: { level: raw.log?.level ?? 'info', accessLog: raw.log?.accessLog ?? true },
     limits,

@@ -74,11 +74,11 @@ describe('gatehouse start', () => {
     expect(out.stderr).toMatch(/upstreams/);
   });
 
-  it('serves, reloads on SIGHUP, and drains then exits 0 on SIGTERM', async () => {
+  it('in one process (--workers 1): serves, reloads on SIGHUP, and drains then exits 0 on SIGTERM', async () => {
     const text = (extra: string) =>
       `listen: { host: 127.0.0.1, port: 0 }\nupstreams: [{ name: a, url: "${api.url}" }]\nroutes:\n  - { name: r, path: /r, upstream: a, public: true }\n${extra}`;
     const file = write('start.yaml', text(''));
-    child = spawn(process.execPath, [BIN, 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [BIN, 'start', '--config', file, '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout!.on('data', (d) => (stdout += d));
     const url = await new Promise<string>((resolve, reject) => {

@@ -5,7 +5,8 @@ import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
-import { parseWorkers, WORKER_V8_FLAGS, workerExecArgv } from '../../src/cli/cluster.js';
+import { parseWorkers, perWorkerLimits, WORKER_V8_FLAGS, workerExecArgv } from '../../src/cli/cluster.js';
+import { loadConfigText } from '../../src/config/load.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 // Runs the built CLI (npm test builds first), as a user would: a primary and its workers.
@@ -21,8 +22,9 @@ interface Cluster {
   waitFor(pick: (line: Record<string, any>) => boolean, count: number, ms?: number): Promise<Record<string, any>[]>;
 }
 
-function startCluster(configFile: string, workers: string): Cluster {
-  const child = spawn(process.execPath, [BIN, 'start', '--config', configFile, '--workers', workers], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startCluster(configFile: string, workers: string | null): Cluster {
+  const args = [BIN, 'start', '--config', configFile, ...(workers === null ? [] : ['--workers', workers])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, any>[] = [];
   const waiters: (() => void)[] = [];
   let buffered = '';
@@ -205,6 +207,60 @@ describe('gatehouse start --workers 2', () => {
     expect(cluster.lines.filter((l) => l.msg === 'gatehouse stopped')).toHaveLength(2);
     for (const pid of workers) expect(alive(pid)).toBe(false);
   }, 20_000);
+});
+
+describe('limits that count per worker', () => {
+  it('are the in-memory rate limits and quotas and the routes with maxConcurrent, not those in Redis', () => {
+    const cfg = loadConfigText(`listen: { host: 127.0.0.1, port: 0 }
+redis: { url: 'redis://127.0.0.1:1' }
+upstreams: [{ name: api, url: 'http://127.0.0.1:1' }]
+rateLimits:
+  - { name: local, key: ip, limit: 10, window: 1s, store: memory }
+  - { name: shared, key: ip, limit: 10, window: 1s }
+quotas:
+  - { name: daily, key: ip, limit: 1000, period: day, store: memory }
+routes:
+  - { name: a, path: /a, upstream: api, public: true, rateLimits: [local, shared], quotas: [daily], maxConcurrent: 5 }
+  - { name: b, path: /b, upstream: api, public: true }
+`, 'inline.yaml');
+    expect(perWorkerLimits(cfg)).toEqual(['rateLimits.local', 'quotas.daily', 'routes.a.maxConcurrent']);
+  });
+});
+
+describe('gatehouse start without --workers', () => {
+  it('runs one worker per core (auto), and warns that in-memory limits then count per worker', async () => {
+    const upstream = await startUpstream();
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
+    const file = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(
+      file,
+      config(upstream.url, 0).replace('routes:', 'rateLimits:\n  - { name: per-client, key: ip, limit: 100, window: 1s, store: memory }\nroutes:'),
+    );
+    const cores = availableParallelism();
+    const cluster = startCluster(file, null);
+    try {
+      const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', cores);
+      const url = Object.values(started[0]!.listeners as Record<string, string>)[0]!;
+      const res = await request(`${url}/first`);
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+      const warning = cluster.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('in-memory limits count per worker'));
+      if (cores > 1) {
+        await cluster.waitFor((l) => l.msg === 'worker serving', cores);
+        expect(warning?.limits).toEqual(['rateLimits.per-client']);
+        expect(warning?.workers).toBe(cores);
+      } else {
+        // One core: one process, no cluster, nothing to warn about.
+        expect(cluster.lines.some((l) => l.msg === 'worker serving')).toBe(false);
+        expect(warning).toBeUndefined();
+      }
+      cluster.child.kill('SIGTERM');
+      expect(await cluster.exited).toBe(0);
+    } finally {
+      if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
+      await upstream.close();
+    }
+  }, 30_000);
 });
 
 describe('a worker that cannot start', () => {

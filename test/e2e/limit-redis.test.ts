@@ -148,7 +148,7 @@ describe('two gateway processes sharing one Redis', () => {
 
   async function startCli(file: string, workers = 1): Promise<string> {
     const port = Number(/port: (\d+)/.exec(readFileSync(file, 'utf8'))![1]);
-    const args = workers > 1 ? ['--workers', String(workers)] : [];
+    const args = ['--workers', String(workers)];
     const child = spawn(process.execPath, [path.join(ROOT, 'bin/gatehouse.js'), 'start', '--config', file, ...args], { cwd: path.dirname(file), stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let stdout = '';
