@@ -14,6 +14,7 @@ import { createAdminServer } from './server/admin.js';
 import { bindListener, createListener, type BoundListener } from './server/listener.js';
 import { createTrustedProxies, type TrustedProxies } from './server/trusted-proxy.js';
 import { createLogger } from './telemetry/log.js';
+import { inGatehouseCluster } from './telemetry/cluster-metrics.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 
 export interface GatewayOptions {
@@ -67,7 +68,7 @@ export interface Gateway {
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let config = options.config;
   const log = options.log ?? createLogger({ level: config.log.level, destination: options.logDestination });
-  const metrics = createMetrics({ defaultMetrics: true });
+  const metrics = createMetrics({ defaultMetrics: true, cluster: inGatehouseCluster() });
   const services: GatewayServices = { log, metrics, now: options.now ?? Date.now };
   const areas = options.areas ?? defaultAreas();
 

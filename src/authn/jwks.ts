@@ -78,7 +78,7 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
   const { issuer, services } = options;
   const log: Logger = services.log.child({ area: 'authn', issuer: issuer.name });
   const fetches = services.metrics.counter('gatehouse_jwks_fetch_total', 'JWKS fetches by issuer and result.', ['issuer', 'result']);
-  const keyGauge = services.metrics.gauge('gatehouse_jwks_keys', 'Usable keys in the key set, by issuer.', ['issuer']);
+  const keyGauge = services.metrics.gauge('gatehouse_jwks_keys', 'Usable keys in the key set, by issuer.', ['issuer'], 'min');
   let discoveredJwksUri: string | undefined;
 
   const load =

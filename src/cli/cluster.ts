@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { loadConfigFile } from '../config/load.js';
+import { CLUSTER_ENV, serveMergedMetrics } from '../telemetry/cluster-metrics.js';
 import { createLogger } from '../telemetry/log.js';
 import type { GatehouseConfig } from '../config/types.js';
 
@@ -127,6 +128,9 @@ export async function runCluster(configFile: string, workersFlag: string, option
     );
   }
 
+  // Workers answer a scrape with every worker's metrics, merged here (src/telemetry/cluster-metrics.ts).
+  serveMergedMetrics();
+  process.env[CLUSTER_ENV] = '1';
   cluster.setupPrimary({
     exec: process.argv[1],
     args: ['start', '--config', configFile, '--workers', '1'],

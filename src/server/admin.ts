@@ -36,7 +36,15 @@ async function handle(state: AdminState, req: IncomingMessage, res: ServerRespon
     return json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', listeners: bound ? 'bound' : 'not bound', details: readiness.details ?? {} });
   }
   if (path === '/metrics') {
-    const body = await state.metrics.registry.metrics();
+    let body: string;
+    try {
+      body = await state.metrics.scrape();
+    } catch (err) {
+      // A cluster scrape that could not reach every worker: a failed scrape, never one
+      // worker's counts passed off as the whole gateway's.
+      state.log.warn({ err }, 'metrics of every worker could not be gathered');
+      return json(res, 503, { status: 'metrics unavailable', detail: (err as Error).message });
+    }
     res.writeHead(200, { 'content-type': state.metrics.registry.contentType });
     res.end(body);
     return;

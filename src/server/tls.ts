@@ -416,7 +416,7 @@ interface TlsMeters {
 
 function tlsMeters(metrics: Metrics): TlsMeters {
   return {
-    notAfter: metrics.gauge('gatehouse_tls_certificate_not_after_seconds', 'Expiry (Unix time) of each listener certificate.', ['listener', 'certificate']),
+    notAfter: metrics.gauge('gatehouse_tls_certificate_not_after_seconds', 'Expiry (Unix time) of each listener certificate.', ['listener', 'certificate'], 'min'),
     reloads: metrics.counter('gatehouse_tls_certificate_reloads_total', 'Certificate reloads by listener and result (ok, failed).', ['listener', 'result']),
     handshakeFailures: metrics.counter('gatehouse_tls_handshake_failures_total', 'TLS handshakes refused, by listener and OpenSSL/Node reason code.', ['listener', 'reason']),
     rapidResets: metrics.counter('gatehouse_http2_rapid_reset_total', 'HTTP/2 connections closed for resetting too many streams (CVE-2023-44487).', ['listener']),

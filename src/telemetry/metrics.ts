@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { inGatehouseCluster, workerScrape } from './cluster-metrics.js';
 import { gcDurationMetric } from './gc.js';
 
 const require = createRequire(import.meta.url);
@@ -34,6 +35,11 @@ function defaultMetrics(registry: Registry): { stop(): void } {
  */
 export interface Metrics {
   readonly registry: Registry;
+  /**
+   * The text for a `/metrics` scrape: this process's registry, or, in a worker of
+   * `gatehouse start --workers N`, every worker's merged through the primary.
+   */
+  scrape(): Promise<string>;
   /** Stop what runs in the background (the GC profiler's timer); the registry stays readable. */
   close(): void;
   /**
@@ -52,13 +58,20 @@ export interface Metrics {
   inFlight(count: () => number): void;
   /** Extra counters areas register by name (e.g. `gatehouse_jwks_fetch_total`). */
   counter(name: string, help: string, labelNames?: string[]): Counter<string>;
-  gauge(name: string, help: string, labelNames?: string[]): Gauge<string>;
+  /**
+   * `aggregator`: how the workers' values merge in a cluster scrape (default `sum`; `min` for
+   * an expiry time, `max` or `first` for a state every worker holds alike).
+   */
+  gauge(name: string, help: string, labelNames?: string[], aggregator?: GaugeAggregator): Gauge<string>;
 }
 
+export type GaugeAggregator = 'sum' | 'min' | 'max' | 'first' | 'average';
+
 /** A fresh registry per gateway instance (tests run several in one process). */
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+export function createMetrics(options: { defaultMetrics?: boolean; cluster?: boolean } = {}): Metrics {
   const registry = new Registry();
   const background = options.defaultMetrics ? defaultMetrics(registry) : null;
+  const merged = options.cluster ? workerScrape(registry) : null;
   const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   const counters = new Map<string, Counter<string>>();
   const gauges = new Map<string, Gauge<string>>();
@@ -67,6 +80,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     close() {
       background?.stop();
     },
+    scrape: merged ?? (() => registry.metrics()),
     recordRequest: requestStats(registry, buckets),
     denials: new Counter({ name: 'gatehouse_denials_total', help: 'Requests refused by gatehouse, by route and error code.', labelNames: ['route', 'code'], registers: [registry] }),
     recordUpstream: upstreamStats(registry, buckets),
@@ -88,10 +102,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       }
       return c;
     },
-    gauge(name, help, labelNames = []) {
+    gauge(name, help, labelNames = [], aggregator = 'sum') {
       let g = gauges.get(name);
       if (!g) {
-        g = new Gauge({ name, help, labelNames, registers: [registry] });
+        g = new Gauge({ name, help, labelNames, aggregator, registers: [registry] });
         gauges.set(name, g);
       }
       return g;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -207,6 +208,52 @@ describe('gatehouse start --workers 2', () => {
     expect(cluster.lines.filter((l) => l.msg === 'gatehouse stopped')).toHaveLength(2);
     for (const pid of workers) expect(alive(pid)).toBe(false);
   }, 20_000);
+});
+
+describe('metrics of a cluster', () => {
+  it('a scrape on any worker shows the counts of every worker, merged', async () => {
+    const upstream = await startUpstream();
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
+    const file = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(file, `admin: { host: 127.0.0.1, port: 0 }\n${config(upstream.url, 0)}`);
+    const cluster = startCluster(file, '2');
+    // A fresh connection per request: the primary hands connections to the workers in turn.
+    const get = (url: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        http
+          .get(url, { agent: false }, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (d: string) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode!, body }));
+          })
+          .on('error', reject);
+      });
+    const served = (text: string) => Number(/^gatehouse_requests_total\{route="first",status="200"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    try {
+      const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+      const url = Object.values(started[0]!.listeners as Record<string, string>)[0]!;
+      const admin = started[0]!.admin as string;
+      expect(started[1]!.admin).toBe(admin);
+      const before = await get(`${admin}/metrics`);
+      expect(before.status).toBe(200);
+      for (let i = 0; i < 10; i++) expect((await get(`${url}/first`)).status).toBe(200);
+      // Whichever worker takes each scrape, every scrape says 10 more (5 per worker when one
+      // worker's own counts were answered).
+      for (let i = 0; i < 4; i++) {
+        const after = await get(`${admin}/metrics`);
+        expect(after.status).toBe(200);
+        expect(served(after.body) - served(before.body)).toBe(10);
+        expect(after.body).toMatch(/^gatehouse_in_flight_requests 0$/m);
+        expect(after.body.match(/^# TYPE gatehouse_requests_total counter$/gm)).toHaveLength(1);
+      }
+      cluster.child.kill('SIGTERM');
+      expect(await cluster.exited).toBe(0);
+    } finally {
+      if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
+      await upstream.close();
+    }
+  }, 30_000);
 });
 
 describe('limits that count per worker', () => {
