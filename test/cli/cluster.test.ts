@@ -84,6 +84,26 @@ routes:
 ${extraRoutes}`;
 }
 
+/**
+ * A cluster in front of a fresh upstream, from the config `text` gives: `body` runs while it
+ * serves, then SIGTERM must stop it with exit 0.
+ */
+async function withCluster(text: (upstreamUrl: string) => string, workers: string | null, body: (cluster: Cluster) => Promise<void>): Promise<void> {
+  const upstream = await startUpstream();
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
+  const file = path.join(dir, 'gatehouse.yaml');
+  writeFileSync(file, text(upstream.url));
+  const cluster = startCluster(file, workers);
+  try {
+    await body(cluster);
+    cluster.child.kill('SIGTERM');
+    expect(await cluster.exited).toBe(0);
+  } finally {
+    if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
+    await upstream.close();
+  }
+}
+
 describe('parseWorkers', () => {
   it('accepts a whole number from 1 to 256, or auto (one per core)', () => {
     expect(parseWorkers('1')).toBe(1);
@@ -212,11 +232,6 @@ describe('gatehouse start --workers 2', () => {
 
 describe('metrics of a cluster', () => {
   it('a scrape on any worker shows the counts of every worker, merged', async () => {
-    const upstream = await startUpstream();
-    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
-    const file = path.join(dir, 'gatehouse.yaml');
-    writeFileSync(file, `admin: { host: 127.0.0.1, port: 0 }\n${config(upstream.url, 0)}`);
-    const cluster = startCluster(file, '2');
     // A fresh connection per request: the primary hands connections to the workers in turn.
     const get = (url: string) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -230,7 +245,7 @@ describe('metrics of a cluster', () => {
           .on('error', reject);
       });
     const served = (text: string) => Number(/^gatehouse_requests_total\{route="first",status="200"\} (\d+)$/m.exec(text)?.[1] ?? 0);
-    try {
+    await withCluster((upstreamUrl) => `admin: { host: 127.0.0.1, port: 0 }\n${config(upstreamUrl, 0)}`, '2', async (cluster) => {
       const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
       const url = Object.values(started[0]!.listeners as Record<string, string>)[0]!;
       const admin = started[0]!.admin as string;
@@ -247,12 +262,7 @@ describe('metrics of a cluster', () => {
         expect(after.body).toMatch(/^gatehouse_in_flight_requests 0$/m);
         expect(after.body.match(/^# TYPE gatehouse_requests_total counter$/gm)).toHaveLength(1);
       }
-      cluster.child.kill('SIGTERM');
-      expect(await cluster.exited).toBe(0);
-    } finally {
-      if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
-      await upstream.close();
-    }
+    });
   }, 30_000);
 });
 
@@ -276,16 +286,10 @@ routes:
 
 describe('gatehouse start without --workers', () => {
   it('runs one worker per core (auto), and warns that in-memory limits then count per worker', async () => {
-    const upstream = await startUpstream();
-    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
-    const file = path.join(dir, 'gatehouse.yaml');
-    writeFileSync(
-      file,
-      config(upstream.url, 0).replace('routes:', 'rateLimits:\n  - { name: per-client, key: ip, limit: 100, window: 1s, store: memory }\nroutes:'),
-    );
     const cores = availableParallelism();
-    const cluster = startCluster(file, null);
-    try {
+    const withLimit = (upstreamUrl: string) =>
+      config(upstreamUrl, 0).replace('routes:', 'rateLimits:\n  - { name: per-client, key: ip, limit: 100, window: 1s, store: memory }\nroutes:');
+    await withCluster(withLimit, null, async (cluster) => {
       const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', cores);
       const url = Object.values(started[0]!.listeners as Record<string, string>)[0]!;
       const res = await request(`${url}/first`);
@@ -301,12 +305,7 @@ describe('gatehouse start without --workers', () => {
         expect(cluster.lines.some((l) => l.msg === 'worker serving')).toBe(false);
         expect(warning).toBeUndefined();
       }
-      cluster.child.kill('SIGTERM');
-      expect(await cluster.exited).toBe(0);
-    } finally {
-      if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
-      await upstream.close();
-    }
+    });
   }, 30_000);
 });
 
