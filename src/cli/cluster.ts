@@ -130,7 +130,6 @@ export async function runCluster(configFile: string, workersFlag: string, option
 
   // Workers answer a scrape with every worker's metrics, merged here (src/telemetry/cluster-metrics.ts).
   serveMergedMetrics();
-  process.env[CLUSTER_ENV] = '1';
   cluster.setupPrimary({
     exec: process.argv[1],
     args: ['start', '--config', configFile, '--workers', '1'],
@@ -149,7 +148,7 @@ export async function runCluster(configFile: string, workersFlag: string, option
   const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
   const fork = () => {
     if (stopping) return;
-    const worker = cluster.fork();
+    const worker = cluster.fork({ [CLUSTER_ENV]: '1' });
     bornAt.set(worker, Date.now());
   };
 

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
@@ -7,6 +6,7 @@ import { GatehouseError, internalError, RequestRejected } from '../errors.js';
 import { forwardedElement, upstreamHeaders } from '../forward/headers.js';
 import { clientClosed, dispatchForward } from '../forward/upstream.js';
 import { sendProblem } from '../respond/problem.js';
+import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
 import { normalizeTarget } from '../route/normalize.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
@@ -48,34 +48,6 @@ function peerAddress(socket: CertSocket): string {
   return ip;
 }
 
-/**
- * Request ids gatehouse makes: UUID-shaped, unique without a random draw per request. A source
- * takes a random v4 UUID and counts in its last 48 bits (a fresh UUID when they run out), like
- * a per-worker UUID + counter. An id is a correlation handle, not a secret: clients may send
- * their own. `randomUUID()` per request cost ≈ 0.4 µs (its entropy refills; issue 8).
- *
- * @example
- * ```ts
- * const next = requestIds();
- * next(); // '5a2555ff-9ca7-4e8e-b4ea-000000000000'
- * next(); // '5a2555ff-9ca7-4e8e-b4ea-000000000001'
- * ```
- */
-export function requestIds(limit = 2 ** 48): () => string {
-  let prefix = '';
-  let counter = limit;
-  return () => {
-    if (counter >= limit) {
-      prefix = randomUUID().slice(0, 24);
-      counter = 0;
-    }
-    const n = (counter++).toString(16);
-    return prefix + (n.length === 12 ? n : '000000000000'.slice(n.length) + n);
-  };
-}
-
-/** The ids the runner gives requests that came without a usable one. */
-export const nextRequestId = requestIds();
 
 /**
  * The verified client certificate, parsed once per TLS connection (it cannot change during
@@ -108,7 +80,7 @@ interface Exchange {
   readonly res: ServerResponse;
   readonly ctx: RequestContext;
   readonly peerTrusted: boolean;
-  readonly inFlight: InFlight | null;
+  readonly inFlight: InFlight;
 }
 
 const EXCHANGE = Symbol('gatehouse.exchange');
@@ -136,7 +108,7 @@ export function runRequest(
   proxies: TrustedProxies,
   req: IncomingMessage,
   res: ServerResponse,
-  inFlight: InFlight | null = null,
+  inFlight: InFlight,
 ): void | Promise<void> {
   const startedAt = performance.now();
   const incomingId = req.headers['x-request-id'];
@@ -176,7 +148,7 @@ export function runRequest(
   };
   const ex: Exchange = { plan, listener, services, req, res, ctx, peerTrusted, inFlight };
   (res as WithExchange)[EXCHANGE] = ex;
-  if (inFlight !== null) inFlight.count++;
+  inFlight.count++;
   res.on('close', onResponseClose);
 
   try {
@@ -205,8 +177,7 @@ function onResponseClose(this: WithExchange): void {
   const ex = this[EXCHANGE];
   if (ex) finish(ex.plan, ex.services, ex.ctx, this);
   clientClosed(this);
-  const inFlight = ex?.inFlight;
-  if (inFlight && --inFlight.count === 0 && inFlight.idle) inFlight.idle();
+  if (ex && --ex.inFlight.count === 0 && ex.inFlight.idle) ex.inFlight.idle();
 }
 
 function isPromise<T>(value: unknown): value is Promise<T> {

@@ -3,7 +3,7 @@
  * with HTTP/1.1 fallback on the same port, HTTP/2 abuse protections, client certificates, and
  * certificate reload without dropping connections (issue 4, docs/tls.md).
  */
-import { createPrivateKey, randomUUID, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http2, { type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { GatehouseConfig, ListenerConfig, ListenerTlsConfig } from '../config/types.js';
 import { ConfigError, RequestRejected, type ConfigIssue } from '../errors.js';
 import { sendProblem } from '../respond/problem.js';
+import { nextRequestId } from '../respond/request-id.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { watchCertificateFiles, type CertificateWatcher } from './cert-watch.js';
 
@@ -571,7 +572,7 @@ function createHttp2Server(
       const size = headerListSize(raw);
       if (size > maxHeaderList) {
         log.info({ listener: config.name, reason: HEADERS_TOO_LARGE.code, client_ip: req.socket.remoteAddress, granted: false }, 'client error');
-        sendProblem(res, HEADERS_TOO_LARGE, randomUUID(), 'gatehouse', hsts, req.method);
+        sendProblem(res, HEADERS_TOO_LARGE, nextRequestId(), 'gatehouse', hsts, req.method);
         return;
       }
       // RFC 9113 §8.2.3: a client may split Cookie into several fields (browsers do, for
@@ -652,7 +653,7 @@ type TimedRequest = { stream: { endAfterHeaders: boolean }; [TIMER]?: NodeJS.Tim
 function onRequestTimeout(req: IncomingMessage, res: ServerResponse, hsts: [string, string][]): void {
   if (req.complete) return;
   // Answer 408 when nothing was sent yet; closing the response also aborts the upstream exchange.
-  if (!res.headersSent) sendProblem(res, REQUEST_TIMEOUT, randomUUID(), 'gatehouse', hsts, req.method);
+  if (!res.headersSent) sendProblem(res, REQUEST_TIMEOUT, nextRequestId(), 'gatehouse', hsts, req.method);
   else res.destroy();
 }
 

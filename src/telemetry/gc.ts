@@ -37,17 +37,6 @@ interface GcProfile {
  */
 export function gcDurationMetric(registry: Registry, prefix: string, intervalMs = 1000): { stop(): void } {
   const profiler = new GCProfiler();
-  let running = true;
-  const drain = (): void => {
-    if (!running) return;
-    const profile = profiler.stop() as GcProfile | undefined;
-    profiler.start();
-    if (!profile) return;
-    for (const entry of profile.statistics) {
-      // `cost` is in microseconds
-      histogram.labels(KINDS[entry.gcType] ?? 'other').observe(entry.cost / 1e6);
-    }
-  };
   const histogram = new Histogram({
     name: `${prefix}nodejs_gc_duration_seconds`,
     help: 'Garbage collection duration by kind, one of major, minor, incremental or weakcb.',
@@ -56,9 +45,20 @@ export function gcDurationMetric(registry: Registry, prefix: string, intervalMs 
     registers: [registry],
     collect: drain,
   });
+  let running = true;
   profiler.start();
   const timer = setInterval(drain, intervalMs);
   timer.unref();
+
+  /** Move what the profiler recorded since the last read into the histogram. */
+  function drain(): void {
+    if (!running) return;
+    const profile = profiler.stop() as GcProfile | undefined;
+    profiler.start();
+    // `cost` is in microseconds
+    for (const entry of profile?.statistics ?? []) histogram.labels(KINDS[entry.gcType] ?? 'other').observe(entry.cost / 1e6);
+  }
+
   return {
     stop() {
       if (!running) return;

@@ -15,8 +15,7 @@ const PREFIX = 'gatehouse_';
  */
 function defaultMetrics(registry: Registry): { stop(): void } {
   for (const name of collectDefaultMetrics.metricsList) {
-    if (name === 'gc') continue;
-    if (name === 'processResources' && typeof (process as { getActiveResourcesInfo?: unknown }).getActiveResourcesInfo !== 'function') continue;
+    if (name === 'gc') continue; // (the list already leaves out what this Node lacks)
     const register = require(`prom-client/lib/metrics/${name}`) as (registry: Registry, config: object) => void;
     register(registry, { prefix: PREFIX, eventLoopMonitoringPrecision: 10 });
   }

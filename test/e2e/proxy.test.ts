@@ -177,9 +177,15 @@ describe('headers', () => {
     const res2 = await request(`${gw.url}/public/id`, { headers: { 'x-request-id': 'client-id-1' } });
     await res2.body.dump();
     expect(res2.headers['x-request-id']).toBe('client-id-1');
-    const bad = await request(`${gw.url}/public/id`, { headers: { 'x-request-id': 'bad id with spaces' } });
-    await bad.body.dump();
-    expect(bad.headers['x-request-id']).not.toBe('bad id with spaces');
+    // Ids that are not a sane token (spaces, a list, over 128 characters) are replaced: the
+    // upstream and the client both get gatehouse's id, never the client's.
+    for (const hostile of ['bad id with spaces', 'a,b', 'x'.repeat(129)]) {
+      const bad = await request(`${gw.url}/public/id`, { headers: { 'x-request-id': hostile } });
+      await bad.body.dump();
+      const replaced = bad.headers['x-request-id'] as string;
+      expect(replaced).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(publicApi.requests.at(-1)!.headers['x-request-id']).toBe(replaced);
+    }
     await new Promise((r) => setTimeout(r, 50));
     const line = gw.logs.find((l) => l.req_id === id);
     expect(line).toMatchObject({ method: 'GET', path: '/public/id', route: 'public', status: 200, decision: 'granted' });

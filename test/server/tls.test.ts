@@ -289,6 +289,10 @@ describe('HTTP/2 through the whole pipeline', () => {
       expect(res.status).toBe(431);
       expect(JSON.parse(res.body).code).toBe('GH_ERR_REQUEST_HEADERS_TOO_LARGE');
       expect(res.headers['strict-transport-security']).toBeDefined();
+      // The listener's own answer carries an id from the same source as the runner's.
+      const id = res.headers['x-request-id'] as string;
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(JSON.parse(res.body).instance).toContain(id);
     } catch (err) {
       // Or the server's SETTINGS won the race and nghttp2 reset the stream: refused either way.
       expect((err as { code: string }).code).toBe('ERR_HTTP2_STREAM_ERROR');

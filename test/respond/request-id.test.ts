@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nextRequestId, requestIds } from '../../src/pipeline/run.js';
+import { nextRequestId, requestIds } from '../../src/respond/request-id.js';
 
 // Request ids gatehouse makes must be unique (logs are joined on them) and keep the UUID shape
 // clients and log pipelines expect, without a random draw per request (issue 8).
