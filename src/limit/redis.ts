@@ -7,31 +7,44 @@ import { gcraParameters, type LimitDecision, type QuotaLimiter, type QuotaPolicy
 import { CalendarPeriod } from './quota.js';
 
 /**
- * GCRA in one atomic step (see limiter.ts). KEYS[1] = the bucket; ARGV = interval ms, capacity ms,
- * now ms ('' = the Redis server clock, so that all gateway instances share one clock).
- * Replies {admitted, remaining, ms}: ms = retry-after when refused, else the time until the next
- * unit refills. Floats travel as strings because Redis truncates Lua numbers to integers.
- * The key expires by itself once it holds no more state than a fresh key (PX = TAT - now).
+ * GCRA in one atomic step (see limiter.ts), for a batch of decisions: every rate-limit decision
+ * asked for in one turn of the event loop goes to Redis as one script call.
+ * KEYS = the buckets (one per decision, repeats allowed: decided in order); ARGV[1] = now ms
+ * ('' = the Redis server clock, so that all gateway instances share one clock), then for each key
+ * its interval ms and capacity ms. Replies {admitted, remaining, ms} per key, flat: ms =
+ * retry-after when refused, else the time until the next unit refills. Floats travel as strings
+ * because Redis truncates Lua numbers to integers. A key expires by itself once it holds no more
+ * state than a fresh key (PX = TAT - now).
  */
 const GCRA_LUA = `
 if redis.replicate_commands then redis.replicate_commands() end
-local interval = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 end
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then tat = now end
-local newTat = tat + interval
-local allowAt = newTat - capacity
-if now + 1e-6 < allowAt then
-  return {0, 0, string.format('%.3f', allowAt - now)}
+local out = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local capacity = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if not tat or tat < now then tat = now end
+  local newTat = tat + interval
+  local allowAt = newTat - capacity
+  local n = #out
+  if now + 1e-6 < allowAt then
+    out[n + 1] = 0
+    out[n + 2] = 0
+    out[n + 3] = string.format('%.3f', allowAt - now)
+  else
+    redis.call('SET', KEYS[i], string.format('%.17g', newTat), 'PX', math.max(1, math.ceil(newTat - now)))
+    local remaining = math.floor((now - allowAt + 1e-6) / interval)
+    out[n + 1] = 1
+    out[n + 2] = remaining
+    out[n + 3] = string.format('%.3f', allowAt + (remaining + 1) * interval - now)
+  end
 end
-redis.call('SET', KEYS[1], string.format('%.17g', newTat), 'PX', math.max(1, math.ceil(newTat - now)))
-local remaining = math.floor((now - allowAt + 1e-6) / interval)
-return {1, remaining, string.format('%.3f', allowAt + (remaining + 1) * interval - now)}
+return out
 `;
 
 /**
@@ -79,7 +92,8 @@ const QUOTA_GRACE_MS = 86_400_000;
 
 /** The client with the scripts defined (a single Redis, or a Redis Cluster). */
 type ScriptedRedis = (Redis | Cluster) & {
-  ghGcra(key: string, interval: string, capacity: string, now: string): Promise<[number, number, string]>;
+  /** numkeys, then the keys, then now and an (interval, capacity) pair per key. */
+  ghGcra(...args: string[]): Promise<(number | string)[]>;
   ghGcraRefund(key: string, interval: string, now: string): Promise<number>;
   ghQuota(key: string, limit: string, ttl: string): Promise<[number, number]>;
   ghRefund(key: string): Promise<number>;
@@ -183,10 +197,12 @@ export class RedisStore {
       retryStrategy: (times) => (this.closed ? null : Math.min(maxDelay, 50 * 2 ** Math.min(times, 10))),
       lazyConnect: true,
       // No auto-pipelining (it batches per tick, i.e. not across requests) nor pipelines: measured,
-      // both cost more client CPU per decision than corking the socket per event-loop turn (ready()).
+      // both cost more client CPU per decision than corking the socket per event-loop turn
+      // (ready()) — and rate-limit decisions go one script call per turn (gcra()).
     };
     const client = createRedisClient(this.options.url, this.options.cluster === true, redisOptions) as ScriptedRedis;
-    client.defineCommand('ghGcra', { numberOfKeys: 1, lua: GCRA_LUA });
+    // No numberOfKeys: a batch names its key count first.
+    client.defineCommand('ghGcra', { lua: GCRA_LUA });
     client.defineCommand('ghQuota', { numberOfKeys: 1, lua: QUOTA_LUA });
     client.defineCommand('ghRefund', { numberOfKeys: 1, lua: REFUND_LUA });
     client.defineCommand('ghGcraRefund', { numberOfKeys: 1, lua: GCRA_REFUND_LUA });
@@ -238,6 +254,60 @@ export class RedisStore {
     }
     return client;
   }
+
+  /**
+   * Rate-limit decisions asked for in this turn of the event loop, sent as one script call at its
+   * end (a batch of 20 at 50 connections on one core): one ioredis command, one timeout timer,
+   * one reply to parse and one script run in Redis instead of one of each per decision.
+   */
+  private batch: GcraWaiter[] = [];
+  private batchScheduled = false;
+
+  /** @internal Queue one GCRA decision for this turn's batch. */
+  gcra(limiter: RedisRateLimiter, key: string): Promise<LimitDecision> {
+    return new Promise<LimitDecision>((resolve) => {
+      this.batch.push({ limiter, key, resolve });
+      if (!this.batchScheduled) {
+        this.batchScheduled = true;
+        setImmediate(this.flushGcra);
+      }
+    });
+  }
+
+  private readonly flushGcra = (): void => {
+    this.batchScheduled = false;
+    const all = this.batch;
+    this.batch = [];
+    // Not ready(): this runs at the end of the turn, and a cork would hold the batch until the next.
+    const client = this.client;
+    if (client === null || client.status !== 'ready') {
+      for (const w of all) w.resolve(w.limiter.storeError(NO_STORE));
+      return;
+    }
+    const now = this.options.now ? String(this.options.now()) : '';
+    // Redis Cluster: one key per call (a script's keys must share a slot). Otherwise batches of
+    // at most GCRA_BATCH, so that one script never holds Redis for long.
+    const size = this.options.cluster ? 1 : GCRA_BATCH;
+    for (let start = 0; start < all.length; start += size) {
+      const part = all.length <= size ? all : all.slice(start, start + size);
+      const n = part.length;
+      const args = new Array<string>(1 + n + 1 + 2 * n);
+      args[0] = String(n);
+      args[n + 1] = now;
+      for (let i = 0; i < n; i++) {
+        const w = part[i]!;
+        args[1 + i] = w.key;
+        args[n + 2 + 2 * i] = w.limiter.interval;
+        args[n + 3 + 2 * i] = w.limiter.capacity;
+      }
+      client.ghGcra(...args).then(
+        (reply) => settleGcra(part, reply),
+        (err: unknown) => {
+          for (const w of part) w.resolve(w.limiter.storeError(err));
+        },
+      );
+    }
+  };
 
   private corked: Redis['stream'] | null = null;
   private readonly uncork = (): void => {
@@ -301,18 +371,43 @@ function storeErrorDecision(allowed: boolean): LimitDecision {
 const FAIL_OPEN = storeErrorDecision(true);
 const FAIL_CLOSED = storeErrorDecision(false);
 
+/** Decisions per script call, at most. */
+const GCRA_BATCH = 128;
+
+/** One rate-limit decision waiting for its batch. */
+interface GcraWaiter {
+  limiter: RedisRateLimiter;
+  /** The bucket's full Redis key. */
+  key: string;
+  resolve: (decision: LimitDecision) => void;
+}
+
+/** Hand each waiter its three values of the batch's flat reply. */
+function settleGcra(part: GcraWaiter[], reply: (number | string)[]): void {
+  for (let i = 0; i < part.length; i++) {
+    const w = part[i]!;
+    const admitted = reply[3 * i];
+    if (admitted === undefined) {
+      w.resolve(w.limiter.storeError(new Error('redis answered a short GCRA batch')));
+      continue;
+    }
+    const allowed = admitted === 1;
+    const ms = Number(reply[3 * i + 2]);
+    w.resolve({ allowed, remaining: Number(reply[3 * i + 1]), retryAfter: allowed ? 0 : ms, window: ms, storeError: false });
+  }
+}
+
 class RedisRateLimiter implements RateLimiter {
   readonly store = 'redis' as const;
   readonly policy: RatePolicy;
+  /** @internal GCRA parameters in ms, as script arguments. */
+  readonly interval: string;
+  /** @internal */
+  readonly capacity: string;
   private readonly redis: RedisStore;
   private readonly prefix: string;
-  private readonly interval: string;
-  private readonly capacity: string;
   private readonly failOpen: boolean;
   private readonly now: (() => number) | undefined;
-  // Built once: no closure per decision.
-  private readonly onReply: (reply: [number, number, string]) => LimitDecision;
-  private readonly onError: (err: unknown) => LimitDecision;
 
   constructor(redis: RedisStore, policy: RatePolicy, onStoreError: 'failOpen' | 'failClosed') {
     this.redis = redis;
@@ -323,19 +418,16 @@ class RedisRateLimiter implements RateLimiter {
     this.capacity = String(capacity);
     this.failOpen = onStoreError === 'failOpen';
     this.now = redis.clock;
-    this.onReply = parseGcraReply;
-    this.onError = (err) => {
-      this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
-      return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
-    };
   }
 
   consume(key: string): Promise<LimitDecision> {
-    const client = this.redis.ready();
-    if (client === null) return Promise.resolve(this.onError(NO_STORE));
-    return client
-      .ghGcra(`${this.prefix}${key}}`, this.interval, this.capacity, this.now ? String(this.now()) : '')
-      .then(this.onReply, this.onError);
+    return this.redis.gcra(this, `${this.prefix}${key}}`);
+  }
+
+  /** @internal The store could not decide: count it, answer as the policy says. */
+  storeError(err: unknown): LimitDecision {
+    this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
+    return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
   }
 
   refund(key: string): void {
@@ -345,12 +437,6 @@ class RedisRateLimiter implements RateLimiter {
       .ghGcraRefund(`${this.prefix}${key}}`, this.interval, this.now ? String(this.now()) : '')
       .catch((err: unknown) => this.redis.storeFailed(this.policy.name, 'refund', err));
   }
-}
-
-function parseGcraReply(reply: [number, number, string]): LimitDecision {
-  const allowed = reply[0] === 1;
-  const ms = Number(reply[2]);
-  return { allowed, remaining: reply[1], retryAfter: allowed ? 0 : ms, window: ms, storeError: false };
 }
 
 class RedisQuota implements QuotaLimiter {

@@ -111,6 +111,39 @@ describe('GCRA in Redis (frozen clock)', () => {
     expect(decisions.filter((d) => d.allowed)).toHaveLength(20);
   });
 
+  it('decisions asked in one turn go to Redis in batches (one script call per 128), each decided exactly and in order', async () => {
+    const own = await startRedis();
+    try {
+      const now = 1_700_000_000_000;
+      const s = await store({ url: own.url, now: () => now });
+      const wide = s.rateLimiter({ name: 'wide', limit: 5, window: 1000, burst: 5 }, 'failClosed');
+      const narrow = s.rateLimiter({ name: 'narrow', limit: 2, window: 60_000, burst: 2 }, 'failClosed');
+      const ownAdmin = new Redis(own.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      await ownAdmin.connect();
+      const scriptCalls = async () => {
+        const info = await ownAdmin.info('commandstats');
+        return [...info.matchAll(/^cmdstat_(?:eval|evalsha):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+      };
+      // 300 decisions in one turn: three policies-and-keys interleaved.
+      const asks = Array.from({ length: 300 }, (_, i) => (i % 3 === 0 ? wide.consume('x') : i % 3 === 1 ? wide.consume('y') : narrow.consume('x')));
+      const decisions = await Promise.all(asks);
+      const of = (r: number) => decisions.filter((_, i) => i % 3 === r);
+      for (const r of [0, 1]) {
+        expect(of(r).map((d) => d.remaining).slice(0, 6)).toEqual([4, 3, 2, 1, 0, 0]);
+        expect(of(r).map((d) => d.allowed)).toEqual([...Array(5).fill(true), ...Array(95).fill(false)]);
+        expect(of(r)[5]!.retryAfter).toBeCloseTo(200, 3);
+      }
+      expect(of(2).map((d) => d.allowed)).toEqual([true, true, ...Array(98).fill(false)]);
+      expect(of(2)[2]!.retryAfter).toBeCloseTo(30_000, 3);
+      expect(decisions.every((d) => !d.storeError)).toBe(true);
+      // ceil(300 / 128) = 3 script calls, not 300.
+      expect(await scriptCalls()).toBe(3);
+      ownAdmin.disconnect();
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('uses the Redis clock when no clock is injected', async () => {
     const s = await store();
     const limiter = s.rateLimiter({ name: 'p', limit: 2, window: 60_000, burst: 2 }, 'failClosed');
