@@ -374,26 +374,28 @@ const FAIL_CLOSED = storeErrorDecision(false);
 /** Decisions per script call, at most. */
 const GCRA_BATCH = 128;
 
-/** One rate-limit decision waiting for its batch. */
-interface GcraWaiter {
-  limiter: RedisRateLimiter;
+/** @internal One rate-limit decision waiting for its batch. */
+export interface GcraWaiter {
+  limiter: { readonly interval: string; readonly capacity: string; storeError(err: unknown): LimitDecision };
   /** The bucket's full Redis key. */
   key: string;
   resolve: (decision: LimitDecision) => void;
 }
 
-/** Hand each waiter its three values of the batch's flat reply. */
-function settleGcra(part: GcraWaiter[], reply: (number | string)[]): void {
+/** @internal Hand each waiter its three values of the batch's flat reply (anything else: a store error). */
+export function settleGcra(part: GcraWaiter[], reply: unknown): void {
+  const values = Array.isArray(reply) ? (reply as unknown[]) : [];
   for (let i = 0; i < part.length; i++) {
     const w = part[i]!;
-    const admitted = reply[3 * i];
-    if (admitted === undefined) {
-      w.resolve(w.limiter.storeError(new Error('redis answered a short GCRA batch')));
+    const admitted = values[3 * i];
+    const remaining = Number(values[3 * i + 1]);
+    const ms = Number(values[3 * i + 2]);
+    if ((admitted !== 0 && admitted !== 1) || values.length < 3 * i + 3 || !Number.isFinite(remaining) || !Number.isFinite(ms)) {
+      w.resolve(w.limiter.storeError(new Error('redis answered a GCRA batch with a reply that does not fit it')));
       continue;
     }
     const allowed = admitted === 1;
-    const ms = Number(reply[3 * i + 2]);
-    w.resolve({ allowed, remaining: Number(reply[3 * i + 1]), retryAfter: allowed ? 0 : ms, window: ms, storeError: false });
+    w.resolve({ allowed, remaining, retryAfter: allowed ? 0 : ms, window: ms, storeError: false });
   }
 }
 

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LimitDecision } from '../../src/limit/limiter.js';
-import { createRedisStore, type RedisStore } from '../../src/limit/redis.js';
+import { createRedisStore, settleGcra, type RedisStore } from '../../src/limit/redis.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -284,5 +284,41 @@ describe('Redis unreachable', () => {
     } finally {
       child.kill('SIGKILL');
     }
+  });
+});
+
+describe('a GCRA batch reply that does not fit (unit)', () => {
+  it('gives every waiter its own policy\'s store-error answer, never a hang or a decision made up', () => {
+    const decisions: LimitDecision[] = [];
+    const errors: string[] = [];
+    const limiter = (failOpen: boolean) => ({
+      interval: '100',
+      capacity: '1000',
+      storeError(err: unknown): LimitDecision {
+        errors.push((err as Error).message);
+        return { allowed: failOpen, remaining: 0, retryAfter: failOpen ? 0 : 1000, window: 0, storeError: true };
+      },
+    });
+    const waiters = () => [
+      { limiter: limiter(true), key: 'a', resolve: (d: LimitDecision) => decisions.push(d) },
+      { limiter: limiter(false), key: 'b', resolve: (d: LimitDecision) => decisions.push(d) },
+    ];
+    for (const reply of [null, 'OK', 42, [], [1, 4], [2, 4, '1.000', 2, 4, '1.000'], ['1', 'x', '1.000', 1, 1, 'NaN']]) {
+      decisions.length = 0;
+      settleGcra(waiters(), reply);
+      expect(decisions).toEqual([
+        { allowed: true, remaining: 0, retryAfter: 0, window: 0, storeError: true },
+        { allowed: false, remaining: 0, retryAfter: 1000, window: 0, storeError: true },
+      ]);
+    }
+    // A reply for the first decision only: the first is decided, the second is a store error.
+    decisions.length = 0;
+    settleGcra(waiters(), [0, 0, '250.000']);
+    expect(decisions).toEqual([
+      { allowed: false, remaining: 0, retryAfter: 250, window: 250, storeError: false },
+      { allowed: false, remaining: 0, retryAfter: 1000, window: 0, storeError: true },
+    ]);
+    expect(errors.length).toBe(7 * 2 + 1);
+    expect(errors.every((m) => /does not fit/.test(m))).toBe(true);
   });
 });
