@@ -48,17 +48,28 @@ return out
 `;
 
 /**
- * A calendar quota counter. KEYS[1] = the counter of this period; ARGV = limit, time to live in ms
- * (relative, so that a clock difference between gateway and Redis cannot expire it early).
- * A refused request does not count. Replies {admitted, count}.
+ * Calendar quota counters, for a batch of decisions like the GCRA script. KEYS = the counters of
+ * this period (decided in order); ARGV[1] is unused (the batch layout of GCRA_LUA), then for each
+ * key its limit and time to live in ms (relative, so that a clock difference between gateway and
+ * Redis cannot expire it early). A refused request does not count. Replies {admitted, count} per
+ * key, flat.
  */
 const QUOTA_LUA = `
-local limit = tonumber(ARGV[1])
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-if count >= limit then return {0, count} end
-count = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, count}
+local out = {}
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[2 * i])
+  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local n = #out
+  if count >= limit then
+    out[n + 1] = 0
+    out[n + 2] = count
+  else
+    out[n + 1] = 1
+    out[n + 2] = redis.call('INCR', KEYS[i])
+    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i + 1])
+  end
+end
+return out
 `;
 
 /** Take back one admitted request: TAT -= T (KEYS[1]; ARGV = interval ms, now ms or ''). */
@@ -93,9 +104,10 @@ const QUOTA_GRACE_MS = 86_400_000;
 /** The client with the scripts defined (a single Redis, or a Redis Cluster). */
 type ScriptedRedis = (Redis | Cluster) & {
   /** numkeys, then the keys, then now and an (interval, capacity) pair per key. */
-  ghGcra(...args: string[]): Promise<(number | string)[]>;
+  ghGcra(...args: string[]): Promise<unknown>;
   ghGcraRefund(key: string, interval: string, now: string): Promise<number>;
-  ghQuota(key: string, limit: string, ttl: string): Promise<[number, number]>;
+  /** Like ghGcra: numkeys, the keys, '' and a (limit, ttl) pair per key. */
+  ghQuota(...args: string[]): Promise<unknown>;
   ghRefund(key: string): Promise<number>;
 };
 
@@ -198,12 +210,12 @@ export class RedisStore {
       lazyConnect: true,
       // No auto-pipelining (it batches per tick, i.e. not across requests) nor pipelines: measured,
       // both cost more client CPU per decision than corking the socket per event-loop turn
-      // (ready()) — and rate-limit decisions go one script call per turn (gcra()).
+      // (ready()) — and decisions go one script call per turn (decide()).
     };
     const client = createRedisClient(this.options.url, this.options.cluster === true, redisOptions) as ScriptedRedis;
     // No numberOfKeys: a batch names its key count first.
     client.defineCommand('ghGcra', { lua: GCRA_LUA });
-    client.defineCommand('ghQuota', { numberOfKeys: 1, lua: QUOTA_LUA });
+    client.defineCommand('ghQuota', { lua: QUOTA_LUA });
     client.defineCommand('ghRefund', { numberOfKeys: 1, lua: REFUND_LUA });
     client.defineCommand('ghGcraRefund', { numberOfKeys: 1, lua: GCRA_REFUND_LUA });
     client.on('error', (err: Error) => this.noteError(err));
@@ -237,9 +249,10 @@ export class RedisStore {
   /**
    * The connected client, or null while Redis is unreachable (a decision then fails fast).
    *
-   * Hot path: the socket is corked until the end of this turn of the event loop, so that the
-   * decisions of every request read in one poll phase leave in one write (one syscall, and one
-   * round trip for all of them) — no per-request allocation, unlike a pipeline.
+   * The socket is corked until the end of this turn of the event loop, so that the refunds of
+   * every request read in one poll phase leave in one write (one syscall, and one round trip for
+   * all of them) — no per-request allocation, unlike a pipeline. (Decisions are batched by
+   * decide().)
    */
   ready(): ScriptedRedis | null {
     const client = this.client;
@@ -256,58 +269,71 @@ export class RedisStore {
   }
 
   /**
-   * Rate-limit decisions asked for in this turn of the event loop, sent as one script call at its
-   * end (a batch of 20 at 50 connections on one core): one ioredis command, one timeout timer,
-   * one reply to parse and one script run in Redis instead of one of each per decision.
+   * Decisions asked for in this turn of the event loop, per script, sent as one script call at
+   * its end (a batch of 20 at 50 connections on one core): one ioredis command, one timeout
+   * timer, one reply to parse and one script run in Redis instead of one of each per decision.
    */
-  private batch: GcraWaiter[] = [];
+  private gcraBatch: Waiter[] = [];
+  private quotaBatch: Waiter[] = [];
   private batchScheduled = false;
 
-  /** @internal Queue one GCRA decision for this turn's batch. */
-  gcra(limiter: RedisRateLimiter, key: string): Promise<LimitDecision> {
+  /**
+   * @internal Queue one decision for this turn's batch of `script`: `key` with its two
+   * arguments (GCRA: interval and capacity; quota: limit and time to live).
+   */
+  decide(script: 'gcra' | 'quota', owner: BatchOwner, key: string, a: string, b: string): Promise<LimitDecision> {
     return new Promise<LimitDecision>((resolve) => {
-      this.batch.push({ limiter, key, resolve });
+      (script === 'gcra' ? this.gcraBatch : this.quotaBatch).push({ owner, key, a, b, resolve });
       if (!this.batchScheduled) {
         this.batchScheduled = true;
-        setImmediate(this.flushGcra);
+        setImmediate(this.flush);
       }
     });
   }
 
-  private readonly flushGcra = (): void => {
+  private readonly flush = (): void => {
     this.batchScheduled = false;
-    const all = this.batch;
-    this.batch = [];
+    const gcra = this.gcraBatch;
+    const quota = this.quotaBatch;
+    if (gcra.length > 0) this.gcraBatch = [];
+    if (quota.length > 0) this.quotaBatch = [];
     // Not ready(): this runs at the end of the turn, and a cork would hold the batch until the next.
     const client = this.client;
     if (client === null || client.status !== 'ready') {
-      for (const w of all) w.resolve(w.limiter.storeError(NO_STORE));
+      for (const w of gcra) w.resolve(w.owner.storeError(NO_STORE));
+      for (const w of quota) w.resolve(w.owner.storeError(NO_STORE));
       return;
     }
-    const now = this.options.now ? String(this.options.now()) : '';
-    // Redis Cluster: one key per call (a script's keys must share a slot). Otherwise batches of
-    // at most GCRA_BATCH, so that one script never holds Redis for long.
-    const size = this.options.cluster ? 1 : GCRA_BATCH;
+    if (gcra.length > 0) this.send(client, client.ghGcra, gcra, this.options.now ? String(this.options.now()) : '');
+    if (quota.length > 0) this.send(client, client.ghQuota, quota, '');
+  };
+
+  /**
+   * One script call per part of at most SCRIPT_BATCH decisions (so that one script never holds
+   * Redis for long); with Redis Cluster one per decision (a script's keys must share a slot).
+   */
+  private send(client: ScriptedRedis, script: (...args: string[]) => Promise<unknown>, all: Waiter[], first: string): void {
+    const size = this.options.cluster ? 1 : SCRIPT_BATCH;
     for (let start = 0; start < all.length; start += size) {
       const part = all.length <= size ? all : all.slice(start, start + size);
       const n = part.length;
       const args = new Array<string>(1 + n + 1 + 2 * n);
       args[0] = String(n);
-      args[n + 1] = now;
+      args[n + 1] = first;
       for (let i = 0; i < n; i++) {
         const w = part[i]!;
         args[1 + i] = w.key;
-        args[n + 2 + 2 * i] = w.limiter.interval;
-        args[n + 3 + 2 * i] = w.limiter.capacity;
+        args[n + 2 + 2 * i] = w.a;
+        args[n + 3 + 2 * i] = w.b;
       }
-      client.ghGcra(...args).then(
-        (reply) => settleGcra(part, reply),
+      script.apply(client, args).then(
+        (reply) => settleBatch(part, reply),
         (err: unknown) => {
-          for (const w of part) w.resolve(w.limiter.storeError(err));
+          for (const w of part) w.resolve(w.owner.storeError(err));
         },
       );
     }
-  };
+  }
 
   private corked: Redis['stream'] | null = null;
   private readonly uncork = (): void => {
@@ -372,40 +398,49 @@ const FAIL_OPEN = storeErrorDecision(true);
 const FAIL_CLOSED = storeErrorDecision(false);
 
 /** Decisions per script call, at most. */
-const GCRA_BATCH = 128;
+const SCRIPT_BATCH = 128;
 
-/** @internal One rate-limit decision waiting for its batch. */
-export interface GcraWaiter {
-  limiter: { readonly interval: string; readonly capacity: string; storeError(err: unknown): LimitDecision };
-  /** The bucket's full Redis key. */
+/** @internal What a batched script call needs from the limiter that asked. */
+export interface BatchOwner {
+  /** Values per decision in the script's flat reply. */
+  readonly width: number;
+  /** The decision from the reply's values at `at`…`at + width`, or null when they do not fit. */
+  decide(values: readonly unknown[], at: number): LimitDecision | null;
+  /** The store could not decide: count it, answer as the policy says. */
+  storeError(err: unknown): LimitDecision;
+}
+
+/** @internal One decision waiting for its batch. */
+export interface Waiter {
+  owner: BatchOwner;
+  /** The bucket's or counter's full Redis key. */
   key: string;
+  /** Its two script arguments. */
+  a: string;
+  b: string;
   resolve: (decision: LimitDecision) => void;
 }
 
-/** @internal Hand each waiter its three values of the batch's flat reply (anything else: a store error). */
-export function settleGcra(part: GcraWaiter[], reply: unknown): void {
+/** @internal Hand each waiter its values of the batch's flat reply (anything else: a store error). */
+export function settleBatch(part: readonly Waiter[], reply: unknown): void {
   const values = Array.isArray(reply) ? (reply as unknown[]) : [];
+  let at = 0;
   for (let i = 0; i < part.length; i++) {
     const w = part[i]!;
-    const admitted = values[3 * i];
-    const remaining = Number(values[3 * i + 1]);
-    const ms = Number(values[3 * i + 2]);
-    if ((admitted !== 0 && admitted !== 1) || values.length < 3 * i + 3 || !Number.isFinite(remaining) || !Number.isFinite(ms)) {
-      w.resolve(w.limiter.storeError(new Error('redis answered a GCRA batch with a reply that does not fit it')));
-      continue;
-    }
-    const allowed = admitted === 1;
-    w.resolve({ allowed, remaining, retryAfter: allowed ? 0 : ms, window: ms, storeError: false });
+    const width = w.owner.width;
+    const decision = values.length >= at + width ? w.owner.decide(values, at) : null;
+    w.resolve(decision ?? w.owner.storeError(new Error('redis answered a batch with a reply that does not fit it')));
+    at += width;
   }
 }
 
-class RedisRateLimiter implements RateLimiter {
+class RedisRateLimiter implements RateLimiter, BatchOwner {
   readonly store = 'redis' as const;
   readonly policy: RatePolicy;
-  /** @internal GCRA parameters in ms, as script arguments. */
-  readonly interval: string;
-  /** @internal */
-  readonly capacity: string;
+  readonly width = 3;
+  /** GCRA parameters in ms, as script arguments. */
+  private readonly interval: string;
+  private readonly capacity: string;
   private readonly redis: RedisStore;
   private readonly prefix: string;
   private readonly failOpen: boolean;
@@ -423,7 +458,17 @@ class RedisRateLimiter implements RateLimiter {
   }
 
   consume(key: string): Promise<LimitDecision> {
-    return this.redis.gcra(this, `${this.prefix}${key}}`);
+    return this.redis.decide('gcra', this, `${this.prefix}${key}}`, this.interval, this.capacity);
+  }
+
+  /** @internal {admitted 0|1, remaining, ms} (ms: retry-after when refused, else until the next unit refills). */
+  decide(values: readonly unknown[], at: number): LimitDecision | null {
+    const admitted = values[at];
+    const remaining = Number(values[at + 1]);
+    const ms = Number(values[at + 2]);
+    if ((admitted !== 0 && admitted !== 1) || !Number.isFinite(remaining) || !Number.isFinite(ms)) return null;
+    const allowed = admitted === 1;
+    return { allowed, remaining, retryAfter: allowed ? 0 : ms, window: ms, storeError: false };
   }
 
   /** @internal The store could not decide: count it, answer as the policy says. */
@@ -441,17 +486,16 @@ class RedisRateLimiter implements RateLimiter {
   }
 }
 
-class RedisQuota implements QuotaLimiter {
+class RedisQuota implements QuotaLimiter, BatchOwner {
   readonly store = 'redis' as const;
   readonly policy: QuotaPolicy;
+  readonly width = 2;
   private readonly redis: RedisStore;
   private readonly prefix: string;
   private readonly limit: string;
   private readonly failOpen: boolean;
   private readonly now: () => number;
   private readonly period: CalendarPeriod;
-  private readonly onReply: (reply: [number, number]) => LimitDecision;
-  private readonly onError: (err: unknown) => LimitDecision;
 
   constructor(redis: RedisStore, policy: QuotaPolicy, onStoreError: 'failOpen' | 'failClosed') {
     this.redis = redis;
@@ -461,26 +505,30 @@ class RedisQuota implements QuotaLimiter {
     this.failOpen = onStoreError === 'failOpen';
     this.now = redis.clock ?? Date.now;
     this.period = new CalendarPeriod(policy.period);
-    this.onError = (err) => {
-      this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
-      return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
-    };
-    // Built once: no closure per decision. The period end is read when the answer arrives.
-    this.onReply = (reply) => {
-      const window = Math.max(0, this.period.end - this.now());
-      return reply[0] === 1
-        ? { allowed: true, remaining: this.policy.limit - reply[1], retryAfter: 0, window, storeError: false }
-        : { allowed: false, remaining: 0, retryAfter: window, window, storeError: false };
-    };
   }
 
   consume(key: string): Promise<LimitDecision> {
-    const client = this.redis.ready();
-    if (client === null) return Promise.resolve(this.onError(NO_STORE));
     const now = this.now();
     const period = this.period.update(now);
     const ttl = String(Math.ceil(period.end - now + QUOTA_GRACE_MS));
-    return client.ghQuota(`${this.prefix}${key}}:${period.label}`, this.limit, ttl).then(this.onReply, this.onError);
+    return this.redis.decide('quota', this, `${this.prefix}${key}}:${period.label}`, this.limit, ttl);
+  }
+
+  /** @internal {admitted 0|1, count}. The period end is read when the answer arrives. */
+  decide(values: readonly unknown[], at: number): LimitDecision | null {
+    const admitted = values[at];
+    const count = Number(values[at + 1]);
+    if ((admitted !== 0 && admitted !== 1) || !Number.isFinite(count)) return null;
+    const window = Math.max(0, this.period.end - this.now());
+    return admitted === 1
+      ? { allowed: true, remaining: this.policy.limit - count, retryAfter: 0, window, storeError: false }
+      : { allowed: false, remaining: 0, retryAfter: window, window, storeError: false };
+  }
+
+  /** @internal The store could not decide: count it, answer as the policy says. */
+  storeError(err: unknown): LimitDecision {
+    this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
+    return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
   }
 
   refund(key: string): void {

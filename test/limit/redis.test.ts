@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LimitDecision } from '../../src/limit/limiter.js';
-import { createRedisStore, settleGcra, type RedisStore } from '../../src/limit/redis.js';
+import { createRedisStore, settleBatch, type RedisStore } from '../../src/limit/redis.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -111,7 +111,7 @@ describe('GCRA in Redis (frozen clock)', () => {
     expect(decisions.filter((d) => d.allowed)).toHaveLength(20);
   });
 
-  it('decisions asked in one turn go to Redis in batches (one script call per 128), each decided exactly and in order', async () => {
+  it('decisions asked in one turn go to Redis in batches (one script call per 128 per script), each decided exactly and in order', async () => {
     const own = await startRedis();
     try {
       const now = 1_700_000_000_000;
@@ -138,6 +138,21 @@ describe('GCRA in Redis (frozen clock)', () => {
       expect(decisions.every((d) => !d.storeError)).toBe(true);
       // ceil(300 / 128) = 3 script calls, not 300.
       expect(await scriptCalls()).toBe(3);
+
+      // Quotas batch alike, in the same turn as rate limits: each script gets its own calls.
+      const daily = s.quota({ name: 'daily', limit: 7, period: 'day' }, 'failClosed');
+      const mixed = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? daily.consume(i % 4 === 0 ? 'p' : 'q') : wide.consume('z'))));
+      for (const key of [0, 2]) {
+        const forKey = mixed.filter((_, i) => i % 4 === key);
+        expect(forKey.map((d) => d.allowed)).toEqual([...Array(7).fill(true), ...Array(43).fill(false)]);
+        expect(forKey.slice(0, 8).map((d) => d.remaining)).toEqual([6, 5, 4, 3, 2, 1, 0, 0]);
+      }
+      expect(mixed.filter((_, i) => i % 2 === 1).map((d) => d.allowed)).toEqual([...Array(5).fill(true), ...Array(95).fill(false)]);
+      // Refused requests do not count: each counter holds its limit.
+      const day = new Date(now).toISOString().slice(0, 10);
+      expect(await ownAdmin.get(`t${stores.length - 1}:{q:daily:p}:${day}`)).toBe('7');
+      // 100 quota decisions and 100 rate-limit decisions: one call each.
+      expect(await scriptCalls()).toBe(3 + 2);
       ownAdmin.disconnect();
     } finally {
       await own.stop();
@@ -287,38 +302,56 @@ describe('Redis unreachable', () => {
   });
 });
 
-describe('a GCRA batch reply that does not fit (unit)', () => {
+describe('a batch reply that does not fit (unit)', () => {
+  // Owners with the widths and value checks of the two scripts' limiters, answering store errors as their policy says.
+  const errors: string[] = [];
+  const owner = (width: number, failOpen: boolean) => ({
+    width,
+    decide(values: readonly unknown[], at: number): LimitDecision | null {
+      const admitted = values[at];
+      const n = Number(values[at + 1]);
+      if ((admitted !== 0 && admitted !== 1) || !Number.isFinite(n)) return null;
+      return { allowed: admitted === 1, remaining: n, retryAfter: 0, window: 0, storeError: false };
+    },
+    storeError(err: unknown): LimitDecision {
+      errors.push((err as Error).message);
+      return { allowed: failOpen, remaining: 0, retryAfter: failOpen ? 0 : 1000, window: 0, storeError: true };
+    },
+  });
+  const OPEN = { allowed: true, remaining: 0, retryAfter: 0, window: 0, storeError: true };
+  const CLOSED = { allowed: false, remaining: 0, retryAfter: 1000, window: 0, storeError: true };
+
   it('gives every waiter its own policy\'s store-error answer, never a hang or a decision made up', () => {
     const decisions: LimitDecision[] = [];
-    const errors: string[] = [];
-    const limiter = (failOpen: boolean) => ({
-      interval: '100',
-      capacity: '1000',
-      storeError(err: unknown): LimitDecision {
-        errors.push((err as Error).message);
-        return { allowed: failOpen, remaining: 0, retryAfter: failOpen ? 0 : 1000, window: 0, storeError: true };
-      },
-    });
     const waiters = () => [
-      { limiter: limiter(true), key: 'a', resolve: (d: LimitDecision) => decisions.push(d) },
-      { limiter: limiter(false), key: 'b', resolve: (d: LimitDecision) => decisions.push(d) },
+      { owner: owner(3, true), key: 'a', a: '100', b: '1000', resolve: (d: LimitDecision) => decisions.push(d) },
+      { owner: owner(2, false), key: 'b', a: '10', b: '1000', resolve: (d: LimitDecision) => decisions.push(d) },
     ];
-    for (const reply of [null, 'OK', 42, [], [1, 4], [2, 4, '1.000', 2, 4, '1.000'], ['1', 'x', '1.000', 1, 1, 'NaN']]) {
+    errors.length = 0;
+    for (const reply of [null, 'OK', 42, [], [1], [2, 4, '1.000', 2, 4], ['1', 4, '1.000', 'x', 'y']]) {
       decisions.length = 0;
-      settleGcra(waiters(), reply);
-      expect(decisions).toEqual([
-        { allowed: true, remaining: 0, retryAfter: 0, window: 0, storeError: true },
-        { allowed: false, remaining: 0, retryAfter: 1000, window: 0, storeError: true },
-      ]);
+      settleBatch(waiters(), reply);
+      expect(decisions).toEqual([OPEN, CLOSED]);
     }
-    // A reply for the first decision only: the first is decided, the second is a store error.
-    decisions.length = 0;
-    settleGcra(waiters(), [0, 0, '250.000']);
-    expect(decisions).toEqual([
-      { allowed: false, remaining: 0, retryAfter: 250, window: 250, storeError: false },
-      { allowed: false, remaining: 0, retryAfter: 1000, window: 0, storeError: true },
-    ]);
-    expect(errors.length).toBe(7 * 2 + 1);
+    expect(errors).toHaveLength(7 * 2);
     expect(errors.every((m) => /does not fit/.test(m))).toBe(true);
+  });
+
+  it('reads each waiter at its own offset: a 3-value decision, then a 2-value one, then a short tail', () => {
+    const decisions: LimitDecision[] = [];
+    const push = (d: LimitDecision) => decisions.push(d);
+    settleBatch(
+      [
+        { owner: owner(3, false), key: 'a', a: '', b: '', resolve: push },
+        { owner: owner(2, false), key: 'b', a: '', b: '', resolve: push },
+        { owner: owner(3, true), key: 'c', a: '', b: '', resolve: push },
+      ],
+      [1, 4, '250.000', 0, 9, 1],
+    );
+    expect(decisions).toEqual([
+      { allowed: true, remaining: 4, retryAfter: 0, window: 0, storeError: false },
+      { allowed: false, remaining: 9, retryAfter: 0, window: 0, storeError: false },
+      OPEN,
+    ]);
   });
 });
