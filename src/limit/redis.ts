@@ -210,7 +210,7 @@ export class RedisStore {
       lazyConnect: true,
       // No auto-pipelining (it batches per tick, i.e. not across requests) nor pipelines: measured,
       // both cost more client CPU per decision than corking the socket per event-loop turn
-      // (ready()) — and decisions go one script call per turn (decide()).
+      // (ready()) — and decisions go one script call per turn (enqueue()).
     };
     const client = createRedisClient(this.options.url, this.options.cluster === true, redisOptions) as ScriptedRedis;
     // No numberOfKeys: a batch names its key count first.
@@ -252,7 +252,7 @@ export class RedisStore {
    * The socket is corked until the end of this turn of the event loop, so that the refunds of
    * every request read in one poll phase leave in one write (one syscall, and one round trip for
    * all of them) — no per-request allocation, unlike a pipeline. (Decisions are batched by
-   * decide().)
+   * enqueue().)
    */
   ready(): ScriptedRedis | null {
     const client = this.client;
@@ -281,7 +281,7 @@ export class RedisStore {
    * @internal Queue one decision for this turn's batch of `script`: `key` with its two
    * arguments (GCRA: interval and capacity; quota: limit and time to live).
    */
-  decide(script: 'gcra' | 'quota', owner: BatchOwner, key: string, a: string, b: string): Promise<LimitDecision> {
+  enqueue(script: 'gcra' | 'quota', owner: BatchOwner, key: string, a: string, b: string): Promise<LimitDecision> {
     return new Promise<LimitDecision>((resolve) => {
       (script === 'gcra' ? this.gcraBatch : this.quotaBatch).push({ owner, key, a, b, resolve });
       if (!this.batchScheduled) {
@@ -458,7 +458,7 @@ class RedisRateLimiter implements RateLimiter, BatchOwner {
   }
 
   consume(key: string): Promise<LimitDecision> {
-    return this.redis.decide('gcra', this, `${this.prefix}${key}}`, this.interval, this.capacity);
+    return this.redis.enqueue('gcra', this, `${this.prefix}${key}}`, this.interval, this.capacity);
   }
 
   /** @internal {admitted 0|1, remaining, ms} (ms: retry-after when refused, else until the next unit refills). */
@@ -511,7 +511,7 @@ class RedisQuota implements QuotaLimiter, BatchOwner {
     const now = this.now();
     const period = this.period.update(now);
     const ttl = String(Math.ceil(period.end - now + QUOTA_GRACE_MS));
-    return this.redis.decide('quota', this, `${this.prefix}${key}}:${period.label}`, this.limit, ttl);
+    return this.redis.enqueue('quota', this, `${this.prefix}${key}}:${period.label}`, this.limit, ttl);
   }
 
   /** @internal {admitted 0|1, count}. The period end is read when the answer arrives. */
