@@ -934,7 +934,7 @@ function pacedLines(rows, markdown) {
   const lines = paced.map((r) => {
     const p50 = med(r, 'p50');
     const p99 = med(r, 'p99');
-    return [r.name, `${fmt.ms(p50)} vs ${fmt.ms(r.base.p50)}`, `${fmt.ms(p99)} vs ${fmt.ms(r.base.p99)}`, `${(p99 / r.base.p99).toFixed(2)}×`, fmt.ms(p50 - r.base.p50)];
+    return [r.name, `${fmt.ms(p50)} vs ${fmt.ms(r.base.p50)}`, `${fmt.ms(p99)} vs ${fmt.ms(r.base.p99)}`, `${(p99 / r.base.p99).toFixed(2)}×`, fmt.ms(Math.abs(p50 - r.base.p50) < 0.005 ? 0 : p50 - r.base.p50)];
   });
   const head = ['paced row', 'p50 ms (vs baseline)', 'p99 ms (vs baseline)', 'p99 vs baseline', 'added at p50, ms'];
   if (markdown) return `| ${head.join(' | ')} |\n|---|--:|--:|--:|--:|\n${lines.map((l) => `| ${l.join(' | ')} |`).join('\n')}\n`;
