@@ -71,12 +71,15 @@ export interface ForwardRequest {
    * replaces the upstream's header of that name, except `vary`, which is merged. Names lowercase.
    */
   responseHeaders: readonly [string, string][];
-  /** Receives the upstream latency as soon as the response head arrives (the access log may be written before the promise settles). */
-  timing?: { upstreamLatency: number | undefined };
+  /**
+   * Receives the upstream latency (ms to the response head) as soon as the head arrives: the one
+   * place it is kept (a client that leaves has its access log written before `done` runs).
+   */
+  timing: { upstreamLatency: number | undefined };
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
-export type ForwardDone<T> = (state: T, error: GatehouseError | null, upstreamLatency: number | undefined) => void;
+export type ForwardDone<T> = (state: T, error: GatehouseError | null) => void;
 
 /**
  * Dispatch one request to the upstream and stream the answer back into `res`; `done(state, …)`
@@ -212,7 +215,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | null = null;
   finished = false;
   private readonly started: number;
-  private latency: number | undefined = undefined;
   private drainWatched = false;
   private status = 0;
   /** The response head, built when the upstream's arrives and written with the first body bytes. */
@@ -232,7 +234,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private end(error: GatehouseError | null): void {
     if (this.finished) return;
     this.finished = true;
-    this.done(this.state, error, this.latency);
+    this.done(this.state, error);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -242,8 +244,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx: wait for the final answer
-    this.latency = performance.now() - this.started;
-    if (this.request.timing) this.request.timing.upstreamLatency = this.latency;
+    this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
     this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
   }

@@ -208,9 +208,8 @@ export class RedisStore {
       autoResendUnfulfilledCommands: false,
       retryStrategy: (times) => (this.closed ? null : Math.min(maxDelay, 50 * 2 ** Math.min(times, 10))),
       lazyConnect: true,
-      // No auto-pipelining (it batches per tick, i.e. not across requests) nor pipelines: measured,
-      // both cost more client CPU per decision than corking the socket per event-loop turn
-      // (ready()) — and decisions go one script call per turn (enqueue()).
+      // No auto-pipelining nor pipelines: decisions go one script call per event-loop turn
+      // (enqueue()), which costs less client CPU per decision than either.
     };
     const client = createRedisClient(this.options.url, this.options.cluster === true, redisOptions) as ScriptedRedis;
     // No numberOfKeys: a batch names its key count first.
@@ -246,26 +245,10 @@ export class RedisStore {
     return new RedisQuota(this, policy, onStoreError);
   }
 
-  /**
-   * The connected client, or null while Redis is unreachable (a decision then fails fast).
-   *
-   * The socket is corked until the end of this turn of the event loop, so that the refunds of
-   * every request read in one poll phase leave in one write (one syscall, and one round trip for
-   * all of them) — no per-request allocation, unlike a pipeline. (Decisions are batched by
-   * enqueue().)
-   */
+  /** The connected client, or null while Redis is unreachable (a decision then fails fast). */
   ready(): ScriptedRedis | null {
     const client = this.client;
-    if (client === null || client.status !== 'ready') return null;
-    if (!this.corked && !this.options.cluster) {
-      const stream = (client as Redis).stream;
-      if (stream && !stream.destroyed) {
-        stream.cork();
-        this.corked = stream;
-        setImmediate(this.uncork);
-      }
-    }
-    return client;
+    return client !== null && client.status === 'ready' ? client : null;
   }
 
   /**
@@ -297,9 +280,8 @@ export class RedisStore {
     const quota = this.quotaBatch;
     if (gcra.length > 0) this.gcraBatch = [];
     if (quota.length > 0) this.quotaBatch = [];
-    // Not ready(): this runs at the end of the turn, and a cork would hold the batch until the next.
-    const client = this.client;
-    if (client === null || client.status !== 'ready') {
+    const client = this.ready();
+    if (client === null) {
       for (const w of gcra) w.resolve(w.owner.storeError(NO_STORE));
       for (const w of quota) w.resolve(w.owner.storeError(NO_STORE));
       return;
@@ -335,18 +317,16 @@ export class RedisStore {
     }
   }
 
-  private corked: Redis['stream'] | null = null;
-  private readonly uncork = (): void => {
-    const stream = this.corked;
-    this.corked = null;
-    // cork() nests: one uncork per cork.
-    stream?.uncork();
-  };
-
-  /** Count and (at most every 10 s) log a failed decision. */
+  /** Count and (at most every 10 s) log a failed decision or refund. */
   storeFailed(policy: string, outcome: 'allowed' | 'refused' | 'refund', err: unknown): void {
     this.errors.inc({ store: 'redis', policy, outcome });
     this.noteError(err);
+  }
+
+  /** @internal A decision the store could not make: counted, answered as the policy says. */
+  failedDecision(policy: string, failOpen: boolean, err: unknown): LimitDecision {
+    this.storeFailed(policy, failOpen ? 'allowed' : 'refused', err);
+    return failOpen ? FAIL_OPEN : FAIL_CLOSED;
   }
 
   async close(): Promise<void> {
@@ -473,8 +453,7 @@ class RedisRateLimiter implements RateLimiter, BatchOwner {
 
   /** @internal The store could not decide: count it, answer as the policy says. */
   storeError(err: unknown): LimitDecision {
-    this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
-    return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
+    return this.redis.failedDecision(this.policy.name, this.failOpen, err);
   }
 
   refund(key: string): void {
@@ -527,8 +506,7 @@ class RedisQuota implements QuotaLimiter, BatchOwner {
 
   /** @internal The store could not decide: count it, answer as the policy says. */
   storeError(err: unknown): LimitDecision {
-    this.redis.storeFailed(this.policy.name, this.failOpen ? 'allowed' : 'refused', err);
-    return this.failOpen ? FAIL_OPEN : FAIL_CLOSED;
+    return this.redis.failedDecision(this.policy.name, this.failOpen, err);
   }
 
   refund(key: string): void {

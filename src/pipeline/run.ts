@@ -48,7 +48,6 @@ function peerAddress(socket: CertSocket): string {
   return ip;
 }
 
-
 /**
  * The verified client certificate, parsed once per TLS connection (it cannot change during
  * one; `getPeerCertificate()` builds a new object on every call, ≈ 12 µs).
@@ -300,9 +299,10 @@ function forward(ex: Exchange): void {
   dispatchForward(r.upstream, buildForward(ex.ctx, r, ex.req, ex.listener, ex.peerTrusted), ex.res, onForwarded, ex);
 }
 
-function onForwarded(ex: Exchange, error: GatehouseError | null, upstreamLatency: number | undefined): void {
-  ex.ctx.upstreamLatency = upstreamLatency;
-  // Every answer that came from the upstream (also one that broke off after its head).
+function onForwarded(ex: Exchange, error: GatehouseError | null): void {
+  // Every answer that came from the upstream (also one that broke off after its head): the
+  // forwarder wrote its latency into the context (`timing`) when the head arrived.
+  const upstreamLatency = ex.ctx.upstreamLatency;
   if (upstreamLatency !== undefined) ex.services.metrics.recordUpstream(ex.ctx.route!.upstream.name, upstreamLatency / 1000);
   if (error) fail(ex, error);
 }

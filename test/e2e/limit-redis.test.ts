@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -95,6 +96,92 @@ describe('Redis-backed limits through the gateway', () => {
     for (let i = 0; i < 4; i++) results.push((await status(`${gw.url}/lenient`)).status);
     expect(results).toEqual([200, 200, 200, 429]);
   });
+});
+
+/**
+ * A server that speaks enough RESP for ioredis to connect (INFO, +OK to the rest) and answers
+ * every script call (EVAL/EVALSHA) with `scriptReply`: what a broken proxy, a wrong server or a
+ * misbehaving Redis module in front of the store could send.
+ */
+const INFO = '# Server\r\nredis_version:7.0.0\r\nloading:0\r\n';
+
+async function fakeRedis(scriptReply: string): Promise<{ url: string; scriptCalls: () => number; close: () => Promise<void> }> {
+  let calls = 0;
+  const server: Server = createServer((socket) => {
+    let buffered = '';
+    socket.on('data', (chunk) => {
+      buffered += chunk.toString('latin1');
+      // Whole commands only: *N then N bulk strings.
+      for (;;) {
+        const m = /^\*(\d+)\r\n/.exec(buffered);
+        if (!m) return;
+        let at = m[0].length;
+        const parts: string[] = [];
+        for (let i = 0; i < Number(m[1]); i++) {
+          const len = /^\$(\d+)\r\n/.exec(buffered.slice(at));
+          if (!len || buffered.length < at + len[0].length + Number(len[1]) + 2) return;
+          at += len[0].length;
+          parts.push(buffered.slice(at, at + Number(len[1])));
+          at += Number(len[1]) + 2;
+        }
+        buffered = buffered.slice(at);
+        const name = parts[0]!.toLowerCase();
+        if (name === 'info') socket.write(`$${INFO.length}\r\n${INFO}\r\n`);
+        else if (name === 'eval' || name === 'evalsha') {
+          calls++;
+          socket.write(scriptReply);
+        } else socket.write('+OK\r\n');
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    scriptCalls: () => calls,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('a store whose answers do not fit the batch', () => {
+  // A flat reply must hold three values per rate-limit decision; these hold too few, a flag that
+  // is not 0/1, or no array at all. None may admit a failClosed request.
+  for (const [what, reply] of [
+    ['a reply one value short', '*2\r\n:1\r\n:5\r\n'],
+    ['an admitted flag of 2', '*3\r\n:2\r\n:5\r\n$5\r\n1.000\r\n'],
+    ['a status instead of an array', '+OK\r\n'],
+  ] as const) {
+    it(`${what}: failClosed answers 503 and the upstream never sees the request; failOpen admits`, async () => {
+      const fake = await fakeRedis(reply);
+      const gw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+log: { level: warn }
+upstreams: [{ name: api, url: ${api.url} }]
+redis: { url: '${fake.url}', timeout: 2s }
+rateLimits:
+  - { name: strict, key: ip+route, limit: 100, window: 1h, onStoreError: failClosed }
+  - { name: lenient, key: ip+route, limit: 100, window: 1h, onStoreError: failOpen }
+routes:
+  - { name: strict, path: /strict, upstream: api, public: true, rateLimits: [strict] }
+  - { name: lenient, path: /lenient, upstream: api, public: true, rateLimits: [lenient] }
+`);
+      try {
+        // (The upstream is shared with the other tests of this file: count from here.)
+        const before = api.requests.length;
+        // Several at once, so that they share one script call.
+        const strict = await Promise.all([0, 1, 2, 3].map(() => status(`${gw.url}/strict`)));
+        for (const s of strict) expect(s).toMatchObject({ status: 503, code: 'GH_ERR_LIMIT_STORE_UNAVAILABLE' });
+        expect(api.requests.slice(before)).toEqual([]);
+        expect(fake.scriptCalls()).toBeGreaterThan(0);
+        expect((await status(`${gw.url}/lenient`)).status).toBe(200);
+        expect(api.requests.length).toBe(before + 1);
+        expect(gw.logs.some((l) => l.msg === 'redis limiter store error' && /does not fit/.test(String(l.err)))).toBe(true);
+      } finally {
+        await gw.close();
+        await fake.close();
+      }
+    });
+  }
 });
 
 describe('concurrency slots and clients that go away', () => {
