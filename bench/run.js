@@ -199,6 +199,18 @@ function cpuMicros(pid) {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
 }
 
+/** Read and write system calls of a process so far (/proc/PID/io syscr + syscw), or NaN. */
+function syscalls(pid) {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const r = /syscr:\s+(\d+)/.exec(io);
+    const w = /syscw:\s+(\d+)/.exec(io);
+    return r && w ? Number(r[1]) + Number(w[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 function rssMiB(pid) {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -609,6 +621,7 @@ async function measure(pid, target, dir, paired = null) {
 /** One measured run: load figures + CPU µs/request and RSS of `pid`. */
 async function measureOnce(pid, target, dir) {
   const cpu0 = cpuMicros(pid);
+  const sys0 = syscalls(pid);
   let rssMax = rssMiB(pid);
   const sampler = setInterval(() => {
     const r = rssMiB(pid);
@@ -617,9 +630,11 @@ async function measureOnce(pid, target, dir) {
   try {
     const load = await drive(target, DURATION, dir);
     const cpu = cpuMicros(pid) - cpu0;
+    const sys = syscalls(pid) - sys0;
     const r = rssMiB(pid);
     if (r > rssMax) rssMax = r;
-    return { ...load, cpuPerReq: load.requests > 0 ? cpu / load.requests : NaN, rss: rssMax };
+    if (process.env.BENCH_DEBUG) process.stderr.write(`bench: ${load.requests} requests, ${(cpu / load.requests).toFixed(1)} µs/req, ${(sys / load.requests).toFixed(2)} read/write syscalls/req\n`);
+    return { ...load, cpuPerReq: load.requests > 0 ? cpu / load.requests : NaN, syscallsPerReq: load.requests > 0 ? sys / load.requests : NaN, rss: rssMax };
   } finally {
     clearInterval(sampler);
   }
@@ -771,7 +786,7 @@ async function startGatehouse(dir, configText) {
  * The hottest functions of a V8 CPU profile, as printable lines: self time, and the time of the
  * function and its callees ("total"), both in µs per request served during the profile.
  */
-function summarizeProfile(profileDir, served, fromMicros, top = 25) {
+function summarizeProfile(profileDir, served, fromMicros, top = Number(process.env.BENCH_PROFILE_TOP) || 25) {
   let files;
   try {
     files = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));

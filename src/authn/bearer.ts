@@ -114,9 +114,11 @@ function isBearerScheme(header: string): boolean {
 }
 
 /**
- * The `Authorization` value that carries `token` upstream, as one flat string: a plain
- * `'Bearer ' + token` is a two-part string that V8 copies into one the first time undici
- * validates it. Built once per principal (`Principal.upstreamAuthorization`).
+ * The `Authorization` value that carries `token` upstream. Built once per principal
+ * (`Principal.upstreamAuthorization`), so a cache hit forwards it as it is instead of
+ * concatenating ~600 characters per request. It starts as a two-part string; the first header
+ * validation in undici copies it into one, in place, once (≈ 0.04 µs; copying it through a Buffer
+ * here cost 0.4–0.6 µs per principal, issue 8).
  *
  * @example
  * ```ts
@@ -124,5 +126,5 @@ function isBearerScheme(header: string): boolean {
  * ```
  */
 export function bearerAuthorization(token: string): string {
-  return Buffer.from(`Bearer ${token}`, 'latin1').toString('latin1');
+  return `Bearer ${token}`;
 }

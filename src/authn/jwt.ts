@@ -117,6 +117,42 @@ function decodeJsonSegment(token: string, start: number, end: number, what: stri
 }
 
 /**
+ * Decoded JWS headers by their base64url segment. Every token signed with one key of one issuer
+ * carries the same header, so a miss of the verified-token cache (a new token, or no cache)
+ * decodes it once instead of per token: a map lookup (≈ 0.1 µs) for a base64url decode, a UTF-8
+ * check and a `JSON.parse` (≈ 1 µs; issue 8). The decoded value is a pure function of the
+ * segment; only headers that decoded are kept, frozen, since every token with that segment
+ * shares the object. Bounded: cleared whole when full, so a client that sends a new header on
+ * every request costs what it cost before and a map of at most {@link HEADER_CACHE_SIZE}.
+ */
+const HEADER_CACHE_SIZE = 256;
+const headerCache = new Map<string, Readonly<Record<string, unknown>>>();
+
+/**
+ * How many decoded headers are kept (tests: the cache stays bounded).
+ *
+ * @internal
+ * @example
+ * ```ts
+ * decodedHeaderCount(); // ≤ 256
+ * ```
+ */
+export function decodedHeaderCount(): number {
+  return headerCache.size;
+}
+
+function decodeHeader(token: string, end: number): Readonly<Record<string, unknown>> | InvalidToken {
+  const segment = token.slice(0, end);
+  const known = headerCache.get(segment);
+  if (known !== undefined) return known;
+  const header = decodeJsonSegment(token, 0, end, 'header');
+  if (header instanceof InvalidToken) return header;
+  if (headerCache.size >= HEADER_CACHE_SIZE) headerCache.clear();
+  headerCache.set(segment, Object.freeze(header));
+  return header;
+}
+
+/**
  * Split a compact JWS with strict checks and no cryptography: at most `maxSize` characters,
  * exactly three parts (the payload may be empty), canonical base64url, a UTF-8 JSON object header,
  * a non-empty signature.
@@ -151,7 +187,7 @@ export function parseJws(token: string, maxSize: number): Result<ParsedJws> {
     }
     if (second === -1) return { ok: false, error: malformed('fewer than three parts') };
   }
-  const header = decodeJsonSegment(token, 0, first, 'header');
+  const header = decodeHeader(token, first);
   if (header instanceof InvalidToken) return { ok: false, error: header };
   if (!hasCanonicalTail(token, first + 1, second)) return { ok: false, error: malformed('the payload is not canonical base64url') };
   if (second + 1 === token.length) return { ok: false, error: malformed('the signature is empty') };

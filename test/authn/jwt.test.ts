@@ -1,6 +1,6 @@
 import { createHmac, sign } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createJwtVerifier, parseJwt, type JwtVerifier } from '../../src/authn/jwt.js';
+import { createJwtVerifier, decodedHeaderCount, parseJwt, type JwtVerifier } from '../../src/authn/jwt.js';
 import { TokenCache } from '../../src/authn/token-cache.js';
 import type { IssuerConfig } from '../../src/config/types.js';
 import { claimsAt, issuerConfig, jwks, mint, signJws, T0, testKey, testServices, withClaims } from './jwt-fixtures.js';
@@ -410,6 +410,54 @@ describe('verified-token cache', () => {
 });
 
 describe('parseJwt', () => {
+  it('decodes a header once for all the tokens that carry it, and shares it frozen', () => {
+    const a = parseJwt(mint(rs, T0, { sub: 'alice' }), 8192);
+    const b = parseJwt(mint(rs, T0, { sub: 'bob' }), 8192);
+    if (!a.ok || !b.ok) throw new Error('fixture tokens must parse');
+    expect(b.value.header).toBe(a.value.header);
+    expect(a.value.claims.sub).toBe('alice');
+    expect(b.value.claims.sub).toBe('bob');
+    expect(Object.isFrozen(a.value.header)).toBe(true);
+    expect(() => {
+      (a.value.header as Record<string, unknown>).alg = 'none';
+    }).toThrow(TypeError);
+    expect(parseJwt(mint(rs, T0), 8192).ok && a.value.header.alg).toBe('RS256');
+  });
+
+  it('never answers for another header from a decoded one', async () => {
+    const { verifier } = verifierWith(jwks(rs));
+    await verifier.start();
+    const good = mint(rs, T0);
+    expect(await codeOf(verifier, good)).toBe('ok');
+    const [h, p] = good.split('.');
+    // The same header with its unused low bits set: not canonical, refused as before.
+    const rem = h!.length % 4;
+    if (rem !== 0) {
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      const bumped = alphabet[alphabet.indexOf(h!.at(-1)!) | 1]!;
+      if (bumped !== h!.at(-1)) expect(await codeOf(verifier, `${h!.slice(0, -1)}${bumped}.${p}.${good.split('.')[2]}`)).toBe('GH_ERR_JWT_MALFORMED');
+    }
+    // Another header over the same claims and signature: judged on its own.
+    const none = Buffer.from(JSON.stringify({ alg: 'none', kid: rs.kid, typ: 'at+jwt' })).toString('base64url');
+    expect(await codeOf(verifier, `${none}.${p}.${good.split('.')[2]}`)).toBe('GH_ERR_JWT_ALG_NOT_ALLOWED');
+    const hs = Buffer.from(JSON.stringify({ alg: 'HS256', kid: rs.kid, typ: 'at+jwt' })).toString('base64url');
+    expect(await codeOf(verifier, `${hs}.${p}.${good.split('.')[2]}`)).toBe('GH_ERR_JWT_ALG_NOT_ALLOWED');
+    expect(await codeOf(verifier, good)).toBe('ok');
+  });
+
+  it('keeps only headers that decoded, and a bounded number of them', () => {
+    parseJwt(mint(rs, T0), 8192);
+    const before = decodedHeaderCount();
+    const notJson = Buffer.from('{"alg":"RS256",').toString('base64url');
+    expect(parseJwt(`${notJson}.e30.c2ln`, 8192).ok).toBe(false);
+    expect(decodedHeaderCount()).toBe(before);
+    for (let i = 0; i < 1000; i++) {
+      const header = Buffer.from(JSON.stringify({ alg: 'RS256', kid: `k${i}` })).toString('base64url');
+      expect(parseJwt(`${header}.e30.c2ln`, 8192).ok).toBe(true);
+      expect(decodedHeaderCount()).toBeLessThanOrEqual(256);
+    }
+  });
+
   it('refuses non-canonical base64url (unused bits set) before any cryptography', () => {
     const token = mint(rs, T0);
     const [h, p, s] = token.split('.');
