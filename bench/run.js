@@ -613,7 +613,7 @@ async function measure(pid, target, dir, paired = null) {
     const sorted = pairRatios.sort((a, b) => a - b);
     const n = sorted.length;
     const capacity = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-    result.base = { rps: mid('rps'), cpuPerReq: mid('cpuPerReq'), p50: mid('p50'), p99: mid('p99'), capacity };
+    result.base = { rps: mid('rps'), cpuPerReq: mid('cpuPerReq'), syscallsPerReq: mid('syscallsPerReq'), p50: mid('p50'), p99: mid('p99'), capacity };
   }
   return result;
 }
@@ -1306,11 +1306,13 @@ async function main() {
       p50Ms: r.p50,
       p99Ms: r.p99,
       cpuMicrosPerRequest: r.cpuPerReq,
+      // read + write system calls per request (/proc/PID/io), where the kernel reports them
+      syscallsPerRequest: Number.isFinite(r.syscallsPerReq) ? r.syscallsPerReq : undefined,
       rssMiB: r.rss,
       requests: r.requests,
       errors: r.errors,
       ratioToBaseline: r.base ? r.rps / r.base.rps : r.rps / baselineRps,
-      pairedBaseline: r.base ? { rps: r.base.rps, cpuMicrosPerRequest: r.base.cpuPerReq, p50Ms: r.base.p50, p99Ms: r.base.p99, capacity: r.base.capacity } : undefined,
+      pairedBaseline: r.base ? { rps: r.base.rps, cpuMicrosPerRequest: r.base.cpuPerReq, syscallsPerRequest: Number.isFinite(r.base.syscallsPerReq) ? r.base.syscallsPerReq : undefined, p50Ms: r.base.p50, p99Ms: r.base.p99, capacity: r.base.capacity } : undefined,
       runs: r.runs,
       p99RatioToBaseline: r.p99 / baselineP99,
     })),
