@@ -148,7 +148,9 @@ function decodeHeader(token: string, end: number): Readonly<Record<string, unkno
   const header = decodeJsonSegment(token, 0, end, 'header');
   if (header instanceof InvalidToken) return header;
   if (headerCache.size >= HEADER_CACHE_SIZE) headerCache.clear();
-  headerCache.set(segment, Object.freeze(header));
+  // The key is a copy of the segment alone: a slice would keep the whole token (a credential,
+  // up to 64 KiB) alive for as long as its header stays in the map.
+  headerCache.set(Buffer.from(segment, 'latin1').toString('latin1'), Object.freeze(header));
   return header;
 }
 
