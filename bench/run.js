@@ -936,19 +936,24 @@ function printTable(rows) {
 }
 
 /**
+ * A row's `key` (p50, p99) as the median over its measured runs, or the reported run's when it
+ * has one run: one VM stall in the run that happens to have the median req/s must not decide it.
+ */
+function runsMedian(r, key) {
+  const all = (r.runs ?? []).map((x) => x[key]).filter(Number.isFinite).sort((x, y) => x - y);
+  return all.length > 0 ? all[Math.floor(all.length / 2)] : r[key];
+}
+
+/**
  * The paced rows next to their paired baseline at the same rate: the latency gatehouse adds as a
  * client sees it (p99 as the median over the runs on both sides).
  */
 function pacedLines(rows, markdown) {
   const paced = rows.filter((r) => r.name.startsWith('paced ') && !r.skipped && !r.error && r.base);
   if (paced.length === 0) return '';
-  const med = (r, key) => {
-    const all = (r.runs ?? []).map((x) => x[key]).filter(Number.isFinite).sort((x, y) => x - y);
-    return all.length > 0 ? all[Math.floor(all.length / 2)] : r[key];
-  };
   const lines = paced.map((r) => {
-    const p50 = med(r, 'p50');
-    const p99 = med(r, 'p99');
+    const p50 = runsMedian(r, 'p50');
+    const p99 = runsMedian(r, 'p99');
     return [r.name, `${fmt.ms(p50)} vs ${fmt.ms(r.base.p50)}`, `${fmt.ms(p99)} vs ${fmt.ms(r.base.p99)}`, `${(p99 / r.base.p99).toFixed(2)}×`, fmt.ms(Math.abs(p50 - r.base.p50) < 0.005 ? 0 : p50 - r.base.p50)];
   });
   const head = ['paced row', 'p50 ms (vs baseline)', 'p99 ms (vs baseline)', 'p99 vs baseline', 'added at p50, ms'];
@@ -1046,13 +1051,9 @@ function evaluateTargets(rows) {
   const gh = rows.filter((r) => ok(r) && !r.name.startsWith('baseline') && !r.name.startsWith('reference') && !r.name.startsWith('peer'));
   const pacedRows = gh.filter((r) => r.name.startsWith('paced '));
   const http1 = gh.filter((r) => !/HTTPS|HTTP\/2/.test(r.name) && !r.name.startsWith('paced '));
-  // Both sides as the median over their runs (the paired baseline's p99 already is): one VM
-  // stall in the run that happens to have the median req/s must not decide a row.
+  // Both sides as the median over their runs (the paired baseline's p99 already is).
   const p99Of = (r) => (r.base ? r.base.p99 : base.p99);
-  const ownP99 = (r) => {
-    const all = (r.runs ?? []).map((x) => x.p99).filter(Number.isFinite).sort((x, y) => x - y);
-    return all.length > 0 ? all[Math.floor(all.length / 2)] : r.p99;
-  };
+  const ownP99 = (r) => runsMedian(r, 'p99');
   const median = (r) => ((r.runs?.length ?? 0) > 1 ? ', medians over the runs' : '');
   const p99Target = (label, list) => {
     if (!list.length) return;

@@ -305,6 +305,30 @@ describe('hostile tokens get 401 invalid_token and never reach the upstream', ()
     expect((await call('/orders', bearer(real))).status).toBe(200);
   });
 
+  it('judges every header on its own, also after a good token of the same key had its header decoded and kept', async () => {
+    const real = mint(rs, now(), { sub: 'user-9' });
+    expect((await call('/orders', bearer(real))).status).toBe(200); // its header is now decoded and kept
+    const [h, p, sig] = real.split('.') as [string, string, string];
+    const header = (value: Record<string, unknown>) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const variants: [string, string][] = [
+      [`${header({ alg: 'none', kid: rs.kid, typ: 'at+jwt' })}.${p}.${sig}`, 'GH_ERR_JWT_ALG_NOT_ALLOWED'],
+      [`${header({ alg: 'HS256', kid: rs.kid, typ: 'at+jwt' })}.${p}.${sig}`, 'GH_ERR_JWT_ALG_NOT_ALLOWED'],
+      [`${header({ alg: 'RS256', kid: rs.kid, typ: 'at+jwt', jku: 'https://attacker.example/jwks' })}.${p}.${sig}`, 'GH_ERR_JWT_HEADER_NOT_ALLOWED'],
+      [`${header({ alg: 'RS256', kid: rs.kid, typ: 'dpop+jwt' })}.${p}.${sig}`, 'GH_ERR_JWT_TYP_INVALID'],
+      // The kept header's text with one character more: another key of the map, decoded on its own.
+      [`${h}A.${p}.${sig}`, 'GH_ERR_JWT_MALFORMED'],
+    ];
+    for (const [token, code] of variants) {
+      const r = await call('/orders', bearer(token));
+      expect(r.status, token).toBe(401);
+      expect(r.body.code, token).toBe(code);
+      expect(r.reachedUpstream, token).toBe(false);
+    }
+    const again = await call('/orders', bearer(real));
+    expect(again.status).toBe(200);
+    expect(again.upstreamRequest!.headers.authorization).toBe(`Bearer ${real}`);
+  });
+
   it('refuses a token of an issuer the route does not accept', async () => {
     const r = await call('/other-only', bearer(mint(rs, now())));
     expect(r.status).toBe(401);
