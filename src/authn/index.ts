@@ -6,7 +6,7 @@ import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createIntrospectionAuthenticator } from './introspection.js';
-import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
+import { createJwtVerifier, isJwsShaped, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
 
 /** An opaque-token authenticator with its lifecycle (introspection, phantom token). */
@@ -228,8 +228,12 @@ function authenticateStage(
         return null;
       }
     }
-    const malformed = bearerSyntaxError(token, ctx.tokenSource);
-    if (malformed !== null) return malformed;
+    // One pass over a JWT: a JWS-shaped token is a b64token; only others get the b64token test.
+    const shaped = token.indexOf('.') !== -1 && isJwsShaped(token);
+    if (!shaped) {
+      const malformed = bearerSyntaxError(token, ctx.tokenSource);
+      if (malformed !== null) return malformed;
+    }
     // Hot path of a phantom-token route: a string without '.' is no JWT, so skip parseJwt (whose
     // refusal allocates an Error, ~6 µs) and, when the authenticator answers from its cache
     // synchronously, the promise too.
@@ -242,7 +246,7 @@ function authenticateStage(
       }
       if (outcome.kind === 'denied') return outcome.error;
     }
-    const parsed = parseJwt(token, maxSize);
+    const parsed = parseJwt(token, maxSize, shaped);
     let denial: GatehouseError;
     if (parsed.ok) {
       const iss = parsed.value.claims.iss;

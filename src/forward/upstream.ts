@@ -219,6 +219,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private status = 0;
   /** The response head, built when the upstream's arrives and written with the first body bytes. */
   private head: (string | string[])[] | null = null;
+  /** The upstream's `content-length`, while the head is not written yet (-1: none given). */
+  private length = -1;
+  /** A whole body that came in one chunk: it goes out with the end, in one `res.end(chunk)`. */
+  private whole: Buffer | null = null;
   bodyTooLarge = false;
 
   constructor(
@@ -247,6 +251,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
     this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
+    const length = headers['content-length'];
+    this.length = typeof length === 'string' ? Number(length) : -1;
   }
 
   /**
@@ -262,7 +268,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.head !== null) this.writeHead();
+    if (this.head !== null) {
+      if (chunk.length === this.length) {
+        // The whole body at once (most API answers): undici ends the exchange in this same
+        // parse, and `res.end(chunk)` sends head and body in one write without the cork that
+        // `res.write` schedules for the next tick (issue 8).
+        this.whole = chunk;
+        return;
+      }
+      this.writeHead();
+    }
     if (this.res.write(chunk) === false) {
       controller.pause();
       // The drain listener only once the client pushes back (most answers never do).
@@ -275,7 +290,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.head !== null) this.writeHead();
-    this.res.end();
+    const whole = this.whole;
+    if (whole !== null) {
+      this.whole = null;
+      this.res.end(whole);
+    } else {
+      this.res.end();
+    }
     this.end(null);
   }
 

@@ -200,6 +200,24 @@ describe('no token or a malformed request (RFC 6750 §3.1)', () => {
     expect(r.body.code).toBe('GH_ERR_AUTH_MALFORMED_HEADER');
     expect(r.reachedUpstream).toBe(false);
   });
+
+  it.each([
+    // b64token syntax (RFC 6750 §2.1), but no compact JWS: 401 invalid_token
+    ['abc', 401, 'GH_ERR_JWT_MALFORMED'],
+    ['a.b.c=', 401, 'GH_ERR_JWT_MALFORMED'],
+    ['a~b.c.d', 401, 'GH_ERR_JWT_MALFORMED'],
+    ['a.b.c/', 401, 'GH_ERR_JWT_MALFORMED'],
+    ['.b.c', 401, 'GH_ERR_JWT_MALFORMED'],
+    ['a.b.c.d', 401, 'GH_ERR_JWT_MALFORMED'],
+    // no b64token at all: 400 invalid_request, whatever else the value looks like
+    ['a.b.c!', 400, 'GH_ERR_AUTH_MALFORMED_HEADER'],
+    ['a.b.c\u00e9', 400, 'GH_ERR_AUTH_MALFORMED_HEADER'],
+    ['=a.b.c', 400, 'GH_ERR_AUTH_MALFORMED_HEADER'],
+  ])('answers the bearer value %j that is no JWS with %i and its own code', async (value, status, code) => {
+    const r = await call('/orders', { authorization: `Bearer ${JSON.parse(`"${value}"`) as string}` });
+    expect([r.status, r.body.code]).toEqual([status, code]);
+    expect(r.reachedUpstream).toBe(false);
+  });
 });
 
 /** Send raw HTTP/1.1 (undici would merge or refuse duplicate headers). */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { request } from 'undici';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -110,6 +111,95 @@ describe('forwarding', () => {
       const body = all.subarray(bodyAt);
       expect(body.length).toBe(chunk.length * chunks);
       for (let c = 0; c < chunks; c += 37) expect(body.subarray(c * chunk.length, (c + 1) * chunk.length).equals(chunk)).toBe(true);
+    } finally {
+      api.setHandler(null);
+    }
+  });
+
+  it('passes an answer on whole and with its head however the upstream sends its body', async () => {
+    // One write with content-length (the whole body in one chunk: sent with the end), the same
+    // for HEAD (no body at all), several writes with content-length, and chunked.
+    const cases: { name: string; send: (res: ServerResponse) => void; length: string | undefined }[] = [
+      { name: 'one', send: (res) => res.writeHead(200, { 'content-length': '11', 'x-up': 'one' }).end('hello world'), length: '11' },
+      {
+        name: 'split',
+        send: (res) => {
+          res.writeHead(200, { 'content-length': '11', 'x-up': 'split' });
+          res.write('hello');
+          setTimeout(() => res.end(' world'), 30);
+        },
+        length: '11',
+      },
+      {
+        name: 'chunked',
+        send: (res) => {
+          res.writeHead(200, { 'x-up': 'chunked' });
+          res.write('hello');
+          setTimeout(() => res.end(' world'), 30);
+        },
+        length: undefined,
+      },
+    ];
+    try {
+      for (const c of cases) {
+        api.setHandler((_req, res) => c.send(res));
+        const res = await request(`${gw.url}/r/${c.name}`);
+        expect([c.name, res.statusCode, res.headers['x-up'], res.headers['content-length'], await res.body.text()]).toEqual([c.name, 200, c.name, c.length, 'hello world']);
+        expect(res.headers['x-request-id']).toBeTruthy();
+      }
+      api.setHandler((_req, res) => res.writeHead(200, { 'content-length': '11', 'x-up': 'head' }).end());
+      const head = await request(`${gw.url}/r/head`, { method: 'HEAD' });
+      expect([head.statusCode, head.headers['x-up'], head.headers['content-length'], await head.body.text()]).toEqual([200, 'head', '11', '']);
+    } finally {
+      api.setHandler(null);
+    }
+  });
+
+  it('streams the first part of a content-length body before the upstream sends the rest', async () => {
+    let sendRest: () => void = () => undefined;
+    const restWanted = new Promise<void>((resolve) => (sendRest = resolve));
+    api.setHandler((_req, res) => {
+      res.writeHead(200, { 'content-length': '11' });
+      res.write('hello');
+      void restWanted.then(() => res.end(' world'));
+    });
+    try {
+      const res = await request(`${gw.url}/r/stream-first`);
+      const parts: string[] = [];
+      for await (const part of res.body) {
+        parts.push(String(part));
+        // The client has the first part while the upstream still holds the rest.
+        if (parts.length === 1) sendRest();
+      }
+      expect(parts[0]).toBe('hello');
+      expect(parts.join('')).toBe('hello world');
+    } finally {
+      sendRest();
+      api.setHandler(null);
+    }
+  });
+
+  it('never passes on a shorter body than the upstream announced as a complete answer', async () => {
+    api.setHandler((_req, res) => {
+      res.writeHead(200, { 'content-length': '11' });
+      res.write('hello', () => res.socket?.destroy());
+    });
+    try {
+      const { port } = new URL(gw.url);
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.write('GET /r/short HTTP/1.1\r\nHost: x\r\n\r\n'));
+      const received: Buffer[] = [];
+      socket.on('data', (d: Buffer) => received.push(d));
+      await new Promise<void>((resolve) => {
+        socket.once('close', () => resolve());
+        socket.once('error', () => resolve());
+      });
+      const text = Buffer.concat(received).toString('latin1');
+      if (text.startsWith('HTTP/1.1 200')) {
+        // The head went out with the first bytes: the connection is cut, never completed.
+        expect(text.slice(text.indexOf('\r\n\r\n') + 4)).toBe('hello');
+      } else {
+        expect(text.startsWith('HTTP/1.1 502')).toBe(true);
+      }
     } finally {
       api.setHandler(null);
     }

@@ -1,0 +1,234 @@
+#!/usr/bin/env node
+// Interleaved A/B of two gatehouse builds (issue 8): "measure before and after each change".
+//
+//   node bench/ab.js --a /path/to/old/checkout [--b .] [--path /public|/jwt] [--alg RS256]
+//                    [--cold] [--rounds 12] [--seconds 2] [--connections 50]
+//
+// `npm run bench` measures one build against the baseline; on a machine whose speed drifts by
+// tens of percent within minutes, a change of one or two percent cannot be read from two such
+// runs. Here both builds run at once, pinned to the same core (core 0), with the same config,
+// and wrk (core 1) drives them in turn for a few seconds each, A B B A A B …, so drift hits both
+// alike. Each turn reads the CPU time the process spent per request (/proc/PID/stat); the
+// result is the median of the per-round ratios B/A, with its interquartile range.
+//
+// Each build must be built (`npx tsc -p tsconfig.build.json` in its checkout). Uses wrk and
+// nginx (Debian: wrk, nginx-light) and taskset when present, like bench/run.js.
+import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
+import { createServer } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const AUDIENCE = 'https://api.bench.example';
+const BODY = '{"ok":true,"service":"bench-upstream","message":"a small answer of about one hundred bytes."}';
+
+const { values: opts } = parseArgs({
+  options: {
+    a: { type: 'string' },
+    b: { type: 'string', default: ROOT },
+    path: { type: 'string', default: '/public' },
+    alg: { type: 'string', default: 'ES256' },
+    cold: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '12' },
+    seconds: { type: 'string', default: '2' },
+    warmup: { type: 'string', default: '8' },
+    connections: { type: 'string', default: '50' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+if (opts.help || !opts.a) {
+  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--rounds N] [--seconds S] [--warmup S] [--connections N]\n');
+  process.exit(opts.help ? 0 : 2);
+}
+const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || null;
+const WRK = which('wrk');
+const NGINX = which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
+const TASKSET = which('taskset');
+if (!WRK || !NGINX) {
+  process.stderr.write('bench/ab.js needs wrk and nginx (Debian: wrk, nginx-light)\n');
+  process.exit(2);
+}
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+const builds = { A: path.resolve(opts.a), B: path.resolve(opts.b) };
+for (const [label, dir] of Object.entries(builds)) {
+  if (!existsSync(path.join(dir, 'dist/cli/main.js'))) {
+    process.stderr.write(`build ${label} (${dir}) has no dist/: run npx tsc -p tsconfig.build.json there first\n`);
+    process.exit(2);
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const children = [];
+const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-ab-'));
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+process.on('SIGINT', () => process.exit(130));
+
+function start(core, cmd, args) {
+  const [c, a] = TASKSET ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
+  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.output = '';
+  child.stdout.on('data', (d) => (child.output += d));
+  child.stderr.on('data', (d) => (child.output += d));
+  children.push(child);
+  return child;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitReady(url, child, what) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}):\n${child.output}`);
+    const ok = await new Promise((r) => http.get(url, (res) => (res.resume(), r(true))).on('error', () => r(false)));
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not answer on ${url}:\n${child.output}`);
+    await sleep(50);
+  }
+}
+
+function cpuMicros(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+}
+
+// Upstream: nginx on core 1, a ~100-byte answer.
+const upstreamPort = await freePort();
+const prefix = path.join(dir, 'nginx');
+mkdirSync(path.join(prefix, 'tmp'), { recursive: true });
+writeFileSync(
+  path.join(prefix, 'nginx.conf'),
+  `daemon off;
+master_process off;
+worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  keepalive_requests 10000000;
+  server {
+    listen 127.0.0.1:${upstreamPort};
+    location / { default_type application/json; return 200 '${BODY}\\n'; }
+  }
+}
+`,
+);
+const upstream = `http://127.0.0.1:${upstreamPort}`;
+await waitReady(`${upstream}/`, start(1, NGINX, ['-p', prefix, '-c', path.join(prefix, 'nginx.conf'), '-e', path.join(prefix, 'error.log')]), 'nginx');
+
+// Issuer: one key of the chosen algorithm, its JWK Set served from this process.
+const { publicKey, privateKey } = await generateKeyPair(opts.alg, opts.alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
+const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'ab', alg: opts.alg, use: 'sig' }] });
+const jwksServer = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(jwks));
+await new Promise((r) => jwksServer.listen(0, '127.0.0.1', r));
+const issuer = `http://127.0.0.1:${jwksServer.address().port}`;
+const token = await new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client' })
+  .setProtectedHeader({ alg: opts.alg, kid: 'ab', typ: 'at+jwt' })
+  .setIssuer(issuer)
+  .setAudience(AUDIENCE)
+  .setSubject('bench-user')
+  .setIssuedAt()
+  .setExpirationTime('2h')
+  .sign(privateKey);
+
+async function startGatehouse(label) {
+  const port = await freePort();
+  const file = path.join(dir, `gatehouse-${label}.yaml`);
+  writeFileSync(
+    file,
+    `listen: [{ name: main, host: 127.0.0.1, port: ${port} }]
+log: { level: warn, accessLog: false }
+tokenCache: { enabled: ${opts.cold ? 'false' : 'true'}, maxEntries: 10000 }
+issuers:
+  - { name: ab, issuer: ${issuer}, jwksUri: ${issuer}/jwks, audiences: [${AUDIENCE}], algorithms: [${opts.alg}] }
+upstreams:
+  - { name: api, url: ${upstream}, audience: ${AUDIENCE} }
+routes:
+  - { name: public, path: /public, upstream: api, public: true }
+  - { name: jwt, path: /jwt, upstream: api, issuers: [ab] }
+`,
+  );
+  const root = builds[label];
+  const { WORKER_V8_FLAGS = [] } = await import(path.join(root, 'dist/cli/cluster.js'));
+  const child = start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(root, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
+  await waitReady(`http://127.0.0.1:${port}/public`, child, `gatehouse ${label}`);
+  return { label, port, child };
+}
+
+const script = path.join(dir, 'ab.lua');
+writeFileSync(script, opts.path === '/public' ? '' : `wrk.headers["Authorization"] = "Bearer ${token}"\n`);
+
+function drive(target, seconds) {
+  const args = ['-t1', `-c${opts.connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${target.port}${opts.path}`];
+  const [c, a] = TASKSET ? ['taskset', ['-c', '1', WRK, ...args]] : [WRK, args];
+  const out = spawnSync(c, a, { encoding: 'utf8' });
+  const requests = Number(/(\d+) requests in/.exec(out.stdout)?.[1] ?? NaN);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out.stdout)?.[1] ?? 0);
+  if (!(requests > 0) || non2xx > 0) throw new Error(`wrk against ${target.label}: ${out.stdout}${out.stderr}`);
+  return requests;
+}
+
+function measure(target, seconds) {
+  const pid = target.child.pid;
+  // With taskset the child is taskset's exec: the same pid.
+  const cpu0 = cpuMicros(pid);
+  const requests = drive(target, seconds);
+  return (cpuMicros(pid) - cpu0) / requests;
+}
+
+const A = await startGatehouse('A');
+const B = await startGatehouse('B');
+const seconds = Number(opts.seconds);
+const rounds = Number(opts.rounds);
+process.stderr.write(`ab: warming up both for ${opts.warmup}s each\n`);
+drive(A, Number(opts.warmup));
+drive(B, Number(opts.warmup));
+const ratios = [];
+const per = { A: [], B: [] };
+for (let i = 0; i < rounds; i++) {
+  // A B, then B A: neither build always goes first.
+  const order = i % 2 === 0 ? [A, B] : [B, A];
+  const got = {};
+  for (const t of order) got[t.label] = measure(t, seconds);
+  per.A.push(got.A);
+  per.B.push(got.B);
+  ratios.push(got.B / got.A);
+  process.stderr.write(`ab: round ${i + 1}: A ${got.A.toFixed(1)} µs/req, B ${got.B.toFixed(1)} µs/req, B/A ${(got.B / got.A).toFixed(3)}\n`);
+}
+const q = (xs, p) => {
+  const s = [...xs].sort((x, y) => x - y);
+  const at = (s.length - 1) * p;
+  return s[Math.floor(at)] + (s[Math.ceil(at)] - s[Math.floor(at)]) * (at - Math.floor(at));
+};
+const what = `${opts.path}${opts.path === '/public' ? '' : ` ${opts.alg}${opts.cold ? ' cold (no token cache)' : ' one token reused'}`}`;
+process.stdout.write(
+  `ab: ${what}, ${rounds} rounds of ${seconds}s, ${opts.connections} connections\n` +
+    `  A ${builds.A}: median ${q(per.A, 0.5).toFixed(1)} µs/req\n` +
+    `  B ${builds.B}: median ${q(per.B, 0.5).toFixed(1)} µs/req\n` +
+    `  B/A CPU per request: median ${q(ratios, 0.5).toFixed(3)} (interquartile ${q(ratios, 0.25).toFixed(3)}–${q(ratios, 0.75).toFixed(3)})\n`,
+);
+process.exit(0);
