@@ -16,16 +16,16 @@
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { createServer } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { writeNginxConfig } from './upstream.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const AUDIENCE = 'https://api.bench.example';
-const BODY = '{"ok":true,"service":"bench-upstream","message":"a small answer of about one hundred bytes."}';
 
 const { values: opts } = parseArgs({
   options: {
@@ -112,33 +112,8 @@ function cpuMicros(pid) {
 
 // Upstream: nginx on core 1, a ~100-byte answer.
 const upstreamPort = await freePort();
-const prefix = path.join(dir, 'nginx');
-mkdirSync(path.join(prefix, 'tmp'), { recursive: true });
-writeFileSync(
-  path.join(prefix, 'nginx.conf'),
-  `daemon off;
-master_process off;
-worker_processes 1;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/tmp/body;
-  proxy_temp_path ${prefix}/tmp/proxy;
-  fastcgi_temp_path ${prefix}/tmp/fastcgi;
-  uwsgi_temp_path ${prefix}/tmp/uwsgi;
-  scgi_temp_path ${prefix}/tmp/scgi;
-  keepalive_requests 10000000;
-  server {
-    listen 127.0.0.1:${upstreamPort};
-    location / { default_type application/json; return 200 '${BODY}\\n'; }
-  }
-}
-`,
-);
 const upstream = `http://127.0.0.1:${upstreamPort}`;
-await waitReady(`${upstream}/`, start(1, NGINX, ['-p', prefix, '-c', path.join(prefix, 'nginx.conf'), '-e', path.join(prefix, 'error.log')]), 'nginx');
+await waitReady(`${upstream}/`, start(1, NGINX, writeNginxConfig(path.join(dir, 'nginx'), upstreamPort)), 'nginx');
 
 // Issuer: one key of the chosen algorithm, its JWK Set served from this process.
 const { publicKey, privateKey } = await generateKeyPair(opts.alg, opts.alg === 'EdDSA' ? { crv: 'Ed25519' } : {});

@@ -22,11 +22,11 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
+import { UPSTREAM_BODY, writeNginxConfig } from './upstream.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let GATEHOUSE_ROOT = ROOT;
 const AUDIENCE = 'https://api.bench.example';
-const UPSTREAM_BODY = '{"ok":true,"service":"bench-upstream","message":"a small answer of about one hundred bytes."}\n';
 
 const { values: opts } = parseArgs({
   options: {
@@ -251,37 +251,8 @@ async function startUpstream(dir) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   if (tools.nginx) {
-    const prefix = path.join(dir, 'nginx');
-    mkdirSync(path.join(prefix, 'tmp'), { recursive: true });
-    const conf = path.join(prefix, 'nginx.conf');
-    writeFileSync(
-      conf,
-      `daemon off;
-master_process off;
-worker_processes 1;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/tmp/body;
-  proxy_temp_path ${prefix}/tmp/proxy;
-  fastcgi_temp_path ${prefix}/tmp/fastcgi;
-  uwsgi_temp_path ${prefix}/tmp/uwsgi;
-  scgi_temp_path ${prefix}/tmp/scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 65s;
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      default_type application/json;
-      return 200 '${UPSTREAM_BODY.trim()}\\n';
-    }
-  }
-}
-`,
-    );
-    const child = start(1, tools.nginx, ['-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log')]);
+    const args = writeNginxConfig(path.join(dir, 'nginx'), port);
+    const child = start(1, tools.nginx, args);
     await waitReady(url, child, 'nginx');
     return { kind: 'nginx', url, child };
   }

@@ -1,0 +1,47 @@
+// The bench's upstream (bench/run.js, bench/ab.js): nginx serving one small JSON answer.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** The upstream's answer: a ~100-byte JSON body, like a small API response. */
+export const UPSTREAM_BODY = '{"ok":true,"service":"bench-upstream","message":"a small answer of about one hundred bytes."}\n';
+
+/**
+ * Write an nginx config under `prefix` (one process, no daemon, access log off, keep-alive for
+ * as long as a bench runs) that answers every request on 127.0.0.1:`port` with UPSTREAM_BODY.
+ * Returns the arguments to start nginx with.
+ *
+ * @example
+ * const args = writeNginxConfig('/tmp/x/nginx', 8081); // spawn('nginx', args)
+ */
+export function writeNginxConfig(prefix, port) {
+  mkdirSync(path.join(prefix, 'tmp'), { recursive: true });
+  const conf = path.join(prefix, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `daemon off;
+master_process off;
+worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 65s;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      default_type application/json;
+      return 200 '${UPSTREAM_BODY.trim()}\\n';
+    }
+  }
+}
+`,
+  );
+  return ['-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log')];
+}
