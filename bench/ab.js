@@ -15,14 +15,13 @@
 // nginx (Debian: wrk, nginx-light) and taskset when present, like bench/run.js.
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
-import { createServer } from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { writeNginxConfig } from './upstream.js';
+import { cpuMicros, freePort, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const AUDIENCE = 'https://api.bench.example';
@@ -54,7 +53,6 @@ if (!WRK || !NGINX) {
   process.stderr.write('bench/ab.js needs wrk and nginx (Debian: wrk, nginx-light)\n');
   process.exit(2);
 }
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const builds = { A: path.resolve(opts.a), B: path.resolve(opts.b) };
 for (const [label, dir] of Object.entries(builds)) {
   if (!existsSync(path.join(dir, 'dist/cli/main.js'))) {
@@ -82,17 +80,6 @@ function start(core, cmd, args) {
   return child;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function waitReady(url, child, what) {
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -102,12 +89,6 @@ async function waitReady(url, child, what) {
     if (Date.now() > deadline) throw new Error(`${what} did not answer on ${url}:\n${child.output}`);
     await sleep(50);
   }
-}
-
-function cpuMicros(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
 }
 
 // Upstream: nginx on core 1, a ~100-byte answer.

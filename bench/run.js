@@ -13,7 +13,7 @@
 //   taskset (util-linux), openssl (openssl; only when dist/demo/dev-cert.js is missing).
 // Falls back to autocannon (node_modules) without wrk and to a Node upstream without nginx.
 import { spawn, spawnSync } from 'node:child_process';
-import net, { createServer } from 'node:net';
+import net from 'node:net';
 import http from 'node:http';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
-import { UPSTREAM_BODY, writeNginxConfig } from './upstream.js';
+import { cpuMicros, freePort, UPSTREAM_BODY, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let GATEHOUSE_ROOT = ROOT;
@@ -90,7 +90,6 @@ const RUNTIME_FLAGS = await import(path.join(GATEHOUSE_ROOT, 'dist/cli/cluster.j
 );
 const CORES = availableParallelism();
 const PIN = tools.taskset && CORES >= 2;
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 const missing = [];
 if (!tools.wrk) missing.push('wrk (Debian: wrk) — using autocannon from node_modules instead');
@@ -111,17 +110,6 @@ if (PIN) spawnSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { st
 // Small helpers
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const children = new Set();
 
@@ -190,14 +178,6 @@ function cleanup() {
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
-
-/** utime + stime of a process, in µs. */
-function cpuMicros(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // fields[0] is field 3 (state): utime is field 14, stime field 15.
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
-}
 
 /** Read and write system calls of a process so far (/proc/PID/io syscr + syscw), or NaN. */
 function syscalls(pid) {

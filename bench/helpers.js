@@ -1,6 +1,30 @@
-// The bench's upstream (bench/run.js, bench/ab.js): nginx serving one small JSON answer.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// What bench/run.js and bench/ab.js share: the nginx upstream, free ports, a process's CPU time.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** utime + stime of a process so far (all its threads), in µs, from /proc/PID/stat. */
+export function cpuMicros(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+}
 
 /** The upstream's answer: a ~100-byte JSON body, like a small API response. */
 export const UPSTREAM_BODY = '{"ok":true,"service":"bench-upstream","message":"a small answer of about one hundred bytes."}\n';
