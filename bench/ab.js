@@ -3,6 +3,7 @@
 //
 //   node bench/ab.js --a /path/to/old/checkout [--b .] [--path /public|/jwt] [--alg RS256]
 //                    [--cold] [--rounds 12] [--seconds 2] [--connections 50]
+//   node bench/ab.js --a baseline [--b .]     # B against the bare pass-through (bench/baseline.js)
 //
 // `npm run bench` measures one build against the baseline; on a machine whose speed drifts by
 // tens of percent within minutes, a change of one or two percent cannot be read from two such
@@ -42,7 +43,7 @@ const { values: opts } = parseArgs({
   strict: true,
 });
 if (opts.help || !opts.a) {
-  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--rounds N] [--seconds S] [--warmup S] [--connections N]\n');
+  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT|baseline [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--rounds N] [--seconds S] [--warmup S] [--connections N]\n');
   process.exit(opts.help ? 0 : 2);
 }
 const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || null;
@@ -53,8 +54,12 @@ if (!WRK || !NGINX) {
   process.stderr.write('bench/ab.js needs wrk and nginx (Debian: wrk, nginx-light)\n');
   process.exit(2);
 }
-const builds = { A: path.resolve(opts.a), B: path.resolve(opts.b) };
+// `--a baseline`: the bench's bare pass-through (bench/baseline.js) as A, to read how far B is
+// from the Node floor with the same interleaving (on /public; with /jwt the token just passes).
+const BASELINE = opts.a === 'baseline';
+const builds = { A: BASELINE ? null : path.resolve(opts.a), B: path.resolve(opts.b) };
 for (const [label, dir] of Object.entries(builds)) {
+  if (dir === null) continue;
   if (!existsSync(path.join(dir, 'dist/cli/main.js'))) {
     process.stderr.write(`build ${label} (${dir}) has no dist/: run npx tsc -p tsconfig.build.json there first\n`);
     process.exit(2);
@@ -111,6 +116,14 @@ const token = await new SignJWT({ scope: 'orders:read orders:write', tenant: 'ac
   .setExpirationTime('2h')
   .sign(privateKey);
 
+async function startBaseline(label) {
+  const port = await freePort();
+  const { WORKER_V8_FLAGS = [] } = await import(path.join(builds.B, 'dist/cli/cluster.js'));
+  const child = start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(ROOT, 'bench/baseline.js'), String(port), upstream]);
+  await waitReady(`http://127.0.0.1:${port}/public`, child, `baseline ${label}`);
+  return { label, port, child };
+}
+
 async function startGatehouse(label) {
   const port = await freePort();
   const file = path.join(dir, `gatehouse-${label}.yaml`);
@@ -156,7 +169,7 @@ function measure(target, seconds) {
   return (cpuMicros(pid) - cpu0) / requests;
 }
 
-const A = await startGatehouse('A');
+const A = BASELINE ? await startBaseline('A') : await startGatehouse('A');
 const B = await startGatehouse('B');
 const seconds = Number(opts.seconds);
 const rounds = Number(opts.rounds);
@@ -183,7 +196,7 @@ const q = (xs, p) => {
 const what = `${opts.path}${opts.path === '/public' ? '' : ` ${opts.alg}${opts.cold ? ' cold (no token cache)' : ' one token reused'}`}`;
 process.stdout.write(
   `ab: ${what}, ${rounds} rounds of ${seconds}s, ${opts.connections} connections\n` +
-    `  A ${builds.A}: median ${q(per.A, 0.5).toFixed(1)} µs/req\n` +
+    `  A ${builds.A ?? 'bench/baseline.js (the Node floor)'}: median ${q(per.A, 0.5).toFixed(1)} µs/req\n` +
     `  B ${builds.B}: median ${q(per.B, 0.5).toFixed(1)} µs/req\n` +
     `  B/A CPU per request: median ${q(ratios, 0.5).toFixed(3)} (interquartile ${q(ratios, 0.25).toFixed(3)}–${q(ratios, 0.75).toFixed(3)})\n`,
 );
