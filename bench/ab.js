@@ -2,15 +2,18 @@
 // Interleaved A/B of two gatehouse builds (issue 8): "measure before and after each change".
 //
 //   node bench/ab.js --a /path/to/old/checkout [--b .] [--path /public|/jwt] [--alg RS256]
-//                    [--cold] [--rounds 12] [--seconds 2] [--connections 50]
+//                    [--cold] [--pairs 1] [--rounds 12] [--seconds 2] [--connections 50]
 //   node bench/ab.js --a baseline [--b .]     # B against the bare pass-through (bench/baseline.js)
+//   node bench/ab.js --a sync --path /jwt --cold --alg RS256   # B cold against the sync reference
 //
 // `npm run bench` measures one build against the baseline; on a machine whose speed drifts by
 // tens of percent within minutes, a change of one or two percent cannot be read from two such
 // runs. Here both builds run at once, pinned to the same core (core 0), with the same config,
 // and wrk (core 1) drives them in turn for a few seconds each, A B B A A B …, so drift hits both
 // alike. Each turn reads the CPU time the process spent per request (/proc/PID/stat); the
-// result is the median of the per-round ratios B/A, with its interquartile range.
+// result is the median of the per-round ratios B/A, with its interquartile range. `--pairs N`
+// does it all N times with fresh processes: one process of a build can run a few percent faster
+// or slower than another for its whole life, which no number of rounds averages out.
 //
 // Each build must be built (`npx tsc -p tsconfig.build.json` in its checkout). Uses wrk and
 // nginx (Debian: wrk, nginx-light) and taskset when present, like bench/run.js.
@@ -35,6 +38,7 @@ const { values: opts } = parseArgs({
     alg: { type: 'string', default: 'ES256' },
     cold: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '12' },
+    pairs: { type: 'string', default: '1' },
     seconds: { type: 'string', default: '2' },
     warmup: { type: 'string', default: '8' },
     connections: { type: 'string', default: '50' },
@@ -43,7 +47,7 @@ const { values: opts } = parseArgs({
   strict: true,
 });
 if (opts.help || !opts.a) {
-  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT|baseline [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--rounds N] [--seconds S] [--warmup S] [--connections N]\n');
+  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N]\n');
   process.exit(opts.help ? 0 : 2);
 }
 const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || null;
@@ -56,7 +60,10 @@ if (!WRK || !NGINX) {
 }
 // `--a baseline`: the bench's bare pass-through (bench/baseline.js) as A, to read how far B is
 // from the Node floor with the same interleaving (on /public; with /jwt the token just passes).
-const BASELINE = opts.a === 'baseline';
+// `--a sync` or `--a jose`: the same pass-through verifying every token (the bench's references
+// for the cold rows: synchronous node:crypto.verify, or jose jwtVerify), for `--path /jwt --cold`.
+const REFERENCE = opts.a === 'sync' || opts.a === 'jose' ? opts.a : null;
+const BASELINE = opts.a === 'baseline' || REFERENCE !== null;
 const builds = { A: BASELINE ? null : path.resolve(opts.a), B: path.resolve(opts.b) };
 for (const [label, dir] of Object.entries(builds)) {
   if (dir === null) continue;
@@ -119,7 +126,8 @@ const token = await new SignJWT({ scope: 'orders:read orders:write', tenant: 'ac
 async function startBaseline(label) {
   const port = await freePort();
   const { WORKER_V8_FLAGS = [] } = await import(path.join(builds.B, 'dist/cli/cluster.js'));
-  const child = start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(ROOT, 'bench/baseline.js'), String(port), upstream]);
+  const verify = REFERENCE ? [REFERENCE, `${issuer}/jwks`, issuer, AUDIENCE] : [];
+  const child = start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(ROOT, 'bench/baseline.js'), String(port), upstream, ...verify]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `baseline ${label}`);
   return { label, port, child };
 }
@@ -169,24 +177,43 @@ function measure(target, seconds) {
   return (cpuMicros(pid) - cpu0) / requests;
 }
 
-const A = BASELINE ? await startBaseline('A') : await startGatehouse('A');
-const B = await startGatehouse('B');
+async function stop(target) {
+  const exited = new Promise((r) => target.child.once('exit', r));
+  target.child.kill('SIGTERM');
+  const timer = setTimeout(() => target.child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
 const seconds = Number(opts.seconds);
 const rounds = Number(opts.rounds);
-process.stderr.write(`ab: warming up both for ${opts.warmup}s each\n`);
-drive(A, Number(opts.warmup));
-drive(B, Number(opts.warmup));
+const pairs = Number(opts.pairs);
 const ratios = [];
 const per = { A: [], B: [] };
-for (let i = 0; i < rounds; i++) {
-  // A B, then B A: neither build always goes first.
-  const order = i % 2 === 0 ? [A, B] : [B, A];
-  const got = {};
-  for (const t of order) got[t.label] = measure(t, seconds);
-  per.A.push(got.A);
-  per.B.push(got.B);
-  ratios.push(got.B / got.A);
-  process.stderr.write(`ab: round ${i + 1}: A ${got.A.toFixed(1)} µs/req, B ${got.B.toFixed(1)} µs/req, B/A ${(got.B / got.A).toFixed(3)}\n`);
+const pairMedians = [];
+// A process's speed for its whole life depends on where its code and data landed: two fresh
+// processes of one build can differ by several percent. Each pair is a fresh A and a fresh B.
+for (let p = 0; p < pairs; p++) {
+  const A = BASELINE ? await startBaseline('A') : await startGatehouse('A');
+  const B = await startGatehouse('B');
+  process.stderr.write(`ab: pair ${p + 1}: warming up both for ${opts.warmup}s each\n`);
+  drive(A, Number(opts.warmup));
+  drive(B, Number(opts.warmup));
+  const pairRatios = [];
+  for (let i = 0; i < rounds; i++) {
+    // A B, then B A: neither build always goes first.
+    const order = i % 2 === 0 ? [A, B] : [B, A];
+    const got = {};
+    for (const t of order) got[t.label] = measure(t, seconds);
+    per.A.push(got.A);
+    per.B.push(got.B);
+    pairRatios.push(got.B / got.A);
+    process.stderr.write(`ab: pair ${p + 1} round ${i + 1}: A ${got.A.toFixed(1)} µs/req, B ${got.B.toFixed(1)} µs/req, B/A ${(got.B / got.A).toFixed(3)}\n`);
+  }
+  ratios.push(...pairRatios);
+  pairMedians.push(pairRatios);
+  await stop(A);
+  await stop(B);
 }
 const q = (xs, p) => {
   const s = [...xs].sort((x, y) => x - y);
@@ -195,9 +222,10 @@ const q = (xs, p) => {
 };
 const what = `${opts.path}${opts.path === '/public' ? '' : ` ${opts.alg}${opts.cold ? ' cold (no token cache)' : ' one token reused'}`}`;
 process.stdout.write(
-  `ab: ${what}, ${rounds} rounds of ${seconds}s, ${opts.connections} connections\n` +
-    `  A ${builds.A ?? 'bench/baseline.js (the Node floor)'}: median ${q(per.A, 0.5).toFixed(1)} µs/req\n` +
+  `ab: ${what}, ${pairs > 1 ? `${pairs} pairs of fresh processes × ` : ''}${rounds} rounds of ${seconds}s, ${opts.connections} connections\n` +
+    `  A ${builds.A ?? (REFERENCE ? `bench/baseline.js ${REFERENCE} (the reference)` : 'bench/baseline.js (the Node floor)')}: median ${q(per.A, 0.5).toFixed(1)} µs/req\n` +
     `  B ${builds.B}: median ${q(per.B, 0.5).toFixed(1)} µs/req\n` +
-    `  B/A CPU per request: median ${q(ratios, 0.5).toFixed(3)} (interquartile ${q(ratios, 0.25).toFixed(3)}–${q(ratios, 0.75).toFixed(3)})\n`,
+    `  B/A CPU per request: median ${q(ratios, 0.5).toFixed(3)} (interquartile ${q(ratios, 0.25).toFixed(3)}–${q(ratios, 0.75).toFixed(3)})\n` +
+    (pairs > 1 ? `  B/A per pair of fresh processes: ${pairMedians.map((r) => q(r, 0.5).toFixed(3)).join(', ')}\n` : ''),
 );
 process.exit(0);
