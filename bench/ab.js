@@ -25,7 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { cpuMicros, freePort, writeNginxConfig } from './helpers.js';
+import { cpuMicros, freePort, nginxPath, which, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const AUDIENCE = 'https://api.bench.example';
@@ -50,9 +50,8 @@ if (opts.help || !opts.a) {
   process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N]\n');
   process.exit(opts.help ? 0 : 2);
 }
-const which = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || null;
 const WRK = which('wrk');
-const NGINX = which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
+const NGINX = nginxPath();
 const TASKSET = which('taskset');
 if (!WRK || !NGINX) {
   process.stderr.write('bench/ab.js needs wrk and nginx (Debian: wrk, nginx-light)\n');

@@ -1,8 +1,20 @@
-// What bench/run.js and bench/ab.js share: the nginx upstream, free ports, a process's CPU time.
+// What bench/run.js and bench/ab.js share: finding tools, the nginx upstream, free ports, a
+// process's CPU time.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
+
+/** The path of a command on PATH, or null. */
+export function which(cmd) {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/** nginx (Debian: nginx-light), which is in /usr/sbin, often not on a user's PATH; or null. */
+export function nginxPath() {
+  return which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
+}
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 

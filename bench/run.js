@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
-import { cpuMicros, freePort, UPSTREAM_BODY, writeNginxConfig } from './helpers.js';
+import { cpuMicros, freePort, nginxPath, UPSTREAM_BODY, which, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let GATEHOUSE_ROOT = ROOT;
@@ -69,13 +69,9 @@ const ONLY = opts.only ? new RegExp(opts.only, 'i') : null;
 // ---------------------------------------------------------------------------------------------
 // Tools
 
-function which(cmd) {
-  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : null;
-}
 const tools = {
   wrk: which('wrk'),
-  nginx: which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null),
+  nginx: nginxPath(),
   h2load: which('h2load'),
   redis: which('redis-server') ?? (existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : null),
   taskset: which('taskset'),

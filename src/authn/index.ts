@@ -6,7 +6,7 @@ import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createIntrospectionAuthenticator } from './introspection.js';
-import { createJwtVerifier, isJwsShaped, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
+import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
 
 /** An opaque-token authenticator with its lifecycle (introspection, phantom token). */
@@ -228,25 +228,31 @@ function authenticateStage(
         return null;
       }
     }
-    // One pass over a JWT: a JWS-shaped token is a b64token; only others get the b64token test.
-    const shaped = token.indexOf('.') !== -1 && isJwsShaped(token);
-    if (!shaped) {
+    // The b64token syntax (400) is judged before anything else reads the token, but a JWT that
+    // parses is a b64token already (base64url and '.' only): a token with a '.' is parsed first
+    // and its syntax checked only when it fails, so a good JWT is walked once, not twice.
+    const dotted = token.indexOf('.') !== -1;
+    if (!dotted) {
+      const malformed = bearerSyntaxError(token, ctx.tokenSource);
+      if (malformed !== null) return malformed;
+      // Hot path of a phantom-token route: a string without '.' is no JWT, so skip parseJwt
+      // (whose refusal allocates an Error, ~6 µs) and, when the authenticator answers from its
+      // cache synchronously, the promise too.
+      if (opaqueAuthenticators.length === 1) {
+        const outcome = opaqueAuthenticators[0]!.authenticate(token, ctx);
+        if (outcome instanceof Promise) return finishOpaque(outcome, ctx, token);
+        if (outcome.kind === 'principal') {
+          ctx.principal = outcome.principal;
+          return null;
+        }
+        if (outcome.kind === 'denied') return outcome.error;
+      }
+    }
+    const parsed = parseJwt(token, maxSize);
+    if (!parsed.ok && dotted) {
       const malformed = bearerSyntaxError(token, ctx.tokenSource);
       if (malformed !== null) return malformed;
     }
-    // Hot path of a phantom-token route: a string without '.' is no JWT, so skip parseJwt (whose
-    // refusal allocates an Error, ~6 µs) and, when the authenticator answers from its cache
-    // synchronously, the promise too.
-    if (opaqueAuthenticators.length === 1 && token.indexOf('.') === -1) {
-      const outcome = opaqueAuthenticators[0]!.authenticate(token, ctx);
-      if (outcome instanceof Promise) return finishOpaque(outcome, ctx, token);
-      if (outcome.kind === 'principal') {
-        ctx.principal = outcome.principal;
-        return null;
-      }
-      if (outcome.kind === 'denied') return outcome.error;
-    }
-    const parsed = parseJwt(token, maxSize, shaped);
     let denial: GatehouseError;
     if (parsed.ok) {
       const iss = parsed.value.claims.iss;

@@ -89,22 +89,6 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** Three base64url parts, the first and last non-empty: the shape every JWS must have (one native regex test). */
 const JWS_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
 
-/**
- * Whether `token` has the shape of a compact JWS: three base64url parts, the first and last
- * non-empty. Every such string is also an RFC 6750 b64token (its characters are a subset), so
- * the authenticate stage tests this first and checks the b64token syntax only for tokens that
- * fail it, and hands the answer to {@link parseJwt}: one pass over the token instead of two.
- *
- * @example
- * ```ts
- * isJwsShaped('eyJhbGciOiJFUzI1NiJ9.e30.c2ln'); // true
- * isJwsShaped('opaque-token');                  // false
- * ```
- */
-export function isJwsShaped(token: string): boolean {
-  return JWS_SHAPE.test(token);
-}
-
 function malformed(detail: string): InvalidToken {
   return new InvalidToken('GH_ERR_JWT_MALFORMED', 'the access token is malformed', { detail });
 }
@@ -173,20 +157,20 @@ function decodeHeader(token: string, end: number): Readonly<Record<string, unkno
 /**
  * Split a compact JWS with strict checks and no cryptography: at most `maxSize` characters,
  * exactly three parts (the payload may be empty), canonical base64url, a UTF-8 JSON object header,
- * a non-empty signature. `shaped` is {@link isJwsShaped} of the token, when the caller has it.
+ * a non-empty signature.
  *
  * @example
  * ```ts
  * const jws = parseJws(token, 8192);
  * ```
  */
-export function parseJws(token: string, maxSize: number, shaped: boolean = isJwsShaped(token)): Result<ParsedJws> {
+export function parseJws(token: string, maxSize: number): Result<ParsedJws> {
   if (token.length > maxSize) {
     return { ok: false, error: new InvalidToken('GH_ERR_JWT_TOO_LARGE', 'the access token is too large', { detail: `${token.length} bytes, limit ${maxSize}` }) };
   }
   let first: number;
   let second: number;
-  if (shaped) {
+  if (JWS_SHAPE.test(token)) {
     first = token.indexOf('.');
     second = token.indexOf('.', first + 1);
   } else {
@@ -216,7 +200,7 @@ export function parseJws(token: string, maxSize: number, shaped: boolean = isJws
 
 /**
  * Split and decode a JWT: {@link parseJws}, and the payload must be a UTF-8 JSON object (the claims).
- * `shaped` is {@link isJwsShaped} of the token, when the caller has it.
+ * Whatever it accepts is an RFC 6750 b64token: it takes base64url characters and '.' only.
  *
  * @example
  * ```ts
@@ -224,8 +208,8 @@ export function parseJws(token: string, maxSize: number, shaped: boolean = isJws
  * if (parsed.ok) console.log(parsed.value.claims.iss);
  * ```
  */
-export function parseJwt(token: string, maxSize: number, shaped: boolean = isJwsShaped(token)): Result<ParsedJwt> {
-  const jws = parseJws(token, maxSize, shaped);
+export function parseJwt(token: string, maxSize: number): Result<ParsedJwt> {
+  const jws = parseJws(token, maxSize);
   if (!jws.ok) return jws;
   const { header, payloadStart, signingInputEnd, signature } = jws.value;
   const claims = decodeJsonSegment(token, payloadStart, signingInputEnd, 'payload');

@@ -290,13 +290,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.head !== null) this.writeHead();
-    const whole = this.whole;
-    if (whole !== null) {
-      this.whole = null;
-      this.res.end(whole);
-    } else {
-      this.res.end();
-    }
+    if (this.whole !== null) this.res.end(this.whole);
+    else this.res.end();
     this.end(null);
   }
 
