@@ -1,4 +1,4 @@
-// Run by shapes.test.ts as `node --allow-natives-syntax shape-probe.mjs <root> <config>`: starts a
+// Run by shapes.test.ts as `node --allow-natives-syntax --expose-gc shape-probe.mjs <root> <config>`: starts a
 // gateway from the built code and reports whether V8 still shares object shapes afterwards.
 const [root, configFile] = process.argv.slice(2);
 const { loadConfigFile } = await import(`${root}/dist/config/load.js`);
@@ -6,6 +6,21 @@ const { startGateway } = await import(`${root}/dist/gateway.js`);
 const { keptTickObject } = await import(`${root}/dist/boot/tick-shape.js`);
 const { createHook } = await import('node:async_hooks');
 const gateway = await startGateway({ config: loadConfigFile(configFile), logDestination: { write() {} } });
+
+// A reload reads the file again. The schema validator is held weakly (src/config/load.ts): after a
+// full GC it is gone and the next read compiles it anew, which must not cost the shapes either.
+const compileMs = [];
+for (let i = 0; i < 3; i++) {
+  await new Promise((resolve) => setTimeout(resolve, 0)); // a WeakRef's target is kept until the job ends
+  globalThis.gc();
+  const t0 = performance.now();
+  loadConfigFile(configFile);
+  compileMs.push(performance.now() - t0);
+}
+
+// A config without Redis never loads the Redis client library (CommonJS: it shows in require.cache).
+const { createRequire } = await import('node:module');
+const ioredisLoaded = Object.keys(createRequire(import.meta.url).cache).some((file) => file.includes('/node_modules/ioredis/'));
 
 // Plain objects that gain the same first property must share one map. They stop doing so when
 // the empty object's map has run out of transitions (V8 allows 1536): every header object,
@@ -30,5 +45,5 @@ const kept = keptTickObject();
 const tickShapeKept = kept !== undefined && fresh !== undefined && %HaveSameMap(kept, fresh);
 
 await gateway.close();
-process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept })}\n`);
+process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept, ioredisLoaded, compileMs })}\n`);
 process.exit(0);
