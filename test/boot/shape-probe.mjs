@@ -1,5 +1,6 @@
-// Run by shapes.test.ts as `node --allow-natives-syntax --expose-gc shape-probe.mjs <root> <config>`: starts a
-// gateway from the built code and reports whether V8 still shares object shapes afterwards.
+// Run by shapes.test.ts as `node --allow-natives-syntax --expose-gc shape-probe.mjs <root> <config>`:
+// starts a gateway from the built code and reports whether V8 still shares object shapes
+// afterwards (`compileMs`, the three later reads' times, is for a reader of the output only).
 const [root, configFile] = process.argv.slice(2);
 const { loadConfigFile } = await import(`${root}/dist/config/load.js`);
 const { startGateway } = await import(`${root}/dist/gateway.js`);
