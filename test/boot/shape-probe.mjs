@@ -19,6 +19,19 @@ for (let i = 0; i < 3; i++) {
   compileMs.push(performance.now() - t0);
 }
 
+// A broken file read by a recompiled validator is still refused, naming the key.
+const { readFileSync, writeFileSync } = await import('node:fs');
+const broken = `${configFile}.broken.yaml`;
+writeFileSync(broken, readFileSync(configFile, 'utf8').replace('scopes:', 'scops:'));
+await new Promise((resolve) => setTimeout(resolve, 0));
+globalThis.gc();
+let brokenRefused = null;
+try {
+  loadConfigFile(broken);
+} catch (err) {
+  brokenRefused = err.issues?.map((issue) => issue.path) ?? [String(err)];
+}
+
 // A config without Redis never loads the Redis client library (CommonJS: it shows in require.cache).
 const { createRequire } = await import('node:module');
 const ioredisLoaded = Object.keys(createRequire(import.meta.url).cache).some((file) => file.includes('/node_modules/ioredis/'));
@@ -46,5 +59,5 @@ const kept = keptTickObject();
 const tickShapeKept = kept !== undefined && fresh !== undefined && %HaveSameMap(kept, fresh);
 
 await gateway.close();
-process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept, ioredisLoaded, compileMs })}\n`);
+process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept, ioredisLoaded, brokenRefused, compileMs })}\n`);
 process.exit(0);
