@@ -18,17 +18,14 @@
 // Each build must be built (`npx tsc -p tsconfig.build.json` in its checkout). Uses wrk and
 // nginx (Debian: wrk, nginx-light) and taskset when present, like bench/run.js.
 import { spawn, spawnSync } from 'node:child_process';
-import http from 'node:http';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { cpuMicros, freePort, nginxPath, which, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, BENCH_AUDIENCE, cpuMicros, freePort, nginxPath, processes, startIssuer, waitReady, which, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const AUDIENCE = 'https://api.bench.example';
 
 const { values: opts } = parseArgs({
   options: {
@@ -72,61 +69,24 @@ for (const [label, dir] of Object.entries(builds)) {
   }
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const children = [];
 const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-ab-'));
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
-});
+const procs = processes(TASKSET);
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 process.on('SIGINT', () => process.exit(130));
-
-function start(core, cmd, args) {
-  const [c, a] = TASKSET ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args];
-  const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.output = '';
-  child.stdout.on('data', (d) => (child.output += d));
-  child.stderr.on('data', (d) => (child.output += d));
-  children.push(child);
-  return child;
-}
-
-async function waitReady(url, child, what) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}):\n${child.output}`);
-    const ok = await new Promise((r) => http.get(url, (res) => (res.resume(), r(true))).on('error', () => r(false)));
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${what} did not answer on ${url}:\n${child.output}`);
-    await sleep(50);
-  }
-}
 
 // Upstream: nginx on core 1, a ~100-byte answer.
 const upstreamPort = await freePort();
 const upstream = `http://127.0.0.1:${upstreamPort}`;
-await waitReady(`${upstream}/`, start(1, NGINX, writeNginxConfig(path.join(dir, 'nginx'), upstreamPort)), 'nginx');
+await waitReady(`${upstream}/`, procs.start(1, NGINX, writeNginxConfig(path.join(dir, 'nginx'), upstreamPort)), 'nginx');
 
 // Issuer: one key of the chosen algorithm, its JWK Set served from this process.
-const { publicKey, privateKey } = await generateKeyPair(opts.alg, opts.alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
-const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'ab', alg: opts.alg, use: 'sig' }] });
-const jwksServer = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(jwks));
-await new Promise((r) => jwksServer.listen(0, '127.0.0.1', r));
-const issuer = `http://127.0.0.1:${jwksServer.address().port}`;
-const token = await new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client' })
-  .setProtectedHeader({ alg: opts.alg, kid: 'ab', typ: 'at+jwt' })
-  .setIssuer(issuer)
-  .setAudience(AUDIENCE)
-  .setSubject('bench-user')
-  .setIssuedAt()
-  .setExpirationTime('2h')
-  .sign(privateKey);
+const { issuer, token } = await startIssuer(opts.alg);
 
 async function startBaseline(label) {
   const port = await freePort();
   const { WORKER_V8_FLAGS = [] } = await import(path.join(builds.B, 'dist/cli/cluster.js'));
-  const verify = REFERENCE ? [REFERENCE, `${issuer}/jwks`, issuer, AUDIENCE] : [];
-  const child = start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(ROOT, 'bench/baseline.js'), String(port), upstream, ...verify]);
+  const verify = REFERENCE ? [REFERENCE, `${issuer}/jwks`, issuer, BENCH_AUDIENCE] : [];
+  const child = procs.start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(ROOT, 'bench/baseline.js'), String(port), upstream, ...verify]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `baseline ${label}`);
   return { label, port, child };
 }
@@ -134,23 +94,10 @@ async function startBaseline(label) {
 async function startGatehouse(label) {
   const port = await freePort();
   const file = path.join(dir, `gatehouse-${label}.yaml`);
-  writeFileSync(
-    file,
-    `listen: [{ name: main, host: 127.0.0.1, port: ${port} }]
-log: { level: warn, accessLog: false }
-tokenCache: { enabled: ${opts.cold ? 'false' : 'true'}, maxEntries: 10000 }
-issuers:
-  - { name: ab, issuer: ${issuer}, jwksUri: ${issuer}/jwks, audiences: [${AUDIENCE}], algorithms: [${opts.alg}] }
-upstreams:
-  - { name: api, url: ${upstream}, audience: ${AUDIENCE} }
-routes:
-  - { name: public, path: /public, upstream: api, public: true }
-  - { name: jwt, path: /jwt, upstream: api, issuers: [ab] }
-`,
-  );
+  writeFileSync(file, abGatehouseConfig({ port, issuer, upstream, alg: opts.alg, cold: opts.cold }));
   const root = builds[label];
   const { WORKER_V8_FLAGS = [] } = await import(path.join(root, 'dist/cli/cluster.js'));
-  const child = start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(root, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
+  const child = procs.start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(root, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `gatehouse ${label}`);
   return { label, port, child };
 }

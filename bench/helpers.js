@@ -1,9 +1,11 @@
-// What bench/run.js and bench/ab.js share: finding tools, the nginx upstream, free ports, a
-// process's CPU time.
-import { spawnSync } from 'node:child_process';
+// What bench/run.js, bench/ab.js and bench/instructions.js share: finding tools, the nginx
+// upstream, free ports, a process's CPU time, child processes, the A/B tools' issuer and config.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 /** The path of a command on PATH, or null. */
 export function which(cmd) {
@@ -80,4 +82,80 @@ http {
 `,
   );
   return ['-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log')];
+}
+
+/**
+ * Child processes of a bench script, each optionally pinned to one core with `taskset`, and all
+ * killed when the script exits. `child.output` collects what it prints.
+ *
+ * @example
+ * const procs = processes(which('taskset'));
+ * const nginx = procs.start(1, nginxPath(), writeNginxConfig(dir, port));
+ */
+export function processes(taskset) {
+  const children = [];
+  process.on('exit', () => {
+    for (const c of children) c.kill('SIGKILL');
+  });
+  return {
+    start(core, cmd, args) {
+      const [c, a] = taskset ? [taskset, ['-c', String(core), cmd, ...args]] : [cmd, args];
+      const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.output = '';
+      child.stdout.on('data', (d) => (child.output += d));
+      child.stderr.on('data', (d) => (child.output += d));
+      children.push(child);
+      return child;
+    },
+  };
+}
+
+/** Resolves once `url` answers (any status); rejects when `child` exits or `timeoutMs` passes. */
+export async function waitReady(url, child, what, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode}):\n${child.output}`);
+    const ok = await new Promise((r) => http.get(url, (res) => (res.resume(), r(true))).on('error', () => r(false)));
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not answer on ${url}:\n${child.output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export const BENCH_AUDIENCE = 'https://api.bench.example';
+
+/**
+ * A one-key issuer for the A/B tools: a fresh key pair of `alg`, its JWK Set served on
+ * 127.0.0.1 (`<issuer>/jwks`), and one access token valid for two hours.
+ */
+export async function startIssuer(alg) {
+  const { publicKey, privateKey } = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'ab', alg, use: 'sig' }] });
+  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(jwks));
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const token = await new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client' })
+    .setProtectedHeader({ alg, kid: 'ab', typ: 'at+jwt' })
+    .setIssuer(issuer)
+    .setAudience(BENCH_AUDIENCE)
+    .setSubject('bench-user')
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(privateKey);
+  return { issuer, token, server };
+}
+
+/** The A/B tools' gatehouse config: a public route and a JWT route in front of `upstream`. */
+export function abGatehouseConfig({ port, issuer, upstream, alg, cold }) {
+  return `listen: [{ name: main, host: 127.0.0.1, port: ${port} }]
+log: { level: warn, accessLog: false }
+tokenCache: { enabled: ${cold ? 'false' : 'true'}, maxEntries: 10000 }
+issuers:
+  - { name: ab, issuer: ${issuer}, jwksUri: ${issuer}/jwks, audiences: [${BENCH_AUDIENCE}], algorithms: [${alg}] }
+upstreams:
+  - { name: api, url: ${upstream}, audience: ${BENCH_AUDIENCE} }
+routes:
+  - { name: public, path: /public, upstream: api, public: true }
+  - { name: jwt, path: /jwt, upstream: api, issuers: [ab] }
+`;
 }
