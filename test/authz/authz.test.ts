@@ -115,7 +115,7 @@ describe('forwardClaims', () => {
 });
 
 describe('authz area', () => {
-  it('reports a bad CEL expression as a config issue with file, line and key path', () => {
+  it('reports a bad CEL expression as a config issue with file, line and key path', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-authz-'));
     const file = path.join(dir, 'gatehouse.yaml');
     writeFileSync(
@@ -135,7 +135,7 @@ routes:
 `,
     );
     const config = loadConfigFile(file);
-    const area = createAuthzArea(config, testServices()) as ReturnType<typeof createAuthzArea> & { issues: { line: number; path: string; message: string; file: string }[] };
+    const area = (await createAuthzArea(config, testServices())) as Awaited<ReturnType<typeof createAuthzArea>> & { issues: { line: number; path: string; message: string; file: string }[] };
     expect(area.issues).toHaveLength(1);
     expect(area.issues[0]).toMatchObject({ line: 12, path: 'routes[0].claims[1]', file });
     expect(area.issues[0]!.message).toMatch(/CEL/);

@@ -2,6 +2,14 @@
 // starts a gateway from the built code and reports whether V8 still shares object shapes
 // afterwards (`compileMs`, the three later reads' times, is for a reader of the output only).
 const [root, configFile] = process.argv.slice(2);
+// Every module resolved from here on is reported through a port (test/boot/module-hook.mjs).
+const { register } = await import('node:module');
+const { MessageChannel } = await import('node:worker_threads');
+const resolved = [];
+const channel = new MessageChannel();
+channel.port1.on('message', (url) => resolved.push(url));
+channel.port1.unref();
+register(new URL('./module-hook.mjs', import.meta.url), { data: { port: channel.port2 }, transferList: [channel.port2] });
 const { loadConfigFile } = await import(`${root}/dist/config/load.js`);
 const { startGateway } = await import(`${root}/dist/gateway.js`);
 const { keptTickObject } = await import(`${root}/dist/boot/tick-shape.js`);
@@ -35,6 +43,10 @@ try {
 // A config without Redis never loads the Redis client library (CommonJS: it shows in require.cache).
 const { createRequire } = await import('node:module');
 const ioredisLoaded = Object.keys(createRequire(import.meta.url).cache).some((file) => file.includes('/node_modules/ioredis/'));
+// Nor, without claim rules, the CEL library (an ES module: seen through the resolve hook).
+await new Promise((resolve) => setTimeout(resolve, 50)); // the hook's messages arrive on this thread's loop
+const celLoaded = resolved.some((url) => url.includes('/node_modules/@marcbachmann/cel-js/'));
+const modulesSeen = resolved.length;
 
 // Plain objects that gain the same first property must share one map. They stop doing so when
 // the empty object's map has run out of transitions (V8 allows 1536): every header object,
@@ -59,5 +71,5 @@ const kept = keptTickObject();
 const tickShapeKept = kept !== undefined && fresh !== undefined && %HaveSameMap(kept, fresh);
 
 await gateway.close();
-process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept, ioredisLoaded, brokenRefused, compileMs })}\n`);
+process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept, ioredisLoaded, celLoaded, modulesSeen, brokenRefused, compileMs })}\n`);
 process.exit(0);

@@ -37,19 +37,31 @@ routes:
       - claims.sub == request.params.userId
 `;
 
+type Report = { sharedShapes: boolean; tickShapeKept: boolean; ioredisLoaded: boolean; celLoaded: boolean; modulesSeen: number; brokenRefused: string[] | null; compileMs: number[] };
+
+function probe(config: string): Report {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-shapes-'));
+  const file = path.join(dir, 'gatehouse.yaml');
+  writeFileSync(file, config);
+  const run = spawnSync(process.execPath, ['--allow-natives-syntax', '--expose-gc', PROBE, ROOT, file], { encoding: 'utf8', timeout: 30_000 });
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  return JSON.parse(run.stdout.trim().split('\n').pop()!) as Report;
+}
+
 describe('V8 object shapes after start-up', () => {
   it('keeps plain-object maps shared and a tick object held once the gateway has started (and after config reads), and loads no Redis client without Redis', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-shapes-'));
-    const file = path.join(dir, 'gatehouse.yaml');
-    writeFileSync(file, CONFIG);
-    const run = spawnSync(process.execPath, ['--allow-natives-syntax', '--expose-gc', PROBE, ROOT, file], { encoding: 'utf8', timeout: 30_000 });
-    expect(run.stderr).toBe('');
-    expect(run.status).toBe(0);
-    const report = JSON.parse(run.stdout.trim().split('\n').pop()!) as { sharedShapes: boolean; tickShapeKept: boolean; ioredisLoaded: boolean; brokenRefused: string[] | null; compileMs: number[] };
+    const report = probe(CONFIG);
     // Also after the config was read three more times, each after a full GC (a reload that
     // compiles the schema validator again), and with no Redis client library loaded: this config
     // names no Redis. A broken file read after a full GC (the validator compiled anew) is still
-    // refused, naming the key.
-    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, ioredisLoaded: false, brokenRefused: ['routes[1].scops'] });
+    // refused, naming the key. Its claim rule needs the CEL library, and the probe sees it load.
+    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, ioredisLoaded: false, celLoaded: true, brokenRefused: ['routes[1].scops'] });
+  });
+
+  it('loads no CEL library for a config without claim rules', () => {
+    const report = probe(CONFIG.replace(/\n {4}claims:\n.*\n/, '\n'));
+    expect(report.modulesSeen).toBeGreaterThan(50); // the hook saw the gateway's modules load
+    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, ioredisLoaded: false, celLoaded: false });
   });
 });
