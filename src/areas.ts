@@ -1,9 +1,19 @@
 import type { AreaFactory } from './pipeline/runtime.js';
-import { createTokenHandlerArea } from './authn/token-handler.js';
 import { createAuthnArea } from './authn/index.js';
-import { createPhantomArea } from './authn/phantom-area.js';
 import { createAuthzArea } from './authz/index.js';
 import { createLimitArea } from './limit/index.js';
+
+// The token handler and the phantom-token area load only for a config that uses them: with
+// them comes jose (JWE cookies, the OIDC client, minting), about 1 MB of V8 heap that every full
+// collection would mark. A gateway that validates JWTs does it with node:crypto alone.
+
+/** The token-handler area (src/authn/token-handler.ts) when the config has a `tokenHandler`. */
+const createTokenHandlerArea: AreaFactory = async (config, services) =>
+  config.tokenHandler ? (await import('./authn/token-handler.js')).createTokenHandlerArea(config, services) : { name: 'token-handler' };
+
+/** The phantom-token area (src/authn/phantom-area.ts) when an issuer is introspected. */
+const createPhantomArea: AreaFactory = async (config, services) =>
+  config.issuers.some((issuer) => issuer.introspection) ? (await import('./authn/phantom-area.js')).createPhantomArea(config, services) : { name: 'phantom' };
 
 /**
  * The areas of a plan, in the order their stages run within each slot. The token handler comes

@@ -5,7 +5,6 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
-import { createIntrospectionAuthenticator } from './introspection.js';
 import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
 
@@ -21,9 +20,10 @@ export type OpaqueAuthenticatorFactory = (issuer: IssuerConfig, config: Gatehous
 
 /**
  * Where the opaque-token authenticator comes from: RFC 7662 introspection with the phantom-token
- * swap (src/authn/introspection.ts). Replaceable for tests or other builds.
+ * swap (src/authn/introspection.ts), loaded by the first config with an introspected issuer
+ * (`undefined` here; it brings jose). Replaceable for tests or other builds.
  */
-let opaqueFactory: OpaqueAuthenticatorFactory | null = createIntrospectionAuthenticator;
+let opaqueFactory: OpaqueAuthenticatorFactory | null | undefined;
 
 /**
  * Replace the opaque-token authenticator factory (tests, other builds); `null` makes an issuer
@@ -36,6 +36,12 @@ let opaqueFactory: OpaqueAuthenticatorFactory | null = createIntrospectionAuthen
  */
 export function useOpaqueAuthenticator(factory: OpaqueAuthenticatorFactory | null): void {
   opaqueFactory = factory;
+}
+
+async function opaqueAuthenticatorFactory(config: GatehouseConfig): Promise<OpaqueAuthenticatorFactory | null> {
+  if (opaqueFactory !== undefined) return opaqueFactory;
+  if (!config.issuers.some((issuer) => issuer.introspection)) return null;
+  return (await import('./introspection.js')).createIntrospectionAuthenticator;
 }
 
 /**
@@ -55,8 +61,9 @@ export function useOpaqueAuthenticator(factory: OpaqueAuthenticatorFactory | nul
  * const stages = area.stagesFor!(config.routes[0]!, 0);
  * ```
  */
-export const createAuthnArea: AreaFactory = (config, services) => {
+export const createAuthnArea: AreaFactory = async (config, services) => {
   const issues: ConfigIssue[] = [];
+  const opaqueFactory = await opaqueAuthenticatorFactory(config);
   const cacheKey = config.tokenCache.enabled ? tokenCacheKey(config) : null;
   const cache = cacheKey === null ? null : acquireTokenCache(cacheKey, config.tokenCache.maxEntries);
   let released = false;

@@ -1,4 +1,4 @@
-import { decodeCookieKey } from '../authn/token-handler/cookies.js';
+import { decodeCookieKey } from '../authn/token-handler/cookie-key.js';
 import { isSecureOrLoopbackUrl } from './normalize.js';
 import type { IssuerConfig, RouteConfig, TokenHandlerConfig } from './types.js';
 

@@ -46,6 +46,8 @@ const ioredisLoaded = Object.keys(createRequire(import.meta.url).cache).some((fi
 // Nor, without claim rules, the CEL library (an ES module: seen through the resolve hook).
 await new Promise((resolve) => setTimeout(resolve, 50)); // the hook's messages arrive on this thread's loop
 const celLoaded = resolved.some((url) => url.includes('/node_modules/@marcbachmann/cel-js/'));
+// Nor, without a token handler or an introspected issuer, jose (their JOSE library).
+const joseLoaded = resolved.some((url) => url.includes('/node_modules/jose/'));
 const modulesSeen = resolved.length;
 
 // Plain objects that gain the same first property must share one map. They stop doing so when
@@ -71,5 +73,5 @@ const kept = keptTickObject();
 const tickShapeKept = kept !== undefined && fresh !== undefined && %HaveSameMap(kept, fresh);
 
 await gateway.close();
-process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept, ioredisLoaded, celLoaded, modulesSeen, brokenRefused, compileMs })}\n`);
+process.stdout.write(`${JSON.stringify({ sharedShapes: shared.every(Boolean), tickShapeKept, ioredisLoaded, celLoaded, joseLoaded, modulesSeen, brokenRefused, compileMs })}\n`);
 process.exit(0);

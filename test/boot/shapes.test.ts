@@ -37,7 +37,7 @@ routes:
       - claims.sub == request.params.userId
 `;
 
-type Report = { sharedShapes: boolean; tickShapeKept: boolean; ioredisLoaded: boolean; celLoaded: boolean; modulesSeen: number; brokenRefused: string[] | null; compileMs: number[] };
+type Report = { sharedShapes: boolean; tickShapeKept: boolean; ioredisLoaded: boolean; celLoaded: boolean; joseLoaded: boolean; modulesSeen: number; brokenRefused: string[] | null; compileMs: number[] };
 
 function probe(config: string): Report {
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-shapes-'));
@@ -50,18 +50,33 @@ function probe(config: string): Report {
 }
 
 describe('V8 object shapes after start-up', () => {
-  it('keeps plain-object maps shared and a tick object held once the gateway has started (and after config reads), and loads no Redis client without Redis', () => {
+  it('keeps plain-object maps shared and a tick object held once the gateway has started (and after config reads), and loads neither a Redis client without Redis nor jose without a token handler or an introspected issuer', () => {
     const report = probe(CONFIG);
     // Also after the config was read three more times, each after a full GC (a reload that
     // compiles the schema validator again), and with no Redis client library loaded: this config
     // names no Redis. A broken file read after a full GC (the validator compiled anew) is still
-    // refused, naming the key. Its claim rule needs the CEL library, and the probe sees it load.
-    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, ioredisLoaded: false, celLoaded: true, brokenRefused: ['routes[1].scops'] });
+    // refused, naming the key. Its claim rule needs the CEL library, and the probe sees it load;
+    // it has no token handler and no introspected issuer, so jose never loads.
+    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, ioredisLoaded: false, celLoaded: true, joseLoaded: false, brokenRefused: ['routes[1].scops'] });
   });
 
   it('loads no CEL library for a config without claim rules', () => {
     const report = probe(CONFIG.replace(/\n {4}claims:\n.*\n/, '\n'));
     expect(report.modulesSeen).toBeGreaterThan(50); // the hook saw the gateway's modules load
-    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, ioredisLoaded: false, celLoaded: false });
+    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, ioredisLoaded: false, celLoaded: false, joseLoaded: false });
+  });
+
+  it('loads jose for an introspected issuer (the phantom-token area mints with it)', () => {
+    const report = probe(
+      CONFIG.replace(
+        'upstreams:',
+        `  - name: opaque
+    issuer: https://opaque.example
+    audiences: [api]
+    introspection: { endpoint: http://127.0.0.1:9/introspect, clientId: gateway, clientSecret: s3cret }
+upstreams:`,
+      ),
+    );
+    expect(report).toMatchObject({ sharedShapes: true, tickShapeKept: true, joseLoaded: true });
   });
 });
