@@ -38,6 +38,7 @@ export function useOpaqueAuthenticator(factory: OpaqueAuthenticatorFactory | nul
   opaqueFactory = factory;
 }
 
+/** The opaque-token authenticator factory for this config: the one set, else the built-in when an issuer needs it. */
 async function opaqueAuthenticatorFactory(config: GatehouseConfig): Promise<OpaqueAuthenticatorFactory | null> {
   if (opaqueFactory !== undefined) return opaqueFactory;
   if (!config.issuers.some((issuer) => issuer.introspection)) return null;
@@ -63,7 +64,7 @@ async function opaqueAuthenticatorFactory(config: GatehouseConfig): Promise<Opaq
  */
 export const createAuthnArea: AreaFactory = async (config, services) => {
   const issues: ConfigIssue[] = [];
-  const opaqueFactory = await opaqueAuthenticatorFactory(config);
+  const makeOpaque = await opaqueAuthenticatorFactory(config);
   const cacheKey = config.tokenCache.enabled ? tokenCacheKey(config) : null;
   const cache = cacheKey === null ? null : acquireTokenCache(cacheKey, config.tokenCache.maxEntries);
   let released = false;
@@ -74,12 +75,12 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
 
   config.issuers.forEach((issuer, i) => {
     if (issuer.introspection) {
-      if (!opaqueFactory) {
+      if (!makeOpaque) {
         issues.push(configIssue(config, ['issuers', i, 'introspection'], 'is not supported by this build (no opaque-token authenticator)'));
         return;
       }
       try {
-        opaque.set(issuer.name, opaqueFactory(issuer, config, services));
+        opaque.set(issuer.name, makeOpaque(issuer, config, services));
       } catch (err) {
         issues.push(configIssue(config, ['issuers', i, 'introspection'], `cannot be set up: ${(err as Error).message}`));
       }
