@@ -1,5 +1,5 @@
 import type { AreaFactory } from './pipeline/runtime.js';
-import { createAuthnArea } from './authn/index.js';
+import { createAuthnArea, introspectsAny } from './authn/index.js';
 import { createAuthzArea } from './authz/index.js';
 import { createLimitArea } from './limit/index.js';
 
@@ -13,7 +13,7 @@ const createTokenHandlerArea: AreaFactory = async (config, services) =>
 
 /** The phantom-token area (src/authn/phantom-area.ts) when an issuer is introspected. */
 const createPhantomArea: AreaFactory = async (config, services) =>
-  config.issuers.some((issuer) => issuer.introspection) ? (await import('./authn/phantom-area.js')).createPhantomArea(config, services) : { name: 'phantom' };
+  introspectsAny(config) ? (await import('./authn/phantom-area.js')).createPhantomArea(config, services) : { name: 'phantom' };
 
 /**
  * The areas of a plan, in the order their stages run within each slot. The token handler comes

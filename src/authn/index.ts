@@ -27,21 +27,35 @@ let opaqueFactory: OpaqueAuthenticatorFactory | null | undefined;
 
 /**
  * Replace the opaque-token authenticator factory (tests, other builds); `null` makes an issuer
- * with `introspection` a config error.
+ * with `introspection` a config error, `undefined` restores the built-in.
  *
  * @example
  * ```ts
- * useOpaqueAuthenticator(createIntrospectionAuthenticator);
+ * useOpaqueAuthenticator(null); // introspected issuers are refused
+ * useOpaqueAuthenticator(undefined); // RFC 7662 introspection again
  * ```
  */
-export function useOpaqueAuthenticator(factory: OpaqueAuthenticatorFactory | null): void {
+export function useOpaqueAuthenticator(factory: OpaqueAuthenticatorFactory | null | undefined): void {
   opaqueFactory = factory;
+}
+
+/**
+ * Whether some issuer of the config is an opaque-token (introspected) issuer: what decides that
+ * the introspection authenticator and the phantom-token area (and jose with them) are loaded.
+ *
+ * @example
+ * ```ts
+ * if (introspectsAny(config)) await import('./introspection.js');
+ * ```
+ */
+export function introspectsAny(config: GatehouseConfig): boolean {
+  return config.issuers.some((issuer) => issuer.introspection !== undefined);
 }
 
 /** The opaque-token authenticator factory for this config: the one set, else the built-in when an issuer needs it. */
 async function opaqueAuthenticatorFactory(config: GatehouseConfig): Promise<OpaqueAuthenticatorFactory | null> {
   if (opaqueFactory !== undefined) return opaqueFactory;
-  if (!config.issuers.some((issuer) => issuer.introspection)) return null;
+  if (!introspectsAny(config)) return null;
   return (await import('./introspection.js')).createIntrospectionAuthenticator;
 }
 

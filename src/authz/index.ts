@@ -46,16 +46,11 @@ function compileRoute(
   if (route.public) return null;
   const scopes = compileScopeCheck(route.scopes);
   const stepUp = compileStepUp(route.stepUp);
-  const rules: ClaimRule[] = [];
-  if (route.claims.length > 0 && cel === null) throw new Error(`route ${route.name}: claim rules of a route outside the compiled config`);
-  route.claims.forEach((c, j) => {
-    const rule = cel!.compileClaimRule(c.rule, c.message);
-    if (typeof rule === 'string') {
-      // `claims: [ "expr" ]` or `claims: [ { rule: "expr" } ]`
-      bad(['routes', index, 'claims', j, ...(c.message !== undefined ? ['rule'] : [])], rule);
-    } else rules.push(rule);
-  });
-  const claims = cel === null ? null : cel.compileClaimCheck(rules);
+  let claims: ReturnType<typeof compileClaims> = null;
+  if (route.claims.length > 0) {
+    if (cel === null) throw new Error(`route ${route.name}: claim rules of a route outside the compiled config`);
+    claims = compileClaims(cel, route, index, bad);
+  }
   const forward = compileForwardClaims(route.forwardClaims);
   if (!scopes && !stepUp && !claims && !forward) return null;
   const now = services.now;
@@ -70,4 +65,17 @@ function compileRoute(
     if (forward !== null) forward(principal, ctx.upstreamHeaders);
     return null;
   };
+}
+
+/** A route's claim rules, compiled with the CEL module; each bad expression is reported at its key. */
+function compileClaims(cel: typeof import('./claims.js'), route: RouteConfig, index: number, bad: (keyPath: (string | number)[], message: string) => void) {
+  const rules: ClaimRule[] = [];
+  route.claims.forEach((c, j) => {
+    const rule = cel.compileClaimRule(c.rule, c.message);
+    if (typeof rule === 'string') {
+      // `claims: [ "expr" ]` or `claims: [ { rule: "expr" } ]`
+      bad(['routes', index, 'claims', j, ...(c.message !== undefined ? ['rule'] : [])], rule);
+    } else rules.push(rule);
+  });
+  return cel.compileClaimCheck(rules);
 }

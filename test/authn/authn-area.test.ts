@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAuthnArea } from '../../src/authn/index.js';
+import { createAuthnArea, useOpaqueAuthenticator } from '../../src/authn/index.js';
 import { loadConfigText } from '../../src/config/load.js';
 import type { GatehouseConfig } from '../../src/config/types.js';
 import type { RequestContext, Stage } from '../../src/pipeline/context.js';
@@ -97,5 +97,40 @@ describe('authn area', () => {
     const p3 = (await run(changed.stage(0), token)).ctx.principal;
     expect(p3).not.toBe(p1);
     expect(p3).toEqual(p1);
+  });
+});
+
+describe('the opaque-token authenticator', () => {
+  const withOpaque = (): GatehouseConfig =>
+    loadConfigText(`
+listen: { port: 0 }
+issuers:
+  - { name: a, issuer: https://a.example.test, jwksUri: ${keysA.url}, audiences: [https://api.example.test] }
+  - name: opaque
+    issuer: https://opaque.example.test
+    audiences: [https://api.example.test]
+    introspection: { endpoint: 'http://127.0.0.1:1/introspect', clientId: gateway, clientSecret: s3cret }
+upstreams: [ { name: api, url: 'http://127.0.0.1:1' } ]
+routes:
+  - { name: any, path: /any, upstream: api }
+`);
+
+  it('refuses an introspected issuer when the build has no opaque-token authenticator, and the built-in comes back with undefined', async () => {
+    useOpaqueAuthenticator(null);
+    try {
+      const refused = await createAuthnArea(withOpaque(), testServices({ now: Date.now() }));
+      open.push(refused);
+      expect(refused.issues).toEqual([expect.objectContaining({ path: 'issuers[1].introspection', message: expect.stringMatching(/not supported by this build/) })]);
+    } finally {
+      useOpaqueAuthenticator(undefined);
+    }
+    const built = await createAuthnArea(withOpaque(), testServices({ now: Date.now() }));
+    open.push(built);
+    expect(built.issues).toEqual([]);
+  });
+
+  it('without an introspected issuer, refuses an opaque token as a malformed JWT (no authenticator tries it)', async () => {
+    const { stage } = await area(config());
+    expect((await run(stage(0), 'an-opaque-reference-token')).code).toBe('GH_ERR_JWT_MALFORMED');
   });
 });
