@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { abGatehouseConfig, BENCH_AUDIENCE, cpuMicros, freePort, nginxPath, processes, startIssuer, waitReady, which, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, nginxPath, processes, startIssuer, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -84,9 +84,7 @@ const { issuer, token } = await startIssuer(opts.alg);
 
 async function startBaseline(label) {
   const port = await freePort();
-  const { WORKER_V8_FLAGS = [] } = await import(path.join(builds.B, 'dist/cli/cluster.js'));
-  const verify = REFERENCE ? [REFERENCE, `${issuer}/jwks`, issuer, BENCH_AUDIENCE] : [];
-  const child = procs.start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(ROOT, 'bench/baseline.js'), String(port), upstream, ...verify]);
+  const child = procs.start(0, process.execPath, [...(await workerV8Flags(builds.B)), ...baselineArgs(port, upstream, REFERENCE, issuer)]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `baseline ${label}`);
   return { label, port, child };
 }
@@ -96,8 +94,7 @@ async function startGatehouse(label) {
   const file = path.join(dir, `gatehouse-${label}.yaml`);
   writeFileSync(file, abGatehouseConfig({ port, issuer, upstream, alg: opts.alg, cold: opts.cold }));
   const root = builds[label];
-  const { WORKER_V8_FLAGS = [] } = await import(path.join(root, 'dist/cli/cluster.js'));
-  const child = procs.start(0, process.execPath, [...WORKER_V8_FLAGS, path.join(root, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1']);
+  const child = procs.start(0, process.execPath, [...(await workerV8Flags(root)), ...gatehouseArgs(root, file)]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `gatehouse ${label}`);
   return { label, port, child };
 }

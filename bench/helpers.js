@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 /** The path of a command on PATH, or null. */
@@ -158,4 +159,24 @@ routes:
   - { name: public, path: /public, upstream: api, public: true }
   - { name: jwt, path: /jwt, upstream: api, issuers: [ab] }
 `;
+}
+
+/** The V8 flags a cluster worker of the gatehouse built in `root` gets (the baseline runs with them too). */
+export async function workerV8Flags(root) {
+  const { WORKER_V8_FLAGS = [] } = await import(path.join(root, 'dist/cli/cluster.js'));
+  return WORKER_V8_FLAGS;
+}
+
+/**
+ * The script arguments (after node and its flags) of the bench's baseline for the A/B tools;
+ * `reference` 'sync' or 'jose' makes it verify every token against `issuer` (null: pass through).
+ */
+export function baselineArgs(port, upstream, reference, issuer) {
+  const verify = reference ? [reference, `${issuer}/jwks`, issuer, BENCH_AUDIENCE] : [];
+  return [path.join(path.dirname(fileURLToPath(import.meta.url)), 'baseline.js'), String(port), upstream, ...verify];
+}
+
+/** The script arguments of the gatehouse built in `root`: one worker, the config `file`. */
+export function gatehouseArgs(root, file) {
+  return [path.join(root, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1'];
 }

@@ -29,7 +29,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { abGatehouseConfig, BENCH_AUDIENCE, freePort, nginxPath, processes, startIssuer, waitReady, which, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, freePort, gatehouseArgs, nginxPath, processes, startIssuer, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -108,14 +108,14 @@ function control(pid, ...args) {
 async function count(side) {
   const port = await freePort();
   const root = side.root ?? ROOT;
-  const { WORKER_V8_FLAGS = [] } = await import(path.join(root, 'dist/cli/cluster.js'));
+  const WORKER_V8_FLAGS = await workerV8Flags(root);
   let args;
   if (side.kind === 'gatehouse') {
     const file = path.join(dir, `gatehouse-${side.label}.yaml`);
     writeFileSync(file, abGatehouseConfig({ port, issuer, upstream, alg: opts.alg, cold: opts.cold }));
-    args = [path.join(root, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1'];
+    args = gatehouseArgs(root, file);
   } else {
-    args = [path.join(ROOT, 'bench/baseline.js'), String(port), upstream, ...(REFERENCE ? [REFERENCE, `${issuer}/jwks`, issuer, BENCH_AUDIENCE] : [])];
+    args = baselineArgs(port, upstream, REFERENCE, issuer);
   }
   // Under valgrind V8 keeps the young generation small and collects it every few requests; a
   // young generation fixed at the size it reaches under real load keeps collections per request
