@@ -5,6 +5,7 @@
 //                    [--cold] [--pairs 1] [--rounds 12] [--seconds 2] [--connections 50]
 //   node bench/ab.js --a baseline [--b .]     # B against the bare pass-through (bench/baseline.js)
 //   node bench/ab.js --a sync --path /jwt --cold --alg RS256   # B cold against the sync reference
+//   node bench/ab.js --a . --b-flags=--single-threaded-gc  # one build, B with other node flags
 //
 // `npm run bench` measures one build against the baseline; on a machine whose speed drifts by
 // tens of percent within minutes, a change of one or two percent cannot be read from two such
@@ -14,6 +15,9 @@
 // result is the median of the per-round ratios B/A, with its interquartile range. `--pairs N`
 // does it all N times with fresh processes: one process of a build can run a few percent faster
 // or slower than another for its whole life, which no number of rounds averages out.
+//
+// Each round also reads wrk's p99 latency, for tail-latency changes (a V8 flag, a GC setting);
+// it is printed as the median p99 of each build, which a single full collection can move.
 //
 // Each build must be built (`npx tsc -p tsconfig.build.json` in its checkout). Uses wrk and
 // nginx (Debian: wrk, nginx-light) and taskset when present, like bench/run.js.
@@ -39,12 +43,14 @@ const { values: opts } = parseArgs({
     seconds: { type: 'string', default: '2' },
     warmup: { type: 'string', default: '8' },
     connections: { type: 'string', default: '50' },
+    'a-flags': { type: 'string', default: '' },
+    'b-flags': { type: 'string', default: '' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
 if (opts.help || !opts.a) {
-  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N]\n');
+  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]\n');
   process.exit(opts.help ? 0 : 2);
 }
 const WRK = which('wrk');
@@ -69,6 +75,9 @@ for (const [label, dir] of Object.entries(builds)) {
   }
 }
 
+// Node flags for one side only, after the workers' V8 flags (a later flag wins).
+const extraFlags = { A: opts['a-flags'].split(/\s+/).filter(Boolean), B: opts['b-flags'].split(/\s+/).filter(Boolean) };
+
 const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-ab-'));
 const procs = processes(TASKSET);
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -84,7 +93,7 @@ const { issuer, token } = await startIssuer(opts.alg);
 
 async function startBaseline(label) {
   const port = await freePort();
-  const child = procs.start(0, process.execPath, [...(await workerV8Flags(builds.B)), ...baselineArgs(port, upstream, REFERENCE, issuer)]);
+  const child = procs.start(0, process.execPath, [...(await workerV8Flags(builds.B)), ...extraFlags.A, ...baselineArgs(port, upstream, REFERENCE, issuer)]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `baseline ${label}`);
   return { label, port, child };
 }
@@ -94,7 +103,7 @@ async function startGatehouse(label) {
   const file = path.join(dir, `gatehouse-${label}.yaml`);
   writeFileSync(file, abGatehouseConfig({ port, issuer, upstream, alg: opts.alg, cold: opts.cold }));
   const root = builds[label];
-  const child = procs.start(0, process.execPath, [...(await workerV8Flags(root)), ...gatehouseArgs(root, file)]);
+  const child = procs.start(0, process.execPath, [...(await workerV8Flags(root)), ...extraFlags[label], ...gatehouseArgs(root, file)]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `gatehouse ${label}`);
   return { label, port, child };
 }
@@ -103,21 +112,23 @@ const script = path.join(dir, 'ab.lua');
 writeFileSync(script, opts.path === '/public' ? '' : `wrk.headers["Authorization"] = "Bearer ${token}"\n`);
 
 function drive(target, seconds) {
-  const args = ['-t1', `-c${opts.connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${target.port}${opts.path}`];
+  const args = ['-t1', `-c${opts.connections}`, `-d${seconds}s`, '--latency', '-s', script, `http://127.0.0.1:${target.port}${opts.path}`];
   const [c, a] = TASKSET ? ['taskset', ['-c', '1', WRK, ...args]] : [WRK, args];
   const out = spawnSync(c, a, { encoding: 'utf8' });
   const requests = Number(/(\d+) requests in/.exec(out.stdout)?.[1] ?? NaN);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out.stdout)?.[1] ?? 0);
   if (!(requests > 0) || non2xx > 0) throw new Error(`wrk against ${target.label}: ${out.stdout}${out.stderr}`);
-  return requests;
+  const p99 = /^\s*99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out.stdout);
+  const ms = p99 ? Number(p99[1]) * { us: 0.001, ms: 1, s: 1000 }[p99[2]] : NaN;
+  return { requests, p99: ms };
 }
 
 function measure(target, seconds) {
   const pid = target.child.pid;
   // With taskset the child is taskset's exec: the same pid.
   const cpu0 = cpuMicros(pid);
-  const requests = drive(target, seconds);
-  return (cpuMicros(pid) - cpu0) / requests;
+  const { requests, p99 } = drive(target, seconds);
+  return { cpu: (cpuMicros(pid) - cpu0) / requests, p99 };
 }
 
 async function stop(target) {
@@ -133,6 +144,7 @@ const rounds = Number(opts.rounds);
 const pairs = Number(opts.pairs);
 const ratios = [];
 const per = { A: [], B: [] };
+const tail = { A: [], B: [] };
 const pairMedians = [];
 // A process's speed for its whole life depends on where its code and data landed: two fresh
 // processes of one build can differ by several percent. Each pair is a fresh A and a fresh B.
@@ -148,10 +160,14 @@ for (let p = 0; p < pairs; p++) {
     const order = i % 2 === 0 ? [A, B] : [B, A];
     const got = {};
     for (const t of order) got[t.label] = measure(t, seconds);
-    per.A.push(got.A);
-    per.B.push(got.B);
-    pairRatios.push(got.B / got.A);
-    process.stderr.write(`ab: pair ${p + 1} round ${i + 1}: A ${got.A.toFixed(1)} µs/req, B ${got.B.toFixed(1)} µs/req, B/A ${(got.B / got.A).toFixed(3)}\n`);
+    per.A.push(got.A.cpu);
+    per.B.push(got.B.cpu);
+    tail.A.push(got.A.p99);
+    tail.B.push(got.B.p99);
+    pairRatios.push(got.B.cpu / got.A.cpu);
+    process.stderr.write(
+      `ab: pair ${p + 1} round ${i + 1}: A ${got.A.cpu.toFixed(1)} µs/req p99 ${got.A.p99.toFixed(2)} ms, B ${got.B.cpu.toFixed(1)} µs/req p99 ${got.B.p99.toFixed(2)} ms, B/A ${(got.B.cpu / got.A.cpu).toFixed(3)}\n`,
+    );
   }
   ratios.push(...pairRatios);
   pairMedians.push(pairRatios);
@@ -163,11 +179,12 @@ const q = (xs, p) => {
   const at = (s.length - 1) * p;
   return s[Math.floor(at)] + (s[Math.ceil(at)] - s[Math.floor(at)]) * (at - Math.floor(at));
 };
+const flagsOf = (label) => (extraFlags[label].length ? ` with ${extraFlags[label].join(' ')}` : '');
 const what = `${opts.path}${opts.path === '/public' ? '' : ` ${opts.alg}${opts.cold ? ' cold (no token cache)' : ' one token reused'}`}`;
 process.stdout.write(
   `ab: ${what}, ${pairs > 1 ? `${pairs} pairs of fresh processes × ` : ''}${rounds} rounds of ${seconds}s, ${opts.connections} connections\n` +
-    `  A ${builds.A ?? (REFERENCE ? `bench/baseline.js ${REFERENCE} (the reference)` : 'bench/baseline.js (the Node floor)')}: median ${q(per.A, 0.5).toFixed(1)} µs/req\n` +
-    `  B ${builds.B}: median ${q(per.B, 0.5).toFixed(1)} µs/req\n` +
+    `  A ${builds.A ?? (REFERENCE ? `bench/baseline.js ${REFERENCE} (the reference)` : 'bench/baseline.js (the Node floor)')}${flagsOf('A')}: median ${q(per.A, 0.5).toFixed(1)} µs/req, p99 ${q(tail.A, 0.5).toFixed(2)} ms (rounds' median; worst ${Math.max(...tail.A).toFixed(2)})\n` +
+    `  B ${builds.B}${flagsOf('B')}: median ${q(per.B, 0.5).toFixed(1)} µs/req, p99 ${q(tail.B, 0.5).toFixed(2)} ms (rounds' median; worst ${Math.max(...tail.B).toFixed(2)})\n` +
     `  B/A CPU per request: median ${q(ratios, 0.5).toFixed(3)} (interquartile ${q(ratios, 0.25).toFixed(3)}–${q(ratios, 0.75).toFixed(3)})\n` +
     (pairs > 1 ? `  B/A per pair of fresh processes: ${pairMedians.map((r) => q(r, 0.5).toFixed(3)).join(', ')}\n` : ''),
 );
