@@ -1,9 +1,9 @@
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { loadConfigFile } from '../config/load.js';
 import { CLUSTER_ENV, serveMergedMetrics } from '../telemetry/cluster-metrics.js';
 import { createLogger } from '../telemetry/log.js';
+import { autoWorkers, logAutoWorkers, type AutoWorkers } from './cpu-limit.js';
 import type { GatehouseConfig } from '../config/types.js';
 
 /** Messages the primary sends to its workers (handled in `cli/main.ts`). */
@@ -67,17 +67,18 @@ export function perWorkerLimits(config: GatehouseConfig): string[] {
 }
 
 /**
- * Parse `--workers N|auto`: a whole number from 1 to 256, or `auto` (one per core).
+ * Parse `--workers N|auto`: a whole number from 1 to 256, or `auto`: one per core this process
+ * may use, within a cgroup CPU limit ({@link autoWorkers}).
  *
  * @example
  * ```ts
- * parseWorkers('auto'); // os.availableParallelism()
+ * parseWorkers('auto'); // os.availableParallelism(), or fewer under a container CPU limit
  * parseWorkers('4');    // 4
  * parseWorkers('0');    // null (refused)
  * ```
  */
 export function parseWorkers(flag: string): number | null {
-  if (flag === 'auto') return availableParallelism();
+  if (flag === 'auto') return autoWorkers().workers;
   if (!/^\d{1,3}$/.test(flag)) return null;
   const n = Number(flag);
   return n >= 1 && n <= 256 ? n : null;
@@ -111,8 +112,9 @@ export function parseWorkers(flag: string): number | null {
  * kill -TERM <primary pid>   # graceful stop of every worker, exit 0
  * ```
  */
-export async function runCluster(configFile: string, workersFlag: string, options: { log?: Logger } = {}): Promise<number> {
-  const count = parseWorkers(workersFlag);
+export async function runCluster(configFile: string, workersFlag: string, options: { log?: Logger; auto?: AutoWorkers | null } = {}): Promise<number> {
+  const auto = workersFlag === 'auto' ? (options.auto ?? autoWorkers()) : null;
+  const count = auto?.workers ?? parseWorkers(workersFlag);
   if (count === null) {
     process.stderr.write(`gatehouse: --workers must be a whole number from 1 to 256, or auto (got "${workersFlag}")\n`);
     return 2;
@@ -121,6 +123,7 @@ export async function runCluster(configFile: string, workersFlag: string, option
   const log = options.log ?? createLogger({ level: config.log.level });
   const shutdownTimeout = config.limits.shutdownTimeout;
   const perWorker = perWorkerLimits(config);
+  if (auto !== null) logAutoWorkers(log, auto);
   if (count > 1 && perWorker.length > 0) {
     log.warn(
       { workers: count, limits: perWorker },

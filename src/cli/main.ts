@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError, formatConfigIssue } from '../errors.js';
 import { startGateway } from '../gateway.js';
+import { autoWorkers, logAutoWorkers } from './cpu-limit.js';
 
 const HELP = `gatehouse — an API security gateway
 
@@ -17,8 +18,9 @@ Usage:
 
 Options:
   -c, --config FILE   the config file (YAML or JSON); default ./gatehouse.yaml
-  -w, --workers N     worker processes (a number or "auto" = one per core); default from the
-                      config, else auto. In-memory limits count per worker (use store: redis)
+  -w, --workers N     worker processes (a number or "auto" = one per core, within a container's
+                      CPU limit); default from the config, else auto. In-memory limits count
+                      per worker (use store: redis)
   -h, --help          this help
 
 Memory (start): workers run with --max-semi-space-size=4 --heap-growing-percent=60 (a smaller V8
@@ -143,11 +145,13 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   } catch (err) {
     return reportConfigError(err);
   }
-  // Default `auto`: one worker per core (a single process where there is one core).
+  // Default `auto`: one worker per core, within a container's CPU limit (a single process where
+  // that is one).
   const workers = workersFlag ?? String(config.workers);
+  const auto = workers === 'auto' ? autoWorkers() : null;
   if (workers !== '1') {
     const { parseWorkers, runCluster } = await import('./cluster.js');
-    if (parseWorkers(workers) !== 1) return runCluster(file, workers);
+    if ((auto?.workers ?? parseWorkers(workers)) !== 1) return runCluster(file, workers, { auto });
   }
   let gateway;
   try {
@@ -157,6 +161,7 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
     process.stderr.write(`gatehouse: failed to start: ${(err as Error).message}\n`);
     return 1;
   }
+  if (auto !== null) logAutoWorkers(gateway.log, auto);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

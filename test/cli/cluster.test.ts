@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { parseWorkers, perWorkerLimits, WORKER_V8_FLAGS, workerExecArgv } from '../../src/cli/cluster.js';
+import { autoWorkers } from '../../src/cli/cpu-limit.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -23,9 +24,13 @@ interface Cluster {
   waitFor(pick: (line: Record<string, any>) => boolean, count: number, ms?: number): Promise<Record<string, any>[]>;
 }
 
-function startCluster(configFile: string, workers: string | null): Cluster {
+/** `cgroupProcs`: a cgroup's `cgroup.procs` file the gateway's process joins before node starts. */
+function startCluster(configFile: string, workers: string | null, cgroupProcs?: string): Cluster {
   const args = [BIN, 'start', '--config', configFile, ...(workers === null ? [] : ['--workers', workers])];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child =
+    cgroupProcs === undefined
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('sh', ['-c', 'echo $$ > "$0" && exec "$@"', cgroupProcs, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, any>[] = [];
   const waiters: (() => void)[] = [];
   let buffered = '';
@@ -88,12 +93,17 @@ ${extraRoutes}`;
  * A cluster in front of a fresh upstream, from the config `text` gives: `body` runs while it
  * serves, then SIGTERM must stop it with exit 0.
  */
-async function withCluster(text: (upstreamUrl: string) => string, workers: string | null, body: (cluster: Cluster) => Promise<void>): Promise<void> {
+async function withCluster(
+  text: (upstreamUrl: string) => string,
+  workers: string | null,
+  body: (cluster: Cluster) => Promise<void>,
+  cgroupProcs?: string,
+): Promise<void> {
   const upstream = await startUpstream();
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
   const file = path.join(dir, 'gatehouse.yaml');
   writeFileSync(file, text(upstream.url));
-  const cluster = startCluster(file, workers);
+  const cluster = startCluster(file, workers, cgroupProcs);
   try {
     await body(cluster);
     cluster.child.kill('SIGTERM');
@@ -105,10 +115,11 @@ async function withCluster(text: (upstreamUrl: string) => string, workers: strin
 }
 
 describe('parseWorkers', () => {
-  it('accepts a whole number from 1 to 256, or auto (one per core)', () => {
+  it('accepts a whole number from 1 to 256, or auto (one per core, within a CPU limit)', () => {
     expect(parseWorkers('1')).toBe(1);
     expect(parseWorkers('256')).toBe(256);
-    expect(parseWorkers('auto')).toBe(availableParallelism());
+    expect(parseWorkers('auto')).toBe(autoWorkers().workers);
+    expect(parseWorkers('auto')).toBeLessThanOrEqual(availableParallelism());
   });
 
   it("gives workers gatehouse's V8 flags, and never overrides the operator's own", () => {
@@ -286,7 +297,7 @@ routes:
 
 describe('gatehouse start without --workers', () => {
   it('runs one worker per core (auto), and warns that in-memory limits then count per worker', async () => {
-    const cores = availableParallelism();
+    const cores = autoWorkers().workers;
     const withLimit = (upstreamUrl: string) =>
       config(upstreamUrl, 0).replace('routes:', 'rateLimits:\n  - { name: per-client, key: ip, limit: 100, window: 1s, store: memory }\nroutes:');
     await withCluster(withLimit, null, async (cluster) => {
@@ -306,6 +317,76 @@ describe('gatehouse start without --workers', () => {
         expect(warning).toBeUndefined();
       }
     });
+  }, 30_000);
+});
+
+/** Remove a test cgroup (best effort: a process killed a moment ago may still be leaving it). */
+function removeCgroup(dir: string): void {
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
+/**
+ * A fresh cgroup with a CPU limit of `cpus`, where this machine lets the tests make one (root,
+ * with the cpu controller in cgroup v1, or delegated in cgroup v2); null elsewhere.
+ */
+function cpuLimitedCgroup(cpus: number): { procs: string; remove(): void } | null {
+  const name = `gatehouse-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const period = 100_000;
+  const v1 = '/sys/fs/cgroup/cpu';
+  const v2 = '/sys/fs/cgroup';
+  try {
+    if (existsSync(path.join(v1, 'cpu.cfs_quota_us'))) {
+      const dir = path.join(v1, name);
+      mkdirSync(dir);
+      writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(period));
+      writeFileSync(path.join(dir, 'cpu.cfs_quota_us'), String(Math.round(cpus * period)));
+      return { procs: path.join(dir, 'cgroup.procs'), remove: () => removeCgroup(dir) };
+    }
+    if (readFileSync(path.join(v2, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes('cpu')) {
+      const dir = path.join(v2, name);
+      mkdirSync(dir);
+      writeFileSync(path.join(dir, 'cpu.max'), `${Math.round(cpus * period)} ${period}`);
+      return { procs: path.join(dir, 'cgroup.procs'), remove: () => removeCgroup(dir) };
+    }
+  } catch {
+    // not root, or no cpu controller to write to
+  }
+  return null;
+}
+
+describe('gatehouse start --workers auto inside a CPU-limited cgroup', () => {
+  // A container limited to one CPU (docker run --cpus 1, a Kubernetes limit of 1) still sees
+  // every core of its host; one worker per host core would be that many processes sharing one
+  // CPU's time. The kernel's own cgroup files, a real gateway, a real request.
+  const cores = availableParallelism();
+  const group = cores >= 2 ? cpuLimitedCgroup(1) : null;
+  afterAll(() => group?.remove());
+
+  it.skipIf(group === null)('runs one process, not one worker per host core, and says why', async () => {
+    await withCluster(
+      (upstreamUrl) => config(upstreamUrl, 0),
+      null,
+      async (cluster) => {
+        const [started] = await cluster.waitFor((l) => l.msg === 'gatehouse started', 1);
+        const url = Object.values(started!.listeners as Record<string, string>)[0]!;
+        const res = await request(`${url}/first`);
+        expect(res.statusCode).toBe(200);
+        await res.body.dump();
+        const [chosen] = await cluster.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('workers auto'), 1);
+        expect(chosen).toMatchObject({ workers: 1, cores, cpuLimit: 1 });
+        expect(chosen!.cpuLimitFile).toMatch(/gatehouse-test-.*\/cpu\.(cfs_quota_us|max)$/);
+        expect(cluster.lines.some((l) => l.msg === 'worker serving')).toBe(false);
+        expect(readFileSync(group!.procs, 'utf8').trim().split('\n')).toEqual([String(cluster.child.pid)]);
+      },
+      group!.procs,
+    );
   }, 30_000);
 });
 
