@@ -1,25 +1,29 @@
 import { createRequire } from 'node:module';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { inGatehouseCluster, workerScrape } from './cluster-metrics.js';
+import { eventLoopLagMetric } from './event-loop.js';
 import { gcDurationMetric } from './gc.js';
 
 const require = createRequire(import.meta.url);
 const PREFIX = 'gatehouse_';
 
 /**
- * prom-client's default metrics (process CPU, memory, handles, event-loop lag, heap, version)
- * one by one, except `gc`: its PerformanceObserver runs JavaScript for every collection, which
- * costs the proxied path ≈ 4% (issue 8). The same histogram comes from {@link gcDurationMetric}.
+ * prom-client's default metrics (process CPU, memory, handles, heap, version) one by one, except
+ * `gc`: its PerformanceObserver runs JavaScript for every collection, which costs the proxied
+ * path ≈ 4% (issue 8); the same histogram comes from {@link gcDurationMetric}. And except
+ * `eventLoopLag`, whose event-loop monitor could not be stopped; the same gauges come from
+ * {@link eventLoopLagMetric}, stopped with the gateway.
  * Each default metric is a module of prom-client taking `(registry, config)`; a prom-client
  * without one fails here, at start-up, not silently.
  */
 function defaultMetrics(registry: Registry): { stop(): void } {
   for (const name of collectDefaultMetrics.metricsList) {
-    if (name === 'gc') continue; // (the list already leaves out what this Node lacks)
+    if (name === 'gc' || name === 'eventLoopLag') continue; // (the list already leaves out what this Node lacks)
     const register = require(`prom-client/lib/metrics/${name}`) as (registry: Registry, config: object) => void;
-    register(registry, { prefix: PREFIX, eventLoopMonitoringPrecision: 10 });
+    register(registry, { prefix: PREFIX });
   }
-  return gcDurationMetric(registry, PREFIX);
+  const background = [gcDurationMetric(registry, PREFIX), eventLoopLagMetric(registry, PREFIX, 10)];
+  return { stop: () => background.forEach((b) => b.stop()) };
 }
 
 /**
@@ -39,7 +43,7 @@ export interface Metrics {
    * `gatehouse start --workers N`, every worker's merged through the primary.
    */
   scrape(): Promise<string>;
-  /** Stop what runs in the background (the GC profiler's timer); the registry stays readable. */
+  /** Stop what runs in the background (the GC profiler's timer, the event-loop monitor); the registry stays readable. */
   close(): void;
   /**
    * Count one answered request (`gatehouse_requests_total{route,status}`) and its duration
