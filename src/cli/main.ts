@@ -4,7 +4,6 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError, formatConfigIssue } from '../errors.js';
-import { startGateway } from '../gateway.js';
 import { autoWorkers, logAutoWorkers } from './cpu-limit.js';
 
 const HELP = `gatehouse — an API security gateway
@@ -155,6 +154,8 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   }
   let gateway;
   try {
+    // Imported here, not at the top: a cluster primary never loads the gateway itself.
+    const { startGateway } = await import('../gateway.js');
     gateway = await startGateway({ config, watchConfig: true });
   } catch (err) {
     if (err instanceof ConfigError) return reportConfigError(err);
