@@ -10,7 +10,8 @@ import { ConfigError } from './errors.js';
 import type { AreaFactory, GatewayServices } from './pipeline/runtime.js';
 import { runRequest, type InFlight, type ListenerInfo } from './pipeline/run.js';
 import { compilePlan, type Plan } from './route/compile.js';
-import { createAdminServer } from './server/admin.js';
+import { createAdminServer, localReadiness } from './server/admin.js';
+import { workerReadiness } from './server/cluster-readiness.js';
 import { bindListener, createListener, type BoundListener } from './server/listener.js';
 import { createTrustedProxies, type TrustedProxies } from './server/trusted-proxy.js';
 import { createLogger } from './telemetry/log.js';
@@ -97,7 +98,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     for (const listener of listeners) await bindListener(listener);
     bound = true;
     if (config.admin) {
-      admin = createAdminServer({ plan: () => plan, listenersBound: () => bound, metrics, log });
+      const state = { plan: () => plan, listenersBound: () => bound, metrics, log };
+      const clusterReadiness = inGatehouseCluster() ? workerReadiness(() => localReadiness(state)) : undefined;
+      admin = createAdminServer({ ...state, clusterReadiness });
       const a = config.admin;
       adminUrl = await new Promise<string>((resolve, reject) => {
         admin!.once('error', reject);

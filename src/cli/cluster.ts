@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { loadConfigFile } from '../config/load.js';
+import { serveClusterReadiness } from '../server/cluster-readiness.js';
 import { CLUSTER_ENV, serveMergedMetrics } from '../telemetry/cluster-metrics.js';
 import { createLogger } from '../telemetry/log.js';
 import { autoWorkers, logAutoWorkers, type AutoWorkers } from './cpu-limit.js';
@@ -149,6 +150,8 @@ export async function runCluster(configFile: string, workersFlag: string, option
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
 
   const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+  // /readyz on any worker answers for every worker the primary hands connections to.
+  serveClusterReadiness(() => live().filter((w) => listened.has(w)));
   const fork = () => {
     if (stopping) return;
     const worker = cluster.fork({ [CLUSTER_ENV]: '1' });

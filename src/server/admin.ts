@@ -2,18 +2,32 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Plan } from '../route/compile.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { ClusterReadiness, WorkerReadiness } from './cluster-readiness.js';
 
 export interface AdminState {
   plan(): Plan;
   listenersBound(): boolean;
   metrics: Metrics;
   log: Logger;
+  /**
+   * In a worker of gatehouse's own cluster: the readiness of every listening worker, through
+   * the primary (null when the primary did not answer in time). Absent: this process answers
+   * for itself.
+   */
+  clusterReadiness?: () => Promise<ClusterReadiness | null>;
+}
+
+/** This process's readiness: config loaded, listeners bound, every area ready. */
+export function localReadiness(state: Pick<AdminState, 'plan' | 'listenersBound'>): WorkerReadiness {
+  const readiness = state.plan().readiness();
+  const bound = state.listenersBound();
+  return { ready: readiness.ready && bound, listeners: bound ? 'bound' : 'not bound', details: readiness.details ?? {} };
 }
 
 /**
  * The admin listener: `/healthz` (process up), `/readyz` (config loaded, listeners bound, and
- * every area ready — details say why not), `/metrics` (Prometheus), plus area endpoints such as
- * `/.well-known/jwks.json`.
+ * every area ready — details say why not; in a cluster, every listening worker), `/metrics`
+ * (Prometheus), plus area endpoints such as `/.well-known/jwks.json`.
  */
 export function createAdminServer(state: AdminState): http.Server {
   return http.createServer({ requireHostHeader: false }, (req, res) => {
@@ -30,10 +44,14 @@ async function handle(state: AdminState, req: IncomingMessage, res: ServerRespon
   if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { status: 'method not allowed' }, { allow: 'GET, HEAD' });
   if (path === '/healthz') return json(res, 200, { status: 'ok' });
   if (path === '/readyz') {
-    const readiness = state.plan().readiness();
-    const bound = state.listenersBound();
-    const ready = readiness.ready && bound;
-    return json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', listeners: bound ? 'bound' : 'not bound', details: readiness.details ?? {} });
+    if (state.clusterReadiness) {
+      const merged = await state.clusterReadiness();
+      if (merged === null) return json(res, 503, { status: 'not ready', detail: 'the cluster primary did not answer' });
+      const workers = Object.fromEntries(Object.entries(merged.workers).map(([pid, { ready, ...rest }]) => [pid, { status: ready ? 'ready' : 'not ready', ...rest }]));
+      return json(res, merged.ready ? 200 : 503, { status: merged.ready ? 'ready' : 'not ready', workers });
+    }
+    const { ready, listeners, details } = localReadiness(state);
+    return json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', listeners, details });
   }
   if (path === '/metrics') {
     let body: string;

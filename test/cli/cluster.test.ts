@@ -295,6 +295,88 @@ routes:
   });
 });
 
+describe('readiness of a cluster', () => {
+  // A fresh connection per probe (the primary hands connections to the workers in turn); null
+  // when nothing answered within `ms` (the connection went to a stopped worker).
+  const probe = (url: string, ms = 4_000) =>
+    new Promise<{ status: number; body: any } | null>((resolve, reject) => {
+      const req = http.get(url, { agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      });
+      req.setTimeout(ms, () => {
+        req.destroy();
+        resolve(null);
+      });
+      req.on('error', reject);
+    });
+  const answered = async (url: string) => {
+    for (let i = 0; i < 6; i++) {
+      const got = await probe(url);
+      if (got !== null) return got;
+    }
+    throw new Error(`no answer from ${url}`);
+  };
+  const withAdmin = (extra = '') => (upstreamUrl: string) => `admin: { host: 127.0.0.1, port: 0 }\n${extra}${config(upstreamUrl, 0)}`;
+
+  it('/readyz on any worker answers for every worker the primary hands connections to', async () => {
+    await withCluster(withAdmin(), '2', async (cluster) => {
+      const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+      const workers = (await cluster.waitFor((l) => l.msg === 'worker serving', 2)).map((l) => String(l.worker)).sort();
+      const admin = started[0]!.admin as string;
+      for (let i = 0; i < 4; i++) {
+        const got = await answered(`${admin}/readyz`);
+        expect(got.status).toBe(200);
+        expect(got.body.status).toBe('ready');
+        expect(Object.keys(got.body.workers).sort()).toEqual(workers);
+        for (const pid of workers) expect(got.body.workers[pid]).toMatchObject({ status: 'ready', listeners: 'bound' });
+      }
+    });
+  }, 30_000);
+
+  it('is not ready while one worker does not answer (stopped), and ready again once it does', async () => {
+    await withCluster(withAdmin(), '2', async (cluster) => {
+      const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+      const [stopped, running] = (await cluster.waitFor((l) => l.msg === 'worker serving', 2)).map((l) => l.worker as number);
+      const admin = started[0]!.admin as string;
+      process.kill(stopped!, 'SIGSTOP');
+      try {
+        const got = await answered(`${admin}/readyz`);
+        expect(got.status).toBe(503);
+        expect(got.body.status).toBe('not ready');
+        expect(got.body.workers[String(stopped)]).toEqual({ status: 'not ready', details: { error: 'no answer within 2000 ms' } });
+        expect(got.body.workers[String(running)]).toMatchObject({ status: 'ready' });
+      } finally {
+        process.kill(stopped!, 'SIGCONT');
+      }
+      const again = await answered(`${admin}/readyz`);
+      expect(again.status).toBe(200);
+      expect(Object.keys(again.body.workers)).toHaveLength(2);
+    });
+  }, 45_000);
+
+  it('is not ready, with each worker saying why, when the workers cannot get an issuer key set', async () => {
+    const dead = net.createServer();
+    await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+    const deadUrl = `http://127.0.0.1:${(dead.address() as net.AddressInfo).port}`;
+    await new Promise<void>((resolve) => dead.close(() => resolve()));
+    const issuer = `issuers:\n  - { name: unreachable, issuer: "${deadUrl}", jwksUri: "${deadUrl}/jwks", audiences: [api], algorithms: [ES256] }\n`;
+    const text = (upstreamUrl: string) => withAdmin(issuer)(upstreamUrl).replace('routes:', 'routes:\n  - { name: guarded, path: /guarded, upstream: api, issuers: [unreachable] }');
+    await withCluster(text, '2', async (cluster) => {
+      const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+      const got = await answered(`${started[0]!.admin as string}/readyz`);
+      expect(got.status).toBe(503);
+      expect(Object.keys(got.body.workers)).toHaveLength(2);
+      for (const report of Object.values(got.body.workers) as any[]) {
+        expect(report.status).toBe('not ready');
+        expect(JSON.stringify(report.details)).toContain('unreachable');
+      }
+    });
+  }, 30_000);
+});
+
 describe('gatehouse start without --workers', () => {
   it('runs one worker per core (auto), and warns that in-memory limits then count per worker', async () => {
     const cores = autoWorkers().workers;

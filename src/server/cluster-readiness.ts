@@ -1,0 +1,144 @@
+import cluster, { type Worker } from 'node:cluster';
+
+/**
+ * `/readyz` across the workers of `gatehouse start --workers N`.
+ *
+ * Every worker serves the admin port, so a probe lands on one of them, and the primary hands
+ * client connections to every worker that listens. One worker that cannot serve (its JWK Set
+ * not fetched yet after a respawn, its Redis unreachable) fails the requests it is handed while a
+ * probe answered by another worker says "ready". So in a gatehouse cluster the worker that takes
+ * the probe asks the primary, the primary asks every worker that listens, and the answer is
+ * ready only when each of them answered ready in time: a worker that does not answer within
+ * {@link ASK_TIMEOUT_MS} counts as not ready. `/healthz` (the process is up) stays per worker.
+ */
+
+/** One worker's own readiness, as its `/readyz` reports it. */
+export interface WorkerReadiness {
+  readonly ready: boolean;
+  readonly listeners: 'bound' | 'not bound';
+  readonly details: Record<string, unknown>;
+}
+
+/** The whole cluster's: ready when every listening worker is; each worker's report by pid. */
+export interface ClusterReadiness {
+  readonly ready: boolean;
+  readonly workers: Record<string, WorkerReadiness | { ready: false; details: { error: string } }>;
+}
+
+const PROBE = 'gatehouse:readyz-req';
+const PROBE_ANSWER = 'gatehouse:readyz-res';
+const ASK = 'gatehouse:readyz-ask';
+const ASK_ANSWER = 'gatehouse:readyz-report';
+/** How long the primary waits for each worker's report. */
+export const ASK_TIMEOUT_MS = 2_000;
+/** How long a worker waits for the primary's merged answer (longer than the primary waits). */
+const PROBE_TIMEOUT_MS = 3_000;
+
+interface Message {
+  type?: string;
+  id?: number;
+  report?: WorkerReadiness;
+  readiness?: ClusterReadiness;
+}
+
+let probes: Map<number, (readiness: ClusterReadiness | null) => void> | null = null;
+let nextProbe = 0;
+/** What this worker answers when the primary asks (the latest gateway started in the process). */
+let answerWith: () => WorkerReadiness = () => ({ ready: false, listeners: 'not bound', details: {} });
+
+/**
+ * In a worker: answer the primary's questions with `local()`, and return a function that gets
+ * the cluster's readiness through the primary (null when the primary did not answer in time).
+ *
+ * @example
+ * ```ts
+ * const clusterReadiness = workerReadiness(() => ({ ready: true, listeners: 'bound', details: {} }));
+ * const merged = await clusterReadiness(); // { ready: true, workers: { '4242': {…}, '4243': {…} } }
+ * ```
+ */
+export function workerReadiness(local: () => WorkerReadiness): () => Promise<ClusterReadiness | null> {
+  answerWith = local;
+  if (probes === null) {
+    // One listener for the life of the process; a gateway started again in it answers with its own state.
+    probes = new Map();
+    process.on('message', (message: Message) => {
+      if (message?.type === ASK) {
+        let report: WorkerReadiness;
+        try {
+          report = answerWith();
+        } catch (err) {
+          report = { ready: false, listeners: 'not bound', details: { error: (err as Error).message } };
+        }
+        process.send?.({ type: ASK_ANSWER, id: message.id, report } satisfies Message);
+      } else if (message?.type === PROBE_ANSWER) {
+        const resolve = probes!.get(message.id!);
+        probes!.delete(message.id!);
+        resolve?.(message.readiness ?? null);
+      }
+    });
+  }
+  return () =>
+    new Promise((resolve) => {
+      const id = nextProbe++;
+      const timer = setTimeout(() => {
+        probes!.delete(id);
+        resolve(null);
+      }, PROBE_TIMEOUT_MS);
+      timer.unref();
+      probes!.set(id, (readiness) => {
+        clearTimeout(timer);
+        resolve(readiness);
+      });
+      process.send!({ type: PROBE, id } satisfies Message);
+    });
+}
+/**
+ * In the primary: answer each worker's probe with every listening worker's readiness.
+ * `listening()` gives the workers that listen (the ones the primary hands connections to).
+ *
+ * @example
+ * ```ts
+ * serveClusterReadiness(() => liveWorkers.filter((w) => listened.has(w)));
+ * ```
+ */
+export function serveClusterReadiness(listening: () => Worker[]): void {
+  let nextAsk = 0;
+  const waiting = new Map<number, { from: Worker; done: (report: WorkerReadiness) => void }>();
+  cluster.on('message', (worker: Worker, message: Message) => {
+    if (message?.type === ASK_ANSWER) {
+      const asked = waiting.get(message.id!);
+      if (asked?.from === worker) asked.done(message.report!);
+      return;
+    }
+    if (message?.type !== PROBE) return;
+    const workers = listening();
+    void Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<[string, ClusterReadiness['workers'][string]]>((resolve) => {
+            const id = nextAsk++;
+            const pid = String(w.process.pid);
+            const timer = setTimeout(() => {
+              waiting.delete(id);
+              resolve([pid, { ready: false, details: { error: `no answer within ${ASK_TIMEOUT_MS} ms` } }]);
+            }, ASK_TIMEOUT_MS);
+            waiting.set(id, {
+              from: w,
+              done: (report) => {
+                waiting.delete(id);
+                clearTimeout(timer);
+                resolve([pid, report]);
+              },
+            });
+            if (w.isConnected()) w.send({ type: ASK, id } satisfies Message);
+          }),
+      ),
+    ).then((entries) => {
+      const readiness: ClusterReadiness = {
+        ready: entries.length > 0 && entries.every(([, r]) => r.ready),
+        workers: Object.fromEntries(entries),
+      };
+      if (worker.isConnected()) worker.send({ type: PROBE_ANSWER, id: message.id, readiness } satisfies Message);
+    });
+  });
+}
