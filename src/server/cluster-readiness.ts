@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { askPrimary } from './cluster-ipc.js';
 
 /**
  * `/readyz` across the workers of `gatehouse start --workers N`.
@@ -41,8 +42,7 @@ interface Message {
   readiness?: ClusterReadiness;
 }
 
-let probes: Map<number, (readiness: ClusterReadiness | null) => void> | null = null;
-let nextProbe = 0;
+let answering = false;
 /** What this worker answers when the primary asks (the latest gateway started in the process). */
 let answerWith: () => WorkerReadiness = () => ({ ready: false, listeners: 'not bound', details: {} });
 
@@ -58,40 +58,23 @@ let answerWith: () => WorkerReadiness = () => ({ ready: false, listeners: 'not b
  */
 export function workerReadiness(local: () => WorkerReadiness): () => Promise<ClusterReadiness | null> {
   answerWith = local;
-  if (probes === null) {
+  if (!answering) {
     // One listener for the life of the process; a gateway started again in it answers with its own state.
-    probes = new Map();
+    answering = true;
     process.on('message', (message: Message) => {
-      if (message?.type === ASK) {
-        let report: WorkerReadiness;
-        try {
-          report = answerWith();
-        } catch (err) {
-          report = { ready: false, listeners: 'not bound', details: { error: (err as Error).message } };
-        }
-        process.send?.({ type: ASK_ANSWER, id: message.id, report } satisfies Message);
-      } else if (message?.type === PROBE_ANSWER) {
-        const resolve = probes!.get(message.id!);
-        probes!.delete(message.id!);
-        resolve?.(message.readiness ?? null);
+      if (message?.type !== ASK) return;
+      let report: WorkerReadiness;
+      try {
+        report = answerWith();
+      } catch (err) {
+        report = { ready: false, listeners: 'not bound', details: { error: (err as Error).message } };
       }
+      process.send?.({ type: ASK_ANSWER, id: message.id, report } satisfies Message);
     });
   }
-  return () =>
-    new Promise((resolve) => {
-      const id = nextProbe++;
-      const timer = setTimeout(() => {
-        probes!.delete(id);
-        resolve(null);
-      }, PROBE_TIMEOUT_MS);
-      timer.unref();
-      probes!.set(id, (readiness) => {
-        clearTimeout(timer);
-        resolve(readiness);
-      });
-      process.send!({ type: PROBE, id } satisfies Message);
-    });
+  return async () => (await askPrimary<Message>(PROBE, PROBE_ANSWER, PROBE_TIMEOUT_MS))?.readiness ?? null;
 }
+
 /**
  * In the primary: answer each worker's probe with every listening worker's readiness.
  * `listening()` gives the workers that listen (the ones the primary hands connections to).

@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { askPrimary } from '../server/cluster-ipc.js';
 
 /**
  * Metrics across the workers of `gatehouse start --workers N`.
@@ -34,9 +35,6 @@ export function inGatehouseCluster(): boolean {
   return cluster.isWorker && process.env[CLUSTER_ENV] === '1' && typeof process.send === 'function';
 }
 
-let pending: Map<number, { resolve: (text: string) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }> | null = null;
-let nextId = 0;
-
 /**
  * In a worker: answer the primary's requests for this registry's metrics, and return a
  * function that gets the merged metrics of every worker through the primary.
@@ -51,29 +49,12 @@ export function workerScrape(registry: Registry): () => Promise<string> {
   // Constructing it installs prom-client's worker-side listener; the registry is what it sends.
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([registry]);
-  if (pending === null) {
-    pending = new Map();
-    process.on('message', (message: MetricsResponse) => {
-      if (message?.type !== RESPONSE) return;
-      const waiter = pending!.get(message.id);
-      if (!waiter) return;
-      pending!.delete(message.id);
-      clearTimeout(waiter.timer);
-      if (typeof message.text === 'string') waiter.resolve(message.text);
-      else waiter.reject(new Error(message.error ?? 'no metrics from the primary'));
-    });
-  }
-  return () =>
-    new Promise<string>((resolve, reject) => {
-      const id = nextId++;
-      const timer = setTimeout(() => {
-        pending!.delete(id);
-        reject(new Error('the primary did not send the merged metrics in time'));
-      }, REPLY_TIMEOUT_MS);
-      timer.unref();
-      pending!.set(id, { resolve, reject, timer });
-      process.send!({ type: REQUEST, id } satisfies MetricsRequest);
-    });
+  return async () => {
+    const reply = await askPrimary<MetricsResponse>(REQUEST, RESPONSE, REPLY_TIMEOUT_MS);
+    if (reply === null) throw new Error('the primary did not send the merged metrics in time');
+    if (typeof reply.text !== 'string') throw new Error(reply.error ?? 'no metrics from the primary');
+    return reply.text;
+  };
 }
 
 /**
