@@ -31,9 +31,9 @@ const PROBE_ANSWER = 'gatehouse:readyz-res';
 const ASK = 'gatehouse:readyz-ask';
 const ASK_ANSWER = 'gatehouse:readyz-report';
 /** How long the primary waits for each worker's report. */
-export const ASK_TIMEOUT_MS = 2_000;
+export const ASK_TIMEOUT_MS = 800;
 /** How long a worker waits for the primary's merged answer (longer than the primary waits). */
-const PROBE_TIMEOUT_MS = 3_000;
+const PROBE_TIMEOUT_MS = 1_500;
 
 interface Message {
   type?: string;
