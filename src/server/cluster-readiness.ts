@@ -6,8 +6,8 @@ import { askPrimary } from './cluster-ipc.js';
  *
  * Every worker serves the admin port, so a probe lands on one of them, and the primary hands
  * client connections to every worker that listens. One worker that cannot serve (its JWK Set
- * not fetched yet after a respawn, its Redis unreachable) fails the requests it is handed while a
- * probe answered by another worker says "ready". So in a gatehouse cluster the worker that takes
+ * not fetched yet after a respawn, say) fails the requests it is handed while a probe answered
+ * by another worker says "ready". So in a gatehouse cluster the worker that takes
  * the probe asks the primary, the primary asks every worker that listens, and the answer is
  * ready only when each of them answered ready in time: a worker that does not answer within
  * {@link ASK_TIMEOUT_MS} counts as not ready. `/healthz` (the process is up) stays per worker.
