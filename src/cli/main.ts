@@ -23,7 +23,8 @@ Options:
   -h, --help          this help
 
 Memory (start): workers run with --max-semi-space-size=4 --heap-growing-percent=60 (a smaller V8
-heap under load); for one process, set the same in NODE_OPTIONS (docs/performance.md).
+heap under load); for one process, give node the same flags: node --max-semi-space-size=4
+--heap-growing-percent=60 $(which gatehouse) start … (NODE_OPTIONS takes only the first one).
 Signals (start): SIGHUP reloads the config and certificates; SIGTERM/SIGINT shut down gracefully.
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.
 `;
@@ -163,6 +164,16 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
     return 1;
   }
   if (auto !== null) logAutoWorkers(gateway.log, auto);
+  // A cluster worker gets the workers' V8 flags from its primary; a single process has only
+  // what it was started with, and V8 reads them once, at start.
+  const { workerExecArgv } = await import('./cluster.js');
+  const missing = workerExecArgv(process.execArgv, process.env.NODE_OPTIONS).slice(process.execArgv.length);
+  if (missing.length > 0) {
+    gateway.log.info(
+      { v8Flags: missing },
+      `one process with V8's default heap sizing: start node with ${missing.join(' ')} (node ${missing.join(' ')} $(which gatehouse) start …; NODE_OPTIONS takes --max-semi-space-size only) for the smaller heap the workers of --workers N get (docs/performance.md)`,
+    );
+  }
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -74,6 +74,38 @@ describe('gatehouse start', () => {
     expect(out.stderr).toMatch(/upstreams/);
   });
 
+  it('in one process, names the V8 flags it was started without, and only those', async () => {
+    const file = write('start-flags.yaml', `listen: { host: 127.0.0.1, port: 0 }\nupstreams: [{ name: a, url: "${api.url}" }]\nroutes:\n  - { name: r, path: /r, upstream: a, public: true }\n`);
+    /** The start line and what the process said about its V8 flags within 300 ms of it. */
+    const startWith = async (nodeArgs: string[], env: NodeJS.ProcessEnv) => {
+      const proc = spawn(process.execPath, [...nodeArgs, BIN, 'start', '--config', file, '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+      let stdout = '';
+      let stderr = '';
+      proc.stdout!.on('data', (d) => (stdout += d));
+      proc.stderr!.on('data', (d) => (stderr += d));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no start line: ${stdout}${stderr}`)), 15_000);
+          proc.stdout!.on('data', () => {
+            if (stdout.includes('gatehouse started')) {
+              clearTimeout(timer);
+              resolve();
+            }
+          });
+        });
+        await new Promise((r) => setTimeout(r, 300));
+        const hint = stdout.split('\n').find((l) => l.includes("V8's default heap sizing"));
+        return hint === undefined ? null : (JSON.parse(hint).v8Flags as string[]);
+      } finally {
+        proc.kill('SIGKILL');
+      }
+    };
+    expect(await startWith(['--max-semi-space-size=4', '--heap-growing-percent=60'], {})).toBeNull();
+    // NODE_OPTIONS may carry the first flag (node refuses the second there).
+    expect(await startWith([], { NODE_OPTIONS: '--max-semi-space-size=4' })).toEqual(['--heap-growing-percent=60']);
+    expect(await startWith(['--max-semi-space-size=8'], {})).toEqual(['--heap-growing-percent=60']);
+  }, 45_000);
+
   it('in one process (--workers 1): serves, reloads on SIGHUP, and drains then exits 0 on SIGTERM', async () => {
     const text = (extra: string) =>
       `listen: { host: 127.0.0.1, port: 0 }\nupstreams: [{ name: a, url: "${api.url}" }]\nroutes:\n  - { name: r, path: /r, upstream: a, public: true }\n${extra}`;
@@ -108,6 +140,9 @@ describe('gatehouse start', () => {
       await res.body.dump();
     }
     expect(status).toBe(200);
+    // Started without the workers' V8 flags, it said which ones it lacks.
+    const hint = stdout.split('\n').find((l) => l.includes("V8's default heap sizing"));
+    expect(JSON.parse(hint!).v8Flags).toEqual(['--max-semi-space-size=4', '--heap-growing-percent=60']);
 
     const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');

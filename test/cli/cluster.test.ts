@@ -181,6 +181,9 @@ describe('gatehouse start --workers 2', () => {
       const argv = readFileSync(`/proc/${worker as number}/cmdline`, 'utf8').split('\0');
       for (const flag of WORKER_V8_FLAGS) expect(argv).toContain(flag);
     }
+    // …so none of them says it runs with V8's default heap sizing (a single process does).
+    await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+    expect(cluster.lines.some((l) => typeof l.msg === 'string' && l.msg.includes("V8's default heap sizing"))).toBe(false);
   });
 
   it('passes SIGHUP to every worker: a route added to the file becomes reachable', async () => {
