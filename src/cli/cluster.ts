@@ -10,6 +10,9 @@ import type { GatehouseConfig } from '../config/types.js';
 /** Messages the primary sends to its workers (handled in `cli/main.ts`). */
 export const WORKER_RELOAD = 'gatehouse:reload';
 export const WORKER_SHUTDOWN = 'gatehouse:shutdown';
+/** The primary's liveness check; a worker answers {@link WORKER_PONG} from its event loop. */
+export const WORKER_PING = 'gatehouse:ping';
+export const WORKER_PONG = 'gatehouse:pong';
 
 /** Extra time a worker gets beyond `limits.shutdownTimeout` before it is killed. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -97,6 +100,8 @@ export function parseWorkers(flag: string): number | null {
  * - **Shutdown**: SIGTERM or SIGINT is passed to every worker, which stops accepting, finishes
  *   its in-flight requests (bounded by `limits.shutdownTimeout`) and exits; a worker still alive
  *   5 s after that is killed. The primary exits 0 when every worker stopped by itself, else 1.
+ * - **Hangs**: the primary pings every listening worker; one that answers none for
+ *   `limits.workerUnresponsiveTimeout` (default 30 s) is killed and so replaced like a crash.
  * - **Crashes**: a worker that dies is replaced (with a growing delay while replacements keep
  *   dying, e.g. because the config file on disk is broken now; the other workers keep serving).
  *   At start-up, a worker that dies before any worker ever listened (a port in use, a key file
@@ -158,9 +163,40 @@ export async function runCluster(configFile: string, workersFlag: string, option
     bornAt.set(worker, Date.now());
   };
 
+  // The watchdog: a worker that answers no ping for `unresponsive` ms (an event loop held by a
+  // bug, a process stopped) still gets its share of new connections and holds the ones it has;
+  // it is killed, and the exit handler below starts another.
+  const unresponsive = config.limits.workerUnresponsiveTimeout;
+  const lastPong = new WeakMap<Worker, number>();
+  const onPong = (worker: Worker, message: unknown) => {
+    if (message === WORKER_PONG) lastPong.set(worker, Date.now());
+  };
+  const watchdog =
+    unresponsive > 0
+      ? setInterval(
+          () => {
+            if (stopping) return;
+            const now = Date.now();
+            for (const worker of live()) {
+              if (!listened.has(worker)) continue;
+              const silent = now - (lastPong.get(worker) ?? now);
+              if (silent > unresponsive) {
+                log.error({ worker: worker.process.pid, silentMs: silent }, 'worker unresponsive; killing it (a new one starts)');
+                lastPong.delete(worker);
+                worker.process.kill('SIGKILL');
+              } else send(worker, WORKER_PING);
+            }
+          },
+          Math.max(100, Math.min(5_000, Math.floor(unresponsive / 4))),
+        )
+      : null;
+  watchdog?.unref();
+  cluster.on('message', onPong);
+
   const onListening = (worker: Worker) => {
     if (listened.has(worker)) return;
     listened.add(worker);
+    lastPong.set(worker, Date.now());
     everServed = true;
     log.info({ worker: worker.process.pid }, 'worker serving');
   };
@@ -188,6 +224,8 @@ export async function runCluster(configFile: string, workersFlag: string, option
   let killTimer: NodeJS.Timeout | null = null;
   const finish = () => {
     if (killTimer) clearTimeout(killTimer);
+    if (watchdog) clearInterval(watchdog);
+    cluster.off('message', onPong);
     cluster.off('listening', onListening);
     cluster.off('exit', onExit);
     process.off('SIGTERM', onTerm);

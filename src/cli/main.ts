@@ -188,9 +188,11 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
       void gateway.reload().catch(() => undefined);
       void gateway.reloadCertificates();
     });
-    // An IPC parent (cluster primary) asks for reloads and shutdowns by message.
+    // An IPC parent (cluster primary) asks for reloads and shutdowns by message, and pings: the
+    // answer comes from this event loop, so a worker whose loop is held does not answer.
     process.on('message', (message: unknown) => {
-      if (message === 'gatehouse:reload') {
+      if (message === 'gatehouse:ping') process.send?.('gatehouse:pong');
+      else if (message === 'gatehouse:reload') {
         void gateway.reload().catch(() => undefined);
         void gateway.reloadCertificates();
       } else if (message === 'gatehouse:shutdown') stop('cluster');

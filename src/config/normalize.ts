@@ -34,6 +34,7 @@ export const DEFAULTS = {
     maxConnections: 10_000,
     upstreamTimeout: 30_000,
     shutdownTimeout: 10_000,
+    workerUnresponsiveTimeout: 30_000,
   },
   issuer: {
     algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
@@ -93,6 +94,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     maxConnections: raw.limits?.maxConnections ?? DEFAULTS.limits.maxConnections,
     upstreamTimeout: ms(raw.limits?.upstreamTimeout, DEFAULTS.limits.upstreamTimeout),
     shutdownTimeout: ms(raw.limits?.shutdownTimeout, DEFAULTS.limits.shutdownTimeout),
+    workerUnresponsiveTimeout: ms(raw.limits?.workerUnresponsiveTimeout, DEFAULTS.limits.workerUnresponsiveTimeout),
   };
 
   const issuers: IssuerConfig[] = (raw.issuers ?? []).map((r: Raw, i: number) => {

@@ -189,6 +189,8 @@ export interface LimitsConfig {
   upstreamTimeout: number;
   /** ms */
   shutdownTimeout: number;
+  /** ms; with several workers, a worker silent this long is killed and replaced (0: never). */
+  workerUnresponsiveTimeout: number;
 }
 
 export interface GatewayTokenConfig {

@@ -298,6 +298,49 @@ routes:
   });
 });
 
+describe('a worker that stops answering', () => {
+  const limited = (timeout: string) => (upstreamUrl: string) => `limits: { workerUnresponsiveTimeout: ${timeout} }\n${config(upstreamUrl, 0)}`;
+
+  it('is killed and replaced after limits.workerUnresponsiveTimeout; workers that answer are left alone', async () => {
+    await withCluster(limited('1s'), '2', async (cluster) => {
+      const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+      const url = Object.values(started[0]!.listeners as Record<string, string>)[0]!;
+      const [stuck, healthy] = (await cluster.waitFor((l) => l.msg === 'worker serving', 2)).map((l) => l.worker as number);
+      // Three timeouts with both answering: nobody is killed.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(cluster.lines.some((l) => l.msg?.startsWith?.('worker unresponsive'))).toBe(false);
+      process.kill(stuck!, 'SIGSTOP');
+      const [killed] = await cluster.waitFor((l) => l.msg?.startsWith?.('worker unresponsive'), 1, 10_000);
+      expect(killed).toMatchObject({ level: 'error', worker: stuck });
+      expect(killed!.silentMs).toBeGreaterThan(1_000);
+      const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 3, 15_000);
+      expect(serving[2]!.worker).not.toBe(stuck);
+      expect(alive(stuck!)).toBe(false);
+      expect(alive(healthy!)).toBe(true);
+      // Every connection is served again (none handed to the stopped worker).
+      for (let i = 0; i < 6; i++) {
+        const res = await request(`${url}/first`, { reset: true, headersTimeout: 3_000 });
+        expect(res.statusCode).toBe(200);
+        await res.body.dump();
+      }
+    });
+  }, 40_000);
+
+  it('is left alone with limits.workerUnresponsiveTimeout: 0', async () => {
+    await withCluster(limited('0'), '2', async (cluster) => {
+      const [stuck] = (await cluster.waitFor((l) => l.msg === 'worker serving', 2)).map((l) => l.worker as number);
+      process.kill(stuck!, 'SIGSTOP');
+      try {
+        await new Promise((r) => setTimeout(r, 2_000));
+        expect(alive(stuck!)).toBe(true);
+        expect(cluster.lines.some((l) => l.msg?.startsWith?.('worker unresponsive'))).toBe(false);
+      } finally {
+        process.kill(stuck!, 'SIGCONT');
+      }
+    });
+  }, 30_000);
+});
+
 describe('readiness of a cluster', () => {
   // A fresh connection per probe (the primary hands connections to the workers in turn); null
   // when nothing answered within `ms` (the connection went to a stopped worker).
