@@ -79,7 +79,7 @@ const limits: JsonSchema = closed({
   maxConnections: { type: 'integer', minimum: 1 },
   upstreamTimeout: duration,
   shutdownTimeout: duration,
-  workerUnresponsiveTimeout: { ...duration, description: 'With several workers: a worker that answers no ping from the primary for this long is killed and replaced; 0 turns it off.' },
+  workerUnresponsiveTimeout: duration,
 });
 
 const gateway: JsonSchema = closed({
