@@ -51,6 +51,16 @@ describe('config loading', () => {
     expect(config.limits.maxBodySize).toBe(1024 * 1024);
   });
 
+  it('reads limits.workerUnresponsiveTimeout as a duration (30s by default, 0 turns the watchdog off) and names a bad one', () => {
+    expect(loadConfigText(VALID, 'gatehouse.yaml', {}).limits.workerUnresponsiveTimeout).toBe(30_000);
+    const withLimit = (value: string) => VALID.replace(/^routes:/m, `limits: { workerUnresponsiveTimeout: ${value} }\nroutes:`);
+    expect(loadConfigText(withLimit('0'), 'gatehouse.yaml', {}).limits.workerUnresponsiveTimeout).toBe(0);
+    expect(loadConfigText(withLimit('90s'), 'gatehouse.yaml', {}).limits.workerUnresponsiveTimeout).toBe(90_000);
+    const [issue] = issuesOf(withLimit('soon'));
+    expect(issue).toMatchObject({ path: 'limits.workerUnresponsiveTimeout' });
+    expect(issue!.message).toMatch(/duration/);
+  });
+
   it('reads JSON files too', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gh-'));
     const file = path.join(dir, 'gatehouse.json');
