@@ -1,13 +1,12 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { loadConfigFile } from '../config/load.js';
 import { serveClusterReadiness } from '../server/cluster-readiness.js';
 import { CLUSTER_ENV, serveMergedMetrics } from '../telemetry/cluster-metrics.js';
 import { createLogger } from '../telemetry/log.js';
 import { autoWorkers, logAutoWorkers, type AutoWorkers } from './cpu-limit.js';
 import type { GatehouseConfig } from '../config/types.js';
 
-/** Messages the primary sends to its workers (handled in `cli/main.ts`). */
+/** Messages between the primary and its workers (a worker's side is in `cli/main.ts`). */
 export const WORKER_RELOAD = 'gatehouse:reload';
 export const WORKER_SHUTDOWN = 'gatehouse:shutdown';
 /** The primary's liveness check; a worker answers {@link WORKER_PONG} from its event loop. */
@@ -35,6 +34,20 @@ const HEALTHY_LIFETIME_MS = 10_000;
 export const WORKER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=60'];
 
 /**
+ * Which of {@link WORKER_V8_FLAGS} a process started with `execArgv` and `NODE_OPTIONS` lacks
+ * (a flag the operator set, with any value, counts as set).
+ *
+ * @example
+ * ```ts
+ * missingWorkerFlags([], '--max-semi-space-size=16'); // ['--heap-growing-percent=60']
+ * ```
+ */
+export function missingWorkerFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  const given = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map((arg) => arg.split('=')[0]!.replace(/_/g, '-')));
+  return WORKER_V8_FLAGS.filter((flag) => !given.has(flag.split('=')[0]!));
+}
+
+/**
  * The `execArgv` of a worker: the primary's own, plus each of {@link WORKER_V8_FLAGS} the
  * operator did not set already.
  *
@@ -47,10 +60,7 @@ export const WORKER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=4', '-
  * ```
  */
 export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map((arg) => arg.split('=')[0]!.replace(/_/g, '-'));
-  const out = [...execArgv];
-  for (const flag of WORKER_V8_FLAGS) if (!given.includes(flag.split('=')[0]!)) out.push(flag);
-  return out;
+  return [...execArgv, ...missingWorkerFlags(execArgv, nodeOptions)];
 }
 
 /**
@@ -111,6 +121,10 @@ export function parseWorkers(flag: string): number | null {
  * workers an in-memory limit of L admits up to N × L (each worker counts alone); use
  * `store: redis` for exact limits across workers and instances (docs/performance.md).
  *
+ * `config` is `configFile` as the caller loaded it (read once; each worker reads the file
+ * itself), `count` the workers to run (`parseWorkers`, or `auto`'s choice, which
+ * `options.auto` carries to the start-up log).
+ *
  * @example
  * ```sh
  * gatehouse start --config gatehouse.yaml --workers auto
@@ -118,18 +132,16 @@ export function parseWorkers(flag: string): number | null {
  * kill -TERM <primary pid>   # graceful stop of every worker, exit 0
  * ```
  */
-export async function runCluster(configFile: string, workersFlag: string, options: { log?: Logger; auto?: AutoWorkers | null } = {}): Promise<number> {
-  const auto = workersFlag === 'auto' ? (options.auto ?? autoWorkers()) : null;
-  const count = auto?.workers ?? parseWorkers(workersFlag);
-  if (count === null) {
-    process.stderr.write(`gatehouse: --workers must be a whole number from 1 to 256, or auto (got "${workersFlag}")\n`);
-    return 2;
-  }
-  const config = loadConfigFile(configFile);
+export async function runCluster(
+  configFile: string,
+  config: GatehouseConfig,
+  count: number,
+  options: { log?: Logger; auto?: AutoWorkers | null } = {},
+): Promise<number> {
   const log = options.log ?? createLogger({ level: config.log.level });
   const shutdownTimeout = config.limits.shutdownTimeout;
   const perWorker = perWorkerLimits(config);
-  if (auto !== null) logAutoWorkers(log, auto);
+  if (options.auto) logAutoWorkers(log, options.auto);
   if (count > 1 && perWorker.length > 0) {
     log.warn(
       { workers: count, limits: perWorker },
@@ -155,8 +167,10 @@ export async function runCluster(configFile: string, workersFlag: string, option
   const done = new Promise<number>((resolve) => (resolveDone = resolve));
 
   const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+  /** The workers the primary hands connections to. */
+  const listening = (): Worker[] => live().filter((w) => listened.has(w));
   // /readyz on any worker answers for every worker the primary hands connections to.
-  serveClusterReadiness(() => live().filter((w) => listened.has(w)));
+  serveClusterReadiness(listening);
   const fork = () => {
     if (stopping) return;
     const worker = cluster.fork({ [CLUSTER_ENV]: '1' });
@@ -177,8 +191,7 @@ export async function runCluster(configFile: string, workersFlag: string, option
           () => {
             if (stopping) return;
             const now = Date.now();
-            for (const worker of live()) {
-              if (!listened.has(worker)) continue;
+            for (const worker of listening()) {
               const silent = now - (lastPong.get(worker) ?? now);
               if (silent > unresponsive) {
                 log.error({ worker: worker.process.pid, silentMs: silent }, 'worker unresponsive; killing it (a new one starts)');

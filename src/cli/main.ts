@@ -145,14 +145,17 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   } catch (err) {
     return reportConfigError(err);
   }
+  const workerProcess = await import('./cluster.js');
   // Default `auto`: one worker per core, within a container's CPU limit (a single process where
   // that is one).
   const workers = workersFlag ?? String(config.workers);
   const auto = workers === 'auto' ? autoWorkers() : null;
-  if (workers !== '1') {
-    const { parseWorkers, runCluster } = await import('./cluster.js');
-    if ((auto?.workers ?? parseWorkers(workers)) !== 1) return runCluster(file, workers, { auto });
+  const count = auto?.workers ?? workerProcess.parseWorkers(workers);
+  if (count === null) {
+    process.stderr.write(`gatehouse: --workers must be a whole number from 1 to 256, or auto (got "${workers}")\n`);
+    return 2;
   }
+  if (count > 1) return workerProcess.runCluster(file, config, count, { auto });
   let gateway;
   try {
     // Imported here, not at the top: a cluster primary never loads the gateway itself.
@@ -166,8 +169,7 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   if (auto !== null) logAutoWorkers(gateway.log, auto);
   // A cluster worker gets the workers' V8 flags from its primary; a single process has only
   // what it was started with, and V8 reads them once, at start.
-  const { workerExecArgv } = await import('./cluster.js');
-  const missing = workerExecArgv(process.execArgv, process.env.NODE_OPTIONS).slice(process.execArgv.length);
+  const missing = workerProcess.missingWorkerFlags(process.execArgv, process.env.NODE_OPTIONS);
   if (missing.length > 0) {
     gateway.log.info(
       { v8Flags: missing },
@@ -191,11 +193,11 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
     // An IPC parent (cluster primary) asks for reloads and shutdowns by message, and pings: the
     // answer comes from this event loop, so a worker whose loop is held does not answer.
     process.on('message', (message: unknown) => {
-      if (message === 'gatehouse:ping') process.send?.('gatehouse:pong');
-      else if (message === 'gatehouse:reload') {
+      if (message === workerProcess.WORKER_PING) process.send?.(workerProcess.WORKER_PONG);
+      else if (message === workerProcess.WORKER_RELOAD) {
         void gateway.reload().catch(() => undefined);
         void gateway.reloadCertificates();
-      } else if (message === 'gatehouse:shutdown') stop('cluster');
+      } else if (message === workerProcess.WORKER_SHUTDOWN) stop('cluster');
     });
   });
 }

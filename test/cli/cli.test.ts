@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
@@ -53,6 +53,20 @@ describe('gatehouse validate', () => {
     expect(out.status).toBe(2);
     expect(out.stderr).toContain('unknown command "frobnicate"');
     expect(run('start', '--bogus').status).toBe(2);
+    // A worker count out of range, from the flag or the file: exit 2 before anything starts.
+    const file = write('workers.yaml', 'listen: { host: 127.0.0.1, port: 0 }\nupstreams: [{ name: a, url: "http://127.0.0.1:1" }]\nroutes:\n  - { name: r, path: /r, upstream: a, public: true }\n');
+    for (const [args, got] of [
+      [['--workers', '0'], '0'],
+      [['--workers', 'many'], 'many'],
+    ] as const) {
+      const bad = run('start', '--config', file, ...args);
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toContain(`--workers must be a whole number from 1 to 256, or auto (got "${got}")`);
+      expect(bad.stdout).not.toContain('gatehouse started');
+    }
+    const fromFile = run('start', '--config', write('workers-300.yaml', `workers: 300\n${readFileSync(file, 'utf8')}`));
+    expect(fromFile.status).toBe(2);
+    expect(fromFile.stderr).toContain('(got "300")');
   });
 });
 

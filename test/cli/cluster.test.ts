@@ -6,7 +6,7 @@ import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
-import { parseWorkers, perWorkerLimits, WORKER_V8_FLAGS, workerExecArgv } from '../../src/cli/cluster.js';
+import { missingWorkerFlags, parseWorkers, perWorkerLimits, WORKER_V8_FLAGS, workerExecArgv } from '../../src/cli/cluster.js';
 import { autoWorkers } from '../../src/cli/cpu-limit.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -127,6 +127,9 @@ describe('parseWorkers', () => {
     expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', '--max-semi-space-size=4', '--heap-growing-percent=60']);
     expect(workerExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16', '--heap-growing-percent=60']);
     expect(workerExecArgv([], '--max_semi_space_size=32 --enable-source-maps --heap-growing-percent=100')).toEqual([]);
+    // What a single process says it lacks: the same rule, without the process's own flags.
+    expect(missingWorkerFlags(['--enable-source-maps'], undefined)).toEqual(['--max-semi-space-size=4', '--heap-growing-percent=60']);
+    expect(missingWorkerFlags(['--heap_growing_percent=80'], '--max-semi-space-size=2')).toEqual([]);
   });
 
   it('refuses 0, more than 256, fractions, signs and words', () => {
