@@ -42,9 +42,8 @@ interface Message {
   readiness?: ClusterReadiness;
 }
 
-let answering = false;
-/** What this worker answers when the primary asks (the latest gateway started in the process). */
-let answerWith: () => WorkerReadiness = () => ({ ready: false, listeners: 'not bound', details: {} });
+/** What this worker answers when the primary asks (the latest gateway started in the process); null until one is. */
+let answerWith: (() => WorkerReadiness) | null = null;
 
 /**
  * In a worker: answer the primary's questions with `local()`, and return a function that gets
@@ -57,21 +56,20 @@ let answerWith: () => WorkerReadiness = () => ({ ready: false, listeners: 'not b
  * ```
  */
 export function workerReadiness(local: () => WorkerReadiness): () => Promise<ClusterReadiness | null> {
-  answerWith = local;
-  if (!answering) {
-    // One listener for the life of the process; a gateway started again in it answers with its own state.
-    answering = true;
+  // One listener for the life of the process; a gateway started again in it answers with its own state.
+  if (answerWith === null) {
     process.on('message', (message: Message) => {
       if (message?.type !== ASK) return;
       let report: WorkerReadiness;
       try {
-        report = answerWith();
+        report = answerWith!();
       } catch (err) {
         report = { ready: false, listeners: 'not bound', details: { error: (err as Error).message } };
       }
       process.send?.({ type: ASK_ANSWER, id: message.id, report } satisfies Message);
     });
   }
+  answerWith = local;
   return async () => (await askPrimary<Message>(PROBE, PROBE_ANSWER, PROBE_TIMEOUT_MS))?.readiness ?? null;
 }
 

@@ -1,16 +1,19 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
 
-/** The event-loop gauges prom-client's default metrics have: name suffix, help, cluster aggregator. */
-const GAUGES = [
-  ['min', 'The minimum recorded event loop delay.', 'min'],
-  ['max', 'The maximum recorded event loop delay.', 'max'],
-  ['mean', 'The mean of the recorded event loop delays.', 'average'],
-  ['stddev', 'The standard deviation of the recorded event loop delays.', 'average'],
-  ['p50', 'The 50th percentile of the recorded event loop delays.', 'average'],
-  ['p90', 'The 90th percentile of the recorded event loop delays.', 'average'],
-  ['p99', 'The 99th percentile of the recorded event loop delays.', 'average'],
-] as const;
+/**
+ * The event-loop gauges prom-client's default metrics have: name suffix, help, cluster
+ * aggregator, and how the value (nanoseconds) is read off the delay histogram.
+ */
+const GAUGES: readonly (readonly [string, string, 'min' | 'max' | 'average', (h: IntervalHistogram) => number])[] = [
+  ['min', 'The minimum recorded event loop delay.', 'min', (h) => h.min],
+  ['max', 'The maximum recorded event loop delay.', 'max', (h) => h.max],
+  ['mean', 'The mean of the recorded event loop delays.', 'average', (h) => h.mean],
+  ['stddev', 'The standard deviation of the recorded event loop delays.', 'average', (h) => h.stddev],
+  ['p50', 'The 50th percentile of the recorded event loop delays.', 'average', (h) => h.percentile(50)],
+  ['p90', 'The 90th percentile of the recorded event loop delays.', 'average', (h) => h.percentile(90)],
+  ['p99', 'The 99th percentile of the recorded event loop delays.', 'average', (h) => h.percentile(99)],
+];
 
 /**
  * `<prefix>nodejs_eventloop_lag_seconds` and its `_min`, `_max`, `_mean`, `_stddev`, `_p50`,
@@ -34,21 +37,6 @@ const GAUGES = [
 export function eventLoopLagMetric(registry: Registry, prefix: string, resolutionMs = 10): { stop(): void } {
   const histogram = monitorEventLoopDelay({ resolution: resolutionMs });
   histogram.enable();
-  let running = true;
-  const read = (suffix: (typeof GAUGES)[number][0]): number => {
-    switch (suffix) {
-      case 'min':
-        return histogram.min;
-      case 'max':
-        return histogram.max;
-      case 'mean':
-        return histogram.mean;
-      case 'stddev':
-        return histogram.stddev;
-      default:
-        return histogram.percentile(Number(suffix.slice(1)));
-    }
-  };
   // Registered first: a scrape runs this collect before it reads the gauges after it.
   new Gauge({
     name: `${prefix}nodejs_eventloop_lag_seconds`,
@@ -57,10 +45,10 @@ export function eventLoopLagMetric(registry: Registry, prefix: string, resolutio
     aggregator: 'average',
     async collect() {
       const start = process.hrtime.bigint();
-      // Until the first delay is recorded (or once stopped) the histogram holds no sample and
-      // reads min 2^63, max 0: the gauges keep what they last showed.
-      if (running && histogram.count > 0) {
-        for (const [suffix, gauge] of gauges) gauge.set(read(suffix) / 1e9);
+      // Until the first delay is recorded, and once stopped (disabled and emptied), the
+      // histogram holds no sample and reads min 2^63, max 0: the gauges keep what they showed.
+      if (histogram.count > 0) {
+        for (const [gauge, value] of gauges) gauge.set(value(histogram) / 1e9);
         histogram.reset();
       }
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -68,12 +56,10 @@ export function eventLoopLagMetric(registry: Registry, prefix: string, resolutio
     },
   });
   const gauges = GAUGES.map(
-    ([suffix, help, aggregator]) => [suffix, new Gauge({ name: `${prefix}nodejs_eventloop_lag_${suffix}_seconds`, help, registers: [registry], aggregator })] as const,
+    ([suffix, help, aggregator, value]) => [new Gauge({ name: `${prefix}nodejs_eventloop_lag_${suffix}_seconds`, help, registers: [registry], aggregator }), value] as const,
   );
   return {
     stop() {
-      if (!running) return;
-      running = false;
       histogram.disable();
       histogram.reset();
     },
