@@ -26,18 +26,17 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, nginxPath, processes, startIssuer, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-const { values: opts } = parseArgs({
-  options: {
+const USAGE =
+  'usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]';
+const opts = parseOptions(
+  'bench/ab.js',
+  {
     a: { type: 'string' },
-    b: { type: 'string', default: ROOT },
-    path: { type: 'string', default: '/public' },
-    alg: { type: 'string', default: 'ES256' },
-    cold: { type: 'boolean', default: false },
+    ...targetOptions(ROOT),
     rounds: { type: 'string', default: '12' },
     pairs: { type: 'string', default: '1' },
     seconds: { type: 'string', default: '2' },
@@ -45,14 +44,14 @@ const { values: opts } = parseArgs({
     connections: { type: 'string', default: '50' },
     'a-flags': { type: 'string', default: '' },
     'b-flags': { type: 'string', default: '' },
-    help: { type: 'boolean', short: 'h', default: false },
   },
-  strict: true,
-});
-if (opts.help || !opts.a) {
-  process.stdout.write('usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]\n');
-  process.exit(opts.help ? 0 : 2);
+  USAGE,
+);
+if (!opts.a) {
+  process.stderr.write(`bench/ab.js: --a is required\n${USAGE}\n`);
+  process.exit(2);
 }
+requirePositive('bench/ab.js', [['--rounds', opts.rounds], ['--pairs', opts.pairs], ['--seconds', opts.seconds], ['--warmup', opts.warmup], ['--connections', opts.connections]]);
 const WRK = which('wrk');
 const NGINX = nginxPath();
 const TASKSET = which('taskset');

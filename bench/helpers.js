@@ -6,6 +6,7 @@ import http from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 /** The path of a command on PATH, or null. */
@@ -179,4 +180,42 @@ export function baselineArgs(port, upstream, reference, issuer) {
 /** The script arguments of the gatehouse built in `root`: one worker, the config `file`. */
 export function gatehouseArgs(root, file) {
   return [path.join(root, 'bin/gatehouse.js'), 'start', '--config', file, '--workers', '1'];
+}
+
+/** The options both A/B tools share: what B is (a checkout) and what is measured (path, algorithm, token cache off). */
+export function targetOptions(root) {
+  return {
+    b: { type: 'string', default: root },
+    path: { type: 'string', default: '/public' },
+    alg: { type: 'string', default: 'ES256' },
+    cold: { type: 'boolean', default: false },
+  };
+}
+
+/** Exit 2 naming the first `[flag, value]` whose value is not a positive number (a count or seconds). */
+export function requirePositive(tool, flags) {
+  for (const [flag, value] of flags) {
+    if (!(Number(value) > 0)) {
+      process.stderr.write(`${tool}: ${flag} must be a positive number, not "${value}"\n`);
+      process.exit(2);
+    }
+  }
+}
+
+/**
+ * The command line of an A/B tool: `options` plus `--help`, which prints `usage` and exits 0; an
+ * unknown or malformed option prints what is wrong and `usage`, and exits 2.
+ */
+export function parseOptions(tool, options, usage) {
+  try {
+    const { values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h', default: false } }, strict: true });
+    if (values.help) {
+      process.stdout.write(`${usage}\n`);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    process.stderr.write(`${tool}: ${err.message}\n${usage}\n`);
+    process.exit(2);
+  }
 }

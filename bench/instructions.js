@@ -28,31 +28,21 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { abGatehouseConfig, baselineArgs, freePort, gatehouseArgs, nginxPath, processes, startIssuer, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, freePort, gatehouseArgs, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-const { values: opts } = parseArgs({
-  options: {
+const opts = parseOptions(
+  'bench/instructions.js',
+  {
     a: { type: 'string', default: 'baseline' },
-    b: { type: 'string', default: ROOT },
-    path: { type: 'string', default: '/public' },
-    alg: { type: 'string', default: 'ES256' },
-    cold: { type: 'boolean', default: false },
+    ...targetOptions(ROOT),
     warmup: { type: 'string', default: '60' },
     seconds: { type: 'string', default: '20' },
     top: { type: 'string', default: '30' },
-    help: { type: 'boolean', short: 'h', default: false },
   },
-  strict: true,
-});
-if (opts.help) {
-  process.stdout.write(
-    'usage: node bench/instructions.js [--a baseline|sync|jose|OLD_CHECKOUT] [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--warmup S] [--seconds S] [--top N]\n',
-  );
-  process.exit(0);
-}
+  'usage: node bench/instructions.js [--a baseline|sync|jose|OLD_CHECKOUT] [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--warmup S] [--seconds S] [--top N]',
+);
 const tools = { valgrind: which('valgrind'), annotate: which('callgrind_annotate'), control: which('callgrind_control'), wrk: which('wrk'), nginx: nginxPath(), taskset: which('taskset') };
 for (const [name, pkg] of [['valgrind', 'valgrind'], ['annotate', 'valgrind'], ['control', 'valgrind'], ['wrk', 'wrk'], ['nginx', 'nginx-light']]) {
   if (!tools[name]) {
@@ -60,12 +50,7 @@ for (const [name, pkg] of [['valgrind', 'valgrind'], ['annotate', 'valgrind'], [
     process.exit(2);
   }
 }
-for (const [flag, value] of [['--warmup', opts.warmup], ['--seconds', opts.seconds], ['--top', opts.top]]) {
-  if (!(Number(value) > 0)) {
-    process.stderr.write(`bench/instructions.js: ${flag} must be a positive number, not "${value}"\n`);
-    process.exit(2);
-  }
-}
+requirePositive('bench/instructions.js', [['--warmup', opts.warmup], ['--seconds', opts.seconds], ['--top', opts.top]]);
 const REFERENCE = opts.a === 'sync' || opts.a === 'jose' ? opts.a : null;
 const sides = [
   { label: 'A', kind: opts.a === 'baseline' || REFERENCE ? 'baseline' : 'gatehouse', root: opts.a === 'baseline' || REFERENCE ? null : path.resolve(opts.a) },

@@ -71,6 +71,26 @@ function startCluster(configFile: string, workers: string | null, cgroupProcs?: 
   return cluster;
 }
 
+/**
+ * GET `url` on a fresh connection (the primary hands connections to the workers in turn); null
+ * when nothing answered within `ms` (the connection went to a stopped worker).
+ */
+function fresh(url: string, ms = 4_000): Promise<{ status: number; body: string } | null> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.setTimeout(ms, () => {
+      req.destroy();
+      resolve(null);
+    });
+    req.on('error', reject);
+  });
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -249,18 +269,7 @@ describe('gatehouse start --workers 2', () => {
 
 describe('metrics of a cluster', () => {
   it('a scrape on any worker shows the counts of every worker, merged', async () => {
-    // A fresh connection per request: the primary hands connections to the workers in turn.
-    const get = (url: string) =>
-      new Promise<{ status: number; body: string }>((resolve, reject) => {
-        http
-          .get(url, { agent: false }, (res) => {
-            let body = '';
-            res.setEncoding('utf8');
-            res.on('data', (d: string) => (body += d));
-            res.on('end', () => resolve({ status: res.statusCode!, body }));
-          })
-          .on('error', reject);
-      });
+    const get = async (url: string) => (await fresh(url)) ?? Promise.reject(new Error(`no answer from ${url}`));
     const served = (text: string) => Number(/^gatehouse_requests_total\{route="first",status="200"\} (\d+)$/m.exec(text)?.[1] ?? 0);
     await withCluster((upstreamUrl) => `admin: { host: 127.0.0.1, port: 0 }\n${config(upstreamUrl, 0)}`, '2', async (cluster) => {
       const started = await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
@@ -345,26 +354,11 @@ describe('a worker that stops answering', () => {
 });
 
 describe('readiness of a cluster', () => {
-  // A fresh connection per probe (the primary hands connections to the workers in turn); null
-  // when nothing answered within `ms` (the connection went to a stopped worker).
-  const probe = (url: string, ms = 4_000) =>
-    new Promise<{ status: number; body: any } | null>((resolve, reject) => {
-      const req = http.get(url, { agent: false }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
-      });
-      req.setTimeout(ms, () => {
-        req.destroy();
-        resolve(null);
-      });
-      req.on('error', reject);
-    });
+  // A probe that went to a stopped worker gets no answer: try again on another connection.
   const answered = async (url: string) => {
     for (let i = 0; i < 6; i++) {
-      const got = await probe(url);
-      if (got !== null) return got;
+      const got = await fresh(url);
+      if (got !== null) return { status: got.status, body: JSON.parse(got.body) };
     }
     throw new Error(`no answer from ${url}`);
   };
