@@ -315,10 +315,12 @@ ${redis}issuers:
     algorithms: [RS256, ES256, EdDSA]${opaque}
 upstreams:
   - { name: api, url: ${o.upstreamUrl}, audience: ${AUDIENCE} }
+  - { name: api-bare, url: ${o.upstreamUrl}, forwardedHeaders: [] }
 rateLimits:
   - { name: bench-memory, key: claim:sub, limit: 100000000, window: 1s, store: memory }${redisLimit}
 routes:
   - { name: public, path: /public, upstream: api, public: true }
+  - { name: public-bare, path: /public-bare, upstream: api-bare, public: true }
   - { name: jwt, path: /jwt, upstream: api, issuers: [bench] }
   - { name: scoped, path: /scoped, upstream: api, issuers: [bench], scopes: [orders:read] }
   - name: claims
@@ -593,6 +595,8 @@ async function measureOnce(pid, target, dir) {
 function scenarios(ctx) {
   const list = [];
   list.push({ name: 'public route', path: '/public' });
+  // What the forwarding headers cost (issue 2 has gatehouse send all four by default).
+  list.push({ name: 'public route, no forwarding headers', path: '/public-bare' });
   for (const alg of ALGS) {
     list.push({ name: `JWT ${alg}, one token reused`, path: '/jwt', tokens: [ctx.tokens[alg][0]] });
     list.push({ name: `JWT ${alg}, 1000 rotating tokens`, path: '/jwt', tokens: ctx.tokens[alg] });

@@ -13,6 +13,7 @@ import type {
   UpstreamConfig,
 } from './types.js';
 import type { Locator } from './load.js';
+import { FORWARDED_HEADERS } from './types.js';
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -160,6 +161,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     keepAliveTimeout: ms(r.keepAliveTimeout, DEFAULTS.upstream.keepAliveTimeout),
     tls: r.tls,
     audience: r.audience,
+    forwardedHeaders: r.forwardedHeaders ?? FORWARDED_HEADERS,
   }));
   uniqueNames(upstreams, 'upstreams', true, bad);
   upstreams.forEach((u, i) => {

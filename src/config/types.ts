@@ -79,6 +79,11 @@ export interface IssuerConfig {
   introspection?: IntrospectionConfig;
 }
 
+/** The forwarding headers gatehouse can set on an upstream request (all four by default). */
+export type ForwardedHeader = 'x-forwarded-for' | 'x-forwarded-proto' | 'x-forwarded-host' | 'forwarded';
+
+export const FORWARDED_HEADERS: readonly ForwardedHeader[] = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];
+
 export interface UpstreamConfig {
   name: string;
   url: string;
@@ -91,6 +96,11 @@ export interface UpstreamConfig {
   keepAliveTimeout: number;
   tls?: ClientTlsConfig;
   audience?: string;
+  /**
+   * Which forwarding headers this upstream gets (default: all four). A client's own values of
+   * these headers are dropped whether or not gatehouse sets them.
+   */
+  forwardedHeaders: readonly ForwardedHeader[];
 }
 
 export interface ClaimRuleConfig {

@@ -24,8 +24,18 @@ export interface Upstream {
   readonly host: string;
   /** The URL's path without a trailing slash ('' for '/'). */
   readonly basePath: string;
+  /** The forwarding headers it gets (`upstreams[].forwardedHeaders`), as flags read per request. */
+  readonly sends: ForwardedFlags;
   readonly pool: Dispatcher;
   close(): Promise<void>;
+}
+
+/** `upstreams[].forwardedHeaders` as one flag per header. */
+export interface ForwardedFlags {
+  readonly xForwardedFor: boolean;
+  readonly xForwardedProto: boolean;
+  readonly xForwardedHost: boolean;
+  readonly forwarded: boolean;
 }
 
 export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, _services: GatewayServices): Upstream {
@@ -48,6 +58,12 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
     origin: url.origin,
     host: url.host,
     basePath,
+    sends: {
+      xForwardedFor: config.forwardedHeaders.includes('x-forwarded-for'),
+      xForwardedProto: config.forwardedHeaders.includes('x-forwarded-proto'),
+      xForwardedHost: config.forwardedHeaders.includes('x-forwarded-host'),
+      forwarded: config.forwardedHeaders.includes('forwarded'),
+    },
     pool,
     async close() {
       await pool.close().catch(() => undefined);

@@ -321,17 +321,23 @@ function fail(ex: Exchange, error: GatehouseError): void {
 }
 
 function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo, peerTrusted: boolean) {
+  // The client's own forwarding headers were dropped above; gatehouse sets those the upstream
+  // takes (`upstreams[].forwardedHeaders`, all four by default).
   const headers = upstreamHeaders(req.rawHeaders, req.headers.connection, r.forward);
-  const proto = ctx.secure ? 'https' : 'http';
-  const incomingXff = req.headers['x-forwarded-for'];
+  const sends = r.upstream.sends;
   const host = req.headers.host ?? req.headers[':authority'] as string | undefined;
-  headers.push('x-forwarded-for', peerTrusted && incomingXff ? `${Array.isArray(incomingXff) ? incomingXff.join(', ') : incomingXff}, ${ctx.peerIp}` : ctx.clientIp);
-  headers.push('x-forwarded-proto', proto);
-  if (host) headers.push('x-forwarded-host', host);
-  const incomingForwarded = req.headers.forwarded;
-  // RFC 7239 §4: this hop's element describes the connection gatehouse received.
-  const element = forwardedElement(ctx.peerIp, listener.tls ? 'https' : 'http', host);
-  headers.push('forwarded', peerTrusted && incomingForwarded ? `${incomingForwarded}, ${element}` : element);
+  if (sends.xForwardedFor) {
+    const incomingXff = req.headers['x-forwarded-for'];
+    headers.push('x-forwarded-for', peerTrusted && incomingXff ? `${Array.isArray(incomingXff) ? incomingXff.join(', ') : incomingXff}, ${ctx.peerIp}` : ctx.clientIp);
+  }
+  if (sends.xForwardedProto) headers.push('x-forwarded-proto', ctx.secure ? 'https' : 'http');
+  if (sends.xForwardedHost && host) headers.push('x-forwarded-host', host);
+  if (sends.forwarded) {
+    const incomingForwarded = req.headers.forwarded;
+    // RFC 7239 §4: this hop's element describes the connection gatehouse received.
+    const element = forwardedElement(ctx.peerIp, listener.tls ? 'https' : 'http', host);
+    headers.push('forwarded', peerTrusted && incomingForwarded ? `${incomingForwarded}, ${element}` : element);
+  }
   headers.push('x-request-id', ctx.id);
   // No `host` here: the client's was dropped above, and undici writes its pool's own line
   // (`host: <upstream host[:port]>`, built once per connection pool).

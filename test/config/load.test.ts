@@ -61,6 +61,25 @@ describe('config loading', () => {
     expect(issue!.message).toMatch(/duration/);
   });
 
+  it('reads upstreams[].forwardedHeaders (all four by default, [] for none) and names a bad or repeated one with its line', () => {
+    expect(loadConfigText(VALID, 'gatehouse.yaml', {}).upstreams[0]!.forwardedHeaders).toEqual(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']);
+    const withHeaders = (value: string) => VALID.replace('    url: http://127.0.0.1:9001', `    url: http://127.0.0.1:9001\n    forwardedHeaders: ${value}`);
+    expect(loadConfigText(withHeaders('[]'), 'gatehouse.yaml', {}).upstreams[0]!.forwardedHeaders).toEqual([]);
+    expect(loadConfigText(withHeaders('[forwarded]'), 'gatehouse.yaml', {}).upstreams[0]!.forwardedHeaders).toEqual(['forwarded']);
+    // A header name gatehouse does not set, in another case, or twice: refused, not ignored.
+    for (const [value, path, message] of [
+      ['[x-forwarded-for, x-real-ip]', 'upstreams[0].forwardedHeaders[1]', /must be one of: "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"/],
+      ['[X-Forwarded-For]', 'upstreams[0].forwardedHeaders[0]', /must be one of/],
+      ['[forwarded, forwarded]', 'upstreams[0].forwardedHeaders', /must not repeat/],
+      ['x-forwarded-for', 'upstreams[0].forwardedHeaders', /array/],
+    ] as const) {
+      const issues = issuesOf(withHeaders(value));
+      expect(issues, value).toHaveLength(1);
+      expect(issues[0], value).toMatchObject({ line: 13, path });
+      expect(issues[0]!.message, value).toMatch(message);
+    }
+  });
+
   it('reads JSON files too', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gh-'));
     const file = path.join(dir, 'gatehouse.json');

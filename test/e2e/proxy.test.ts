@@ -22,7 +22,11 @@ upstreams:
   - { name: pub, url: ${publicUrl} }
   - { name: secret, url: ${protectedUrl} }
   - { name: dead, url: http://127.0.0.1:1, connectTimeout: 1s }
+  - { name: pub-xff, url: ${publicUrl}, forwardedHeaders: [x-forwarded-for] }
+  - { name: pub-none, url: ${publicUrl}, forwardedHeaders: [] }
 routes:
+  - { name: xff-only, path: /xff-only, upstream: pub-xff, public: true }
+  - { name: no-forwarding, path: /no-forwarding, upstream: pub-none, public: true }
   - { name: public, path: /public, upstream: pub, public: true }
   - { name: public-get, path: /readonly, methods: [GET], upstream: pub, public: true }
   - { name: admin, path: /admin, upstream: secret }
@@ -166,6 +170,31 @@ describe('headers', () => {
     expect(seen['x-forwarded-proto']).toBe('http');
     expect(seen['x-forwarded-host']).not.toBe('evil.example.com');
     expect(seen.forwarded).toBe(`for=127.0.0.1;proto=http;host="${new URL(gw.url).host}"`);
+  });
+
+  it("sends an upstream only the forwarding headers it takes (forwardedHeaders), and never the client's own", async () => {
+    const spoofed =
+      'X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example.com\r\nForwarded: for=6.6.6.6\r\nX-Keep: kept\r\n';
+    const xffOnly = await raw('/xff-only/h', spoofed);
+    expect(xffOnly.status).toBe(200);
+    let seen = publicApi.requests.at(-1)!.headers;
+    expect(publicApi.requests.at(-1)!.url).toBe('/xff-only/h');
+    expect(seen['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen['x-forwarded-proto']).toBeUndefined();
+    expect(seen['x-forwarded-host']).toBeUndefined();
+    expect(seen.forwarded).toBeUndefined();
+    expect(seen['x-keep']).toBe('kept');
+    expect(seen['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+
+    const none = await raw('/no-forwarding/h', spoofed);
+    expect(none.status).toBe(200);
+    seen = publicApi.requests.at(-1)!.headers;
+    expect(publicApi.requests.at(-1)!.url).toBe('/no-forwarding/h');
+    for (const name of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']) expect(seen[name], name).toBeUndefined();
+    expect(seen['x-keep']).toBe('kept');
+    // The request id still goes upstream and back: it is how a log line on each side is matched.
+    expect(seen['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(none.text).toContain(`x-request-id: ${seen['x-request-id']}`);
   });
 
   it('creates an X-Request-Id when absent, keeps a sane one, and logs it', async () => {

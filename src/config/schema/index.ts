@@ -1,3 +1,4 @@
+import { FORWARDED_HEADERS } from '../types.js';
 import { closed, duration, httpUrl, name, nonEmptyString, port, size, stringList, type JsonSchema } from './common.js';
 import { issuer } from './issuers.js';
 import { memoryStore, preAuthLimit, quota, rateLimit, redis } from './limits.js';
@@ -30,6 +31,12 @@ const upstream: JsonSchema = closed(
     keepAliveTimeout: duration,
     tls: clientTls,
     audience: { ...nonEmptyString, description: 'aud of the JWTs gatehouse mints for this upstream.' },
+    forwardedHeaders: {
+      type: 'array',
+      items: { enum: [...FORWARDED_HEADERS] },
+      uniqueItems: true,
+      description: 'Forwarding headers this upstream gets (default: all four); [] sends none. A client\'s own values are dropped either way.',
+    },
   },
   ['name', 'url'],
 );
