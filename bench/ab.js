@@ -31,7 +31,7 @@ import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, ng
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const USAGE =
-  'usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]';
+  'usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose|headers [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]';
 const opts = parseOptions(
   'bench/ab.js',
   {
@@ -63,7 +63,9 @@ if (!WRK || !NGINX) {
 // from the Node floor with the same interleaving (on /public; with /jwt the token just passes).
 // `--a sync` or `--a jose`: the same pass-through verifying every token (the bench's references
 // for the cold rows: synchronous node:crypto.verify, or jose jwtVerify), for `--path /jwt --cold`.
-const REFERENCE = opts.a === 'sync' || opts.a === 'jose' ? opts.a : null;
+// `--a headers`: the pass-through sending the forwarding headers and request id gatehouse sends
+// (the like-for-like floor of the public route).
+const REFERENCE = opts.a === 'sync' || opts.a === 'jose' || opts.a === 'headers' ? opts.a : null;
 const BASELINE = opts.a === 'baseline' || REFERENCE !== null;
 const builds = { A: BASELINE ? null : path.resolve(opts.a), B: path.resolve(opts.b) };
 for (const [label, dir] of Object.entries(builds)) {

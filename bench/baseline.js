@@ -10,6 +10,12 @@
 // `jwtVerify` (a local JWK Set), or with synchronous `node:crypto.verify` and KeyObjects
 // cached per `kid` (+ iss/aud/exp checks). A token that fails gets 401.
 //
+// With `headers` it passes every request through like the floor and also sends what issue 2
+// has gatehouse send on every forwarded request, as a bare pass-through would write it:
+// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` and an
+// `X-Request-Id` (made per request, also on the answer). The like-for-like floor of the
+// public route (`reference: pass-through + the same headers`).
+//
 // Prints `listening <port>` on stdout once bound.
 //
 // The one thing it shares with gatehouse: the first import holds one `process.nextTick` tick
@@ -19,7 +25,7 @@
 // request, in some baseline processes and not in others, for their whole life. gatehouse never
 // pays it, so a baseline without the hold is a floor that moves from one process to the next.
 import '../dist/boot/tick-shape.js';
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { createPublicKey, verify as cryptoVerify, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { Pool } from 'undici';
@@ -27,6 +33,10 @@ import { Pool } from 'undici';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 const [portArg, origin, verifyMode, jwksUri, issuer, audience] = process.argv.slice(2);
+const FORWARDING = verifyMode === 'headers';
+// Request ids as gatehouse makes them: a random prefix and a counter.
+const idPrefix = `${randomUUID().slice(0, 24)}`;
+let idCounter = 0;
 if (!portArg || !origin) {
   process.stderr.write('usage: node bench/baseline.js <port> <upstream-origin>\n');
   process.exit(2);
@@ -35,8 +45,9 @@ const upstreamHost = new URL(origin).host;
 const pool = new Pool(origin, { connections: 128, pipelining: 1, keepAliveTimeout: 4000 });
 
 class Handler {
-  constructor(res) {
+  constructor(res, id = null) {
     this.res = res;
+    this.id = id;
     this.controller = null;
   }
   onRequestStart() {}
@@ -46,6 +57,7 @@ class Handler {
     // A client that left: stop the upstream exchange (a paused one would hold its connection forever).
     if (res.destroyed) return controller.abort(new Error('client closed'));
     for (const name in headers) if (!HOP_BY_HOP.has(name)) res.setHeader(name, headers[name]);
+    if (this.id !== null) res.setHeader('x-request-id', this.id);
     res.statusCode = statusCode;
   }
   onResponseData(controller, chunk) {
@@ -119,8 +131,16 @@ function passThrough(req, res) {
     headers.push(raw[i], raw[i + 1]);
   }
   headers.push('host', upstreamHost);
+  let id = null;
+  if (FORWARDING) {
+    const ip = req.socket.remoteAddress;
+    const host = req.headers.host;
+    const n = (idCounter++).toString(16);
+    id = idPrefix + '000000000000'.slice(n.length) + n;
+    headers.push('x-forwarded-for', ip, 'x-forwarded-proto', 'http', 'x-forwarded-host', host, 'forwarded', `for=${ip};proto=http;host="${host}"`, 'x-request-id', id);
+  }
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
-  pool.dispatch({ origin, path: req.url, method: req.method, headers, body: hasBody ? req : null, blocking: false }, new Handler(res));
+  pool.dispatch({ origin, path: req.url, method: req.method, headers, body: hasBody ? req : null, blocking: false }, new Handler(res, id));
 }
 
 const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
