@@ -82,20 +82,24 @@ export function perWorkerLimits(config: GatehouseConfig): string[] {
 
 /**
  * Parse `--workers N|auto`: a whole number from 1 to 256, or `auto`: one per core this process
- * may use, within a cgroup CPU limit ({@link autoWorkers}).
+ * may use, within a cgroup CPU limit ({@link autoWorkers}), with what decided it (`auto`, for
+ * the start-up log). Null when refused.
  *
  * @example
  * ```ts
- * parseWorkers('auto'); // os.availableParallelism(), or fewer under a container CPU limit
- * parseWorkers('4');    // 4
+ * parseWorkers('auto'); // { count: os.availableParallelism() or fewer under a CPU limit, auto: { workers, cores, limit } }
+ * parseWorkers('4');    // { count: 4, auto: null }
  * parseWorkers('0');    // null (refused)
  * ```
  */
-export function parseWorkers(flag: string): number | null {
-  if (flag === 'auto') return autoWorkers().workers;
+export function parseWorkers(flag: string): { count: number; auto: AutoWorkers | null } | null {
+  if (flag === 'auto') {
+    const auto = autoWorkers();
+    return { count: auto.workers, auto };
+  }
   if (!/^\d{1,3}$/.test(flag)) return null;
   const n = Number(flag);
-  return n >= 1 && n <= 256 ? n : null;
+  return n >= 1 && n <= 256 ? { count: n, auto: null } : null;
 }
 
 /**

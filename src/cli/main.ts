@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError, formatConfigIssue } from '../errors.js';
-import { autoWorkers, logAutoWorkers } from './cpu-limit.js';
+import { logAutoWorkers } from './cpu-limit.js';
 
 const HELP = `gatehouse — an API security gateway
 
@@ -149,12 +149,12 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   // Default `auto`: one worker per core, within a container's CPU limit (a single process where
   // that is one).
   const workers = workersFlag ?? String(config.workers);
-  const auto = workers === 'auto' ? autoWorkers() : null;
-  const count = auto?.workers ?? workerProcess.parseWorkers(workers);
-  if (count === null) {
+  const parsed = workerProcess.parseWorkers(workers);
+  if (parsed === null) {
     process.stderr.write(`gatehouse: --workers must be a whole number from 1 to 256, or auto (got "${workers}")\n`);
     return 2;
   }
+  const { count, auto } = parsed;
   if (count > 1) return workerProcess.runCluster(file, config, count, { auto });
   let gateway;
   try {

@@ -136,10 +136,11 @@ async function withCluster(
 
 describe('parseWorkers', () => {
   it('accepts a whole number from 1 to 256, or auto (one per core, within a CPU limit)', () => {
-    expect(parseWorkers('1')).toBe(1);
-    expect(parseWorkers('256')).toBe(256);
-    expect(parseWorkers('auto')).toBe(autoWorkers().workers);
-    expect(parseWorkers('auto')).toBeLessThanOrEqual(availableParallelism());
+    expect(parseWorkers('1')).toEqual({ count: 1, auto: null });
+    expect(parseWorkers('256')).toEqual({ count: 256, auto: null });
+    const auto = autoWorkers();
+    expect(parseWorkers('auto')).toEqual({ count: auto.workers, auto });
+    expect(parseWorkers('auto')!.count).toBeLessThanOrEqual(availableParallelism());
   });
 
   it("gives workers gatehouse's V8 flags, and never overrides the operator's own", () => {
