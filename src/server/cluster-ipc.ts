@@ -1,7 +1,10 @@
+import cluster, { type Worker } from 'node:cluster';
+
 /**
- * A worker's round trip to the primary of gatehouse's own cluster: send a request message, wait
- * for the answer with the same id. Used by the merged `/metrics` scrape and the cluster-wide
- * `/readyz` (the primary's side of each lives with its feature).
+ * Round trips between the primary and the workers of gatehouse's own cluster: one side sends
+ * `{ type: request, id }`, the other answers `{ type: answer, id, … }`. Used by the merged
+ * `/metrics` scrape (worker → primary) and the cluster-wide `/readyz` (worker → primary, then
+ * primary → each worker); what each message carries lives with its feature.
  */
 
 interface Answer {
@@ -9,12 +12,42 @@ interface Answer {
   id?: number;
 }
 
-let waiting: Map<number, { type: string; resolve: (message: Answer | null) => void; timer: NodeJS.Timeout }> | null = null;
-let nextId = 0;
+/** Requests sent and not answered yet, each settled once: by its answer, or by its timeout (null). */
+function exchanges<Peer>() {
+  const waiting = new Map<number, { peer: Peer; type: string; resolve: (message: Answer | null) => void; timer: NodeJS.Timeout }>();
+  let nextId = 0;
+  return {
+    /** Register a request to `peer` answered by a message of type `answer`, then `send(id)` it. */
+    ask(peer: Peer, answer: string, timeoutMs: number, send: (id: number) => void): Promise<Answer | null> {
+      return new Promise((resolve) => {
+        const id = nextId++;
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          resolve(null);
+        }, timeoutMs);
+        timer.unref();
+        waiting.set(id, { peer, type: answer, resolve, timer });
+        send(id);
+      });
+    },
+    /** A message from `peer`: settles the request it answers, if any (a stray or late one is ignored). */
+    settle(peer: Peer, message: Answer): void {
+      const entry = typeof message?.id === 'number' ? waiting.get(message.id) : undefined;
+      if (entry === undefined || entry.peer !== peer || entry.type !== message.type) return;
+      waiting.delete(message.id!);
+      clearTimeout(entry.timer);
+      entry.resolve(message);
+    },
+  };
+}
+
+let toPrimary: ReturnType<typeof exchanges<null>> | null = null;
+let toWorkers: ReturnType<typeof exchanges<Worker>> | null = null;
 
 /**
- * Send `{ type: request, id }` to the primary and resolve with its `{ type: answer, id, … }`
- * message, or with null when none came within `timeoutMs` (or this process has no IPC channel).
+ * In a worker: send `{ type: request, id }` to the primary and resolve with its
+ * `{ type: answer, id, … }` message, or with null when none came within `timeoutMs` (or this
+ * process has no IPC channel).
  *
  * @example
  * ```ts
@@ -23,24 +56,29 @@ let nextId = 0;
  */
 export function askPrimary<T extends object>(request: string, answer: string, timeoutMs: number): Promise<(T & Answer) | null> {
   if (typeof process.send !== 'function') return Promise.resolve(null);
-  if (waiting === null) {
-    waiting = new Map();
-    process.on('message', (message: Answer) => {
-      const entry = typeof message?.id === 'number' ? waiting!.get(message.id) : undefined;
-      if (entry === undefined || entry.type !== message.type) return;
-      waiting!.delete(message.id!);
-      clearTimeout(entry.timer);
-      entry.resolve(message);
-    });
+  if (toPrimary === null) {
+    const exchange = (toPrimary = exchanges<null>());
+    process.on('message', (message: Answer) => exchange.settle(null, message));
   }
-  return new Promise((resolve) => {
-    const id = nextId++;
-    const timer = setTimeout(() => {
-      waiting!.delete(id);
-      resolve(null);
-    }, timeoutMs);
-    timer.unref();
-    waiting!.set(id, { type: answer, resolve: resolve as (message: Answer | null) => void, timer });
-    process.send!({ type: request, id });
-  });
+  return toPrimary.ask(null, answer, timeoutMs, (id) => process.send!({ type: request, id })) as Promise<(T & Answer) | null>;
+}
+
+/**
+ * In the primary: send `{ type: request, id }` to `worker` and resolve with its
+ * `{ type: answer, id, … }` message, or with null when none came within `timeoutMs` (a worker
+ * that is disconnected, busy or stopped).
+ *
+ * @example
+ * ```ts
+ * const reply = await askWorker<{ report?: WorkerReadiness }>(worker, 'gatehouse:readyz-ask', 'gatehouse:readyz-report', 800);
+ * ```
+ */
+export function askWorker<T extends object>(worker: Worker, request: string, answer: string, timeoutMs: number): Promise<(T & Answer) | null> {
+  if (toWorkers === null) {
+    const exchange = (toWorkers = exchanges<Worker>());
+    cluster.on('message', (from: Worker, message: Answer) => exchange.settle(from, message));
+  }
+  return toWorkers.ask(worker, answer, timeoutMs, (id) => {
+    if (worker.isConnected()) worker.send({ type: request, id });
+  }) as Promise<(T & Answer) | null>;
 }

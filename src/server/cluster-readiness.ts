@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { askPrimary } from './cluster-ipc.js';
+import { askPrimary, askWorker } from './cluster-ipc.js';
 
 /**
  * `/readyz` across the workers of `gatehouse start --workers N`.
@@ -83,37 +83,14 @@ export function workerReadiness(local: () => WorkerReadiness): () => Promise<Clu
  * ```
  */
 export function serveClusterReadiness(listening: () => Worker[]): void {
-  let nextAsk = 0;
-  const waiting = new Map<number, { from: Worker; done: (report: WorkerReadiness) => void }>();
   cluster.on('message', (worker: Worker, message: Message) => {
-    if (message?.type === ASK_ANSWER) {
-      const asked = waiting.get(message.id!);
-      if (asked?.from === worker) asked.done(message.report!);
-      return;
-    }
     if (message?.type !== PROBE) return;
-    const workers = listening();
     void Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<[string, ClusterReadiness['workers'][string]]>((resolve) => {
-            const id = nextAsk++;
-            const pid = String(w.process.pid);
-            const timer = setTimeout(() => {
-              waiting.delete(id);
-              resolve([pid, { ready: false, details: { error: `no answer within ${ASK_TIMEOUT_MS} ms` } }]);
-            }, ASK_TIMEOUT_MS);
-            waiting.set(id, {
-              from: w,
-              done: (report) => {
-                waiting.delete(id);
-                clearTimeout(timer);
-                resolve([pid, report]);
-              },
-            });
-            if (w.isConnected()) w.send({ type: ASK, id } satisfies Message);
-          }),
-      ),
+      listening().map(async (w): Promise<[string, ClusterReadiness['workers'][string]]> => {
+        const pid = String(w.process.pid);
+        const reply = await askWorker<Message>(w, ASK, ASK_ANSWER, ASK_TIMEOUT_MS);
+        return [pid, reply?.report ?? { ready: false, details: { error: `no answer within ${ASK_TIMEOUT_MS} ms` } }];
+      }),
     ).then((entries) => {
       const readiness: ClusterReadiness = {
         ready: entries.length > 0 && entries.every(([, r]) => r.ready),
