@@ -25,7 +25,10 @@
 // request, in some baseline processes and not in others, for their whole life. gatehouse never
 // pays it, so a baseline without the hold is a floor that moves from one process to the next.
 import '../dist/boot/tick-shape.js';
-import { createPublicKey, verify as cryptoVerify, randomUUID } from 'node:crypto';
+// `headers` mode writes the forwarding headers and request ids with gatehouse's own helpers.
+import { forwardedElement } from '../dist/forward/headers.js';
+import { nextRequestId } from '../dist/respond/request-id.js';
+import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import http from 'node:http';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { Pool } from 'undici';
@@ -34,9 +37,6 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
 
 const [portArg, origin, verifyMode, jwksUri, issuer, audience] = process.argv.slice(2);
 const FORWARDING = verifyMode === 'headers';
-// Request ids as gatehouse makes them: a random prefix and a counter.
-const idPrefix = `${randomUUID().slice(0, 24)}`;
-let idCounter = 0;
 if (!portArg || !origin) {
   process.stderr.write('usage: node bench/baseline.js <port> <upstream-origin>\n');
   process.exit(2);
@@ -135,9 +135,8 @@ function passThrough(req, res) {
   if (FORWARDING) {
     const ip = req.socket.remoteAddress;
     const host = req.headers.host;
-    const n = (idCounter++).toString(16);
-    id = idPrefix + '000000000000'.slice(n.length) + n;
-    headers.push('x-forwarded-for', ip, 'x-forwarded-proto', 'http', 'x-forwarded-host', host, 'forwarded', `for=${ip};proto=http;host="${host}"`, 'x-request-id', id);
+    id = nextRequestId();
+    headers.push('x-forwarded-for', ip, 'x-forwarded-proto', 'http', 'x-forwarded-host', host, 'forwarded', forwardedElement(ip, 'http', host), 'x-request-id', id);
   }
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   pool.dispatch({ origin, path: req.url, method: req.method, headers, body: hasBody ? req : null, blocking: false }, new Handler(res, id));
