@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import v8 from 'node:v8';
 import type { Logger } from 'pino';
 import { serveClusterReadiness } from '../server/cluster-readiness.js';
 import { CLUSTER_ENV, serveMergedMetrics } from '../telemetry/cluster-metrics.js';
@@ -22,16 +23,18 @@ const RESPAWN_DELAY_MAX_MS = 10_000;
 const HEALTHY_LIFETIME_MS = 10_000;
 
 /**
- * V8 flags every worker runs with (measured in docs/performance.md, "what was tried"):
- * - `--max-semi-space-size=4` bounds V8's young generation at 2 × 4 MiB instead of letting it
- *   grow to 2 × 16 MiB under load: about 24 MiB less RSS per worker, no measured CPU cost.
+ * V8 flags every gateway process runs with, one process or each worker (measured in
+ * docs/performance.md, "what was tried"):
  * - `--heap-growing-percent=60` lets the old generation grow by 60% of what survived the last
- *   full GC before the next one, instead of V8's dynamic factor (which let it double): under
- *   HTTP/2 load, where many short-lived stream objects are promoted, peak RSS went from 140–160
- *   to 111–113 MiB; on the HTTP/1.1 JWT route CPU per request moved by 0.4 µs (within noise).
+ *   full GC before the next one, instead of V8's dynamic factor (which let it double or more):
+ *   peak RSS of one process under load 142–169 → 121 MiB (HTTP/1.1) and 180–194 → 128–134 MiB
+ *   (HTTP/2), CPU per request unchanged.
+ * `--max-semi-space-size=4` was among them until it was measured under HTTP/2 with several
+ * streams per connection: together with this flag it cost 40% more CPU per request (70 against
+ * 50 µs), since a small young generation promotes the in-flight streams' objects.
  * A flag the operator gives (on the command line or in `NODE_OPTIONS`) wins.
  */
-export const WORKER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--heap-growing-percent=60'];
+export const WORKER_V8_FLAGS: readonly string[] = ['--heap-growing-percent=60'];
 
 /**
  * Which of {@link WORKER_V8_FLAGS} a process started with `execArgv` and `NODE_OPTIONS` lacks
@@ -39,12 +42,33 @@ export const WORKER_V8_FLAGS: readonly string[] = ['--max-semi-space-size=4', '-
  *
  * @example
  * ```ts
- * missingWorkerFlags([], '--max-semi-space-size=16'); // ['--heap-growing-percent=60']
+ * missingWorkerFlags([], undefined); // ['--heap-growing-percent=60']
+ * missingWorkerFlags(['--heap-growing-percent=80'], undefined); // []
  * ```
  */
 export function missingWorkerFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
   const given = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map((arg) => arg.split('=')[0]!.replace(/_/g, '-')));
   return WORKER_V8_FLAGS.filter((flag) => !given.has(flag.split('=')[0]!));
+}
+
+/**
+ * Give this process the {@link WORKER_V8_FLAGS} it was started without, now. A single process
+ * (`--workers 1`, or `auto` on one CPU) is started by whoever runs it, without them; a worker
+ * gets them on its command line from the primary. V8 reads `--heap-growing-percent` each time
+ * it sets the old generation's next limit (after every full GC), so setting it at start has the
+ * effect it has on the command line (measured: the same peak RSS, 133–134 MiB under HTTP/2).
+ * Only flags V8 reads while it runs may be in {@link WORKER_V8_FLAGS}: one it reads once at
+ * start (the semi-space size) would be silently ignored here. Returns the flags it set.
+ *
+ * @example
+ * ```ts
+ * applyMissingV8Flags(process.execArgv, process.env.NODE_OPTIONS); // ['--heap-growing-percent=60']
+ * ```
+ */
+export function applyMissingV8Flags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  const missing = missingWorkerFlags(execArgv, nodeOptions);
+  for (const flag of missing) v8.setFlagsFromString(flag);
+  return missing;
 }
 
 /**
@@ -54,9 +78,9 @@ export function missingWorkerFlags(execArgv: readonly string[], nodeOptions: str
  * @example
  * ```ts
  * workerExecArgv(['--enable-source-maps'], undefined);
- * // ['--enable-source-maps', '--max-semi-space-size=4', '--heap-growing-percent=60']
- * workerExecArgv([], '--max-semi-space-size=16');
- * // ['--heap-growing-percent=60'] (the operator's semi-space size stands)
+ * // ['--enable-source-maps', '--heap-growing-percent=60']
+ * workerExecArgv(['--heap-growing-percent=100'], undefined);
+ * // ['--heap-growing-percent=100'] (the operator's value stands)
  * ```
  */
 export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {

@@ -22,9 +22,8 @@ Options:
                       per worker (use store: redis)
   -h, --help          this help
 
-Memory (start): workers run with --max-semi-space-size=4 --heap-growing-percent=60 (a smaller V8
-heap under load); for one process, give node the same flags: node --max-semi-space-size=4
---heap-growing-percent=60 $(which gatehouse) start … (NODE_OPTIONS takes only the first one).
+Memory (start): every gateway process runs with V8's --heap-growing-percent=60 (a smaller heap
+under load); a value given on node's command line wins: node --heap-growing-percent=N $(which gatehouse) start …
 Signals (start): SIGHUP reloads the config and certificates; SIGTERM/SIGINT shut down gracefully.
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.
 `;
@@ -156,6 +155,9 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   }
   const { count, auto } = parsed;
   if (count > 1) return workerProcess.runCluster(file, config, count, { auto });
+  // A cluster worker got the V8 flags on its command line from its primary; one process
+  // started without them gets them now, before the gateway allocates anything to speak of.
+  const v8Flags = workerProcess.applyMissingV8Flags(process.execArgv, process.env.NODE_OPTIONS);
   let gateway;
   try {
     // Imported here, not at the top: a cluster primary never loads the gateway itself.
@@ -167,15 +169,7 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
     return 1;
   }
   if (auto !== null) logAutoWorkers(gateway.log, auto);
-  // A cluster worker gets the workers' V8 flags from its primary; a single process has only
-  // what it was started with, and V8 reads them once, at start.
-  const missing = workerProcess.missingWorkerFlags(process.execArgv, process.env.NODE_OPTIONS);
-  if (missing.length > 0) {
-    gateway.log.info(
-      { v8Flags: missing },
-      `one process with V8's default heap sizing: start node with ${missing.join(' ')} (node ${missing.join(' ')} $(which gatehouse) start …; NODE_OPTIONS takes --max-semi-space-size only) for the smaller heap the workers of --workers N get (docs/performance.md)`,
-    );
-  }
+  if (v8Flags.length > 0) gateway.log.info({ v8Flags }, `V8 heap flags set at start: ${v8Flags.join(' ')} (a value on node's command line wins)`);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

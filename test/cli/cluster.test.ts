@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -144,13 +144,38 @@ describe('parseWorkers', () => {
   });
 
   it("gives workers gatehouse's V8 flags, and never overrides the operator's own", () => {
-    expect(workerExecArgv([], undefined)).toEqual(['--max-semi-space-size=4', '--heap-growing-percent=60']);
-    expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', '--max-semi-space-size=4', '--heap-growing-percent=60']);
+    expect(WORKER_V8_FLAGS).toEqual(['--heap-growing-percent=60']);
+    expect(workerExecArgv([], undefined)).toEqual(['--heap-growing-percent=60']);
+    expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', '--heap-growing-percent=60']);
     expect(workerExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16', '--heap-growing-percent=60']);
-    expect(workerExecArgv([], '--max_semi_space_size=32 --enable-source-maps --heap-growing-percent=100')).toEqual([]);
-    // What a single process says it lacks: the same rule, without the process's own flags.
-    expect(missingWorkerFlags(['--enable-source-maps'], undefined)).toEqual(['--max-semi-space-size=4', '--heap-growing-percent=60']);
+    expect(workerExecArgv(['--heap-growing-percent=100'], undefined)).toEqual(['--heap-growing-percent=100']);
+    expect(workerExecArgv([], '--enable-source-maps --heap_growing_percent=100')).toEqual([]);
+    // What a single process sets at start: the same rule, without the process's own flags.
+    expect(missingWorkerFlags(['--enable-source-maps'], undefined)).toEqual(['--heap-growing-percent=60']);
     expect(missingWorkerFlags(['--heap_growing_percent=80'], '--max-semi-space-size=2')).toEqual([]);
+  });
+
+  it('sets a missing V8 flag in a running process, where V8 uses it at its next full GC', () => {
+    // V8's own trace of how it sets the old generation's next limit: "Limit: … (factor)". The
+    // script sets what is missing (as a single gatehouse process does at start), then collects.
+    const dist = path.resolve('dist/cli/cluster.js');
+    const script = `const { applyMissingV8Flags } = await import(${JSON.stringify(dist)}); const keep = []; for (let i = 0; i < 100000; i++) keep.push({ i }); gc(); console.log('APPLIED ' + JSON.stringify(applyMissingV8Flags(process.execArgv, undefined))); gc(); globalThis.keep = keep;`;
+    const run = (flags: string[]) => {
+      const out = spawnSync(process.execPath, ['--expose-gc', '--trace-gc-verbose', ...flags, '--input-type=module', '-e', script], { encoding: 'utf8' });
+      expect(out.status, out.stderr).toBe(0);
+      const applied = /^APPLIED (.*)$/m.exec(out.stdout)![1];
+      const after = out.stdout.slice(out.stdout.indexOf('APPLIED'));
+      const factor = /\[HeapController\] Limit: .*\(([\d.]+)\)$/m.exec(after)?.[1];
+      return { applied: JSON.parse(applied!) as string[], factor };
+    };
+    // Without the flag: gatehouse sets it, and the next limit grows by 1.6×, not V8's own factor.
+    expect(run([])).toEqual({ applied: ['--heap-growing-percent=60'], factor: '1.6' });
+    // The operator's value on the command line stands, untouched (0: V8's own dynamic factor).
+    expect(run(['--heap-growing-percent=100'])).toEqual({ applied: [], factor: '2.0' });
+    const own = run(['--heap-growing-percent=0']);
+    expect(own.applied).toEqual([]);
+    expect(own.factor).toMatch(/^\d\.\d$/);
+    expect(own.factor).not.toBe('1.6');
   });
 
   it('refuses 0, more than 256, fractions, signs and words', () => {
@@ -199,15 +224,15 @@ describe('gatehouse start --workers 2', () => {
     expect(new Set(serving.map((l) => l.worker)).size).toBe(2);
   });
 
-  it("runs every worker with gatehouse's V8 flags (a bounded young generation)", async () => {
+  it("runs every worker with gatehouse's V8 flags (a slower-growing old generation)", async () => {
     const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 2);
     for (const { worker } of serving) {
       const argv = readFileSync(`/proc/${worker as number}/cmdline`, 'utf8').split('\0');
       for (const flag of WORKER_V8_FLAGS) expect(argv).toContain(flag);
     }
-    // …so none of them says it runs with V8's default heap sizing (a single process does).
+    // …from their start, so none of them had to set one itself (a single process does).
     await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
-    expect(cluster.lines.some((l) => typeof l.msg === 'string' && l.msg.includes("V8's default heap sizing"))).toBe(false);
+    expect(cluster.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('V8 heap flags set at start'))).toBe(false);
   });
 
   it('passes SIGHUP to every worker: a route added to the file becomes reachable', async () => {
