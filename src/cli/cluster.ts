@@ -52,9 +52,9 @@ export function missingWorkerFlags(execArgv: readonly string[], nodeOptions: str
 }
 
 /**
- * Give this process the {@link WORKER_V8_FLAGS} it was started without, now. A single process
- * (`--workers 1`, or `auto` on one CPU) is started by whoever runs it, without them; a worker
- * gets them on its command line from the primary. V8 reads `--heap-growing-percent` each time
+ * Give this process the {@link WORKER_V8_FLAGS} it was started without, now: every gateway
+ * process (a single one, or each worker of a cluster) calls it at start, before the gateway
+ * is loaded. V8 reads `--heap-growing-percent` each time
  * it sets the old generation's next limit (after every full GC), so setting it at start has the
  * effect it has on the command line (measured: the same peak RSS, 133–134 MiB under HTTP/2).
  * Only flags V8 reads while it runs may be in {@link WORKER_V8_FLAGS}: one it reads once at
@@ -69,22 +69,6 @@ export function applyMissingV8Flags(execArgv: readonly string[], nodeOptions: st
   const missing = missingWorkerFlags(execArgv, nodeOptions);
   for (const flag of missing) v8.setFlagsFromString(flag);
   return missing;
-}
-
-/**
- * The `execArgv` of a worker: the primary's own, plus each of {@link WORKER_V8_FLAGS} the
- * operator did not set already.
- *
- * @example
- * ```ts
- * workerExecArgv(['--enable-source-maps'], undefined);
- * // ['--enable-source-maps', '--heap-growing-percent=60']
- * workerExecArgv(['--heap-growing-percent=100'], undefined);
- * // ['--heap-growing-percent=100'] (the operator's value stands)
- * ```
- */
-export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  return [...execArgv, ...missingWorkerFlags(execArgv, nodeOptions)];
 }
 
 /**
@@ -181,8 +165,9 @@ export async function runCluster(
   serveMergedMetrics();
   cluster.setupPrimary({
     exec: process.argv[1],
+    // Node flags as the primary's own (cluster's default): each worker then sets the
+    // WORKER_V8_FLAGS it lacks at start, as a single process does (cli/main.ts).
     args: ['start', '--config', configFile, '--workers', '1'],
-    execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS),
   });
 
   const listened = new WeakSet<Worker>();

@@ -155,8 +155,8 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   }
   const { count, auto } = parsed;
   if (count > 1) return workerProcess.runCluster(file, config, count, { auto });
-  // A cluster worker got the V8 flags on its command line from its primary; one process
-  // started without them gets them now, before the gateway allocates anything to speak of.
+  // gatehouse's V8 heap flags, unless node was started with them (or the operator's own
+  // values): set now, before the gateway allocates anything to speak of.
   const v8Flags = workerProcess.applyMissingV8Flags(process.execArgv, process.env.NODE_OPTIONS);
   let gateway;
   try {

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
-import { missingWorkerFlags, parseWorkers, perWorkerLimits, WORKER_V8_FLAGS, workerExecArgv } from '../../src/cli/cluster.js';
+import { missingWorkerFlags, parseWorkers, perWorkerLimits, WORKER_V8_FLAGS } from '../../src/cli/cluster.js';
 import { autoWorkers } from '../../src/cli/cpu-limit.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -24,9 +24,12 @@ interface Cluster {
   waitFor(pick: (line: Record<string, any>) => boolean, count: number, ms?: number): Promise<Record<string, any>[]>;
 }
 
-/** `cgroupProcs`: a cgroup's `cgroup.procs` file the gateway's process joins before node starts. */
-function startCluster(configFile: string, workers: string | null, cgroupProcs?: string): Cluster {
-  const args = [BIN, 'start', '--config', configFile, ...(workers === null ? [] : ['--workers', workers])];
+/**
+ * `cgroupProcs`: a cgroup's `cgroup.procs` file the gateway's process joins before node starts.
+ * `nodeFlags`: flags on the primary's node command line (the operator's own).
+ */
+function startCluster(configFile: string, workers: string | null, cgroupProcs?: string, nodeFlags: readonly string[] = []): Cluster {
+  const args = [...nodeFlags, BIN, 'start', '--config', configFile, ...(workers === null ? [] : ['--workers', workers])];
   const child =
     cgroupProcs === undefined
       ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -118,12 +121,13 @@ async function withCluster(
   workers: string | null,
   body: (cluster: Cluster) => Promise<void>,
   cgroupProcs?: string,
+  nodeFlags?: readonly string[],
 ): Promise<void> {
   const upstream = await startUpstream();
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
   const file = path.join(dir, 'gatehouse.yaml');
   writeFileSync(file, text(upstream.url));
-  const cluster = startCluster(file, workers, cgroupProcs);
+  const cluster = startCluster(file, workers, cgroupProcs, nodeFlags);
   try {
     await body(cluster);
     cluster.child.kill('SIGTERM');
@@ -143,16 +147,13 @@ describe('parseWorkers', () => {
     expect(parseWorkers('auto')!.count).toBeLessThanOrEqual(availableParallelism());
   });
 
-  it("gives workers gatehouse's V8 flags, and never overrides the operator's own", () => {
+  it("knows which of gatehouse's V8 flags a process lacks, and never overrides the operator's own", () => {
     expect(WORKER_V8_FLAGS).toEqual(['--heap-growing-percent=60']);
-    expect(workerExecArgv([], undefined)).toEqual(['--heap-growing-percent=60']);
-    expect(workerExecArgv(['--enable-source-maps'], '')).toEqual(['--enable-source-maps', '--heap-growing-percent=60']);
-    expect(workerExecArgv(['--max-semi-space-size=16'], undefined)).toEqual(['--max-semi-space-size=16', '--heap-growing-percent=60']);
-    expect(workerExecArgv(['--heap-growing-percent=100'], undefined)).toEqual(['--heap-growing-percent=100']);
-    expect(workerExecArgv([], '--enable-source-maps --heap_growing_percent=100')).toEqual([]);
-    // What a single process sets at start: the same rule, without the process's own flags.
-    expect(missingWorkerFlags(['--enable-source-maps'], undefined)).toEqual(['--heap-growing-percent=60']);
+    expect(missingWorkerFlags([], undefined)).toEqual(['--heap-growing-percent=60']);
+    expect(missingWorkerFlags(['--enable-source-maps', '--max-semi-space-size=16'], '')).toEqual(['--heap-growing-percent=60']);
+    expect(missingWorkerFlags(['--heap-growing-percent=100'], undefined)).toEqual([]);
     expect(missingWorkerFlags(['--heap_growing_percent=80'], '--max-semi-space-size=2')).toEqual([]);
+    expect(missingWorkerFlags([], '--enable-source-maps --heap_growing_percent=100')).toEqual([]);
   });
 
   it('sets a missing V8 flag in a running process, where V8 uses it at its next full GC', () => {
@@ -225,14 +226,10 @@ describe('gatehouse start --workers 2', () => {
   });
 
   it("runs every worker with gatehouse's V8 flags (a slower-growing old generation)", async () => {
-    const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 2);
-    for (const { worker } of serving) {
-      const argv = readFileSync(`/proc/${worker as number}/cmdline`, 'utf8').split('\0');
-      for (const flag of WORKER_V8_FLAGS) expect(argv).toContain(flag);
-    }
-    // …from their start, so none of them had to set one itself (a single process does).
-    await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
-    expect(cluster.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('V8 heap flags set at start'))).toBe(false);
+    // Each worker sets the flags it lacks at start, as a single process does, and says so.
+    const set = await cluster.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('V8 heap flags set at start'), 2);
+    for (const line of set) expect(line.v8Flags).toEqual(WORKER_V8_FLAGS);
+    await cluster.waitFor((l) => l.msg === 'worker serving', 2);
   });
 
   it('passes SIGHUP to every worker: a route added to the file becomes reachable', async () => {
@@ -543,6 +540,27 @@ describe('gatehouse start --workers auto inside a CPU-limited cgroup', () => {
       group.remove();
     }
   }, 30_000);
+});
+
+describe("the operator's own V8 flag", () => {
+  it('reaches every worker, which then sets nothing of its own', async () => {
+    await withCluster(
+      (upstreamUrl) => config(upstreamUrl, 0),
+      '2',
+      async (cluster) => {
+        const serving = await cluster.waitFor((l) => l.msg === 'worker serving', 2);
+        for (const { worker } of serving) {
+          const argv = readFileSync(`/proc/${worker as number}/cmdline`, 'utf8').split('\0');
+          expect(argv).toContain('--heap-growing-percent=80');
+          expect(argv).not.toContain('--heap-growing-percent=60');
+        }
+        await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+        expect(cluster.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('V8 heap flags set at start'))).toBe(false);
+      },
+      undefined,
+      ['--heap-growing-percent=80'],
+    );
+  }, 20_000);
 });
 
 describe('a worker that cannot start', () => {
