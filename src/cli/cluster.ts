@@ -27,7 +27,7 @@ const HEALTHY_LIFETIME_MS = 10_000;
  * docs/performance.md, "what was tried"):
  * - `--heap-growing-percent=60` lets the old generation grow by 60% of what survived the last
  *   full GC before the next one, instead of V8's dynamic factor (which let it double or more):
- *   peak RSS of one process under load 142–169 → 121 MiB (HTTP/1.1) and 180–194 → 128–134 MiB
+ *   peak RSS of one process under load 142–169 → 121 MiB (HTTP/1.1) and 180–194 → 128–142 MiB
  *   (HTTP/2), CPU per request unchanged.
  * `--max-semi-space-size=4` was among them until it was measured under HTTP/2 with several
  * streams per connection: together with this flag it cost 40% more CPU per request (70 against
