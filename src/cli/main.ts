@@ -23,7 +23,8 @@ Options:
   -h, --help          this help
 
 Memory (start): every gateway process runs with V8's --heap-growing-percent=60 (a smaller heap
-under load); a value given on node's command line wins: node --heap-growing-percent=N $(which gatehouse) start …
+under load); a value on node's command line wins:
+  node --heap-growing-percent=N $(which gatehouse) start …
 Signals (start): SIGHUP reloads the config and certificates; SIGTERM/SIGINT shut down gracefully.
 Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.
 `;
