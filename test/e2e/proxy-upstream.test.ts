@@ -23,8 +23,14 @@ routes:
   trusted = await startTestGateway(`
 listen: { host: 127.0.0.1, port: 0 }
 trustedProxies: [127.0.0.0/8]
-upstreams: [{ name: api, url: ${api.url} }]
-routes: [{ name: r, path: /r, upstream: api, public: true }]
+upstreams:
+  - { name: api, url: ${api.url} }
+  - { name: api-none, url: ${api.url}, forwardedHeaders: [] }
+  - { name: api-rfc7239, url: ${api.url}, forwardedHeaders: [forwarded] }
+routes:
+  - { name: r, path: /r, upstream: api, public: true }
+  - { name: none, path: /none, upstream: api-none, public: true }
+  - { name: rfc7239, path: /rfc7239, upstream: api-rfc7239, public: true }
 `);
 });
 afterAll(async () => {
@@ -242,5 +248,27 @@ describe('trusted proxies', () => {
     expect(seen.forwarded).toMatch(/^for=203\.0\.113\.7, for=127\.0\.0\.1;proto=http;host=/);
     await new Promise((r) => setTimeout(r, 50));
     expect(trusted.logs.some((l) => l.path === '/r/ip' && l.client_ip === '203.0.113.7')).toBe(true);
+  });
+
+  it("never passes a trusted proxy's chain on raw to an upstream that does not take the header (forwardedHeaders)", async () => {
+    const chain = { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'shop.example', forwarded: 'for=203.0.113.7' };
+    const none = await request(`${trusted.url}/none/ip`, { headers: chain });
+    expect(none.statusCode).toBe(200);
+    await none.body.dump();
+    let seen = api.requests.at(-1)!;
+    expect(seen.url).toBe('/none/ip');
+    for (const name of Object.keys(chain)) expect(seen.headers[name], name).toBeUndefined();
+
+    // Only `Forwarded`, with this hop appended; the X-Forwarded-* chain stops here.
+    const rfc = await request(`${trusted.url}/rfc7239/ip`, { headers: chain });
+    expect(rfc.statusCode).toBe(200);
+    await rfc.body.dump();
+    seen = api.requests.at(-1)!;
+    expect(seen.url).toBe('/rfc7239/ip');
+    expect(seen.headers.forwarded).toMatch(/^for=203\.0\.113\.7, for=127\.0\.0\.1;proto=http;host=/);
+    for (const name of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']) expect(seen.headers[name], name).toBeUndefined();
+    // The client address still comes from the trusted chain, for the log and the limits.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(trusted.logs.some((l) => l.path === '/none/ip' && l.client_ip === '203.0.113.7')).toBe(true);
   });
 });
