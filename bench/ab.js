@@ -26,7 +26,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, gatewayV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -94,7 +94,7 @@ const { issuer, token } = await startIssuer(opts.alg);
 
 async function startBaseline(label) {
   const port = await freePort();
-  const child = procs.start(0, process.execPath, [...(await workerV8Flags(builds.B)), ...extraFlags.A, ...baselineArgs(port, upstream, REFERENCE, issuer)]);
+  const child = procs.start(0, process.execPath, [...(await gatewayV8Flags(builds.B)), ...extraFlags.A, ...baselineArgs(port, upstream, REFERENCE, issuer)]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `baseline ${label}`);
   return { label, port, child };
 }
@@ -104,7 +104,7 @@ async function startGatehouse(label) {
   const file = path.join(dir, `gatehouse-${label}.yaml`);
   writeFileSync(file, abGatehouseConfig({ port, issuer, upstream, alg: opts.alg, cold: opts.cold }));
   const root = builds[label];
-  const child = procs.start(0, process.execPath, [...(await workerV8Flags(root)), ...extraFlags[label], ...gatehouseArgs(root, file)]);
+  const child = procs.start(0, process.execPath, [...(await gatewayV8Flags(root)), ...extraFlags[label], ...gatehouseArgs(root, file)]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `gatehouse ${label}`);
   return { label, port, child };
 }

@@ -162,10 +162,16 @@ routes:
 `;
 }
 
-/** The V8 flags a cluster worker of the gatehouse built in `root` gets (the baseline runs with them too). */
-export async function workerV8Flags(root) {
-  const { WORKER_V8_FLAGS = [] } = await import(path.join(root, 'dist/cli/cluster.js'));
-  return WORKER_V8_FLAGS;
+/**
+ * The V8 flags every process of the gatehouse built in `root` runs with (the baseline and the
+ * references run with them too): `GATEWAY_V8_FLAGS` of `dist/boot/v8-flags.js`, or, in a
+ * checkout older than that module (A/B against an old build), its workers' `WORKER_V8_FLAGS`.
+ */
+export async function gatewayV8Flags(root) {
+  const current = path.join(root, 'dist/boot/v8-flags.js');
+  if (existsSync(current)) return (await import(current)).GATEWAY_V8_FLAGS;
+  const older = path.join(root, 'dist/cli/cluster.js');
+  return existsSync(older) ? ((await import(older)).WORKER_V8_FLAGS ?? []) : [];
 }
 
 /**

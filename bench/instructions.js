@@ -28,7 +28,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { abGatehouseConfig, baselineArgs, freePort, gatehouseArgs, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, workerV8Flags, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, freePort, gatehouseArgs, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, gatewayV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -93,7 +93,7 @@ function control(pid, ...args) {
 async function count(side) {
   const port = await freePort();
   const root = side.root ?? ROOT;
-  const WORKER_V8_FLAGS = await workerV8Flags(root);
+  const V8_FLAGS = await gatewayV8Flags(root);
   let args;
   if (side.kind === 'gatehouse') {
     const file = path.join(dir, `gatehouse-${side.label}.yaml`);
@@ -103,10 +103,11 @@ async function count(side) {
     args = baselineArgs(port, upstream, REFERENCE, issuer);
   }
   // Under valgrind V8 keeps the young generation small and collects it every few requests; a
-  // young generation fixed at the size it reaches under real load keeps collections per request
-  // closer to a real process's.
-  const semi = WORKER_V8_FLAGS.map((f) => /^--max-semi-space-size=(\d+)$/.exec(f)?.[1]).find(Boolean);
-  const v8Flags = semi ? [...WORKER_V8_FLAGS, `--min-semi-space-size=${semi}`] : WORKER_V8_FLAGS;
+  // young generation fixed at the size it reaches under real load (the flags' maximum, else V8's
+  // default of 16 MiB per semi-space on 64-bit) keeps collections per request closer to a real
+  // process's.
+  const semi = V8_FLAGS.map((f) => /^--max-semi-space-size=(\d+)$/.exec(f)?.[1]).find(Boolean) ?? '16';
+  const v8Flags = [...V8_FLAGS, `--min-semi-space-size=${semi}`];
   const out = path.join(dir, `callgrind-${side.label}.out`);
   const child = procs.start(0, tools.valgrind, [
     '--tool=callgrind',

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
-import { cpuMicros, freePort, nginxPath, UPSTREAM_BODY, which, writeNginxConfig } from './helpers.js';
+import { cpuMicros, freePort, gatewayV8Flags, nginxPath, UPSTREAM_BODY, which, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let GATEHOUSE_ROOT = ROOT;
@@ -78,12 +78,9 @@ const tools = {
   haproxy: which('haproxy') ?? (existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : null),
   openssl: which('openssl'),
 };
-// gatehouse's workers run with these V8 flags (src/cli/cluster.ts); the baseline and the
+// Every gatehouse process runs with these V8 flags (src/boot/v8-flags.ts); the baseline and the
 // references get the same, so that both sides of a ratio run on the same runtime settings.
-const RUNTIME_FLAGS = await import(path.join(GATEHOUSE_ROOT, 'dist/cli/cluster.js')).then(
-  (m) => [...(m.WORKER_V8_FLAGS ?? [])],
-  () => [],
-);
+const RUNTIME_FLAGS = [...(await gatewayV8Flags(GATEHOUSE_ROOT))];
 const CORES = availableParallelism();
 const PIN = tools.taskset && CORES >= 2;
 

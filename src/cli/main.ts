@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { ConfigError, formatConfigIssue } from '../errors.js';
+import { applyMissingV8Flags } from '../boot/v8-flags.js';
 import { logAutoWorkers } from './cpu-limit.js';
 
 const HELP = `gatehouse — an API security gateway
@@ -158,7 +159,7 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   if (count > 1) return workerProcess.runCluster(file, config, count, { auto });
   // gatehouse's V8 heap flags, unless node was started with them (or the operator's own
   // values): set now, before the gateway allocates anything to speak of.
-  const v8Flags = workerProcess.applyMissingV8Flags(process.execArgv, process.env.NODE_OPTIONS);
+  const v8Flags = applyMissingV8Flags(process.execArgv, process.env.NODE_OPTIONS);
   let gateway;
   try {
     // Imported here, not at the top: a cluster primary never loads the gateway itself.

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
-import { missingWorkerFlags, parseWorkers, perWorkerLimits, WORKER_V8_FLAGS } from '../../src/cli/cluster.js';
+import { GATEWAY_V8_FLAGS } from '../../src/boot/v8-flags.js';
+import { parseWorkers, perWorkerLimits } from '../../src/cli/cluster.js';
 import { autoWorkers } from '../../src/cli/cpu-limit.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -147,38 +148,6 @@ describe('parseWorkers', () => {
     expect(parseWorkers('auto')!.count).toBeLessThanOrEqual(availableParallelism());
   });
 
-  it("knows which of gatehouse's V8 flags a process lacks, and never overrides the operator's own", () => {
-    expect(WORKER_V8_FLAGS).toEqual(['--heap-growing-percent=60']);
-    expect(missingWorkerFlags([], undefined)).toEqual(['--heap-growing-percent=60']);
-    expect(missingWorkerFlags(['--enable-source-maps', '--max-semi-space-size=16'], '')).toEqual(['--heap-growing-percent=60']);
-    expect(missingWorkerFlags(['--heap-growing-percent=100'], undefined)).toEqual([]);
-    expect(missingWorkerFlags(['--heap_growing_percent=80'], '--max-semi-space-size=2')).toEqual([]);
-    expect(missingWorkerFlags([], '--enable-source-maps --heap_growing_percent=100')).toEqual([]);
-  });
-
-  it('sets a missing V8 flag in a running process, where V8 uses it at its next full GC', () => {
-    // V8's own trace of how it sets the old generation's next limit: "Limit: … (factor)". The
-    // script sets what is missing (as a single gatehouse process does at start), then collects.
-    const dist = path.resolve('dist/cli/cluster.js');
-    const script = `const { applyMissingV8Flags } = await import(${JSON.stringify(dist)}); const keep = []; for (let i = 0; i < 100000; i++) keep.push({ i }); gc(); console.log('APPLIED ' + JSON.stringify(applyMissingV8Flags(process.execArgv, undefined))); gc(); globalThis.keep = keep;`;
-    const run = (flags: string[]) => {
-      const out = spawnSync(process.execPath, ['--expose-gc', '--trace-gc-verbose', ...flags, '--input-type=module', '-e', script], { encoding: 'utf8' });
-      expect(out.status, out.stderr).toBe(0);
-      const applied = /^APPLIED (.*)$/m.exec(out.stdout)![1];
-      const after = out.stdout.slice(out.stdout.indexOf('APPLIED'));
-      const factor = /\[HeapController\] Limit: .*\(([\d.]+)\)$/m.exec(after)?.[1];
-      return { applied: JSON.parse(applied!) as string[], factor };
-    };
-    // Without the flag: gatehouse sets it, and the next limit grows by 1.6×, not V8's own factor.
-    expect(run([])).toEqual({ applied: ['--heap-growing-percent=60'], factor: '1.6' });
-    // The operator's value on the command line stands, untouched (0: V8's own dynamic factor).
-    expect(run(['--heap-growing-percent=100'])).toEqual({ applied: [], factor: '2.0' });
-    const own = run(['--heap-growing-percent=0']);
-    expect(own.applied).toEqual([]);
-    expect(own.factor).toMatch(/^\d\.\d$/);
-    expect(own.factor).not.toBe('1.6');
-  });
-
   it('refuses 0, more than 256, fractions, signs and words', () => {
     for (const bad of ['0', '257', '1.5', '-1', '+2', 'two', '', '1e2', '0x2']) expect(parseWorkers(bad)).toBeNull();
   });
@@ -228,7 +197,7 @@ describe('gatehouse start --workers 2', () => {
   it("runs every worker with gatehouse's V8 flags (a slower-growing old generation)", async () => {
     // Each worker sets the flags it lacks at start, as a single process does, and says so.
     const set = await cluster.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('V8 heap flags set at start'), 2);
-    for (const line of set) expect(line.v8Flags).toEqual(WORKER_V8_FLAGS);
+    for (const line of set) expect(line.v8Flags).toEqual(GATEWAY_V8_FLAGS);
     await cluster.waitFor((l) => l.msg === 'worker serving', 2);
   });
 
