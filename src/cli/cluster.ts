@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
+import { sendToWorker } from '../server/cluster-ipc.js';
 import { serveClusterReadiness } from '../server/cluster-readiness.js';
 import { CLUSTER_ENV, serveMergedMetrics } from '../telemetry/cluster-metrics.js';
 import { createLogger } from '../telemetry/log.js';
@@ -160,7 +161,7 @@ export async function runCluster(
                 log.error({ worker: worker.process.pid, silentMs: silent }, 'worker unresponsive; killing it (a new one starts)');
                 lastPong.delete(worker);
                 worker.process.kill('SIGKILL');
-              } else send(worker, WORKER_PING);
+              } else sendToWorker(worker, WORKER_PING);
             }
           },
           Math.max(100, Math.min(5_000, Math.floor(unresponsive / 4))),
@@ -216,7 +217,7 @@ export async function runCluster(
     const workers = live();
     log.info({ reason, workers: workers.length }, 'shutting down the workers');
     if (workers.length === 0) return finish();
-    for (const worker of workers) send(worker, WORKER_SHUTDOWN);
+    for (const worker of workers) sendToWorker(worker, WORKER_SHUTDOWN);
     killTimer = setTimeout(() => {
       for (const worker of live()) {
         log.error({ worker: worker.process.pid }, 'worker did not stop in time; killing it');
@@ -231,7 +232,7 @@ export async function runCluster(
   const onHup = () => {
     const workers = live();
     log.info({ workers: workers.length }, 'reload requested: passing it to every worker');
-    for (const worker of workers) send(worker, WORKER_RELOAD);
+    for (const worker of workers) sendToWorker(worker, WORKER_RELOAD);
   };
 
   cluster.on('listening', onListening);
@@ -244,11 +245,3 @@ export async function runCluster(
   return done;
 }
 
-function send(worker: Worker, message: string): void {
-  if (!worker.isConnected()) return;
-  try {
-    worker.send(message);
-  } catch {
-    // The IPC channel closed in between: the worker is exiting; its exit event follows.
-  }
-}

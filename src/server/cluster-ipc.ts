@@ -1,3 +1,4 @@
+import type { Serializable } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
 
 /**
@@ -17,8 +18,11 @@ function exchanges<Peer>() {
   const waiting = new Map<number, { peer: Peer; type: string; resolve: (message: Answer | null) => void; timer: NodeJS.Timeout }>();
   let nextId = 0;
   return {
-    /** Register a request to `peer` answered by a message of type `answer`, then `send(id)` it. */
-    ask(peer: Peer, answer: string, timeoutMs: number, send: (id: number) => void): Promise<Answer | null> {
+    /**
+     * Register a request to `peer` answered by a message of type `answer`, then `send(id)` it; a
+     * send that could not go (false: the channel is closed) settles it with null at once.
+     */
+    ask(peer: Peer, answer: string, timeoutMs: number, send: (id: number) => boolean): Promise<Answer | null> {
       return new Promise((resolve) => {
         const id = nextId++;
         const timer = setTimeout(() => {
@@ -27,7 +31,11 @@ function exchanges<Peer>() {
         }, timeoutMs);
         timer.unref();
         waiting.set(id, { peer, type: answer, resolve, timer });
-        send(id);
+        if (!send(id)) {
+          waiting.delete(id);
+          clearTimeout(timer);
+          resolve(null);
+        }
       });
     },
     /** A message from `peer`: settles the request it answers, if any (a stray or late one is ignored). */
@@ -46,8 +54,8 @@ let toWorkers: ReturnType<typeof exchanges<Worker>> | null = null;
 
 /**
  * In a worker: send `{ type: request, id }` to the primary and resolve with its
- * `{ type: answer, id, … }` message, or with null when none came within `timeoutMs` (or this
- * process has no IPC channel).
+ * `{ type: answer, id, … }` message, or with null when none came within `timeoutMs` (at once
+ * when this process has no IPC channel, or it is closed).
  *
  * @example
  * ```ts
@@ -60,7 +68,16 @@ export function askPrimary<T extends object>(request: string, answer: string, ti
     const exchange = (toPrimary = exchanges<null>());
     process.on('message', (message: Answer) => exchange.settle(null, message));
   }
-  return toPrimary.ask(null, answer, timeoutMs, (id) => process.send!({ type: request, id })) as Promise<(T & Answer) | null>;
+  return toPrimary.ask(null, answer, timeoutMs, (id) => {
+    // A closed channel (the primary is gone) would make `process.send` emit an `error` later.
+    if (!process.connected) return false;
+    try {
+      process.send!({ type: request, id });
+      return true;
+    } catch {
+      return false;
+    }
+  }) as Promise<(T & Answer) | null>;
 }
 
 /**
@@ -78,7 +95,25 @@ export function askWorker<T extends object>(worker: Worker, request: string, ans
     const exchange = (toWorkers = exchanges<Worker>());
     cluster.on('message', (from: Worker, message: Answer) => exchange.settle(from, message));
   }
-  return toWorkers.ask(worker, answer, timeoutMs, (id) => {
-    if (worker.isConnected()) worker.send({ type: request, id });
-  }) as Promise<(T & Answer) | null>;
+  return toWorkers.ask(worker, answer, timeoutMs, (id) => sendToWorker(worker, { type: request, id })) as Promise<(T & Answer) | null>;
+}
+
+/**
+ * In the primary: send `message` to `worker` if its IPC channel is open. False when it is not,
+ * or closed in between (the worker is exiting; its `exit` event follows): never a throw, and
+ * never the asynchronous `error` a send on a closed channel emits.
+ *
+ * @example
+ * ```ts
+ * sendToWorker(worker, 'gatehouse:reload'); // false for a worker that is going away
+ * ```
+ */
+export function sendToWorker(worker: Worker, message: Serializable): boolean {
+  if (!worker.isConnected()) return false;
+  try {
+    worker.send(message);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { askPrimary, askWorker } from './cluster-ipc.js';
+import { askPrimary, askWorker, sendToWorker } from './cluster-ipc.js';
 
 /**
  * `/readyz` across the workers of `gatehouse start --workers N`.
@@ -96,7 +96,7 @@ export function serveClusterReadiness(listening: () => Worker[]): void {
         ready: entries.length > 0 && entries.every(([, r]) => r.ready),
         workers: Object.fromEntries(entries),
       };
-      if (worker.isConnected()) worker.send({ type: PROBE_ANSWER, id: message.id, readiness } satisfies Message);
+      sendToWorker(worker, { type: PROBE_ANSWER, id: message.id, readiness } satisfies Message);
     });
   });
 }

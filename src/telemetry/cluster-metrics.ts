@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { askPrimary } from '../server/cluster-ipc.js';
+import { askPrimary, sendToWorker } from '../server/cluster-ipc.js';
 
 /**
  * Metrics across the workers of `gatehouse start --workers N`.
@@ -70,7 +70,7 @@ export function serveMergedMetrics(): void {
   cluster.on('message', (worker: Worker, message: MetricsRequest) => {
     if (message?.type !== REQUEST) return;
     const reply = (body: Omit<MetricsResponse, 'type' | 'id'>) => {
-      if (worker.isConnected()) worker.send({ type: RESPONSE, id: message.id, ...body } satisfies MetricsResponse);
+      sendToWorker(worker, { type: RESPONSE, id: message.id, ...body } satisfies MetricsResponse);
     };
     aggregator.clusterMetrics().then(
       (text) => reply({ text }),
