@@ -2,10 +2,11 @@
 // Interleaved A/B of two gatehouse builds (issue 8): "measure before and after each change".
 //
 //   node bench/ab.js --a /path/to/old/checkout [--b .] [--path /public|/jwt] [--alg RS256]
-//                    [--cold] [--pairs 1] [--rounds 12] [--seconds 2] [--connections 50]
+//                    [--cold] [--tokens N] [--pairs 1] [--rounds 12] [--seconds 2] [--connections 50]
 //   node bench/ab.js --a baseline [--b .]     # B against the bare pass-through (bench/baseline.js)
 //   node bench/ab.js --a sync --path /jwt --cold --alg RS256   # B cold against the sync reference
 //   node bench/ab.js --a . --b-flags=--single-threaded-gc  # one build, B with other node flags
+//   node bench/ab.js --a baseline --path /jwt --tokens 1000   # 1000 tokens in turn, as the bench's rotating rows
 //
 // `npm run bench` measures one build against the baseline; on a machine whose speed drifts by
 // tens of percent within minutes, a change of one or two percent cannot be read from two such
@@ -26,12 +27,12 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, gatewayV8Flags, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, tokenScript, waitReady, which, gatewayV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const USAGE =
-  'usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose|headers [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]';
+  'usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose|headers [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--tokens N] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]';
 const opts = parseOptions(
   'bench/ab.js',
   {
@@ -51,7 +52,7 @@ if (!opts.a) {
   process.stderr.write(`bench/ab.js: --a is required\n${USAGE}\n`);
   process.exit(2);
 }
-requirePositive('bench/ab.js', [['--rounds', opts.rounds], ['--pairs', opts.pairs], ['--seconds', opts.seconds], ['--warmup', opts.warmup], ['--connections', opts.connections]]);
+requirePositive('bench/ab.js', [['--rounds', opts.rounds], ['--pairs', opts.pairs], ['--seconds', opts.seconds], ['--tokens', opts.tokens], ['--warmup', opts.warmup], ['--connections', opts.connections]]);
 const WRK = which('wrk');
 const NGINX = nginxPath();
 const TASKSET = which('taskset');
@@ -90,7 +91,7 @@ const upstream = `http://127.0.0.1:${upstreamPort}`;
 await waitReady(`${upstream}/`, procs.start(1, NGINX, writeNginxConfig(path.join(dir, 'nginx'), upstreamPort)), 'nginx');
 
 // Issuer: one key of the chosen algorithm, its JWK Set served from this process.
-const { issuer, token } = await startIssuer(opts.alg);
+const { issuer, tokens } = await startIssuer(opts.alg, Number(opts.tokens));
 
 async function startBaseline(label) {
   const port = await freePort();
@@ -110,7 +111,7 @@ async function startGatehouse(label) {
 }
 
 const script = path.join(dir, 'ab.lua');
-writeFileSync(script, opts.path === '/public' ? '' : `wrk.headers["Authorization"] = "Bearer ${token}"\n`);
+writeFileSync(script, tokenScript(opts.path === '/public' ? [] : tokens));
 
 function drive(target, seconds) {
   const args = ['-t1', `-c${opts.connections}`, `-d${seconds}s`, '--latency', '-s', script, `http://127.0.0.1:${target.port}${opts.path}`];
@@ -181,7 +182,8 @@ const q = (xs, p) => {
   return s[Math.floor(at)] + (s[Math.ceil(at)] - s[Math.floor(at)]) * (at - Math.floor(at));
 };
 const flagsOf = (label) => (extraFlags[label].length ? ` with ${extraFlags[label].join(' ')}` : '');
-const what = `${opts.path}${opts.path === '/public' ? '' : ` ${opts.alg}${opts.cold ? ' cold (no token cache)' : ' one token reused'}`}`;
+const reuse = tokens.length > 1 ? ` ${tokens.length} tokens in turn` : ' one token reused';
+const what = `${opts.path}${opts.path === '/public' ? '' : ` ${opts.alg}${opts.cold ? ' cold (no token cache)' : ''}${reuse}`}`;
 process.stdout.write(
   `ab: ${what}, ${pairs > 1 ? `${pairs} pairs of fresh processes × ` : ''}${rounds} rounds of ${seconds}s, ${opts.connections} connections\n` +
     `  A ${builds.A ?? (REFERENCE ? `bench/baseline.js ${REFERENCE} (the reference)` : 'bench/baseline.js (the Node floor)')}${flagsOf('A')}: median ${q(per.A, 0.5).toFixed(1)} µs/req, p99 ${q(tail.A, 0.5).toFixed(2)} ms (rounds' median; worst ${Math.max(...tail.A).toFixed(2)})\n` +

@@ -128,23 +128,64 @@ export const BENCH_AUDIENCE = 'https://api.bench.example';
 
 /**
  * A one-key issuer for the A/B tools: a fresh key pair of `alg`, its JWK Set served on
- * 127.0.0.1 (`<issuer>/jwks`), and one access token valid for two hours.
+ * 127.0.0.1 (`<issuer>/jwks`), and `count` access tokens valid for two hours (`token` is the
+ * first; they differ in `jti`, as the bench's "1000 rotating tokens" rows do).
  */
-export async function startIssuer(alg) {
+export async function startIssuer(alg, count = 1) {
   const { publicKey, privateKey } = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
   const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'ab', alg, use: 'sig' }] });
   const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(jwks));
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const issuer = `http://127.0.0.1:${server.address().port}`;
-  const token = await new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client' })
-    .setProtectedHeader({ alg, kid: 'ab', typ: 'at+jwt' })
-    .setIssuer(issuer)
-    .setAudience(BENCH_AUDIENCE)
-    .setSubject('bench-user')
-    .setIssuedAt()
-    .setExpirationTime('2h')
-    .sign(privateKey);
-  return { issuer, token, server };
+  const tokens = [];
+  for (let n = 0; n < count; n++) {
+    tokens.push(
+      await new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client', n })
+        .setProtectedHeader({ alg, kid: 'ab', typ: 'at+jwt' })
+        .setIssuer(issuer)
+        .setAudience(BENCH_AUDIENCE)
+        .setSubject('bench-user')
+        .setIssuedAt()
+        .setExpirationTime('2h')
+        .setJti(`ab-${alg}-${n}`)
+        .sign(privateKey),
+    );
+  }
+  return { issuer, token: tokens[0], tokens, server };
+}
+
+/** `s` as a Lua string literal. */
+export function luaString(s) {
+  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/**
+ * A wrk script that sends `Authorization: Bearer <token>`, one token reused, or several in turn.
+ * Requests are formatted once in init(): request() only picks the next one, so the Lua side costs
+ * little per request and the load generator does not become the bottleneck. No tokens: ''.
+ */
+export function tokenScript(tokens) {
+  if (tokens.length === 0) return '';
+  if (tokens.length === 1) return `wrk.headers["Authorization"] = ${luaString(`Bearer ${tokens[0]}`)}\n`;
+  return `local tokens = {
+${tokens.map((t) => `  ${luaString(`Bearer ${t}`)},`).join('\n')}
+}
+local requests = {}
+local n = #tokens
+local i = 0
+init = function(args)
+  local headers = {}
+  for k, v in pairs(wrk.headers) do headers[k] = v end
+  for j = 1, n do
+    headers["Authorization"] = tokens[j]
+    requests[j] = wrk.format(nil, nil, headers)
+  end
+end
+request = function()
+  i = i % n + 1
+  return requests[i]
+end
+`;
 }
 
 /** The A/B tools' gatehouse config: a public route and a JWT route in front of `upstream`. */
@@ -195,6 +236,7 @@ export function targetOptions(root) {
     path: { type: 'string', default: '/public' },
     alg: { type: 'string', default: 'ES256' },
     cold: { type: 'boolean', default: false },
+    tokens: { type: 'string', default: '1' },
   };
 }
 

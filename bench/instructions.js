@@ -3,7 +3,7 @@
 // in instructions, which do not drift with the machine.
 //
 //   node bench/instructions.js [--a baseline|sync|jose|OLD_CHECKOUT] [--b .] [--path /public|/jwt]
-//                              [--alg ES256] [--cold] [--warmup 60] [--seconds 20] [--top 30]
+//                              [--alg ES256] [--cold] [--tokens N] [--warmup 60] [--seconds 20] [--top 30]
 //
 // Each side (A, then B; default A is bench/baseline.js, B this checkout) runs alone under
 // `valgrind --tool=callgrind` on core 0 with instrumentation off, is driven by wrk (core 1,
@@ -28,7 +28,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { abGatehouseConfig, baselineArgs, freePort, gatehouseArgs, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, waitReady, which, gatewayV8Flags, writeNginxConfig } from './helpers.js';
+import { abGatehouseConfig, baselineArgs, freePort, gatehouseArgs, nginxPath, parseOptions, processes, requirePositive, startIssuer, targetOptions, tokenScript, waitReady, which, gatewayV8Flags, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -41,7 +41,7 @@ const opts = parseOptions(
     seconds: { type: 'string', default: '20' },
     top: { type: 'string', default: '30' },
   },
-  'usage: node bench/instructions.js [--a baseline|sync|jose|OLD_CHECKOUT] [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--warmup S] [--seconds S] [--top N]',
+  'usage: node bench/instructions.js [--a baseline|sync|jose|OLD_CHECKOUT] [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--tokens N] [--warmup S] [--seconds S] [--top N]',
 );
 const tools = { valgrind: which('valgrind'), annotate: which('callgrind_annotate'), control: which('callgrind_control'), wrk: which('wrk'), nginx: nginxPath(), taskset: which('taskset') };
 for (const [name, pkg] of [['valgrind', 'valgrind'], ['annotate', 'valgrind'], ['control', 'valgrind'], ['wrk', 'wrk'], ['nginx', 'nginx-light']]) {
@@ -50,7 +50,7 @@ for (const [name, pkg] of [['valgrind', 'valgrind'], ['annotate', 'valgrind'], [
     process.exit(2);
   }
 }
-requirePositive('bench/instructions.js', [['--warmup', opts.warmup], ['--seconds', opts.seconds], ['--top', opts.top]]);
+requirePositive('bench/instructions.js', [['--warmup', opts.warmup], ['--seconds', opts.seconds], ['--tokens', opts.tokens], ['--top', opts.top]]);
 const REFERENCE = opts.a === 'sync' || opts.a === 'jose' ? opts.a : null;
 const sides = [
   { label: 'A', kind: opts.a === 'baseline' || REFERENCE ? 'baseline' : 'gatehouse', root: opts.a === 'baseline' || REFERENCE ? null : path.resolve(opts.a) },
@@ -71,9 +71,9 @@ process.on('SIGINT', () => process.exit(130));
 const upstreamPort = await freePort();
 const upstream = `http://127.0.0.1:${upstreamPort}`;
 await waitReady(`${upstream}/`, procs.start(1, tools.nginx, writeNginxConfig(path.join(dir, 'nginx'), upstreamPort)), 'nginx');
-const { issuer, token } = await startIssuer(opts.alg);
+const { issuer, tokens } = await startIssuer(opts.alg, Number(opts.tokens));
 const script = path.join(dir, 'load.lua');
-writeFileSync(script, opts.path === '/public' ? '' : `wrk.headers["Authorization"] = "Bearer ${token}"\n`);
+writeFileSync(script, tokenScript(opts.path === '/public' ? [] : tokens));
 
 function drive(port, seconds) {
   const args = ['-t1', '-c50', `-d${seconds}s`, '--timeout', '30s', '-s', script, `http://127.0.0.1:${port}${opts.path}`];

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
-import { cpuMicros, freePort, gatewayV8Flags, nginxPath, UPSTREAM_BODY, which, writeNginxConfig } from './helpers.js';
+import { cpuMicros, freePort, gatewayV8Flags, nginxPath, tokenScript, UPSTREAM_BODY, which, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let GATEHOUSE_ROOT = ROOT;
@@ -342,10 +342,6 @@ function parseDuration(text) {
   return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : m[2] === 's' ? v * 1000 : v * 60_000;
 }
 
-function luaString(s) {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-}
-
 /**
  * Run a load generator pinned to core 1; resolves its exit code and output. It is killed after
  * `limitMs` (h2load has been seen to run on long past its duration): never let it hold the bench.
@@ -388,28 +384,7 @@ function runWrk(target, seconds, dir) {
     if (target.tokens?.length) args.push('-H', `Authorization: Bearer ${target.tokens[0]}`);
   } else if (target.tokens && target.tokens.length > 1) {
     const script = path.join(dir, 'rotate.lua');
-    writeFileSync(
-      script,
-      // Requests are formatted once in init(): request() only picks the next one, so the Lua
-      // side costs little per request and the load generator does not become the bottleneck.
-      `local tokens = {\n${target.tokens.map((t) => `  ${luaString(`Bearer ${t}`)},`).join('\n')}\n}
-local requests = {}
-local n = #tokens
-local i = 0
-init = function(args)
-  local headers = {}
-  for k, v in pairs(wrk.headers) do headers[k] = v end
-  for j = 1, n do
-    headers["Authorization"] = tokens[j]
-    requests[j] = wrk.format(nil, nil, headers)
-  end
-end
-request = function()
-  i = i % n + 1
-  return requests[i]
-end
-`,
-    );
+    writeFileSync(script, tokenScript(target.tokens));
     args.push('-s', script);
   } else if (target.tokens && target.tokens.length === 1) {
     args.push('-H', `Authorization: Bearer ${target.tokens[0]}`);
