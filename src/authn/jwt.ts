@@ -448,15 +448,29 @@ export function scopesOf(claims: Readonly<Record<string, unknown>>): ReadonlySet
   const scp = claims.scp;
   if (scope === undefined && scp === undefined) return EMPTY_SCOPES;
   const out = new Set<string>();
-  if (typeof scope === 'string') {
-    for (const s of scope.split(' ')) if (s) out.add(s);
-  }
+  if (typeof scope === 'string') addWords(out, scope);
   if (typeof scp === 'string') {
-    for (const s of scp.split(' ')) if (s) out.add(s);
+    addWords(out, scp);
   } else if (Array.isArray(scp)) {
     for (const s of scp) if (typeof s === 'string' && s) out.add(s);
   }
   return out;
+}
+
+/**
+ * Adds the space-separated words of `list` to `out` (empty words, from a leading, trailing or
+ * doubled space, are skipped). Every token verified without the cache builds its scopes: an
+ * `indexOf` walk costs a quarter of `split(' ')` and its array (≈ 0.1 against 0.4 µs, issue 8).
+ */
+function addWords(out: Set<string>, list: string): void {
+  let from = 0;
+  for (;;) {
+    const space = list.indexOf(' ', from);
+    const end = space === -1 ? list.length : space;
+    if (end > from) out.add(list.slice(from, end));
+    if (space === -1) return;
+    from = space + 1;
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHmac, sign } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bearerSyntaxError } from '../../src/authn/bearer.js';
-import { createJwtVerifier, decodedHeaderCount, parseJwt, type JwtVerifier } from '../../src/authn/jwt.js';
+import { createJwtVerifier, decodedHeaderCount, parseJwt, scopesOf, type JwtVerifier } from '../../src/authn/jwt.js';
 import { TokenCache } from '../../src/authn/token-cache.js';
 import type { IssuerConfig } from '../../src/config/types.js';
 import { claimsAt, issuerConfig, jwks, mint, signJws, T0, testKey, testServices, withClaims } from './jwt-fixtures.js';
@@ -82,6 +82,21 @@ describe('JWT validation: accepted tokens', () => {
     const { verifier } = verifierWith(jwks(rs));
     const result = await verifier.verify(mint(rs, T0, { scope: undefined, scp: ['a', 'b'] }));
     expect(result.ok && [...result.value.principal.scopes]).toEqual(['a', 'b']);
+  });
+
+  it.each([
+    ['one scope', { scope: 'orders:read' }, ['orders:read']],
+    ['spaces before, between and after', { scope: '  a  b ' }, ['a', 'b']],
+    ['only spaces', { scope: '   ' }, []],
+    ['an empty scope', { scope: '' }, []],
+    ['a repeated scope once', { scope: 'a b a' }, ['a', 'b']],
+    ['scp as a string', { scp: 'x y' }, ['x', 'y']],
+    ['scope and scp together', { scope: 'a b', scp: ['b', 'c', '', 7] }, ['a', 'b', 'c']],
+    ['a tab is no separator (RFC 6749 §3.3: one space)', { scope: 'a\tb' }, ['a\tb']],
+    ['a scope that is not a string', { scope: ['a'] }, []],
+    ['neither claim', {}, []],
+  ])('reads the scopes of a token: %s', (_what, claims, expected) => {
+    expect([...scopesOf(claims)]).toEqual(expected);
   });
 
   it('accepts an aud array that contains a configured audience', async () => {
