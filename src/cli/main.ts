@@ -125,7 +125,7 @@ async function routes(file: string): Promise<number> {
     const config = loadConfigFile(file);
     const rows = config.routes.map((r) => [
       r.name,
-      (r.methods ?? ['*']).join(','),
+      r.methods ? r.methods.join(',') : 'all but TRACE',
       r.path,
       r.upstream,
       r.public ? 'public' : `token${r.scopes.length ? ` + ${r.scopes.join(' ')}` : ''}${r.issuers ? ` (${r.issuers.join(',')})` : ''}`,

@@ -3,11 +3,12 @@
  * (`/orders` matches `/orders` and `/orders/42`, never `/ordersX`); a literal segment beats a
  * `{param}` segment, and the longest matching path wins. The most specific path alone decides
  * the methods: a method it does not allow is a 405, never a fall-through to a shorter route.
+ * A route without a method list takes every method but TRACE (see {@link takesUnlisted}).
  */
 
 export interface RouteEntry<R> {
   readonly route: R;
-  /** null = all methods. */
+  /** null = every method but TRACE ({@link takesUnlisted}). */
   readonly methods: ReadonlySet<string> | null;
 }
 
@@ -70,12 +71,25 @@ export function createRouteTable<R>(routes: readonly { path: string; methods: re
   return new RouteTable(root);
 }
 
+/**
+ * Whether a route without a `methods` list takes `method`: every method but TRACE. A TRACE
+ * answer echoes the request it received, and what reaches an upstream through gatehouse carries
+ * credentials (the forwarded token, the client's cookies): cross-site tracing. A route that
+ * means to serve TRACE lists it. Hot path: node's methods are interned strings, so this is one
+ * pointer comparison.
+ */
+function takesUnlisted(method: string): boolean {
+  return method !== 'TRACE';
+}
+
+/** What `Allow` names for a route without a method list (the methods of RFC 9110 §9 and PATCH, but TRACE and CONNECT). */
+const UNLISTED_ALLOW = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT'] as const;
+
 function finalize<R>(node: TrieNode<R>): void {
   if (node.entries) {
-    const all = node.entries.some((e) => e.methods === null);
-    const methods = new Set<string>();
+    const methods = new Set<string>(node.entries.some((e) => e.methods === null) ? UNLISTED_ALLOW : []);
     for (const e of node.entries) e.methods?.forEach((m) => methods.add(m));
-    node.allow = all ? '' : [...methods].sort().join(', ');
+    node.allow = [...methods].sort().join(', ');
   }
   for (const child of node.literal.values()) finalize(child);
   if (node.param) finalize(node.param);
@@ -119,7 +133,7 @@ export class RouteTable<R> {
     const entries = node.entries!;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
-      if (entry.methods === null || entry.methods.has(method)) {
+      if (entry.methods === null ? takesUnlisted(method) : entry.methods.has(method)) {
         let params = EMPTY_PARAMS;
         if (this.bestParamCount > 0) {
           params = {};

@@ -20,6 +20,29 @@ function run(...args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
 }
 
+describe('gatehouse routes', () => {
+  it('prints the route table, with the methods a route without a list takes', () => {
+    const file = write(
+      'routes.yaml',
+      [
+        'listen: { port: 8080 }',
+        'upstreams: [{ name: a, url: "http://127.0.0.1:1" }]',
+        'issuers: [{ name: main, issuer: "https://issuer.example", jwksUri: "https://issuer.example/jwks", audiences: [api] }]',
+        'routes:',
+        '  - { name: health, path: /health, upstream: a, public: true }',
+        '  - { name: orders, path: /orders, methods: [GET, POST], upstream: a, scopes: [orders:read] }',
+        '',
+      ].join('\n'),
+    );
+    const out = run('routes', '--config', file);
+    expect(out.status).toBe(0);
+    const lines = out.stdout.trim().split('\n').map((l) => l.split(/\s{2,}/));
+    expect(lines[0]).toEqual(['ROUTE', 'METHODS', 'PATH', 'UPSTREAM', 'ACCESS']);
+    expect(lines[1]).toEqual(['health', 'all but TRACE', '/health', 'a', 'public']);
+    expect(lines[2]).toEqual(['orders', 'GET,POST', '/orders', 'a', 'token + orders:read']);
+  });
+});
+
 describe('gatehouse validate', () => {
   it('accepts a valid file', () => {
     const file = write('ok.yaml', `listen: { port: 8080 }\nupstreams: [{ name: a, url: "http://127.0.0.1:1" }]\nroutes: [{ name: r, path: /, upstream: a, public: true }]\n`);

@@ -29,6 +29,7 @@ routes:
   - { name: no-forwarding, path: /no-forwarding, upstream: pub-none, public: true }
   - { name: public, path: /public, upstream: pub, public: true }
   - { name: public-get, path: /readonly, methods: [GET], upstream: pub, public: true }
+  - { name: diag, path: /diag, methods: [TRACE], upstream: pub, public: true }
   - { name: admin, path: /admin, upstream: secret }
   - { name: broken, path: /broken, upstream: dead, public: true }
   - { name: users, path: '/users/{id}/profile', upstream: pub, public: true }
@@ -85,6 +86,26 @@ describe('routing', () => {
     expect(res.statusCode).toBe(405);
     expect(res.headers.allow).toBe('GET, HEAD');
     await res.body.dump();
+  });
+
+  it('refuses TRACE on a route that does not list it, and the upstream never sees it', async () => {
+    const before = publicApi.requests.length;
+    const res = await request(`${gw.url}/public/items`, { method: 'TRACE', headers: { cookie: 'session=secret' } });
+    expect(res.statusCode).toBe(405);
+    expect(res.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT');
+    expect(res.headers['content-type']).toBe('application/problem+json');
+    const text = await res.body.text();
+    expect(text).not.toContain('session=secret');
+    expect(publicApi.requests.length).toBe(before);
+  });
+
+  it('forwards TRACE on a route that lists it', async () => {
+    const before = publicApi.requests.length;
+    const res = await request(`${gw.url}/diag`, { method: 'TRACE' });
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(publicApi.requests.length).toBe(before + 1);
+    expect(publicApi.requests.at(-1)!.method).toBe('TRACE');
   });
 
   it('captures path parameters and matches param segments', async () => {

@@ -29,6 +29,25 @@ describe('route table', () => {
     expect(table.match('DELETE', '/orders')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD, POST' });
     expect(table.match('POST', '/orders/export')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
   });
+  it('refuses TRACE on a route without a method list: its answer would echo the forwarded credentials', () => {
+    expect(table.match('TRACE', '/orders/42')).toEqual({ kind: 'method-not-allowed', allow: 'DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT' });
+    const t = createRouteTable([{ path: '/api', methods: null, route: 'api' }]);
+    expect(t.match('TRACE', '/api/x')).toEqual({ kind: 'method-not-allowed', allow: 'DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT' });
+    // Any other method, listed or not, still reaches such a route.
+    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PROPFIND']) {
+      expect(t.match(method, '/api/x')).toMatchObject({ kind: 'route', route: 'api' });
+    }
+  });
+  it('takes TRACE on a route that lists it, and names it in Allow beside an unlisted route', () => {
+    const t = createRouteTable([
+      { path: '/diag', methods: ['TRACE'], route: 'trace' },
+      { path: '/diag', methods: null, route: 'rest' },
+    ]);
+    expect(t.match('TRACE', '/diag')).toMatchObject({ kind: 'route', route: 'trace' });
+    expect(t.match('GET', '/diag')).toMatchObject({ kind: 'route', route: 'rest' });
+    const only = createRouteTable([{ path: '/diag', methods: ['GET'], route: 'get' }, { path: '/diag', methods: null, route: 'rest' }]);
+    expect(only.match('TRACE', '/diag')).toEqual({ kind: 'method-not-allowed', allow: 'DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT' });
+  });
   it('ignores a trailing slash and keeps the prefix length of the matched segments', () => {
     expect(table.match('GET', '/orders/')).toMatchObject({ route: 'list', prefixLength: 7 });
     expect(table.match('GET', '/users/u1/orders/7/')).toMatchObject({ route: 'user-order', params: { userId: 'u1', orderId: '7' } });

@@ -53,7 +53,7 @@ const route: JsonSchema = closed(
   {
     name,
     path: { type: 'string', pattern: '^/', description: 'Path prefix on segment boundaries; {param} segments allowed.' },
-    methods: { type: 'array', items: { type: 'string', pattern: '^[A-Z]+$' }, minItems: 1, uniqueItems: true },
+    methods: { type: 'array', items: { type: 'string', pattern: '^[A-Z]+$' }, minItems: 1, uniqueItems: true, description: 'Methods this route takes (HEAD follows GET); without it, every method but TRACE.' },
     upstream: nonEmptyString,
     public: { type: 'boolean', description: 'The ONLY way a route is reachable without a token.' },
     scopes: stringList,
