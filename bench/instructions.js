@@ -117,6 +117,10 @@ async function count(side) {
     `--callgrind-out-file=${out}`,
     process.execPath,
     '--perf-basic-prof',
+    // With it node 20 also writes V8's log, by default as isolate-*.log in the working directory
+    // (the checkout): into this run's temporary directory instead.
+    '--no-logfile-per-isolate',
+    `--logfile=${path.join(dir, `v8-${side.label}.log`)}`,
     ...v8Flags,
     ...args,
   ]);
