@@ -56,6 +56,8 @@ export function sendProblem(
     'content-type': 'application/problem+json',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
+    // A browser must not read the body as anything but its declared type (OWASP REST security).
+    'x-content-type-options': 'nosniff',
     'x-request-id': requestId,
   };
   const challenge = bearerChallenge(error, realm);

@@ -81,6 +81,17 @@ describe('routing', () => {
     expect(problem.instance).toContain(res.headers['x-request-id'] as string);
   });
 
+  it("marks gatehouse's own answers not to be stored or sniffed", async () => {
+    for (const [path, status] of [['/nothing/here', 404], ['/admin/users', 401]] as const) {
+      const res = await request(`${gw.url}${path}`);
+      expect([status, 503]).toContain(res.statusCode);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      await res.body.dump();
+    }
+  });
+
   it('answers 405 with Allow for a method the route does not take', async () => {
     const res = await request(`${gw.url}/readonly`, { method: 'DELETE' });
     expect(res.statusCode).toBe(405);
