@@ -25,6 +25,17 @@ export function problemBody(error: GatehouseError, requestId: string): string {
   });
 }
 
+/**
+ * Headers on every answer gatehouse writes itself — refusals, the token handler's JSON, the
+ * admin endpoints' JSON: never stored by a cache, never read by a browser as another type than
+ * the one declared (OWASP REST security headers). One list, so no writer of its own answers
+ * goes without one of them.
+ */
+export const OWN_ANSWER_HEADERS: readonly (readonly [string, string])[] = [
+  ['cache-control', 'no-store'],
+  ['x-content-type-options', 'nosniff'],
+];
+
 /** A response writer that both node:http and the HTTP/2 compat API satisfy. */
 export type WritableResponse = Pick<
   ServerResponse,
@@ -55,11 +66,9 @@ export function sendProblem(
   const headers: Record<string, string | number> = {
     'content-type': 'application/problem+json',
     'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    // A browser must not read the body as anything but its declared type (OWASP REST security).
-    'x-content-type-options': 'nosniff',
     'x-request-id': requestId,
   };
+  for (const [k, v] of OWN_ANSWER_HEADERS) headers[k] = v;
   const challenge = bearerChallenge(error, realm);
   if (challenge) headers['www-authenticate'] = challenge;
   if (error.headers) for (const k in error.headers) headers[k] = error.headers[k]!;

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { OWN_ANSWER_HEADERS } from '../respond/problem.js';
 import type { Plan } from '../route/compile.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ClusterReadiness, WorkerReadiness } from './cluster-readiness.js';
@@ -73,8 +74,10 @@ async function handle(state: AdminState, req: IncomingMessage, res: ServerRespon
   json(res, 404, { status: 'not found' });
 }
 
+const OWN_HEADER_OBJECT: Readonly<Record<string, string>> = Object.fromEntries(OWN_ANSWER_HEADERS);
+
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text), ...headers });
+  res.writeHead(status, { 'content-type': 'application/json', ...OWN_HEADER_OBJECT, 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }

@@ -421,6 +421,8 @@ describe('admin', () => {
   it('serves /healthz and /readyz', async () => {
     const health = await request(`${gw.adminUrl}/healthz`);
     expect(health.statusCode).toBe(200);
+    expect(health.headers['cache-control']).toBe('no-store');
+    expect(health.headers['x-content-type-options']).toBe('nosniff');
     expect(await health.body.json()).toEqual({ status: 'ok' });
     const ready = await request(`${gw.adminUrl}/readyz`);
     expect([200, 503]).toContain(ready.statusCode);

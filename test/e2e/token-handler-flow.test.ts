@@ -128,6 +128,7 @@ describe('OAuth agent: login', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe(SPA);
     expect(res.headers.get('access-control-allow-credentials')).toBe('true');
     expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     const { authorizationRequestUrl } = (await res.json()) as { authorizationRequestUrl: string };
     const url = new URL(authorizationRequestUrl);
     expect(url.origin + url.pathname).toBe(as.authorizationEndpoint);
@@ -271,6 +272,9 @@ describe('OAuth agent: login', () => {
     const res = await call(new Jar(), 'GET', '/tokenhandler/refresh');
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('POST');
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
   });
 });
 

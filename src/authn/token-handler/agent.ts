@@ -17,7 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWTPayload } from 'jose';
 import { GatehouseError, RequestRejected, internalError } from '../../errors.js';
 import type { RequestContext } from '../../pipeline/context.js';
-import { problemBody } from '../../respond/problem.js';
+import { OWN_ANSWER_HEADERS, problemBody } from '../../respond/problem.js';
 import { randomToken, readCookie, safeEqual, setCookie, type CookieKind } from './cookies.js';
 import { cookieInvalid, csrfInvalid, isSameOriginRead, originNotAllowed, sessionExpired, type SessionCookie, type TokenHandlerCore } from './core.js';
 import { AuthorizationServerError, AuthorizationServerUnavailable, IdTokenInvalid, pkceChallenge } from './oidc-client.js';
@@ -105,8 +105,7 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
         endpoint = 'preflight';
         const answer = preflight(core, ctx, 'GET, POST');
         if (answer instanceof GatehouseError) throw answer;
-        answer.headers.push(['cache-control', 'no-store'], ['x-request-id', ctx.id]);
-        write(res, 204, [...ctx.responseHeaders, ...answer.headers], undefined);
+        write(res, 204, ownHeaders(ctx, answer.headers), undefined);
         core.requests.inc({ endpoint, outcome: 'ok' });
         return true;
       }
@@ -117,7 +116,7 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
       // Every agent endpoint is for the SPA's origins only (CSRF and login-CSRF defence).
       if (cors === null && !isSameOriginRead(ctx)) throw originNotAllowed();
       const answer = await route.run(core, ctx, req, origin ?? '');
-      const headers: [string, string][] = [...ctx.responseHeaders, ...(cors ?? []), ['cache-control', 'no-store'], ['x-request-id', ctx.id]];
+      const headers = ownHeaders(ctx, cors);
       let body: string | undefined;
       if (answer.body !== undefined) {
         body = JSON.stringify(answer.body);
@@ -135,7 +134,7 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
       else if (error.status >= 500) ctx.log.warn(fields, 'token handler: authorization server failed');
       else ctx.log.info(fields, 'token handler denied');
       ctx.decision = `token-handler ${endpoint}: ${error.code}`;
-      const headers: [string, string][] = [...ctx.responseHeaders, ...(cors ?? []), ['cache-control', 'no-store'], ['x-request-id', ctx.id]];
+      const headers = ownHeaders(ctx, cors);
       if (error.headers) for (const k in error.headers) headers.push([k, error.headers[k]!]);
       const problem = JSON.parse(problemBody(error, ctx.id)) as Record<string, unknown>;
       if (error instanceof AgentError && error.oauth) {
@@ -147,6 +146,15 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
       return true;
     }
   };
+}
+
+/** The head of every agent answer: the listener's and stages' headers, `cors` (CORS), {@link OWN_ANSWER_HEADERS}, the request id. */
+function ownHeaders(ctx: RequestContext, cors: readonly (readonly [string, string])[] | null): [string, string][] {
+  const headers: [string, string][] = [...ctx.responseHeaders];
+  if (cors !== null) for (const [k, v] of cors) headers.push([k, v]);
+  for (const [k, v] of OWN_ANSWER_HEADERS) headers.push([k, v]);
+  headers.push(['x-request-id', ctx.id]);
+  return headers;
 }
 
 /** A denial that also carries the authorization server's OAuth error and cookies to clear. */
