@@ -127,9 +127,25 @@ export async function waitReady(url, child, what, timeoutMs = 20_000) {
 export const BENCH_AUDIENCE = 'https://api.bench.example';
 
 /**
+ * One access token as the bench signs them (the bench's issuer and the A/B tools' alike): the
+ * claims a gatehouse route checks (`iss`, `aud`, `exp` two hours on), a scope and two more claims,
+ * and `n` in a claim and in `jti` so that tokens of one key differ.
+ */
+export function signBenchToken({ alg, kid, issuer, privateKey, n = 0, sub = 'bench-user' }) {
+  return new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client', n })
+    .setProtectedHeader({ alg, kid, typ: 'at+jwt' })
+    .setIssuer(issuer)
+    .setAudience(BENCH_AUDIENCE)
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .setJti(`bench-${alg}-${n}`)
+    .sign(privateKey);
+}
+
+/**
  * A one-key issuer for the A/B tools: a fresh key pair of `alg`, its JWK Set served on
- * 127.0.0.1 (`<issuer>/jwks`), and `count` access tokens valid for two hours (`token` is the
- * first; they differ in `jti`, as the bench's "1000 rotating tokens" rows do).
+ * 127.0.0.1 (`<issuer>/jwks`), and `count` access tokens ({@link signBenchToken}).
  */
 export async function startIssuer(alg, count = 1) {
   const { publicKey, privateKey } = await generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
@@ -138,24 +154,12 @@ export async function startIssuer(alg, count = 1) {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const tokens = [];
-  for (let n = 0; n < count; n++) {
-    tokens.push(
-      await new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client', n })
-        .setProtectedHeader({ alg, kid: 'ab', typ: 'at+jwt' })
-        .setIssuer(issuer)
-        .setAudience(BENCH_AUDIENCE)
-        .setSubject('bench-user')
-        .setIssuedAt()
-        .setExpirationTime('2h')
-        .setJti(`ab-${alg}-${n}`)
-        .sign(privateKey),
-    );
-  }
-  return { issuer, token: tokens[0], tokens, server };
+  for (let n = 0; n < count; n++) tokens.push(await signBenchToken({ alg, kid: 'ab', issuer, privateKey, n }));
+  return { issuer, tokens, server };
 }
 
 /** `s` as a Lua string literal. */
-export function luaString(s) {
+function luaString(s) {
   return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 

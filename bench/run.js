@@ -20,13 +20,13 @@ import { tmpdir, availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, exportSPKI, generateKeyPair } from 'jose';
 import { Agent, request } from 'undici';
-import { cpuMicros, freePort, gatewayV8Flags, nginxPath, tokenScript, UPSTREAM_BODY, which, writeNginxConfig } from './helpers.js';
+import { BENCH_AUDIENCE, cpuMicros, freePort, gatewayV8Flags, nginxPath, signBenchToken, tokenScript, UPSTREAM_BODY, which, writeNginxConfig } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let GATEHOUSE_ROOT = ROOT;
-const AUDIENCE = 'https://api.bench.example';
+const AUDIENCE = BENCH_AUDIENCE;
 
 const { values: opts } = parseArgs({
   options: {
@@ -264,16 +264,7 @@ async function startIssuer() {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const issuer = `http://127.0.0.1:${server.address().port}`;
-  const mint = (alg, sub = 'bench-user', n = 0) =>
-    new SignJWT({ scope: 'orders:read orders:write', tenant: 'acme', client_id: 'bench-client', n })
-      .setProtectedHeader({ alg, kid: keys[alg].kid, typ: 'at+jwt' })
-      .setIssuer(issuer)
-      .setAudience(AUDIENCE)
-      .setSubject(sub)
-      .setIssuedAt()
-      .setExpirationTime('2h')
-      .setJti(`bench-${alg}-${n}`)
-      .sign(keys[alg].privateKey);
+  const mint = (alg, sub = 'bench-user', n = 0) => signBenchToken({ alg, kid: keys[alg].kid, issuer, privateKey: keys[alg].privateKey, n, sub });
   return { issuer, jwksUri: `${issuer}/jwks`, mint, publicKeyPem: (alg) => keys[alg].spki, close: () => new Promise((r) => server.close(r)) };
 }
 
