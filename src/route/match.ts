@@ -75,8 +75,8 @@ export function createRouteTable<R>(routes: readonly { path: string; methods: re
  * Whether a route without a `methods` list takes `method`: every method but TRACE. A TRACE
  * answer echoes the request it received, and what reaches an upstream through gatehouse carries
  * credentials (the forwarded token, the client's cookies): cross-site tracing. A route that
- * means to serve TRACE lists it. Hot path: node's methods are interned strings, so this is one
- * pointer comparison.
+ * means to serve TRACE lists it. Hot path: one string comparison (over HTTP/1.1 node's method
+ * strings are its interned constants, so a pointer comparison).
  */
 function takesUnlisted(method: string): boolean {
   return method !== 'TRACE';

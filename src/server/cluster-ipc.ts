@@ -68,16 +68,8 @@ export function askPrimary<T extends object>(request: string, answer: string, ti
     const exchange = (toPrimary = exchanges<null>());
     process.on('message', (message: Answer) => exchange.settle(null, message));
   }
-  return toPrimary.ask(null, answer, timeoutMs, (id) => {
-    // A closed channel (the primary is gone) would make `process.send` emit an `error` later.
-    if (!process.connected) return false;
-    try {
-      process.send!({ type: request, id });
-      return true;
-    } catch {
-      return false;
-    }
-  }) as Promise<(T & Answer) | null>;
+  const send = (id: number) => guardedSend(process.connected === true, () => process.send!({ type: request, id }));
+  return toPrimary.ask(null, answer, timeoutMs, send) as Promise<(T & Answer) | null>;
 }
 
 /**
@@ -109,9 +101,18 @@ export function askWorker<T extends object>(worker: Worker, request: string, ans
  * ```
  */
 export function sendToWorker(worker: Worker, message: Serializable): boolean {
-  if (!worker.isConnected()) return false;
+  return guardedSend(worker.isConnected(), () => worker.send(message));
+}
+
+/**
+ * One IPC send, either way (worker → primary, primary → worker): not tried on a closed channel,
+ * where `send` would emit an asynchronous `error` the caller cannot catch; false when it was
+ * closed or closed in between (a throw).
+ */
+function guardedSend(open: boolean, send: () => void): boolean {
+  if (!open) return false;
   try {
-    worker.send(message);
+    send();
     return true;
   } catch {
     return false;
