@@ -190,6 +190,16 @@ describe('HTTP/2 through the whole pipeline', () => {
     expect(seen.headers['x-forwarded-host']).toBe(`127.0.0.1:${httpsPort}`);
   });
 
+  it('refuses TRACE over h2 on a route without a method list, and the upstream never sees it', async () => {
+    const before = upstream.requests.length;
+    const res = await h2request(session, { ':method': 'TRACE', ':path': '/public/items', cookie: 'session=secret' });
+    expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT');
+    expect(JSON.parse(res.body).code).toBe('GH_ERR_ROUTE_METHOD_NOT_ALLOWED');
+    expect(res.body).not.toContain('session=secret');
+    expect(upstream.requests.length).toBe(before);
+  });
+
   it('joins cookie fields that an h2 client split into one Cookie for the HTTP/1.1 upstream (RFC 9113 §8.2.3)', async () => {
     const before = upstream.requests.length;
     const res = await h2request(session, { ':path': '/public/cookies', cookie: ['a=1', 'b=2', 'c=3'] });
