@@ -9,8 +9,8 @@ import type { RequestContext } from '../pipeline/context.js';
  * is no bearer token: the authenticate stage then answers 401 without an `error`.
  *
  * When the token-handler cookie stage already set `ctx.token`, this stage does nothing.
- * Hot path: no allocation on the common path; the query is only parsed when it mentions
- * `access_token`.
+ * Hot path: no allocation on the common path; the query is only scanned when it mentions
+ * `access_token` or holds a `%` (`access%5Ftoken` is the same name to the upstream).
  *
  * @example
  * ```ts
@@ -20,7 +20,7 @@ import type { RequestContext } from '../pipeline/context.js';
 export function bearerCredential(ctx: RequestContext): GatehouseError | null {
   if (ctx.token !== null) return null;
   const query = ctx.query;
-  if (query.length > 13 && query.includes('access_token') && new URLSearchParams(query).has('access_token')) {
+  if (query.length > 13 && (query.includes('access_token') || query.includes('%')) && hasAccessTokenParam(query)) {
     return new InvalidRequest('GH_ERR_AUTH_TOKEN_IN_QUERY', 'access tokens are accepted in the Authorization header only', {
       detail: 'access_token in the query string (RFC 6750 §2.3 is not supported)',
     });
@@ -47,6 +47,47 @@ export function bearerCredential(ctx: RequestContext): GatehouseError | null {
   ctx.token = token;
   ctx.tokenSource = 'header';
   return null;
+}
+
+const ACCESS_TOKEN = 'access_token';
+
+/**
+ * Whether a parameter of `query` (`?a=1&b=2`) is named `access_token` once percent-decoded, in
+ * any spelling (`access%5Ftoken`, `%61ccess_token`). `;` separates parameters too, as some
+ * servers read it. Allocation-free.
+ */
+function hasAccessTokenParam(query: string): boolean {
+  let i = query.charCodeAt(0) === 63 /* ? */ ? 1 : 0;
+  while (i < query.length) {
+    // Compare one name with "access_token", decoding %XX as we go.
+    let k = 0;
+    let same = true;
+    for (; i < query.length; i++) {
+      let c = query.charCodeAt(i);
+      if (c === 38 /* & */ || c === 59 /* ; */ || c === 61 /* = */) break;
+      if (!same) continue;
+      if (c === 37 /* % */ && i + 2 < query.length) {
+        const hi = hexValue(query.charCodeAt(i + 1));
+        const lo = hexValue(query.charCodeAt(i + 2));
+        if (hi >= 0 && lo >= 0) {
+          c = hi * 16 + lo;
+          i += 2;
+        }
+      }
+      same = k < ACCESS_TOKEN.length && c === ACCESS_TOKEN.charCodeAt(k++);
+    }
+    if (same && k === ACCESS_TOKEN.length) return true;
+    // Skip the value, up to the next parameter.
+    while (i < query.length && query.charCodeAt(i) !== 38 && query.charCodeAt(i) !== 59) i++;
+    i++;
+  }
+  return false;
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  c |= 32;
+  return c >= 97 && c <= 102 ? c - 87 : -1;
 }
 
 function malformedHeader(): GatehouseError {

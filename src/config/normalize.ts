@@ -337,6 +337,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       keyRotationGrace: ms(raw.gateway?.keyRotationGrace, 24 * 3600_000),
       keyRotationInterval: raw.gateway?.keyRotationInterval === undefined ? undefined : ms(raw.gateway.keyRotationInterval, 0),
       realm: raw.gateway?.realm ?? 'gatehouse',
+      paths: { allowSemicolons: raw.gateway?.paths?.allowSemicolons ?? false },
     },
     tokenCache: { enabled: raw.tokenCache?.enabled ?? true, maxEntries: raw.tokenCache?.maxEntries ?? 10_000 },
   };
@@ -365,6 +366,9 @@ export function checkRoutePath(path: string): string | undefined {
     if (segment === '') return 'must not contain empty segments (//)';
     if (segment === '.' || segment === '..') return 'must not contain . or .. segments';
     if (/^\{[A-Za-z_][A-Za-z0-9_]*\}$/.test(segment)) continue;
+    // A request's ";" is refused, or (gateway.paths.allowSemicolons) starts parameters the
+    // segment matches without: a literal with ";" would match no request as written.
+    if (segment.includes(';')) return `has ";" in segment "${segment}" (path parameters are not part of a route path)`;
     if (/[{}%\\?#\s]/.test(segment)) return `has an invalid segment "${segment}" (use literal characters or a whole {param} segment)`;
   }
   return undefined;

@@ -217,6 +217,20 @@ export interface GatewayTokenConfig {
   realm: string;
 }
 
+/** How request paths are judged (see normalizeTarget and docs/configuration.md, "Path safety"). */
+export interface PathsConfig {
+  /**
+   * Let `;` path parameters through (default false: refused with 400). Segments then match
+   * routes without their parameters, as Tomcat, Jetty, Spring and JAX-RS map them.
+   */
+  allowSemicolons: boolean;
+}
+
+/** The `gateway` section: the minted-JWT issuer and gateway-wide request settings. */
+export interface GatewayConfig extends GatewayTokenConfig {
+  paths: PathsConfig;
+}
+
 export interface GatehouseConfig {
   /** Absolute path of the file this came from ('' when built in code). */
   file: string;
@@ -246,6 +260,6 @@ export interface GatehouseConfig {
     cluster: boolean;
   };
   tokenHandler?: TokenHandlerConfig;
-  gateway: GatewayTokenConfig;
+  gateway: GatewayConfig;
   tokenCache: { enabled: boolean; maxEntries: number };
 }

@@ -118,7 +118,7 @@ export function runRequest(
   const forwardedProto = peerTrusted ? req.headers['x-forwarded-proto'] : undefined;
   const secure = listener.tls || (typeof forwardedProto === 'string' && forwardedProto.trim().toLowerCase() === 'https');
   const method = req.method ?? 'GET';
-  const target = normalizeTarget(req.url ?? '', listener.ownHosts);
+  const target = normalizeTarget(req.url ?? '', listener.ownHosts, plan.allowSemicolons);
 
   const ctx: RequestContext = {
     id,

@@ -38,6 +38,8 @@ export interface Plan {
   readonly areas: readonly AreaRuntime[];
   /** Areas with a `handle` (requests answered by gatehouse itself, e.g. the token-handler agent). */
   readonly handlers: readonly AreaRuntime[];
+  /** `gateway.paths.allowSemicolons`, read once here for normalizeTarget on every request. */
+  readonly allowSemicolons: boolean;
   start(): Promise<void>;
   readiness(): Readiness;
   close(): Promise<void>;
@@ -109,6 +111,8 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       upstreams,
       areas,
       handlers: areas.filter((a) => a.handle),
+      // Optional chaining: a config built in code (tests) may lack the section; refusing is the default.
+      allowSemicolons: config.gateway.paths?.allowSemicolons === true,
       async start() {
         await Promise.all(areas.map((a) => a.start?.()));
       },

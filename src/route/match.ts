@@ -4,18 +4,24 @@
  * `{param}` segment, and the longest matching path wins. The most specific path alone decides
  * the methods: a method it does not allow is a 405, never a fall-through to a shorter route.
  * A route without a method list takes every method but TRACE (see {@link takesUnlisted}).
+ *
+ * A segment matches without its path parameters (`export;v=1` is `export`), as Tomcat, Jetty,
+ * Spring and JAX-RS map it (normalizeTarget refuses `;` unless `gateway.paths.allowSemicolons`),
+ * and a segment with percent-encodings matches a literal decoded (`orders%3Aexport` is the
+ * route `/orders:export` an upstream decodes it into). Params are decoded too.
  */
 
 export interface RouteEntry<R> {
   readonly route: R;
   /** null = every method but TRACE ({@link takesUnlisted}). */
   readonly methods: ReadonlySet<string> | null;
+  /** This route's names of its `{param}` segments, in path order (routes sharing a node may name them differently). */
+  readonly paramNames: readonly string[];
 }
 
 interface TrieNode<R> {
   literal: Map<string, TrieNode<R>>;
   param: TrieNode<R> | null;
-  paramName: string | null;
   entries: RouteEntry<R>[] | null;
   /** Precomputed `Allow` header for this node. */
   allow: string;
@@ -29,8 +35,12 @@ export type MatchResult<R> =
 const NOT_FOUND = Object.freeze({ kind: 'not-found' as const });
 const EMPTY_PARAMS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
+const PARAM_SEGMENT = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
+/** A literal segment no percent-encoding left by normalizeTarget can spell (unreserved characters only). */
+const UNRESERVED_SEGMENT = /^[A-Za-z0-9._~-]*$/;
+
 function newNode<R>(): TrieNode<R> {
-  return { literal: new Map(), param: null, paramName: null, entries: null, allow: '' };
+  return { literal: new Map(), param: null, entries: null, allow: '' };
 }
 
 /**
@@ -46,13 +56,12 @@ export function createRouteTable<R>(routes: readonly { path: string; methods: re
   const root = newNode<R>();
   for (const { path, methods, route } of routes) {
     let node = root;
+    const paramNames: string[] = [];
     for (const segment of splitPattern(path)) {
-      const param = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(segment);
+      const param = PARAM_SEGMENT.exec(segment);
       if (param) {
-        if (!node.param) {
-          node.param = newNode<R>();
-          node.paramName = param[1]!;
-        }
+        paramNames.push(param[1]!);
+        node.param ??= newNode<R>();
         node = node.param;
       } else {
         let next = node.literal.get(segment);
@@ -65,10 +74,10 @@ export function createRouteTable<R>(routes: readonly { path: string; methods: re
     }
     const set = methods ? new Set(methods) : null;
     if (set?.has('GET')) set.add('HEAD');
-    (node.entries ??= []).push({ route, methods: set });
+    (node.entries ??= []).push({ route, methods: set, paramNames });
   }
   finalize(root);
-  return new RouteTable(root);
+  return new RouteTable(root, routes.some((r) => splitPattern(r.path).some((s) => !UNRESERVED_SEGMENT.test(s) && !PARAM_SEGMENT.test(s))));
 }
 
 /**
@@ -103,7 +112,9 @@ function splitPattern(path: string): string[] {
  * The compiled matcher. Hot path: `match` walks the path in place (no split, no closure) only
  * as deep as the trie goes, and allocates only the segment strings it looks up and the params
  * object of a param route. Matching is synchronous, so the walk's scratch state lives on the
- * table and is reused.
+ * table and is reused. A path without `;` (and without `%`, when some literal holds a
+ * character that an encoding could spell) looks its segments up as they are, after one
+ * `indexOf`; any other takes the slower {@link segmentKey}.
  */
 export class RouteTable<R> {
   // Scratch state of one walk (reset by each match).
@@ -113,19 +124,27 @@ export class RouteTable<R> {
   private bestLiterals = -1;
   private bestEnd = 0;
   private bestParamCount = 0;
+  /** False when the path has a `;`, or a `%` that may spell a literal: segments then go through {@link segmentKey}. */
+  private plain = true;
   /** [start, end) of each captured param segment on the current branch, and of the best one. */
   private readonly params: number[] = [];
   private readonly bestParams: number[] = [];
-  private readonly paramNames: string[] = [];
-  private readonly bestParamNames: string[] = [];
 
-  constructor(private readonly root: TrieNode<R>) {}
+  /**
+   * @param encodable Some literal segment holds a character besides the unreserved ones, which
+   *   normalizeTarget decodes: only then can a request segment with `%` spell a literal.
+   */
+  constructor(
+    private readonly root: TrieNode<R>,
+    private readonly encodable: boolean,
+  ) {}
 
   match(method: string, path: string): MatchResult<R> {
     this.path = path;
     this.bestNode = null;
     this.bestDepth = -1;
     this.bestLiterals = -1;
+    this.plain = path.indexOf(';') === -1 && (!this.encodable || path.indexOf('%') === -1);
     this.walk(this.root, 1, 0, 0, 0, 0);
     const node = this.bestNode as TrieNode<R> | null;
     this.path = '';
@@ -136,9 +155,11 @@ export class RouteTable<R> {
       if (entry.methods === null ? takesUnlisted(method) : entry.methods.has(method)) {
         let params = EMPTY_PARAMS;
         if (this.bestParamCount > 0) {
+          // Every route ending at this node has bestParamCount params; the winner names them.
           params = {};
+          const names = entry.paramNames;
           for (let j = 0; j < this.bestParamCount; j++) {
-            params[this.bestParamNames[j]!] = decodeParam(path.slice(this.bestParams[2 * j]!, this.bestParams[2 * j + 1]!));
+            params[names[j]!] = decodeParam(path.slice(this.bestParams[2 * j]!, this.bestParams[2 * j + 1]!));
           }
         }
         return { kind: 'route', route: entry.route, params, prefixLength: this.bestEnd };
@@ -162,7 +183,6 @@ export class RouteTable<R> {
       for (let i = 0; i < paramCount; i++) {
         this.bestParams[2 * i] = this.params[2 * i]!;
         this.bestParams[2 * i + 1] = this.params[2 * i + 1]!;
-        this.bestParamNames[i] = this.paramNames[i]!;
       }
     }
     const path = this.path;
@@ -172,17 +192,31 @@ export class RouteTable<R> {
     if (node.literal.size === 0 && node.param === null) return;
     let stop = path.indexOf('/', pos);
     if (stop === -1) stop = path.length;
+    // Where the segment's name ends: before its path parameters, if any.
+    let nameEnd = stop;
+    if (!this.plain) {
+      const semi = path.indexOf(';', pos);
+      if (semi !== -1 && semi < stop) nameEnd = semi;
+    }
     if (node.literal.size > 0) {
-      const next = node.literal.get(path.slice(pos, stop));
+      const next = node.literal.get(this.plain ? path.slice(pos, stop) : segmentKey(path.slice(pos, nameEnd)));
       if (next !== undefined) this.walk(next, stop + 1, stop, depth + 1, literals + 1, paramCount);
     }
     if (node.param !== null) {
       this.params[2 * paramCount] = pos;
-      this.params[2 * paramCount + 1] = stop;
-      this.paramNames[paramCount] = node.paramName!;
+      this.params[2 * paramCount + 1] = nameEnd;
       this.walk(node.param, stop + 1, stop, depth + 1, literals, paramCount + 1);
     }
   }
+}
+
+/**
+ * The literal a segment name (without parameters) matches: decoded, as the upstream decodes it.
+ * Route paths hold no `%`; a name that is not UTF-8 once decoded stays as it is and so matches
+ * no literal.
+ */
+function segmentKey(name: string): string {
+  return name.indexOf('%') === -1 ? name : decodeParam(name);
 }
 
 function decodeParam(segment: string): string {

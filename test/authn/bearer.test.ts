@@ -121,3 +121,27 @@ describe('bearerCredential stage', () => {
     expect(c.token).toBeNull();
   });
 });
+
+describe('an access_token in the query, in any spelling', () => {
+  it.each([
+    ['plain', '?access_token=abc'],
+    ['after another parameter', '?a=1&access_token=abc'],
+    ['with an encoded underscore', '?access%5Ftoken=abc'],
+    ['with a lowercase encoded underscore', '?access%5ftoken=abc'],
+    ['with every letter encoded', '?%61%63%63%65%73%73%5F%74%6F%6B%65%6E=abc'],
+    ['after a ";" separator', '?a=1;access%5Ftoken=abc'],
+    ['without a value', '?x=%20&access_token'],
+  ])('refuses it %s', (_what, query) => {
+    expect(bearerCredential(ctx({}, query))?.code).toBe('GH_ERR_AUTH_TOKEN_IN_QUERY');
+  });
+
+  it.each([
+    ['a value that says access_token', '?q=access_token'],
+    ['an encoded value that says access_token', '?q=access%5Ftoken'],
+    ['a longer name', '?access_tokens=1&my_access_token=2'],
+    ['a double-encoded name (the upstream decodes once)', '?access%255Ftoken=abc'],
+    ['other encoded parameters', '?name=caf%C3%A9&x=%41%42%43%44%45%46%47'],
+  ])('lets through %s', (_what, query) => {
+    expect(bearerCredential(ctx({}, query))).toBeNull();
+  });
+});

@@ -193,4 +193,25 @@ describe('units', () => {
     expect(issues[0]).toMatchObject({ path: 'issuers[0].clockSkew', line: 10 });
     expect(issues[0]!.message).toMatch(/duration/);
   });
+
+  it('reads gateway.paths.allowSemicolons (false by default) and names a wrong type with its line', () => {
+    expect(loadConfigText(VALID, 'gatehouse.yaml', {}).gateway.paths).toEqual({ allowSemicolons: false });
+    const withPaths = (value: string) => `${VALID}gateway:\n  paths:\n    allowSemicolons: ${value}\n`;
+    expect(loadConfigText(withPaths('true'), 'gatehouse.yaml', {}).gateway.paths).toEqual({ allowSemicolons: true });
+    const line = withPaths('x').split('\n').findIndex((l) => l.includes('allowSemicolons')) + 1;
+    for (const value of ['"true"', 'yes', '1']) {
+      const issues = issuesOf(withPaths(value));
+      expect(issues, value).toHaveLength(1);
+      expect(issues[0], value).toMatchObject({ file: 'gatehouse.yaml', line, path: 'gateway.paths.allowSemicolons' });
+      expect(issues[0]!.message, value).toBe('must be a boolean');
+    }
+    const [unknown] = issuesOf(`${VALID}gateway:\n  paths:\n    allowSemicolon: true\n`);
+    expect(unknown).toMatchObject({ path: 'gateway.paths.allowSemicolon', line });
+  });
+
+  it('refuses a route path with ";" in a segment: a request\'s ";" is refused or starts path parameters', () => {
+    const issues = issuesOf(VALID.replace('    path: /orders', '    path: /orders;v=1'));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatchObject({ path: 'routes[0].path', line: 15 });
+  });
 });

@@ -109,3 +109,99 @@ describe('request-target normalization', () => {
     expect(normalizeTarget('http://gw.example:8080/a/../b', new Set(['gw.example:8080']))).toEqual({ ok: true, path: '/b', query: '' });
   });
 });
+
+describe('request-target normalization: one spelling per resource (RFC 3986 §6.2.2)', () => {
+  it.each([
+    ['decodes an encoded unreserved letter, so an {id} cannot hide a literal route', '/orders/%65xport', '/orders/export'],
+    ['decodes an uppercase-hex letter', '/%41dmin', '/Admin'],
+    ['decodes ~ - _ and digits', '/a%7eb%2Dc%5fd%31', '/a~b-c_d1'],
+    ['uppercases the hex of an encoding that stays', '/caf%c3%a9', '/caf%C3%A9'],
+    ['keeps an already uppercase encoding as it is', '/a%20b%3A', '/a%20b%3A'],
+    ['keeps an encoded semicolon encoded: data, not a parameter', '/a%3bb', '/a%3Bb'],
+    ['decodes and resolves dot segments together', '/x/%61/../%62//c', '/x/b/c'],
+  ])('%s', (_what, input, path) => {
+    expect(normalizeTarget(`${input}?q=%6a`)).toEqual({ ok: true, path, query: '?q=%6a' });
+  });
+
+  it('returns a plain path as it is, without copying it', () => {
+    const target = '/orders/42/items';
+    const result = normalizeTarget(target);
+    expect(result).toEqual({ ok: true, path: target, query: '' });
+  });
+
+  it.each([
+    ['an encoded dot, even next to a decoded letter', '/a/%2e%61'],
+    ['an encoded dot segment in uppercase', '/a/%2E%2E/b'],
+    ['an encoded slash in uppercase', '/a%2Fb'],
+    ['an encoded slash in lowercase', '/a%2fb'],
+  ])('still refuses %s', (_what, input) => {
+    expect(normalizeTarget(input).ok).toBe(false);
+  });
+
+  it('refuses the asterisk-form of any method, OPTIONS included', () => {
+    expect(normalizeTarget('*')).toEqual({ ok: false, reason: 'request target is not in origin-form' });
+  });
+});
+
+describe('request-target normalization: ";" path parameters', () => {
+  it.each([
+    ['after a literal segment', '/orders/export;x'],
+    ['as a dot-dot segment with parameters', '/pub/..;/admin'],
+    ['at the end', '/a;'],
+    ['in the first segment', '/a;b=c/d'],
+  ])('refuses a raw ";" by default: %s', (_what, input) => {
+    expect(normalizeTarget(input)).toEqual({ ok: false, reason: 'semicolon in path' });
+  });
+
+  it('lets path parameters through with allowSemicolons, and forwards them', () => {
+    expect(normalizeTarget('/cars;color=red/2024;x=1;y=2', undefined, true)).toEqual({ ok: true, path: '/cars;color=red/2024;x=1;y=2', query: '' });
+    expect(normalizeTarget('/a/b;v=1/../c;w', undefined, true)).toEqual({ ok: true, path: '/a/c;w', query: '' });
+  });
+
+  it.each([
+    ['..;', '/pub/..;/admin'],
+    ['..;x', '/pub/..;x/admin'],
+    ['.;x', '/pub/.;x/admin'],
+    ['a trailing ..;x', '/pub/..;x'],
+    ['an empty segment with parameters', '/pub/;x/admin'],
+    ['an empty first segment with parameters', '/;x'],
+  ])('refuses %s even with allowSemicolons', (_what, input) => {
+    expect(normalizeTarget(input, undefined, true)).toEqual({ ok: false, reason: 'dot or empty segment with parameters' });
+  });
+
+  it('judges only the first ";" of a segment as the end of its name', () => {
+    expect(normalizeTarget('/a;..;.', undefined, true)).toEqual({ ok: true, path: '/a;..;.', query: '' });
+  });
+});
+
+describe('route table: names, parameters and encodings', () => {
+  const t = createRouteTable([
+    { path: '/users/{userId}/orders', methods: null, route: 'orders' },
+    { path: '/users/{id}/profile', methods: null, route: 'profile' },
+    { path: '/users/{id}', methods: null, route: 'user' },
+    { path: '/orders/{id}', methods: null, route: 'one' },
+    { path: '/orders/export', methods: ['GET'], route: 'export' },
+    { path: '/v1/orders:export', methods: null, route: 'colon' },
+  ]);
+
+  it("names each route's params as that route does, whichever route created the trie node", () => {
+    expect(t.match('GET', '/users/u1/profile')).toMatchObject({ route: 'profile', params: { id: 'u1' } });
+    expect(t.match('GET', '/users/u1/orders')).toMatchObject({ route: 'orders', params: { userId: 'u1' } });
+    expect(t.match('GET', '/users/u1')).toMatchObject({ route: 'user', params: { id: 'u1' } });
+    expect((t.match('GET', '/users/u1/profile') as { params: object }).params).not.toHaveProperty('userId');
+  });
+
+  it('matches a segment without its path parameters, as Tomcat, Jetty and Spring map it', () => {
+    expect(t.match('GET', '/orders/export;x')).toMatchObject({ route: 'export', prefixLength: 16 });
+    expect(t.match('POST', '/orders/export;x')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
+    expect(t.match('GET', '/users/u1;v=2/profile;a=b')).toMatchObject({ route: 'profile', params: { id: 'u1' } });
+  });
+
+  it('matches an encoded segment against a literal as the upstream decodes it', () => {
+    expect(t.match('GET', '/v1/orders%3Aexport')).toMatchObject({ route: 'colon' });
+    expect(t.match('GET', '/v1/orders%3aexport')).toMatchObject({ route: 'colon' });
+    expect(t.match('GET', '/orders/%C3%A9')).toMatchObject({ route: 'one', params: { id: 'é' } });
+    // Not UTF-8 once decoded: matches no literal, and the param keeps its raw spelling.
+    expect(t.match('GET', '/orders/%FF')).toMatchObject({ route: 'one', params: { id: '%FF' } });
+  });
+});

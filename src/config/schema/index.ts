@@ -98,6 +98,13 @@ const gateway: JsonSchema = closed({
   keyRotationGrace: duration,
   keyRotationInterval: { ...duration, description: 'Generated keys only: rotate when the signing key is this old (off by default).' },
   realm: nonEmptyString,
+  paths: closed({
+    allowSemicolons: {
+      type: 'boolean',
+      description:
+        'Let ";" path parameters through (default false: 400). Segments then match routes without them, as Tomcat, Jetty, Spring and JAX-RS map them; ".", ".." or empty segments with parameters stay refused.',
+    },
+  }),
 });
 
 /** The JSON Schema of a gatehouse config file (published as schema/gatehouse.schema.json). */
