@@ -21,6 +21,7 @@ export type GatehouseErrorCode =
   | 'GH_ERR_REQUEST_HEADERS_TOO_LARGE'
   | 'GH_ERR_REQUEST_TIMEOUT'
   | 'GH_ERR_REQUEST_BAD_HEADER'
+  | 'GH_ERR_REQUEST_EXPECTATION_FAILED'
   | 'GH_ERR_PLAINTEXT_CREDENTIALS'
   | 'GH_ERR_HTTPS_REQUIRED'
   // authentication
@@ -153,6 +154,7 @@ const STATUS_TITLES: Record<number, string> = {
   405: 'Method Not Allowed',
   408: 'Request Timeout',
   413: 'Content Too Large',
+  417: 'Expectation Failed',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',

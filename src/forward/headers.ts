@@ -3,9 +3,14 @@
  * builds one flat array for undici; no regexes per request.
  */
 
-/** Hop-by-hop headers: never forwarded in either direction. */
+/**
+ * Hop-by-hop headers: never forwarded in either direction. `expect` is answered by gatehouse
+ * itself (RFC 9110 §10.1.1: `100 Continue` once the request is granted, 417 otherwise; see
+ * server/listener.ts), and undici refuses to send it (`NotSupportedError`, which was a 502).
+ */
 export const HOP_BY_HOP = new Set([
   'connection',
+  'expect',
   'keep-alive',
   'proxy-connection',
   'proxy-authenticate',

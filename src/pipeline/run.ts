@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { GatehouseError, internalError, RequestRejected } from '../errors.js';
 import { forwardedElement, upstreamHeaders } from '../forward/headers.js';
 import { clientClosed, dispatchForward } from '../forward/upstream.js';
+import { sendContinue } from '../respond/continue.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
@@ -296,7 +297,11 @@ async function stagesFrom(ctx: RequestContext, r: CompiledRoute, step: number, p
 function forward(ex: Exchange): void {
   const r = ex.ctx.route!;
   ex.ctx.decision = 'granted';
-  dispatchForward(r.upstream, buildForward(ex.ctx, r, ex.req, ex.listener, ex.peerTrusted), ex.res, onForwarded, ex);
+  const request = buildForward(ex.ctx, r, ex.req, ex.listener, ex.peerTrusted);
+  // Granted (route, Content-Length, authentication, authorization, limits): a client that sent
+  // `Expect: 100-continue` may send its body now, and not before. Bodiless requests skip this.
+  if (request.body !== null) sendContinue(ex.req, ex.res);
+  dispatchForward(r.upstream, request, ex.res, onForwarded, ex);
 }
 
 function onForwarded(ex: Exchange, error: GatehouseError | null): void {

@@ -5,8 +5,10 @@ import type { GatehouseConfig, ListenerConfig } from '../config/types.js';
 import { InvalidRequest, RequestRejected, type GatehouseError } from '../errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 import type { ListenerInfo } from '../pipeline/run.js';
+import { holdForContinue } from '../respond/continue.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { problemBody } from '../respond/problem.js';
+import { problemBody, sendProblem } from '../respond/problem.js';
+import { nextRequestId } from '../respond/request-id.js';
 import { createTlsServer, hstsHeader, type CertificateInfo, type TlsServer } from './tls.js';
 
 /** A bound listener. */
@@ -63,6 +65,11 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
   }
   server.maxConnections = limits.maxConnections;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, log, config.name));
+  // `Expect` (RFC 9110 §10.1.1). Without these listeners node answers `100 Continue` at once,
+  // before routing or authentication, and a bare 417 to any other expectation. http.Server,
+  // https.Server and Http2SecureServer (h2 and its HTTP/1.1 fallback) all emit both events.
+  server.on('checkContinue', onCheckContinue);
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => answerExpectation(server, req, res, info, log));
   return {
     name: config.name,
     config,
@@ -125,6 +132,31 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logg
   } else {
     socket.destroy();
   }
+}
+
+/** `100-continue` among the expectations: node's own test for HTTP/1.1 (its h2 compat layer compares exactly). */
+const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
+
+// `Expect: 100-continue`: the request runs as any other, through the server's own 'request'
+// listener (over TLS that is the HTTP/2 guard: header-list size, cookies, body timeout), and is
+// held: the runner sends `100 Continue` only once it is granted (pipeline/run.ts sendContinue).
+// A refused request gets its 4xx without a 100; node then closes an HTTP/1.1 connection
+// (`Connection: close`), since the client may or may not send the body after all.
+function onCheckContinue(this: http.Server, req: IncomingMessage, res: ServerResponse): void {
+  holdForContinue(req);
+  this.emit('request', req, res);
+}
+
+// Any other expectation: 417 problem+json, before routing (node's own 417 has no body).
+function answerExpectation(server: http.Server, req: IncomingMessage, res: ServerResponse, info: ListenerInfo, log: Logger): void {
+  const value = req.headers.expect ?? '';
+  // HTTP/2: node's compat layer sends `100-Continue` (any case, or in a list) here.
+  if (CONTINUE.test(value)) return onCheckContinue.call(server, req, res);
+  const error = new RequestRejected('GH_ERR_REQUEST_EXPECTATION_FAILED', 417, 'the expectation in the Expect header cannot be met; only 100-continue is supported', {
+    detail: `expect: ${value.slice(0, 64)}`,
+  });
+  log.info({ listener: info.name, reason: error.code, detail: error.detail, client_ip: req.socket.remoteAddress, granted: false }, 'client error');
+  sendProblem(res, error, nextRequestId(), 'gatehouse', info.responseHeaders, req.method);
 }
 
 /** The port each listener really got (differs from the config for `port: 0`): redirects use it. */

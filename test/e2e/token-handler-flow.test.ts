@@ -4,6 +4,7 @@
  * refresh, logout, replayed and failed logins. The browser itself is in test/browser/.
  */
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCookieKeyRing } from '../../src/authn/token-handler/cookies.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -119,6 +120,53 @@ async function login(jar: Jar, name = 'alice'): Promise<string> {
   expect(body).toMatchObject({ isLoggedIn: true, handled: true });
   return body.csrf;
 }
+
+/**
+ * One raw HTTP/1.1 exchange with `Expect: 100-continue`: sends the head, records whether a
+ * `100 Continue` arrives within `waitMs`, then sends the body and returns everything read
+ * until the final answer's body is complete.
+ */
+async function expectContinue(path: string, headers: Record<string, string>, body: string, waitMs = 2000): Promise<{ interim: boolean; raw: string }> {
+  const { port } = new URL(gw.url);
+  const socket = net.connect(Number(port), '127.0.0.1');
+  let raw = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => (raw += chunk));
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nExpect: 100-continue\r\n`;
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+  socket.write(head + '\r\n');
+  const deadline = Date.now() + waitMs;
+  while (!raw.includes('\r\n\r\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const interim = raw.startsWith('HTTP/1.1 100 ');
+  socket.write(body);
+  const complete = () => {
+    const final = interim ? raw.slice(raw.indexOf('\r\n\r\n') + 4) : raw;
+    const end = final.indexOf('\r\n\r\n');
+    const length = /content-length: (\d+)/i.exec(final);
+    return end >= 0 && length !== null && final.length - end - 4 >= Number(length[1]);
+  };
+  const until = Date.now() + 5000;
+  while (!complete() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  socket.destroy();
+  return { interim, raw };
+}
+
+describe('OAuth agent: Expect: 100-continue', () => {
+  it('login/start from a trusted origin gets 100 Continue before reading its body, then 200', async () => {
+    const { interim, raw } = await expectContinue('/tokenhandler/login/start', { origin: SPA, 'content-type': 'application/json' }, '{}');
+    expect(interim).toBe(true);
+    expect(raw).toMatch(/\r\n\r\nHTTP\/1\.1 200 /);
+    expect(raw).toContain('authorizationRequestUrl');
+  });
+
+  it('login/start from an untrusted origin is refused without a 100: the body is never asked for', async () => {
+    const { interim, raw } = await expectContinue('/tokenhandler/login/start', { origin: 'https://evil.example', 'content-type': 'application/json' }, '{}');
+    expect(interim).toBe(false);
+    expect(raw).toMatch(/^HTTP\/1\.1 403 /);
+    expect(raw).not.toContain('100 Continue');
+  });
+});
 
 describe('OAuth agent: login', () => {
   it('login/start returns an authorization request with state, nonce and PKCE S256, and a login cookie', async () => {

@@ -13,6 +13,10 @@ describe('upstream headers', () => {
     expect(out).toEqual(['Accept', '*/*']);
   });
 
+  it('drops Expect: gatehouse answers the expectation itself, and undici refuses to send it (RFC 9110 §10.1.1)', () => {
+    expect(upstreamHeaders(['Expect', '100-continue', 'Content-Length', '5', 'expect', 'x'], undefined, none)).toEqual(['Content-Length', '5']);
+  });
+
   it('drops every header named in Connection, case-insensitively', () => {
     const out = upstreamHeaders(['X-Hop', '1', 'x-other', '2', 'X-Keep', '3'], 'close, X-HOP,x-other', none);
     expect(out).toEqual(['X-Keep', '3']);

@@ -17,6 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWTPayload } from 'jose';
 import { GatehouseError, RequestRejected, internalError } from '../../errors.js';
 import type { RequestContext } from '../../pipeline/context.js';
+import { sendContinue } from '../../respond/continue.js';
 import { OWN_ANSWER_HEADERS, problemBody } from '../../respond/problem.js';
 import { randomToken, readCookie, safeEqual, setCookie, type CookieKind } from './cookies.js';
 import { cookieInvalid, csrfInvalid, isSameOriginRead, originNotAllowed, sessionExpired, type SessionCookie, type TokenHandlerCore } from './core.js';
@@ -115,6 +116,8 @@ export function createOAuthAgent(core: TokenHandlerCore): (ctx: RequestContext, 
       }
       // Every agent endpoint is for the SPA's origins only (CSRF and login-CSRF defence).
       if (cors === null && !isSameOriginRead(ctx)) throw originNotAllowed();
+      // The endpoint and the origin are accepted: a client waiting on `Expect: 100-continue` may send its body.
+      sendContinue(req, res);
       const answer = await route.run(core, ctx, req, origin ?? '');
       const headers = ownHeaders(ctx, cors);
       let body: string | undefined;
