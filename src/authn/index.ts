@@ -1,11 +1,12 @@
 import type { GatehouseConfig, IssuerConfig, RouteConfig } from '../config/types.js';
 import { InvalidToken, MissingToken, type ConfigIssue, type GatehouseError } from '../errors.js';
-import type { Authenticator, AuthOutcome, RequestContext, Stage } from '../pipeline/context.js';
+import type { Authenticator, AuthOutcome, Principal, RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
 import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
+import { checkSender } from './binding.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
-import { createJwtVerifier, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
+import { createJwtVerifier, JWT_BINDING_CODES, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
 
 /** An opaque-token authenticator with its lifecycle (introspection, phantom token). */
@@ -68,7 +69,8 @@ async function opaqueAuthenticatorFactory(config: GatehouseConfig): Promise<Opaq
  * final. Otherwise, when the route accepts opaque issuers, their authenticators try in order.
  * Otherwise 401 `invalid_token`; an unknown `iss` is refused before any key is used.
  *
- * Hot path: one shared verified-token cache; a hit costs one Map lookup and two comparisons.
+ * Hot path: one shared verified-token cache; a hit costs one Map lookup and two comparisons,
+ * plus the certificate check of a sender-constrained token (`cnf`), never skipped on a hit.
  *
  * @example
  * ```ts
@@ -185,6 +187,22 @@ function releaseTokenCache(key: string): void {
 }
 
 /**
+ * Admit a verified JWT for this request: `ctx.principal` is set, unless the token is bound to a
+ * client certificate (RFC 8705 `cnf.x5t#S256`) this connection did not present. Runs on every
+ * acceptance, cache hits included (the cached principal keeps the verified `cnf`). Hot path: a
+ * token without `cnf` costs one property read.
+ */
+function admitJwt(principal: Principal, ctx: RequestContext): GatehouseError | null {
+  const cnf = principal.claims.cnf;
+  if (cnf !== undefined) {
+    const denial = checkSender(cnf, ctx.clientCertificate, JWT_BINDING_CODES);
+    if (denial !== null) return denial;
+  }
+  ctx.principal = principal;
+  return null;
+}
+
+/**
  * The authenticate stage of one route, built once at compile time. Hot path.
  */
 function authenticateStage(
@@ -235,8 +253,7 @@ function authenticateStage(
   async function finishAsync(verifier: JwtVerifier, parsed: ParsedJwt, ctx: RequestContext): Promise<GatehouseError | null> {
     const result = await verifier.verifyParsed(parsed);
     if (!result.ok) return result.error;
-    ctx.principal = result.value.principal;
-    return null;
+    return admitJwt(result.value.principal, ctx);
   }
 
   return function authenticate(ctx: RequestContext): GatehouseError | null | Promise<GatehouseError | null> {
@@ -245,10 +262,7 @@ function authenticateStage(
     const now = services.now();
     if (cache !== null) {
       const hit = cache.get(token, now);
-      if (hit !== undefined && acceptedNames.has(hit.issuer)) {
-        ctx.principal = hit.principal;
-        return null;
-      }
+      if (hit !== undefined && acceptedNames.has(hit.issuer)) return admitJwt(hit.principal, ctx);
     }
     // The b64token syntax (400) is judged before anything else reads the token, but a JWT that
     // parses is a b64token already (base64url and '.' only): a token with a '.' is parsed first
@@ -283,8 +297,7 @@ function authenticateStage(
         const result = verifier.tryVerifyParsed(parsed.value, now);
         if (result === undefined) return finishAsync(verifier, parsed.value, ctx);
         if (!result.ok) return result.error;
-        ctx.principal = result.value.principal;
-        return null;
+        return admitJwt(result.value.principal, ctx);
       }
       const other = typeof iss === 'string' ? otherJwt.get(iss) : undefined;
       denial =

@@ -11,7 +11,7 @@ import type { GatehouseErrorCode } from '../errors.js';
  *
  * @example
  * ```ts
- * const inactive: IntrospectionEntry = { active: false, expiresAt: Date.now() + 5000 };
+ * const inactive: IntrospectionEntry = { active: false, expiresAt: Date.now() + 5000, checkedAt: Date.now() };
  * ```
  */
 export type IntrospectionEntry =
@@ -21,6 +21,8 @@ export type IntrospectionEntry =
       readonly claims: Readonly<Record<string, unknown>>;
       /** ms since epoch after which the entry is not used. */
       readonly expiresAt: number;
+      /** ms since epoch when the authorization server gave this answer: readers cap the entry's life by their own `cacheTtl` from here. */
+      readonly checkedAt: number;
       /** The JWT the authorization server handed out (accept: application/jwt), used for every upstream. */
       readonly upstreamToken?: string;
       /** JWTs gatehouse minted, by audience (plain JSON and RFC 9701 introspection). */
@@ -29,6 +31,8 @@ export type IntrospectionEntry =
   | {
       readonly active: false;
       readonly expiresAt: number;
+      /** ms since epoch when the token was refused: readers cap the entry's life by their own negative TTL from here. */
+      readonly checkedAt: number;
       /** Why it was refused, when not simply "not active" (e.g. `GH_ERR_INTROSPECTION_EXPIRED`): a cached refusal keeps its code. */
       readonly code?: GatehouseErrorCode;
     };
@@ -51,7 +55,10 @@ export type IntrospectionEntry =
 export interface IntrospectionCache {
   /** Memory only, synchronous (hot path). `undefined` on a miss or an expired entry. */
   peek(key: string, now: number): IntrospectionEntry | undefined;
-  /** Memory, then Redis. Never throws: a store failure is a miss (logged). */
+  /**
+   * Memory, then Redis (an entry read from Redis lives at most `maxAge`/`negativeMaxAge` from its
+   * `checkedAt`). Never throws: a store failure is a miss (logged).
+   */
   get(key: string, token: string, now: number): Promise<IntrospectionEntry | undefined>;
   /** Stores until `entry.expiresAt`; entries already expired are dropped. Never throws. */
   set(key: string, token: string, entry: IntrospectionEntry, now: number): Promise<void>;
@@ -87,6 +94,14 @@ export interface IntrospectionCacheOptions {
    * process (nothing shared).
    */
   secret?: Uint8Array;
+  /**
+   * The longest this gateway uses an active entry read from the shared store, in ms from its
+   * `checkedAt` (its own `cacheTtl`): another gateway's longer TTL never extends it. Default: no
+   * cap beyond the entry's `expiresAt`.
+   */
+  maxAge?: number;
+  /** The same for an inactive (refused) entry: its own `min(negativeCacheTtl, cacheTtl)`. */
+  negativeMaxAge?: number;
   /** Shared store; absent = memory only. `cluster`: `url` names one node of a Redis Cluster. */
   redis?: { url: string; keyPrefix: string; timeout: number; cluster?: boolean };
 }
@@ -134,7 +149,9 @@ export function sealEntry(token: string, key: string, entry: IntrospectionEntry,
 
 /**
  * Open a value sealed by {@link sealEntry}; `undefined` when it does not open (wrong token,
- * tampered, or not an entry).
+ * tampered, or not an entry). An entry without `checkedAt` (written by a gatehouse before the
+ * readers' TTL cap) is not an entry either: its age is unknown, so no reader could bound it by
+ * its own `cacheTtl`. It is a miss: the token is introspected again and the entry rewritten.
  *
  * @example
  * ```ts
@@ -150,7 +167,7 @@ export function openEntry(token: string, key: string, sealed: string, secret: Ui
     decipher.setAuthTag(Buffer.from(parts[3]!, 'base64url'));
     const text = Buffer.concat([decipher.update(Buffer.from(parts[2]!, 'base64url')), decipher.final()]).toString('utf8');
     const entry = JSON.parse(text) as IntrospectionEntry;
-    if (typeof entry !== 'object' || entry === null || typeof entry.expiresAt !== 'number' || typeof entry.active !== 'boolean') return undefined;
+    if (typeof entry !== 'object' || entry === null || typeof entry.expiresAt !== 'number' || typeof entry.checkedAt !== 'number' || typeof entry.active !== 'boolean') return undefined;
     return entry;
   } catch {
     return undefined;
@@ -163,7 +180,7 @@ export function openEntry(token: string, key: string, sealed: string, secret: Ui
  * @example
  * ```ts
  * const cache = createIntrospectionCache({ issuer: 'opaque', maxEntries: 10_000, log, redis: config.redis });
- * await cache.set(tokenKey(token), token, { active: false, expiresAt: Date.now() + 5000 }, Date.now());
+ * await cache.set(tokenKey(token), token, { active: false, expiresAt: Date.now() + 5000, checkedAt: Date.now() }, Date.now());
  * await cache.close();
  * ```
  */
@@ -176,6 +193,8 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
   const maxNegative = Math.max(1, Math.ceil(maxEntries / 4));
   const redis = options.redis ? connect(options.redis) : null;
   const secret = options.secret ?? randomBytes(32);
+  const maxAge = options.maxAge ?? Infinity;
+  const negativeMaxAge = options.negativeMaxAge ?? Infinity;
   const prefix = options.redis ? `${options.redis.keyPrefix}introspection:${options.issuer}:${options.namespace ? `${options.namespace}:` : ''}` : '';
   let lastRedisError = 0;
   redis?.on('error', (err: Error) => {
@@ -216,6 +235,19 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
     return entry;
   }
 
+  /**
+   * An entry read from the shared store, its life capped by this gateway's own TTL counted from
+   * when the authorization server answered: gateways share a store and a namespace whatever their
+   * `cacheTtl`, and the writer's `expiresAt` reflects the writer's TTL. A `checkedAt` ahead of
+   * this clock (skew between gateways) counts as now, so the cap is never later than now + TTL.
+   * `undefined` when nothing of it is left.
+   */
+  function capped(entry: IntrospectionEntry, now: number): IntrospectionEntry | undefined {
+    const limit = Math.min(entry.checkedAt, now) + (entry.active ? maxAge : negativeMaxAge);
+    if (entry.expiresAt <= now || limit <= now) return undefined;
+    return limit < entry.expiresAt ? { ...entry, expiresAt: limit } : entry;
+  }
+
   return {
     peek,
     async get(key, token, now) {
@@ -228,9 +260,11 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
         // The whole Redis key is the additional data: a value copied to another issuer's or
         // namespace's key does not open.
         const entry = openEntry(token, prefix + key, sealed, secret);
-        if (!entry || entry.expiresAt <= now) return undefined;
-        remember(key, entry);
-        return entry;
+        if (!entry) return undefined;
+        const kept = capped(entry, now);
+        if (kept === undefined) return undefined;
+        remember(key, kept);
+        return kept;
       } catch (err) {
         options.log.warn({ err: (err as Error).message, issuer: options.issuer }, 'introspection cache: redis read failed; introspecting');
         return undefined;

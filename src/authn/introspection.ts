@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, hash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, hash, randomBytes, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { SignJWT } from 'jose';
@@ -8,6 +8,7 @@ import type { GatehouseConfig, IntrospectionConfig, IssuerConfig } from '../conf
 import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseErrorCode, type Result } from '../errors.js';
 import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
 import { bearerAuthorization } from './bearer.js';
+import { checkConfirmation, checkSender, type BindingCodes } from './binding.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
@@ -50,6 +51,11 @@ const MAX_IN_FLIGHT = 256;
 /** RFC 6750 §2.1 b68token; anything else cannot be a bearer token and is never sent out. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const FORM = 'application/x-www-form-urlencoded';
+/** `cnf` refusals of this path (src/authn/binding.ts). */
+const INTROSPECTION_BINDING_CODES: BindingCodes = Object.freeze({
+  malformed: 'GH_ERR_INTROSPECTION_INVALID_RESPONSE',
+  constrained: 'GH_ERR_INTROSPECTION_SENDER_CONSTRAINED',
+});
 
 interface Exchange {
   status: number;
@@ -72,7 +78,11 @@ type Lookup = Result<IntrospectionEntry>;
  * - The upstream gets a JWT: the authorization server's own (`accept: application/jwt`, verified
  *   with the issuer's keys), or one gatehouse mints (plain JSON, or RFC 9701 signed responses).
  * - Results are cached by SHA-256 of the token for min(exp − now, `cacheTtl`); inactive ones for
- *   `negativeCacheTtl`. Concurrent requests with the same uncached token share one call.
+ *   `negativeCacheTtl`. Concurrent requests with the same uncached token share one call. An
+ *   entry another gateway wrote to the shared Redis is used at most this gateway's own TTL,
+ *   counted from when the authorization server answered (`checkedAt`).
+ * - `cnf`: `x5t#S256` must match the connection's client certificate on every request (cache
+ *   hits too); any other confirmation method is refused (src/authn/binding.ts, shared with JWTs).
  * - Endpoint down or slow → 503 `GH_ERR_INTROSPECTION_UNAVAILABLE` with `Retry-After`, never a pass.
  *
  * @example
@@ -146,6 +156,11 @@ export function createIntrospectionAuthenticator(
             'base64url',
           ).slice(0, 12),
           maxEntries: config.tokenCache.maxEntries,
+          // The namespace leaves the TTLs out (gateways with other TTLs still share entries), so
+          // each reader bounds what it reads by its own: another gateway's 60 s never makes a
+          // revoked token live longer here than this gateway's cacheTtl.
+          maxAge: intro.cacheTtl,
+          negativeMaxAge: Math.min(intro.negativeCacheTtl, intro.cacheTtl),
           log,
           redis: config.redis,
           secret: clientAuth.secret,
@@ -305,7 +320,8 @@ export function createIntrospectionAuthenticator(
     const claims = outcome.value.claims;
     if (outcome.value.active === false) {
       callInactive.inc();
-      return { ok: true, value: { active: false, expiresAt: now() + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl) } };
+      const checkedAt = now();
+      return { ok: true, value: { active: false, expiresAt: checkedAt + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl), checkedAt } };
     }
     callActive.inc();
     const checked = checkClaims(claims!, now());
@@ -313,10 +329,11 @@ export function createIntrospectionAuthenticator(
     const t = now();
     let expiresAt = t + intro!.cacheTtl;
     if (typeof claims!.exp === 'number') expiresAt = Math.min(expiresAt, claims!.exp * 1000);
-    const entry: { active: true; claims: Record<string, unknown>; expiresAt: number; upstreamToken?: string; minted: Record<string, { jwt: string; exp: number; kid: string }> } = {
+    const entry: { active: true; claims: Record<string, unknown>; expiresAt: number; checkedAt: number; upstreamToken?: string; minted: Record<string, { jwt: string; exp: number; kid: string }> } = {
       active: true,
       claims: claims!,
       expiresAt,
+      checkedAt: t,
       minted: {},
     };
     if (outcome.value.upstreamToken) {
@@ -430,31 +447,11 @@ export function createIntrospectionAuthenticator(
       if (type === 'dpop') return deny('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', 'a DPoP-bound token needs a DPoP proof, which gatehouse does not check');
       if (type !== 'bearer' && type !== 'access_token') return deny('GH_ERR_INTROSPECTION_TOKEN_TYPE_INVALID', `token_type ${JSON.stringify(claims.token_type)} is not an access token`);
     }
-    if (claims.cnf !== undefined) {
-      const cnf = claims.cnf;
-      if (typeof cnf !== 'object' || cnf === null) return deny('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'cnf is not an object');
-      const keys = Object.keys(cnf);
-      if (keys.some((k) => k !== 'x5t#S256')) return deny('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', `cnf ${keys.join(',')} cannot be checked by gatehouse`);
-    }
+    const unbindable = checkConfirmation(claims.cnf, INTROSPECTION_BINDING_CODES);
+    if (unbindable) return unbindable;
     if (claims.scope !== undefined && typeof claims.scope !== 'string') return deny('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'scope is not a string');
     if (claims.sub !== undefined && typeof claims.sub !== 'string') return deny('GH_ERR_INTROSPECTION_INVALID_RESPONSE', 'sub is not a string');
     return null;
-  }
-
-  /** RFC 8705 §3: a certificate-bound token is only good with that certificate. */
-  function certificateMismatch(claims: Readonly<Record<string, unknown>>, ctx: RequestContext): GatehouseError | null {
-    const cnf = claims.cnf as Record<string, unknown> | undefined;
-    const expected = cnf?.['x5t#S256'];
-    if (expected === undefined) return null;
-    const raw = ctx.clientCertificate?.raw;
-    if (typeof expected === 'string' && raw) {
-      const actual = createHash('sha256').update(raw).digest();
-      const want = Buffer.from(expected, 'base64url');
-      if (want.length === actual.length && timingSafeEqual(want, actual)) return null;
-    }
-    return new InvalidToken('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', 'the access token is bound to another client certificate', {
-      detail: raw ? 'cnf x5t#S256 does not match the client certificate' : 'a certificate-bound token came without a client certificate',
-    });
   }
 
   /** The single-flight miss path: one call per token, shared by every concurrent request. */
@@ -475,8 +472,9 @@ export function createIntrospectionAuthenticator(
             else if (result.error.status === 401) {
               // A definitive refusal (inactive, expired, wrong audience): short negative entry.
               const code = result.error.code === 'GH_ERR_INTROSPECTION_INACTIVE' ? undefined : result.error.code;
-              const expiresAt = now() + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl);
-              await cache.set(key, token, code ? { active: false, expiresAt, code } : { active: false, expiresAt }, now());
+              const checkedAt = now();
+              const expiresAt = checkedAt + Math.min(intro!.negativeCacheTtl, intro!.cacheTtl);
+              await cache.set(key, token, code ? { active: false, expiresAt, checkedAt, code } : { active: false, expiresAt, checkedAt }, checkedAt);
             }
           }
           return result;
@@ -533,8 +531,11 @@ export function createIntrospectionAuthenticator(
 
   function outcome(entry: IntrospectionEntry, key: string, token: string, ctx: RequestContext, audience: string, at: number): AuthOutcome | Promise<AuthOutcome> {
     if (!entry.active) return entry.code === undefined ? inactiveOutcome : cachedRefusal(entry.code);
-    if (entry.claims.cnf !== undefined) {
-      const mismatch = certificateMismatch(entry.claims, ctx);
+    // RFC 8705 §3: a certificate-bound token is only good with that certificate, on every
+    // request (cache hits included). Hot path: one property read for an unbound token.
+    const cnf = entry.claims.cnf;
+    if (cnf !== undefined) {
+      const mismatch = checkSender(cnf, ctx.clientCertificate, INTROSPECTION_BINDING_CODES);
       if (mismatch) return { kind: 'denied', error: mismatch };
     }
     const byAudience = principals.get(entry);

@@ -3,6 +3,7 @@ import type { IssuerConfig } from '../config/types.js';
 import { GatehouseError, InvalidToken, ServiceUnavailable, type Result } from '../errors.js';
 import type { Principal } from '../pipeline/context.js';
 import { bearerAuthorization } from './bearer.js';
+import { checkConfirmation, type BindingCodes } from './binding.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwksSource, type JwksSource } from './jwks.js';
@@ -286,6 +287,17 @@ export function checkHeader(header: Readonly<Record<string, unknown>>, issuer: I
   return null;
 }
 
+/**
+ * The codes of the JWT path for `cnf` (src/authn/binding.ts): a `cnf` of the wrong shape is an
+ * invalid claim; a binding gatehouse cannot check, or to another certificate, is refused.
+ *
+ * @example
+ * ```ts
+ * const denial = checkSender(claims.cnf, ctx.clientCertificate, JWT_BINDING_CODES);
+ * ```
+ */
+export const JWT_BINDING_CODES: BindingCodes = Object.freeze({ malformed: 'GH_ERR_JWT_CLAIM_INVALID', constrained: 'GH_ERR_JWT_SENDER_CONSTRAINED' });
+
 /** One claim rule; `run` returns the denial or null. `token inspect` runs them all and reports each. */
 export interface ClaimCheck {
   readonly name: string;
@@ -400,6 +412,14 @@ export const CLAIM_CHECKS: readonly ClaimCheck[] = [
       }
       if (claims.client_id !== undefined && typeof claims.client_id !== 'string') return wrongType('client_id', 'a string', claims.client_id);
       return null;
+    },
+  },
+  {
+    // RFC 8705 / RFC 9449: a sender-constrained token is only good from its sender. The shape
+    // is checked here; the certificate of the connection on every request (checkSender).
+    name: 'cnf',
+    run(claims) {
+      return checkConfirmation(claims.cnf, JWT_BINDING_CODES);
     },
   },
   {
@@ -524,6 +544,10 @@ export interface JwtVerifierOptions {
 
 /**
  * A JWT verifier for one issuer: header rules, key from the issuer's key set, signature, claims.
+ * It judges the token, not the request: a token bound to a client certificate (`cnf.x5t#S256`,
+ * RFC 8705) verifies here, and whoever accepts it for a request must also check it against that
+ * request's certificate, on every request and every cache hit (`checkSender` in binding.ts; the
+ * authenticate stage of src/authn/index.ts does).
  *
  * @example
  * ```ts

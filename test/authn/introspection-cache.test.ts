@@ -10,7 +10,7 @@ import { startRedisCluster } from '../helpers/redis.js';
 const log = pino({ level: 'silent' });
 const T0 = Date.UTC(2026, 0, 1);
 
-const entry = (expiresAt: number): IntrospectionEntry => ({ active: true, claims: { sub: 'alice', scope: 'a b' }, expiresAt, minted: { aud: { jwt: 'x.y.z', exp: 1, kid: 'k' } } });
+const entry = (expiresAt: number, checkedAt = 0): IntrospectionEntry => ({ active: true, claims: { sub: 'alice', scope: 'a b' }, expiresAt, checkedAt, minted: { aud: { jwt: 'x.y.z', exp: 1, kid: 'k' } } });
 
 const SECRET = Buffer.from('gateway secret');
 
@@ -77,7 +77,7 @@ describe('refusals apart', () => {
   it('a flood of refusals never evicts an active answer', async () => {
     const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 8, log });
     await cache.set('real', 'real', entry(T0 + 60_000), T0);
-    for (let i = 0; i < 100; i++) await cache.set(`forged-${i}`, `forged-${i}`, { active: false, expiresAt: T0 + 5_000 }, T0);
+    for (let i = 0; i < 100; i++) await cache.set(`forged-${i}`, `forged-${i}`, { active: false, expiresAt: T0 + 5_000, checkedAt: T0 }, T0);
     expect(cache.peek('real', T0)?.active).toBe(true);
     expect(cache.size).toBe(1 + 2);
     expect(cache.peek('forged-99', T0)?.active).toBe(false);
@@ -86,7 +86,7 @@ describe('refusals apart', () => {
 
   it('an answer that changes kind moves between the two', async () => {
     const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 8, log });
-    await cache.set('t', 't', { active: false, expiresAt: T0 + 5_000 }, T0);
+    await cache.set('t', 't', { active: false, expiresAt: T0 + 5_000, checkedAt: T0 }, T0);
     await cache.set('t', 't', entry(T0 + 60_000), T0);
     expect(cache.peek('t', T0)?.active).toBe(true);
     expect(cache.size).toBe(1);
@@ -216,7 +216,7 @@ describe('Redis-backed cache (shared by several gateways)', () => {
       // The attacker picks a token and writes an "active, admin" entry under its key.
       const forgedToken = 'attacker-chosen-token';
       const forgedKey = legitKey!.replace(/[^:]+$/, tokenKey(forgedToken));
-      const forged: IntrospectionEntry = { active: true, claims: { sub: 'mallory', scope: 'admin' }, expiresAt: Date.now() + 60_000, minted: {} };
+      const forged: IntrospectionEntry = { active: true, claims: { sub: 'mallory', scope: 'admin' }, expiresAt: Date.now() + 60_000, checkedAt: Date.now(), minted: {} };
       await client.set(forgedKey, sealEntry(forgedToken, forgedKey, forged, Buffer.from('a guessed secret')), 'PX', 60_000);
       fake.seen.length = 0;
       fake.reply = () => ({ body: { active: false } });
@@ -227,6 +227,128 @@ describe('Redis-backed cache (shared by several gateways)', () => {
       client.disconnect();
       await gw.close();
     }
+  });
+
+  describe("each reader keeps its own cacheTtl (the namespace leaves TTLs out)", () => {
+    /** A cache on the scratch Redis with a known secret, as a second gateway with these TTLs would read. */
+    async function reader(prefix: string, maxAge: number, negativeMaxAge: number) {
+      const cache = createIntrospectionCache({ issuer: 'i', maxEntries: 10, log, secret: SECRET, maxAge, negativeMaxAge, redis: { url: redis.url, keyPrefix: prefix, timeout: 1000 } });
+      await cache.start();
+      return cache;
+    }
+    /** Write a sealed value the way another gateway would (any JSON: old entries included). */
+    async function plant(prefix: string, token: string, value: object, ttl = 60_000) {
+      const client = new Redis(redis.url);
+      try {
+        const full = `${prefix}introspection:i:${tokenKey(token)}`;
+        await client.set(full, sealEntry(token, full, value as IntrospectionEntry, SECRET), 'PX', ttl);
+      } finally {
+        client.disconnect();
+      }
+    }
+
+    it("uses another gateway's active entry at most its own maxAge from checkedAt, whatever the writer's expiresAt", async () => {
+      const cache = await reader('gh-cap1:', 5_000, 1_000);
+      try {
+        await plant('gh-cap1:', 'tok', entry(T0 + 60_000, T0));
+        expect((await cache.get(tokenKey('tok'), 'tok', T0 + 2_000))?.expiresAt).toBe(T0 + 5_000);
+        // From memory now, with the capped expiry.
+        expect(cache.peek(tokenKey('tok'), T0 + 4_999)).toBeDefined();
+        expect(cache.peek(tokenKey('tok'), T0 + 5_000)).toBeUndefined();
+        expect(await cache.get(tokenKey('tok'), 'tok', T0 + 5_000)).toBeUndefined();
+        // The writer's own earlier expiry (exp, a shorter TTL) still wins.
+        await plant('gh-cap1:', 'short', entry(T0 + 3_000, T0));
+        expect((await cache.get(tokenKey('short'), 'short', T0 + 1_000))?.expiresAt).toBe(T0 + 3_000);
+      } finally {
+        await cache.close();
+      }
+    });
+
+    it("caps a refusal by the reader's own negative TTL", async () => {
+      const cache = await reader('gh-cap3:', 60_000, 1_000);
+      try {
+        await plant('gh-cap3:', 'tok', { active: false, expiresAt: T0 + 30_000, checkedAt: T0 });
+        expect((await cache.get(tokenKey('tok'), 'tok', T0 + 500))?.expiresAt).toBe(T0 + 1_000);
+        expect(await cache.get(tokenKey('tok'), 'tok', T0 + 1_000)).toBeUndefined();
+      } finally {
+        await cache.close();
+      }
+    });
+
+    it("counts a checkedAt ahead of the reader's clock (skew between gateways) as now", async () => {
+      const cache = await reader('gh-cap4:', 5_000, 1_000);
+      try {
+        await plant('gh-cap4:', 'tok', entry(T0 + 60_000, T0 + 30_000));
+        expect((await cache.get(tokenKey('tok'), 'tok', T0))?.expiresAt).toBe(T0 + 5_000);
+      } finally {
+        await cache.close();
+      }
+    });
+
+    it('treats an entry without checkedAt (written before the cap: age unknown) as a miss', async () => {
+      const cache = await reader('gh-cap5:', 5_000, 1_000);
+      try {
+        const { checkedAt: _, ...old } = entry(T0 + 60_000, T0) as IntrospectionEntry & { checkedAt?: number };
+        await plant('gh-cap5:', 'tok', old);
+        expect(await cache.get(tokenKey('tok'), 'tok', T0)).toBeUndefined();
+        expect(cache.size).toBe(0);
+      } finally {
+        await cache.close();
+      }
+    });
+
+    it('a gateway with cacheTtl: 5s refuses a revoked token 5 s after it was introspected, though a 60 s gateway wrote the entry', async () => {
+      const start = Date.now();
+      fake.seen.length = 0;
+      fake.reply = () => ({ body: { active: true, sub: 'gina', scope: 'orders:read', exp: Math.floor(start / 1000) + 600 } });
+      const top = `redis: { url: ${redis.url}, keyPrefix: 'gh-ttl:' }`;
+      const long = opaqueConfig(fake, 'cacheTtl: 60s', { top });
+      const short = opaqueConfig(fake, 'cacheTtl: 5s', { top });
+      const clockA = testServices(start);
+      const clockB = testServices(start);
+      const a = createIntrospectionAuthenticator(long.issuers[0]!, long, clockA);
+      const b = createIntrospectionAuthenticator(short.issuers[0]!, short, clockB);
+      try {
+        await Promise.all([a.start(), b.start()]);
+        expect((await a.authenticate('revocable', ctxFor(long))).kind).toBe('principal');
+        expect(fake.seen).toHaveLength(1);
+        clockB.clock.now = start + 2_000;
+        expect((await b.authenticate('revocable', ctxFor(short))).kind).toBe('principal');
+        expect(fake.seen).toHaveLength(1); // shared: b used a's entry
+        fake.reply = () => ({ body: { active: false } }); // revoked at the server
+        clockB.clock.now = start + 5_000;
+        const outcome = await b.authenticate('revocable', ctxFor(short));
+        expect(outcome.kind === 'denied' && outcome.error.code).toBe('GH_ERR_INTROSPECTION_INACTIVE');
+        expect(fake.seen).toHaveLength(2);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    it("a gateway with negativeCacheTtl: 1s asks again 1 s after a refusal another gateway cached for 30 s", async () => {
+      const start = Date.now();
+      fake.seen.length = 0;
+      fake.reply = () => ({ body: { active: false } });
+      const top = `redis: { url: ${redis.url}, keyPrefix: 'gh-neg:' }`;
+      const long = opaqueConfig(fake, 'cacheTtl: 60s, negativeCacheTtl: 30s', { top });
+      const short = opaqueConfig(fake, 'cacheTtl: 60s, negativeCacheTtl: 1s', { top });
+      const clockB = testServices(start);
+      const a = createIntrospectionAuthenticator(long.issuers[0]!, long, testServices(start));
+      const b = createIntrospectionAuthenticator(short.issuers[0]!, short, clockB);
+      try {
+        await Promise.all([a.start(), b.start()]);
+        expect((await a.authenticate('not-yet', ctxFor(long))).kind).toBe('denied');
+        clockB.clock.now = start + 500;
+        expect((await b.authenticate('not-yet', ctxFor(short))).kind).toBe('denied');
+        expect(fake.seen).toHaveLength(1);
+        fake.reply = () => ({ body: { active: true, sub: 'hal', exp: Math.floor(start / 1000) + 600 } });
+        clockB.clock.now = start + 1_000;
+        expect((await b.authenticate('not-yet', ctxFor(short))).kind).toBe('principal');
+        expect(fake.seen).toHaveLength(2);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
   });
 
   it('works on a Redis Cluster (redis.cluster: true)', async () => {

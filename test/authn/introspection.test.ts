@@ -93,6 +93,8 @@ describe('refusals (each one: no principal, and the code says why)', () => {
     ['a DPoP-bound token (no proof is checked)', { token_type: 'DPoP' }, 'GH_ERR_INTROSPECTION_SENDER_CONSTRAINED'],
     ['a cnf jkt binding it cannot check', { cnf: { jkt: 'abc' } }, 'GH_ERR_INTROSPECTION_SENDER_CONSTRAINED'],
     ['a certificate-bound token sent without that certificate', { cnf: { 'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2' } }, 'GH_ERR_INTROSPECTION_SENDER_CONSTRAINED'],
+    ['a cnf that is an array (not a JSON object)', { cnf: [{ 'x5t#S256': 'bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2' }] }, 'GH_ERR_INTROSPECTION_INVALID_RESPONSE'],
+    ['a cnf x5t#S256 that is not a thumbprint', { cnf: { 'x5t#S256': 42 } }, 'GH_ERR_INTROSPECTION_INVALID_RESPONSE'],
   ])('refuses an active answer with %s', async (_name, claims, code) => {
     const { auth, config } = await setup();
     fake.reply = () => ({ body: active(claims) });
