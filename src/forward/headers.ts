@@ -47,8 +47,8 @@ export function connectionTokens(value: string | string[] | undefined): Set<stri
 export interface UpstreamHeaderOptions {
   /** Lowercased names that the route sets itself (forwardClaims headers, authorization when replaced). */
   readonly strip: ReadonlySet<string> | null;
-  /** Prefix of cookies that belong to gatehouse (token handler): removed from `Cookie`. */
-  readonly cookiePrefix: string | null;
+  /** Name prefixes of the cookies that belong to gatehouse (token handler; each ends with `-`): removed from `Cookie`. */
+  readonly cookiePrefixes: readonly string[] | null;
 }
 
 /**
@@ -56,7 +56,7 @@ export interface UpstreamHeaderOptions {
  *
  * @example
  * ```ts
- * upstreamHeaders(req.rawHeaders, req.headers.connection, { strip: null, cookiePrefix: null });
+ * upstreamHeaders(req.rawHeaders, req.headers.connection, { strip: null, cookiePrefixes: null });
  * ```
  */
 export function upstreamHeaders(raw: readonly string[], connection: string | string[] | undefined, options: UpstreamHeaderOptions): string[] {
@@ -69,8 +69,8 @@ export function upstreamHeaders(raw: readonly string[], connection: string | str
     if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower)) continue;
     if (named !== null && named.has(lower)) continue;
     if (options.strip !== null && options.strip.has(lower)) continue;
-    if (lower === 'cookie' && options.cookiePrefix !== null) {
-      const kept = stripCookies(raw[i + 1]!, options.cookiePrefix);
+    if (lower === 'cookie' && options.cookiePrefixes !== null) {
+      const kept = stripCookies(raw[i + 1]!, options.cookiePrefixes);
       if (kept !== '') out.push(name, kept);
       continue;
     }
@@ -79,12 +79,12 @@ export function upstreamHeaders(raw: readonly string[], connection: string | str
   return out;
 }
 
-function stripCookies(header: string, prefix: string): string {
-  if (!header.includes(prefix)) return header;
+function stripCookies(header: string, prefixes: readonly string[]): string {
+  if (!prefixes.some((p) => header.includes(p))) return header;
   return header
     .split(';')
     .map((c) => c.trim())
-    .filter((c) => c !== '' && !c.startsWith(prefix))
+    .filter((c) => c !== '' && !prefixes.some((p) => c.startsWith(p)))
     .join('; ');
 }
 

@@ -5,6 +5,7 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { createUpstream, type Upstream } from '../forward/upstream.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createRouteTable, type RouteTable } from './match.js';
+import { gatehouseCookiePrefixes } from '../authn/token-handler/cookie-names.js';
 
 /** A route with its stages built; an absent stage is `null` and costs nothing. */
 export interface CompiledRoute {
@@ -155,5 +156,5 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
   const strip = new Set<string>();
   if (!route.public) strip.add('authorization');
   for (const header of Object.keys(route.forwardClaims)) strip.add(header.toLowerCase());
-  return { strip: strip.size > 0 ? strip : null, cookiePrefix: config.tokenHandler?.cookiePrefix ?? null };
+  return { strip: strip.size > 0 ? strip : null, cookiePrefixes: config.tokenHandler ? gatehouseCookiePrefixes(config.tokenHandler.cookiePrefix) : null };
 }

@@ -19,7 +19,7 @@ import { createCookieKeyRing } from '../../src/authn/token-handler/cookies.js';
 import { serveSpa, type SpaConfig, type SpaServer } from '../../src/demo/spa-server.js';
 import { launchChromium, requireChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { DEMO_CLIENT_SECRETS, demoClients, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
+import { DEMO_CLIENT_SECRETS, demoClients, followDevPages, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 let browser: Browser;
@@ -338,5 +338,32 @@ describe('token handler in Chromium', () => {
     // The API refuses the browser now.
     const res = await page.evaluate(async (url) => (await fetch(url, { credentials: 'include' })).status, `${gw.url}/orders`);
     expect(res).toBe(401);
+  });
+
+  it('a login state planted under the old path-scoped __Secure- name (login CSRF from a sibling host) does not log the victim in as the attacker', async () => {
+    // The attacker starts a login, completes it as mallory without redeeming the code, and takes
+    // the sealed login cookie (whatever the gateway calls it).
+    const start = await fetch(`${gw.url}/tokenhandler/login/start`, { method: 'POST', headers: { origin: spa.url } });
+    expect(start.status).toBe(200);
+    const sealed = start.headers.getSetCookie().find((c) => /^[^=]*-login=/.test(c))!.split(';')[0]!.split('=').slice(1).join('=');
+    const { authorizationRequestUrl } = (await start.json()) as { authorizationRequestUrl: string };
+    const { url: theirs } = await followDevPages(authorizationRequestUrl, { stopAt: `${spa.url}/callback`, login: 'mallory' });
+
+    // A fresh browser whose jar holds the planted cookie, as a sibling host can set it
+    // (Domain=example.com; Secure; Path=/tokenhandler/login/end), then sent to the attacker's callback.
+    context = await browser.newContext();
+    page = await context.newPage();
+    const host = new URL(gw.url).hostname;
+    await context.addCookies([{ name: '__Secure-gh-login', value: sealed, domain: host, path: '/tokenhandler/login/end', secure: true, httpOnly: true, sameSite: 'Strict' }]);
+    await page.goto(theirs.href);
+    await waitForState('logged-out');
+    expect(await page.locator('#error').textContent()).toContain('GH_ERR_TOKEN_HANDLER_STATE_INVALID');
+    expect((await gatewayCookies()).map((c) => c.name)).not.toContain('__Host-gh-at');
+
+    // The planted cookie does not get in the way of the victim's own login.
+    await logIn('alice');
+    expect(await page.locator('#user').textContent()).toContain('alice');
+    const login = (await context.cookies(`${gw.url}/tokenhandler/login/end`)).find((c) => c.name === '__Secure-gh-login');
+    expect(login?.value).toBe(sealed); // still there, never read
   });
 });

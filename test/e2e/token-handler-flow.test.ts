@@ -188,8 +188,10 @@ describe('OAuth agent: login', () => {
     expect(q.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(q.get('state')!.length).toBeGreaterThanOrEqual(43);
     expect(q.get('nonce')!.length).toBeGreaterThanOrEqual(43);
-    const loginCookie = jar.cookies.get('__Secure-gh-login')!;
-    expect(loginCookie.path).toBe('/tokenhandler/login/end');
+    // Host-only __Host- (Path=/, no Domain): a sibling host cannot plant a login state.
+    const loginCookie = jar.cookies.get('__Host-gh-login')!;
+    expect(loginCookie.path).toBe('/');
+    expect(loginCookie.attributes).not.toMatch(/Domain=/i);
     expect(loginCookie.attributes).toMatch(/Secure/);
     expect(loginCookie.attributes).toMatch(/HttpOnly/);
     expect(loginCookie.attributes).toMatch(/SameSite=Strict/);
@@ -233,7 +235,7 @@ describe('OAuth agent: login', () => {
     expect(jar.cookies.get('__Host-gh-at')?.path).toBe('/');
     expect(jar.cookies.get('__Secure-gh-rt')?.path).toBe('/tokenhandler/refresh');
     expect(jar.cookies.get('__Secure-gh-id')?.path).toBe('/tokenhandler');
-    expect(jar.cookies.has('__Secure-gh-login')).toBe(false);
+    expect(jar.cookies.has('__Host-gh-login')).toBe(false);
     for (const [, c] of jar.cookies) {
       expect(c.attributes).toMatch(/Secure/);
       expect(c.attributes).toMatch(/HttpOnly/);
@@ -323,6 +325,91 @@ describe('OAuth agent: login', () => {
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+  });
+});
+
+/** A login/end with exactly this Cookie header (a browser holding planted cookies). */
+async function loginEndWith(cookie: string, pageUrl: URL): Promise<Response> {
+  return fetch(gw.url + '/tokenhandler/login/end', {
+    method: 'POST',
+    headers: { origin: SPA, cookie, 'content-type': 'application/json' },
+    body: JSON.stringify({ pageUrl: pageUrl.href }),
+  });
+}
+
+/** The sealed login state the gateway gave `jar`, whatever the gateway names its cookie. */
+function loginState(jar: Jar): string {
+  const found = [...jar.cookies].find(([name]) => name.endsWith('-login'));
+  if (!found) throw new Error('no login cookie in the jar');
+  return found[1].value;
+}
+
+describe('OAuth agent: login CSRF with a planted login cookie', () => {
+  // The attacker (on a sibling host, e.g. evil.example.com) starts a login, completes it with
+  // their own account without redeeming the code, and plants their login cookie in the victim's
+  // browser with Domain=example.com: only a __Secure- name can be planted that way.
+  async function attackerLogin(): Promise<{ planted: string; theirs: URL }> {
+    const attacker = new Jar();
+    const theirs = await authorize(attacker, 'mallory');
+    return { planted: `__Secure-gh-login=${loginState(attacker)}`, theirs };
+  }
+
+  it('refuses a login/end whose state matches only a planted __Secure-gh-login cookie', async () => {
+    const { planted, theirs } = await attackerLogin();
+    const res = await loginEndWith(planted, theirs);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_STATE_INVALID');
+    expect(res.headers.getSetCookie().join('\n')).not.toContain('__Host-gh-at=');
+  });
+
+  it('is not confused by a planted __Secure-gh-login next to the real one: the attacker\'s response is refused, the own login works', async () => {
+    const { planted, theirs } = await attackerLogin();
+    const victim = new Jar();
+    const mine = await authorize(victim, 'alice');
+    const cookie = `${planted}; ${victim.header('/tokenhandler/login/end')}`;
+    const refused = await loginEndWith(cookie, theirs);
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_STATE_INVALID');
+    expect(refused.headers.getSetCookie().join('\n')).not.toContain('__Host-gh-at=');
+
+    const ok = await loginEndWith(cookie, mine);
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ isLoggedIn: true, handled: true });
+    victim.store(ok);
+    const me = await call(victim, 'GET', '/tokenhandler/userinfo');
+    expect(((await me.json()) as { sub: string }).sub).toBe('alice');
+  });
+
+  it('refuses a login/end that carries two login cookies rather than pick one, and clears the login cookie', async () => {
+    const jar = new Jar();
+    const mine = await authorize(jar);
+    const other = new Jar();
+    await authorize(other, 'mallory');
+    const name = '__Host-gh-login';
+    const a = jar.cookies.get(name)!.value;
+    const b = other.cookies.get(name)!.value;
+    for (const cookie of [`${name}=${a}; ${name}=${b}`, `${name}=${b}; ${name}=${a}`, `${name}=${a}; ${name}=${a}`]) {
+      const res = await loginEndWith(cookie, mine);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe('GH_ERR_TOKEN_HANDLER_REQUEST');
+      const set = res.headers.getSetCookie().join('\n');
+      expect(set).toContain(`${name}=; Path=/; Max-Age=0`);
+      expect(set).not.toContain('__Host-gh-at=');
+    }
+    // Nothing was redeemed: with its one login cookie the same response still logs in.
+    const ok = await loginEndWith(`${name}=${a}`, mine);
+    expect(ok.status).toBe(200);
+  });
+
+  it('strips a pending login cookie (Path=/) from API calls sent upstream', async () => {
+    const jar = new Jar();
+    await login(jar);
+    await call(jar, 'POST', '/tokenhandler/login/start'); // a second login under way
+    expect(jar.header('/orders/1')).toContain('__Host-gh-login=');
+    const before = api.requests.length;
+    const res = await call(jar, 'GET', '/orders/1');
+    expect(res.status).toBe(200);
+    expect(String(api.requests[before]!.headers.cookie ?? '')).not.toContain('gh-login');
   });
 });
 

@@ -1,7 +1,8 @@
+import { gatehouseCookiePrefixes } from '../../src/authn/token-handler/cookie-names.js';
 import { describe, expect, it } from 'vitest';
 import { connectionTokens, forwardedElement, upstreamHeaders } from '../../src/forward/headers.js';
 
-const none = { strip: null, cookiePrefix: null };
+const none = { strip: null, cookiePrefixes: null };
 
 describe('upstream headers', () => {
   it('drops hop-by-hop headers (RFC 9110 §7.6.1)', () => {
@@ -32,13 +33,26 @@ describe('upstream headers', () => {
   });
 
   it('drops the route-specific names (Authorization on protected routes, forwardClaims headers)', () => {
-    const out = upstreamHeaders(['Authorization', 'Bearer t', 'X-Auth-Sub', 'admin', 'A', 'b'], undefined, { strip: new Set(['authorization', 'x-auth-sub']), cookiePrefix: null });
+    const out = upstreamHeaders(['Authorization', 'Bearer t', 'X-Auth-Sub', 'admin', 'A', 'b'], undefined, { strip: new Set(['authorization', 'x-auth-sub']), cookiePrefixes: null });
     expect(out).toEqual(['A', 'b']);
   });
 
   it('removes only gatehouse cookies from Cookie', () => {
-    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret; theme=dark; __Host-gh-csrf=x'], undefined, { strip: null, cookiePrefix: '__Host-gh' })).toEqual(['Cookie', 'theme=dark']);
-    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret'], undefined, { strip: null, cookiePrefix: '__Host-gh' })).toEqual([]);
+    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret; theme=dark; __Host-gh-csrf=x'], undefined, { strip: null, cookiePrefixes: ['__Host-gh-', '__Secure-gh-'] })).toEqual(['Cookie', 'theme=dark']);
+    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret'], undefined, { strip: null, cookiePrefixes: ['__Host-gh-', '__Secure-gh-'] })).toEqual([]);
+  });
+
+  it('keeps a cookie whose name only starts like the prefix (__Host-ghost is not under __Host-gh)', () => {
+    const out = upstreamHeaders(['Cookie', '__Host-ghost=boo; __Host-gh-login=sealed'], undefined, { strip: null, cookiePrefixes: gatehouseCookiePrefixes('__Host-gh') });
+    expect(out).toEqual(['Cookie', '__Host-ghost=boo']);
+  });
+
+  it('removes the host-only login cookie under any configured prefix', () => {
+    for (const prefix of ['__Host-gh', '__Secure-app', 'myapp']) {
+      const stem = prefix.replace(/^__(Host|Secure)-/, '');
+      const header = `${prefix}-at=a; __Host-${stem}-login=l; __Secure-${stem}-rt=r; theme=dark`;
+      expect(upstreamHeaders(['Cookie', header], undefined, { strip: null, cookiePrefixes: gatehouseCookiePrefixes(prefix) }), prefix).toEqual(['Cookie', 'theme=dark']);
+    }
   });
 
   it('skips HTTP/2 pseudo-headers', () => {

@@ -3,7 +3,7 @@
  * flow with PKCE for a browser app and keep every token in encrypted HttpOnly cookies.
  *
  * ```
- * POST {base}/login/start   → { authorizationRequestUrl }           sets the login-state cookie
+ * POST {base}/login/start   → { authorizationRequestUrl }           sets the login-state cookie (__Host-)
  * POST {base}/login/end     { pageUrl } → { isLoggedIn, handled, csrf? }  sets the session cookies
  * GET  {base}/userinfo      → the ID token's claims (who is logged in); also as userInfo, claims
  * POST {base}/refresh       → 204, rotated cookies                  (CSRF header)
@@ -19,7 +19,7 @@ import { GatehouseError, RequestRejected, internalError } from '../../errors.js'
 import type { RequestContext } from '../../pipeline/context.js';
 import { sendContinue } from '../../respond/continue.js';
 import { OWN_ANSWER_HEADERS, problemBody } from '../../respond/problem.js';
-import { randomToken, readCookie, safeEqual, setCookie, type CookieKind } from './cookies.js';
+import { randomToken, readCookie, readCookies, safeEqual, setCookie, type CookieKind } from './cookies.js';
 import { cookieInvalid, csrfInvalid, isSameOriginRead, originNotAllowed, sessionExpired, type SessionCookie, type TokenHandlerCore } from './core.js';
 import { AuthorizationServerError, AuthorizationServerUnavailable, IdTokenInvalid, pkceChallenge } from './oidc-client.js';
 import { preflight } from './proxy.js';
@@ -230,8 +230,8 @@ async function readJson(req: IncomingMessage, required: boolean): Promise<Record
   throw badRequest('the body is not a JSON object');
 }
 
-function badRequest(description: string): GatehouseError {
-  return new GatehouseError('GH_ERR_TOKEN_HANDLER_REQUEST', 400, description);
+function badRequest(description: string, detail?: string): GatehouseError {
+  return new GatehouseError('GH_ERR_TOKEN_HANDLER_REQUEST', 400, description, { detail });
 }
 
 function seconds(core: TokenHandlerCore): number {
@@ -303,14 +303,23 @@ const loginEnd: Endpoint = async (core, ctx, req) => {
   if (page.origin !== redirect.origin || page.pathname !== redirect.pathname) {
     throw badRequest('pageUrl carries an authorization response but is not the configured redirectUri');
   }
-  const loginValue = readCookie(ctx.headers.cookie, core.layout.names.login);
+  const clearLogin = setCookie(core.layout, 'login', null, 0);
+  // The login cookie is __Host- (host-only), so no sibling host can plant one; a second one
+  // can still come from a browser that ignores cookie prefixes: refuse rather than pick one.
+  const loginValues = readCookies(ctx.headers.cookie, core.layout.names.login);
+  if (loginValues.length > 1) {
+    throw new AgentError(
+      badRequest('more than one login cookie was sent (one may have been planted by another host); clear the cookies and log in again', `${loginValues.length} login cookies`),
+      { cookies: [clearLogin] },
+    );
+  }
+  const loginValue = loginValues[0];
   const login = loginValue === undefined ? null : ((await core.ring.open(loginValue, 'login', seconds(core))) as LoginCookie | null);
   if (!login || typeof login.state !== 'string' || !safeEqual(state, login.state)) {
     throw new GatehouseError('GH_ERR_TOKEN_HANDLER_STATE_INVALID', 400, 'the authorization response does not belong to a login started here', {
       detail: login ? 'state does not match the login cookie' : loginValue === undefined ? 'no login cookie' : 'login cookie invalid or expired',
     });
   }
-  const clearLogin = setCookie(core.layout, 'login', null, 0);
   // RFC 9207: the response names its issuer; a mismatch means a mix-up.
   const meta = await core.client.metadata();
   const iss = q.get('iss');

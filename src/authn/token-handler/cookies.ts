@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual, webcrypto } from 'node:crypto';
 import { CompactEncrypt, compactDecrypt, decodeProtectedHeader } from 'jose';
+import { cookieStem } from './cookie-names.js';
 
 /** The kinds of cookie; the kind is inside the encrypted payload, so a value cannot be moved to another cookie. */
 export type CookieKind = 'at' | 'rt' | 'id' | 'login';
@@ -144,35 +145,44 @@ function usable(p: CookiePayload, kind: CookieKind, nowSeconds: number): CookieP
 export interface CookieLayout {
   readonly names: Readonly<Record<CookieKind, string>>;
   readonly paths: Readonly<Record<CookieKind, string>>;
+  /** `cookieDomain`; never set on a `__Host-` cookie (the login cookie, the default access-token cookie). */
   readonly domain: string | undefined;
 }
 
 /**
  * Name and scope the cookies. The access-token cookie goes to every path (API routes), so it takes
- * the configured prefix as is (`__Host-gh-at`). The others are path-scoped (the refresh token only
- * to `{base}/refresh`, RFC 6265bis §4.1.3.2: `__Host-` requires `Path=/`), so a `__Host-` prefix
- * becomes `__Secure-` for them (`__Secure-gh-rt`).
+ * the configured prefix as is (`__Host-gh-at`). The refresh- and ID-token cookies are path-scoped
+ * (the refresh token only to `{base}/refresh`, RFC 6265bis §4.1.3.2: `__Host-` requires
+ * `Path=/`), so a `__Host-` prefix becomes `__Secure-` for them (`__Secure-gh-rt`).
+ *
+ * The login cookie is always `__Host-` (`Path=/`, host-only, whatever the prefix or
+ * `cookieDomain`): a `__Secure-` cookie can be planted by a sibling host with
+ * `Domain=example.com`, and a planted login state is login CSRF (the victim's login/end
+ * redeems the attacker's code). It is sent on every request to the host; the forwarder strips
+ * cookies by prefix, which covers it under a `__Host-` prefix (`__Host-gh-login` under `__Host-gh`).
  *
  * @example
  * ```ts
  * const layout = cookieLayout('__Host-gh', '/tokenhandler');
  * layout.names.rt; // '__Secure-gh-rt'
  * layout.paths.rt; // '/tokenhandler/refresh'
+ * layout.names.login; // '__Host-gh-login', Path=/
  * ```
  */
 export function cookieLayout(prefix: string, basePath: string, domain?: string): CookieLayout {
-  const scoped = prefix.startsWith('__Host-') ? '__Secure-' + prefix.slice('__Host-'.length) : prefix;
+  const stem = cookieStem(prefix);
+  const scoped = prefix.startsWith('__Host-') ? '__Secure-' + stem : prefix;
   const base = basePath.endsWith('/') ? basePath.slice(0, -1) : basePath;
   return {
-    names: { at: `${prefix}-at`, rt: `${scoped}-rt`, id: `${scoped}-id`, login: `${scoped}-login` },
-    paths: { at: '/', rt: `${base}/refresh`, id: base, login: `${base}/login/end` },
+    names: { at: `${prefix}-at`, rt: `${scoped}-rt`, id: `${scoped}-id`, login: `__Host-${stem}-login` },
+    paths: { at: '/', rt: `${base}/refresh`, id: base, login: '/' },
     domain,
   };
 }
 
 /**
  * A `Set-Cookie` value: always `Secure; HttpOnly; SameSite=Strict`. `maxAge` in seconds;
- * `value === null` clears the cookie.
+ * `value === null` clears the cookie. A `__Host-` cookie never gets `Domain` (browsers refuse it).
  *
  * @example
  * ```ts
@@ -180,8 +190,9 @@ export function cookieLayout(prefix: string, basePath: string, domain?: string):
  * ```
  */
 export function setCookie(layout: CookieLayout, kind: CookieKind, value: string | null, maxAge: number): string {
-  let out = `${layout.names[kind]}=${value ?? ''}; Path=${layout.paths[kind]}`;
-  if (layout.domain) out += `; Domain=${layout.domain}`;
+  const name = layout.names[kind];
+  let out = `${name}=${value ?? ''}; Path=${layout.paths[kind]}`;
+  if (layout.domain && !name.startsWith('__Host-')) out += `; Domain=${layout.domain}`;
   if (value === null) out += '; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT';
   else out += `; Max-Age=${Math.max(0, Math.floor(maxAge))}`;
   return out + '; Secure; HttpOnly; SameSite=Strict';
@@ -210,6 +221,25 @@ export function readCookie(header: string | undefined, name: string): string | u
     i = end + 1;
   }
   return undefined;
+}
+
+/**
+ * Every value of one cookie in a `Cookie` header, in order (not the hot path: for cookies whose
+ * duplicates must be refused rather than one picked, e.g. the login cookie).
+ *
+ * @example
+ * ```ts
+ * readCookies('__Host-gh-login=a; __Host-gh-login=b', '__Host-gh-login'); // ['a', 'b']
+ * ```
+ */
+export function readCookies(header: string | undefined, name: string): string[] {
+  const out: string[] = [];
+  if (!header) return out;
+  for (const part of header.split(';')) {
+    const pair = part.trim();
+    if (pair.length > name.length && pair.charCodeAt(name.length) === 61 /* = */ && pair.startsWith(name)) out.push(pair.slice(name.length + 1).trim());
+  }
+  return out;
 }
 
 /**

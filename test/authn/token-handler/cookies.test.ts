@@ -6,6 +6,7 @@ import {
   createCookieKeyRing,
   decodeCookieKey,
   readCookie,
+  readCookies,
   safeEqual,
   setCookie,
 } from '../../../src/authn/token-handler/cookies.js';
@@ -151,10 +152,21 @@ describe('cookie keys', () => {
 });
 
 describe('cookie layout and headers', () => {
-  it('keeps __Host- for the path-wide cookie and uses __Secure- for path-scoped ones', () => {
+  it('keeps __Host- for the path-wide cookies and uses __Secure- for path-scoped ones', () => {
     const layout = cookieLayout('__Host-gh', '/tokenhandler');
-    expect(layout.names).toEqual({ at: '__Host-gh-at', rt: '__Secure-gh-rt', id: '__Secure-gh-id', login: '__Secure-gh-login' });
-    expect(layout.paths).toEqual({ at: '/', rt: '/tokenhandler/refresh', id: '/tokenhandler', login: '/tokenhandler/login/end' });
+    expect(layout.names).toEqual({ at: '__Host-gh-at', rt: '__Secure-gh-rt', id: '__Secure-gh-id', login: '__Host-gh-login' });
+    expect(layout.paths).toEqual({ at: '/', rt: '/tokenhandler/refresh', id: '/tokenhandler', login: '/' });
+  });
+
+  it('makes the login cookie host-only __Host- so no sibling host can plant a login state (login CSRF)', () => {
+    expect(setCookie(cookieLayout('__Host-gh', '/th'), 'login', 'v', 600)).toBe('__Host-gh-login=v; Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Strict');
+    // With cookieDomain the session cookies are shared with sibling hosts; the login state never is.
+    const shared = cookieLayout('__Secure-gh', '/th', 'example.com');
+    expect(shared.names.login).toBe('__Host-gh-login');
+    expect(setCookie(shared, 'login', 'v', 600)).toBe('__Host-gh-login=v; Path=/; Max-Age=600; Secure; HttpOnly; SameSite=Strict');
+    expect(setCookie(shared, 'login', null, 0)).not.toContain('Domain=');
+    expect(setCookie(shared, 'at', 'v', 60)).toContain('; Domain=example.com;');
+    expect(cookieLayout('app', '/th').names.login).toBe('__Host-app-login');
   });
 
   it('writes Secure, HttpOnly, SameSite=Strict and no Domain for __Host- cookies', () => {
@@ -178,6 +190,13 @@ describe('cookie layout and headers', () => {
     expect(readCookie('__Host-gh-at', '__Host-gh-at')).toBeUndefined();
     expect(readCookie(undefined, '__Host-gh-at')).toBeUndefined();
     expect(readCookie('__Host-gh-at=first; __Host-gh-at=second', '__Host-gh-at')).toBe('first');
+  });
+
+  it('reads every value of a cookie name, so duplicates can be refused', () => {
+    expect(readCookies('__Host-gh-login=first; a=1; __Host-gh-login=second', '__Host-gh-login')).toEqual(['first', 'second']);
+    expect(readCookies('__Secure-gh-login=planted; __Host-gh-login=mine', '__Host-gh-login')).toEqual(['mine']);
+    expect(readCookies('__Host-gh-loginx=1; x__Host-gh-login=2; __Host-gh-login', '__Host-gh-login')).toEqual([]);
+    expect(readCookies(undefined, '__Host-gh-login')).toEqual([]);
   });
 
   it('compares secrets of different lengths as unequal', () => {
