@@ -1,6 +1,7 @@
 import './boot/tick-shape.js';
 import { watch, type FSWatcher } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import type { DestinationStream, Logger } from 'pino';
 import { defaultAreas } from './areas.js';
@@ -202,6 +203,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   return gateway;
 }
 
+/** A bind address on loopback: `localhost`, `::1`, or a literal IPv4 address in 127.0.0.0/8 (not a name like `127.example.com`). */
 function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+  return host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
 }

@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import type { ConfigIssue } from '../errors.js';
 import { parseDuration, parseSize } from './units.js';
 import { normalizeTokenHandler } from './normalize-token-handler.js';
@@ -50,14 +51,19 @@ export const DEFAULTS = {
   upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000 },
 } as const;
 
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1']);
 
-/** https, or http on a loopback host (development and tests). */
+/**
+ * https, or http on a loopback host (development and tests): `localhost`, `[::1]`, or a literal
+ * IPv4 address in 127.0.0.0/8. Not any name that starts with `127.` (`127.attacker.example`).
+ */
 export function isSecureOrLoopbackUrl(value: string): boolean {
   try {
     const url = new URL(value);
     if (url.protocol === 'https:') return true;
-    return url.protocol === 'http:' && (LOOPBACK_HOSTS.has(url.hostname) || url.hostname.startsWith('127.'));
+    if (url.protocol !== 'http:') return false;
+    const host = url.hostname; // WHATWG-normalized: 127.1 and 0x7f.1 are 127.0.0.1 here
+    return LOOPBACK_HOSTS.has(host) || (isIPv4(host) && host.startsWith('127.'));
   } catch {
     return false;
   }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
-import { ConfigError, type ConfigIssue } from '../../src/errors.js';
+import { ConfigError, formatConfigIssue, type ConfigIssue } from '../../src/errors.js';
 
 const VALID = `
 listen: { host: 127.0.0.1, port: 8080 }
@@ -129,6 +129,22 @@ describe('config loading', () => {
   it('refuses a plain-http jwksUri on a non-loopback host', () => {
     const issues = issuesOf(VALID.replace('https://login.example.com/jwks', 'http://login.example.com/jwks'));
     expect(issues[0]).toMatchObject({ path: 'issuers[0].jwksUri', line: 7 });
+  });
+
+  it('refuses a plain-http jwksUri on a host name that only starts with 127. (not a loopback address), like any other plaintext URL', () => {
+    const [plain] = issuesOf(VALID.replace('https://login.example.com/jwks', 'http://login.example.com/jwks'));
+    for (const uri of ['http://127.attacker.example/jwks', 'http://127.0.0.1.attacker.example/jwks', 'http://127.0.0.1.nip.io/jwks']) {
+      const issues = issuesOf(VALID.replace('https://login.example.com/jwks', uri));
+      expect(issues).toHaveLength(1);
+      expect(issues[0]).toMatchObject({ file: 'gatehouse.yaml', path: 'issuers[0].jwksUri', line: 7, message: plain!.message });
+      expect(formatConfigIssue(issues[0]!)).toBe(formatConfigIssue(plain!));
+    }
+  });
+
+  it('accepts a plain-http jwksUri on localhost, [::1] and any literal IPv4 address in 127.0.0.0/8', () => {
+    for (const uri of ['http://localhost:8080/jwks', 'http://[::1]:8080/jwks', 'http://127.0.0.1:8080/jwks', 'http://127.1.2.3/jwks', 'http://127.1/jwks']) {
+      expect(issuesOf(VALID.replace('https://login.example.com/jwks', uri))).toEqual([]);
+    }
   });
 
   it('names references to unknown upstreams, issuers and limits', () => {
