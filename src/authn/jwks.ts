@@ -141,12 +141,15 @@ export function createJwksSource(options: JwksSourceOptions): JwksSource {
       const document = await load();
       const next = importKeySet(document, issuer.algorithms, keys);
       if (closed) return false;
+      // A set with no usable key is a failed fetch, first one included: installed, it would
+      // make the gateway ready with 0 keys and answer 401 instead of 503 KEYS_UNAVAILABLE.
+      if (next.keys.length === 0) {
+        const why = next.rejected.map((r) => `${r.kid ?? '(no kid)'}: ${r.reason}`).join('; ');
+        throw new Error(`the key set has no usable key${why ? ` (${why})` : ''}${keys !== null ? '; keeping the last good one' : ''}`);
+      }
       const known = new Set(keys?.rejected.map((r) => `${r.kid}|${r.reason}`));
       for (const r of next.rejected) {
         if (!known.has(`${r.kid}|${r.reason}`)) log.warn({ kid: r.kid, reason: r.reason }, 'a key of the issuer key set is not used');
-      }
-      if (next.keys.length === 0 && keys !== null) {
-        throw new Error('the new key set has no usable key; keeping the last good one');
       }
       const hadKeys = keys !== null;
       const { added, removed } = retireKeys(keys, next);

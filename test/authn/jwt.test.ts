@@ -219,15 +219,16 @@ describe('JWT validation: key policy', () => {
     ['never uses a key whose alg does not fit the token', { ...rs.jwk, alg: 'RS512' }, 'GH_ERR_JWT_KEY_UNUSABLE'],
     ['never uses a symmetric (oct) key', { kty: 'oct', kid: rs.kid, k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0' }, 'GH_ERR_JWT_KEY_UNUSABLE'],
   ];
+  // A usable key beside the refused one: a set with no usable key is no key set at all (503).
   it.each(cases)('%s', async (_name, jwk, code) => {
-    const { verifier } = verifierWith({ keys: [jwk] });
+    const { verifier } = verifierWith({ keys: [jwk, es.jwk] });
     await verifier.start();
     expect(await codeOf(verifier, mint(rs, T0))).toBe(code);
   });
 
   it('refuses RSA keys under 2048 bits', async () => {
     const weak = testKey('RS256', 'weak', { bits: 1024 });
-    const { verifier } = verifierWith(jwks(weak));
+    const { verifier } = verifierWith(jwks(weak, es));
     await verifier.start();
     expect(await codeOf(verifier, mint(weak, T0))).toBe('GH_ERR_JWT_KEY_UNUSABLE');
     expect(verifier.keys.current()!.rejected[0]!.reason).toMatch(/1024 bits/);
@@ -235,7 +236,7 @@ describe('JWT validation: key policy', () => {
 
   it('refuses RSA keys with a public exponent of 3', async () => {
     const weak = testKey('RS256', 'e3', { e: 3 });
-    const { verifier } = verifierWith(jwks(weak));
+    const { verifier } = verifierWith(jwks(weak, es));
     await verifier.start();
     expect(await codeOf(verifier, mint(weak, T0))).toBe('GH_ERR_JWT_KEY_UNUSABLE');
   });
