@@ -123,7 +123,14 @@ export async function startSampleApi(options: { port?: number; host?: string } =
           orders.push(order);
           send(res, 201, { order, caller });
         },
-        (err: Error) => send(res, 400, { error: 'invalid_request', error_description: err.message }),
+        (err: Error) => {
+          if (err instanceof BodyTooLarge) {
+            // Answer, then close: the rest of the body is never read.
+            res.setHeader('connection', 'close');
+            return send(res, 413, { error: 'invalid_request', error_description: err.message });
+          }
+          send(res, 400, { error: 'invalid_request', error_description: err.message });
+        },
       );
       return;
     }
@@ -178,15 +185,20 @@ function callerOf(req: http.IncomingMessage): Caller {
   }
 }
 
+class BodyTooLarge extends Error {}
+
 function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
+    if (Number(req.headers['content-length']) > MAX_BODY) return reject(new BodyTooLarge(`the body is over ${MAX_BODY} bytes`));
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY) {
-        reject(new Error('body too large'));
-        req.destroy();
+        // Stop collecting; the caller answers 413 (a reset connection would read as a 502 through the gateway).
+        req.removeAllListeners('data');
+        req.pause();
+        reject(new BodyTooLarge(`the body is over ${MAX_BODY} bytes`));
         return;
       }
       chunks.push(chunk);

@@ -29,6 +29,22 @@ describe('sample API', () => {
     expect(res.headers.get('allow')).toBe('GET');
   });
 
+  test('answers a body over 64 KiB with 413 JSON, not a dropped connection (a reset reads as a 502 through the gateway)', async () => {
+    const big = JSON.stringify({ item: 'x'.repeat(100_000) });
+    const declared = await fetch(`${api.url}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: big });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as { error: string }).error).toBe('invalid_request');
+    // Chunked, without a Content-Length: found while reading.
+    const stream = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < 10; i++) controller.enqueue(new TextEncoder().encode('x'.repeat(10_000)));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`${api.url}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream, duplex: 'half' } as RequestInit);
+    expect(chunked.status).toBe(413);
+  });
+
   test('says there was no token when none was sent', async () => {
     const body = (await (await fetch(`${api.url}/orders`)).json()) as { caller: { token: null } };
     expect(body.caller.token).toBeNull();
