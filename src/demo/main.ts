@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfigFile } from '../config/load.js';
@@ -106,8 +106,21 @@ ${o.extra ?? ''}`;
  */
 export async function startDemo(options: { quiet?: boolean; ports?: Partial<typeof PORTS> } = {}): Promise<Demo> {
   const ports = { ...PORTS, ...options.ports };
-  const dir = path.join(tmpdir(), `gatehouse-demo-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
+  // Its own directory (mode 0700): the development certificate's key and the config live here
+  // for as long as the demo runs; close() removes it, and so does a start that fails.
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-demo-'));
+  // What has started, to stop in reverse if a later part cannot (a port in use, say).
+  const started: (() => Promise<void>)[] = [];
+  try {
+    return await startDemoIn(dir, ports, options, started);
+  } catch (err) {
+    for (const stop of started.reverse()) await stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startDemoIn(dir: string, ports: typeof PORTS, options: { quiet?: boolean }, started: (() => Promise<void>)[]): Promise<Demo> {
   let tls: { cert: string; key: string } | undefined;
   let caFile: string | undefined;
   try {
@@ -124,8 +137,11 @@ export async function startDemo(options: { quiet?: boolean; ports?: Partial<type
   // The example SPA (token handler): served first, so its origin is known for the spa client.
   let gatewayUrl = '';
   const spa = await serveSpa({ port: ports.spa, tls, config: () => ({ gatewayUrl }) });
+  started.push(() => spa.close());
   const issuer = await startAuthorizationServer({ port: ports.issuer, audience: AUDIENCE, clients: demoClients(`${spa.url}/callback`, `${spa.url}/`) });
+  started.push(() => issuer.stop());
   const api = await startSampleApi({ port: ports.api });
+  started.push(() => api.close());
   const configFile = path.join(dir, 'gatehouse.yaml');
   writeFileSync(
     configFile,
@@ -194,6 +210,7 @@ Stop with Ctrl-C.
       await api.close();
       await spa.close();
       await issuer.stop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
