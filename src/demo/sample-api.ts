@@ -125,8 +125,10 @@ export async function startSampleApi(options: { port?: number; host?: string } =
         },
         (err: Error) => {
           if (err instanceof BodyTooLarge) {
-            // Answer, then close: the rest of the body is never read.
-            res.setHeader('connection', 'close');
+            // Answer at once and read the rest of the body into the void (what nginx calls a
+            // lingering close): closing with the body still arriving resets the connection, and
+            // a client still sending (the gateway's upstream request) may see the reset first.
+            req.resume();
             return send(res, 413, { error: 'invalid_request', error_description: err.message });
           }
           send(res, 400, { error: 'invalid_request', error_description: err.message });
@@ -195,9 +197,8 @@ function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY) {
-        // Stop collecting; the caller answers 413 (a reset connection would read as a 502 through the gateway).
+        // Stop collecting; the caller answers 413 and discards the rest.
         req.removeAllListeners('data');
-        req.pause();
         reject(new BodyTooLarge(`the body is over ${MAX_BODY} bytes`));
         return;
       }

@@ -280,6 +280,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const head = this.head;
     if (head === null) return;
     this.head = null;
+    // The upstream answered before the client's body was all read (an early 413, say): the rest
+    // of it will not be read, so this HTTP/1.1 connection cannot carry another request and is
+    // closed after the answer (RFC 9112 §9.6). Left open, it would hold the unread bytes and the
+    // client's next request on it would hang. (HTTP/2 ends just the stream.)
+    const body = this.request.body;
+    if (body !== null && !body.complete && body.httpVersionMajor === 1) head.push('connection', 'close');
     this.res.writeHead(this.status, head);
   }
 

@@ -8,10 +8,12 @@ import { DEMO_CLIENT_SECRETS } from '../../src/demo/authorization-server.js';
 // The README's first command: the demo must keep working end to end.
 let demo: Demo;
 let dispatcher: Agent;
+let caFile: string | undefined;
+const caPem = () => (caFile ? readFileSync(caFile) : undefined);
 
 beforeAll(async () => {
   demo = await startDemo({ quiet: true, ports: { gateway: 0, admin: 0, issuer: 0, api: 0 } });
-  const caFile = /--cacert (\S+)/.exec(demo.instructions)?.[1];
+  caFile = /--cacert (\S+)/.exec(demo.instructions)?.[1];
   dispatcher = new Agent({ connect: caFile ? { ca: readFileSync(caFile) } : {} });
 });
 afterAll(async () => {
@@ -57,6 +59,34 @@ describe('the demo (npm run demo)', () => {
     expect(denied.status).toBe(403);
     expect(denied.headers['www-authenticate']).toContain('error="insufficient_scope"');
     expect(denied.headers['www-authenticate']).toContain('scope="orders:write"');
+  });
+
+  it("passes on the sample API's 413 for a body over its 64 KiB (within the gateway's 1 MiB), over HTTP/1.1 and HTTP/2", async () => {
+    const admin = await token('demo-admin', 'orders:read orders:write');
+    const body = JSON.stringify({ item: 'x'.repeat(500_000) });
+    const h1 = await request(`${demo.gateway.url}/orders`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body,
+      dispatcher,
+    });
+    expect(h1.statusCode).toBe(413);
+    expect(((await h1.body.json()) as { error: string }).error).toBe('invalid_request');
+    const h2dispatcher = new Agent({ allowH2: true, connect: { ca: caPem() } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const h2 = await request(`${demo.gateway.url}/orders`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+          body,
+          dispatcher: h2dispatcher,
+        });
+        expect(h2.statusCode).toBe(413);
+        await h2.body.dump();
+      }
+    } finally {
+      await h2dispatcher.close();
+    }
   });
 
   it('turns an opaque token into a JWT for the sample API (phantom token)', async () => {
