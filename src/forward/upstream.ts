@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
 import { Pool, type Dispatcher } from 'undici';
 import type { GatehouseConfig, UpstreamConfig } from '../config/types.js';
 import { RequestRejected, UpstreamFailed, type GatehouseError } from '../errors.js';
 import type { GatewayServices } from '../pipeline/runtime.js';
+import { abortResponse } from '../respond/problem.js';
 import { connectionTokens, isHopByHopResponseHeader } from './headers.js';
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 
@@ -27,6 +29,8 @@ export interface Upstream {
   /** The forwarding headers it gets (`upstreams[].forwardedHeaders`), as flags read per request. */
   readonly sends: ForwardedFlags;
   readonly pool: Dispatcher;
+  /** The gateway's logger: exchanges cut off for a stalled client are logged at `warn`. */
+  readonly log: Logger;
   close(): Promise<void>;
 }
 
@@ -38,7 +42,7 @@ export interface ForwardedFlags {
   readonly forwarded: boolean;
 }
 
-export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, _services: GatewayServices): Upstream {
+export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, services: GatewayServices): Upstream {
   const url = new URL(config.url);
   const tls = url.protocol === 'https:' ? clientTlsOptions(config.tls, gateway.baseDir) : undefined;
   const pool = new Pool(url.origin, {
@@ -65,6 +69,7 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       forwarded: config.forwardedHeaders.includes('forwarded'),
     },
     pool,
+    log: services.log,
     async close() {
       await pool.close().catch(() => undefined);
     },
@@ -112,7 +117,7 @@ export type ForwardDone<T> = (state: T, error: GatehouseError | null) => void;
  * ```
  */
 export function dispatchForward<T>(upstream: Upstream, request: ForwardRequest, res: ServerResponse, done: ForwardDone<T>, state: T): void {
-  const handler = new ForwardHandler(res, request, done as ForwardDone<unknown>, state);
+  const handler = new ForwardHandler(upstream, res, request, done as ForwardDone<unknown>, state);
   let body: Dispatcher.DispatchOptions['body'] = null;
   // undici streams any async iterable body; the generator enforces the size limit on chunked bodies.
   if (request.body !== null) body = limitBody(request.body, request.maxBodySize, handler) as unknown as Dispatcher.DispatchOptions['body'];
@@ -223,15 +228,34 @@ export function clientClosed(res: ServerResponse): void {
 }
 
 function onClientDrain(this: WithHandler): void {
-  this[HANDLER]?.controller?.resume();
+  const handler = this[HANDLER];
+  if (handler === undefined) return;
+  // The deadline is off: its timer may still fire, and does nothing while not paused.
+  handler.paused = false;
+  handler.controller?.resume();
+}
+
+function onClientStalled(handler: ForwardHandler): void {
+  handler.clientStalled();
 }
 
 // Hot path: one handler object per request, methods on the prototype, listeners module-level.
 class ForwardHandler implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | null = null;
   finished = false;
+  /** Paused for the client's backpressure: the stall deadline is running. */
+  paused = false;
   private readonly started: number;
   private drainWatched = false;
+  /**
+   * The client's write-side deadline, created at the first backpressure (most answers never
+   * have one) and re-armed by each later pause. undici's body timeout does not run while the
+   * exchange is paused, so without it a client that stops reading holds the upstream
+   * connection for ever (one such client per pool connection starves the upstream).
+   */
+  private stall: NodeJS.Timeout | null = null;
+  /** The client was cut off for not reading: the abort that follows is not an upstream failure. */
+  private stalled = false;
   private status = 0;
   /** The response head, built when the upstream's arrives and written with the first body bytes. */
   private head: (string | string[])[] | null = null;
@@ -242,6 +266,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   bodyTooLarge = false;
 
   constructor(
+    private readonly upstream: Upstream,
     private readonly res: ServerResponse,
     private readonly request: ForwardRequest,
     private readonly done: ForwardDone<unknown>,
@@ -254,7 +279,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private end(error: GatehouseError | null): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.stall !== null) clearTimeout(this.stall);
     this.done(this.state, error);
+  }
+
+  /**
+   * The client pushed back for the whole route `timeout` (the same bound as an idle upstream
+   * body): abort the upstream exchange (undici closes or frees the connection) and break the
+   * client's answer off.
+   */
+  clientStalled(): void {
+    if (!this.paused || this.finished) return;
+    this.stalled = true;
+    this.upstream.log.warn(
+      { req_id: this.request.requestId, upstream: this.upstream.name, timeout_ms: this.request.timeout },
+      'client stopped reading the answer; upstream exchange aborted',
+    );
+    abortResponse(this.res);
+    if (this.controller !== null && !this.controller.aborted) this.controller.abort(new Error('client stopped reading'));
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -302,10 +344,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     if (this.res.write(chunk) === false) {
       controller.pause();
-      // The drain listener only once the client pushes back (most answers never do).
+      this.paused = true;
+      // The drain listener and the deadline only once the client pushes back (most answers never do).
       if (!this.drainWatched) {
         this.drainWatched = true;
         this.res.on('drain', onClientDrain);
+      }
+      const timeout = this.request.timeout;
+      if (timeout > 0) {
+        if (this.stall === null) this.stall = setTimeout(onClientStalled, timeout, this);
+        else this.stall.refresh();
       }
     }
   }
@@ -322,7 +370,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.end(new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: 'streamed body over the limit' }));
       return;
     }
-    if (this.res.destroyed) {
+    if (this.res.destroyed || this.stalled) {
       this.end(null);
       return;
     }

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import http2, { type ServerHttp2Stream } from 'node:http2';
 import type { GatehouseError } from '../errors.js';
 import { bearerChallenge } from './www-authenticate.js';
 
@@ -43,9 +44,40 @@ export type WritableResponse = Pick<
 >;
 
 /**
+ * Marks an HTTP/2 stream that gatehouse reset itself (a broken-off answer, a stalled client):
+ * the rapid-reset guard (server/tls.ts) counts only the resets the client caused.
+ */
+export const OWN_RESET = Symbol('gatehouse.ownReset');
+
+const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+/**
+ * Break off a response whose head is already out, so the client cannot take what it got for the
+ * whole answer. HTTP/1.1: the connection is cut before the end of the body (no terminating
+ * chunk, or short of `content-length`). HTTP/2: the stream is reset with `INTERNAL_ERROR`
+ * (RFC 9113 §5.4.2) — `destroy()` without an error would reset it with `NO_ERROR`, which a
+ * client reads as a complete answer.
+ *
+ * @example
+ * ```ts
+ * if (res.headersSent) abortResponse(res);
+ * ```
+ */
+export function abortResponse(res: Pick<ServerResponse, 'destroy'>): void {
+  const stream = (res as { stream?: ServerHttp2Stream & { [OWN_RESET]?: true } }).stream;
+  if (stream === undefined) {
+    res.destroy();
+    return;
+  }
+  if (stream.destroyed) return;
+  stream[OWN_RESET] = true;
+  stream.close(NGHTTP2_INTERNAL_ERROR);
+}
+
+/**
  * Write an error as problem+json with its challenge and extra headers. If the response head is
- * already out (the upstream answered, then failed), the only honest thing left is to cut the
- * connection.
+ * already out (the upstream answered, then failed), the only honest thing left is to break the
+ * answer off ({@link abortResponse}).
  */
 export function sendProblem(
   res: WritableResponse,
@@ -56,7 +88,7 @@ export function sendProblem(
   method = 'GET',
 ): void {
   if (res.headersSent) {
-    if (!res.writableEnded) res.destroy();
+    if (!res.writableEnded) abortResponse(res);
     return;
   }
   // Drop whatever was staged on the response (content-length, …): the answer's headers are

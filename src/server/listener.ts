@@ -64,7 +64,9 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
     server = http.createServer(serverOptions, handler);
   }
   server.maxConnections = limits.maxConnections;
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, log, config.name));
+  // Raw answers to unparseable requests carry the listener's HSTS too (docs/tls.md): built once.
+  const rawHeaders = info.responseHeaders.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, log, config.name, rawHeaders));
   // `Expect` (RFC 9110 §10.1.1). Without these listeners node answers `100 Continue` at once,
   // before routing or authentication, and a bare 417 to any other expectation. http.Server,
   // https.Server and Http2SecureServer (h2 and its HTTP/1.1 fallback) all emit both events.
@@ -108,7 +110,8 @@ export function bindListener(listener: BoundListener): Promise<string> {
 }
 
 // Errors Node's HTTP parser raises before a request exists: answered here as problem+json.
-function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logger, listener: string): void {
+// `headers`: the listener's own header lines (HSTS on HTTPS, nothing on plain), each ending CRLF.
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logger, listener: string, headers: string): void {
   const code = err.code ?? '';
   let error: GatehouseError;
   if (code === 'HPE_HEADER_OVERFLOW') {
@@ -127,7 +130,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logg
     // A client that never reads must not keep the socket: destroy it shortly after.
     setTimeout(() => socket.destroy(), 1000).unref();
     socket.end(
-      `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`,
     );
   } else {
     socket.destroy();

@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { GatehouseConfig, ListenerConfig, ListenerTlsConfig } from '../config/types.js';
 import { ConfigError, RequestRejected, type ConfigIssue } from '../errors.js';
-import { sendProblem } from '../respond/problem.js';
+import { abortResponse, OWN_RESET, sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { watchCertificateFiles, type CertificateWatcher } from './cert-watch.js';
@@ -537,7 +537,7 @@ interface SessionState {
   cut: boolean;
 }
 type GuardedSession = ServerHttp2Session & { [GUARD]: SessionState };
-type OwnedStream = ServerHttp2Stream & { [OWNER]: GuardedSession };
+type OwnedStream = ServerHttp2Stream & { [OWNER]: GuardedSession; [OWN_RESET]?: true };
 
 interface SessionGuard {
   readonly listener: string;
@@ -653,8 +653,9 @@ type TimedRequest = { stream: { endAfterHeaders: boolean }; [TIMER]?: NodeJS.Tim
 function onRequestTimeout(req: IncomingMessage, res: ServerResponse, hsts: [string, string][]): void {
   if (req.complete) return;
   // Answer 408 when nothing was sent yet; closing the response also aborts the upstream exchange.
+  // Head already out (the upstream answered early): break the answer off, with an error code.
   if (!res.headersSent) sendProblem(res, REQUEST_TIMEOUT, nextRequestId(), 'gatehouse', hsts, req.method);
-  else res.destroy();
+  else abortResponse(res);
 }
 
 function clearRequestTimer(this: TimedRequest): void {
@@ -705,9 +706,11 @@ function onStreamClose(this: OwnedStream): void {
   const session = this[OWNER];
   const state = session[GUARD];
   state.open--;
-  if (this.rstCode === undefined || this.rstCode === NGHTTP2_NO_ERROR || state.cut) return;
+  if (this.rstCode === undefined || this.rstCode === NGHTTP2_NO_ERROR || state.cut || this[OWN_RESET]) return;
   // Rapid reset (CVE-2023-44487): each reset stream costs the gateway a request while the
   // client pays nothing. Count resets in a one-second window; over the limit the session goes.
+  // Resets gatehouse sends on its own account (abortResponse: an upstream that broke off, a
+  // stalled reader) are not the client's doing; those nghttp2 sends (protocol errors) are.
   const now = performance.now();
   if (now - state.windowStart >= 1000) {
     state.windowStart = now;
