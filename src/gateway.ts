@@ -75,14 +75,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const areas = options.areas ?? defaultAreas();
 
   let plan: Plan;
+  let proxies: TrustedProxies;
   try {
-    plan = await compilePlan(config, services, areas);
-    await plan.start();
+    proxies = createTrustedProxies(config.trustedProxies);
+    plan = await startPlan(config, services, areas);
   } catch (err) {
     metrics.close();
     throw err;
   }
-  let proxies: TrustedProxies = createTrustedProxies(config.trustedProxies);
 
   const inFlight: InFlight = { count: 0, idle: null };
   metrics.inFlight(() => inFlight.count);
@@ -133,18 +133,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const reload = (next?: GatehouseConfig): Promise<void> => {
     const run = async () => {
       const candidate = next ?? (config.file ? loadConfigFile(config.file, options.env) : config);
-      const fresh = await compilePlan(candidate, services, areas);
-      await fresh.start();
+      // Build everything the new config needs before any of it goes live: a step that fails
+      // leaves the running plan, proxies and config untouched (startPlan closes what it built).
+      const freshProxies = createTrustedProxies(candidate.trustedProxies);
+      const fresh = await startPlan(candidate, services, areas);
       if (JSON.stringify(candidate.listen) !== JSON.stringify(config.listen) || JSON.stringify(candidate.admin) !== JSON.stringify(config.admin)) {
         log.warn('listener or admin changes take effect on restart only');
       }
+      // The swap, all at once: nothing between these lines can throw or yield.
       const old = plan;
       plan = fresh;
-      proxies = createTrustedProxies(candidate.trustedProxies);
+      proxies = freshProxies;
       config = candidate;
       log.info({ routes: fresh.routes.length }, 'config reloaded');
-      // In-flight requests hold the old plan; pools close once their requests are done.
-      setTimeout(() => void old.close(), 1000).unref();
+      retire(old, config.limits.shutdownTimeout);
     };
     const result = reloading.then(run, run);
     reloading = result.catch(() => undefined);
@@ -201,6 +203,39 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
   };
   return gateway;
+}
+
+/**
+ * Close a plan a reload replaced, once the requests still running on it are done: one waiting
+ * in a stage (introspection, a JWKS refetch, Redis) forwards through the old plan's pools when
+ * it resumes. Bounded by `limits.shutdownTimeout`, as a shutdown is; after that the plan closes
+ * under whatever is left (those requests then fail with a 502).
+ */
+function retire(old: Plan, timeout: number): void {
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    old.inFlight.idle = null;
+    clearTimeout(timer);
+    void old.close();
+  };
+  const timer = setTimeout(close, timeout);
+  timer.unref();
+  if (old.inFlight.count === 0) close();
+  else old.inFlight.idle = close;
+}
+
+/** Compile a plan and start it; a plan whose start fails is closed before the error is thrown. */
+async function startPlan(config: GatehouseConfig, services: GatewayServices, areas: readonly AreaFactory[]): Promise<Plan> {
+  const plan = await compilePlan(config, services, areas);
+  try {
+    await plan.start();
+  } catch (err) {
+    await plan.close();
+    throw err;
+  }
+  return plan;
 }
 
 /** A bind address on loopback: `localhost`, `::1`, or a literal IPv4 address in 127.0.0.0/8 (not a name like `127.example.com`). */

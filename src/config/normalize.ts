@@ -2,6 +2,7 @@ import { isIPv4 } from 'node:net';
 import type { ConfigIssue } from '../errors.js';
 import { parseDuration, parseSize } from './units.js';
 import { normalizeTokenHandler } from './normalize-token-handler.js';
+import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
   GatehouseConfig,
@@ -322,7 +323,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     listen,
     admin: raw.admin && raw.admin.enabled !== false ? { host: raw.admin.host ?? '127.0.0.1', port: raw.admin.port ?? 9090, enabled: true } : null,
     workers: raw.workers ?? 'auto',
-    trustedProxies: raw.trustedProxies ?? [],
+    trustedProxies: normalizeTrustedProxies(raw.trustedProxies, bad),
     log: { level: raw.log?.level ?? 'info', accessLog: raw.log?.accessLog ?? true },
     limits,
     issuers,
@@ -349,6 +350,16 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
   };
   return { config, issues };
 }
+
+/** Every trustedProxies entry must be an IP or CIDR, and no range may hold every address (/0). */
+function normalizeTrustedProxies(entries: string[] | undefined, bad: (keyPath: (string | number)[], message: string) => void): string[] {
+  (entries ?? []).forEach((entry, i) => {
+    const problem = checkTrustedProxy(entry);
+    if (problem !== undefined) bad(['trustedProxies', i], problem);
+  });
+  return entries ?? [];
+}
+
 
 function uniqueNames(
   items: { name: string }[],

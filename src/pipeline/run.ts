@@ -149,6 +149,7 @@ export function runRequest(
   const ex: Exchange = { plan, listener, services, req, res, ctx, peerTrusted, inFlight };
   (res as WithExchange)[EXCHANGE] = ex;
   inFlight.count++;
+  plan.inFlight.count++;
   res.on('close', onResponseClose);
 
   try {
@@ -177,7 +178,11 @@ function onResponseClose(this: WithExchange): void {
   const ex = this[EXCHANGE];
   if (ex) finish(ex.plan, ex.services, ex.ctx, this);
   clientClosed(this);
-  if (ex && --ex.inFlight.count === 0 && ex.inFlight.idle) ex.inFlight.idle();
+  if (ex === undefined) return;
+  if (--ex.inFlight.count === 0 && ex.inFlight.idle) ex.inFlight.idle();
+  // The plan's own count: a plan replaced by a reload closes once its last request is done.
+  const planFlight = ex.plan.inFlight;
+  if (--planFlight.count === 0 && planFlight.idle) planFlight.idle();
 }
 
 function isPromise<T>(value: unknown): value is Promise<T> {

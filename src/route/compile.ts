@@ -41,6 +41,11 @@ export interface Plan {
   readonly handlers: readonly AreaRuntime[];
   /** `gateway.paths.allowSemicolons`, read once here for normalizeTarget on every request. */
   readonly allowSemicolons: boolean;
+  /**
+   * Requests running on this plan (the runner counts them in and out): after a reload the old
+   * plan is closed when its last request is done, not while one still waits in a stage.
+   */
+  readonly inFlight: { count: number; idle: (() => void) | null };
   start(): Promise<void>;
   readiness(): Readiness;
   close(): Promise<void>;
@@ -114,6 +119,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       handlers: areas.filter((a) => a.handle),
       // Optional chaining: a config built in code (tests) may lack the section; refusing is the default.
       allowSemicolons: config.gateway.paths?.allowSemicolons === true,
+      inFlight: { count: 0, idle: null },
       async start() {
         await Promise.all(areas.map((a) => a.start?.()));
       },

@@ -20,12 +20,12 @@ export interface TrustedProxies {
 
 export function createTrustedProxies(entries: readonly string[]): TrustedProxies {
   const list = new BlockList();
-  for (const entry of entries) {
-    const [addr, bits] = entry.split('/');
-    const family = isIP(addr ?? '') === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(addr!, family);
-    else list.addSubnet(addr!, Number(bits), family);
-  }
+  entries.forEach((entry, i) => {
+    // The config loader refuses these with file:line; a config built in code meets them here.
+    const problem = checkTrustedProxy(entry);
+    if (problem !== undefined) throw new Error(`trustedProxies[${i}] ${problem}`);
+    addEntry(list, entry);
+  });
   const check = (ip: string): boolean => {
     if (entries.length === 0 || ip === '') return false;
     const plain = normalizeIp(ip);
@@ -64,11 +64,40 @@ export function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
 
-/** Validate trustedProxies entries; returns a message for the first bad one. */
+/**
+ * Check one trustedProxies entry: an IP address, or a CIDR `address/prefix` with a whole-number
+ * prefix in range for the family. A range that holds every IPv4 or every IPv6 address (`/0`,
+ * `::ffff:0:0/96`) is refused: anyone could then pick their own client IP with X-Forwarded-For.
+ * Returns the problem (without the key path), or undefined when the entry is good.
+ *
+ * @example
+ * ```ts
+ * checkTrustedProxy('10.0.0.0/8'); // undefined
+ * checkTrustedProxy('10.0.0.0/'); // '"10.0.0.0/" is not an IP address or CIDR (prefix missing)'
+ * ```
+ */
 export function checkTrustedProxy(entry: string): string | undefined {
   const [addr, bits, extra] = entry.split('/');
   const family = isIP(addr ?? '');
   if (family === 0 || extra !== undefined) return `"${entry}" is not an IP address or CIDR`;
-  if (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > (family === 6 ? 128 : 32))) return `"${entry}" has an invalid prefix length`;
+  if (bits === undefined) return undefined;
+  if (bits === '') return `"${entry}" is not an IP address or CIDR (prefix missing)`;
+  const max = family === 6 ? 128 : 32;
+  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `"${entry}" has an invalid prefix length (IPv${family} takes a whole number from 1 to ${max})`;
+  const list = new BlockList();
+  addEntry(list, entry);
+  const everyV4 = list.check('0.0.0.0', 'ipv4') && list.check('255.255.255.255', 'ipv4');
+  const everyV6 = list.check('::', 'ipv6') && list.check('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'ipv6');
+  if (everyV4 || everyV6) {
+    return `"${entry}" would trust every ${everyV6 ? 'IPv6' : 'IPv4'} address as a proxy, so any client could set its own X-Forwarded-For; list the proxies' own addresses or subnets`;
+  }
   return undefined;
+}
+
+/** Add a checked entry (address or CIDR) to the list. */
+function addEntry(list: BlockList, entry: string): void {
+  const [addr, bits] = entry.split('/') as [string, string | undefined];
+  const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
+  if (bits === undefined) list.addAddress(addr, family);
+  else list.addSubnet(addr, Number(bits), family);
 }
