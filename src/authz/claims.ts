@@ -8,7 +8,8 @@ import type { Principal, RequestContext } from '../pipeline/context.js';
  * route's `{param}` values —, `headers` with lowercase names, and `query`). A rule must evaluate
  * to exactly `true`; `false`, any other value, or an evaluation error (e.g. a missing claim)
  * denies with 403 (OWASP API1: object-level authorization). Rules are parsed and type-checked
- * once, at config load.
+ * once, at config load. The denial's log `detail` names the rule (`claims[1] "<source>"`) and
+ * the kind of result or error, never a value: a result can be a token or a cookie.
  *
  * @example
  * ```yaml
@@ -31,6 +32,11 @@ export interface ClaimRule {
   readonly source: string;
   /** Public text of the 403 (the rule's `message`, or a generic one). */
   readonly message: string | undefined;
+  /**
+   * `true`, or why not — the kind of result (`returned false`, `returned a string, not true`) or
+   * of error (`failed: EvaluationError no_such_key`), never a value: a rule's result or error text
+   * can carry request data (a token, a cookie), and this goes to the log.
+   */
   evaluate(input: ClaimRuleInput): true | string;
 }
 
@@ -78,9 +84,10 @@ export function compileClaimRule(source: string, message?: string): ClaimRule | 
       try {
         value = program(input as never);
       } catch (err) {
-        return `rule ${JSON.stringify(source)} failed: ${firstLine(err)}`;
+        return `failed: ${errorKind(err)}`;
       }
-      return value === true ? true : `rule ${JSON.stringify(source)} is ${JSON.stringify(value)}`;
+      if (value === true) return true;
+      return value === false ? 'returned false' : `returned ${kindOf(value)}, not true`;
     },
   };
 }
@@ -88,6 +95,39 @@ export function compileClaimRule(source: string, message?: string): ClaimRule | 
 function firstLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.split('\n')[0]!.trim();
+}
+
+/** cel-js error codes (`no_such_key`, `invalid_duration`) are fixed identifiers; messages are not. */
+const ERROR_CODE = /^[a-z][a-z0-9_]{0,63}$/;
+const ERROR_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+
+/** The class and code of an evaluation error: its message can quote request data ("No such key: <header value>"). */
+function errorKind(err: unknown): string {
+  if (!(err instanceof Error)) return 'a thrown non-error';
+  const name = ERROR_NAME.test(err.name) ? err.name : 'Error';
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && ERROR_CODE.test(code) ? `${name} ${code}` : name;
+}
+
+/** The CEL type of a result, in words ("a string"), for the log: never the value itself. */
+function kindOf(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  switch (typeof value) {
+    case 'string':
+      return 'a string';
+    case 'number':
+      return 'a double';
+    case 'bigint':
+      return 'an int';
+    case 'boolean':
+      return 'a bool';
+    default:
+      if (Array.isArray(value)) return 'a list';
+      if (value instanceof Uint8Array) return 'bytes';
+      if (value instanceof Date) return 'a timestamp';
+      if (value instanceof Map || Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null) return 'a map';
+      return 'a value of another type';
+  }
 }
 
 /**
@@ -102,6 +142,8 @@ function firstLine(err: unknown): string {
  */
 export function compileClaimCheck(rules: readonly ClaimRule[]): ((ctx: RequestContext, principal: Principal) => ClaimDenied | null) | null {
   if (rules.length === 0) return null;
+  // The log names the rule by its key and its source — config, not request data.
+  const labels = rules.map((rule, i) => `claims[${i}] ${JSON.stringify(rule.source)}`);
   return function checkClaims(ctx: RequestContext, principal: Principal): ClaimDenied | null {
     const input: ClaimRuleInput = {
       claims: principal.claims,
@@ -110,7 +152,7 @@ export function compileClaimCheck(rules: readonly ClaimRule[]): ((ctx: RequestCo
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!;
       const verdict = rule.evaluate(input);
-      if (verdict !== true) return new ClaimDenied(rule.message ?? 'the request is not allowed for this token', { detail: verdict });
+      if (verdict !== true) return new ClaimDenied(rule.message ?? 'the request is not allowed for this token', { detail: `${labels[i]} ${verdict}` });
     }
     return null;
   };

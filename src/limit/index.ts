@@ -40,6 +40,12 @@ interface MemoryTable {
 }
 
 /**
+ * Likewise the in-flight counts of `maxConcurrent`, per gateway and route name: requests of the
+ * old plan keep their slots after a reload (a fresh count at 0 would admit up to twice the limit).
+ */
+const concurrencyCounters = new WeakMap<object, Map<string, InFlight>>();
+
+/**
  * `gatehouse_limit_memory_keys{policy}` and `gatehouse_limit_memory_evictions{policy}`, read from
  * the running plan's tables when scraped: nothing on the hot path. Evictions that keep growing
  * mean `memoryStore.maxKeys` is too small for the active keys (each eviction resets a budget).
@@ -74,11 +80,17 @@ interface BoundQuota {
   readonly key: KeyExtractor;
 }
 
-interface Concurrency {
-  inFlight: number;
-  readonly max: number;
+/** Requests of one route in progress, shared by every plan that has the route. */
+interface InFlight {
+  count: number;
   /** Built once per route and pushed on `ctx.onFinish`: no closure per request. */
   readonly release: () => void;
+}
+
+/** A route's concurrency limit in one plan: the plan's `maxConcurrent` over the shared count. */
+interface Concurrency {
+  readonly inFlight: InFlight;
+  readonly max: number;
 }
 
 /** What one request collected from its policies. */
@@ -195,6 +207,24 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     return entry.table;
   };
 
+  // In-flight counts, taken over from the running plan the same way (by route name).
+  const previousCounters = concurrencyCounters.get(services.metrics);
+  const counters = new Map<string, InFlight>();
+  const concurrencyFor = (route: RouteConfig, max: number): Concurrency => {
+    const inFlight = counters.get(route.name) ?? previousCounters?.get(route.name) ?? createInFlight();
+    counters.set(route.name, inFlight);
+    return { inFlight, max };
+  };
+
+  // The schema (uniqueItems) refuses these in a file; this guards configs built in code.
+  config.routes.forEach((route, r) => {
+    for (const list of ['rateLimits', 'quotas'] as const) {
+      route[list].forEach((name, i) => {
+        if (route[list].indexOf(name) !== i) issue(['routes', r, list, i], `names the policy ${JSON.stringify(name)} a second time (it would count each request twice)`);
+      });
+    }
+  });
+
   const usesRedis =
     config.rateLimits.some((r) => r.store === 'redis') ||
     config.quotas.some((q) => q.store === 'redis') ||
@@ -260,7 +290,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     // normalize.ts refuses more than 31 of each; a config built in code is cut, never mis-counted.
     rates.length = Math.min(rates.length, MAX_POLICIES);
     quotas.length = Math.min(quotas.length, MAX_POLICIES);
-    const concurrency = route.maxConcurrent === undefined ? null : createConcurrency(route.maxConcurrent);
+    const concurrency = route.maxConcurrent === undefined ? null : concurrencyFor(route, route.maxConcurrent);
     return {
       preAuth,
       limit: buildLimitStage(rates, quotas, concurrency, policyItems.join(',')),
@@ -280,6 +310,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     handle,
     async start() {
       memoryTables.set(services.metrics, tables);
+      concurrencyCounters.set(services.metrics, counters);
       registerMemoryGauges(services.metrics);
       await redis?.start();
     },
@@ -318,12 +349,11 @@ function preAuthAgentHandler(
   };
 }
 
-function createConcurrency(max: number): Concurrency {
-  const state: Concurrency = {
-    inFlight: 0,
-    max,
+function createInFlight(): InFlight {
+  const state: InFlight = {
+    count: 0,
     release() {
-      state.inFlight--;
+      state.count--;
     },
   };
   return state;
@@ -341,10 +371,11 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
   if (rates.length === 0 && quotas.length === 0) {
     if (!concurrency) return null;
     const c = concurrency;
+    const n = c.inFlight;
     return function concurrencyStage(ctx: RequestContext): GatehouseError | null {
-      if (c.inFlight >= c.max) return concurrencyDenied(c);
-      c.inFlight++;
-      ctx.onFinish.push(c.release);
+      if (n.count >= c.max) return concurrencyDenied(c);
+      n.count++;
+      ctx.onFinish.push(n.release);
       return null;
     };
   }
@@ -354,7 +385,7 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
   if (allMemory) {
     // Hot path: synchronous, no promise, no closure, no tally allocation.
     return function memoryLimitStage(ctx: RequestContext): GatehouseError | null {
-      if (c !== null && c.inFlight >= c.max) return concurrencyDenied(c);
+      if (c !== null && c.inFlight.count >= c.max) return concurrencyDenied(c);
       const t = resetTally(SCRATCH);
       for (let i = 0; i < rates.length; i++) {
         const r = rates[i]!;
@@ -369,8 +400,8 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
       const denial = conclude(ctx, t, policyHeader);
       if (denial !== null) refundAll(ctx, t, rates, quotas);
       else if (c !== null) {
-        c.inFlight++;
-        ctx.onFinish.push(c.release);
+        c.inFlight.count++;
+        ctx.onFinish.push(c.inFlight.release);
       }
       return denial;
     };
@@ -381,9 +412,9 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
     if (c !== null) {
       // Take the slot before waiting on the store, so that waiting requests count too, and hand
       // its release to onFinish at once: a client that goes away while we wait still frees it.
-      if (c.inFlight >= c.max) return concurrencyDenied(c);
-      c.inFlight++;
-      slot = new ConcurrencySlot(c);
+      if (c.inFlight.count >= c.max) return concurrencyDenied(c);
+      c.inFlight.count++;
+      slot = new ConcurrencySlot(c.inFlight);
       ctx.onFinish.push(slot.release);
     }
     const t = newTally();
@@ -402,15 +433,15 @@ function buildLimitStage(rates: BoundRate[], quotas: BoundQuota[], concurrency: 
 /** One request's slot on the Redis path: released once, by whichever comes first. */
 class ConcurrencySlot {
   private held = true;
-  private readonly c: Concurrency;
+  private readonly n: InFlight;
   readonly release = (): void => {
     if (!this.held) return;
     this.held = false;
-    this.c.inFlight--;
+    this.n.count--;
   };
 
-  constructor(c: Concurrency) {
-    this.c = c;
+  constructor(n: InFlight) {
+    this.n = n;
   }
 }
 

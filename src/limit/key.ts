@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import type { RequestContext } from '../pipeline/context.js';
 
 /**
- * One part of a limit key: `claim:NAME` (a validated claim), `ip` (the client address decided
- * by the trusted-proxy rules), `header:NAME`, or `route` (the route name).
+ * One part of a limit key: `claim:NAME` (a validated claim, qualified by the principal's issuer
+ * name), `ip` (the client address decided by the trusted-proxy rules), `header:NAME`, or `route`
+ * (the route name).
  *
  * @example
  * ```ts
@@ -156,10 +157,12 @@ function extractPart(part: KeyPart, routeName: string): KeyExtractor {
       };
     }
     case 'claim': {
+      // A claim is only as unique as its issuer: the same `sub` from two issuers is two callers.
+      // The issuer is the configured name ([A-Za-z0-9_.-], no ':'), so `issuer:value` cannot collide.
       const name = part.name;
       return function claimKey(ctx) {
-        const claims = ctx.principal?.claims;
-        return claims === undefined ? '' : keyValue(claims[name]);
+        const principal = ctx.principal;
+        return principal ? `${keyValue(principal.issuer)}:${keyValue(principal.claims[name])}` : '';
       };
     }
     case 'header': {
@@ -177,7 +180,7 @@ function extractPart(part: KeyPart, routeName: string): KeyExtractor {
  * @example
  * ```ts
  * const key = compileKey(parseKeySpec('claim:sub+route').parts!, 'checkout');
- * key(ctx); // 'alice|checkout'
+ * key(ctx); // 'main:alice|checkout' (issuer main)
  * ```
  */
 export function compileKey(parts: readonly KeyPart[], routeName: string): KeyExtractor {

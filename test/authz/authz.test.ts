@@ -65,6 +65,27 @@ describe('claim rules (CEL)', () => {
     expect(typeof compileClaimRule(source)).toBe('string');
   });
 
+  it.each([
+    ['false', 'request.headers["x-tenant"] == "acme"', {}, { 'x-tenant': 'SECRET-TENANT' }, 'returned false'],
+    ['a string', 'request.headers["authorization"]', {}, { authorization: 'Bearer SECRET.TOKEN.VALUE' }, 'returned a string, not true'],
+    ['a number', 'claims.secret', { secret: 123456789 }, {}, 'returned a double, not true'],
+    ['a list', 'claims.secret', { secret: ['SECRET'] }, {}, 'returned a list, not true'],
+    ['a map', 'request.headers', {}, { cookie: 'id=SECRET' }, 'returned a map, not true'],
+    ['null', 'claims.secret', { secret: null }, {}, 'returned null, not true'],
+    ['an error', 'duration(request.headers.cookie) > duration("1s")', {}, { cookie: 'id=SECRET' }, 'failed: EvaluationError invalid_duration'],
+    ['an error naming a request value', 'claims[request.headers["x-k"]] == 1', {}, { 'x-k': 'SECRET' }, 'failed: EvaluationError no_such_key'],
+  ])('logs a denial by %s with the rule and the kind of result, never the value', (_what, source, claims, headers, outcome) => {
+    const rule = compileClaimRule(source);
+    if (typeof rule === 'string') throw new Error(rule);
+    const allow = compileClaimRule('true');
+    if (typeof allow === 'string') throw new Error(allow);
+    const denial = compileClaimCheck([allow, rule])!(ctx({}, headers), principal(claims));
+    expect(denial?.code).toBe('GH_ERR_AUTHZ_CLAIM_DENIED');
+    expect(denial?.detail).toBe(`claims[1] ${JSON.stringify(source)} ${outcome}`);
+    expect(denial?.detail).not.toContain('SECRET');
+    expect(denial?.description).not.toContain('SECRET');
+  });
+
   it('uses the rule message as the public text of the 403', () => {
     const rule = compileClaimRule('false', 'wrong tenant');
     if (typeof rule === 'string') throw new Error(rule);

@@ -235,6 +235,30 @@ routes:
     c.onFinish.forEach((f) => f());
   });
 
+  it('keeps counting the requests in flight across a reload: the new plan cannot admit past maxConcurrent', async () => {
+    const svc = services({ now: 1_700_000_000_000 });
+    const first = await area(yaml, svc);
+    const held = ctx();
+    expect(await run(stages(first, yaml, 'c').limit, held)).toBeNull();
+    const heldToo = ctx({ ip: '192.0.2.9' });
+    expect(await run(stages(first, yaml, 'cr').limit, heldToo)).toBeNull();
+    // Reload (same config): requests of the old plan still hold their slots.
+    const second = await area(yaml, svc);
+    expect(await run(stages(second, yaml, 'c').limit, ctx())).toBeNull();
+    expect(((await run(stages(second, yaml, 'c').limit, ctx())) as GatehouseError).code).toBe('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED');
+    expect(((await run(stages(second, yaml, 'cr').limit, ctx({ ip: '192.0.2.10' }))) as GatehouseError).code).toBe('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED');
+    // An old-plan request that ends frees its slot for the new plan.
+    held.onFinish.forEach((f) => f());
+    heldToo.onFinish.forEach((f) => f());
+    expect(await run(stages(second, yaml, 'c').limit, ctx())).toBeNull();
+    expect(await run(stages(second, yaml, 'cr').limit, ctx({ ip: '192.0.2.11' }))).toBeNull();
+    // A new maxConcurrent applies to the requests already in flight (they are still counted).
+    const wider = yaml.replace('maxConcurrent: 2 }', 'maxConcurrent: 3 }');
+    const third = await area(wider, svc);
+    expect(await run(stages(third, wider, 'c').limit, ctx())).toBeNull();
+    expect(((await run(stages(third, wider, 'c').limit, ctx())) as GatehouseError).code).toBe('GH_ERR_LIMIT_CONCURRENCY_EXCEEDED');
+  });
+
   it('a request refused by a rate limit takes no concurrency slot', async () => {
     const clock = { now: 1_700_000_000_000 };
     const runtime = await area(yaml, services(clock));
@@ -310,6 +334,8 @@ describe('limit area: config checks', () => {
     ['a redis store without a redis section', `rateLimits: [{ name: r, key: ip, limit: 1, window: 1s, store: redis }]\nroutes: [{ name: a, path: /a, upstream: up }]`, 'rateLimits[0].store'],
     ['a zero window', `preAuthLimit: { limit: 1, window: 0 }\nroutes: [{ name: a, path: /a, upstream: up }]`, 'preAuthLimit.window'],
     ['an unknown policy name', `routes: [{ name: a, path: /a, upstream: up, quotas: [nope] }]`, 'routes[0].quotas[0]'],
+    ['a rate limit named twice on one route (it would count each request twice)', `rateLimits: [{ name: r, key: ip, limit: 4, window: 1m }]\nroutes: [{ name: a, path: /a, upstream: up, public: true, rateLimits: [r, r] }]`, 'routes[0].rateLimits'],
+    ['a quota named twice on one route', `quotas: [{ name: q, key: ip, limit: 4, period: day }]\nroutes: [{ name: a, path: /a, upstream: up, public: true, quotas: [q, q] }]`, 'routes[0].quotas'],
   ])('rejects %s', (_what, yaml, path) => {
     let error: unknown;
     try {
@@ -319,6 +345,20 @@ describe('limit area: config checks', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).issues.map((i) => i.path)).toContain(path);
+  });
+
+  it('names the file, line and key of a policy listed twice on a route', () => {
+    const yaml = `${BASE}rateLimits: [{ name: r, key: ip, limit: 4, window: 1m }]\nroutes:\n  - name: a\n    path: /a\n    upstream: up\n    public: true\n    rateLimits: [r, r]\n`;
+    expect(() => loadConfigText(yaml, 'limits.yaml')).toThrow(/^limits\.yaml:12:\d+ routes\[0\]\.rateLimits must not repeat items$/);
+  });
+
+  it('a config built in code with a policy listed twice on a route is refused by the area', async () => {
+    const config = loadConfigText(`${BASE}rateLimits: [{ name: r, key: ip, limit: 4, window: 1m }]\nquotas: [{ name: q, key: ip, limit: 4, period: day }]\nroutes: [{ name: a, path: /a, upstream: up, public: true, rateLimits: [r], quotas: [q] }]`);
+    (config.routes[0] as { rateLimits: string[] }).rateLimits = ['r', 'r'];
+    (config.routes[0] as { quotas: string[] }).quotas = ['q', 'q'];
+    const runtime = await createLimitArea(config, services({ now: 0 }));
+    expect(runtime.issues!.map((i) => i.path)).toEqual(['routes[0].rateLimits[1]', 'routes[0].quotas[1]']);
+    expect(runtime.issues![0]!.message).toMatch(/"r" a second time/);
   });
 
   it('a config built in code (no normalize) still gets its key and store problems reported by the area', async () => {

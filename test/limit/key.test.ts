@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { compileKey, ipv6Network, keyNeedsPrincipal, keyValue, parseKeySpec } from '../../src/limit/key.js';
 import type { Principal, RequestContext } from '../../src/pipeline/context.js';
 
-function ctx(over: { clientIp?: string; headers?: Record<string, string | string[]>; claims?: Record<string, unknown> | null } = {}): RequestContext {
+function ctx(over: { clientIp?: string; headers?: Record<string, string | string[]>; claims?: Record<string, unknown> | null; issuer?: string } = {}): RequestContext {
   const principal: Principal | null =
     over.claims === null
       ? null
-      : { issuer: 'main', subject: 'alice', claims: over.claims ?? { sub: 'alice', client_id: 'app-1' }, scopes: new Set(), kind: 'jwt', upstreamToken: 'x', upstreamAuthorization: 'Bearer x' };
+      : { issuer: over.issuer ?? 'main', subject: 'alice', claims: over.claims ?? { sub: 'alice', client_id: 'app-1' }, scopes: new Set(), kind: 'jwt', upstreamToken: 'x', upstreamAuthorization: 'Bearer x' };
   return { clientIp: over.clientIp ?? '203.0.113.7', headers: over.headers ?? {}, principal } as unknown as RequestContext;
 }
 
@@ -43,13 +43,21 @@ describe('parseKeySpec', () => {
 });
 
 describe('compileKey', () => {
-  it('reads a validated claim', () => {
-    expect(key('claim:client_id', ctx())).toBe('app-1');
-    expect(key('claim:n', ctx({ claims: { n: 42 } }))).toBe('42');
+  it('reads a validated claim, qualified by the issuer that vouched for it', () => {
+    expect(key('claim:client_id', ctx())).toBe('main:app-1');
+    expect(key('claim:n', ctx({ claims: { n: 42 } }))).toBe('main:42');
   });
 
-  it('puts every caller without the claim (or without a principal) in one shared bucket', () => {
-    expect(key('claim:client_id', ctx({ claims: { sub: 'x' } }))).toBe('');
+  it('gives the same sub from two issuers two keys, and from one issuer one key', () => {
+    const fromMain = key('claim:sub', ctx({ claims: { sub: 'alice' }, issuer: 'main' }));
+    const fromPartner = key('claim:sub', ctx({ claims: { sub: 'alice' }, issuer: 'partner' }));
+    expect(fromMain).not.toBe(fromPartner);
+    expect(key('claim:sub', ctx({ claims: { sub: 'alice', other: 1 }, issuer: 'main' }))).toBe(fromMain);
+    expect(key('claim:sub+route', ctx({ claims: { sub: 'alice' }, issuer: 'main' }))).not.toBe(key('claim:sub+route', ctx({ claims: { sub: 'alice' }, issuer: 'partner' })));
+  });
+
+  it('puts every caller of one issuer without the claim in one shared bucket, and requests without a principal in another', () => {
+    expect(key('claim:client_id', ctx({ claims: { sub: 'x' } }))).toBe('main:');
     expect(key('claim:client_id', ctx({ claims: null }))).toBe('');
   });
 
@@ -68,11 +76,11 @@ describe('compileKey', () => {
   });
 
   it('joins parts with | and escapes | in values, so values cannot collide across parts', () => {
-    expect(key('claim:sub+route', ctx())).toBe('alice|checkout');
+    expect(key('claim:sub+route', ctx())).toBe('main:alice|checkout');
     const a = key('header:x-a+header:x-b', ctx({ headers: { 'x-a': 'p|', 'x-b': 'q' } }));
     const b = key('header:x-a+header:x-b', ctx({ headers: { 'x-a': 'p', 'x-b': '|q' } }));
     expect(a).not.toBe(b);
-    expect(key('claim:sub+ip+route', ctx())).toBe('alice|203.0.113.7|checkout');
+    expect(key('claim:sub+ip+route', ctx())).toBe('main:alice|203.0.113.7|checkout');
   });
 
   it('hashes long values so that a huge header cannot make a huge key', () => {
