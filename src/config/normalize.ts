@@ -1,6 +1,6 @@
 import { isIPv4 } from 'node:net';
 import type { ConfigIssue } from '../errors.js';
-import { parseDuration, parseSize } from './units.js';
+import { checkDurations, parseDuration, parseSize } from './units.js';
 import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
@@ -74,6 +74,9 @@ export function isSecureOrLoopbackUrl(value: string): boolean {
 export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: GatehouseConfig; issues: ConfigIssue[] } {
   const issues: ConfigIssue[] = [];
   const bad = (keyPath: (string | number)[], message: string, onKey = false) => issues.push(ctx.locate(keyPath, message, onKey));
+  // Every duration in range for its key (units.ts DURATION_RANGES): 0 that turns a timeout off, or
+  // more than a timer holds, is refused here once, whatever reads the value later.
+  checkDurations(raw, bad);
   const ms = (value: unknown, fallback: number) => (value === undefined ? fallback : parseDuration(value as string | number));
   const bytes = (value: unknown, fallback: number) => (value === undefined ? fallback : parseSize(value as string | number));
 
@@ -269,7 +272,6 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       store: r.store ?? defaultStore,
       onStoreError: r.onStoreError ?? defaultOnStoreError,
     };
-    if (out.window <= 0) bad(['rateLimits', i, 'window'], 'must be longer than 0');
     return out;
   });
   uniqueNames(rateLimits, 'rateLimits', true, bad);
@@ -311,7 +313,6 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       }
     : undefined;
   if (preAuthLimit) {
-    if (preAuthLimit.window <= 0) bad(['preAuthLimit', 'window'], 'must be longer than 0');
     if (preAuthLimit.store === 'redis' && !redis) bad(['preAuthLimit', 'store'], 'is redis but no top-level redis section is configured');
   }
 
@@ -359,7 +360,6 @@ function normalizeTrustedProxies(entries: string[] | undefined, bad: (keyPath: (
   });
   return entries ?? [];
 }
-
 
 function uniqueNames(
   items: { name: string }[],

@@ -2,9 +2,13 @@
 
 export type JsonSchema = Record<string, unknown>;
 
-/** `30s`, `5m`, `250ms`, `1h`, `1d`, or a number of seconds. */
+/**
+ * `30s`, `5m`, `250ms`, `1h`, `1d`, or a number of seconds. The form only: each key's range (no 0
+ * for timeouts, at most 24d for most) is checked at load, from units.ts DURATION_RANGES.
+ */
 export const duration: JsonSchema = {
-  description: 'A duration: a number of seconds, or a string like 250ms, 30s, 5m, 1h, 1d.',
+  description:
+    'A duration: a number of seconds, or a string like 250ms, 30s, 5m, 1h, 1d. Timeouts take no 0 and most keys at most 24d: docs/configuration.md, "Duration ranges", lists the range of each key.',
   anyOf: [
     { type: 'number', minimum: 0 },
     { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$' },

@@ -67,8 +67,9 @@ const route: JsonSchema = closed(
     }),
     forwardToken: { type: 'boolean', description: 'Send the validated token upstream as Authorization (default true).' },
     forwardClaims: { type: 'object', additionalProperties: nonEmptyString, description: 'Header name → claim name.' },
-    rateLimits: stringList,
-    quotas: stringList,
+    // A policy named twice would count each request twice.
+    rateLimits: { ...stringList, uniqueItems: true, description: 'Names of rateLimits[] policies, each at most once.' },
+    quotas: { ...stringList, uniqueItems: true, description: 'Names of quotas[] policies, each at most once.' },
     maxConcurrent: { type: 'integer', minimum: 1 },
     timeout: duration,
     maxBodySize: size,
