@@ -7,12 +7,10 @@ import { createLogger } from '../telemetry/log.js';
 import { autoWorkers, logAutoWorkers, type AutoWorkers } from './cpu-limit.js';
 import type { GatehouseConfig } from '../config/types.js';
 
-/** Messages between the primary and its workers (a worker's side is in `cli/main.ts`). */
-export const WORKER_RELOAD = 'gatehouse:reload';
-export const WORKER_SHUTDOWN = 'gatehouse:shutdown';
-/** The primary's liveness check; a worker answers {@link WORKER_PONG} from its event loop. */
-export const WORKER_PING = 'gatehouse:ping';
-export const WORKER_PONG = 'gatehouse:pong';
+import { WORKER_HELLO, WORKER_PING, WORKER_PONG, WORKER_RELOAD, WORKER_SHUTDOWN } from './cluster-messages.js';
+
+// A worker's side of these messages is in `cli/worker-control.ts`.
+export { WORKER_HELLO, WORKER_PING, WORKER_PONG, WORKER_RELOAD, WORKER_SHUTDOWN };
 
 /** Extra time a worker gets beyond `limits.shutdownTimeout` before it is killed. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -69,10 +67,11 @@ export function parseWorkers(flag: string): { count: number; auto: AutoWorkers |
  *
  * - **Reload**: SIGHUP on the primary is passed to every worker, which reloads the config (and
  *   certificates) exactly as a single process does: a broken file is logged and the worker keeps
- *   its running plan. Each worker also watches the config file itself.
+ *   its running plan. Each worker also watches the config file itself. A worker still starting
+ *   gets the reload once it runs (its hello, then the worker holds it until its gateway runs).
  * - **Shutdown**: SIGTERM or SIGINT is passed to every worker, which stops accepting, finishes
  *   its in-flight requests (bounded by `limits.shutdownTimeout`) and exits; a worker still alive
- *   5 s after that is killed. The primary exits 0 when every worker stopped by itself, else 1.
+ *   5 s after that is killed. A worker still starting stops as soon as it has started. The primary exits 0 when every worker stopped by itself, else 1.
  * - **Hangs**: the primary pings every listening worker; one that answers none for
  *   `limits.workerUnresponsiveTimeout` (default 30 s) is killed and so replaced like a crash.
  * - **Crashes**: a worker that dies is replaced (with a growing delay while replacements keep
@@ -146,8 +145,20 @@ export async function runCluster(
   // it is killed, and the exit handler below starts another.
   const unresponsive = config.limits.workerUnresponsiveTimeout;
   const lastPong = new WeakMap<Worker, number>();
-  const onPong = (worker: Worker, message: unknown) => {
+  // A worker that has not said hello yet (still loading) would lose a message: a reload or
+  // shutdown asked meanwhile waits here and goes out with its hello.
+  const heard = new WeakSet<Worker>();
+  const reloadOwed = new WeakSet<Worker>();
+  const onMessage = (worker: Worker, message: unknown) => {
     if (message === WORKER_PONG) lastPong.set(worker, Date.now());
+    else if (message === WORKER_HELLO && !heard.has(worker)) {
+      heard.add(worker);
+      if (stopping) sendToWorker(worker, WORKER_SHUTDOWN);
+      else if (reloadOwed.has(worker)) {
+        reloadOwed.delete(worker);
+        sendToWorker(worker, WORKER_RELOAD);
+      }
+    }
   };
   const watchdog =
     unresponsive > 0
@@ -168,7 +179,7 @@ export async function runCluster(
         )
       : null;
   watchdog?.unref();
-  cluster.on('message', onPong);
+  cluster.on('message', onMessage);
 
   const onListening = (worker: Worker) => {
     if (listened.has(worker)) return;
@@ -202,7 +213,7 @@ export async function runCluster(
   const finish = () => {
     if (killTimer) clearTimeout(killTimer);
     if (watchdog) clearInterval(watchdog);
-    cluster.off('message', onPong);
+    cluster.off('message', onMessage);
     cluster.off('listening', onListening);
     cluster.off('exit', onExit);
     process.off('SIGTERM', onTerm);
@@ -217,7 +228,7 @@ export async function runCluster(
     const workers = live();
     log.info({ reason, workers: workers.length }, 'shutting down the workers');
     if (workers.length === 0) return finish();
-    for (const worker of workers) sendToWorker(worker, WORKER_SHUTDOWN);
+    for (const worker of workers) if (heard.has(worker)) sendToWorker(worker, WORKER_SHUTDOWN);
     killTimer = setTimeout(() => {
       for (const worker of live()) {
         log.error({ worker: worker.process.pid }, 'worker did not stop in time; killing it');
@@ -232,7 +243,10 @@ export async function runCluster(
   const onHup = () => {
     const workers = live();
     log.info({ workers: workers.length }, 'reload requested: passing it to every worker');
-    for (const worker of workers) sendToWorker(worker, WORKER_RELOAD);
+    for (const worker of workers) {
+      if (heard.has(worker)) sendToWorker(worker, WORKER_RELOAD);
+      else reloadOwed.add(worker);
+    }
   };
 
   cluster.on('listening', onListening);

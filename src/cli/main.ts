@@ -6,6 +6,7 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError, formatConfigIssue } from '../errors.js';
 import { applyMissingV8Flags } from '../boot/v8-flags.js';
 import { logAutoWorkers } from './cpu-limit.js';
+import { listenToPrimary } from './worker-control.js';
 
 const HELP = `gatehouse — an API security gateway
 
@@ -140,6 +141,9 @@ async function routes(file: string): Promise<number> {
 }
 
 async function start(file: string, workersFlag: string | undefined): Promise<number> {
+  // A cluster worker (or any IPC parent) is listened to from here on: a reload or shutdown asked
+  // while this process still starts is carried out once it runs, not lost.
+  const primary = process.send !== undefined ? listenToPrimary() : null;
   let config;
   try {
     config = loadConfigFile(file);
@@ -161,6 +165,7 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
   // values): set now, before the gateway allocates anything to speak of.
   const v8Flags = applyMissingV8Flags(process.execArgv, process.env.NODE_OPTIONS);
   let gateway;
+  if (primary?.shutdownAsked) return 0;
   try {
     // Imported here, not at the top: a cluster primary never loads the gateway itself.
     const { startGateway } = await import('../gateway.js');
@@ -182,19 +187,12 @@ async function start(file: string, workersFlag: string | undefined): Promise<num
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
+    const reload = () => {
       void gateway.reload().catch(() => undefined);
       void gateway.reloadCertificates();
-    });
-    // An IPC parent (cluster primary) asks for reloads and shutdowns by message, and pings: the
-    // answer comes from this event loop, so a worker whose loop is held does not answer.
-    process.on('message', (message: unknown) => {
-      if (message === workerProcess.WORKER_PING) process.send?.(workerProcess.WORKER_PONG);
-      else if (message === workerProcess.WORKER_RELOAD) {
-        void gateway.reload().catch(() => undefined);
-        void gateway.reloadCertificates();
-      } else if (message === workerProcess.WORKER_SHUTDOWN) stop('cluster');
-    });
+    };
+    process.on('SIGHUP', reload);
+    primary?.attach({ reload, stop });
   });
 }
 

@@ -259,6 +259,40 @@ describe('gatehouse start --workers 2', () => {
   }, 20_000);
 });
 
+describe('a cluster asked to stop or reload while its workers still start', () => {
+  // A worker loading its modules and config could not hear the primary yet: the primary holds
+  // what it asks until the worker says it listens, and the worker holds it until it runs.
+  const quick = (upstreamUrl: string) => `limits: { shutdownTimeout: 1s }\n${config(upstreamUrl, 0)}`;
+
+  it('SIGTERM right after the fork: every worker stops by itself, exit 0 (none is killed)', async () => {
+    const upstream = await startUpstream();
+    const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-cluster-'));
+    const file = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(file, quick(upstream.url));
+    const cluster = startCluster(file, '2');
+    try {
+      await cluster.waitFor((l) => l.msg === 'starting gatehouse workers', 1);
+      cluster.child.kill('SIGTERM');
+      expect(await cluster.exited).toBe(0);
+      expect(cluster.lines.filter((l) => l.msg === 'worker did not stop in time; killing it')).toHaveLength(0);
+      expect(cluster.lines.find((l) => l.msg === 'gatehouse cluster stopped')?.failed).toBe(false);
+    } finally {
+      if (cluster.child.exitCode === null) cluster.child.kill('SIGKILL');
+      await upstream.close();
+    }
+  }, 20_000);
+
+  it('SIGHUP right after the fork: every worker reloads once it runs', async () => {
+    await withCluster(quick, '2', async (cluster) => {
+      await cluster.waitFor((l) => l.msg === 'starting gatehouse workers', 1);
+      cluster.child.kill('SIGHUP');
+      await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+      // One reload asked, the file unchanged (no watch event): a line from each worker.
+      await cluster.waitFor((l) => l.msg === 'config reloaded', 2);
+    });
+  }, 20_000);
+});
+
 describe('metrics of a cluster', () => {
   it('a scrape on any worker shows the counts of every worker, merged', async () => {
     const get = async (url: string) => (await fresh(url)) ?? Promise.reject(new Error(`no answer from ${url}`));
