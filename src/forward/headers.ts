@@ -88,6 +88,33 @@ function stripCookies(header: string, prefixes: readonly string[]): string {
     .join('; ');
 }
 
+/**
+ * An upstream's `Set-Cookie` without the cookies named under gatehouse's prefixes (token
+ * handler): an upstream may not plant, swap or clear the browser's gatehouse session. Returns
+ * the value itself when nothing is dropped, `undefined` when everything is.
+ *
+ * @example
+ * ```ts
+ * upstreamSetCookies(['__Host-gh-at=x; Path=/', 'theme=dark'], ['__Host-gh-', '__Secure-gh-']); // ['theme=dark']
+ * ```
+ */
+export function upstreamSetCookies(value: string | string[], prefixes: readonly string[]): string | string[] | undefined {
+  if (typeof value === 'string') return gatehouseCookie(value, prefixes) ? undefined : value;
+  let kept: string[] | null = null;
+  for (let i = 0; i < value.length; i++) {
+    if (gatehouseCookie(value[i]!, prefixes)) kept ??= value.slice(0, i);
+    else kept?.push(value[i]!);
+  }
+  if (kept === null) return value;
+  return kept.length === 0 ? undefined : kept;
+}
+
+function gatehouseCookie(setCookie: string, prefixes: readonly string[]): boolean {
+  const eq = setCookie.indexOf('=');
+  const name = (eq === -1 ? setCookie : setCookie.slice(0, eq)).trim();
+  return prefixes.some((p) => name.startsWith(p));
+}
+
 /** Response headers that never go back to the client. */
 export function isHopByHopResponseHeader(lower: string, named: Set<string> | null): boolean {
   return HOP_BY_HOP.has(lower) || (named !== null && named.has(lower));

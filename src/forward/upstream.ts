@@ -6,7 +6,7 @@ import type { GatehouseConfig, UpstreamConfig } from '../config/types.js';
 import { RequestRejected, UpstreamFailed, type GatehouseError } from '../errors.js';
 import type { GatewayServices } from '../pipeline/runtime.js';
 import { abortResponse } from '../respond/problem.js';
-import { connectionTokens, isHopByHopResponseHeader } from './headers.js';
+import { connectionTokens, isHopByHopResponseHeader, upstreamSetCookies } from './headers.js';
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 
 /**
@@ -97,6 +97,11 @@ export interface ForwardRequest {
    * place it is kept (a client that leaves has its access log written before `done` runs).
    */
   timing: { upstreamLatency: number | undefined };
+  /**
+   * Name prefixes of gatehouse's own cookies (token handler), or null: an upstream `Set-Cookie`
+   * under one of them is dropped and logged.
+   */
+  cookiePrefixes: readonly string[] | null;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -308,9 +313,22 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
+    const prefixes = this.request.cookiePrefixes;
+    if (prefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, prefixes);
     this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
     const length = headers['content-length'];
     this.length = typeof length === 'string' ? Number(length) : -1;
+  }
+
+  private dropGatehouseCookies(headers: Record<string, string | string[] | undefined>, prefixes: readonly string[]): void {
+    const value = headers['set-cookie']!;
+    const kept = upstreamSetCookies(value, prefixes);
+    if (kept === value) return;
+    headers['set-cookie'] = kept;
+    this.upstream.log.warn(
+      { req_id: this.request.requestId, upstream: this.upstream.name },
+      "upstream tried to set one of gatehouse's cookies; dropped",
+    );
   }
 
   /**

@@ -368,6 +368,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     requestId: ctx.id,
     responseHeaders: ctx.responseHeaders,
     timing: ctx,
+    cookiePrefixes: r.forward.cookiePrefixes,
   };
 }
 

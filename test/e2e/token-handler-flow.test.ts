@@ -411,6 +411,38 @@ describe('OAuth agent: login CSRF with a planted login cookie', () => {
     expect(res.status).toBe(200);
     expect(String(api.requests[before]!.headers.cookie ?? '')).not.toContain('gh-login');
   });
+  it("drops an upstream's Set-Cookie naming one of gatehouse's cookies (no planted, swapped or cleared session); its own cookies pass", async () => {
+    const jar = new Jar();
+    await login(jar);
+    const session = jar.cookies.get('__Host-gh-at')!.value;
+    api.setHandler((_req, res) => {
+      res.setHeader('set-cookie', [
+        '__Host-gh-at=planted; Path=/; Secure; HttpOnly',
+        '__Secure-gh-rt=; Max-Age=0; Path=/tokenhandler',
+        ' __Host-gh-login=x; Path=/; Secure',
+        'theme=dark; Path=/',
+        '__Host-ghost=ok; Path=/; Secure',
+      ]);
+      res.end('{}');
+    });
+    try {
+      const res = await call(jar, 'GET', '/orders/1');
+      expect(res.status).toBe(200);
+      expect(res.headers.getSetCookie()).toEqual(['theme=dark; Path=/', '__Host-ghost=ok; Path=/; Secure']);
+      jar.store(res);
+      expect(jar.cookies.get('__Host-gh-at')!.value).toBe(session);
+      expect(gw.logs.some((l) => l.msg === "upstream tried to set one of gatehouse's cookies; dropped")).toBe(true);
+      // Only gatehouse's are dropped: a lone cookie of the upstream's own goes through untouched.
+      api.setHandler((_req, r) => {
+        r.setHeader('set-cookie', 'theme=light');
+        r.end('{}');
+      });
+      const own = await call(jar, 'GET', '/orders/1');
+      expect(own.headers.getSetCookie()).toEqual(['theme=light']);
+    } finally {
+      api.setHandler(null);
+    }
+  });
 });
 
 describe('OAuth proxy: API calls with the cookie', () => {

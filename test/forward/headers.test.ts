@@ -1,6 +1,6 @@
 import { gatehouseCookiePrefixes } from '../../src/authn/token-handler/cookie-names.js';
 import { describe, expect, it } from 'vitest';
-import { connectionTokens, forwardedElement, upstreamHeaders } from '../../src/forward/headers.js';
+import { connectionTokens, forwardedElement, upstreamHeaders, upstreamSetCookies } from '../../src/forward/headers.js';
 
 const none = { strip: null, cookiePrefixes: null };
 
@@ -75,5 +75,20 @@ describe('upstream headers', () => {
 
   it('removes quotes and backslashes from the host in a Forwarded element', () => {
     expect(forwardedElement('203.0.113.1', 'http', 'a"b\\c.example')).toBe('for=203.0.113.1;proto=http;host="abc.example"');
+  });
+});
+
+describe("upstreamSetCookies (an upstream's Set-Cookie without gatehouse's cookies)", () => {
+  const prefixes = ['__Host-gh-', '__Secure-gh-'];
+  it('drops every cookie named under a prefix, whitespace before the name included', () => {
+    expect(upstreamSetCookies('__Host-gh-at=x; Path=/', prefixes)).toBeUndefined();
+    expect(upstreamSetCookies([' __Secure-gh-rt=; Max-Age=0', '__Host-gh-id=y'], prefixes)).toBeUndefined();
+    expect(upstreamSetCookies(['a=1', '__Host-gh-at=x', 'b=2'], prefixes)).toEqual(['a=1', 'b=2']);
+    expect(upstreamSetCookies('__Host-gh-at', prefixes)).toBeUndefined(); // no '=' at all
+  });
+  it('returns the very value when nothing is dropped (a name that only starts like a prefix stays)', () => {
+    const value = ['a=1', '__Host-ghost=1', '__host-gh-at=other-name'];
+    expect(upstreamSetCookies(value, prefixes)).toBe(value);
+    expect(upstreamSetCookies('theme=dark', prefixes)).toBe('theme=dark');
   });
 });
