@@ -124,13 +124,14 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logg
   } else {
     error = new RequestRejected('GH_ERR_REQUEST_BAD_HEADER', 400, 'the request could not be parsed');
   }
-  log.info({ listener, reason: error.code, detail: `${code}: ${err.message}`, client_ip: socket.remoteAddress, granted: false }, 'client error');
+  const id = nextRequestId();
+  log.info({ listener, req_id: id, reason: error.code, detail: `${code}: ${err.message}`, client_ip: socket.remoteAddress, granted: false }, 'client error');
   if (socket.writable && !(socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
-    const body = problemBody(error, 'none');
+    const body = problemBody(error, id);
     // A client that never reads must not keep the socket: destroy it shortly after.
     setTimeout(() => socket.destroy(), 1000).unref();
     socket.end(
-      `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`,
+      `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nx-request-id: ${id}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`,
     );
   } else {
     socket.destroy();

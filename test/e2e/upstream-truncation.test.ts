@@ -164,11 +164,17 @@ describe('an upstream answer cut off mid-body', () => {
 });
 
 describe("gatehouse's raw answers to unparseable HTTP/1.1 requests", () => {
-  it('431 for a 20 KB header carries HSTS on an HTTPS listener', async () => {
+  it('431 for a 20 KB header carries HSTS on an HTTPS listener, no-store, nosniff and its request id', async () => {
     const raw = await h1raw(`GET /api/ok HTTP/1.1\r\nhost: localhost\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`);
     expect(raw.startsWith('HTTP/1.1 431')).toBe(true);
     expect(headerOf(raw, 'strict-transport-security')).toBe(HSTS);
     expect(headerOf(raw, 'content-type')).toBe('application/problem+json');
+    // As every problem answer of gatehouse's: never stored, never sniffed.
+    expect(headerOf(raw, 'cache-control')).toBe('no-store');
+    expect(headerOf(raw, 'x-content-type-options')).toBe('nosniff');
+    const id = headerOf(raw, 'x-request-id');
+    expect(id).toMatch(/^[\w-]{8,}$/);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).instance).toBe(`urn:gatehouse:request:${id}`);
   });
 
   it('400 for a malformed request line carries HSTS on an HTTPS listener', async () => {
