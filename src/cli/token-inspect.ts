@@ -193,6 +193,12 @@ function describeClaim(name: string, claims: Readonly<Record<string, unknown>>, 
       return `${JSON.stringify(claims.aud)} contains one of ${JSON.stringify(issuer.audiences)}`;
     case 'types':
       return 'sub, scope/scp and client_id have the right JSON types';
+    case 'cnf': {
+      const bound = (claims.cnf as Record<string, unknown> | undefined)?.['x5t#S256'];
+      return typeof bound === 'string'
+        ? `bound to a client certificate (x5t#S256 ${bound}): accepted only over mutual TLS with that certificate, checked on every request`
+        : 'absent (a bearer token)';
+    }
     case 'requiredClaims':
       return issuer.requiredClaims.length > 0 ? `present: ${issuer.requiredClaims.join(', ')}` : 'none configured';
     default:

@@ -59,6 +59,20 @@ describe('gatehouse token inspect', () => {
     expect(text).not.toContain(token.split('.')[2]);
   });
 
+  it('says what a sender-constrained token needs, and fails one bound in a way gatehouse cannot check', async () => {
+    const thumbprint = 'A'.repeat(43);
+    const bound = await inspect(file, mint(rs, Date.now(), { cnf: { 'x5t#S256': thumbprint } }));
+    expect(bound.code).toBe(0);
+    expect(bound.text).toContain(`ok    claim cnf: bound to a client certificate (x5t#S256 ${thumbprint}): accepted only over mutual TLS`);
+    const plain = await inspect(file, mint(rs, Date.now()));
+    expect(plain.text).toContain('ok    claim cnf: absent (a bearer token)');
+    // DPoP (RFC 9449) is not checked by gatehouse: such a token is never taken as a bearer token.
+    const dpop = await inspect(file, mint(rs, Date.now(), { cnf: { jkt: thumbprint } }));
+    expect(dpop.code).toBe(1);
+    expect(dpop.text).toMatch(/FAIL {2}claim cnf: cnf jkt cannot be checked by gatehouse .*GH_ERR_JWT_SENDER_CONSTRAINED, HTTP 401/);
+    expect(dpop.text).toMatch(/result: INVALID/);
+  });
+
   it('reads the token from stdin when it is given as -', async () => {
     const { code, text } = await inspect(file, '-', `Bearer ${mint(rs, Date.now())}\n`);
     expect(code).toBe(0);
