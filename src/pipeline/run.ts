@@ -9,6 +9,7 @@ import { sendContinue } from '../respond/continue.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
+import { hostProblem } from '../route/host.js';
 import { normalizeTarget } from '../route/normalize.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
 import { normalizeIp } from '../server/trusted-proxy.js';
@@ -155,6 +156,10 @@ export function runRequest(
   try {
     if (!target.ok) {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', { detail: target.reason }));
+    }
+    const badHost = hostProblem(req.rawHeaders, req.headers.host ?? (req.headers[':authority'] as string | undefined), req.httpVersionMinor === 1 && req.httpVersionMajor === 1);
+    if (badHost !== null) {
+      return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_HOST', 400, 'the Host header is missing, repeated or not a host', { detail: badHost }));
     }
     if (listener.plaintext) {
       const verdict = listener.plaintext(req, ctx);

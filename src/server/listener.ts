@@ -41,7 +41,9 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
     requestTimeout: limits.requestTimeout,
     keepAliveTimeout: limits.keepAliveTimeout,
     connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(headersTimeout / 4))),
-    requireHostHeader: true,
+    // gatehouse checks Host itself (route/host.ts), answering problem+json with the listener's
+    // headers rather than node's bare 400.
+    requireHostHeader: false,
     joinDuplicateHeaders: false,
   };
   const anyTls = gateway.listen.some((l) => l.tls);
