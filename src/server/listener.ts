@@ -74,6 +74,14 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
   // https.Server and Http2SecureServer (h2 and its HTTP/1.1 fallback) all emit both events.
   server.on('checkContinue', onCheckContinue);
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => answerExpectation(server, req, res, info, log));
+  // CONNECT: gatehouse is no forward proxy. Without this listener node drops an HTTP/1.1
+  // connection without a word (and answers HTTP/2 a bare 405). HTTP/2 passes a request and a
+  // response: it runs as any request (no :path: refused as a bad target, with the listener's
+  // headers); HTTP/1.1 passes the socket.
+  server.on('connect', (req: IncomingMessage, second: Socket | ServerResponse) => {
+    if (req.httpVersionMajor === 2) server.emit('request', req, second);
+    else answerConnect(second as Socket, log, config.name, rawHeaders);
+  });
   return {
     name: config.name,
     config,
@@ -129,15 +137,34 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logg
   const id = nextRequestId();
   log.info({ listener, req_id: id, reason: error.code, detail: `${code}: ${err.message}`, client_ip: socket.remoteAddress, granted: false }, 'client error');
   if (socket.writable && !(socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
-    const body = problemBody(error, id);
-    // A client that never reads must not keep the socket: destroy it shortly after.
-    setTimeout(() => socket.destroy(), 1000).unref();
-    socket.end(
-      `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nx-request-id: ${id}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`,
-    );
+    writeRawProblem(socket, error, id, headers);
   } else {
     socket.destroy();
   }
+}
+
+// CONNECT (HTTP/1.1): its target is authority-form (`host:port`), not a path: refused as every
+// target that is not origin-form is (400 GH_ERR_REQUEST_BAD_PATH), then the connection is
+// closed (what a client sends after a CONNECT is not HTTP). HTTP/2's CONNECT has no :path and
+// is refused by the pipeline the same way.
+function answerConnect(socket: Socket, log: Logger, listener: string, headers: string): void {
+  const error = new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', {
+    detail: 'CONNECT: authority-form target; gatehouse is not a forward proxy',
+  });
+  const id = nextRequestId();
+  log.info({ listener, req_id: id, method: 'CONNECT', reason: error.code, detail: error.detail, client_ip: socket.remoteAddress, granted: false }, 'client error');
+  if (socket.writable) writeRawProblem(socket, error, id, headers);
+  else socket.destroy();
+}
+
+/** A problem+json answer written on the socket itself (no request object), then the connection closed. */
+function writeRawProblem(socket: Socket, error: GatehouseError, id: string, headers: string): void {
+  const body = problemBody(error, id);
+  // A client that never reads must not keep the socket: destroy it shortly after.
+  setTimeout(() => socket.destroy(), 1000).unref();
+  socket.end(
+    `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nx-request-id: ${id}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`,
+  );
 }
 
 /** `100-continue` among the expectations: node's own test for HTTP/1.1 (its h2 compat layer compares exactly). */

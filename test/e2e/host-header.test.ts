@@ -90,3 +90,16 @@ describe('the Host header', () => {
     expect(old.reachedUpstream).toBe(true);
   });
 });
+
+describe('CONNECT', () => {
+  it('is answered 400 problem+json (gatehouse is no forward proxy) and the connection closed, not dropped without a word', async () => {
+    const before = gw.logs.length;
+    const r = await raw(`CONNECT 127.0.0.1:${new URL(upstream.url).port} HTTP/1.1\r\nHost: 127.0.0.1:${new URL(upstream.url).port}\r\n\r\n`);
+    expect(r.status).toBe(400);
+    expect(r.head).toContain('connection: close');
+    expect(r.head).toContain('content-type: application/problem+json');
+    expect(JSON.parse(r.body).code).toBe('GH_ERR_REQUEST_BAD_PATH');
+    expect(r.reachedUpstream).toBe(false);
+    expect(gw.logs.slice(before).some((l) => l.method === 'CONNECT' && l.detail === 'CONNECT: authority-form target; gatehouse is not a forward proxy')).toBe(true);
+  });
+});

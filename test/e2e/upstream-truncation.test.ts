@@ -177,6 +177,14 @@ describe("gatehouse's raw answers to unparseable HTTP/1.1 requests", () => {
     expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).instance).toBe(`urn:gatehouse:request:${id}`);
   });
 
+  it('400 for a CONNECT over HTTPS (HTTP/1.1) carries HSTS, and the connection is closed', async () => {
+    const raw = await h1raw('CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n');
+    expect(raw.startsWith('HTTP/1.1 400')).toBe(true);
+    expect(headerOf(raw, 'strict-transport-security')).toBe(HSTS);
+    expect(headerOf(raw, 'connection')).toBe('close');
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).code).toBe('GH_ERR_REQUEST_BAD_PATH');
+  });
+
   it('400 for a malformed request line carries HSTS on an HTTPS listener', async () => {
     const raw = await h1raw('GET  HTTP/1.1 nonsense\r\nhost: localhost\r\n\r\n');
     expect(raw.startsWith('HTTP/1.1 400')).toBe(true);

@@ -200,6 +200,16 @@ describe('HTTP/2 through the whole pipeline', () => {
     expect(upstream.requests.length).toBe(before);
   });
 
+  it('refuses an h2 CONNECT with 400 problem+json and HSTS — no tunnel is opened, the upstream never sees it', async () => {
+    const before = upstream.requests.length;
+    const res = await h2request(session, { ':method': 'CONNECT', ':authority': `127.0.0.1:${new URL(upstream.url).port}` });
+    expect(res.status).toBe(400);
+    expect(res.headers['content-type']).toBe('application/problem+json');
+    expect(res.headers['strict-transport-security']).toContain('max-age=');
+    expect(JSON.parse(res.body).code).toBe('GH_ERR_REQUEST_BAD_PATH');
+    expect(upstream.requests.length).toBe(before);
+  });
+
   it('joins cookie fields that an h2 client split into one Cookie for the HTTP/1.1 upstream (RFC 9113 §8.2.3)', async () => {
     const before = upstream.requests.length;
     const res = await h2request(session, { ':path': '/public/cookies', cookie: ['a=1', 'b=2', 'c=3'] });
