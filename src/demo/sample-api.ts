@@ -90,10 +90,12 @@ export async function startSampleApi(options: { port?: number; host?: string } =
 
     if (HEALTH_PATH.test(path)) return send(res, 200, { status: 'ok' });
 
+    // HEAD is GET without the body (node leaves the body out of a HEAD answer itself).
+    const read = req.method === 'GET' || req.method === 'HEAD';
     const user = USER_ORDERS_PATH.exec(path);
     if (user) {
-      if (req.method !== 'GET') {
-        res.setHeader('allow', 'GET');
+      if (!read) {
+        res.setHeader('allow', 'GET, HEAD');
         return send(res, 405, { error: 'method_not_allowed' });
       }
       const userId = safeDecode(user[1]!);
@@ -105,8 +107,8 @@ export async function startSampleApi(options: { port?: number; host?: string } =
     const caller = callerOf(req);
     const id = match[1];
 
-    if (id === undefined && req.method === 'GET') return send(res, 200, { orders, caller });
-    if (id !== undefined && req.method === 'GET') {
+    if (id === undefined && read) return send(res, 200, { orders, caller });
+    if (id !== undefined && read) {
       const order = orders.find((o) => o.id === id);
       return order ? send(res, 200, { order, caller }) : send(res, 404, { error: 'not_found', id, caller });
     }
@@ -136,7 +138,7 @@ export async function startSampleApi(options: { port?: number; host?: string } =
       );
       return;
     }
-    res.setHeader('allow', id === undefined ? 'GET, POST' : 'GET');
+    res.setHeader('allow', id === undefined ? 'GET, HEAD, POST' : 'GET, HEAD');
     return send(res, 405, { error: 'method_not_allowed' });
   });
 

@@ -26,7 +26,16 @@ describe('sample API', () => {
   test('answers 405 with Allow for a method it does not serve', async () => {
     const res = await fetch(`${api.url}/orders/1`, { method: 'DELETE' });
     expect(res.status).toBe(405);
-    expect(res.headers.get('allow')).toBe('GET');
+    expect(res.headers.get('allow')).toBe('GET, HEAD');
+  });
+
+  test('answers HEAD as GET without the body (a GET route through gatehouse takes HEAD too)', async () => {
+    const get = await fetch(`${api.url}/orders/1`);
+    const head = await fetch(`${api.url}/orders/1`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-length')).toBe(get.headers.get('content-length'));
+    expect(await head.text()).toBe('');
+    expect((await fetch(`${api.url}/users/alice/orders`, { method: 'HEAD' })).status).toBe(200);
   });
 
   test('answers a body over 64 KiB with 413 JSON, not a dropped connection (a reset reads as a 502 through the gateway)', async () => {
