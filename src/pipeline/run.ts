@@ -157,6 +157,13 @@ export function runRequest(
     if (!target.ok) {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', { detail: target.reason }));
     }
+    // Only `chunked` is a transfer coding gatehouse decodes (node's parser refuses a list that
+    // does not end in it). `gzip, chunked` would reach the upstream de-chunked but still
+    // compressed, with nothing saying so: refused, as is any other list (RFC 9112 §6.1).
+    const transferEncoding = req.headers['transfer-encoding'];
+    if (transferEncoding !== undefined && transferEncoding !== 'chunked' && transferEncoding.trim().toLowerCase() !== 'chunked') {
+      return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_HEADER', 400, 'the request could not be parsed', { detail: `transfer-encoding other than chunked: ${transferEncoding.slice(0, 64)}` }));
+    }
     const badHost = hostProblem(req.rawHeaders, req.headers.host ?? (req.headers[':authority'] as string | undefined), req.httpVersionMinor === 1 && req.httpVersionMajor === 1);
     if (badHost !== null) {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_HOST', 400, 'the Host header is missing, repeated or not a host', { detail: badHost }));

@@ -12,7 +12,7 @@ let caFile: string | undefined;
 const caPem = () => (caFile ? readFileSync(caFile) : undefined);
 
 beforeAll(async () => {
-  demo = await startDemo({ quiet: true, ports: { gateway: 0, admin: 0, issuer: 0, api: 0 } });
+  demo = await startDemo({ quiet: true, ports: { gateway: 0, admin: 0, issuer: 0, api: 0, spa: 0 } });
   caFile = /--cacert (\S+)/.exec(demo.instructions)?.[1];
   dispatcher = new Agent({ connect: caFile ? { ca: readFileSync(caFile) } : {} });
 });

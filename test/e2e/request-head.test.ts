@@ -4,9 +4,10 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 /**
- * The Host header through the real gateway (RFC 9112 §3.2): an HTTP/1.1 request without one,
- * with two, or with one that is not `host[:port]` is refused with 400 problem+json before any
- * upstream sees it. Requests go out on a raw socket: a client library would not send these.
+ * A request's head through the real gateway: the Host header (RFC 9112 §3.2: an HTTP/1.1
+ * request without one, with two, or with one that is not `host[:port]`), CONNECT, and transfer
+ * codings other than chunked are refused with 400 problem+json before any upstream sees them.
+ * Requests go out on a raw socket: a client library would not send these.
  */
 let upstream: TestUpstream;
 let gw: TestGateway;
@@ -20,6 +21,7 @@ upstreams:
   - { name: api, url: ${upstream.url} }
 routes:
   - { name: public, path: /public, upstream: api, public: true }
+  - { name: upload, path: /upload, methods: [POST], upstream: api, public: true }
 `);
   port = Number(new URL(gw.url).port);
 });
@@ -101,5 +103,28 @@ describe('CONNECT', () => {
     expect(JSON.parse(r.body).code).toBe('GH_ERR_REQUEST_BAD_PATH');
     expect(r.reachedUpstream).toBe(false);
     expect(gw.logs.slice(before).some((l) => l.method === 'CONNECT' && l.detail === 'CONNECT: authority-form target; gatehouse is not a forward proxy')).toBe(true);
+  });
+});
+
+describe('Transfer-Encoding', () => {
+  const post = (te: string) => raw(`POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: ${te}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n`);
+
+  it('refuses any coding but chunked: gzip would reach the upstream de-chunked, still compressed, unannounced', async () => {
+    for (const te of ['gzip, chunked', 'identity, chunked', 'x-custom , chunked']) {
+      const before = gw.logs.length;
+      const r = await post(te);
+      expect(r.status, te).toBe(400);
+      expect(JSON.parse(r.body).code).toBe('GH_ERR_REQUEST_BAD_HEADER');
+      expect(r.reachedUpstream).toBe(false);
+      expect(gw.logs.slice(before).some((l) => l.detail === `transfer-encoding other than chunked: ${te}`)).toBe(true);
+    }
+  });
+
+  it('forwards a chunked body (any case) whole', async () => {
+    for (const te of ['chunked', 'Chunked']) {
+      const r = await post(te);
+      expect(r.status, te).toBe(200);
+      expect(upstream.requests.at(-1)!.body).toBe('hello');
+    }
   });
 });
