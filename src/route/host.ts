@@ -33,8 +33,14 @@ export function hostProblem(rawHeaders: readonly string[], host: string | undefi
   }
   if (lines > 1) return 'more than one Host header';
   if (host === undefined) return http11 ? 'no Host header' : null;
-  return isHost(host) ? null : 'Host is not a host[:port]';
+  // Clients send the same Host request after request: the last one found valid is not scanned again.
+  if (host === lastValid) return null;
+  if (!isHost(host)) return 'Host is not a host[:port]';
+  lastValid = host;
+  return null;
 }
+
+let lastValid: string | null = null;
 
 /** `uri-host [":" port]` with a non-empty host (RFC 9110 §7.2). */
 export function isHost(value: string): boolean {

@@ -11,6 +11,12 @@ describe('hostProblem (RFC 9112 §3.2)', () => {
     expect(hostProblem(['Accept', '*/*'], undefined, true)).toBe('no Host header');
     expect(hostProblem(['Accept', '*/*'], undefined, false)).toBeNull();
   });
+  it('refuses an empty Host first thing, and an invalid one after a valid one', () => {
+    expect(hostProblem(['Host', ''], '', true)).toBe('Host is not a host[:port]');
+    expect(hostProblem(['Host', 'a.example'], 'a.example', true)).toBeNull();
+    expect(hostProblem(['Host', 'a.example/x'], 'a.example/x', true)).toBe('Host is not a host[:port]');
+    expect(hostProblem(['Host', ''], '', true)).toBe('Host is not a host[:port]');
+  });
   it('checks the one value it has (HTTP/2: :authority)', () => {
     expect(hostProblem(['Host', 'api.example.com:443'], 'api.example.com:443', true)).toBeNull();
     expect(hostProblem([':authority', 'a/b'], 'a/b', false)).toBe('Host is not a host[:port]');
