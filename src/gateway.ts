@@ -7,6 +7,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { defaultAreas } from './areas.js';
 import { loadConfigFile } from './config/load.js';
 import type { GatehouseConfig } from './config/types.js';
+import { isSecureOrLoopbackUrl } from './config/normalize.js';
 import { ConfigError } from './errors.js';
 import type { AreaFactory, GatewayServices } from './pipeline/runtime.js';
 import { runRequest, type InFlight, type ListenerInfo } from './pipeline/run.js';
@@ -128,6 +129,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       log.warn({ listener: l.name }, 'plain HTTP listener on a non-loopback address: configure tls, or allowPlaintext behind a TLS-terminating proxy');
     }
   }
+  warnPlaintextUpstreams(config, log);
 
   let reloading: Promise<void> = Promise.resolve();
   const reload = (next?: GatehouseConfig): Promise<void> => {
@@ -146,6 +148,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       proxies = freshProxies;
       config = candidate;
       log.info({ routes: fresh.routes.length }, 'config reloaded');
+      warnPlaintextUpstreams(config, log);
       retire(old, config.limits.shutdownTimeout);
     };
     const result = reloading.then(run, run);
@@ -236,6 +239,21 @@ async function startPlan(config: GatehouseConfig, services: GatewayServices, are
     throw err;
   }
   return plan;
+}
+
+/**
+ * An `http://` upstream off loopback: every request to it — with the token gatehouse forwards or
+ * mints for it — crosses the network unencrypted. Allowed (a sidecar, a service mesh that
+ * encrypts below HTTP), never silent.
+ */
+function warnPlaintextUpstreams(config: GatehouseConfig, log: Logger): void {
+  for (const u of config.upstreams) {
+    if (isSecureOrLoopbackUrl(u.url)) continue;
+    log.warn(
+      { upstream: u.name, url: u.url },
+      'plain HTTP upstream on a non-loopback address: requests and the tokens they carry cross the network unencrypted; use an https:// url (upstreams[].tls for a private CA)',
+    );
+  }
 }
 
 /** A bind address on loopback: `localhost`, `::1`, or a literal IPv4 address in 127.0.0.0/8 (not a name like `127.example.com`). */

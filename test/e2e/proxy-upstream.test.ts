@@ -272,3 +272,26 @@ describe('trusted proxies', () => {
     expect(trusted.logs.some((l) => l.path === '/none/ip' && l.client_ip === '203.0.113.7')).toBe(true);
   });
 });
+
+describe('plain http upstreams', () => {
+  it('are named in a warning when off loopback (tokens cross the network unencrypted); https and loopback ones are not', async () => {
+    const g = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+upstreams:
+  - { name: remote, url: "http://10.0.0.9:8080" }
+  - { name: named, url: "http://orders.internal:8080" }
+  - { name: tricky, url: "http://127.attacker.example:8080" }
+  - { name: local, url: "http://127.0.0.1:1" }
+  - { name: localhost, url: "http://localhost:1" }
+  - { name: secure, url: "https://orders.example.com" }
+routes:
+  - { name: r, path: /r, upstream: remote, public: true }
+`);
+    try {
+      const warned = g.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('plain HTTP upstream on a non-loopback address')).map((l) => l.upstream);
+      expect(warned.sort()).toEqual(['named', 'remote', 'tricky']);
+    } finally {
+      await g.close();
+    }
+  });
+});
