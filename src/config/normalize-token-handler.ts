@@ -1,5 +1,5 @@
 import { decodeCookieKey } from '../authn/token-handler/cookie-key.js';
-import { isSecureOrLoopbackUrl } from './normalize.js';
+import { checkOrigin, isSecureOrLoopbackUrl } from './normalize.js';
 import type { IssuerConfig, RouteConfig, TokenHandlerConfig } from './types.js';
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -71,19 +71,9 @@ export function normalizeTokenHandler(th: Raw, ctx: TokenHandlerNormalizeContext
   }
 
   (th.trustedOrigins ?? []).forEach((origin: string, i: number) => {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(origin);
-    } catch {
-      bad([...at, 'trustedOrigins', i], 'is not a valid origin (scheme://host[:port])');
-      return;
-    }
-    if (parsed.origin !== origin.replace(/\/$/, '').toLowerCase()) {
-      bad([...at, 'trustedOrigins', i], `must be an origin only (scheme://host[:port], no path), e.g. ${parsed.origin}`);
-      return;
-    }
-    if (!isSecureOrLoopbackUrl(origin)) bad([...at, 'trustedOrigins', i], 'must be https (http only on loopback hosts)');
-    out.trustedOrigins.push(parsed.origin);
+    const checked = checkOrigin(origin);
+    if (checked.problem !== undefined) bad([...at, 'trustedOrigins', i], checked.problem);
+    else out.trustedOrigins.push(checked.origin);
   });
 
   out.cookieKeys.forEach((key: string, i: number) => {

@@ -5,6 +5,7 @@ import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
+  CorsConfig,
   GatehouseConfig,
   IssuerConfig,
   ListenerConfig,
@@ -68,6 +69,55 @@ export function isSecureOrLoopbackUrl(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A browser origin as configured (`tokenHandler.trustedOrigins`, `cors.origins`): its
+ * normalized form, or why it is not one.
+ *
+ * @example
+ * ```ts
+ * checkOrigin('https://App.example.com/'); // { origin: 'https://app.example.com' }
+ * checkOrigin('https://app.example.com/x'); // { problem: 'must be an origin only (…), e.g. https://app.example.com' }
+ * ```
+ */
+export function checkOrigin(value: string): { origin: string; problem?: undefined } | { problem: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    return { problem: 'is not a valid origin (scheme://host[:port])' };
+  }
+  if (parsed.origin !== value.replace(/\/$/, '').toLowerCase()) {
+    return { problem: `must be an origin only (scheme://host[:port], no path), e.g. ${parsed.origin}` };
+  }
+  if (!isSecureOrLoopbackUrl(value)) return { problem: 'must be https (http only on loopback hosts)' };
+  return { origin: parsed.origin };
+}
+
+/** `cors`: origins checked and normalized, header names lowercased. */
+function normalizeCors(raw: Raw | undefined, ms: (value: unknown, fallback: number) => number, bad: (keyPath: (string | number)[], message: string) => void): CorsConfig | undefined {
+  if (raw === undefined) return undefined;
+  const listed: string[] = raw.origins ?? [];
+  const anyOrigin = listed.includes('*');
+  const origins: string[] = [];
+  listed.forEach((value, i) => {
+    if (value === '*') {
+      if (listed.length > 1) bad(['cors', 'origins', i], '"*" (any origin) stands alone; list origins or use "*"');
+      return;
+    }
+    const checked = checkOrigin(value);
+    if (checked.problem !== undefined) bad(['cors', 'origins', i], checked.problem);
+    else origins.push(checked.origin);
+  });
+  const lower = (names: string[] | undefined) => (names ?? []).map((n) => n.toLowerCase());
+  return {
+    origins,
+    anyOrigin,
+    allowHeaders: raw.allowHeaders === undefined ? null : [...new Set(['authorization', 'content-type', ...lower(raw.allowHeaders)])],
+    exposeHeaders: lower(raw.exposeHeaders),
+    maxAge: ms(raw.maxAge, 600_000),
+  };
 }
 
 /** Apply defaults and units, then check what a schema cannot: names, references, URLs. */
@@ -334,6 +384,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     quotas,
     preAuthLimit,
     memoryStore: { maxKeys: raw.memoryStore?.maxKeys ?? 100_000 },
+    cors: normalizeCors(raw.cors as Raw | undefined, ms, bad),
     redis,
     tokenHandler: th ? normalizeTokenHandler(th, { bad, ms, issuers, routes }) : undefined,
     gateway: {

@@ -231,6 +231,20 @@ export interface GatewayConfig extends GatewayTokenConfig {
   paths: PathsConfig;
 }
 
+/** `cors`: cross-origin calls from browser pages to bearer-token and public routes. */
+export interface CorsConfig {
+  /** Exact origins, normalized (`scheme://host[:port]`); empty with `anyOrigin`. */
+  origins: string[];
+  /** `origins: ["*"]`: any page may call. */
+  anyOrigin: boolean;
+  /** Lowercase; null: a preflight allows the headers the browser asks for. */
+  allowHeaders: string[] | null;
+  /** Lowercase, on top of gatehouse's own (www-authenticate, x-request-id, …). */
+  exposeHeaders: string[];
+  /** ms */
+  maxAge: number;
+}
+
 export interface GatehouseConfig {
   /** Absolute path of the file this came from ('' when built in code). */
   file: string;
@@ -250,6 +264,7 @@ export interface GatehouseConfig {
   /** Per-client-IP limit that runs before any token cryptography (see docs/rate-limits.md). */
   preAuthLimit?: PreAuthLimitConfig;
   memoryStore: { maxKeys: number };
+  cors?: CorsConfig;
   redis?: {
     url: string;
     keyPrefix: string;

@@ -108,6 +108,26 @@ const gateway: JsonSchema = closed({
   }),
 });
 
+/** HTTP header field names (RFC 9110 tokens). */
+const headerNames: JsonSchema = { type: 'array', items: { type: 'string', pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" } };
+
+/** CORS for bearer-token and public routes (docs/configuration.md, `cors`). */
+const cors = closed(
+  {
+    origins: {
+      type: 'array',
+      items: nonEmptyString,
+      minItems: 1,
+      uniqueItems: true,
+      description: 'Exact origins (scheme://host[:port]) whose pages may call the routes; ["*"] for any (no credentials are involved: bearer tokens are sent by the page itself).',
+    },
+    allowHeaders: { ...headerNames, description: 'Request headers a preflight allows (Authorization and Content-Type always). Unset: the headers the browser asks for.' },
+    exposeHeaders: { ...headerNames, description: 'Response headers a page may read, beside WWW-Authenticate, X-Request-Id, Retry-After and the RateLimit headers.' },
+    maxAge: { ...duration, description: 'How long a browser may keep a preflight answer (default 10m; at most 1d).' },
+  },
+  ['origins'],
+);
+
 /** The JSON Schema of a gatehouse config file (published as schema/gatehouse.schema.json). */
 export const configSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -131,6 +151,7 @@ export const configSchema: JsonSchema = {
       memoryStore,
       redis,
       tokenHandler,
+      cors,
       gateway,
       tokenCache: closed({ enabled: { type: 'boolean' }, maxEntries: { type: 'integer', minimum: 1 } }),
     },
