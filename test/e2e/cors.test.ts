@@ -184,3 +184,44 @@ describe('cors config', () => {
     expect(config.cors).toEqual({ origins: ['https://app.example.com'], anyOrigin: false, allowHeaders: ['authorization', 'content-type', 'x-tenant'], exposeHeaders: ['x-total-count'], maxAge: 600_000 });
   });
 });
+
+describe('cors beside a token handler', () => {
+  it('leaves cookie routes to the token handler (its trustedOrigins, with credentials) and answers for bearer routes', async () => {
+    const th = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: main, issuer: "http://127.0.0.1:1/never", discovery: true, audiences: [https://api.example.test], fetchTimeout: 200ms }
+upstreams:
+  - { name: api, url: ${upstream.url} }
+tokenHandler:
+  basePath: /tokenhandler
+  issuer: main
+  clientId: spa
+  clientSecret: secret
+  redirectUri: https://spa.example.com/callback
+  trustedOrigins: [https://spa.example.com]
+  cookieKeys: ["${Buffer.alloc(32, 7).toString('base64')}"]
+routes:
+  - { name: cookie, path: /cookie, upstream: api, auth: cookie }
+  - { name: bearer, path: /bearer, upstream: api }
+cors: { origins: ["${APP}"] }
+`);
+    try {
+      // The cookie route: cors.origins do not open it; the SPA's origin gets credentials.
+      const fromApp = await preflight(th, APP, 'GET', '/cookie');
+      expect(fromApp.status).toBe(403);
+      expect(JSON.parse(fromApp.body).code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
+      const fromSpa = await preflight(th, 'https://spa.example.com', 'GET', '/cookie');
+      expect(fromSpa.status).toBe(204);
+      expect(fromSpa.headers['access-control-allow-credentials']).toBe('true');
+      // The bearer route: cors answers, without credentials.
+      const bearer = await preflight(th, APP, 'GET', '/bearer');
+      expect(bearer.status).toBe(204);
+      expect(bearer.headers['access-control-allow-origin']).toBe(APP);
+      expect(bearer.headers['access-control-allow-credentials']).toBeUndefined();
+      expect((await preflight(th, 'https://spa.example.com', 'GET', '/bearer')).status).toBe(403);
+    } finally {
+      await th.close();
+    }
+  });
+});
