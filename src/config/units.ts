@@ -98,7 +98,7 @@ export const DURATION_RANGES: Readonly<Record<string, DurationRange>> = {
   'tokenHandler.loginStateTtl': { min: 1000, zero: 'expire every login before it can finish' },
   'tokenHandler.sessionTtl': { min: 1000, max: 400 * DAY, maxWhy: 'browsers keep a cookie at most 400 days', zero: 'end every session as it starts' },
   'gateway.tokenTtl': { min: 1000, zero: 'mint tokens that expire at once' },
-  'cors.maxAge': { min: 0, max: DAY, maxWhy: 'browsers keep a preflight answer a day at most (Chromium two hours)' },
+  'cors.maxAge': { min: 0, max: DAY, maxWhy: 'browsers keep a preflight answer a day at most, Chromium two hours' },
   'gateway.keyRotationGrace': { min: 0 },
   'gateway.keyRotationInterval': { min: 3_600_000, zeroIsOff: true, max: LONG, maxWhy: LONG_WHY },
 };
