@@ -164,7 +164,7 @@ export function runRequest(
     if (transferEncoding !== undefined && transferEncoding !== 'chunked' && transferEncoding.trim().toLowerCase() !== 'chunked') {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_HEADER', 400, 'the request could not be parsed', { detail: `transfer-encoding other than chunked: ${transferEncoding.slice(0, 64)}` }));
     }
-    const badHost = hostProblem(req.rawHeaders, req.headers.host ?? (req.headers[':authority'] as string | undefined), req.httpVersionMinor === 1 && req.httpVersionMajor === 1);
+    const badHost = hostProblem(req.rawHeaders, req.headers.host, req.httpVersionMinor === 1 && req.httpVersionMajor === 1, req.headers[':authority'] as string | undefined);
     if (badHost !== null) {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_HOST', 400, 'the Host header is missing, repeated or not a host', { detail: badHost }));
     }

@@ -14,8 +14,9 @@ const IP_LITERAL = new Uint8Array(128);
 for (const c of '0123456789ABCDEFabcdef:.') IP_LITERAL[c.charCodeAt(0)] = 1;
 
 /**
- * Why the request's Host is refused, or null. `host`: the parsed `Host` (HTTP/2: `:authority`);
- * `http11`: an HTTP/1.1 request, which must carry one (HTTP/1.0 and HTTP/2 may go without).
+ * Why the request's Host is refused, or null. `host`: the parsed `Host`; `http11`: an HTTP/1.1
+ * request, which must carry one (HTTP/1.0 and HTTP/2 may go without); `authority`: HTTP/2's
+ * `:authority`, which a `Host` beside it must match.
  *
  * @example
  * ```ts
@@ -25,13 +26,18 @@ for (const c of '0123456789ABCDEFabcdef:.') IP_LITERAL[c.charCodeAt(0)] = 1;
  * hostProblem([], undefined, true);                                          // 'no Host header'
  * ```
  */
-export function hostProblem(rawHeaders: readonly string[], host: string | undefined, http11: boolean): string | null {
+export function hostProblem(rawHeaders: readonly string[], host: string | undefined, http11: boolean, authority?: string): string | null {
   let lines = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) lines++;
   }
   if (lines > 1) return 'more than one Host header';
+  if (authority !== undefined) {
+    // HTTP/2 (RFC 9113 §8.3.1): a Host beside :authority must name the same; then one is checked.
+    if (host !== undefined && host.toLowerCase() !== authority.toLowerCase()) return 'Host differs from :authority';
+    host = authority;
+  }
   if (host === undefined) return http11 ? 'no Host header' : null;
   // Clients send the same Host request after request: the last one found valid is not scanned again.
   if (host === lastValid) return null;

@@ -17,9 +17,11 @@ describe('hostProblem (RFC 9112 §3.2)', () => {
     expect(hostProblem(['Host', 'a.example/x'], 'a.example/x', true)).toBe('Host is not a host[:port]');
     expect(hostProblem(['Host', ''], '', true)).toBe('Host is not a host[:port]');
   });
-  it('checks the one value it has (HTTP/2: :authority)', () => {
+  it('checks the one value it has (HTTP/2: :authority, which a Host beside it must match)', () => {
     expect(hostProblem(['Host', 'api.example.com:443'], 'api.example.com:443', true)).toBeNull();
-    expect(hostProblem([':authority', 'a/b'], 'a/b', false)).toBe('Host is not a host[:port]');
+    expect(hostProblem([':authority', 'a/b'], undefined, false, 'a/b')).toBe('Host is not a host[:port]');
+    expect(hostProblem([':authority', 'a.example', 'host', 'b.example'], 'b.example', false, 'a.example')).toBe('Host differs from :authority');
+    expect(hostProblem([':authority', 'a.example', 'host', 'A.example'], 'A.example', false, 'a.example')).toBeNull();
     // Names that are four letters but not Host are not counted.
     expect(hostProblem(['Hose', 'x', 'Date', 'y', 'Host', 'a'], 'a', true)).toBeNull();
   });

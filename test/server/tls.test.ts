@@ -200,6 +200,16 @@ describe('HTTP/2 through the whole pipeline', () => {
     expect(upstream.requests.length).toBe(before);
   });
 
+  it('refuses an h2 request whose Host names another host than :authority (RFC 9113 §8.3.1)', async () => {
+    const before = upstream.requests.length;
+    const res = await h2request(session, { ':path': '/public/items', ':authority': `127.0.0.1:${httpsPort}`, host: 'evil.example' });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body).code).toBe('GH_ERR_REQUEST_BAD_HOST');
+    expect(upstream.requests.length).toBe(before);
+    const same = await h2request(session, { ':path': '/public/items', ':authority': `127.0.0.1:${httpsPort}`, host: `127.0.0.1:${httpsPort}` });
+    expect(same.status).toBe(200);
+  });
+
   it('refuses an h2 CONNECT with 400 problem+json and HSTS — no tunnel is opened, the upstream never sees it', async () => {
     const before = upstream.requests.length;
     const res = await h2request(session, { ':method': 'CONNECT', ':authority': `127.0.0.1:${new URL(upstream.url).port}` });
