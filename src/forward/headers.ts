@@ -115,6 +115,41 @@ function gatehouseCookie(setCookie: string, prefixes: readonly string[]): boolea
   return prefixes.some((p) => name.startsWith(p));
 }
 
+/**
+ * An upstream's `Location` as the client must see it (what nginx's `proxy_redirect default`
+ * does): a URL on the upstream's own origin under its base path becomes a path on the gateway
+ * (`http://10.0.0.5:8080/base/orders/7` → `/orders/7`), and on a `stripPrefix` route the prefix
+ * goes back on (`/api/orders/7`); so does a path under the base path. Anything else — another
+ * host, a path outside the base path, a relative reference — is left as it is.
+ *
+ * @example
+ * ```ts
+ * publicLocation('http://10.0.0.5:8080/base/orders/7?x=1', 'http://10.0.0.5:8080', '/base', '/api'); // '/api/orders/7?x=1'
+ * publicLocation('https://idp.example.com/login', 'http://10.0.0.5:8080', '', '');                  // unchanged
+ * ```
+ */
+export function publicLocation(location: string, origin: string, basePath: string, prefix: string): string {
+  let rest: string;
+  if (location.charCodeAt(0) === 47 /* / */ && location.charCodeAt(1) !== 47) {
+    if (basePath === '' && prefix === '') return location;
+    rest = location;
+  } else {
+    const n = origin.length;
+    if (location.length < n || location.slice(0, n).toLowerCase() !== origin) return location;
+    const next = location.charCodeAt(n);
+    if (location.length > n && next !== 47 && next !== 63 /* ? */ && next !== 35 /* # */) return location; // http://host:80801…
+    rest = location.length === n || next !== 47 ? '/' + location.slice(n) : location.slice(n);
+  }
+  if (basePath !== '') {
+    if (!rest.startsWith(basePath)) return location;
+    const after = rest.charCodeAt(basePath.length);
+    if (rest.length > basePath.length && after !== 47 && after !== 63 && after !== 35) return location; // /basement
+    rest = rest.slice(basePath.length);
+    if (rest === '' || rest.charCodeAt(0) !== 47) rest = '/' + rest;
+  }
+  return prefix === '' ? rest : prefix + rest;
+}
+
 /** Response headers that never go back to the client. */
 export function isHopByHopResponseHeader(lower: string, named: Set<string> | null): boolean {
   return HOP_BY_HOP.has(lower) || (named !== null && named.has(lower));

@@ -6,7 +6,7 @@ import type { GatehouseConfig, UpstreamConfig } from '../config/types.js';
 import { RequestRejected, UpstreamFailed, type GatehouseError } from '../errors.js';
 import type { GatewayServices } from '../pipeline/runtime.js';
 import { abortResponse } from '../respond/problem.js';
-import { connectionTokens, isHopByHopResponseHeader, upstreamSetCookies } from './headers.js';
+import { connectionTokens, isHopByHopResponseHeader, publicLocation, upstreamSetCookies } from './headers.js';
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 
 /**
@@ -102,6 +102,8 @@ export interface ForwardRequest {
    * under one of them is dropped and logged.
    */
   cookiePrefixes: readonly string[] | null;
+  /** What a `stripPrefix` route took off the path ('' otherwise), put back on the upstream's `Location`. */
+  strippedPrefix: string;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -315,6 +317,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.status = statusCode;
     const prefixes = this.request.cookiePrefixes;
     if (prefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, prefixes);
+    // The upstream's own address in a redirect (or a 201's Location) becomes the gateway's path:
+    // clients never see, or try to reach, an internal host.
+    const location = headers.location;
+    if (typeof location === 'string') headers.location = publicLocation(location, this.upstream.origin, this.upstream.basePath, this.request.strippedPrefix);
     this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
     const length = headers['content-length'];
     this.length = typeof length === 'string' ? Number(length) : -1;

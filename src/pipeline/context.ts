@@ -60,6 +60,8 @@ export interface RequestContext {
   /** Where `token` came from. */
   tokenSource: 'header' | 'cookie' | null;
   principal: Principal | null;
+  /** The part of the path a `stripPrefix` route took off ('' otherwise): put back on an upstream's `Location`. */
+  strippedPrefix: string;
   /** Extra headers for the upstream request (e.g. forwardClaims); names are stripped from the client's first. */
   upstreamHeaders: [string, string][];
   /**

@@ -139,6 +139,7 @@ export function runRequest(
     token: null,
     tokenSource: null,
     principal: null,
+    strippedPrefix: '',
     upstreamHeaders: [],
     // Every answer carries the listener's headers (HSTS) first, then what stages add.
     responseHeaders: listener.responseHeaders.length === 0 ? [] : listener.responseHeaders.slice(),
@@ -260,6 +261,7 @@ function matchRoute(plan: Plan, ctx: RequestContext, req: IncomingMessage): Gate
   ctx.route = r;
   ctx.params = match.params;
   if (r.config.stripPrefix && match.prefixLength > 0) {
+    ctx.strippedPrefix = ctx.path.slice(0, match.prefixLength);
     (ctx as { path: string }).path = ctx.path.slice(match.prefixLength) || '/';
   }
   const length = req.headers['content-length'];
@@ -381,6 +383,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     responseHeaders: ctx.responseHeaders,
     timing: ctx,
     cookiePrefixes: r.forward.cookiePrefixes,
+    strippedPrefix: ctx.strippedPrefix,
   };
 }
 

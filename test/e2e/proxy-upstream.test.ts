@@ -231,6 +231,42 @@ describe('forwarding', () => {
   });
 });
 
+describe("the upstream's Location", () => {
+  const redirectTo = (location: string) =>
+    api.setHandler((_req, res) => {
+      res.writeHead(302, { location, 'content-length': 0 });
+      res.end();
+    });
+  const locationVia = async (path: string) => {
+    const res = await request(`${gw.url}${path}`);
+    await res.body.dump();
+    return res.headers.location;
+  };
+
+  it("never shows the upstream's own address: its URLs under the base path become the gateway's paths", async () => {
+    try {
+      redirectTo(`${api.url}/base/r/next?x=1`);
+      expect(await locationVia('/r/start')).toBe('/r/next?x=1');
+      // A stripPrefix route gets its prefix back, for an absolute URL and for a path alike.
+      redirectTo(`${api.url}/base/login`);
+      expect(await locationVia('/strip/start')).toBe('/strip/login');
+      redirectTo('/base/login');
+      expect(await locationVia('/strip/start')).toBe('/strip/login');
+    } finally {
+      api.setHandler(null);
+    }
+  });
+
+  it('leaves a Location to another host alone', async () => {
+    try {
+      redirectTo('https://idp.example.com/authorize?client_id=x');
+      expect(await locationVia('/r/start')).toBe('https://idp.example.com/authorize?client_id=x');
+    } finally {
+      api.setHandler(null);
+    }
+  });
+});
+
 describe('trusted proxies', () => {
   it('ignores X-Forwarded-For from an untrusted peer', async () => {
     const res = await request(`${gw.url}/r/ip`, { headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https' } });

@@ -1,6 +1,6 @@
 import { gatehouseCookiePrefixes } from '../../src/authn/token-handler/cookie-names.js';
 import { describe, expect, it } from 'vitest';
-import { connectionTokens, forwardedElement, upstreamHeaders, upstreamSetCookies } from '../../src/forward/headers.js';
+import { connectionTokens, forwardedElement, publicLocation, upstreamHeaders, upstreamSetCookies } from '../../src/forward/headers.js';
 
 const none = { strip: null, cookiePrefixes: null };
 
@@ -90,5 +90,34 @@ describe("upstreamSetCookies (an upstream's Set-Cookie without gatehouse's cooki
     const value = ['a=1', '__Host-ghost=1', '__host-gh-at=other-name'];
     expect(upstreamSetCookies(value, prefixes)).toBe(value);
     expect(upstreamSetCookies('theme=dark', prefixes)).toBe('theme=dark');
+  });
+});
+
+describe("publicLocation (an upstream's Location as the client sees it)", () => {
+  const origin = 'http://10.0.0.5:8080';
+  it("maps the upstream's own URLs under its base path to the gateway's paths, the stripped prefix put back", () => {
+    expect(publicLocation('http://10.0.0.5:8080/base/orders/7?x=1#f', origin, '/base', '')).toBe('/orders/7?x=1#f');
+    expect(publicLocation('HTTP://10.0.0.5:8080/base/orders/7', origin, '/base', '/api')).toBe('/api/orders/7');
+    expect(publicLocation('http://10.0.0.5:8080/base', origin, '/base', '')).toBe('/');
+    expect(publicLocation('http://10.0.0.5:8080/base?next=1', origin, '/base', '')).toBe('/?next=1');
+    expect(publicLocation('http://10.0.0.5:8080/orders', origin, '', '')).toBe('/orders');
+    expect(publicLocation('http://10.0.0.5:8080', origin, '', '/api')).toBe('/api/');
+    expect(publicLocation('/base/login', origin, '/base', '/app')).toBe('/app/login');
+    expect(publicLocation('/login', origin, '', '/app')).toBe('/app/login');
+  });
+  it('leaves other hosts, look-alike hosts and paths, paths outside the base and relative references alone', () => {
+    for (const [location, base, prefix] of [
+      ['https://idp.example.com/authorize?x=1', '', ''],
+      ['http://10.0.0.5:80801/base/x', '/base', ''],
+      ['http://10.0.0.5:8080.evil.example/base/x', '/base', ''],
+      ['http://10.0.0.5:8080/basement/x', '/base', ''],
+      ['http://10.0.0.5:8080/other', '/base', '/api'],
+      ['/basement', '/base', ''],
+      ['//evil.example/x', '', '/api'],
+      ['orders/7', '/base', '/api'],
+      ['/orders/7', '', ''],
+    ] as const) {
+      expect(publicLocation(location, origin, base, prefix), location).toBe(location);
+    }
   });
 });
