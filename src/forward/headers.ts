@@ -49,6 +49,8 @@ export interface UpstreamHeaderOptions {
   readonly strip: ReadonlySet<string> | null;
   /** Name prefixes of the cookies that belong to gatehouse (token handler; each ends with `-`): removed from `Cookie`. */
   readonly cookiePrefixes: readonly string[] | null;
+  /** gatehouse answers CORS on this route (`cors`): the upstream's `Access-Control-*` answer headers are dropped. */
+  readonly ownsCors?: boolean;
 }
 
 /**
@@ -148,6 +150,14 @@ export function publicLocation(location: string, origin: string, basePath: strin
     if (rest === '' || rest.charCodeAt(0) !== 47) rest = '/' + rest;
   }
   return prefix === '' ? rest : prefix + rest;
+}
+
+/**
+ * Remove an upstream's CORS answer headers (`Access-Control-*`): on a route whose CORS gatehouse
+ * answers, a page on an origin that is not listed must not be let in by the upstream's own.
+ */
+export function dropCorsHeaders(headers: Record<string, string | string[] | undefined>): void {
+  for (const name in headers) if (name.startsWith('access-control-')) delete headers[name];
 }
 
 /** Response headers that never go back to the client. */

@@ -6,7 +6,7 @@ import type { GatehouseConfig, UpstreamConfig } from '../config/types.js';
 import { RequestRejected, UpstreamFailed, type GatehouseError } from '../errors.js';
 import type { GatewayServices } from '../pipeline/runtime.js';
 import { abortResponse } from '../respond/problem.js';
-import { connectionTokens, isHopByHopResponseHeader, publicLocation, upstreamSetCookies } from './headers.js';
+import { connectionTokens, dropCorsHeaders, isHopByHopResponseHeader, publicLocation, upstreamSetCookies } from './headers.js';
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 
 /**
@@ -104,6 +104,8 @@ export interface ForwardRequest {
   cookiePrefixes: readonly string[] | null;
   /** What a `stripPrefix` route took off the path ('' otherwise), put back on the upstream's `Location`. */
   strippedPrefix: string;
+  /** gatehouse answers CORS on this route: the upstream's `Access-Control-*` headers are dropped. */
+  ownsCors: boolean;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -319,6 +321,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (prefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, prefixes);
     // The upstream's own address in a redirect (or a 201's Location) becomes the gateway's path:
     // clients never see, or try to reach, an internal host.
+    if (this.request.ownsCors) dropCorsHeaders(headers);
     const location = headers.location;
     if (typeof location === 'string') headers.location = publicLocation(location, this.upstream.origin, this.upstream.basePath, this.request.strippedPrefix);
     this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);

@@ -384,6 +384,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     timing: ctx,
     cookiePrefixes: r.forward.cookiePrefixes,
     strippedPrefix: ctx.strippedPrefix,
+    ownsCors: r.forward.ownsCors === true,
   };
 }
 

@@ -162,5 +162,10 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
   const strip = new Set<string>();
   if (!route.public) strip.add('authorization');
   for (const header of Object.keys(route.forwardClaims)) strip.add(header.toLowerCase());
-  return { strip: strip.size > 0 ? strip : null, cookiePrefixes: config.tokenHandler ? gatehouseCookiePrefixes(config.tokenHandler.cookiePrefix) : null };
+  return {
+    strip: strip.size > 0 ? strip : null,
+    cookiePrefixes: config.tokenHandler ? gatehouseCookiePrefixes(config.tokenHandler.cookiePrefix) : null,
+    // With a cors section, gatehouse alone answers CORS on bearer-token and public routes.
+    ownsCors: config.cors !== undefined && (route.public || route.auth === 'bearer'),
+  };
 }

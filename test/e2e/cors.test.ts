@@ -137,11 +137,24 @@ describe('CORS on actual answers', () => {
     }
   });
 
-  it('never marks an answer to an origin not listed (Vary: Origin only), and still needs the token', async () => {
-    const ok = await call(gw, 'GET', '/orders', { origin: 'https://evil.example', authorization: `Bearer ${token()}` });
-    expect(ok.status).toBe(200);
-    expect(ok.headers['access-control-allow-origin']).toBeUndefined();
-    expect(ok.headers.vary).toBe('Origin');
+  it("never marks an answer to an origin not listed (Vary: Origin only; the upstream's own CORS headers dropped), and still needs the token", async () => {
+    upstream.setHandler((_req, res) => {
+      res.setHeader('access-control-allow-origin', '*');
+      res.setHeader('access-control-allow-credentials', 'true');
+      res.end('{}');
+    });
+    try {
+      const ok = await call(gw, 'GET', '/orders', { origin: 'https://evil.example', authorization: `Bearer ${token()}` });
+      expect(ok.status).toBe(200);
+      expect(ok.headers['access-control-allow-origin']).toBeUndefined();
+      expect(ok.headers['access-control-allow-credentials']).toBeUndefined();
+      expect(ok.headers.vary).toBe('Origin');
+      // Without a cors section gatehouse does not touch them: the upstream answers CORS itself.
+      const own = await call(plain, 'GET', '/public', { origin: 'https://evil.example' });
+      expect(own.headers['access-control-allow-origin']).toBe('*');
+    } finally {
+      upstream.setHandler(null);
+    }
     const denied = await call(open, 'GET', '/orders', { origin: 'https://anyone.example' });
     expect(denied.status).toBe(401); // any origin may read the answer; none gets in without a token
     expect(denied.headers['access-control-allow-origin']).toBe('*');
