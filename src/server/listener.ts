@@ -7,7 +7,7 @@ import type { RequestContext } from '../pipeline/context.js';
 import type { ListenerInfo } from '../pipeline/run.js';
 import { holdForContinue } from '../respond/continue.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { problemBody, sendProblem } from '../respond/problem.js';
+import { OWN_ANSWER_HEADERS, problemBody, sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import { createTlsServer, hstsHeader, type CertificateInfo, type TlsServer } from './tls.js';
 
@@ -67,7 +67,7 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
   }
   server.maxConnections = limits.maxConnections;
   // Raw answers to unparseable requests carry the listener's HSTS too (docs/tls.md): built once.
-  const rawHeaders = info.responseHeaders.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const rawHeaders = headerLines(info.responseHeaders);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket, log, config.name, rawHeaders));
   // `Expect` (RFC 9110 §10.1.1). Without these listeners node answers `100 Continue` at once,
   // before routing or authentication, and a bare 417 to any other expectation. http.Server,
@@ -157,13 +157,20 @@ function answerConnect(socket: Socket, log: Logger, listener: string, headers: s
   else socket.destroy();
 }
 
+/** Header pairs as raw lines, each ending CRLF, for the answers written on the socket. */
+function headerLines(pairs: readonly (readonly [string, string])[]): string {
+  return pairs.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+}
+
+const OWN_ANSWER_LINES = headerLines(OWN_ANSWER_HEADERS);
+
 /** A problem+json answer written on the socket itself (no request object), then the connection closed. */
 function writeRawProblem(socket: Socket, error: GatehouseError, id: string, headers: string): void {
   const body = problemBody(error, id);
   // A client that never reads must not keep the socket: destroy it shortly after.
   setTimeout(() => socket.destroy(), 1000).unref();
   socket.end(
-    `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nx-request-id: ${id}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`,
+    `HTTP/1.1 ${error.status} ${error.title}\r\nconnection: close\r\ncontent-type: application/problem+json\r\n${OWN_ANSWER_LINES}x-request-id: ${id}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`,
   );
 }
 
@@ -195,8 +202,6 @@ function answerExpectation(server: http.Server, req: IncomingMessage, res: Serve
 /** The port each listener really got (differs from the config for `port: 0`): redirects use it. */
 const boundPorts = new WeakMap<ListenerConfig, number>();
 
-const SAFE_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
 /**
  * A plain listener next to an HTTPS one: credentials are refused (never forwarded over
  * plaintext) and everything else is redirected (308) to HTTPS. With `allowPlaintext: true`
@@ -220,8 +225,10 @@ function plaintextPolicy(
     if (config.redirectToHttps === false) {
       return new RequestRejected('GH_ERR_HTTPS_REQUIRED', 400, 'this endpoint is only served over https', { detail: `use https on port ${httpsPort}` });
     }
-    const hostHeader = req.headers.host ?? '';
-    const hostname = SAFE_HOST.test(hostHeader) ? hostHeader.replace(/:\d+$/, '') : https.host;
+    // The runner checked Host before this policy runs (route/host.ts): one `host[:port]`, or
+    // none at all (HTTP/1.0), when the HTTPS listener's own host stands in.
+    const hostHeader = req.headers.host;
+    const hostname = hostHeader ? hostHeader.replace(/:\d*$/, '') : https.host;
     const port = httpsPort === 443 ? '' : `:${httpsPort}`;
     return `https://${hostname}${port}${ctx.path}${ctx.query}`;
   };

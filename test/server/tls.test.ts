@@ -408,6 +408,29 @@ describe('plain HTTP next to HTTPS', () => {
     expect(upstream.requests.length).toBe(before);
   });
 
+  it("redirects to the client's host on the HTTPS port; a Host that is not host[:port] gets a 400, never a Location", async () => {
+    const { port } = new URL(gw.urls.http!);
+    const send = (head: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(head));
+        let data = '';
+        socket.on('data', (d) => (data += d.toString('latin1')));
+        socket.on('end', () => resolve(data));
+        socket.on('error', reject);
+      });
+    const named = await send('GET /public/x HTTP/1.1\r\nHost: app.example.com:8080\r\nConnection: close\r\n\r\n');
+    expect(named).toMatch(new RegExp(`^HTTP/1\\.1 308[^]*\\r\\nlocation: https://app\\.example\\.com:${httpsPort}/public/x\\r\\n`, 'i'));
+    for (const host of ['evil.example/x?', 'user@evil.example', 'evil.example:80:80']) {
+      const bad = await send(`GET /public/x HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      expect(bad.startsWith('HTTP/1.1 400'), host).toBe(true);
+      expect(bad).toContain('GH_ERR_REQUEST_BAD_HOST');
+      expect(bad.toLowerCase()).not.toContain('location:');
+    }
+    // HTTP/1.0 may come without Host: the HTTPS listener's own address stands in.
+    const old = await send('GET /public/x HTTP/1.0\r\n\r\n');
+    expect(old).toMatch(new RegExp(`\\r\\nlocation: https://127\\.0\\.0\\.1:${httpsPort}/public/x\\r\\n`, 'i'));
+  });
+
   it('never forwards a request with an Authorization header over plaintext', async () => {
     const before = upstream.requests.length;
     const res = await request(`${gw.urls.http}/public/x`, { headers: { authorization: 'Bearer secret' } });
