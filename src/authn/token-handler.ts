@@ -12,6 +12,7 @@ import { GatehouseError, type ConfigIssue } from '../errors.js';
 import type { AreaFactory, AreaRuntime } from '../pipeline/runtime.js';
 import { createRouteTable } from '../route/match.js';
 import type { RouteConfig } from '../config/types.js';
+import { sendPreflight } from '../respond/cors.js';
 import { sendProblem } from '../respond/problem.js';
 import { createOAuthAgent } from './token-handler/agent.js';
 import { createTokenHandlerCore } from './token-handler/core.js';
@@ -77,11 +78,7 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
         return true;
       }
       core.requests.inc({ endpoint: 'preflight', outcome: 'ok' });
-      const headers: Record<string, string | number> = { 'content-length': 0, 'x-request-id': ctx.id };
-      for (const [k, v] of ctx.responseHeaders) headers[k] = v;
-      for (const [k, v] of answer.headers) headers[k] = v;
-      res.writeHead(204, headers);
-      res.end();
+      sendPreflight(res, ctx, answer.headers);
       return true;
     },
     async start() {

@@ -7,19 +7,66 @@
  * token itself, so `Access-Control-Allow-Credentials` is never set. Cookie routes keep the token
  * handler's own CORS (`tokenHandler.trustedOrigins`, with credentials).
  */
+import type { ServerResponse } from 'node:http';
 import type { CorsConfig, RouteConfig } from '../config/types.js';
 import { RequestRejected } from '../errors.js';
-import type { Stage } from '../pipeline/context.js';
+import type { RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory } from '../pipeline/runtime.js';
 import { createRouteTable } from '../route/match.js';
 import { sendProblem } from './problem.js';
 
-/** What a page may always read: the challenge, the request id, and the limits' answers. */
-const EXPOSED = ['www-authenticate', 'x-request-id', 'retry-after', 'ratelimit', 'ratelimit-policy'];
+/** What a page may always read: the challenge, the request id, and the limits' answers (both kinds of CORS). */
+export const EXPOSED_HEADERS: readonly string[] = ['www-authenticate', 'x-request-id', 'retry-after', 'ratelimit', 'ratelimit-policy'];
 /** A request-header list a preflight may echo: RFC 9110 tokens separated by commas. */
 const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
-const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** A method a preflight may echo (methods are case-sensitive; every one gatehouse routes is upper case). */
+const METHOD = /^[A-Z]+$/;
 const PREFLIGHT_VARY = 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers';
+
+/** How an allowed origin's preflight is answered (the `cors` section, or the token handler's cookie routes). */
+export interface PreflightPolicy {
+  /** `Access-Control-Allow-Credentials: true` (cookies; the token handler only). */
+  readonly credentials: boolean;
+  /** The methods allowed; null: the method asked for (when it is a method at all, else GET). */
+  readonly methods: string | null;
+  /** The request headers allowed; null: those asked for (when they form a header list). */
+  readonly allowHeaders: string | null;
+  /** `Access-Control-Max-Age`, in seconds. */
+  readonly maxAge: string;
+}
+
+/**
+ * The headers of a preflight answer to an allowed origin: `allowOrigin` is the origin itself,
+ * or `*` (never with credentials). One writer for gatehouse's two kinds of CORS.
+ *
+ * @example
+ * ```ts
+ * preflightHeaders(ctx, 'https://app.example.com', { credentials: false, methods: null, allowHeaders: null, maxAge: '600' });
+ * ```
+ */
+export function preflightHeaders(ctx: RequestContext, allowOrigin: string, policy: PreflightPolicy): [string, string][] {
+  const asked = ctx.headers['access-control-request-method'];
+  const headers: [string, string][] = [['access-control-allow-origin', allowOrigin]];
+  if (policy.credentials) headers.push(['access-control-allow-credentials', 'true']);
+  headers.push(['access-control-allow-methods', policy.methods ?? (typeof asked === 'string' && METHOD.test(asked) ? asked : 'GET')]);
+  const requested = ctx.headers['access-control-request-headers'];
+  const allow = policy.allowHeaders ?? (typeof requested === 'string' && requested !== '' && HEADER_LIST.test(requested) ? requested : null);
+  if (allow !== null) headers.push(['access-control-allow-headers', allow]);
+  headers.push(['access-control-max-age', policy.maxAge], ['vary', PREFLIGHT_VARY]);
+  return headers;
+}
+
+/**
+ * Write a preflight's `204`: the answer's own headers (`ctx.responseHeaders`: HSTS, …) first,
+ * then the preflight's.
+ */
+export function sendPreflight(res: ServerResponse, ctx: RequestContext, headers: readonly [string, string][]): void {
+  const out: Record<string, string | number> = { 'content-length': 0, 'x-request-id': ctx.id };
+  for (const [k, v] of ctx.responseHeaders) out[k] = v;
+  for (const [k, v] of headers) out[k] = v;
+  res.writeHead(204, out);
+  res.end();
+}
 const ORIGIN_ONLY: readonly [string, string][] = Object.freeze([['vary', 'Origin']] as [string, string][]);
 
 /** The routes this area speaks for: cookie routes are the token handler's. */
@@ -32,8 +79,12 @@ export const createCorsArea: AreaFactory = (config) => {
   if (!cors) return { name: 'cors' };
   const headersFor = actualHeaders(cors);
   const table = createRouteTable<RouteConfig>(config.routes.map((r) => ({ path: r.path, methods: r.methods, route: r })));
-  const allowHeaders = cors.allowHeaders === null ? null : cors.allowHeaders.join(', ');
-  const maxAge = String(Math.floor(cors.maxAge / 1000));
+  const policy: PreflightPolicy = {
+    credentials: false,
+    methods: null,
+    allowHeaders: cors.allowHeaders === null ? null : cors.allowHeaders.join(', '),
+    maxAge: String(Math.floor(cors.maxAge / 1000)),
+  };
   const realm = config.gateway.realm;
 
   // Every answer of a CORS route: the page's origin allowed, or only `Vary: Origin` (a cache
@@ -71,18 +122,7 @@ export const createCorsArea: AreaFactory = (config) => {
         return true;
       }
       ctx.decision = 'granted';
-      const headers: Record<string, string | number> = { 'content-length': 0, 'x-request-id': ctx.id };
-      for (const [k, v] of ctx.responseHeaders) headers[k] = v;
-      headers['access-control-allow-origin'] = allowed[0]![1];
-      headers['access-control-allow-methods'] = method;
-      const requested = ctx.headers['access-control-request-headers'];
-      const echo = typeof requested === 'string' && requested !== '' && HEADER_LIST.test(requested) ? requested : null;
-      const allow = allowHeaders ?? echo;
-      if (allow !== null) headers['access-control-allow-headers'] = allow;
-      headers['access-control-max-age'] = maxAge;
-      headers.vary = PREFLIGHT_VARY;
-      res.writeHead(204, headers);
-      res.end();
+      sendPreflight(res, ctx, preflightHeaders(ctx, allowed[0]![1], policy));
       return true;
     },
   };
@@ -90,7 +130,7 @@ export const createCorsArea: AreaFactory = (config) => {
 
 /** The headers of an actual answer to `origin`, or null when it may not call (built once per origin). */
 function actualHeaders(cors: CorsConfig): (origin: string) => readonly [string, string][] | null {
-  const expose = [...new Set([...EXPOSED, ...cors.exposeHeaders])].join(', ');
+  const expose = [...new Set([...EXPOSED_HEADERS, ...cors.exposeHeaders])].join(', ');
   const build = (value: string): readonly [string, string][] =>
     Object.freeze([
       ['access-control-allow-origin', value],

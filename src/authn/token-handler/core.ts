@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { TokenHandlerConfig } from '../../config/types.js';
 import { GatehouseError } from '../../errors.js';
 import type { RequestContext } from '../../pipeline/context.js';
+import { EXPOSED_HEADERS } from '../../respond/cors.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { cookieLayout, createCookieKeyRing, decodeCookieKey, type CookieKeyRing, type CookieLayout } from './cookies.js';
 import type { OidcClient } from './oidc-client.js';
@@ -42,7 +43,7 @@ export interface TokenHandlerCore {
 }
 
 /** Header names a browser may read from cross-origin answers (RFC 6750 challenge, request id, limits). */
-const EXPOSE = 'www-authenticate, x-request-id, retry-after, ratelimit, ratelimit-policy';
+const EXPOSE = EXPOSED_HEADERS.join(', ');
 
 /**
  * Build the shared state; keys must already be valid (normalize checked them).

@@ -6,6 +6,7 @@
  */
 import { GatehouseError, InvalidRequest, MissingToken } from '../../errors.js';
 import type { RequestContext, Stage } from '../../pipeline/context.js';
+import { preflightHeaders } from '../../respond/cors.js';
 import { readCookie, safeEqual, type CookiePayload } from './cookies.js';
 import { cookieInvalid, csrfInvalid, isSafeMethod, isSameOriginRead, originNotAllowed, type SessionCookie, type TokenHandlerCore } from './core.js';
 
@@ -80,13 +81,9 @@ export function createCookieCredentialStage(core: TokenHandlerCore, mode: 'cooki
   };
 }
 
-/** Request-header lists we echo in a preflight answer: RFC 9110 tokens separated by commas. */
-const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
-const METHOD = /^[A-Z]+$/;
-
 /**
- * The answer to a CORS preflight from a trusted origin: the status and headers to write, or the
- * denial for an untrusted one. Credentials are allowed, the origin is echoed, never `*`.
+ * The answer to a CORS preflight from a trusted origin: the headers to write, or the denial for
+ * an untrusted one. Credentials are allowed, the origin is echoed, never `*`.
  *
  * @example
  * ```ts
@@ -96,17 +93,5 @@ const METHOD = /^[A-Z]+$/;
 export function preflight(core: TokenHandlerCore, ctx: RequestContext, allowMethods: string | null): { headers: [string, string][] } | GatehouseError {
   const origin = ctx.headers.origin;
   if (origin === undefined || core.corsFor(origin) === null) return originNotAllowed();
-  const method = ctx.headers['access-control-request-method'];
-  const requested = ctx.headers['access-control-request-headers'];
-  const headers: [string, string][] = [
-    ['access-control-allow-origin', origin],
-    ['access-control-allow-credentials', 'true'],
-    ['access-control-allow-methods', allowMethods ?? (typeof method === 'string' && METHOD.test(method) ? method : 'GET')],
-    ['access-control-max-age', '600'],
-    ['vary', 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers'],
-  ];
-  if (typeof requested === 'string' && requested !== '' && HEADER_LIST.test(requested)) {
-    headers.push(['access-control-allow-headers', requested]);
-  }
-  return { headers };
+  return { headers: preflightHeaders(ctx, origin, { credentials: true, methods: allowMethods, allowHeaders: null, maxAge: '600' }) };
 }
