@@ -50,7 +50,7 @@ export interface UpstreamHeaderOptions {
   /** Name prefixes of the cookies that belong to gatehouse (token handler; each ends with `-`): removed from `Cookie`. */
   readonly cookiePrefixes: readonly string[] | null;
   /** gatehouse answers CORS on this route (`cors`): the upstream's `Access-Control-*` answer headers are dropped. */
-  readonly ownsCors?: boolean;
+  readonly ownsCors: boolean;
 }
 
 /**
@@ -58,7 +58,7 @@ export interface UpstreamHeaderOptions {
  *
  * @example
  * ```ts
- * upstreamHeaders(req.rawHeaders, req.headers.connection, { strip: null, cookiePrefixes: null });
+ * upstreamHeaders(req.rawHeaders, req.headers.connection, { strip: null, cookiePrefixes: null, ownsCors: false });
  * ```
  */
 export function upstreamHeaders(raw: readonly string[], connection: string | string[] | undefined, options: UpstreamHeaderOptions): string[] {

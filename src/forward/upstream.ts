@@ -6,7 +6,7 @@ import type { GatehouseConfig, UpstreamConfig } from '../config/types.js';
 import { RequestRejected, UpstreamFailed, type GatehouseError } from '../errors.js';
 import type { GatewayServices } from '../pipeline/runtime.js';
 import { abortResponse } from '../respond/problem.js';
-import { connectionTokens, dropCorsHeaders, isHopByHopResponseHeader, publicLocation, upstreamSetCookies } from './headers.js';
+import { connectionTokens, dropCorsHeaders, isHopByHopResponseHeader, publicLocation, upstreamSetCookies, type UpstreamHeaderOptions } from './headers.js';
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 
 /**
@@ -98,14 +98,13 @@ export interface ForwardRequest {
    */
   timing: { upstreamLatency: number | undefined };
   /**
-   * Name prefixes of gatehouse's own cookies (token handler), or null: an upstream `Set-Cookie`
-   * under one of them is dropped and logged.
+   * The route's header rules (compiled once per route), for the answer too: an upstream
+   * `Set-Cookie` under gatehouse's cookie prefixes is dropped and logged, and on a route whose
+   * CORS gatehouse answers, so are the upstream's `Access-Control-*` headers.
    */
-  cookiePrefixes: readonly string[] | null;
+  headerOptions: UpstreamHeaderOptions;
   /** What a `stripPrefix` route took off the path ('' otherwise), put back on the upstream's `Location`. */
   strippedPrefix: string;
-  /** gatehouse answers CORS on this route: the upstream's `Access-Control-*` headers are dropped. */
-  ownsCors: boolean;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -317,11 +316,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
-    const prefixes = this.request.cookiePrefixes;
-    if (prefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, prefixes);
+    const options = this.request.headerOptions;
+    if (options.cookiePrefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, options.cookiePrefixes);
+    if (options.ownsCors) dropCorsHeaders(headers);
     // The upstream's own address in a redirect (or a 201's Location) becomes the gateway's path:
     // clients never see, or try to reach, an internal host.
-    if (this.request.ownsCors) dropCorsHeaders(headers);
     const location = headers.location;
     if (typeof location === 'string') headers.location = publicLocation(location, this.upstream.origin, this.upstream.basePath, this.request.strippedPrefix);
     this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);

@@ -382,9 +382,8 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     requestId: ctx.id,
     responseHeaders: ctx.responseHeaders,
     timing: ctx,
-    cookiePrefixes: r.forward.cookiePrefixes,
+    headerOptions: r.forward,
     strippedPrefix: ctx.strippedPrefix,
-    ownsCors: r.forward.ownsCors === true,
   };
 }
 

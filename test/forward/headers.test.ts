@@ -2,7 +2,7 @@ import { gatehouseCookiePrefixes } from '../../src/authn/token-handler/cookie-na
 import { describe, expect, it } from 'vitest';
 import { connectionTokens, forwardedElement, publicLocation, upstreamHeaders, upstreamSetCookies } from '../../src/forward/headers.js';
 
-const none = { strip: null, cookiePrefixes: null };
+const none = { strip: null, cookiePrefixes: null, ownsCors: false };
 
 describe('upstream headers', () => {
   it('drops hop-by-hop headers (RFC 9110 §7.6.1)', () => {
@@ -33,17 +33,17 @@ describe('upstream headers', () => {
   });
 
   it('drops the route-specific names (Authorization on protected routes, forwardClaims headers)', () => {
-    const out = upstreamHeaders(['Authorization', 'Bearer t', 'X-Auth-Sub', 'admin', 'A', 'b'], undefined, { strip: new Set(['authorization', 'x-auth-sub']), cookiePrefixes: null });
+    const out = upstreamHeaders(['Authorization', 'Bearer t', 'X-Auth-Sub', 'admin', 'A', 'b'], undefined, { strip: new Set(['authorization', 'x-auth-sub']), cookiePrefixes: null, ownsCors: false });
     expect(out).toEqual(['A', 'b']);
   });
 
   it('removes only gatehouse cookies from Cookie', () => {
-    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret; theme=dark; __Host-gh-csrf=x'], undefined, { strip: null, cookiePrefixes: ['__Host-gh-', '__Secure-gh-'] })).toEqual(['Cookie', 'theme=dark']);
-    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret'], undefined, { strip: null, cookiePrefixes: ['__Host-gh-', '__Secure-gh-'] })).toEqual([]);
+    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret; theme=dark; __Host-gh-csrf=x'], undefined, { strip: null, cookiePrefixes: ['__Host-gh-', '__Secure-gh-'], ownsCors: false })).toEqual(['Cookie', 'theme=dark']);
+    expect(upstreamHeaders(['Cookie', '__Host-gh-at=secret'], undefined, { strip: null, cookiePrefixes: ['__Host-gh-', '__Secure-gh-'], ownsCors: false })).toEqual([]);
   });
 
   it('keeps a cookie whose name only starts like the prefix (__Host-ghost is not under __Host-gh)', () => {
-    const out = upstreamHeaders(['Cookie', '__Host-ghost=boo; __Host-gh-login=sealed'], undefined, { strip: null, cookiePrefixes: gatehouseCookiePrefixes('__Host-gh') });
+    const out = upstreamHeaders(['Cookie', '__Host-ghost=boo; __Host-gh-login=sealed'], undefined, { strip: null, cookiePrefixes: gatehouseCookiePrefixes('__Host-gh'), ownsCors: false });
     expect(out).toEqual(['Cookie', '__Host-ghost=boo']);
   });
 
@@ -51,7 +51,7 @@ describe('upstream headers', () => {
     for (const prefix of ['__Host-gh', '__Secure-app', 'myapp']) {
       const stem = prefix.replace(/^__(Host|Secure)-/, '');
       const header = `${prefix}-at=a; __Host-${stem}-login=l; __Secure-${stem}-rt=r; theme=dark`;
-      expect(upstreamHeaders(['Cookie', header], undefined, { strip: null, cookiePrefixes: gatehouseCookiePrefixes(prefix) }), prefix).toEqual(['Cookie', 'theme=dark']);
+      expect(upstreamHeaders(['Cookie', header], undefined, { strip: null, cookiePrefixes: gatehouseCookiePrefixes(prefix), ownsCors: false }), prefix).toEqual(['Cookie', 'theme=dark']);
     }
   });
 
