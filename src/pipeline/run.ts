@@ -9,7 +9,7 @@ import { sendContinue } from '../respond/continue.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
-import { hostProblem } from '../route/host.js';
+import { requestHeadProblem } from '../route/request-head.js';
 import { normalizeTarget } from '../route/normalize.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
 import { normalizeIp } from '../server/trusted-proxy.js';
@@ -158,17 +158,8 @@ export function runRequest(
     if (!target.ok) {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', { detail: target.reason }));
     }
-    // Only `chunked` is a transfer coding gatehouse decodes (node's parser refuses a list that
-    // does not end in it). `gzip, chunked` would reach the upstream de-chunked but still
-    // compressed, with nothing saying so: refused, as is any other list (RFC 9112 §6.1).
-    const transferEncoding = req.headers['transfer-encoding'];
-    if (transferEncoding !== undefined && transferEncoding !== 'chunked' && transferEncoding.trim().toLowerCase() !== 'chunked') {
-      return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_HEADER', 400, 'the request could not be parsed', { detail: `transfer-encoding other than chunked: ${transferEncoding.slice(0, 64)}` }));
-    }
-    const badHost = hostProblem(req.rawHeaders, req.headers.host, req.httpVersionMinor === 1 && req.httpVersionMajor === 1, req.headers[':authority'] as string | undefined);
-    if (badHost !== null) {
-      return fail(ex, new RequestRejected('GH_ERR_REQUEST_BAD_HOST', 400, 'the Host header is missing, repeated or not a host', { detail: badHost }));
-    }
+    const badHead = requestHeadProblem(req);
+    if (badHead !== null) return fail(ex, badHead);
     if (listener.plaintext) {
       const verdict = listener.plaintext(req, ctx);
       if (typeof verdict === 'string') {
