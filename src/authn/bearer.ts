@@ -1,5 +1,6 @@
 import { InvalidRequest, type GatehouseError } from '../errors.js';
 import type { RequestContext } from '../pipeline/context.js';
+import { hexDigit } from '../route/normalize.js';
 
 /**
  * The credential stage for `Authorization: Bearer` (RFC 6750 §2.1), the only place a bearer
@@ -67,8 +68,8 @@ function hasAccessTokenParam(query: string): boolean {
       if (c === 38 /* & */ || c === 59 /* ; */ || c === 61 /* = */) break;
       if (!same) continue;
       if (c === 37 /* % */ && i + 2 < query.length) {
-        const hi = hexValue(query.charCodeAt(i + 1));
-        const lo = hexValue(query.charCodeAt(i + 2));
+        const hi = hexDigit(query.charCodeAt(i + 1));
+        const lo = hexDigit(query.charCodeAt(i + 2));
         if (hi >= 0 && lo >= 0) {
           c = hi * 16 + lo;
           i += 2;
@@ -82,12 +83,6 @@ function hasAccessTokenParam(query: string): boolean {
     i++;
   }
   return false;
-}
-
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  c |= 32;
-  return c >= 97 && c <= 102 ? c - 87 : -1;
 }
 
 function malformedHeader(): GatehouseError {

@@ -34,6 +34,11 @@ for (let i = 0; i < 6; i++) {
   HEX[97 + i] = 10 + i;
 }
 
+/** The value of a hex digit's char code (either case), or -1. Shared by every `%XX` reader. */
+export function hexDigit(c: number): number {
+  return c >= 0 && c < 128 ? HEX[c]! : -1;
+}
+
 /** What each byte becomes in a normalized path: the character (unreserved) or `%XX`, uppercase. */
 const SPELLING: string[] = [];
 for (let b = 0; b < 256; b++) {
@@ -101,8 +106,10 @@ export function normalizeTarget(target: string, ownHosts?: ReadonlySet<string>, 
     if (c === 37 /* % */) {
       const h1 = i + 1 < end ? rest.charCodeAt(i + 1) : -1;
       const h2 = i + 2 < end ? rest.charCodeAt(i + 2) : -1;
-      if (h1 < 0 || h2 < 0 || h1 > 127 || h2 > 127 || HEX[h1]! < 0 || HEX[h2]! < 0) return { ok: false, reason: 'invalid percent-encoding' };
-      const byte = HEX[h1]! * 16 + HEX[h2]!;
+      const hi = hexDigit(h1);
+      const lo = hexDigit(h2);
+      if (hi < 0 || lo < 0) return { ok: false, reason: 'invalid percent-encoding' };
+      const byte = hi * 16 + lo;
       if (byte === 0x2f || byte === 0x5c) return { ok: false, reason: 'encoded slash or backslash' };
       if (byte === 0x2e) return { ok: false, reason: 'encoded dot' };
       if (byte < 0x20 || byte === 0x7f) return { ok: false, reason: 'encoded control character' };
