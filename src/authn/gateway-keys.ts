@@ -84,7 +84,8 @@ export interface GatewayKeys {
  */
 export const DEFAULT_KEY_DIRECTORY = '.gatehouse/keys';
 
-type KeysConfig = Pick<GatehouseConfig, 'gateway' | 'baseDir'>;
+/** What the keys are read from: the token settings of `gateway` and the config's directory. */
+type KeysConfig = Pick<GatehouseConfig, 'baseDir'> & { readonly gateway: GatewayTokenConfig };
 
 /** Per config object (one plan), per key source. A reload (a new config object) reads the keys anew. */
 const shared = new WeakMap<KeysConfig, Map<string, { keys: GatewayKeys; refs: number }>>();

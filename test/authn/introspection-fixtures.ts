@@ -138,6 +138,8 @@ export function ctxFor(config: GatehouseConfig, routeName = 'orders', services?:
     params: {},
     token: null,
     tokenSource: 'header',
+    strippedPrefix: '',
+    upstreamHeaders: [],
     principal: null,
     responseHeaders: [],
     onFinish: [],

@@ -12,7 +12,7 @@ describe('public API types', () => {
     expectTypeOf(createIntrospectionAuthenticator).returns.toMatchTypeOf<Authenticator>();
     expectTypeOf(createIntrospectionAuthenticator).returns.toHaveProperty('readiness').returns.toEqualTypeOf<Readiness>();
     expectTypeOf(createIntrospectionAuthenticator).toMatchTypeOf<OpaqueAuthenticatorFactory>();
-    expectTypeOf(useOpaqueAuthenticator).parameter(0).toMatchTypeOf<OpaqueAuthenticatorFactory | null>();
+    expectTypeOf(useOpaqueAuthenticator).parameter(0).toEqualTypeOf<OpaqueAuthenticatorFactory | null | undefined>();
   });
 
   it('authenticate answers an AuthOutcome, synchronously on a warm cache', () => {

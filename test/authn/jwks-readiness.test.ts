@@ -63,7 +63,7 @@ describe('JWKS readiness: a first key set with no usable key', () => {
     const readiness = v.readiness();
     expect(readiness.ready).toBe(false);
     expect(readiness.details).toMatchObject({ keys: 0, lastError: expect.stringMatching(/no usable key/) });
-    expect(String(readiness.details.lastError)).toMatch(reason);
+    expect(String(readiness.details?.lastError)).toMatch(reason);
     expect(v.keys.current()).toBeNull();
 
     const result = await v.verify(mint(algorithms ? testKey('ES256') : rs, T0));
@@ -93,7 +93,7 @@ describe('JWKS readiness: a first key set with no usable key', () => {
     const result = await v.verify(token);
     expect(result.ok).toBe(true);
     expect(v.readiness()).toMatchObject({ ready: true, details: { keys: 1, kids: [rs.kid] } });
-    expect(v.readiness().details.lastError).toBeUndefined();
+    expect(v.readiness().details?.lastError).toBeUndefined();
   });
 
   it('becomes ready on the retry schedule once the endpoint serves a good key, with no token needed', async () => {

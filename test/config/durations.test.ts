@@ -109,7 +109,7 @@ function withValue(lineText: string, value: string, base = TEMPLATE): string {
     .join('\n');
 }
 
-function issuesOf(text: string): ConfigIssue[] {
+function issuesOf(text: string): readonly ConfigIssue[] {
   try {
     loadConfigText(text, 'gatehouse.yaml', {});
   } catch (err) {

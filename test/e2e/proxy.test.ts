@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import net from 'node:net';
+import { Readable } from 'node:stream';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -333,7 +334,7 @@ describe('upstream failures and limits', () => {
     async function* chunks() {
       for (let i = 0; i < 8; i++) yield Buffer.alloc(512, 'y');
     }
-    const res = await request(`${gw.url}/public/upload`, { method: 'POST', body: chunks() });
+    const res = await request(`${gw.url}/public/upload`, { method: 'POST', body: Readable.from(chunks()) });
     expect(res.statusCode).toBe(413);
     await res.body.dump();
   });
