@@ -121,7 +121,8 @@ function gatehouseCookie(setCookie: string, prefixes: readonly string[]): boolea
  * An upstream's `Location` as the client must see it (what nginx's `proxy_redirect default`
  * does): a URL on the upstream's own origin under its base path becomes a path on the gateway
  * (`http://10.0.0.5:8080/base/orders/7` → `/orders/7`), and on a `stripPrefix` route the prefix
- * goes back on (`/api/orders/7`); so does a path under the base path. Anything else — another
+ * goes back on (`/api/orders/7`); so does a path under the base path, and the upstream's address
+ * with its default port spelled out (`http://api:80/…` for `http://api`). Anything else — another
  * host, a path outside the base path, a relative reference — is left as it is.
  *
  * @example
@@ -136,9 +137,16 @@ export function publicLocation(location: string, origin: string, basePath: strin
     if (basePath === '' && prefix === '') return location;
     rest = location;
   } else {
-    const n = origin.length;
+    let n = origin.length;
     if (location.length < n || location.slice(0, n).toLowerCase() !== origin) return location;
-    const next = location.charCodeAt(n);
+    let next = location.charCodeAt(n);
+    if (next === 58 /* : */) {
+      // The default port spelled out (`http://api:80/…` for an upstream `http://api`) is the same origin.
+      const port = defaultPortSuffix(origin);
+      if (port === '' || location.slice(n, n + port.length) !== port) return location;
+      n += port.length;
+      next = location.charCodeAt(n);
+    }
     if (location.length > n && next !== 47 && next !== 63 /* ? */ && next !== 35 /* # */) return location; // http://host:80801…
     rest = location.length === n || next !== 47 ? '/' + location.slice(n) : location.slice(n);
   }
@@ -150,6 +158,12 @@ export function publicLocation(location: string, origin: string, basePath: strin
     if (rest === '' || rest.charCodeAt(0) !== 47) rest = '/' + rest;
   }
   return prefix === '' ? rest : prefix + rest;
+}
+
+/** `:80` or `:443` for an origin without a port of its own, else ''. */
+function defaultPortSuffix(origin: string): string {
+  if (/:\d+$/.test(origin)) return '';
+  return origin.startsWith('https:') ? ':443' : origin.startsWith('http:') ? ':80' : '';
 }
 
 /**

@@ -120,4 +120,19 @@ describe("publicLocation (an upstream's Location as the client sees it)", () => 
       expect(publicLocation(location, origin, base, prefix), location).toBe(location);
     }
   });
+  it("takes the upstream's address with its default port spelled out as the same origin, and no other port", () => {
+    expect(publicLocation('http://api.internal:80/base/orders/7', 'http://api.internal', '/base', '/api')).toBe('/api/orders/7');
+    expect(publicLocation('HTTPS://API.internal:443?x=1', 'https://api.internal', '', '')).toBe('/?x=1');
+    expect(publicLocation('http://[::1]:80/x', 'http://[::1]', '', '/p')).toBe('/p/x');
+    for (const [location, upstream] of [
+      ['http://api.internal:443/x', 'http://api.internal'],
+      ['https://api.internal:80/x', 'https://api.internal'],
+      ['http://api.internal:8080/x', 'http://api.internal'],
+      ['http://api.internal:800/x', 'http://api.internal'],
+      ['http://api.internal:80.evil.example/x', 'http://api.internal'],
+      ['http://10.0.0.5:8080:80/x', 'http://10.0.0.5:8080'],
+    ] as const) {
+      expect(publicLocation(location, upstream, '', '/p'), location).toBe(location);
+    }
+  });
 });
