@@ -51,6 +51,12 @@ export type GatehouseErrorCode =
   | 'GH_ERR_JWT_CLAIM_INVALID'
   | 'GH_ERR_JWT_CLAIM_MISSING'
   | 'GH_ERR_JWT_SENDER_CONSTRAINED'
+  | 'GH_ERR_DPOP_PROOF_MISSING'
+  | 'GH_ERR_DPOP_PROOF_INVALID'
+  | 'GH_ERR_DPOP_PROOF_REPLAYED'
+  | 'GH_ERR_DPOP_KEY_MISMATCH'
+  | 'GH_ERR_DPOP_SCHEME_MISMATCH'
+  | 'GH_ERR_DPOP_REPLAY_CACHE_FULL'
   | 'GH_ERR_INTROSPECTION_INACTIVE'
   | 'GH_ERR_INTROSPECTION_UNAVAILABLE'
   | 'GH_ERR_INTROSPECTION_INVALID_RESPONSE'
@@ -87,10 +93,11 @@ export type GatehouseErrorCode =
   | 'GH_ERR_NOT_READY'
   | 'GH_ERR_INTERNAL';
 
-/** OAuth 2.0 bearer-token error values (RFC 6750 §3.1, RFC 9470 §3). */
+/** OAuth 2.0 bearer-token error values (RFC 6750 §3.1, RFC 9470 §3, RFC 9449 §7.1). */
 export type OAuthErrorValue =
   | 'invalid_request'
   | 'invalid_token'
+  | 'invalid_dpop_proof'
   | 'insufficient_scope'
   | 'insufficient_user_authentication';
 
@@ -100,6 +107,8 @@ export interface GatehouseErrorOptions {
   cause?: unknown;
   /** Extra response headers (e.g. `Allow`, `Retry-After`). */
   headers?: Record<string, string>;
+  /** The challenge is `WWW-Authenticate: DPoP` (RFC 9449 §7.1) whatever scheme the request used. */
+  dpop?: boolean;
 }
 
 /**
@@ -120,6 +129,8 @@ export class GatehouseError extends Error {
   readonly oauthError: OAuthErrorValue | undefined;
   /** Whether a `WWW-Authenticate: Bearer` challenge goes with the answer (401s and scope 403s). */
   readonly challenge: boolean;
+  /** The challenge's scheme is DPoP (a proof or DPoP binding was refused). */
+  readonly dpop: boolean;
 
   constructor(
     code: GatehouseErrorCode,
@@ -141,6 +152,7 @@ export class GatehouseError extends Error {
     this.headers = options.headers;
     this.oauthError = options.oauthError;
     this.challenge = options.challenge ?? false;
+    this.dpop = options.dpop ?? false;
   }
 
   /** The short title of the problem type (RFC 9457 `title`). */

@@ -3,8 +3,8 @@ import type { RequestContext } from '../pipeline/context.js';
 import { hexDigit } from '../route/normalize.js';
 
 /**
- * The credential stage for `Authorization: Bearer` (RFC 6750 §2.1), the only place a bearer
- * token is taken from. A token in the query string (§2.3) is refused; a token in a form body
+ * The credential stage for `Authorization: Bearer` (RFC 6750 §2.1) and `Authorization: DPoP`
+ * (RFC 9449 §7.1), the only place an access token is taken from a request header. A token in the query string (§2.3) is refused; a token in a form body
  * (§2.2) is never read. Two Authorization headers, or one that is not `Bearer <b64token>`
  * exactly, are refused with 400 `invalid_request` (RFC 6750 §3.1). Another scheme (`Basic …`)
  * is no bearer token: the authenticate stage then answers 401 without an `error`.
@@ -40,13 +40,20 @@ export function bearerCredential(ctx: RequestContext): GatehouseError | null {
   }
   const header = ctx.headers.authorization;
   if (header === undefined) return null;
-  const token = bearerValue(header);
-  if (token === undefined) return null; // another scheme: no bearer token
-  if (token === null) return malformedHeader();
+  let token = bearerValue(header);
+  let scheme: 'Bearer' | 'DPoP' = 'Bearer';
+  if (token === undefined) {
+    // `DPoP <token>` (RFC 9449 §7.1): the same token syntax; the proof is checked with the token's binding.
+    token = dpopValue(header);
+    if (token === undefined) return null; // another scheme: no access token
+    scheme = 'DPoP';
+  }
+  if (token === null) return malformedHeader(scheme);
   // The b64token syntax of the value is checked by the authenticate stage when the token is not
   // a verified-token cache hit (`bearerSyntaxError`): a cached token passed it already.
   ctx.token = token;
   ctx.tokenSource = 'header';
+  ctx.tokenScheme = scheme;
   return null;
 }
 
@@ -85,9 +92,10 @@ function hasAccessTokenParam(query: string): boolean {
   return false;
 }
 
-function malformedHeader(): GatehouseError {
+function malformedHeader(scheme: 'Bearer' | 'DPoP' = 'Bearer'): GatehouseError {
   return new InvalidRequest('GH_ERR_AUTH_MALFORMED_HEADER', 'the Authorization header is malformed', {
-    detail: 'expected "Bearer <token>" with one space and a b64token (RFC 6750 §2.1)',
+    detail: `expected "${scheme} <token>" with one space and a b64token (RFC 6750 §2.1${scheme === 'DPoP' ? ', RFC 9449 §7.1' : ''})`,
+    dpop: scheme === 'DPoP',
   });
 }
 
@@ -103,8 +111,8 @@ function malformedHeader(): GatehouseError {
  * bearerSyntaxError('a b', 'cookie');      // null (the token handler's own session)
  * ```
  */
-export function bearerSyntaxError(token: string, source: 'header' | 'cookie' | null): GatehouseError | null {
-  return source === 'header' && !B64TOKEN.test(token) ? malformedHeader() : null;
+export function bearerSyntaxError(token: string, source: 'header' | 'cookie' | null, scheme: 'Bearer' | 'DPoP' | null = 'Bearer'): GatehouseError | null {
+  return source === 'header' && !B64TOKEN.test(token) ? malformedHeader(scheme ?? 'Bearer') : null;
 }
 
 /**
@@ -137,6 +145,22 @@ function bearerValue(header: string): string | null | undefined {
   return header.slice(7);
 }
 
+/** The value after `DPoP ` (any case), like {@link bearerValue}: null when malformed, undefined for another scheme. */
+function dpopValue(header: string): string | null | undefined {
+  if (
+    header.length < 4 ||
+    (header.charCodeAt(0) | 32) !== 100 /* d */ ||
+    (header.charCodeAt(1) | 32) !== 112 /* p */ ||
+    (header.charCodeAt(2) | 32) !== 111 /* o */ ||
+    (header.charCodeAt(3) | 32) !== 112 /* p */
+  ) {
+    return undefined;
+  }
+  if (header.length === 4) return null;
+  if (header.charCodeAt(4) !== 32) return header.charCodeAt(4) === 9 ? null : undefined;
+  return header.slice(5);
+}
+
 function isBearerScheme(header: string): boolean {
   // "bearer" letters, any case: b e a r e r
   return (
@@ -161,6 +185,6 @@ function isBearerScheme(header: string): boolean {
  * const principal = { ...claims, upstreamToken: jwt, upstreamAuthorization: bearerAuthorization(jwt) };
  * ```
  */
-export function bearerAuthorization(token: string): string {
-  return `Bearer ${token}`;
+export function bearerAuthorization(token: string, scheme: 'Bearer' | 'DPoP' = 'Bearer'): string {
+  return `${scheme} ${token}`;
 }

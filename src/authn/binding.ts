@@ -1,16 +1,19 @@
 import { hash } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { InvalidToken, type GatehouseErrorCode } from '../errors.js';
+import { InvalidToken, type GatehouseError, type GatehouseErrorCode } from '../errors.js';
+import type { RequestContext } from '../pipeline/context.js';
+import type { DpopChecker } from './dpop.js';
 
 /**
  * Sender-constrained access tokens: the `cnf` (confirmation) claim of RFC 7800 §3.1, as carried
  * by a JWT access token (RFC 9068) or an introspection answer (RFC 7662 §2.2). One implementation
  * for both paths (src/authn/jwt.ts and src/authn/introspection.ts); only the codes differ.
  *
- * gatehouse can check one confirmation method: `x5t#S256`, the SHA-256 thumbprint of the client
+ * gatehouse checks two confirmation methods: `x5t#S256`, the SHA-256 thumbprint of the client
  * certificate the token is bound to (RFC 8705 §3.1), against the verified certificate of the
- * connection. Any other member (`jkt` of DPoP, RFC 9449 §6; `jwk`, `kid`, `jku`, …) needs a proof
- * gatehouse does not verify, so such a token is refused: accepting it would make a stolen
+ * connection; and `jkt`, the thumbprint of a DPoP key (RFC 9449 §6), against the request's DPoP
+ * proof (src/authn/dpop.ts). Any other member (`jwk`, `kid`, `jku`, …) needs a proof gatehouse
+ * does not verify, so such a token is refused: accepting it would make a stolen
  * sender-constrained token a bearer token again.
  */
 
@@ -31,17 +34,19 @@ export interface BindingCodes {
 
 /** The member of RFC 8705 §3.1. */
 const X5T_S256 = 'x5t#S256';
+/** The member of RFC 9449 §6.1. */
+const JKT = 'jkt';
 /** base64url (no padding) of 32 bytes. */
 const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
 
 /**
  * The shape rules of `cnf`, checked once when the token is verified (before it is cached):
- * absent, or a JSON object whose only member, if any, is `x5t#S256` holding a base64url SHA-256
- * thumbprint. Returns the denial, or null.
+ * absent, or a JSON object whose members, if any, are `x5t#S256` and `jkt`, each holding a
+ * base64url SHA-256 thumbprint. Returns the denial, or null.
  *
  * @example
  * ```ts
- * checkConfirmation({ jkt: '0ZcOCORZNYy…' }, codes)?.code; // codes.constrained: a DPoP key gatehouse cannot check
+ * checkConfirmation({ jwk: { kty: 'EC' } }, codes)?.code; // codes.constrained: a binding gatehouse cannot check
  * checkConfirmation('abc', codes)?.code; // codes.malformed
  * ```
  */
@@ -51,9 +56,9 @@ export function checkConfirmation(cnf: unknown, codes: BindingCodes): InvalidTok
     return new InvalidToken(codes.malformed, 'the access token has an invalid claim', { detail: `cnf must be a JSON object, got ${typeName(cnf)}` });
   }
   for (const name in cnf) {
-    if (name !== X5T_S256) {
+    if (name !== X5T_S256 && name !== JKT) {
       return new InvalidToken(codes.constrained, 'the access token is bound to a key gatehouse cannot check', {
-        detail: `cnf ${name} cannot be checked by gatehouse (only x5t#S256, RFC 8705); a sender-constrained token is never accepted as a bearer token`,
+        detail: `cnf ${name} cannot be checked by gatehouse (only x5t#S256, RFC 8705, and jkt, RFC 9449); a sender-constrained token is never accepted as a bearer token`,
       });
     }
   }
@@ -61,36 +66,62 @@ export function checkConfirmation(cnf: unknown, codes: BindingCodes): InvalidTok
   if (x5t !== undefined && (typeof x5t !== 'string' || !THUMBPRINT.test(x5t))) {
     return new InvalidToken(codes.malformed, 'the access token has an invalid claim', { detail: 'cnf x5t#S256 must be the base64url SHA-256 thumbprint of a certificate' });
   }
+  const jkt = (cnf as Record<string, unknown>)[JKT];
+  if (jkt !== undefined && (typeof jkt !== 'string' || !THUMBPRINT.test(jkt))) {
+    return new InvalidToken(codes.malformed, 'the access token has an invalid claim', { detail: 'cnf jkt must be the base64url SHA-256 thumbprint of a JWK (RFC 7638)' });
+  }
   return null;
 }
 
 /**
- * On every request (cache hits included), for a token whose `cnf` is present: the shape rules
- * again (cheap; a refusal never depends on the cache having checked them), then an `x5t#S256`
- * must equal the thumbprint of the connection's verified client certificate. Callers skip the
- * call when `cnf` is undefined, so an unbound token costs one property read. Returns the denial,
- * or null.
+ * On every request (cache hits included), for a token whose `cnf` is present or that came in
+ * the `DPoP` scheme: the shape rules again (cheap; a refusal never depends on the cache having
+ * checked them); an `x5t#S256` must equal the thumbprint of the connection's verified client
+ * certificate; a `jkt` needs the `DPoP` scheme and a valid proof by that key for this request
+ * (RFC 9449 §7.1, §7.2); the `DPoP` scheme needs a `jkt`. Callers skip the call when `cnf` is
+ * undefined and the scheme is not DPoP, so an unbound bearer token costs two property reads.
+ * Returns the denial, or null.
  *
  * The thumbprints are compared as text: both are canonical base64url of 32 bytes when they name
- * the same certificate (a non-canonical spelling never matches, so it is refused). Neither is a
- * secret (the token carries one, the certificate the other), so the comparison need not be
- * constant-time.
+ * the same certificate or key (a non-canonical spelling never matches, so it is refused). Neither
+ * is a secret, so the comparison need not be constant-time.
  *
  * @example
  * ```ts
- * const denial = claims.cnf === undefined ? null : checkSender(claims.cnf, ctx.clientCertificate, codes);
+ * const denial = claims.cnf === undefined && ctx.tokenScheme !== 'DPoP' ? null : checkSender(claims.cnf, ctx, token, codes, dpop);
  * ```
  */
-export function checkSender(cnf: unknown, certificate: PeerCertificate | null | undefined, codes: BindingCodes): InvalidToken | null {
+export function checkSender(cnf: unknown, ctx: RequestContext, token: string, codes: BindingCodes, dpop: DpopChecker): GatehouseError | null {
   const shape = checkConfirmation(cnf, codes);
   if (shape !== null) return shape;
-  const expected = (cnf as Record<string, unknown>)[X5T_S256];
-  if (expected === undefined) return null;
-  const actual = certificate ? certificateThumbprint(certificate) : null;
-  if (actual === expected) return null;
-  return new InvalidToken(codes.constrained, 'the access token is bound to another client certificate', {
-    detail: actual === null ? 'a certificate-bound token (cnf x5t#S256) came without a client certificate' : 'cnf x5t#S256 does not match the client certificate of this connection',
-  });
+  const bound = cnf as Record<string, unknown> | undefined;
+  const expected = bound?.[X5T_S256];
+  if (expected !== undefined) {
+    const certificate = ctx.clientCertificate;
+    const actual = certificate ? certificateThumbprint(certificate) : null;
+    if (actual !== expected) {
+      return new InvalidToken(codes.constrained, 'the access token is bound to another client certificate', {
+        detail: actual === null ? 'a certificate-bound token (cnf x5t#S256) came without a client certificate' : 'cnf x5t#S256 does not match the client certificate of this connection',
+      });
+    }
+  }
+  const jkt = bound?.[JKT];
+  if (ctx.tokenScheme === 'DPoP') {
+    if (jkt === undefined) {
+      return new InvalidToken('GH_ERR_DPOP_SCHEME_MISMATCH', 'the access token is not bound to a DPoP key', {
+        detail: 'the DPoP scheme was used with a token that has no cnf.jkt (send it as a Bearer token)',
+        dpop: true,
+      });
+    }
+    return dpop.check(ctx, token, jkt as string);
+  }
+  if (jkt !== undefined) {
+    return new InvalidToken('GH_ERR_DPOP_SCHEME_MISMATCH', 'a DPoP-bound access token must be sent with the DPoP scheme and a proof', {
+      detail: ctx.tokenSource === 'cookie' ? 'a DPoP-bound token (cnf.jkt) in a token-handler session: no proof can come with it' : 'a DPoP-bound token (cnf.jkt) was sent as a Bearer token (RFC 9449 §7.2)',
+      dpop: true,
+    });
+  }
+  return null;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { checkSender } from './binding.js';
+import { createDpopChecker, type DpopChecker } from './dpop.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwtVerifier, JWT_BINDING_CODES, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
@@ -88,6 +89,7 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
   const opaque = new Map<string, OpaqueAuthenticator>();
   const fetchers: JsonFetcher[] = [];
   const issByName = new Map<string, string>();
+  const dpop = createDpopChecker(config.dpop, services.now);
 
   config.issuers.forEach((issuer, i) => {
     if (issuer.introspection) {
@@ -126,7 +128,7 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
       if (route.public) return {};
       return {
         credential: route.auth === 'cookie-only' ? null : bearerCredential,
-        authenticate: authenticateStage(route, config, verifiers, opaque, cache, services),
+        authenticate: authenticateStage(route, config, verifiers, opaque, cache, services, dpop),
       };
     },
     async start() {
@@ -188,14 +190,15 @@ function releaseTokenCache(key: string): void {
 
 /**
  * Admit a verified JWT for this request: `ctx.principal` is set, unless the token is bound to a
- * client certificate (RFC 8705 `cnf.x5t#S256`) this connection did not present. Runs on every
- * acceptance, cache hits included (the cached principal keeps the verified `cnf`). Hot path: a
- * token without `cnf` costs one property read.
+ * client certificate (RFC 8705 `cnf.x5t#S256`) this connection did not present, or to a DPoP
+ * key (RFC 9449 `cnf.jkt`) without a valid proof for this request, or came in the DPoP scheme
+ * unbound. Runs on every acceptance, cache hits included (the cached principal keeps the
+ * verified `cnf`). Hot path: a bearer token without `cnf` costs two property reads.
  */
-function admitJwt(principal: Principal, ctx: RequestContext): GatehouseError | null {
+function admitJwt(principal: Principal, ctx: RequestContext, dpop: DpopChecker): GatehouseError | null {
   const cnf = principal.claims.cnf;
-  if (cnf !== undefined) {
-    const denial = checkSender(cnf, ctx.clientCertificate, JWT_BINDING_CODES);
+  if (cnf !== undefined || ctx.tokenScheme === 'DPoP') {
+    const denial = checkSender(cnf, ctx, ctx.token!, JWT_BINDING_CODES, dpop);
     if (denial !== null) return denial;
   }
   ctx.principal = principal;
@@ -212,6 +215,7 @@ function authenticateStage(
   opaque: ReadonlyMap<string, OpaqueAuthenticator>,
   cache: TokenCache | null,
   services: GatewayServices,
+  dpop: DpopChecker,
 ): Stage {
   const acceptedNames = new Set(route.issuers ?? config.issuers.map((i) => i.name));
   const acceptedJwt = new Map<string, JwtVerifier>(); // iss → verifier
@@ -253,7 +257,7 @@ function authenticateStage(
   async function finishAsync(verifier: JwtVerifier, parsed: ParsedJwt, ctx: RequestContext): Promise<GatehouseError | null> {
     const result = await verifier.verifyParsed(parsed);
     if (!result.ok) return result.error;
-    return admitJwt(result.value.principal, ctx);
+    return admitJwt(result.value.principal, ctx, dpop);
   }
 
   return function authenticate(ctx: RequestContext): GatehouseError | null | Promise<GatehouseError | null> {
@@ -262,14 +266,14 @@ function authenticateStage(
     const now = services.now();
     if (cache !== null) {
       const hit = cache.get(token, now);
-      if (hit !== undefined && acceptedNames.has(hit.issuer)) return admitJwt(hit.principal, ctx);
+      if (hit !== undefined && acceptedNames.has(hit.issuer)) return admitJwt(hit.principal, ctx, dpop);
     }
     // The b64token syntax (400) is judged before anything else reads the token, but a JWT that
     // parses is a b64token already (base64url and '.' only): a token with a '.' is parsed first
     // and its syntax checked only when it fails, so a good JWT is walked once, not twice.
     const dotted = token.indexOf('.') !== -1;
     if (!dotted) {
-      const malformed = bearerSyntaxError(token, ctx.tokenSource);
+      const malformed = bearerSyntaxError(token, ctx.tokenSource, ctx.tokenScheme);
       if (malformed !== null) return malformed;
       // Hot path of a phantom-token route: a string without '.' is no JWT, so skip parseJwt
       // (whose refusal allocates an Error, ~6 µs) and, when the authenticator answers from its
@@ -286,7 +290,7 @@ function authenticateStage(
     }
     const parsed = parseJwt(token, maxSize);
     if (!parsed.ok && dotted) {
-      const malformed = bearerSyntaxError(token, ctx.tokenSource);
+      const malformed = bearerSyntaxError(token, ctx.tokenSource, ctx.tokenScheme);
       if (malformed !== null) return malformed;
     }
     let denial: GatehouseError;
@@ -297,7 +301,7 @@ function authenticateStage(
         const result = verifier.tryVerifyParsed(parsed.value, now);
         if (result === undefined) return finishAsync(verifier, parsed.value, ctx);
         if (!result.ok) return result.error;
-        return admitJwt(result.value.principal, ctx);
+        return admitJwt(result.value.principal, ctx, dpop);
       }
       const other = typeof iss === 'string' ? otherJwt.get(iss) : undefined;
       denial =

@@ -9,6 +9,7 @@ import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseEr
 import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
 import { bearerAuthorization } from './bearer.js';
 import { checkConfirmation, checkSender, type BindingCodes } from './binding.js';
+import { createDpopChecker } from './dpop.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
@@ -81,8 +82,9 @@ type Lookup = Result<IntrospectionEntry>;
  *   `negativeCacheTtl`. Concurrent requests with the same uncached token share one call. An
  *   entry another gateway wrote to the shared Redis is used at most this gateway's own TTL,
  *   counted from when the authorization server answered (`checkedAt`).
- * - `cnf`: `x5t#S256` must match the connection's client certificate on every request (cache
- *   hits too); any other confirmation method is refused (src/authn/binding.ts, shared with JWTs).
+ * - `cnf`: `x5t#S256` must match the connection's client certificate, `jkt` (with `token_type`
+ *   DPoP) needs a DPoP proof by that key, on every request (cache hits too); any other
+ *   confirmation method is refused (src/authn/binding.ts, shared with JWTs).
  * - Endpoint down or slow → 503 `GH_ERR_INTROSPECTION_UNAVAILABLE` with `Retry-After`, never a pass.
  *
  * @example
@@ -109,6 +111,7 @@ export function createIntrospectionAuthenticator(
   const now = services.now;
   const skew = issuer.clockSkew / 1000;
   const audiences = new Set(issuer.audiences);
+  const dpop = createDpopChecker(config.dpop, now);
 
   // Hot path: metric children are bound once.
   const calls = services.metrics.counter('gatehouse_introspection_requests_total', 'Introspection calls, by issuer and result.', ['issuer', 'result']);
@@ -444,8 +447,11 @@ export function createIntrospectionAuthenticator(
     }
     if (claims.token_type !== undefined) {
       const type = typeof claims.token_type === 'string' ? claims.token_type.toLowerCase() : '';
-      if (type === 'dpop') return deny('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', 'a DPoP-bound token needs a DPoP proof, which gatehouse does not check');
-      if (type !== 'bearer' && type !== 'access_token') return deny('GH_ERR_INTROSPECTION_TOKEN_TYPE_INVALID', `token_type ${JSON.stringify(claims.token_type)} is not an access token`);
+      // RFC 9449 §6.2: a DPoP-bound token is introspected as token_type DPoP with cnf.jkt.
+      if (type === 'dpop' && typeof (claims.cnf as Record<string, unknown> | undefined)?.jkt !== 'string') {
+        return deny('GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', 'token_type DPoP without cnf.jkt: the key the token is bound to is unknown');
+      }
+      if (type !== 'bearer' && type !== 'access_token' && type !== 'dpop') return deny('GH_ERR_INTROSPECTION_TOKEN_TYPE_INVALID', `token_type ${JSON.stringify(claims.token_type)} is not an access token`);
     }
     const unbindable = checkConfirmation(claims.cnf, INTROSPECTION_BINDING_CODES);
     if (unbindable) return unbindable;
@@ -534,8 +540,8 @@ export function createIntrospectionAuthenticator(
     // RFC 8705 §3: a certificate-bound token is only good with that certificate, on every
     // request (cache hits included). Hot path: one property read for an unbound token.
     const cnf = entry.claims.cnf;
-    if (cnf !== undefined) {
-      const mismatch = checkSender(cnf, ctx.clientCertificate, INTROSPECTION_BINDING_CODES);
+    if (cnf !== undefined || ctx.tokenScheme === 'DPoP') {
+      const mismatch = checkSender(cnf, ctx, token, INTROSPECTION_BINDING_CODES, dpop);
       if (mismatch) return { kind: 'denied', error: mismatch };
     }
     const byAudience = principals.get(entry);

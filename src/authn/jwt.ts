@@ -509,8 +509,14 @@ export function jwtPrincipal(issuer: IssuerConfig, claims: Readonly<Record<strin
     scopes: scopesOf(claims),
     kind: 'jwt' as const,
     upstreamToken: token,
-    upstreamAuthorization: bearerAuthorization(token),
+    // A DPoP-bound token goes on in the DPoP scheme it came in (never presented as a bearer token).
+    upstreamAuthorization: bearerAuthorization(token, isDpopBound(claims) ? 'DPoP' : 'Bearer'),
   });
+}
+
+function isDpopBound(claims: Readonly<Record<string, unknown>>): boolean {
+  const cnf = claims.cnf;
+  return typeof cnf === 'object' && cnf !== null && (cnf as Record<string, unknown>).jkt !== undefined;
 }
 
 /** The instants between which verified claims stay valid (ms), for the cache. */

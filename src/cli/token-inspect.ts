@@ -194,10 +194,13 @@ function describeClaim(name: string, claims: Readonly<Record<string, unknown>>, 
     case 'types':
       return 'sub, scope/scp and client_id have the right JSON types';
     case 'cnf': {
-      const bound = (claims.cnf as Record<string, unknown> | undefined)?.['x5t#S256'];
-      return typeof bound === 'string'
-        ? `bound to a client certificate (x5t#S256 ${bound}): accepted only over mutual TLS with that certificate, checked on every request`
-        : 'absent (a bearer token)';
+      const cnf = claims.cnf as Record<string, unknown> | undefined;
+      const bound = cnf?.['x5t#S256'];
+      const jkt = cnf?.jkt;
+      const parts: string[] = [];
+      if (typeof bound === 'string') parts.push(`bound to a client certificate (x5t#S256 ${bound}): accepted only over mutual TLS with that certificate, checked on every request`);
+      if (typeof jkt === 'string') parts.push(`bound to a DPoP key (jkt ${jkt}): accepted only as "Authorization: DPoP" with a DPoP proof signed by that key, for that request, on every request`);
+      return parts.length > 0 ? parts.join('; ') : 'absent (a bearer token)';
     }
     case 'requiredClaims':
       return issuer.requiredClaims.length > 0 ? `present: ${issuer.requiredClaims.join(', ')}` : 'none configured';

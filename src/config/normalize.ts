@@ -49,6 +49,7 @@ export const DEFAULTS = {
     fetchTimeout: 5_000,
     maxResponseSize: 512 * 1024,
   },
+  dpop: { algorithms: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'], proofMaxAge: 60_000, clockSkew: 5_000, maxProofs: 200_000 },
   introspection: { cacheTtl: 60_000, negativeCacheTtl: 5_000, timeout: 5_000 },
   upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000 },
 } as const;
@@ -385,6 +386,12 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     preAuthLimit,
     memoryStore: { maxKeys: raw.memoryStore?.maxKeys ?? 100_000 },
     cors: normalizeCors(raw.cors as Raw | undefined, ms, bad),
+    dpop: {
+      algorithms: raw.dpop?.algorithms ?? [...DEFAULTS.dpop.algorithms],
+      proofMaxAge: ms(raw.dpop?.proofMaxAge, DEFAULTS.dpop.proofMaxAge),
+      clockSkew: ms(raw.dpop?.clockSkew, DEFAULTS.dpop.clockSkew),
+      maxProofs: raw.dpop?.maxProofs ?? DEFAULTS.dpop.maxProofs,
+    },
     redis,
     tokenHandler: th ? normalizeTokenHandler(th, { bad, ms, issuers, routes }) : undefined,
     gateway: {

@@ -231,6 +231,18 @@ export interface GatewayConfig extends GatewayTokenConfig {
   paths: PathsConfig;
 }
 
+/** `dpop`: how DPoP proofs (RFC 9449) for DPoP-bound tokens are checked (docs/tokens.md). */
+export interface DpopConfig {
+  /** Algorithms a proof may be signed with (asymmetric only). */
+  algorithms: string[];
+  /** ms: how old a proof (`iat`) may be. */
+  proofMaxAge: number;
+  /** ms: tolerance for the client's clock, both ways. */
+  clockSkew: number;
+  /** How many proofs (jti per key) this process remembers within their lifetime, at most. */
+  maxProofs: number;
+}
+
 /** `cors`: cross-origin calls from browser pages to bearer-token and public routes. */
 export interface CorsConfig {
   /** Exact origins, normalized (`scheme://host[:port]`); empty with `anyOrigin`. */
@@ -265,6 +277,7 @@ export interface GatehouseConfig {
   preAuthLimit?: PreAuthLimitConfig;
   memoryStore: { maxKeys: number };
   cors?: CorsConfig;
+  dpop: DpopConfig;
   redis?: {
     url: string;
     keyPrefix: string;

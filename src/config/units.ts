@@ -98,6 +98,8 @@ export const DURATION_RANGES: Readonly<Record<string, DurationRange>> = {
   'tokenHandler.loginStateTtl': { min: 1000, zero: 'expire every login before it can finish' },
   'tokenHandler.sessionTtl': { min: 1000, max: 400 * DAY, maxWhy: 'browsers keep a cookie at most 400 days', zero: 'end every session as it starts' },
   'gateway.tokenTtl': { min: 1000, zero: 'mint tokens that expire at once' },
+  'dpop.proofMaxAge': { min: 1000, max: 600_000, maxWhy: 'a proof is for one request: a long-lived proof is a replayable credential', zero: 'refuse every proof' },
+  'dpop.clockSkew': { min: 0, max: 300_000, maxWhy: 'a client clock further off than that needs fixing, not tolerating' },
   'cors.maxAge': { min: 0, max: DAY, maxWhy: 'browsers keep a preflight answer a day at most, Chromium two hours' },
   'gateway.keyRotationGrace': { min: 0 },
   'gateway.keyRotationInterval': { min: 3_600_000, zeroIsOff: true, max: LONG, maxWhy: LONG_WHY },

@@ -38,6 +38,11 @@ export interface RequestContext {
   readonly method: string;
   /** The normalized path: exactly what routing decided on and what the upstream receives. */
   readonly path: string;
+  /**
+   * The normalized path as requested, before a `stripPrefix` route took its prefix off: what a
+   * DPoP proof's `htu` names.
+   */
+  readonly targetPath: string;
   /** The raw query string including the leading `?`, or ''. */
   readonly query: string;
   readonly headers: IncomingHttpHeaders;
@@ -59,6 +64,11 @@ export interface RequestContext {
   token: string | null;
   /** Where `token` came from. */
   tokenSource: 'header' | 'cookie' | null;
+  /**
+   * The `Authorization` scheme the token came in: `DPoP` (RFC 9449 §7.1) needs a DPoP-bound
+   * token and a proof; `Bearer` must not carry a DPoP-bound one. Null for a cookie's token.
+   */
+  tokenScheme: 'Bearer' | 'DPoP' | null;
   principal: Principal | null;
   /** The part of the path a `stripPrefix` route took off ('' otherwise): put back on an upstream's `Location`. */
   strippedPrefix: string;

@@ -126,6 +126,7 @@ export function runRequest(
     id,
     method,
     path: target.ok ? target.path : '',
+    targetPath: target.ok ? target.path : '',
     query: target.ok ? target.query : '',
     headers: req.headers,
     rawHeaders: req.rawHeaders,
@@ -138,6 +139,7 @@ export function runRequest(
     params: {},
     token: null,
     tokenSource: null,
+    tokenScheme: null,
     principal: null,
     strippedPrefix: '',
     upstreamHeaders: [],
@@ -328,7 +330,9 @@ function fail(ex: Exchange, error: GatehouseError): void {
   if (ctx.decision === 'pending' || ctx.decision === 'granted') ctx.decision = error.status >= 500 ? 'error' : 'denied';
   (ctx as { error?: GatehouseError }).error = error;
   try {
-    sendProblem(ex.res, error, ctx.id, ex.plan.config.gateway.realm, ctx.responseHeaders, ctx.method);
+    const config = ex.plan.config;
+    const dpopAlgs = ctx.tokenScheme === 'DPoP' || error.dpop ? config.dpop.algorithms.join(' ') : null;
+    sendProblem(ex.res, error, ctx.id, config.gateway.realm, ctx.responseHeaders, ctx.method, dpopAlgs);
   } catch (err) {
     ex.services.log.error({ err, req_id: ctx.id }, 'could not send the error response');
     ex.res.destroy();

@@ -86,6 +86,7 @@ export function sendProblem(
   realm: string,
   extraHeaders: readonly [string, string][] = [],
   method = 'GET',
+  dpopAlgs: string | null = null,
 ): void {
   if (res.headersSent) {
     if (!res.writableEnded) abortResponse(res);
@@ -101,7 +102,7 @@ export function sendProblem(
     'x-request-id': requestId,
   };
   for (const [k, v] of OWN_ANSWER_HEADERS) headers[k] = v;
-  const challenge = bearerChallenge(error, realm);
+  const challenge = bearerChallenge(error, realm, dpopAlgs);
   if (challenge) headers['www-authenticate'] = challenge;
   if (error.headers) for (const k in error.headers) headers[k] = error.headers[k]!;
   for (const [k, v] of extraHeaders) headers[k] = v;

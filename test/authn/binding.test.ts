@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certificateThumbprint, checkConfirmation, checkSender, type BindingCodes } from '../../src/authn/binding.js';
+import type { DpopChecker } from '../../src/authn/dpop.js';
 import { createAuthnArea } from '../../src/authn/index.js';
 import { createJwtVerifier } from '../../src/authn/jwt.js';
 import { TokenCache } from '../../src/authn/token-cache.js';
@@ -34,19 +35,33 @@ describe('checkConfirmation (when the token is verified)', () => {
     ['refuses an x5t#S256 that is not a string', { 'x5t#S256': 42 }, CODES.malformed],
     ['refuses an x5t#S256 that is not 32 bytes of base64url', { 'x5t#S256': thumbA.slice(0, 42) }, CODES.malformed],
     ['refuses an x5t#S256 with padding or other characters', { 'x5t#S256': `${thumbA.slice(0, 42)}=` }, CODES.malformed],
-    ['refuses a DPoP binding (jkt) gatehouse cannot check', { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, CODES.constrained],
+    ['accepts a DPoP key thumbprint (jkt; the proof is checked on every request)', { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, 'ok'],
+    ['accepts a certificate and a DPoP key binding together', { 'x5t#S256': thumbA, jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, 'ok'],
+    ['refuses a jkt that is not 32 bytes of base64url', { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4' }, CODES.malformed],
+    ['refuses a jkt that is not a string', { jkt: ['0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I'] }, CODES.malformed],
     ['refuses a raw key binding (jwk)', { jwk: { kty: 'EC' } }, CODES.constrained],
-    ['refuses a certificate binding next to one it cannot check', { 'x5t#S256': thumbA, jkt: 'x' }, CODES.constrained],
+    ['refuses a certificate binding next to one it cannot check', { 'x5t#S256': thumbA, jwk: { kty: 'EC' } }, CODES.constrained],
     ['refuses any other member', { kid: 'k' }, CODES.constrained],
   ])('%s', (_name, cnf, code) => {
     expect(checkConfirmation(cnf, CODES)?.code ?? 'ok').toBe(code);
   });
 
   it('answers 401 invalid_token (an RFC 6750 challenge) with the codes it is given', () => {
-    const denial = checkConfirmation({ jkt: 'x' }, { malformed: 'GH_ERR_INTROSPECTION_INVALID_RESPONSE', constrained: 'GH_ERR_INTROSPECTION_SENDER_CONSTRAINED' })!;
+    const denial = checkConfirmation({ kid: 'x' }, { malformed: 'GH_ERR_INTROSPECTION_INVALID_RESPONSE', constrained: 'GH_ERR_INTROSPECTION_SENDER_CONSTRAINED' })!;
     expect(denial).toMatchObject({ code: 'GH_ERR_INTROSPECTION_SENDER_CONSTRAINED', status: 401, oauthError: 'invalid_token', challenge: true });
   });
 });
+
+/** A request context of the Bearer scheme with this certificate. */
+const ctxWith = (clientCertificate: PeerCertificate | null | undefined, tokenScheme: 'Bearer' | 'DPoP' = 'Bearer') =>
+  ({ clientCertificate, tokenScheme, tokenSource: 'header', headers: {} }) as unknown as RequestContext;
+/** A DPoP checker that must not be reached (the Bearer scheme never asks for a proof). */
+const NO_DPOP: DpopChecker = {
+  algs: 'ES256',
+  check() {
+    throw new Error('no DPoP proof is checked for a Bearer-scheme request');
+  },
+};
 
 describe('checkSender (on every request)', () => {
   it.each<[string, unknown, PeerCertificate | null | undefined, string]>([
@@ -56,11 +71,12 @@ describe('checkSender (on every request)', () => {
     ['refuses it when the context has no certificate field', { 'x5t#S256': thumbA }, undefined, CODES.constrained],
     ['refuses it with a certificate object that holds no DER', { 'x5t#S256': thumbA }, {} as PeerCertificate, CODES.constrained],
     ['refuses a non-canonical spelling of the right thumbprint', { 'x5t#S256': nonCanonicalA }, certOf(derA), CODES.constrained],
-    ['refuses a binding it cannot check, whatever the certificate', { jkt: 'x' }, certOf(derA), CODES.constrained],
+    ['refuses a binding it cannot check, whatever the certificate', { jwk: { kty: 'EC' } }, certOf(derA), CODES.constrained],
+    ['refuses a DPoP-bound token sent in the Bearer scheme, whatever the certificate', { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, certOf(derA), 'GH_ERR_DPOP_SCHEME_MISMATCH'],
     ['refuses a cnf of the wrong shape (never trusts that it was checked before)', 'x5t', certOf(derA), CODES.malformed],
     ['accepts an empty cnf without a certificate', {}, null, 'ok'],
   ])('%s', (_name, cnf, cert, code) => {
-    expect(checkSender(cnf, cert, CODES)?.code ?? 'ok').toBe(code);
+    expect(checkSender(cnf, ctxWith(cert), 'token', CODES, NO_DPOP)?.code ?? 'ok').toBe(code);
   });
 
   it('computes the thumbprint (base64url SHA-256 of the DER) once per certificate object, that is once per connection', () => {
@@ -72,8 +88,8 @@ describe('checkSender (on every request)', () => {
       },
     } as unknown as PeerCertificate;
     expect(certificateThumbprint(cert)).toBe(thumbA);
-    expect(checkSender({ 'x5t#S256': thumbA }, cert, CODES)).toBeNull();
-    expect(checkSender({ 'x5t#S256': thumbA }, cert, CODES)).toBeNull();
+    expect(checkSender({ 'x5t#S256': thumbA }, ctxWith(cert), 'token', CODES, NO_DPOP)).toBeNull();
+    expect(checkSender({ 'x5t#S256': thumbA }, ctxWith(cert), 'token', CODES, NO_DPOP)).toBeNull();
     expect(reads).toBe(1);
   });
 });
@@ -94,9 +110,13 @@ describe('the JWT verifier', () => {
     expect(await verify('bound', new TokenCache(10))).toBe('GH_ERR_JWT_CLAIM_INVALID');
   });
 
-  it('refuses a DPoP-bound token (cnf.jkt) and never caches it', async () => {
+  it('verifies a DPoP-bound token (cnf.jkt; the proof is checked by the authenticate stage on every request)', async () => {
+    expect(await verify({ jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, new TokenCache(10))).toBe('ok');
+  });
+
+  it('refuses a token bound by a method gatehouse cannot check, and never caches it', async () => {
     const cache = new TokenCache(10);
-    expect(await verify({ jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, cache)).toBe('GH_ERR_JWT_SENDER_CONSTRAINED');
+    expect(await verify({ jwk: { kty: 'EC' } }, cache)).toBe('GH_ERR_JWT_SENDER_CONSTRAINED');
     expect(cache.size).toBe(0);
   });
 
@@ -131,7 +151,7 @@ routes:
   });
 
   async function run(token: string, clientCertificate: PeerCertificate | null): Promise<string> {
-    const ctx = { token, tokenSource: 'header', clientCertificate, principal: null, headers: {}, query: '', params: {} } as unknown as RequestContext;
+    const ctx = { token, tokenSource: 'header', tokenScheme: 'Bearer', clientCertificate, principal: null, headers: {}, query: '', params: {} } as unknown as RequestContext;
     const denial = await stage(ctx);
     if (denial) {
       expect(ctx.principal).toBeNull();
@@ -156,10 +176,10 @@ routes:
     expect(await run(token, certOf(derA))).toBe('ok');
   });
 
-  it('refuses a DPoP-bound token whatever the connection', async () => {
+  it('refuses a DPoP-bound token sent in the Bearer scheme, whatever the connection, from the cache too', async () => {
     const token = mint(key, Date.now(), { iss: 'https://id.example.test', cnf: { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' } });
-    expect(await run(token, certOf(derA))).toBe('GH_ERR_JWT_SENDER_CONSTRAINED');
-    expect(await run(token, null)).toBe('GH_ERR_JWT_SENDER_CONSTRAINED');
+    expect(await run(token, certOf(derA))).toBe('GH_ERR_DPOP_SCHEME_MISMATCH');
+    expect(await run(token, null)).toBe('GH_ERR_DPOP_SCHEME_MISMATCH');
   });
 
   it('accepts a token without cnf with or without a certificate, from the cache too', async () => {

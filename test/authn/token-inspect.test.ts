@@ -66,11 +66,15 @@ describe('gatehouse token inspect', () => {
     expect(bound.text).toContain(`ok    claim cnf: bound to a client certificate (x5t#S256 ${thumbprint}): accepted only over mutual TLS`);
     const plain = await inspect(file, mint(rs, Date.now()));
     expect(plain.text).toContain('ok    claim cnf: absent (a bearer token)');
-    // DPoP (RFC 9449) is not checked by gatehouse: such a token is never taken as a bearer token.
+    // DPoP (RFC 9449): the token is valid; what each request needs is said.
     const dpop = await inspect(file, mint(rs, Date.now(), { cnf: { jkt: thumbprint } }));
-    expect(dpop.code).toBe(1);
-    expect(dpop.text).toMatch(/FAIL {2}claim cnf: cnf jkt cannot be checked by gatehouse .*GH_ERR_JWT_SENDER_CONSTRAINED, HTTP 401/);
-    expect(dpop.text).toMatch(/result: INVALID/);
+    expect(dpop.code).toBe(0);
+    expect(dpop.text).toContain(`ok    claim cnf: bound to a DPoP key (jkt ${thumbprint}): accepted only as "Authorization: DPoP" with a DPoP proof signed by that key`);
+    // A binding gatehouse cannot check fails.
+    const other = await inspect(file, mint(rs, Date.now(), { cnf: { jwk: { kty: 'EC' } } }));
+    expect(other.code).toBe(1);
+    expect(other.text).toMatch(/FAIL {2}claim cnf: cnf jwk cannot be checked by gatehouse .*GH_ERR_JWT_SENDER_CONSTRAINED, HTTP 401/);
+    expect(other.text).toMatch(/result: INVALID/);
   });
 
   it('reads the token from stdin when it is given as -', async () => {

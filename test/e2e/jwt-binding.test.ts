@@ -72,10 +72,16 @@ async function get(token: string, agent: Agent) {
 const refused = (code: string) => ({ status: 401, code, challenge: expect.stringContaining('error="invalid_token"'), reachedUpstream: false });
 
 describe('sender-constrained JWT access tokens', () => {
-  it('refuses a DPoP-bound token (cnf.jkt) sent as a bearer token: gatehouse checks no DPoP proof', async () => {
+  it('refuses a DPoP-bound token (cnf.jkt) sent as a bearer token, whatever the certificate (test/e2e/dpop.test.ts has the DPoP scheme)', async () => {
     const token = await as.mintAccessToken({ cnf: { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' } });
+    const dpopRefused = { ...refused('GH_ERR_DPOP_SCHEME_MISMATCH'), challenge: expect.stringMatching(/^DPoP realm="gatehouse", error="invalid_token"/) };
+    expect(await get(token, asAlice)).toEqual(dpopRefused);
+    expect(await get(token, anonymous)).toEqual(dpopRefused);
+  });
+
+  it('refuses a token bound by a method gatehouse cannot check (cnf.jwk)', async () => {
+    const token = await as.mintAccessToken({ cnf: { jwk: { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' } } });
     expect(await get(token, asAlice)).toEqual(refused('GH_ERR_JWT_SENDER_CONSTRAINED'));
-    expect(await get(token, anonymous)).toEqual(refused('GH_ERR_JWT_SENDER_CONSTRAINED'));
   });
 
   it('refuses a token whose cnf is a string', async () => {

@@ -1,6 +1,6 @@
 import { FORWARDED_HEADERS } from '../types.js';
 import { closed, duration, httpUrl, name, nonEmptyString, port, size, stringList, type JsonSchema } from './common.js';
-import { issuer } from './issuers.js';
+import { ASYMMETRIC_ALGORITHMS, issuer } from './issuers.js';
 import { memoryStore, preAuthLimit, quota, rateLimit, redis } from './limits.js';
 import { clientTls, http2Settings, listenerTls } from './tls.js';
 import { tokenHandler } from './token-handler.js';
@@ -128,6 +128,14 @@ const cors = closed(
   ['origins'],
 );
 
+/** DPoP proofs for DPoP-bound tokens (docs/tokens.md, "Sender-constrained tokens"). */
+const dpop = closed({
+  algorithms: { type: 'array', items: { enum: [...ASYMMETRIC_ALGORITHMS] }, minItems: 1, uniqueItems: true, description: 'Algorithms a DPoP proof may be signed with (default ES256, ES384, PS256, RS256, EdDSA, Ed25519).' },
+  proofMaxAge: { ...duration, description: 'How old a proof (its iat) may be (default 60s; 1s to 10m).' },
+  clockSkew: { ...duration, description: "Tolerance for the client's clock (default 5s; at most 5m)." },
+  maxProofs: { type: 'integer', minimum: 1000, description: 'Proofs remembered against replay per process (default 200000); when full, new proofs get 503.' },
+});
+
 /** The JSON Schema of a gatehouse config file (published as schema/gatehouse.schema.json). */
 export const configSchema: JsonSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -152,6 +160,7 @@ export const configSchema: JsonSchema = {
       redis,
       tokenHandler,
       cors,
+      dpop,
       gateway,
       tokenCache: closed({ enabled: { type: 'boolean' }, maxEntries: { type: 'integer', minimum: 1 } }),
     },

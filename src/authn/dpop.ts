@@ -1,0 +1,265 @@
+import { hash } from 'node:crypto';
+import type { DpopConfig } from '../config/types.js';
+import { GatehouseError, InvalidToken, type GatehouseErrorCode } from '../errors.js';
+import type { RequestContext } from '../pipeline/context.js';
+import { normalizeTarget } from '../route/normalize.js';
+import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws } from './keys.js';
+
+/**
+ * DPoP proofs (RFC 9449): a DPoP-bound access token (`cnf.jkt`) is good only with a proof, in
+ * the request's `DPoP` header, signed by the key the token is bound to, for this request.
+ * The checks of §4.3 and §7.1, in order, each with its own precise reason:
+ *
+ * 1. exactly one `DPoP` header, at most {@link MAX_PROOF_SIZE} characters, three base64url parts;
+ * 2. the header: `typ` `dpop+jwt`, an `alg` of `dpop.algorithms` (asymmetric only), a public
+ *    `jwk` (no private member) that fits the algorithm under the same key policy as an issuer's
+ *    keys (RSA ≥ 2048 bits, known curves, …), no `crit`;
+ * 3. the signature, with that key;
+ * 4. the claims: `jti` (1–128 characters), `htm` equal to the method, `htu` equal to the
+ *    request's URI without query and fragment (scheme, host and port, path — compared after
+ *    the same normalization as the request's own path), `iat` within `proofMaxAge` (and
+ *    `clockSkew`), `ath` the base64url SHA-256 of the access token;
+ * 5. the key's RFC 7638 thumbprint equal to the token's `cnf.jkt`;
+ * 6. the proof not seen before within its lifetime (`jti`, per key; memory of this process).
+ *
+ * Nothing in a proof loads a key: its `jwk` is only trusted because the token, verified with
+ * the issuer's keys, names that key's thumbprint. Synchronous: one signature check per request.
+ */
+
+/** A proof longer than this is refused before it is decoded (an RSA-8192 proof is ≈ 2.6 KB). */
+export const MAX_PROOF_SIZE = 8 * 1024;
+const MAX_JTI_LENGTH = 128;
+
+/** Members of a JWK that hold private key material (RFC 7518 §6). */
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/**
+ * The error of a refused proof: 401 `invalid_dpop_proof` (RFC 9449 §7.1), answered with a
+ * `WWW-Authenticate: DPoP` challenge.
+ */
+export class InvalidDpopProof extends GatehouseError {
+  constructor(code: GatehouseErrorCode, detail: string) {
+    super(code, 401, 'the DPoP proof is not valid', { detail, oauthError: 'invalid_dpop_proof', challenge: true, dpop: true });
+  }
+}
+
+/**
+ * Proofs seen within their lifetime, by `jkt` and `jti`, in two generations of one lifetime
+ * each: an entry is kept at least one lifetime (`proofMaxAge` + 2 × `clockSkew`), so a proof is
+ * refused for as long as it could be accepted. Full (`maxEntries`): new proofs are refused
+ * (503) rather than old ones forgotten.
+ */
+export class ProofReplayCache {
+  private current = new Map<string, true>();
+  private previous = new Map<string, true>();
+  private rotateAt = 0;
+  private lifetime: number;
+  maxEntries: number;
+
+  constructor(lifetime: number, maxEntries: number) {
+    this.lifetime = lifetime;
+    this.maxEntries = maxEntries;
+  }
+
+  /** Adopt new settings (a reload); what was seen stays seen. */
+  configure(lifetime: number, maxEntries: number): void {
+    this.lifetime = Math.max(this.lifetime, lifetime);
+    this.maxEntries = maxEntries;
+  }
+
+  /** 'fresh' (now remembered), 'replayed', or 'full'. */
+  admit(key: string, now: number): 'fresh' | 'replayed' | 'full' {
+    if (now >= this.rotateAt) {
+      // Two lifetimes without a rotation: everything held is older than any acceptable proof.
+      this.previous = now >= this.rotateAt + this.lifetime ? new Map() : this.current;
+      this.current = new Map();
+      this.rotateAt = now + this.lifetime;
+    }
+    if (this.current.has(key) || this.previous.has(key)) return 'replayed';
+    if (this.current.size + this.previous.size >= this.maxEntries) return 'full';
+    this.current.set(key, true);
+    return 'fresh';
+  }
+
+  get size(): number {
+    return this.current.size + this.previous.size;
+  }
+}
+
+/** One per process: a reload must not forget the proofs already seen. */
+let sharedReplay: ProofReplayCache | null = null;
+
+/**
+ * The process's replay cache, adjusted to `config`.
+ *
+ * @example
+ * ```ts
+ * const replay = acquireReplayCache(config.dpop);
+ * ```
+ */
+export function acquireReplayCache(config: DpopConfig): ProofReplayCache {
+  const lifetime = config.proofMaxAge + 2 * config.clockSkew;
+  if (sharedReplay === null) sharedReplay = new ProofReplayCache(lifetime, config.maxProofs);
+  else sharedReplay.configure(lifetime, config.maxProofs);
+  return sharedReplay;
+}
+
+/**
+ * The DPoP proof check of one gateway plan (its `dpop` settings and the process's replay cache).
+ *
+ * @example
+ * ```ts
+ * const dpop = createDpopChecker(config.dpop, () => Date.now());
+ * const denial = dpop.check(ctx, token, cnf.jkt); // null: the proof is valid for this request
+ * ```
+ */
+export interface DpopChecker {
+  check(ctx: RequestContext, token: string, jkt: string): GatehouseError | null;
+  /** `algs` of the `WWW-Authenticate: DPoP` challenge: the accepted algorithms, space-separated. */
+  readonly algs: string;
+}
+
+export function createDpopChecker(config: DpopConfig, now: () => number, replay: ProofReplayCache = acquireReplayCache(config)): DpopChecker {
+  const algorithms = new Set<string>(config.algorithms);
+  const allowed = config.algorithms as readonly string[];
+  const maxAge = config.proofMaxAge;
+  const skew = config.clockSkew;
+  const bad = (detail: string) => new InvalidDpopProof('GH_ERR_DPOP_PROOF_INVALID', detail);
+
+  function check(ctx: RequestContext, token: string, jkt: string): GatehouseError | null {
+    // 1. One header, of a sane size and shape.
+    const raw = ctx.rawHeaders;
+    if (raw !== undefined) {
+      let seen = 0;
+      for (let i = 0; i < raw.length; i += 2) {
+        const name = raw[i]!;
+        if (name.length === 4 && name.toLowerCase() === 'dpop' && ++seen > 1) return bad('more than one DPoP header');
+      }
+    }
+    const proof = ctx.headers.dpop;
+    if (typeof proof !== 'string' || proof.length === 0) {
+      return new InvalidDpopProof('GH_ERR_DPOP_PROOF_MISSING', 'a DPoP-bound token (cnf.jkt) came without a DPoP proof header');
+    }
+    if (proof.length > MAX_PROOF_SIZE) return bad(`the proof is ${proof.length} characters; at most ${MAX_PROOF_SIZE} are accepted`);
+    const dot1 = proof.indexOf('.');
+    const dot2 = dot1 < 0 ? -1 : proof.indexOf('.', dot1 + 1);
+    if (dot1 <= 0 || dot2 <= dot1 + 1 || dot2 === proof.length - 1 || proof.indexOf('.', dot2 + 1) !== -1) return bad('the proof is not a compact JWS (three non-empty parts)');
+    const header = decodeJson(proof.slice(0, dot1));
+    if (header === null) return bad('the proof header is not base64url-encoded JSON object');
+    const payload = decodeJson(proof.slice(dot1 + 1, dot2));
+    if (payload === null) return bad('the proof payload is not base64url-encoded JSON object');
+    const signature = decodeBase64Url(proof.slice(dot2 + 1));
+    if (signature === null) return bad('the proof signature is not base64url');
+
+    // 2. The header.
+    if (header.typ !== 'dpop+jwt') return bad(`typ ${JSON.stringify(header.typ)} is not "dpop+jwt"`);
+    const alg = header.alg;
+    if (!isJwsAlgorithm(alg) || !algorithms.has(alg)) return bad(`alg ${JSON.stringify(alg)} is not one of ${config.algorithms.join(', ')}`);
+    if (header.crit !== undefined) return bad('crit is not supported in a proof');
+    const jwk = header.jwk;
+    if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) return bad('the proof header has no jwk object');
+    for (const member of PRIVATE_MEMBERS) {
+      if ((jwk as Record<string, unknown>)[member] !== undefined) return bad(`the proof jwk holds private key material ("${member}")`);
+    }
+    const key = importVerificationKey(jwk, [alg]);
+    if ('reason' in key) return bad(`the proof jwk is refused: ${key.reason}`);
+
+    // 3. The signature.
+    if (!verifyJws(key, alg, Buffer.from(proof.slice(0, dot2), 'latin1'), signature)) return bad('the proof signature does not verify with its jwk');
+
+    // 4. The claims.
+    const jti = payload.jti;
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) return bad(`jti must be a string of 1 to ${MAX_JTI_LENGTH} characters`);
+    if (payload.htm !== ctx.method) return bad(`htm ${JSON.stringify(payload.htm)} is not the request's method ${ctx.method}`);
+    const htuProblem = checkHtu(payload.htu, ctx);
+    if (htuProblem !== null) return bad(htuProblem);
+    const iat = payload.iat;
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) return bad('iat must be a number');
+    const at = now();
+    const issuedAt = iat * 1000;
+    if (issuedAt > at + skew) return bad(`iat is ${Math.round((issuedAt - at) / 1000)} s in the future (clock skew allowed: ${skew / 1000} s)`);
+    if (issuedAt < at - maxAge - skew) return bad(`the proof is ${Math.round((at - issuedAt) / 1000)} s old; at most ${maxAge / 1000} s (+${skew / 1000} s skew) are accepted`);
+    if (typeof payload.ath !== 'string') return bad('ath (the hash of the access token) is missing');
+    if (payload.ath !== hash('sha256', token, 'base64url')) return bad('ath does not match the access token');
+
+    // 5. The binding.
+    const thumbprint = jwkThumbprint(jwk as Record<string, unknown>);
+    if (thumbprint !== jkt) {
+      return new InvalidToken('GH_ERR_DPOP_KEY_MISMATCH', 'the access token is bound to another DPoP key', {
+        detail: 'the thumbprint of the proof jwk is not the token\'s cnf.jkt',
+        dpop: true,
+      });
+    }
+
+    // 6. Replay.
+    const admitted = replay.admit(`${jkt} ${jti}`, at);
+    if (admitted === 'replayed') return new InvalidDpopProof('GH_ERR_DPOP_PROOF_REPLAYED', 'this proof (jti) was already used');
+    if (admitted === 'full') {
+      return new GatehouseError('GH_ERR_DPOP_REPLAY_CACHE_FULL', 503, 'the gateway cannot take more DPoP proofs right now', {
+        detail: `${replay.size} proofs are remembered (dpop.maxProofs); new proofs are refused until the oldest expire`,
+        headers: { 'retry-after': String(Math.ceil((maxAge + 2 * skew) / 1000)) },
+      });
+    }
+    return null;
+  }
+
+  return { check, algs: config.algorithms.join(' ') };
+}
+
+/**
+ * Why `htu` is not this request's URI, or null. Compared: the scheme (`https` when gatehouse or
+ * a trusted proxy in front terminated TLS), host and port (the request's `Host`, the default
+ * port implied), and the path in gatehouse's one spelling (src/route/normalize.ts). Query and
+ * fragment are ignored (RFC 9449 §4.3).
+ */
+function checkHtu(htu: unknown, ctx: RequestContext): string | null {
+  if (typeof htu !== 'string' || htu.length === 0) return 'htu must be a URI';
+  let url: URL;
+  try {
+    url = new URL(htu);
+  } catch {
+    return `htu ${JSON.stringify(htu.slice(0, 200))} is not a URI`;
+  }
+  const scheme = ctx.secure ? 'https:' : 'http:';
+  if (url.protocol !== scheme) return `htu scheme ${url.protocol.slice(0, -1)} is not the request's ${scheme.slice(0, -1)}`;
+  const host = (ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined)) ?? '';
+  let requestHost: string;
+  try {
+    requestHost = new URL(`${scheme}//${host}`).host;
+  } catch {
+    return 'the request has no usable Host';
+  }
+  if (url.host !== requestHost) return `htu host ${url.host} is not the request's ${requestHost}`;
+  const path = normalizeTarget(url.pathname, undefined, true);
+  if (!path.ok || path.path !== ctx.targetPath) return `htu path ${url.pathname} is not the request's ${ctx.targetPath}`;
+  return null;
+}
+
+/**
+ * The JWK thumbprint of RFC 7638 (SHA-256, base64url): the required members of the key type in
+ * lexicographic order, as JSON without whitespace. Only called with a key `importVerificationKey`
+ * accepted, so the members are present strings.
+ *
+ * @example
+ * ```ts
+ * jwkThumbprint({ kty: 'EC', crv: 'P-256', x: '…', y: '…' }); // 43 base64url characters
+ * ```
+ */
+export function jwkThumbprint(jwk: Record<string, unknown>): string {
+  let canonical: string;
+  if (jwk.kty === 'RSA') canonical = `{"e":${JSON.stringify(jwk.e)},"kty":"RSA","n":${JSON.stringify(jwk.n)}}`;
+  else if (jwk.kty === 'EC') canonical = `{"crv":${JSON.stringify(jwk.crv)},"kty":"EC","x":${JSON.stringify(jwk.x)},"y":${JSON.stringify(jwk.y)}}`;
+  else canonical = `{"crv":${JSON.stringify(jwk.crv)},"kty":${JSON.stringify(jwk.kty)},"x":${JSON.stringify(jwk.x)}}`;
+  return hash('sha256', canonical, 'base64url');
+}
+
+function decodeJson(part: string): Record<string, unknown> | null {
+  const bytes = decodeBase64Url(part);
+  if (bytes === null) return null;
+  try {
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}

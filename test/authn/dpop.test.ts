@@ -1,0 +1,266 @@
+import { generateKeyPairSync, hash, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { base64url, calculateJwkThumbprint, SignJWT, type JWK } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { createDpopChecker, jwkThumbprint, MAX_PROOF_SIZE, ProofReplayCache } from '../../src/authn/dpop.js';
+import type { DpopConfig } from '../../src/config/types.js';
+import type { RequestContext } from '../../src/pipeline/context.js';
+
+/** DPoP proofs (RFC 9449 §4.3): what must be refused first, then what is accepted. */
+
+const NOW = Date.UTC(2026, 11, 6, 12, 0, 0);
+const TOKEN = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+const CONFIG: DpopConfig = { algorithms: ['ES256', 'PS256', 'RS256', 'EdDSA'], proofMaxAge: 60_000, clockSkew: 5_000, maxProofs: 1000 };
+
+interface Signer {
+  alg: string;
+  privateKey: KeyObject;
+  jwk: JWK;
+  jkt: string;
+}
+
+function signer(alg: 'ES256' | 'RS256' | 'PS256' | 'EdDSA' | 'ES384'): Signer {
+  const pair =
+    alg === 'ES256'
+      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      : alg === 'ES384'
+        ? generateKeyPairSync('ec', { namedCurve: 'P-384' })
+        : alg === 'EdDSA'
+          ? generateKeyPairSync('ed25519')
+          : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = pair.publicKey.export({ format: 'jwk' }) as JWK;
+  return { alg, privateKey: pair.privateKey, jwk, jkt: jwkThumbprint(jwk as Record<string, unknown>) };
+}
+
+const es = signer('ES256');
+
+async function proof(
+  s: Signer = es,
+  claims: Record<string, unknown> = {},
+  header: Record<string, unknown> = {},
+): Promise<string> {
+  const payload = { jti: randomUUID(), htm: 'GET', htu: 'https://api.example.test/orders/7', iat: Math.floor(NOW / 1000), ath: hash('sha256', TOKEN, 'base64url'), ...claims };
+  for (const k of Object.keys(payload)) if ((payload as Record<string, unknown>)[k] === undefined) delete (payload as Record<string, unknown>)[k];
+  return new SignJWT(payload).setProtectedHeader({ alg: s.alg, typ: 'dpop+jwt', jwk: s.jwk, ...header } as never).sign(s.privateKey);
+}
+
+/** A proof signed by `es` with exactly this header (jose refuses to sign some hostile ones). */
+function rawProof(header: Record<string, unknown>, claims: Record<string, unknown> = {}, key: KeyObject = es.privateKey): string {
+  const payload = { jti: randomUUID(), htm: 'GET', htu: 'https://api.example.test/orders/7', iat: NOW / 1000, ath: hash('sha256', TOKEN, 'base64url'), ...claims };
+  const input = `${base64url.encode(JSON.stringify(header))}.${base64url.encode(JSON.stringify(payload))}`;
+  return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+}
+
+function request(dpop: string | string[] | undefined, over: Partial<RequestContext> = {}): RequestContext {
+  const rawHeaders = ['Host', 'api.example.test'];
+  const list = dpop === undefined ? [] : Array.isArray(dpop) ? dpop : [dpop];
+  for (const value of list) rawHeaders.push('DPoP', value);
+  return {
+    method: 'GET',
+    path: '/orders/7',
+    targetPath: '/orders/7',
+    secure: true,
+    headers: { host: 'api.example.test', ...(list.length > 0 ? { dpop: list.join(', ') } : {}) },
+    rawHeaders,
+    ...over,
+  } as unknown as RequestContext;
+}
+
+function checker(config: DpopConfig = CONFIG, now = NOW) {
+  return createDpopChecker(config, () => now, new ProofReplayCache(config.proofMaxAge + 2 * config.clockSkew, config.maxProofs));
+}
+
+async function refusal(p: string | string[] | undefined, over: Partial<RequestContext> = {}, jkt = es.jkt, c = checker()): Promise<string> {
+  const denial = c.check(request(p, over), TOKEN, jkt);
+  return denial === null ? 'ok' : `${denial.code}: ${denial.detail}`;
+}
+
+describe('RFC 7638 thumbprints', () => {
+  it("computes the RFC's own example (§3.1)", () => {
+    const jwk = {
+      kty: 'RSA',
+      n: '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw',
+      e: 'AQAB',
+      alg: 'RS256',
+      kid: '2011-04-29',
+    };
+    expect(jwkThumbprint(jwk)).toBe('NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+  });
+
+  it.each(['ES256', 'ES384', 'EdDSA', 'RS256'] as const)('agrees with jose for a %s key', async (alg) => {
+    const s = signer(alg);
+    expect(s.jkt).toBe(await calculateJwkThumbprint(s.jwk, 'sha256'));
+  });
+});
+
+describe('a DPoP proof is refused', () => {
+  it('when there is none, or two', async () => {
+    expect(await refusal(undefined)).toMatch(/^GH_ERR_DPOP_PROOF_MISSING/);
+    expect(await refusal([await proof(), await proof()])).toMatch(/^GH_ERR_DPOP_PROOF_INVALID: more than one DPoP header/);
+  });
+
+  it('when it is too long, or not a compact JWS', async () => {
+    expect(await refusal('a'.repeat(MAX_PROOF_SIZE + 1))).toMatch(/at most 8192/);
+    const good = await proof();
+    const [h, p, sig] = good.split('.');
+    for (const bad of [`${h}.${p}`, `${h}.${p}.${sig}.x`, `.${p}.${sig}`, `${h}..${sig}`, `${h}.${p}.`, `${h}.${p}.${sig}=`, `${h}!.${p}.${sig}`, 'abc']) {
+      expect(await refusal(bad), bad).toMatch(/^GH_ERR_DPOP_PROOF_INVALID/);
+    }
+    expect(await refusal(`${base64url.encode('[1]')}.${p}.${sig}`)).toMatch(/header is not base64url-encoded JSON object/);
+    expect(await refusal(`${h}.${base64url.encode('"x"')}.${sig}`)).toMatch(/payload is not base64url-encoded JSON object/);
+  });
+
+  it('when its header is not that of a DPoP proof', async () => {
+    expect(await refusal(await proof(es, {}, { typ: 'JWT' }))).toMatch(/typ "JWT" is not "dpop\+jwt"/);
+    expect(await refusal(await proof(es, {}, { typ: undefined }))).toMatch(/typ undefined/);
+    expect(await refusal(rawProof({ alg: 'ES256', typ: 'dpop+jwt', jwk: es.jwk, crit: ['exp'], exp: 1 }))).toMatch(/crit is not supported/);
+    expect(await refusal(await proof(es, {}, { jwk: undefined }))).toMatch(/no jwk object/);
+    expect(await refusal(await proof(es, {}, { jwk: 'key' }))).toMatch(/no jwk object/);
+  });
+
+  it('when it is signed with an algorithm not allowed: none, HS256, or one left out of dpop.algorithms', async () => {
+    const good = await proof();
+    const [, p, sig] = good.split('.');
+    const none = `${base64url.encode(JSON.stringify({ alg: 'none', typ: 'dpop+jwt', jwk: es.jwk }))}.${p}.`;
+    expect(await refusal(none)).toMatch(/^GH_ERR_DPOP_PROOF_INVALID/);
+    const hs = `${base64url.encode(JSON.stringify({ alg: 'HS256', typ: 'dpop+jwt', jwk: es.jwk }))}.${p}.${sig}`;
+    expect(await refusal(hs)).toMatch(/alg "HS256" is not one of/);
+    const es384 = signer('ES384');
+    expect(await refusal(await proof(es384), {}, es384.jkt)).toMatch(/alg "ES384" is not one of ES256, PS256, RS256, EdDSA/);
+  });
+
+  it('when its jwk holds private key material, is too weak, or does not fit the algorithm', async () => {
+    const privateJwk = es.privateKey.export({ format: 'jwk' });
+    expect(await refusal(await proof(es, {}, { jwk: privateJwk }))).toMatch(/private key material \("d"\)/);
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const weakJwk = weak.publicKey.export({ format: 'jwk' });
+    const weakProof = rawProof({ alg: 'RS256', typ: 'dpop+jwt', jwk: weakJwk }, {}, weak.privateKey);
+    expect(await refusal(weakProof)).toMatch(/the proof jwk is refused: the RSA modulus has 1024 bits/);
+    const rsa = signer('RS256');
+    expect(await refusal(await proof(es, {}, { jwk: rsa.jwk }))).toMatch(/the proof jwk is refused/);
+  });
+
+  it('when the signature does not verify with its jwk', async () => {
+    const other = signer('ES256');
+    // Signed by another key, naming this one.
+    expect(await refusal(await proof(other, {}, { jwk: es.jwk }))).toMatch(/signature does not verify/);
+    const good = await proof();
+    const flipped = good.slice(0, -2) + (good.at(-2) === 'A' ? 'B' : 'A') + good.at(-1);
+    expect(await refusal(flipped)).toMatch(/^GH_ERR_DPOP_PROOF_INVALID/);
+  });
+
+  it('when jti is missing, empty, not a string or too long', async () => {
+    for (const jti of [undefined, '', 42, 'j'.repeat(129)]) {
+      expect(await refusal(await proof(es, { jti })), String(jti)).toMatch(/jti must be a string of 1 to 128 characters/);
+    }
+  });
+
+  it('when it was made for another method', async () => {
+    expect(await refusal(await proof(es, { htm: 'POST' }))).toMatch(/htm "POST" is not the request's method GET/);
+    expect(await refusal(await proof(es, { htm: 'get' }))).toMatch(/htm "get"/);
+    expect(await refusal(await proof(es, { htm: undefined }))).toMatch(/htm undefined/);
+  });
+
+  it('when it was made for another URI: scheme, host, port or path', async () => {
+    for (const [htu, why] of [
+      ['http://api.example.test/orders/7', /scheme http is not the request's https/],
+      ['https://evil.example/orders/7', /host evil.example is not the request's api.example.test/],
+      ['https://api.example.test:8443/orders/7', /host api.example.test:8443/],
+      ['https://api.example.test/orders/8', /htu path \/orders\/8 is not the request's \/orders\/7/],
+      ['https://api.example.test/orders/7/', /htu path/],
+      ['https://api.example.test/orders', /htu path/],
+      ['/orders/7', /is not a URI/],
+      ['', /htu must be a URI/],
+    ] as const) {
+      expect(await refusal(await proof(es, { htu })), htu).toMatch(why);
+    }
+    expect(await refusal(await proof(es, { htu: 42 }))).toMatch(/htu must be a URI/);
+    // The request came in over plain HTTP: an https htu does not match it.
+    expect(await refusal(await proof(), { secure: false })).toMatch(/scheme https is not the request's http/);
+  });
+
+  it('when it is too old, or from the future beyond the clock skew', async () => {
+    const s = NOW / 1000;
+    expect(await refusal(await proof(es, { iat: s - 66 }))).toMatch(/the proof is 66 s old; at most 60 s \(\+5 s skew\)/);
+    expect(await refusal(await proof(es, { iat: s + 6 }))).toMatch(/iat is 6 s in the future/);
+    expect(await refusal(await proof(es, { iat: String(s) }))).toMatch(/iat must be a number/);
+    expect(await refusal(await proof(es, { iat: undefined }))).toMatch(/iat must be a number/);
+  });
+
+  it('when ath is missing or is not the hash of this access token', async () => {
+    expect(await refusal(await proof(es, { ath: undefined }))).toMatch(/ath \(the hash of the access token\) is missing/);
+    expect(await refusal(await proof(es, { ath: hash('sha256', `${TOKEN}x`, 'base64url') }))).toMatch(/ath does not match the access token/);
+    expect(await refusal(await proof(es, { ath: hash('sha256', TOKEN, 'base64') }))).toMatch(/ath does not match/);
+  });
+
+  it('with 401 invalid_token when a valid proof is signed by another key than the token is bound to', async () => {
+    const other = signer('ES256');
+    const denial = checker().check(request(await proof(other)), TOKEN, es.jkt)!;
+    expect(denial).toMatchObject({ code: 'GH_ERR_DPOP_KEY_MISMATCH', status: 401, oauthError: 'invalid_token', dpop: true });
+  });
+
+  it('when it is replayed: the same jti from the same key, within its lifetime', async () => {
+    const c = checker();
+    const p = await proof(es, { jti: 'once' });
+    expect(await refusal(p, {}, es.jkt, c)).toBe('ok');
+    expect(await refusal(p, {}, es.jkt, c)).toMatch(/^GH_ERR_DPOP_PROOF_REPLAYED/);
+    // A new proof with the same jti is a replay too.
+    expect(await refusal(await proof(es, { jti: 'once' }), {}, es.jkt, c)).toMatch(/^GH_ERR_DPOP_PROOF_REPLAYED/);
+  });
+
+  it('with 503 and Retry-After, never forgetting a proof, when the replay memory is full', async () => {
+    const replay = new ProofReplayCache(70_000, 2);
+    const c = createDpopChecker(CONFIG, () => NOW, replay);
+    expect(c.check(request(await proof()), TOKEN, es.jkt)).toBeNull();
+    expect(c.check(request(await proof()), TOKEN, es.jkt)).toBeNull();
+    const full = c.check(request(await proof()), TOKEN, es.jkt)!;
+    expect(full).toMatchObject({ code: 'GH_ERR_DPOP_REPLAY_CACHE_FULL', status: 503, headers: { 'retry-after': '70' } });
+  });
+
+  it('answers every proof refusal with 401 invalid_dpop_proof and a DPoP challenge', async () => {
+    const denial = checker().check(request(await proof(es, { htm: 'POST' })), TOKEN, es.jkt)!;
+    expect(denial).toMatchObject({ status: 401, oauthError: 'invalid_dpop_proof', challenge: true, dpop: true });
+  });
+});
+
+describe('a DPoP proof is accepted', () => {
+  it.each(['ES256', 'RS256', 'PS256', 'EdDSA'] as const)('signed with %s by the bound key, for this method and URI', async (alg) => {
+    const s = signer(alg);
+    expect(await refusal(await proof(s), {}, s.jkt)).toBe('ok');
+  });
+
+  it('with htu spelled differently but naming the same URI: case of scheme and host, default port, query and fragment, %XX of unreserved characters', async () => {
+    for (const htu of ['HTTPS://API.example.test/orders/7', 'https://api.example.test:443/orders/7', 'https://api.example.test/orders/7?x=1#f', 'https://api.example.test/%6Frders/7']) {
+      expect(await refusal(await proof(es, { htu })), htu).toBe('ok');
+    }
+  });
+
+  it('on a stripPrefix route, against the path the client requested', async () => {
+    expect(await refusal(await proof(es, { htu: 'https://api.example.test/api/orders/7' }), { path: '/orders/7', targetPath: '/api/orders/7' } as never)).toBe('ok');
+  });
+
+  it('at the edges of its lifetime', async () => {
+    const s = NOW / 1000;
+    expect(await refusal(await proof(es, { iat: s - 65 }))).toBe('ok');
+    expect(await refusal(await proof(es, { iat: s + 5 }))).toBe('ok');
+  });
+
+  it('over plain HTTP and an explicit port when that is how the request came', async () => {
+    const p = await proof(es, { htu: 'http://127.0.0.1:8080/orders/7' });
+    expect(await refusal(p, { secure: false, headers: { host: '127.0.0.1:8080', dpop: p } } as never)).toBe('ok');
+  });
+});
+
+describe('the replay memory', () => {
+  it('keeps a proof at least one lifetime, then forgets it', () => {
+    const replay = new ProofReplayCache(1000, 100);
+    expect(replay.admit('k a', 0)).toBe('fresh');
+    expect(replay.admit('k a', 999)).toBe('replayed');
+    expect(replay.admit('k b', 999)).toBe('fresh');
+    expect(replay.admit('k a', 1500)).toBe('replayed'); // rotated at 1000: the old generation still holds it
+    expect(replay.admit('k b', 1999)).toBe('replayed');
+    expect(replay.admit('k a', 2000)).toBe('replayed'); // kept until the next rotation
+    expect(replay.admit('k a', 2500)).toBe('fresh'); // two rotations later
+    expect(replay.admit('k c', 10_000)).toBe('fresh');
+    expect(replay.size).toBe(1);
+  });
+});
