@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createDpopChecker, jwkThumbprint, MAX_PROOF_SIZE, ProofReplayCache } from '../../src/authn/dpop.js';
 import type { DpopConfig } from '../../src/config/types.js';
 import type { RequestContext } from '../../src/pipeline/context.js';
+import { testKey } from './jwt-fixtures.js';
 
 /** DPoP proofs (RFC 9449 §4.3): what must be refused first, then what is accepted. */
 
@@ -18,17 +19,11 @@ interface Signer {
   jkt: string;
 }
 
-function signer(alg: 'ES256' | 'RS256' | 'PS256' | 'EdDSA' | 'ES384'): Signer {
-  const pair =
-    alg === 'ES256'
-      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-      : alg === 'ES384'
-        ? generateKeyPairSync('ec', { namedCurve: 'P-384' })
-        : alg === 'EdDSA'
-          ? generateKeyPairSync('ed25519')
-          : generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = pair.publicKey.export({ format: 'jwk' }) as JWK;
-  return { alg, privateKey: pair.privateKey, jwk, jkt: jwkThumbprint(jwk as Record<string, unknown>) };
+/** A client key pair (testKey of the JWT fixtures; its JWK's kid, alg and use are dropped). */
+function signer(alg: 'ES256' | 'RS256' | 'PS256' | 'EdDSA' | 'ES384', kid = 'dpop-1'): Signer {
+  const key = testKey(alg, kid);
+  const jwk = key.publicKey.export({ format: 'jwk' }) as JWK;
+  return { alg, privateKey: key.privateKey, jwk, jkt: jwkThumbprint(jwk as Record<string, unknown>) };
 }
 
 const es = signer('ES256');
@@ -140,7 +135,7 @@ describe('a DPoP proof is refused', () => {
   });
 
   it('when the signature does not verify with its jwk', async () => {
-    const other = signer('ES256');
+    const other = signer('ES256', 'other');
     // Signed by another key, naming this one.
     expect(await refusal(await proof(other, {}, { jwk: es.jwk }))).toMatch(/signature does not verify/);
     const good = await proof();
@@ -193,7 +188,7 @@ describe('a DPoP proof is refused', () => {
   });
 
   it('with 401 invalid_token when a valid proof is signed by another key than the token is bound to', async () => {
-    const other = signer('ES256');
+    const other = signer('ES256', 'other');
     const denial = checker().check(request(await proof(other)), TOKEN, es.jkt)!;
     expect(denial).toMatchObject({ code: 'GH_ERR_DPOP_KEY_MISMATCH', status: 401, oauthError: 'invalid_token', dpop: true });
   });
