@@ -80,7 +80,8 @@ export function checkConfirmation(cnf: unknown, codes: BindingCodes): InvalidTok
  * certificate; a `jkt` needs the `DPoP` scheme and a valid proof by that key for this request
  * (RFC 9449 §7.1, §7.2); the `DPoP` scheme needs a `jkt`. Callers skip the call when `cnf` is
  * undefined and the scheme is not DPoP, so an unbound bearer token costs two property reads.
- * Returns the denial, or null.
+ * Returns the denial, or null; a promise of either only for a DPoP proof whose replay check
+ * goes to Redis.
  *
  * The thumbprints are compared as text: both are canonical base64url of 32 bytes when they name
  * the same certificate or key (a non-canonical spelling never matches, so it is refused). Neither
@@ -91,7 +92,7 @@ export function checkConfirmation(cnf: unknown, codes: BindingCodes): InvalidTok
  * const denial = claims.cnf === undefined && ctx.tokenScheme !== 'DPoP' ? null : checkSender(claims.cnf, ctx, token, codes, dpop);
  * ```
  */
-export function checkSender(cnf: unknown, ctx: RequestContext, token: string, codes: BindingCodes, dpop: DpopChecker): GatehouseError | null {
+export function checkSender(cnf: unknown, ctx: RequestContext, token: string, codes: BindingCodes, dpop: DpopChecker): GatehouseError | null | Promise<GatehouseError | null> {
   const shape = checkConfirmation(cnf, codes);
   if (shape !== null) return shape;
   const bound = cnf as Record<string, unknown> | undefined;

@@ -1,5 +1,8 @@
 import { hash } from 'node:crypto';
-import type { DpopConfig } from '../config/types.js';
+import type { Cluster, Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { DpopConfig, GatehouseConfig } from '../config/types.js';
+import { createRedisClient } from '../store/redis-client.js';
 import { GatehouseError, InvalidToken, type GatehouseErrorCode } from '../errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { normalizeTarget } from '../route/normalize.js';
@@ -20,7 +23,9 @@ import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws } fro
  *    the same normalization as the request's own path), `iat` within `proofMaxAge` (and
  *    `clockSkew`), `ath` the base64url SHA-256 of the access token;
  * 5. the key's RFC 7638 thumbprint equal to the token's `cnf.jkt`;
- * 6. the proof not seen before within its lifetime (`jti`, per key; memory of this process).
+ * 6. the proof not seen before within its lifetime (`jti`, per key): in this process's memory,
+ *    and, with a top-level `redis` section, in Redis, so that every worker and every gateway
+ *    sharing it refuses a replay (`SET … NX PX`; Redis unreachable: `redis.onError`).
  *
  * Nothing in a proof loads a key: its `jwk` is only trusted because the token, verified with
  * the issuer's keys, names that key's thumbprint. Synchronous: one signature check per request.
@@ -104,6 +109,85 @@ export function acquireReplayCache(config: DpopConfig): ProofReplayCache {
   return sharedReplay;
 }
 
+/** What a replay memory shared through Redis answers. */
+export type SharedAdmission = 'fresh' | 'replayed' | 'unavailable';
+
+/**
+ * Proofs seen by every gateway process that shares one Redis: one `SET key 1 NX PX lifetime`
+ * per accepted proof (the key a SHA-256 of the key thumbprint and `jti`). Commands fail fast
+ * (no offline queue); any failure is 'unavailable'.
+ */
+export interface SharedReplayStore {
+  admit(key: string, lifetime: number): Promise<SharedAdmission>;
+  release(): Promise<void>;
+}
+
+const sharedStores = new Map<string, { client: Redis | Cluster; refs: number }>();
+
+/**
+ * The shared replay store for a config's `redis` section: one connection per process and
+ * Redis, counted by its users; `release()` closes it with the last one.
+ *
+ * @example
+ * ```ts
+ * const shared = config.redis ? acquireSharedReplay(config.redis, log) : null;
+ * // …
+ * await shared?.release();
+ * ```
+ */
+export function acquireSharedReplay(redis: NonNullable<GatehouseConfig['redis']>, log: Logger): SharedReplayStore {
+  const identity = JSON.stringify([redis.url, redis.cluster, redis.timeout]);
+  let held = sharedStores.get(identity);
+  if (held === undefined) {
+    const client = createRedisClient(redis.url, redis.cluster, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: redis.timeout,
+      connectTimeout: Math.max(1000, redis.timeout * 4),
+      retryStrategy: (times) => Math.min(times * 200, 2000),
+    });
+    let lastError = 0;
+    client.on('error', (err: Error) => {
+      // ioredis repeats connection errors while it reconnects; one line per 10 s is enough.
+      const at = Date.now();
+      if (at - lastError > 10_000) log.warn({ err: err.message, area: 'dpop' }, 'DPoP replay memory: redis error');
+      lastError = at;
+    });
+    held = { client, refs: 0 };
+    sharedStores.set(identity, held);
+  }
+  held.refs++;
+  const entry = held;
+  const prefix = `${redis.keyPrefix}dpop:`;
+  let released = false;
+  return {
+    async admit(key, lifetime) {
+      if (entry.client.status !== 'ready') return 'unavailable';
+      try {
+        const set = await entry.client.set(prefix + hash('sha256', key, 'base64url'), '1', 'PX', Math.ceil(lifetime), 'NX');
+        return set === 'OK' ? 'fresh' : 'replayed';
+      } catch {
+        return 'unavailable';
+      }
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      if (--entry.refs > 0) return;
+      if (sharedStores.get(identity) === entry) sharedStores.delete(identity);
+      entry.client.disconnect();
+    },
+  };
+}
+
+/** Where, besides this process's memory, a proof is remembered. */
+export interface SharedReplay {
+  readonly store: SharedReplayStore;
+  /** `redis.onError`: failClosed answers 503 while Redis cannot say; failOpen relies on this process's memory. */
+  readonly onError: 'failOpen' | 'failClosed';
+  readonly log: Logger;
+}
+
 /**
  * The DPoP proof check of one gateway plan (its `dpop` settings and the process's replay cache).
  *
@@ -114,19 +198,47 @@ export function acquireReplayCache(config: DpopConfig): ProofReplayCache {
  * ```
  */
 export interface DpopChecker {
-  check(ctx: RequestContext, token: string, jkt: string): GatehouseError | null;
+  /** Null: valid for this request. A promise only when the replay memory is shared (Redis). */
+  check(ctx: RequestContext, token: string, jkt: string): GatehouseError | null | Promise<GatehouseError | null>;
   /** `algs` of the `WWW-Authenticate: DPoP` challenge: the accepted algorithms, space-separated. */
   readonly algs: string;
 }
 
-export function createDpopChecker(config: DpopConfig, now: () => number, replay: ProofReplayCache = acquireReplayCache(config)): DpopChecker {
+export function createDpopChecker(
+  config: DpopConfig,
+  now: () => number,
+  replay: ProofReplayCache = acquireReplayCache(config),
+  shared: SharedReplay | null = null,
+): DpopChecker {
   const algorithms = new Set<string>(config.algorithms);
   const allowed = config.algorithms as readonly string[];
   const maxAge = config.proofMaxAge;
   const skew = config.clockSkew;
+  const lifetime = maxAge + 2 * skew;
   const bad = (detail: string) => new InvalidDpopProof('GH_ERR_DPOP_PROOF_INVALID', detail);
+  const replayed = () => new InvalidDpopProof('GH_ERR_DPOP_PROOF_REPLAYED', 'this proof (jti) was already used');
+  let lastFailOpenWarning = 0;
 
-  function check(ctx: RequestContext, token: string, jkt: string): GatehouseError | null {
+  /** The shared memory's answer for a proof this process has not seen. */
+  async function sharedAdmission(store: SharedReplayStore, key: string): Promise<GatehouseError | null> {
+    const admitted = await store.admit(key, lifetime);
+    if (admitted === 'fresh') return null;
+    if (admitted === 'replayed') return replayed();
+    if (shared!.onError === 'failClosed') {
+      return new GatehouseError('GH_ERR_DPOP_REPLAY_STORE_UNAVAILABLE', 503, 'the gateway cannot check DPoP proofs right now', {
+        detail: 'Redis did not answer the replay check (redis.onError: failClosed)',
+        headers: { 'retry-after': '1' },
+      });
+    }
+    const at = Date.now();
+    if (at - lastFailOpenWarning > 10_000) {
+      lastFailOpenWarning = at;
+      shared!.log.warn({ area: 'dpop' }, 'DPoP replay memory: redis did not answer; proofs are checked against this process only (redis.onError: failOpen)');
+    }
+    return null;
+  }
+
+  function check(ctx: RequestContext, token: string, jkt: string): GatehouseError | null | Promise<GatehouseError | null> {
     // 1. One header, of a sane size and shape.
     const raw = ctx.rawHeaders;
     if (raw !== undefined) {
@@ -192,15 +304,16 @@ export function createDpopChecker(config: DpopConfig, now: () => number, replay:
     }
 
     // 6. Replay.
-    const admitted = replay.admit(`${jkt} ${jti}`, at);
-    if (admitted === 'replayed') return new InvalidDpopProof('GH_ERR_DPOP_PROOF_REPLAYED', 'this proof (jti) was already used');
+    const seen = `${jkt} ${jti}`;
+    const admitted = replay.admit(seen, at);
+    if (admitted === 'replayed') return replayed();
     if (admitted === 'full') {
       return new GatehouseError('GH_ERR_DPOP_REPLAY_CACHE_FULL', 503, 'the gateway cannot take more DPoP proofs right now', {
         detail: `${replay.size} proofs are remembered (dpop.maxProofs); new proofs are refused until the oldest expire`,
-        headers: { 'retry-after': String(Math.ceil((maxAge + 2 * skew) / 1000)) },
+        headers: { 'retry-after': String(Math.ceil(lifetime / 1000)) },
       });
     }
-    return null;
+    return shared === null ? null : sharedAdmission(shared.store, seen);
   }
 
   return { check, algs: config.algorithms.join(' ') };

@@ -5,7 +5,7 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { checkSender } from './binding.js';
-import { createDpopChecker, type DpopChecker } from './dpop.js';
+import { acquireReplayCache, acquireSharedReplay, createDpopChecker, type DpopChecker } from './dpop.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwtVerifier, JWT_BINDING_CODES, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
@@ -89,7 +89,8 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
   const opaque = new Map<string, OpaqueAuthenticator>();
   const fetchers: JsonFetcher[] = [];
   const issByName = new Map<string, string>();
-  const dpop = createDpopChecker(config.dpop, services.now);
+  const sharedReplay = config.redis ? acquireSharedReplay(config.redis, services.log) : null;
+  const dpop = createDpopChecker(config.dpop, services.now, acquireReplayCache(config.dpop), sharedReplay && { store: sharedReplay, onError: config.redis!.onError, log: services.log });
 
   config.issuers.forEach((issuer, i) => {
     if (issuer.introspection) {
@@ -155,7 +156,7 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
         released = true;
         releaseTokenCache(cacheKey);
       }
-      await Promise.allSettled([...[...verifiers.values()].map((v) => v.close()), ...[...opaque.values()].map((a) => a.close?.()), ...fetchers.map((f) => f.close())]);
+      await Promise.allSettled([sharedReplay?.release(), ...[...verifiers.values()].map((v) => v.close()), ...[...opaque.values()].map((a) => a.close?.()), ...fetchers.map((f) => f.close())]);
     },
   };
   return runtime;
@@ -195,12 +196,20 @@ function releaseTokenCache(key: string): void {
  * unbound. Runs on every acceptance, cache hits included (the cached principal keeps the
  * verified `cnf`). Hot path: a bearer token without `cnf` costs two property reads.
  */
-function admitJwt(principal: Principal, ctx: RequestContext, dpop: DpopChecker): GatehouseError | null {
+function admitJwt(principal: Principal, ctx: RequestContext, dpop: DpopChecker): GatehouseError | null | Promise<GatehouseError | null> {
   const cnf = principal.claims.cnf;
   if (cnf !== undefined || ctx.tokenScheme === 'DPoP') {
     const denial = checkSender(cnf, ctx, ctx.token!, JWT_BINDING_CODES, dpop);
+    if (denial instanceof Promise) return admitLater(principal, ctx, denial);
     if (denial !== null) return denial;
   }
+  ctx.principal = principal;
+  return null;
+}
+
+async function admitLater(principal: Principal, ctx: RequestContext, pending: Promise<GatehouseError | null>): Promise<GatehouseError | null> {
+  const denial = await pending;
+  if (denial !== null) return denial;
   ctx.principal = principal;
   return null;
 }

@@ -9,7 +9,7 @@ import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseEr
 import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
 import { bearerAuthorization } from './bearer.js';
 import { checkConfirmation, checkSender, type BindingCodes } from './binding.js';
-import { createDpopChecker } from './dpop.js';
+import { acquireReplayCache, acquireSharedReplay, createDpopChecker } from './dpop.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
@@ -111,7 +111,8 @@ export function createIntrospectionAuthenticator(
   const now = services.now;
   const skew = issuer.clockSkew / 1000;
   const audiences = new Set(issuer.audiences);
-  const dpop = createDpopChecker(config.dpop, now);
+  const sharedReplay = config.redis ? acquireSharedReplay(config.redis, log) : null;
+  const dpop = createDpopChecker(config.dpop, now, acquireReplayCache(config.dpop), sharedReplay && { store: sharedReplay, onError: config.redis!.onError, log });
 
   // Hot path: metric children are bound once.
   const calls = services.metrics.counter('gatehouse_introspection_requests_total', 'Introspection calls, by issuer and result.', ['issuer', 'result']);
@@ -542,8 +543,16 @@ export function createIntrospectionAuthenticator(
     const cnf = entry.claims.cnf;
     if (cnf !== undefined || ctx.tokenScheme === 'DPoP') {
       const mismatch = checkSender(cnf, ctx, token, INTROSPECTION_BINDING_CODES, dpop);
+      if (mismatch instanceof Promise) {
+        return mismatch.then((error) => (error ? ({ kind: 'denied', error } as AuthOutcome) : admitted(entry, key, token, audience, at)));
+      }
       if (mismatch) return { kind: 'denied', error: mismatch };
     }
+    return admitted(entry, key, token, audience, at);
+  }
+
+  /** The principal of an entry whose sender checks passed. */
+  function admitted(entry: Extract<IntrospectionEntry, { active: true }>, key: string, token: string, audience: string, at: number): AuthOutcome | Promise<AuthOutcome> {
     const byAudience = principals.get(entry);
     const known = byAudience?.get(audience);
     // Hot path: a warm entry whose JWT is still fresh answers synchronously, allocating nothing.
@@ -599,7 +608,7 @@ export function createIntrospectionAuthenticator(
       if (closed) return;
       closed = true;
       keys?.release();
-      await Promise.allSettled([agent.close(), cache?.release(), signed?.close()]);
+      await Promise.allSettled([agent.close(), cache?.release(), signed?.close(), sharedReplay?.release()]);
     },
   };
 }

@@ -75,8 +75,8 @@ describe('checkSender (on every request)', () => {
     ['refuses a DPoP-bound token sent in the Bearer scheme, whatever the certificate', { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, certOf(derA), 'GH_ERR_DPOP_SCHEME_MISMATCH'],
     ['refuses a cnf of the wrong shape (never trusts that it was checked before)', 'x5t', certOf(derA), CODES.malformed],
     ['accepts an empty cnf without a certificate', {}, null, 'ok'],
-  ])('%s', (_name, cnf, cert, code) => {
-    expect(checkSender(cnf, ctxWith(cert), 'token', CODES, NO_DPOP)?.code ?? 'ok').toBe(code);
+  ])('%s', async (_name, cnf, cert, code) => {
+    expect((await checkSender(cnf, ctxWith(cert), 'token', CODES, NO_DPOP))?.code ?? 'ok').toBe(code);
   });
 
   it('computes the thumbprint (base64url SHA-256 of the DER) once per certificate object, that is once per connection', () => {

@@ -1,7 +1,10 @@
 import { generateKeyPairSync, hash, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { base64url, calculateJwkThumbprint, SignJWT, type JWK } from 'jose';
-import { describe, expect, it } from 'vitest';
-import { createDpopChecker, jwkThumbprint, MAX_PROOF_SIZE, ProofReplayCache } from '../../src/authn/dpop.js';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { acquireSharedReplay, createDpopChecker, jwkThumbprint, MAX_PROOF_SIZE, ProofReplayCache, type SharedReplayStore } from '../../src/authn/dpop.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
 import type { DpopConfig } from '../../src/config/types.js';
 import type { RequestContext } from '../../src/pipeline/context.js';
 import { testKey } from './jwt-fixtures.js';
@@ -65,7 +68,7 @@ function checker(config: DpopConfig = CONFIG, now = NOW) {
 }
 
 async function refusal(p: string | string[] | undefined, over: Partial<RequestContext> = {}, jkt = es.jkt, c = checker()): Promise<string> {
-  const denial = c.check(request(p, over), TOKEN, jkt);
+  const denial = await c.check(request(p, over), TOKEN, jkt);
   return denial === null ? 'ok' : `${denial.code}: ${denial.detail}`;
 }
 
@@ -257,5 +260,73 @@ describe('the replay memory', () => {
     expect(replay.admit('k a', 2500)).toBe('fresh'); // two rotations later
     expect(replay.admit('k c', 10_000)).toBe('fresh');
     expect(replay.size).toBe(1);
+  });
+});
+
+describe('the replay memory shared through Redis (several processes, one real redis-server)', () => {
+  let redis: TestRedis;
+  const lines: { msg: string }[] = [];
+  const log = { warn: (_o: unknown, msg: string) => lines.push({ msg }) } as unknown as Logger;
+  const redisConfig = (url: string, onError: 'failOpen' | 'failClosed' = 'failClosed') => ({ url, keyPrefix: 'gh-test:', timeout: 500, onError, cluster: false });
+
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  /** One gateway process: its own replay memory, the shared store. */
+  function process(store: SharedReplayStore, onError: 'failOpen' | 'failClosed' = 'failClosed') {
+    return createDpopChecker(CONFIG, () => NOW, new ProofReplayCache(70_000, 1000), { store, onError, log });
+  }
+
+  async function ready(store: SharedReplayStore): Promise<void> {
+    for (let i = 0; i < 50 && (await store.admit(`probe ${randomUUID()}`, 1000)) === 'unavailable'; i++) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  it('refuses a proof replayed to another process, and remembers it in Redis for its lifetime', async () => {
+    const store = acquireSharedReplay(redisConfig(redis.url), log);
+    try {
+      await ready(store);
+      const [one, two] = [process(store), process(store)];
+      const p = await proof(es, { jti: 'shared-once' });
+      expect(await one.check(request(p), TOKEN, es.jkt)).toBeNull();
+      const replay = await two.check(request(p), TOKEN, es.jkt);
+      expect(replay).toMatchObject({ code: 'GH_ERR_DPOP_PROOF_REPLAYED', status: 401 });
+      // Another jti from the same key is a new proof.
+      expect(await two.check(request(await proof(es, { jti: 'shared-twice' })), TOKEN, es.jkt)).toBeNull();
+      const client = new Redis(redis.url);
+      try {
+        // The key: the prefix and the SHA-256 of the key thumbprint and jti (no client-chosen text).
+        const ttl = await client.pttl(`gh-test:dpop:${hash('sha256', `${es.jkt} shared-once`, 'base64url')}`);
+        expect(ttl).toBeGreaterThan(60_000);
+        expect(ttl).toBeLessThanOrEqual(70_000);
+      } finally {
+        client.disconnect();
+      }
+    } finally {
+      await store.release();
+    }
+  });
+
+  it('answers 503 while Redis cannot say (failClosed), and relies on its own memory with failOpen, saying so once', async () => {
+    const store = acquireSharedReplay(redisConfig(redis.url), log);
+    try {
+      await ready(store);
+      redis.pause();
+      const closed = await process(store, 'failClosed').check(request(await proof()), TOKEN, es.jkt);
+      expect(closed).toMatchObject({ code: 'GH_ERR_DPOP_REPLAY_STORE_UNAVAILABLE', status: 503, headers: { 'retry-after': '1' } });
+      const open = process(store, 'failOpen');
+      const p = await proof();
+      expect(await open.check(request(p), TOKEN, es.jkt)).toBeNull();
+      expect(await open.check(request(await proof()), TOKEN, es.jkt)).toBeNull();
+      // Its own memory still refuses a replay to the same process.
+      expect(await open.check(request(p), TOKEN, es.jkt)).toMatchObject({ code: 'GH_ERR_DPOP_PROOF_REPLAYED' });
+      expect(lines.filter((l) => /redis did not answer/.test(l.msg))).toHaveLength(1);
+    } finally {
+      redis.resume();
+      await store.release();
+    }
   });
 });

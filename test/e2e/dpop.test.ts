@@ -1,10 +1,10 @@
-import { generateKeyPairSync, hash, randomUUID, type KeyObject } from 'node:crypto';
-import { decodeJwt, SignJWT, type JWK } from 'jose';
+import { decodeJwt } from 'jose';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { DEMO_CLIENT_SECRETS as S, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { boundToken as boundTokenFrom, dpopClient, dpopProof, type DpopClient } from '../helpers/dpop.js';
 
 /**
  * DPoP-bound access tokens end to end (RFC 9449): the real oidc-provider server binds the tokens
@@ -19,37 +19,9 @@ let as: AuthorizationServer;
 let upstream: TestUpstream;
 let gw: TestGateway;
 
-interface Client {
-  privateKey: KeyObject;
-  jwk: JWK;
-}
-
-function client(): Client {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return { privateKey, jwk: publicKey.export({ format: 'jwk' }) as JWK };
-}
-
-function proof(c: Client, htm: string, htu: string, token?: string, claims: Record<string, unknown> = {}): Promise<string> {
-  return new SignJWT({ jti: randomUUID(), htm, htu, iat: Math.floor(Date.now() / 1000), ...(token ? { ath: hash('sha256', token, 'base64url') } : {}), ...claims })
-    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: c.jwk })
-    .sign(c.privateKey);
-}
-
-/** Client credentials with a DPoP proof at the token endpoint: the token is bound to `c`'s key. */
-async function boundToken(c: Client, clientId: 'demo-client' | 'demo-opaque'): Promise<{ token: string; type: string }> {
-  const res = await request(as.tokenEndpoint, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: `Basic ${Buffer.from(`${clientId}:${S[clientId]}`).toString('base64')}`,
-      dpop: await proof(c, 'POST', as.tokenEndpoint),
-    },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read', resource: AUDIENCE }).toString(),
-  });
-  const body = (await res.body.json()) as { access_token?: string; token_type?: string; error?: string };
-  if (res.statusCode !== 200 || !body.access_token) throw new Error(`token endpoint: ${res.statusCode} ${JSON.stringify(body)}`);
-  return { token: body.access_token, type: body.token_type ?? '' };
-}
+const client = dpopClient;
+const proof = dpopProof;
+const boundToken = (c: DpopClient, clientId: 'demo-client' | 'demo-opaque') => boundTokenFrom(as, c, clientId, AUDIENCE);
 
 beforeAll(async () => {
   [as, upstream] = await Promise.all([startAuthorizationServer({ audience: AUDIENCE, signingAlg: 'ES256' }), startUpstream()]);

@@ -1,0 +1,125 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { boundToken, dpopClient, dpopProof } from '../helpers/dpop.js';
+import { startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+/**
+ * DPoP replay across processes: `gatehouse start --workers 2` (the built CLI, as a user runs it)
+ * with a top-level `redis`. Each worker has its own memory; a proof replayed on new connections
+ * (the primary hands them to the workers in turn) must be refused by every worker, and while
+ * Redis cannot answer a new proof gets 503 (`redis.onError: failClosed`), never a pass.
+ */
+const BIN = path.resolve('bin/gatehouse.js');
+const AUDIENCE = 'https://api.example.com';
+
+let as: AuthorizationServer;
+let upstream: TestUpstream;
+let redis: TestRedis;
+let gateway: ChildProcess;
+let url: string;
+const lines: Record<string, unknown>[] = [];
+
+beforeAll(async () => {
+  [as, upstream, redis] = await Promise.all([startAuthorizationServer({ audience: AUDIENCE, signingAlg: 'ES256' }), startUpstream(), startRedis()]);
+  const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-dpop-'));
+  const file = path.join(dir, 'gatehouse.yaml');
+  writeFileSync(
+    file,
+    `
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: jwt, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [${AUDIENCE}], algorithms: [ES256] }
+upstreams: [ { name: api, url: ${upstream.url} } ]
+routes: [ { name: orders, path: /orders, upstream: api } ]
+redis: { url: ${redis.url}, onError: failClosed }
+`,
+  );
+  gateway = spawn(process.execPath, [BIN, 'start', '--config', file, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let buffered = '';
+  const started = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the cluster did not start:\n${JSON.stringify(lines)}`)), 30_000);
+    gateway.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      let nl;
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          lines.push({ raw: line });
+        }
+      }
+      const ready = lines.filter((l) => l.msg === 'gatehouse started');
+      if (ready.length === 2) {
+        clearTimeout(timer);
+        resolve(Object.values(ready[0]!.listeners as Record<string, string>)[0]!);
+      }
+    });
+  });
+  url = await started;
+}, 60_000);
+
+afterAll(async () => {
+  if (gateway && gateway.exitCode === null) {
+    const exited = new Promise((r) => gateway.once('exit', r));
+    gateway.kill('SIGTERM');
+    await exited;
+  }
+  await Promise.all([as?.stop(), upstream?.close(), redis?.stop()]);
+});
+
+/** GET /orders on a connection of its own, so that the primary picks a worker for it. */
+function freshGet(headers: Record<string, string>): Promise<{ status: number; code?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${url}/orders`, { agent: false, headers }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, code: res.statusCode === 200 ? undefined : (JSON.parse(body) as { code: string }).code }));
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('DPoP proofs with --workers 2 and a shared Redis', () => {
+  it('refuses a replayed proof on every worker', async () => {
+    const alice = dpopClient();
+    const { token } = await boundToken(as, alice, 'demo-client', AUDIENCE);
+    const proof = await dpopProof(alice, 'GET', `${url}/orders`, token);
+    const headers = { authorization: `DPoP ${token}`, dpop: proof };
+    expect(await freshGet(headers)).toEqual({ status: 200, code: undefined });
+    const before = upstream.requests.length;
+    for (let i = 0; i < 6; i++) expect(await freshGet(headers)).toEqual({ status: 401, code: 'GH_ERR_DPOP_PROOF_REPLAYED' });
+    expect(upstream.requests.length).toBe(before);
+    // Both workers refused it (the primary hands new connections out in turn). A worker's
+    // request ids share a random prefix; only the counter at the end differs.
+    await new Promise((r) => setTimeout(r, 300)); // the workers' log lines
+    const refusing = lines.filter((l) => l.msg === 'request' && l.reason === 'GH_ERR_DPOP_PROOF_REPLAYED');
+    expect(refusing).toHaveLength(6);
+    expect(new Set(refusing.map((l) => String(l.req_id).slice(0, 24))).size).toBe(2);
+  });
+
+  it('answers 503 while Redis is down (failClosed), and serves again once it is back', async () => {
+    const alice = dpopClient();
+    const { token } = await boundToken(as, alice, 'demo-client', AUDIENCE);
+    const call = async () => freshGet({ authorization: `DPoP ${token}`, dpop: await dpopProof(alice, 'GET', `${url}/orders`, token) });
+    redis.pause();
+    try {
+      for (let i = 0; i < 2; i++) expect(await call()).toEqual({ status: 503, code: 'GH_ERR_DPOP_REPLAY_STORE_UNAVAILABLE' });
+    } finally {
+      redis.resume();
+    }
+    let last = { status: 0 } as { status: number; code?: string };
+    for (let i = 0; i < 40 && last.status !== 200; i++) {
+      last = await call();
+      if (last.status !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(last).toEqual({ status: 200, code: undefined });
+  });
+});
