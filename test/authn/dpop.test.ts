@@ -248,6 +248,20 @@ describe('a DPoP proof is accepted', () => {
   });
 });
 
+describe('checked proof headers, remembered by their text', () => {
+  it('still refuses a proof signed by another key under a header already seen, and checks every new header in full', async () => {
+    const c = checker();
+    expect(await refusal(await proof(), {}, es.jkt, c)).toBe('ok');
+    const other = signer('ES256', 'other');
+    // The same header text (es's jwk), signed by another key: the remembered key does not verify it.
+    expect(await refusal(await proof(other, {}, { jwk: es.jwk }), {}, es.jkt, c)).toMatch(/signature does not verify/);
+    // The same jwk with a private member, or another typ: another text, checked again.
+    expect(await refusal(await proof(es, {}, { jwk: es.privateKey.export({ format: 'jwk' }) }), {}, es.jkt, c)).toMatch(/private key material/);
+    expect(await refusal(await proof(es, {}, { typ: 'JWT' }), {}, es.jkt, c)).toMatch(/typ "JWT"/);
+    expect(await refusal(await proof(), {}, es.jkt, c)).toBe('ok');
+  });
+});
+
 describe('the replay memory', () => {
   it('keeps a proof at least one lifetime, then forgets it', () => {
     const replay = new ProofReplayCache(1000, 100);
