@@ -6,10 +6,13 @@ import type { ClaimRule } from './claims.js';
 import { compileForwardClaims } from './forward-claims.js';
 import { configIssue } from './locate.js';
 import { compileScopeCheck } from './scopes.js';
+import { compileSenderCheck } from './sender.js';
 import { compileStepUp } from './step-up.js';
 
 /**
- * Authorization at the gateway (coarse-grained), per route, compiled once: scopes (403
+ * Authorization at the gateway (coarse-grained), per route, compiled once: the sender
+ * constraint (401 `invalid_token` for a bearer token where `senderConstrained` asks for a bound
+ * one), scopes (403
  * `insufficient_scope`), step-up (401 `insufficient_user_authentication`, RFC 9470), CEL claim
  * rules (403), then the `forwardClaims` headers for the upstream. A bad CEL expression is a
  * config issue with its file, line and key path.
@@ -44,6 +47,7 @@ function compileRoute(
   bad: (keyPath: (string | number)[], message: string) => void,
 ): ((ctx: RequestContext) => GatehouseError | null) | null {
   if (route.public) return null;
+  const sender = compileSenderCheck(route.senderConstrained);
   const scopes = compileScopeCheck(route.scopes);
   const stepUp = compileStepUp(route.stepUp);
   let claims: ReturnType<typeof compileClaims> = null;
@@ -52,13 +56,14 @@ function compileRoute(
     claims = compileClaims(cel, route, index, bad);
   }
   const forward = compileForwardClaims(route.forwardClaims);
-  if (!scopes && !stepUp && !claims && !forward) return null;
+  if (!sender && !scopes && !stepUp && !claims && !forward) return null;
   const now = services.now;
   /** Hot path: one call per configured check, no allocation when all pass. */
   return function authorize(ctx: RequestContext): GatehouseError | null {
     const principal = ctx.principal;
     if (principal === null) return null; // the runner refuses a protected route without a principal
     let denial: GatehouseError | null;
+    if (sender !== null && (denial = sender(principal))) return denial;
     if (scopes !== null && (denial = scopes(principal))) return denial;
     if (stepUp !== null && (denial = stepUp(principal, now()))) return denial;
     if (claims !== null && (denial = claims(ctx, principal))) return denial;

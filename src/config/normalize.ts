@@ -253,6 +253,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       auth: r.auth ?? 'bearer',
       claims: (r.claims ?? []).map((c: string | Raw) => (typeof c === 'string' ? { rule: c } : { rule: c.rule, message: c.message })),
       stepUp: r.stepUp ? { ...r.stepUp, maxAuthAge: r.stepUp.maxAuthAge === undefined ? undefined : ms(r.stepUp.maxAuthAge, 0) } : undefined,
+      senderConstrained: r.senderConstrained,
       forwardToken: r.forwardToken ?? true,
       forwardClaims: r.forwardClaims ?? {},
       rateLimits: r.rateLimits ?? [],
@@ -275,12 +276,16 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       if (!quotaNames.has(name)) bad([...at, 'quotas', j], `names no entry of quotas (known: ${[...quotaNames].join(', ') || 'none'})`);
     });
     if (route.public) {
-      for (const key of ['scopes', 'issuers', 'claims', 'stepUp', 'forwardClaims'] as const) {
+      for (const key of ['scopes', 'issuers', 'claims', 'stepUp', 'senderConstrained', 'forwardClaims'] as const) {
         if (r[key] !== undefined) bad([...at, key], 'cannot be set on a public route (public routes check no token)', true);
       }
       if (r.auth !== undefined) bad([...at, 'auth'], 'cannot be set on a public route', true);
     } else if (issuers.length === 0) {
       bad(at, 'needs a token but no issuers are configured (add issuers, or mark the route public: true)');
+    }
+    if (route.auth === 'cookie-only' && route.senderConstrained !== undefined && route.senderConstrained !== 'mtls') {
+      // A token-handler session's token comes with no DPoP proof; only a certificate can constrain it.
+      bad([...at, 'senderConstrained'], `${route.senderConstrained} cannot be met on a cookie-only route: a token from the token handler's cookie comes with no DPoP proof`);
     }
     if ((route.auth === 'cookie' || route.auth === 'cookie-only') && !raw.tokenHandler) {
       bad([...at, 'auth'], 'needs the tokenHandler section to be configured');

@@ -119,6 +119,11 @@ export interface RouteConfig {
   auth: 'bearer' | 'cookie' | 'cookie-only';
   claims: ClaimRuleConfig[];
   stepUp?: { acr?: string[]; amr?: string[]; maxAuthAge?: number };
+  /**
+   * Only sender-constrained tokens: `dpop` (cnf.jkt, RFC 9449), `mtls` (cnf.x5t#S256, RFC 8705),
+   * `any` (either). The binding itself is checked by authentication on every request.
+   */
+  senderConstrained?: 'dpop' | 'mtls' | 'any';
   forwardToken: boolean;
   forwardClaims: Record<string, string>;
   rateLimits: string[];

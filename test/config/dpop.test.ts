@@ -51,3 +51,20 @@ describe('dpop settings', () => {
     expect(found).toMatchObject({ file: 'gatehouse.yaml', line: expect.toSatisfy((n: number) => n === 5 || n === 6) });
   });
 });
+
+describe('routes[].senderConstrained', () => {
+  it('takes dpop, mtls or any', () => {
+    for (const value of ['dpop', 'mtls', 'any']) {
+      const config = loadConfigText(BASE.replace('upstream: api }', `upstream: api, senderConstrained: ${value} }`), 'gatehouse.yaml', {});
+      expect(config.routes[0]!.senderConstrained).toBe(value);
+    }
+  });
+
+  it.each<[string, string, RegExp]>([
+    ['another value', 'senderConstrained: yes', /routes\[0\]\.senderConstrained must be equal to one of the allowed values|routes\[0\]\.senderConstrained/],
+    ['a public route (it checks no token)', 'public: true, senderConstrained: any', /routes\[0\]\.senderConstrained cannot be set on a public route/],
+  ])('refuses %s', (_what, fields, message) => {
+    const issues = issuesOf(BASE.replace('upstream: api }', `upstream: api, ${fields} }`));
+    expect(issues.map((i) => `${i.path} ${i.message}`).join('\n')).toMatch(message);
+  });
+});

@@ -153,3 +153,15 @@ routes:
     expect(() => loadConfigText(text, 'gatehouse.yaml', {})).toThrow(/uses \$\{A\} but the environment variable A is not set/);
   });
 });
+
+describe('senderConstrained on token-handler routes', () => {
+  it('refuses dpop or any on a cookie-only route (a cookie token comes with no DPoP proof), and takes mtls or a route that also takes headers', () => {
+    for (const value of ['dpop', 'any']) {
+      expect(issues(yaml(BASE, `  - { name: orders, path: /orders, upstream: api, auth: cookie-only, senderConstrained: ${value} }`)).join('\n')).toMatch(
+        new RegExp(`routes\\[0\\]\\.senderConstrained ${value} cannot be met on a cookie-only route`),
+      );
+    }
+    expect(issues(yaml(BASE, '  - { name: orders, path: /orders, upstream: api, auth: cookie-only, senderConstrained: mtls }'))).toEqual([]);
+    expect(issues(yaml(BASE, '  - { name: orders, path: /orders, upstream: api, auth: cookie, senderConstrained: dpop }'))).toEqual([]);
+  });
+});

@@ -40,6 +40,8 @@ routes:
   - { name: orders, path: /orders, upstream: api, issuers: [jwt], scopes: [orders:read] }
   - { name: stripped, path: /v1, stripPrefix: true, upstream: api, issuers: [jwt] }
   - { name: phantom, path: /phantom, upstream: api, issuers: [opaque] }
+  - { name: strict, path: /strict, upstream: api, issuers: [jwt], senderConstrained: dpop }
+  - { name: strictPhantom, path: /strict-phantom, upstream: api, issuers: [opaque], senderConstrained: any }
 gateway: { issuer: https://gatehouse.test, keyDirectory: keys }
 `,
     { env: { INTROSPECTION_SECRET: S.gateway } },
@@ -181,5 +183,22 @@ describe('a DPoP-bound opaque token (introspection, phantom token)', () => {
       expect(forwarded).toMatch(/^Bearer ey/);
       expect(decodeJwt(forwarded.slice(7)).iss).toBe('https://gatehouse.test');
     }
+  });
+});
+
+describe('a route with senderConstrained', () => {
+  it('refuses bearer tokens (JWT or opaque) in the DPoP scheme challenge, and takes DPoP-bound ones with their proof', async () => {
+    const bearer = await as.clientCredentialsToken('demo-client', S['demo-client'], 'orders:read');
+    expect(await call('/strict', { authorization: `Bearer ${bearer}` })).toEqual(refused('GH_ERR_AUTHZ_SENDER_CONSTRAINT_REQUIRED', 'invalid_token'));
+    const opaqueBearer = await as.clientCredentialsToken('demo-opaque', S['demo-opaque'], 'orders:read');
+    expect(await call('/strict-phantom', { authorization: `Bearer ${opaqueBearer}` })).toEqual(refused('GH_ERR_AUTHZ_SENDER_CONSTRAINT_REQUIRED', 'invalid_token'));
+    // The same tokens pass a route without it.
+    expect(await call('/orders', { authorization: `Bearer ${bearer}` })).toMatchObject({ status: 200 });
+
+    const carol = client();
+    const jwt = (await boundToken(carol, 'demo-client')).token;
+    expect(await call('/strict', { authorization: `DPoP ${jwt}`, dpop: await proof(carol, 'GET', `${gw.url}/strict`, jwt) })).toMatchObject({ status: 200, reachedUpstream: true });
+    const opaque = (await boundToken(carol, 'demo-opaque')).token;
+    expect(await call('/strict-phantom', { authorization: `DPoP ${opaque}`, dpop: await proof(carol, 'GET', `${gw.url}/strict-phantom`, opaque) })).toMatchObject({ status: 200, reachedUpstream: true });
   });
 });

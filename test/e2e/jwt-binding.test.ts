@@ -44,6 +44,7 @@ upstreams:
   - { name: api, url: ${upstream.url} }
 routes:
   - { name: orders, path: /orders, upstream: api }
+  - { name: strict, path: /strict, upstream: api, senderConstrained: mtls }
 `);
   const ca = pki.ca.certPem;
   asAlice = new Agent({ connect: { ca, cert: alice.certPem, key: alice.keyPem } });
@@ -57,9 +58,9 @@ afterAll(async () => {
   await Promise.all([as?.stop(), upstream?.close()]);
 });
 
-async function get(token: string, agent: Agent) {
+async function get(token: string, agent: Agent, path = '/orders') {
   const before = upstream.requests.length;
-  const res = await request(`${gw.url}/orders`, { dispatcher: agent, headers: { authorization: `Bearer ${token}` } });
+  const res = await request(`${gw.url}${path}`, { dispatcher: agent, headers: { authorization: `Bearer ${token}` } });
   const text = await res.body.text();
   return {
     status: res.statusCode,
@@ -111,6 +112,15 @@ describe('sender-constrained JWT access tokens', () => {
     } finally {
       await fresh.close();
     }
+  });
+
+  it('refuses a bearer token on a route with senderConstrained: mtls, and takes a certificate-bound one from its holder', async () => {
+    const bearer = await as.mintAccessToken({ jti: 'strict-bearer' });
+    const refusal = await get(bearer, asAlice, '/strict');
+    expect(refusal).toEqual({ ...refused('GH_ERR_AUTHZ_SENDER_CONSTRAINT_REQUIRED'), challenge: expect.stringMatching(/^Bearer realm="gatehouse", error="invalid_token"/) });
+    const bound = await as.mintAccessToken({ cnf: { 'x5t#S256': thumbprint(alice.certPem) }, jti: 'strict-bound' });
+    expect(await get(bound, asAlice, '/strict')).toMatchObject({ status: 200, reachedUpstream: true });
+    expect(await get(bound, asBob, '/strict')).toEqual(refused('GH_ERR_JWT_SENDER_CONSTRAINED'));
   });
 
   it('accepts a token without cnf with or without a client certificate', async () => {

@@ -65,6 +65,10 @@ const route: JsonSchema = closed(
       amr: { type: 'array', items: nonEmptyString, minItems: 1 },
       maxAuthAge: duration,
     }),
+    senderConstrained: {
+      enum: ['dpop', 'mtls', 'any'],
+      description: 'Refuse bearer tokens: only DPoP-bound (dpop), certificate-bound (mtls) or either (any) tokens, with their proof.',
+    },
     forwardToken: { type: 'boolean', description: 'Send the validated token upstream as Authorization (default true).' },
     forwardClaims: { type: 'object', additionalProperties: nonEmptyString, description: 'Header name → claim name.' },
     // A policy named twice would count each request twice.
