@@ -6,6 +6,7 @@ import { createRedisClient } from '../store/redis-client.js';
 import { GatehouseError, InvalidToken, type GatehouseErrorCode } from '../errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { normalizeTarget } from '../route/normalize.js';
+import { createTrustedProxies, type TrustedProxies } from '../server/trusted-proxy.js';
 import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws, type JwsAlgorithm, type VerificationKey } from './keys.js';
 
 /**
@@ -19,7 +20,8 @@ import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws, type
  *    keys (RSA ≥ 2048 bits, known curves, …), no `crit`;
  * 3. the signature, with that key;
  * 4. the claims: `jti` (1–128 characters), `htm` equal to the method, `htu` equal to the
- *    request's URI without query and fragment (scheme, host and port, path — compared after
+ *    request's URI without query and fragment (scheme, host and port — a trusted proxy's
+ *    `X-Forwarded-Proto` and `X-Forwarded-Host` taken —, path — compared after
  *    the same normalization as the request's own path), `iat` within `proofMaxAge` (and
  *    `clockSkew`), `ath` the base64url SHA-256 of the access token;
  * 5. the key's RFC 7638 thumbprint equal to the token's `cnf.jkt`;
@@ -209,6 +211,7 @@ export function createDpopChecker(
   now: () => number,
   replay: ProofReplayCache = acquireReplayCache(config),
   shared: SharedReplay | null = null,
+  proxies: TrustedProxies = NO_PROXIES,
 ): DpopChecker {
   const algorithms = new Set<string>(config.algorithms);
   const maxAge = config.proofMaxAge;
@@ -294,7 +297,7 @@ export function createDpopChecker(
     const jti = payload.jti;
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) return bad(`jti must be a string of 1 to ${MAX_JTI_LENGTH} characters`);
     if (payload.htm !== ctx.method) return bad(`htm ${JSON.stringify(payload.htm)} is not the request's method ${ctx.method}`);
-    const htuProblem = checkHtu(payload.htu, ctx);
+    const htuProblem = checkHtu(payload.htu, ctx, proxies);
     if (htuProblem !== null) return bad(htuProblem);
     const iat = payload.iat;
     if (typeof iat !== 'number' || !Number.isFinite(iat)) return bad('iat must be a number');
@@ -328,6 +331,8 @@ export function createDpopChecker(
 
   return { check, algs: config.algorithms.join(' ') };
 }
+
+const NO_PROXIES: TrustedProxies = createTrustedProxies([]);
 
 /** A proof header that passed its checks: what the rest of the proof is checked with. */
 interface ProofHeader {
@@ -364,7 +369,7 @@ function checkHeader(segment: string, algorithms: ReadonlySet<string>, allowed: 
  * port implied), and the path in gatehouse's one spelling (src/route/normalize.ts). Query and
  * fragment are ignored (RFC 9449 §4.3).
  */
-function checkHtu(htu: unknown, ctx: RequestContext): string | null {
+function checkHtu(htu: unknown, ctx: RequestContext, proxies: TrustedProxies): string | null {
   if (typeof htu !== 'string' || htu.length === 0) return 'htu must be a URI';
   let url: URL;
   try {
@@ -374,7 +379,7 @@ function checkHtu(htu: unknown, ctx: RequestContext): string | null {
   }
   const scheme = ctx.secure ? 'https:' : 'http:';
   if (url.protocol !== scheme) return `htu scheme ${url.protocol.slice(0, -1)} is not the request's ${scheme.slice(0, -1)}`;
-  const host = (ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined)) ?? '';
+  const host = publicHost(ctx, proxies);
   let requestHost: string;
   try {
     requestHost = new URL(`${scheme}//${host}`).host;
@@ -385,6 +390,20 @@ function checkHtu(htu: unknown, ctx: RequestContext): string | null {
   const path = normalizeTarget(url.pathname, undefined, true);
   if (!path.ok || path.path !== ctx.targetPath) return `htu path ${url.pathname} is not the request's ${ctx.targetPath}`;
   return null;
+}
+
+/**
+ * The host the client addressed: a trusted proxy's `X-Forwarded-Host` (its first value, as the
+ * proxy nearest the client set it), else the request's `Host` (`:authority` on HTTP/2). The same
+ * trust as `X-Forwarded-Proto` for the scheme (`trustedProxies`).
+ */
+function publicHost(ctx: RequestContext, proxies: TrustedProxies): string {
+  if (proxies.any && proxies.isTrusted(ctx.peerIp)) {
+    const forwarded = ctx.headers['x-forwarded-host'];
+    const first = typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : '';
+    if (first !== '') return first;
+  }
+  return (ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined)) ?? '';
 }
 
 /**

@@ -5,6 +5,7 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { checkSender } from './binding.js';
+import { createTrustedProxies } from '../server/trusted-proxy.js';
 import { acquireReplayCache, acquireSharedReplay, createDpopChecker, type DpopChecker } from './dpop.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwtVerifier, JWT_BINDING_CODES, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
@@ -90,7 +91,7 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
   const fetchers: JsonFetcher[] = [];
   const issByName = new Map<string, string>();
   const sharedReplay = config.redis ? acquireSharedReplay(config.redis, services.log) : null;
-  const dpop = createDpopChecker(config.dpop, services.now, acquireReplayCache(config.dpop), sharedReplay && { store: sharedReplay, onError: config.redis!.onError, log: services.log });
+  const dpop = createDpopChecker(config.dpop, services.now, acquireReplayCache(config.dpop), sharedReplay && { store: sharedReplay, onError: config.redis!.onError, log: services.log }, createTrustedProxies(config.trustedProxies));
 
   config.issuers.forEach((issuer, i) => {
     if (issuer.introspection) {

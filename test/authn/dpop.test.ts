@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireSharedReplay, createDpopChecker, jwkThumbprint, MAX_PROOF_SIZE, ProofReplayCache, type SharedReplayStore } from '../../src/authn/dpop.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { createTrustedProxies } from '../../src/server/trusted-proxy.js';
 import type { DpopConfig } from '../../src/config/types.js';
 import type { RequestContext } from '../../src/pipeline/context.js';
 import { testKey } from './jwt-fixtures.js';
@@ -245,6 +246,27 @@ describe('a DPoP proof is accepted', () => {
   it('over plain HTTP and an explicit port when that is how the request came', async () => {
     const p = await proof(es, { htu: 'http://127.0.0.1:8080/orders/7' });
     expect(await refusal(p, { secure: false, headers: { host: '127.0.0.1:8080', dpop: p } } as never)).toBe('ok');
+  });
+});
+
+describe('behind a TLS-terminating proxy', () => {
+  const proxies = createTrustedProxies(['10.0.0.0/8']);
+  const behind = () => createDpopChecker(CONFIG, () => NOW, new ProofReplayCache(70_000, 1000), null, proxies);
+  const via = (p: string, peerIp: string, forwardedHost?: string) =>
+    request(p, { peerIp, headers: { host: 'gatehouse.internal:8080', dpop: p, ...(forwardedHost ? { 'x-forwarded-host': forwardedHost } : {}) } } as never);
+
+  it("takes a trusted proxy's X-Forwarded-Host (its first value) as the host the client addressed", async () => {
+    const p = await proof();
+    expect(await behind().check(via(p, '10.1.2.3', 'api.example.test'), TOKEN, es.jkt)).toBeNull();
+    const q = await proof();
+    expect(await behind().check(via(q, '10.1.2.3', 'api.example.test, gatehouse.internal:8080'), TOKEN, es.jkt)).toBeNull();
+  });
+
+  it("ignores X-Forwarded-Host from a peer that is not a trusted proxy, and a trusted proxy's Host when it forwards none", async () => {
+    const p = await proof();
+    expect((await behind().check(via(p, '192.0.2.7', 'api.example.test'), TOKEN, es.jkt))?.detail).toMatch(/htu host api.example.test is not the request's gatehouse.internal:8080/);
+    expect((await behind().check(via(await proof(), '10.1.2.3'), TOKEN, es.jkt))?.detail).toMatch(/is not the request's gatehouse.internal:8080/);
+    expect((await checker().check(via(await proof(), '10.1.2.3', 'api.example.test'), TOKEN, es.jkt))?.detail).toMatch(/is not the request's gatehouse.internal:8080/);
   });
 });
 
