@@ -201,6 +201,16 @@ export class InvalidToken extends GatehouseError {
   }
 }
 
+/**
+ * 401 `invalid_dpop_proof` (RFC 9449 §7.1): a DPoP proof was missing, invalid or replayed;
+ * answered with a `WWW-Authenticate: DPoP` challenge. `detail` says which check failed.
+ */
+export class InvalidDpopProof extends GatehouseError {
+  constructor(code: GatehouseErrorCode, detail: string) {
+    super(code, 401, 'the DPoP proof is not valid', { detail, oauthError: 'invalid_dpop_proof', challenge: true, dpop: true });
+  }
+}
+
 /** 403 `insufficient_scope`, with the scopes the route needs. */
 export class InsufficientScope extends GatehouseError {
   readonly scope: string;

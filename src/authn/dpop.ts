@@ -2,8 +2,8 @@ import { hash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { DpopConfig, GatehouseConfig } from '../config/types.js';
-import { createRedisClient } from '../store/redis-client.js';
-import { GatehouseError, InvalidToken, type GatehouseErrorCode } from '../errors.js';
+import { failFastRedisClient } from '../store/redis-client.js';
+import { GatehouseError, InvalidDpopProof, InvalidToken } from '../errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { normalizeTarget } from '../route/normalize.js';
 import { createTrustedProxies, type TrustedProxies } from '../server/trusted-proxy.js';
@@ -20,17 +20,18 @@ import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws, type
  *    keys (RSA ≥ 2048 bits, known curves, …), no `crit`;
  * 3. the signature, with that key;
  * 4. the claims: `jti` (1–128 characters), `htm` equal to the method, `htu` equal to the
- *    request's URI without query and fragment (scheme, host and port — a trusted proxy's
- *    `X-Forwarded-Proto` and `X-Forwarded-Host` taken —, path — compared after
- *    the same normalization as the request's own path), `iat` within `proofMaxAge` (and
- *    `clockSkew`), `ath` the base64url SHA-256 of the access token;
+ *    request's URI without query and fragment: the scheme and host the client addressed (a
+ *    trusted proxy's `X-Forwarded-Proto` and `X-Forwarded-Host` count), and the path after the
+ *    same normalization as the request's own; `iat` within `proofMaxAge` (and `clockSkew`);
+ *    `ath` the base64url SHA-256 of the access token;
  * 5. the key's RFC 7638 thumbprint equal to the token's `cnf.jkt`;
  * 6. the proof not seen before within its lifetime (`jti`, per key): in this process's memory,
  *    and, with a top-level `redis` section, in Redis, so that every worker and every gateway
  *    sharing it refuses a replay (`SET … NX PX`; Redis unreachable: `redis.onError`).
  *
  * Nothing in a proof loads a key: its `jwk` is only trusted because the token, verified with
- * the issuer's keys, names that key's thumbprint. Synchronous: one signature check per request.
+ * the issuer's keys, names that key's thumbprint. One signature check per request; synchronous
+ * unless the replay memory is shared through Redis.
  */
 
 /** A proof longer than this is refused before it is decoded (an RSA-8192 proof is ≈ 2.6 KB). */
@@ -39,16 +40,6 @@ const MAX_JTI_LENGTH = 128;
 
 /** Members of a JWK that hold private key material (RFC 7518 §6). */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
-
-/**
- * The error of a refused proof: 401 `invalid_dpop_proof` (RFC 9449 §7.1), answered with a
- * `WWW-Authenticate: DPoP` challenge.
- */
-export class InvalidDpopProof extends GatehouseError {
-  constructor(code: GatehouseErrorCode, detail: string) {
-    super(code, 401, 'the DPoP proof is not valid', { detail, oauthError: 'invalid_dpop_proof', challenge: true, dpop: true });
-  }
-}
 
 /**
  * Proofs seen within their lifetime, by `jkt` and `jti`, in two generations of one lifetime
@@ -141,20 +132,7 @@ export function acquireSharedReplay(redis: NonNullable<GatehouseConfig['redis']>
   const identity = JSON.stringify([redis.url, redis.cluster, redis.timeout]);
   let held = sharedStores.get(identity);
   if (held === undefined) {
-    const client = createRedisClient(redis.url, redis.cluster, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      commandTimeout: redis.timeout,
-      connectTimeout: Math.max(1000, redis.timeout * 4),
-      retryStrategy: (times) => Math.min(times * 200, 2000),
-    });
-    let lastError = 0;
-    client.on('error', (err: Error) => {
-      // ioredis repeats connection errors while it reconnects; one line per 10 s is enough.
-      const at = Date.now();
-      if (at - lastError > 10_000) log.warn({ err: err.message, area: 'dpop' }, 'DPoP replay memory: redis error');
-      lastError = at;
-    });
+    const client = failFastRedisClient(redis, log, 'DPoP replay memory', { area: 'dpop' });
     held = { client, refs: 0 };
     sharedStores.set(identity, held);
   }

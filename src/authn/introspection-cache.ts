@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hash, randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { createRedisClient } from '../store/redis-client.js';
+import { failFastRedisClient } from '../store/redis-client.js';
 import type { Logger } from 'pino';
 import type { GatehouseErrorCode } from '../errors.js';
 
@@ -191,18 +191,11 @@ export function createIntrospectionCache(options: IntrospectionCacheOptions): In
   const negative = new Map<string, IntrospectionEntry>();
   const maxEntries = Math.max(1, options.maxEntries);
   const maxNegative = Math.max(1, Math.ceil(maxEntries / 4));
-  const redis = options.redis ? connect(options.redis) : null;
+  const redis = options.redis ? failFastRedisClient(options.redis, options.log, 'introspection cache', { issuer: options.issuer }) : null;
   const secret = options.secret ?? randomBytes(32);
   const maxAge = options.maxAge ?? Infinity;
   const negativeMaxAge = options.negativeMaxAge ?? Infinity;
   const prefix = options.redis ? `${options.redis.keyPrefix}introspection:${options.issuer}:${options.namespace ? `${options.namespace}:` : ''}` : '';
-  let lastRedisError = 0;
-  redis?.on('error', (err: Error) => {
-    // ioredis repeats connection errors while it reconnects; one log line per 10 s is enough.
-    const now = Date.now();
-    if (now - lastRedisError > 10_000) options.log.warn({ err: err.message, issuer: options.issuer }, 'introspection cache: redis error');
-    lastRedisError = now;
-  });
 
   function remember(key: string, entry: IntrospectionEntry): void {
     const map = entry.active ? memory : negative;
@@ -357,13 +350,3 @@ export function acquireIntrospectionCache(
   };
 }
 
-/** One connection (or cluster client) per cache; commands fail fast instead of queueing. */
-function connect(config: NonNullable<IntrospectionCacheOptions['redis']>): Redis | Cluster {
-  return createRedisClient(config.url, config.cluster === true, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: config.timeout,
-    connectTimeout: Math.max(1000, config.timeout),
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-  });
-}

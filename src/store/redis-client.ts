@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
 
 const require = createRequire(import.meta.url);
 
@@ -40,4 +41,37 @@ export function createRedisClient(url: string, cluster: boolean, options: RedisO
     },
   };
   return new Cluster([{ host: parsed.hostname, port: Number(parsed.port || 6379) }], clusterOptions);
+}
+
+/**
+ * A client for a cache beside the request path (the introspection cache, the DPoP replay
+ * memory): commands fail fast instead of queueing while Redis is away (no offline queue, one
+ * retry, `timeout` per command), reconnects back off to 2 s, and its errors are logged at most
+ * once every 10 s (ioredis repeats them while it reconnects).
+ *
+ * @example
+ * ```ts
+ * const client = failFastRedisClient(config.redis, log, 'introspection cache', { issuer: 'opaque' });
+ * ```
+ */
+export function failFastRedisClient(
+  config: { url: string; cluster?: boolean; timeout: number },
+  log: Logger,
+  what: string,
+  fields: Record<string, unknown> = {},
+): Redis | Cluster {
+  const client = createRedisClient(config.url, config.cluster === true, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: config.timeout,
+    connectTimeout: Math.max(1000, config.timeout),
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+  });
+  let lastError = 0;
+  client.on('error', (err: Error) => {
+    const now = Date.now();
+    if (now - lastError > 10_000) log.warn({ err: err.message, ...fields }, `${what}: redis error`);
+    lastError = now;
+  });
+  return client;
 }
