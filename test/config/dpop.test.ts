@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.js';
-import { ConfigError, type ConfigIssue } from '../../src/errors.js';
+import { issuesOf } from '../helpers/config.js';
 
 /** The `dpop` section (docs/tokens.md, "DPoP proofs"): defaults, and every bad value named by file, line and key. */
 const BASE = `listen: { port: 0 }
@@ -9,15 +9,6 @@ upstreams: [ { name: api, url: 'http://127.0.0.1:1' } ]
 routes: [ { name: any, path: /any, upstream: api } ]
 `;
 
-function issuesOf(text: string): readonly ConfigIssue[] {
-  try {
-    loadConfigText(text, 'gatehouse.yaml', {});
-  } catch (err) {
-    if (err instanceof ConfigError) return err.issues;
-    throw err;
-  }
-  return [];
-}
 
 describe('dpop settings', () => {
   it('default to asymmetric algorithms, a 60 s proof lifetime, 5 s of clock skew and 200,000 remembered proofs', () => {

@@ -6,10 +6,10 @@ import path from 'node:path';
 import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema/index.js';
 import { DURATION_RANGES } from '../../src/config/units.js';
-import { ConfigError, type ConfigIssue } from '../../src/errors.js';
 import { main } from '../../src/cli/main.js';
 import { demoConfig } from '../../src/demo/main.js';
 import { tokenHandlerDemoYaml } from '../../src/demo/spa-server.js';
+import { issuesOf } from '../helpers/config.js';
 
 // Every duration key on a line of its own, so a case can name its line and column.
 const TEMPLATE = `listen:
@@ -109,15 +109,6 @@ function withValue(lineText: string, value: string, base = TEMPLATE): string {
     .join('\n');
 }
 
-function issuesOf(text: string): readonly ConfigIssue[] {
-  try {
-    loadConfigText(text, 'gatehouse.yaml', {});
-  } catch (err) {
-    if (err instanceof ConfigError) return err.issues;
-    throw err;
-  }
-  return [];
-}
 
 // [key path, its line in TEMPLATE, the least value, the most value, a value over it]
 const REFUSED_ZERO: [string, string, string, string, string][] = [

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
 import { parseDuration, parseSize } from '../../src/config/units.js';
-import { ConfigError, formatConfigIssue, type ConfigIssue } from '../../src/errors.js';
+import { formatConfigIssue, type ConfigIssue } from '../../src/errors.js';
+import { issuesOf } from '../helpers/config.js';
 
 const VALID = `
 listen: { host: 127.0.0.1, port: 8080 }
@@ -30,15 +31,6 @@ routes:
     public: true
 `;
 
-function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): ConfigIssue[] {
-  try {
-    loadConfigText(text, 'gatehouse.yaml', env);
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.issues];
-    throw err;
-  }
-  return [];
-}
 
 describe('config loading', () => {
   it('accepts the contract example and applies defaults', () => {

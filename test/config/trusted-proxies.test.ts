@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfigText } from '../../src/config/load.js';
 import { main } from '../../src/cli/main.js';
-import { ConfigError, formatConfigIssue, type ConfigIssue } from '../../src/errors.js';
+import { formatConfigIssue, type ConfigIssue } from '../../src/errors.js';
+import { issuesOf } from '../helpers/config.js';
 
 // Line 4 holds the trustedProxies list; entries are quoted so YAML passes them through as text.
 const withProxies = (entries: string[]) =>
@@ -17,15 +18,6 @@ const withProxies = (entries: string[]) =>
     '',
   ].join('\n');
 
-function issuesOf(text: string): ConfigIssue[] {
-  try {
-    loadConfigText(text, 'gatehouse.yaml', {});
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.issues];
-    throw err;
-  }
-  return [];
-}
 
 describe('trustedProxies at load', () => {
   it('accepts addresses and CIDRs of both families', () => {

@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { boundToken, dpopClient, dpopProof } from '../helpers/dpop.js';
 import { startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -15,15 +15,13 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
  * (the primary hands them to the workers in turn) must be refused by every worker, and while
  * Redis cannot answer a new proof gets 503 (`redis.onError: failClosed`), never a pass.
  */
-const BIN = path.resolve('bin/gatehouse.js');
 const AUDIENCE = 'https://api.example.com';
 
 let as: AuthorizationServer;
 let upstream: TestUpstream;
 let redis: TestRedis;
-let gateway: ChildProcess;
+let gateway: Cluster;
 let url: string;
-const lines: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
   [as, upstream, redis] = await Promise.all([startAuthorizationServer({ audience: AUDIENCE, signingAlg: 'ES256' }), startUpstream(), startRedis()]);
@@ -40,37 +38,15 @@ routes: [ { name: orders, path: /orders, upstream: api } ]
 redis: { url: ${redis.url}, onError: failClosed }
 `,
   );
-  gateway = spawn(process.execPath, [BIN, 'start', '--config', file, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let buffered = '';
-  const started = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the cluster did not start:\n${JSON.stringify(lines)}`)), 30_000);
-    gateway.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      let nl;
-      while ((nl = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        try {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          lines.push({ raw: line });
-        }
-      }
-      const ready = lines.filter((l) => l.msg === 'gatehouse started');
-      if (ready.length === 2) {
-        clearTimeout(timer);
-        resolve(Object.values(ready[0]!.listeners as Record<string, string>)[0]!);
-      }
-    });
-  });
-  url = await started;
+  gateway = startCluster(file, '2');
+  const started = await gateway.waitFor((l) => l.msg === 'gatehouse started', 2, 30_000);
+  url = Object.values(started[0]!.listeners as Record<string, string>)[0]!;
 }, 60_000);
 
 afterAll(async () => {
-  if (gateway && gateway.exitCode === null) {
-    const exited = new Promise((r) => gateway.once('exit', r));
-    gateway.kill('SIGTERM');
-    await exited;
+  if (gateway && gateway.child.exitCode === null) {
+    gateway.child.kill('SIGTERM');
+    await gateway.exited;
   }
   await Promise.all([as?.stop(), upstream?.close(), redis?.stop()]);
 });
@@ -100,7 +76,7 @@ describe('DPoP proofs with --workers 2 and a shared Redis', () => {
     // Both workers refused it (the primary hands new connections out in turn). A worker's
     // request ids share a random prefix; only the counter at the end differs.
     await new Promise((r) => setTimeout(r, 300)); // the workers' log lines
-    const refusing = lines.filter((l) => l.msg === 'request' && l.reason === 'GH_ERR_DPOP_PROOF_REPLAYED');
+    const refusing = gateway.lines.filter((l) => l.msg === 'request' && l.reason === 'GH_ERR_DPOP_PROOF_REPLAYED');
     expect(refusing).toHaveLength(6);
     expect(new Set(refusing.map((l) => String(l.req_id).slice(0, 24))).size).toBe(2);
   });
