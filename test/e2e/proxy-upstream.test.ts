@@ -19,6 +19,9 @@ upstreams:
 routes:
   - { name: r, path: /r, upstream: api, public: true }
   - { name: strip, path: /strip, upstream: api, public: true, stripPrefix: true }
+  # A client may stop reading for up to the route timeout before it is cut off: far longer here
+  # than the backpressure test's pause, so a loaded machine cannot turn the pause into a stall.
+  - { name: patient, path: /patient, upstream: api, public: true, timeout: 10s }
 `);
   trusted = await startTestGateway(`
 listen: { host: 127.0.0.1, port: 0 }
@@ -101,9 +104,9 @@ describe('forwarding', () => {
     });
     try {
       const { port } = new URL(gw.url);
-      const socket = net.connect(Number(port), '127.0.0.1', () => socket.write('GET /r/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.write('GET /patient/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
       socket.pause();
-      await new Promise((r) => setTimeout(r, 500)); // the client reads nothing for half a second
+      await new Promise((r) => setTimeout(r, 500)); // the client reads nothing for half a second (the route's timeout is 10 s)
       const received: Buffer[] = [];
       socket.on('data', (d: Buffer) => received.push(d));
       socket.resume();
