@@ -38,6 +38,21 @@ export function perWorkerLimits(config: GatehouseConfig): string[] {
 }
 
 /**
+ * Routes that expect DPoP-bound tokens (`senderConstrained: dpop` or `any`) while no top-level
+ * `redis` shares the DPoP replay memory: with several workers, a proof replayed to another
+ * worker within its lifetime would not be recognized (src/authn/dpop.ts).
+ *
+ * @example
+ * ```ts
+ * perWorkerDpopRoutes(config); // ['payments'] without redis, [] with it
+ * ```
+ */
+export function perWorkerDpopRoutes(config: GatehouseConfig): string[] {
+  if (config.redis) return [];
+  return config.routes.filter((r) => r.senderConstrained === 'dpop' || r.senderConstrained === 'any').map((r) => r.name);
+}
+
+/**
  * Parse `--workers N|auto`: a whole number from 1 to 256, or `auto`: one per core this process
  * may use, within a cgroup CPU limit ({@link autoWorkers}), with what decided it (`auto`, for
  * the start-up log). Null when refused.
@@ -108,6 +123,14 @@ export async function runCluster(
     log.warn(
       { workers: count, limits: perWorker },
       `in-memory limits count per worker: with ${count} workers each admits up to ${count} times its limit; store: redis keeps one count across workers (or --workers 1)`,
+    );
+  }
+
+  const dpopRoutes = perWorkerDpopRoutes(config);
+  if (count > 1 && dpopRoutes.length > 0) {
+    log.warn(
+      { workers: count, routes: dpopRoutes },
+      `DPoP proofs are remembered per worker: with ${count} workers a proof replayed to another worker within its lifetime is not recognized; a top-level redis section shares the replay memory (or --workers 1)`,
     );
   }
 

@@ -6,7 +6,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { GATEWAY_V8_FLAGS } from '../../src/boot/v8-flags.js';
-import { parseWorkers, perWorkerLimits } from '../../src/cli/cluster.js';
+import { parseWorkers, perWorkerDpopRoutes, perWorkerLimits } from '../../src/cli/cluster.js';
 import { autoWorkers } from '../../src/cli/cpu-limit.js';
 import { loadConfigText } from '../../src/config/load.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -273,6 +273,35 @@ routes:
 `, 'inline.yaml');
     expect(perWorkerLimits(cfg)).toEqual(['rateLimits.local', 'quotas.daily', 'routes.a.maxConcurrent']);
   });
+});
+
+describe('DPoP routes whose replay memory would be per worker', () => {
+  const text = (redis: string) => `listen: { host: 127.0.0.1, port: 0 }
+${redis}
+issuers: [ { name: main, issuer: 'https://id.example.test', jwksUri: 'https://id.example.test/jwks', audiences: [api] } ]
+upstreams: [{ name: api, url: 'http://127.0.0.1:1' }]
+routes:
+  - { name: pay, path: /pay, upstream: api, senderConstrained: dpop }
+  - { name: either, path: /either, upstream: api, senderConstrained: any }
+  - { name: certs, path: /certs, upstream: api, senderConstrained: mtls }
+  - { name: plain, path: /plain, upstream: api }
+`;
+  it('are the routes with senderConstrained dpop or any, and none when redis shares the memory', () => {
+    expect(perWorkerDpopRoutes(loadConfigText(text(''), 'inline.yaml'))).toEqual(['pay', 'either']);
+    expect(perWorkerDpopRoutes(loadConfigText(text("redis: { url: 'redis://127.0.0.1:1' }"), 'inline.yaml'))).toEqual([]);
+  });
+
+  it('are named in a warning by the primary of several workers', async () => {
+    await withCluster(
+      (upstreamUrl) => text('').replace("url: 'http://127.0.0.1:1'", `url: '${upstreamUrl}'`),
+      '2',
+      async (cluster) => {
+        const [warning] = await cluster.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('DPoP proofs are remembered per worker'), 1);
+        expect(warning).toMatchObject({ level: 'warn', workers: 2, routes: ['pay', 'either'] });
+        await cluster.waitFor((l) => l.msg === 'gatehouse started', 2);
+      },
+    );
+  }, 30_000);
 });
 
 describe('a worker that stops answering', () => {
