@@ -4,8 +4,8 @@ import { hexDigit } from '../route/normalize.js';
 
 /**
  * The credential stage for `Authorization: Bearer` (RFC 6750 §2.1) and `Authorization: DPoP`
- * (RFC 9449 §7.1), the only place an access token is taken from a request header. A token in the query string (§2.3) is refused; a token in a form body
- * (§2.2) is never read. Two Authorization headers, or one that is not `Bearer <b64token>`
+ * (RFC 9449 §7.1), the only place an access token is taken from a request header. A token in
+ * the query string (§2.3) is refused; a token in a form body (§2.2) is never read. Two Authorization headers, or one that is not `Bearer <b64token>`
  * exactly, are refused with 400 `invalid_request` (RFC 6750 §3.1). Another scheme (`Basic …`)
  * is no bearer token: the authenticate stage then answers 401 without an `error`.
  *
@@ -40,11 +40,11 @@ export function bearerCredential(ctx: RequestContext): GatehouseError | null {
   }
   const header = ctx.headers.authorization;
   if (header === undefined) return null;
-  let token = bearerValue(header);
+  let token = schemeValue(header, 'bearer');
   let scheme: 'Bearer' | 'DPoP' = 'Bearer';
   if (token === undefined) {
     // `DPoP <token>` (RFC 9449 §7.1): the same token syntax; the proof is checked with the token's binding.
-    token = dpopValue(header);
+    token = schemeValue(header, 'dpop');
     if (token === undefined) return null; // another scheme: no access token
     scheme = 'DPoP';
   }
@@ -123,54 +123,27 @@ export function bearerSyntaxError(token: string, source: 'header' | 'cookie' | n
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 /**
- * The value after `Bearer ` in an `Authorization` header, not yet checked as a b64token
- * ({@link bearerSyntaxError} does that): null when it says Bearer but has no single space and
- * value; undefined for another scheme.
+ * The value after `<scheme> ` in an `Authorization` header, not yet checked as a b64token
+ * ({@link bearerSyntaxError} does that): null when it names the scheme but has no single space
+ * and value; undefined for another scheme. `lowerScheme` is lowercase letters; the header's
+ * scheme is compared case-insensitively (RFC 9110 §11.1), without allocating.
  *
  * @example
  * ```ts
- * bearerValue('Bearer abc.def.ghi'); // 'abc.def.ghi'
- * bearerValue('Bearer');             // null
- * bearerValue('Basic dXNlcg==');     // undefined
+ * schemeValue('Bearer abc.def.ghi', 'bearer'); // 'abc.def.ghi'
+ * schemeValue('Bearer', 'bearer');             // null
+ * schemeValue('Basic dXNlcg==', 'bearer');     // undefined
  * ```
  */
-function bearerValue(header: string): string | null | undefined {
-  // The scheme is case-insensitive (RFC 9110 §11.1).
-  if (header.length < 6 || !isBearerScheme(header)) return undefined;
-  if (header.length === 6) return null;
-  if (header.charCodeAt(6) !== 32) {
-    // "Bearerx…" is another scheme; "Bearer\t…" is malformed.
-    return header.charCodeAt(6) === 9 ? null : undefined;
-  }
-  return header.slice(7);
-}
-
-/** The value after `DPoP ` (any case), like {@link bearerValue}: null when malformed, undefined for another scheme. */
-function dpopValue(header: string): string | null | undefined {
-  if (
-    header.length < 4 ||
-    (header.charCodeAt(0) | 32) !== 100 /* d */ ||
-    (header.charCodeAt(1) | 32) !== 112 /* p */ ||
-    (header.charCodeAt(2) | 32) !== 111 /* o */ ||
-    (header.charCodeAt(3) | 32) !== 112 /* p */
-  ) {
-    return undefined;
-  }
-  if (header.length === 4) return null;
-  if (header.charCodeAt(4) !== 32) return header.charCodeAt(4) === 9 ? null : undefined;
-  return header.slice(5);
-}
-
-function isBearerScheme(header: string): boolean {
-  // "bearer" letters, any case: b e a r e r
-  return (
-    (header.charCodeAt(0) | 32) === 98 &&
-    (header.charCodeAt(1) | 32) === 101 &&
-    (header.charCodeAt(2) | 32) === 97 &&
-    (header.charCodeAt(3) | 32) === 114 &&
-    (header.charCodeAt(4) | 32) === 101 &&
-    (header.charCodeAt(5) | 32) === 114
-  );
+function schemeValue(header: string, lowerScheme: string): string | null | undefined {
+  const n = lowerScheme.length;
+  if (header.length < n) return undefined;
+  for (let i = 0; i < n; i++) if ((header.charCodeAt(i) | 32) !== lowerScheme.charCodeAt(i)) return undefined;
+  if (header.length === n) return null;
+  const next = header.charCodeAt(n);
+  // "Bearerx…" is another scheme; "Bearer\t…" is malformed.
+  if (next !== 32) return next === 9 ? null : undefined;
+  return header.slice(n + 1);
 }
 
 /**
