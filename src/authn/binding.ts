@@ -39,6 +39,27 @@ const JKT = 'jkt';
 /** base64url (no padding) of 32 bytes. */
 const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/;
 
+/** A `cnf` with `jkt` (RFC 9449 §6.1): bit of {@link bindingsOf}. */
+export const DPOP_BOUND = 1;
+/** A `cnf` with `x5t#S256` (RFC 8705 §3.1): bit of {@link bindingsOf}. */
+export const CERTIFICATE_BOUND = 2;
+
+/**
+ * Which confirmation methods a `cnf` names, as bits (one place that knows the members' names;
+ * no allocation): for the principal's upstream scheme (src/authn/jwt.ts) and `senderConstrained`
+ * (src/authz/sender.ts).
+ *
+ * @example
+ * ```ts
+ * (bindingsOf({ jkt: '…' }) & DPOP_BOUND) !== 0; // true
+ * ```
+ */
+export function bindingsOf(cnf: unknown): number {
+  if (typeof cnf !== 'object' || cnf === null) return 0;
+  const members = cnf as Record<string, unknown>;
+  return (members[JKT] !== undefined ? DPOP_BOUND : 0) | (members[X5T_S256] !== undefined ? CERTIFICATE_BOUND : 0);
+}
+
 /**
  * The shape rules of `cnf`, checked once when the token is verified (before it is cached):
  * absent, or a JSON object whose members, if any, are `x5t#S256` and `jkt`, each holding a

@@ -3,7 +3,7 @@ import type { IssuerConfig } from '../config/types.js';
 import { GatehouseError, InvalidToken, ServiceUnavailable, type Result } from '../errors.js';
 import type { Principal } from '../pipeline/context.js';
 import { bearerAuthorization } from './bearer.js';
-import { checkConfirmation, type BindingCodes } from './binding.js';
+import { bindingsOf, checkConfirmation, DPOP_BOUND, type BindingCodes } from './binding.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwksSource, type JwksSource } from './jwks.js';
@@ -510,13 +510,8 @@ export function jwtPrincipal(issuer: IssuerConfig, claims: Readonly<Record<strin
     kind: 'jwt' as const,
     upstreamToken: token,
     // A DPoP-bound token goes on in the DPoP scheme it came in (never presented as a bearer token).
-    upstreamAuthorization: bearerAuthorization(token, isDpopBound(claims) ? 'DPoP' : 'Bearer'),
+    upstreamAuthorization: bearerAuthorization(token, (bindingsOf(claims.cnf) & DPOP_BOUND) !== 0 ? 'DPoP' : 'Bearer'),
   });
-}
-
-function isDpopBound(claims: Readonly<Record<string, unknown>>): boolean {
-  const cnf = claims.cnf;
-  return typeof cnf === 'object' && cnf !== null && (cnf as Record<string, unknown>).jkt !== undefined;
 }
 
 /** The instants between which verified claims stay valid (ms), for the cache. */

@@ -1,3 +1,4 @@
+import { bindingsOf, CERTIFICATE_BOUND, DPOP_BOUND } from '../authn/binding.js';
 import { InvalidToken } from '../errors.js';
 import type { Principal } from '../pipeline/context.js';
 
@@ -18,13 +19,13 @@ import type { Principal } from '../pipeline/context.js';
 export function compileSenderCheck(required: 'dpop' | 'mtls' | 'any' | undefined): ((principal: Principal) => InvalidToken | null) | null {
   if (required === undefined) return null;
   const dpop = required !== 'mtls';
-  const mtls = required !== 'dpop';
+  const accepted = (dpop ? DPOP_BOUND : 0) | (required !== 'dpop' ? CERTIFICATE_BOUND : 0);
   const wanted = required === 'dpop' ? 'a DPoP-bound token (cnf.jkt)' : required === 'mtls' ? 'a certificate-bound token (cnf.x5t#S256)' : 'a DPoP- or certificate-bound token';
   return function checkSenderConstrained(principal: Principal): InvalidToken | null {
-    const cnf = principal.claims.cnf as Record<string, unknown> | undefined;
-    if (cnf !== undefined && ((dpop && cnf.jkt !== undefined) || (mtls && cnf['x5t#S256'] !== undefined))) return null;
+    const cnf = principal.claims.cnf;
+    if ((bindingsOf(cnf) & accepted) !== 0) return null;
     return new InvalidToken('GH_ERR_AUTHZ_SENDER_CONSTRAINT_REQUIRED', 'this route accepts only sender-constrained access tokens', {
-      detail: `route requires ${wanted}; the token is ${cnf === undefined ? 'a bearer token' : `bound by ${Object.keys(cnf).join(', ') || 'nothing'}`}`,
+      detail: `route requires ${wanted}; the token is ${cnf === undefined ? 'a bearer token' : `bound by ${Object.keys(cnf as object).join(', ') || 'nothing'}`}`,
       dpop,
     });
   };
