@@ -133,6 +133,16 @@ describe('a DPoP-bound JWT access token from oidc-provider', () => {
     expect(await call('/orders', { authorization: `DPoP ${token}`, dpop: p })).toEqual(refused('GH_ERR_DPOP_PROOF_REPLAYED'));
   });
 
+  it("is refused when its htu names the host a client's own X-Forwarded-Host claims (gatehouse trusts no proxy here)", async () => {
+    const htu = 'https://api.example.test/orders';
+    const answer = await call('/orders', { authorization: `DPoP ${token}`, dpop: await proof(alice, 'GET', htu, token), 'x-forwarded-host': 'api.example.test', 'x-forwarded-proto': 'https' });
+    expect(answer).toEqual(refused('GH_ERR_DPOP_PROOF_INVALID'));
+    expect(gw.logs.some((l) => l.reason === 'GH_ERR_DPOP_PROOF_INVALID' && /htu scheme https is not the request's http/.test(String(l.detail)))).toBe(true);
+    const sameScheme = await call('/orders', { authorization: `DPoP ${token}`, dpop: await proof(alice, 'GET', 'http://api.example.test/orders', token), 'x-forwarded-host': 'api.example.test' });
+    expect(sameScheme).toEqual(refused('GH_ERR_DPOP_PROOF_INVALID'));
+    expect(gw.logs.some((l) => /htu host api.example.test is not the request's 127\.0\.0\.1:\d+/.test(String(l.detail)))).toBe(true);
+  });
+
   it('is checked against the path the client requested on a stripPrefix route', async () => {
     const p = await proof(alice, 'GET', `${gw.url}/v1/items`, token);
     expect(await call('/v1/items', { authorization: `DPoP ${token}`, dpop: p })).toMatchObject({ status: 200 });
