@@ -6,7 +6,6 @@ import { failFastRedisClient } from '../store/redis-client.js';
 import { GatehouseError, InvalidDpopProof, InvalidToken } from '../errors.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { normalizeTarget } from '../route/normalize.js';
-import { createTrustedProxies, type TrustedProxies } from '../server/trusted-proxy.js';
 import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws, type JwsAlgorithm, type VerificationKey } from './keys.js';
 
 /**
@@ -168,6 +167,43 @@ export interface SharedReplay {
   readonly log: Logger;
 }
 
+const planCheckers = new WeakMap<GatehouseConfig, { checker: DpopChecker; shared: SharedReplayStore | null; refs: number }>();
+
+/**
+ * The DPoP checker of one gateway plan (config object), shared by the JWT authenticate stages
+ * and every introspection authenticator of that plan — one memory of checked proof headers, one
+ * hold on the shared Redis. Each call is paired with `release()`; the last one lets go of Redis.
+ *
+ * @example
+ * ```ts
+ * const dpop = acquireDpopChecker(config, services.now, services.log);
+ * // … dpop.checker.check(ctx, token, jkt) …
+ * await dpop.release();
+ * ```
+ */
+export function acquireDpopChecker(config: GatehouseConfig, now: () => number, log: Logger): { checker: DpopChecker; release(): Promise<void> } {
+  let held = planCheckers.get(config);
+  if (held === undefined) {
+    const shared = config.redis ? acquireSharedReplay(config.redis, log) : null;
+    const checker = createDpopChecker(config.dpop, now, acquireReplayCache(config.dpop), shared && { store: shared, onError: config.redis!.onError, log });
+    held = { checker, shared, refs: 0 };
+    planCheckers.set(config, held);
+  }
+  held.refs++;
+  const entry = held;
+  let released = false;
+  return {
+    checker: entry.checker,
+    async release() {
+      if (released) return;
+      released = true;
+      if (--entry.refs > 0) return;
+      if (planCheckers.get(config) === entry) planCheckers.delete(config);
+      await entry.shared?.release();
+    },
+  };
+}
+
 /**
  * The DPoP proof check of one gateway plan (its `dpop` settings and the process's replay cache).
  *
@@ -180,8 +216,6 @@ export interface SharedReplay {
 export interface DpopChecker {
   /** Null: valid for this request. A promise only when the replay memory is shared (Redis). */
   check(ctx: RequestContext, token: string, jkt: string): GatehouseError | null | Promise<GatehouseError | null>;
-  /** `algs` of the `WWW-Authenticate: DPoP` challenge: the accepted algorithms, space-separated. */
-  readonly algs: string;
 }
 
 export function createDpopChecker(
@@ -189,7 +223,6 @@ export function createDpopChecker(
   now: () => number,
   replay: ProofReplayCache = acquireReplayCache(config),
   shared: SharedReplay | null = null,
-  proxies: TrustedProxies = NO_PROXIES,
 ): DpopChecker {
   const algorithms = new Set<string>(config.algorithms);
   const maxAge = config.proofMaxAge;
@@ -275,7 +308,7 @@ export function createDpopChecker(
     const jti = payload.jti;
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) return bad(`jti must be a string of 1 to ${MAX_JTI_LENGTH} characters`);
     if (payload.htm !== ctx.method) return bad(`htm ${JSON.stringify(payload.htm)} is not the request's method ${ctx.method}`);
-    const htuProblem = checkHtu(payload.htu, ctx, proxies);
+    const htuProblem = checkHtu(payload.htu, ctx);
     if (htuProblem !== null) return bad(htuProblem);
     const iat = payload.iat;
     if (typeof iat !== 'number' || !Number.isFinite(iat)) return bad('iat must be a number');
@@ -307,10 +340,8 @@ export function createDpopChecker(
     return shared === null ? null : sharedAdmission(shared.store, seen);
   }
 
-  return { check, algs: config.algorithms.join(' ') };
+  return { check };
 }
-
-const NO_PROXIES: TrustedProxies = createTrustedProxies([]);
 
 /** A proof header that passed its checks: what the rest of the proof is checked with. */
 interface ProofHeader {
@@ -347,7 +378,7 @@ function checkHeader(segment: string, algorithms: ReadonlySet<string>, allowed: 
  * port implied), and the path in gatehouse's one spelling (src/route/normalize.ts). Query and
  * fragment are ignored (RFC 9449 §4.3).
  */
-function checkHtu(htu: unknown, ctx: RequestContext, proxies: TrustedProxies): string | null {
+function checkHtu(htu: unknown, ctx: RequestContext): string | null {
   if (typeof htu !== 'string' || htu.length === 0) return 'htu must be a URI';
   let url: URL;
   try {
@@ -357,7 +388,7 @@ function checkHtu(htu: unknown, ctx: RequestContext, proxies: TrustedProxies): s
   }
   const scheme = ctx.secure ? 'https:' : 'http:';
   if (url.protocol !== scheme) return `htu scheme ${url.protocol.slice(0, -1)} is not the request's ${scheme.slice(0, -1)}`;
-  const host = publicHost(ctx, proxies);
+  const host = publicHost(ctx);
   let requestHost: string;
   try {
     requestHost = new URL(`${scheme}//${host}`).host;
@@ -372,11 +403,11 @@ function checkHtu(htu: unknown, ctx: RequestContext, proxies: TrustedProxies): s
 
 /**
  * The host the client addressed: a trusted proxy's `X-Forwarded-Host` (its first value, as the
- * proxy nearest the client set it), else the request's `Host` (`:authority` on HTTP/2). The same
- * trust as `X-Forwarded-Proto` for the scheme (`trustedProxies`).
+ * proxy nearest the client set it), else the request's `Host` (`:authority` on HTTP/2). The
+ * runner's one trust decision for the peer (`ctx.peerTrusted`), as for `X-Forwarded-Proto`.
  */
-function publicHost(ctx: RequestContext, proxies: TrustedProxies): string {
-  if (proxies.any && proxies.isTrusted(ctx.peerIp)) {
+function publicHost(ctx: RequestContext): string {
+  if (ctx.peerTrusted) {
     const forwarded = ctx.headers['x-forwarded-host'];
     const first = typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : '';
     if (first !== '') return first;

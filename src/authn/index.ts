@@ -5,8 +5,7 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { configIssue } from '../authz/locate.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { checkSender } from './binding.js';
-import { createTrustedProxies } from '../server/trusted-proxy.js';
-import { acquireReplayCache, acquireSharedReplay, createDpopChecker, type DpopChecker } from './dpop.js';
+import { acquireDpopChecker, type DpopChecker } from './dpop.js';
 import { createFetcher, type JsonFetcher } from './fetch.js';
 import { createJwtVerifier, JWT_BINDING_CODES, MAX_TOKEN_SIZE_CEILING, parseJwt, type JwtVerifier, type ParsedJwt } from './jwt.js';
 import { TokenCache } from './token-cache.js';
@@ -90,8 +89,8 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
   const opaque = new Map<string, OpaqueAuthenticator>();
   const fetchers: JsonFetcher[] = [];
   const issByName = new Map<string, string>();
-  const sharedReplay = config.redis ? acquireSharedReplay(config.redis, services.log) : null;
-  const dpop = createDpopChecker(config.dpop, services.now, acquireReplayCache(config.dpop), sharedReplay && { store: sharedReplay, onError: config.redis!.onError, log: services.log }, createTrustedProxies(config.trustedProxies));
+  const dpopHold = acquireDpopChecker(config, services.now, services.log);
+  const dpop = dpopHold.checker;
 
   config.issuers.forEach((issuer, i) => {
     if (issuer.introspection) {
@@ -157,7 +156,7 @@ export const createAuthnArea: AreaFactory = async (config, services) => {
         released = true;
         releaseTokenCache(cacheKey);
       }
-      await Promise.allSettled([sharedReplay?.release(), ...[...verifiers.values()].map((v) => v.close()), ...[...opaque.values()].map((a) => a.close?.()), ...fetchers.map((f) => f.close())]);
+      await Promise.allSettled([dpopHold.release(), ...[...verifiers.values()].map((v) => v.close()), ...[...opaque.values()].map((a) => a.close?.()), ...fetchers.map((f) => f.close())]);
     },
   };
   return runtime;

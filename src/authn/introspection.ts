@@ -9,8 +9,7 @@ import { InvalidToken, ServiceUnavailable, type GatehouseError, type GatehouseEr
 import type { Authenticator, AuthOutcome, Principal, RequestContext } from '../pipeline/context.js';
 import { bearerAuthorization } from './bearer.js';
 import { checkConfirmation, checkSender, type BindingCodes } from './binding.js';
-import { createTrustedProxies } from '../server/trusted-proxy.js';
-import { acquireReplayCache, acquireSharedReplay, createDpopChecker } from './dpop.js';
+import { acquireDpopChecker } from './dpop.js';
 import type { GatewayServices, Readiness } from '../pipeline/runtime.js';
 import { clientTlsOptions, isOutboundTimeout, readBoundedBody } from '../forward/outbound.js';
 import { fetchDiscovery } from './discovery.js';
@@ -112,8 +111,8 @@ export function createIntrospectionAuthenticator(
   const now = services.now;
   const skew = issuer.clockSkew / 1000;
   const audiences = new Set(issuer.audiences);
-  const sharedReplay = config.redis ? acquireSharedReplay(config.redis, log) : null;
-  const dpop = createDpopChecker(config.dpop, now, acquireReplayCache(config.dpop), sharedReplay && { store: sharedReplay, onError: config.redis!.onError, log }, createTrustedProxies(config.trustedProxies));
+  const dpopHold = acquireDpopChecker(config, now, log);
+  const dpop = dpopHold.checker;
 
   // Hot path: metric children are bound once.
   const calls = services.metrics.counter('gatehouse_introspection_requests_total', 'Introspection calls, by issuer and result.', ['issuer', 'result']);
@@ -609,7 +608,7 @@ export function createIntrospectionAuthenticator(
       if (closed) return;
       closed = true;
       keys?.release();
-      await Promise.allSettled([agent.close(), cache?.release(), signed?.close(), sharedReplay?.release()]);
+      await Promise.allSettled([agent.close(), cache?.release(), signed?.close(), dpopHold.release()]);
     },
   };
 }

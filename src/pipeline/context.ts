@@ -52,6 +52,8 @@ export interface RequestContext {
   readonly clientIp: string;
   /** The address of the TCP peer. */
   readonly peerIp: string;
+  /** The peer is one of `trustedProxies`: its forwarding headers are believed (the runner's one decision). */
+  readonly peerTrusted: boolean;
   /** Whether the client reached gatehouse over TLS (or through a trusted TLS-terminating proxy). */
   readonly secure: boolean;
   /** The verified client certificate, when the listener asked for one. */

@@ -80,7 +80,6 @@ interface Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly ctx: RequestContext;
-  readonly peerTrusted: boolean;
   readonly inFlight: InFlight;
 }
 
@@ -132,6 +131,7 @@ export function runRequest(
     rawHeaders: req.rawHeaders,
     clientIp: peerTrusted ? proxies.clientIp(peerIp, req.headers['x-forwarded-for']) : peerIp,
     peerIp,
+    peerTrusted,
     secure,
     clientCertificate: listener.tls && socket.authorized ? peerCertificate(socket) : null,
     startedAt,
@@ -150,7 +150,7 @@ export function runRequest(
     upstreamLatency: undefined,
     decision: 'pending',
   };
-  const ex: Exchange = { plan, listener, services, req, res, ctx, peerTrusted, inFlight };
+  const ex: Exchange = { plan, listener, services, req, res, ctx, inFlight };
   (res as WithExchange)[EXCHANGE] = ex;
   inFlight.count++;
   plan.inFlight.count++;
@@ -309,7 +309,7 @@ async function stagesFrom(ctx: RequestContext, r: CompiledRoute, step: number, p
 function forward(ex: Exchange): void {
   const r = ex.ctx.route!;
   ex.ctx.decision = 'granted';
-  const request = buildForward(ex.ctx, r, ex.req, ex.listener, ex.peerTrusted);
+  const request = buildForward(ex.ctx, r, ex.req, ex.listener);
   // Granted (route, Content-Length, authentication, authorization, limits): a client that sent
   // `Expect: 100-continue` may send its body now, and not before. Bodiless requests skip this.
   if (request.body !== null) sendContinue(ex.req, ex.res);
@@ -339,7 +339,8 @@ function fail(ex: Exchange, error: GatehouseError): void {
   }
 }
 
-function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo, peerTrusted: boolean) {
+function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo) {
+  const peerTrusted = ctx.peerTrusted;
   // The client's own forwarding headers were dropped above; gatehouse sets those the upstream
   // takes (`upstreams[].forwardedHeaders`, all four by default).
   const headers = upstreamHeaders(req.rawHeaders, req.headers.connection, r.forward);

@@ -53,18 +53,17 @@ describe('checkConfirmation (when the token is verified)', () => {
 });
 
 /** A request context of the Bearer scheme with this certificate. */
-const ctxWith = (clientCertificate: PeerCertificate | null | undefined, tokenScheme: 'Bearer' | 'DPoP' = 'Bearer') =>
-  ({ clientCertificate, tokenScheme, tokenSource: 'header', headers: {} }) as unknown as RequestContext;
+const ctxWith = (clientCertificate: PeerCertificate | null | undefined, source: 'header' | 'cookie' = 'header') =>
+  ({ clientCertificate, tokenScheme: source === 'header' ? 'Bearer' : null, tokenSource: source, headers: {} }) as unknown as RequestContext;
 /** A DPoP checker that must not be reached (the Bearer scheme never asks for a proof). */
 const NO_DPOP: DpopChecker = {
-  algs: 'ES256',
   check() {
     throw new Error('no DPoP proof is checked for a Bearer-scheme request');
   },
 };
 
 describe('checkSender (on every request)', () => {
-  it.each<[string, unknown, PeerCertificate | null | undefined, string]>([
+  it.each<[string, unknown, PeerCertificate | null | undefined, string, ('header' | 'cookie')?]>([
     ['accepts a certificate-bound token with that certificate', { 'x5t#S256': thumbA }, certOf(derA), 'ok'],
     ['refuses it with another certificate', { 'x5t#S256': thumbA }, certOf(derB), CODES.constrained],
     ['refuses it without a certificate', { 'x5t#S256': thumbA }, null, CODES.constrained],
@@ -72,11 +71,12 @@ describe('checkSender (on every request)', () => {
     ['refuses it with a certificate object that holds no DER', { 'x5t#S256': thumbA }, {} as PeerCertificate, CODES.constrained],
     ['refuses a non-canonical spelling of the right thumbprint', { 'x5t#S256': nonCanonicalA }, certOf(derA), CODES.constrained],
     ['refuses a binding it cannot check, whatever the certificate', { jwk: { kty: 'EC' } }, certOf(derA), CODES.constrained],
+    ['refuses a DPoP-bound token from a token-handler cookie (no proof can come with it)', { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, null, 'GH_ERR_DPOP_SCHEME_MISMATCH', 'cookie'],
     ['refuses a DPoP-bound token sent in the Bearer scheme, whatever the certificate', { jkt: '0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I' }, certOf(derA), 'GH_ERR_DPOP_SCHEME_MISMATCH'],
     ['refuses a cnf of the wrong shape (never trusts that it was checked before)', 'x5t', certOf(derA), CODES.malformed],
     ['accepts an empty cnf without a certificate', {}, null, 'ok'],
-  ])('%s', async (_name, cnf, cert, code) => {
-    expect((await checkSender(cnf, ctxWith(cert), 'token', CODES, NO_DPOP))?.code ?? 'ok').toBe(code);
+  ])('%s', async (_name, cnf, cert, code, source = 'header') => {
+    expect((await checkSender(cnf, ctxWith(cert, source), 'token', CODES, NO_DPOP))?.code ?? 'ok').toBe(code);
   });
 
   it('computes the thumbprint (base64url SHA-256 of the DER) once per certificate object, that is once per connection', () => {

@@ -3,9 +3,9 @@ import { base64url, calculateJwkThumbprint, SignJWT, type JWK } from 'jose';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acquireSharedReplay, createDpopChecker, jwkThumbprint, MAX_PROOF_SIZE, ProofReplayCache, type SharedReplayStore } from '../../src/authn/dpop.js';
+import { acquireDpopChecker, acquireSharedReplay, createDpopChecker, jwkThumbprint, MAX_PROOF_SIZE, ProofReplayCache, type SharedReplayStore } from '../../src/authn/dpop.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { createTrustedProxies } from '../../src/server/trusted-proxy.js';
+import { loadConfigText } from '../../src/config/load.js';
 import type { DpopConfig } from '../../src/config/types.js';
 import type { RequestContext } from '../../src/pipeline/context.js';
 import { testKey } from './jwt-fixtures.js';
@@ -250,23 +250,37 @@ describe('a DPoP proof is accepted', () => {
 });
 
 describe('behind a TLS-terminating proxy', () => {
-  const proxies = createTrustedProxies(['10.0.0.0/8']);
-  const behind = () => createDpopChecker(CONFIG, () => NOW, new ProofReplayCache(70_000, 1000), null, proxies);
-  const via = (p: string, peerIp: string, forwardedHost?: string) =>
-    request(p, { peerIp, headers: { host: 'gatehouse.internal:8080', dpop: p, ...(forwardedHost ? { 'x-forwarded-host': forwardedHost } : {}) } } as never);
+  const via = (p: string, peerTrusted: boolean, forwardedHost?: string) =>
+    request(p, { peerTrusted, headers: { host: 'gatehouse.internal:8080', dpop: p, ...(forwardedHost ? { 'x-forwarded-host': forwardedHost } : {}) } } as never);
 
   it("takes a trusted proxy's X-Forwarded-Host (its first value) as the host the client addressed", async () => {
-    const p = await proof();
-    expect(await behind().check(via(p, '10.1.2.3', 'api.example.test'), TOKEN, es.jkt)).toBeNull();
-    const q = await proof();
-    expect(await behind().check(via(q, '10.1.2.3', 'api.example.test, gatehouse.internal:8080'), TOKEN, es.jkt)).toBeNull();
+    expect(await checker().check(via(await proof(), true, 'api.example.test'), TOKEN, es.jkt)).toBeNull();
+    expect(await checker().check(via(await proof(), true, 'api.example.test, gatehouse.internal:8080'), TOKEN, es.jkt)).toBeNull();
   });
 
   it("ignores X-Forwarded-Host from a peer that is not a trusted proxy, and a trusted proxy's Host when it forwards none", async () => {
-    const p = await proof();
-    expect((await behind().check(via(p, '192.0.2.7', 'api.example.test'), TOKEN, es.jkt))?.detail).toMatch(/htu host api.example.test is not the request's gatehouse.internal:8080/);
-    expect((await behind().check(via(await proof(), '10.1.2.3'), TOKEN, es.jkt))?.detail).toMatch(/is not the request's gatehouse.internal:8080/);
-    expect((await checker().check(via(await proof(), '10.1.2.3', 'api.example.test'), TOKEN, es.jkt))?.detail).toMatch(/is not the request's gatehouse.internal:8080/);
+    expect((await checker().check(via(await proof(), false, 'api.example.test'), TOKEN, es.jkt))?.detail).toMatch(/htu host api.example.test is not the request's gatehouse.internal:8080/);
+    expect((await checker().check(via(await proof(), true), TOKEN, es.jkt))?.detail).toMatch(/is not the request's gatehouse.internal:8080/);
+  });
+});
+
+describe('one checker per gateway plan', () => {
+  it('is shared by every caller holding the same config object, and released by the last', async () => {
+    const config = loadConfigText('listen: { port: 0 }\nupstreams: [ { name: api, url: "http://127.0.0.1:1" } ]\nroutes: [ { name: p, path: /p, upstream: api, public: true } ]\n', 'gatehouse.yaml', {});
+    const log = { warn() {} } as unknown as Logger;
+    const a = acquireDpopChecker(config, () => NOW, log);
+    const b = acquireDpopChecker(config, () => NOW, log);
+    expect(b.checker).toBe(a.checker);
+    await a.release();
+    await a.release(); // twice from one holder counts once
+    const c = acquireDpopChecker(config, () => NOW, log);
+    expect(c.checker).toBe(a.checker); // b still holds it
+    await b.release();
+    await c.release();
+    expect(acquireDpopChecker(config, () => NOW, log).checker).not.toBe(a.checker);
+    // A reloaded config (another object) gets its own.
+    const reloaded = { ...config };
+    expect(acquireDpopChecker(reloaded, () => NOW, log).checker).not.toBe(a.checker);
   });
 });
 

@@ -132,6 +132,7 @@ export function ctxFor(config: GatehouseConfig, routeName = 'orders', services?:
     headers: {},
     clientIp: '127.0.0.1',
     peerIp: '127.0.0.1',
+    peerTrusted: false,
     secure: false,
     clientCertificate: null,
     startedAt: 0,
