@@ -210,13 +210,19 @@ function pruneErrors(errors: ErrorObject[]): ErrorObject[] {
   const anyOfPaths = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
   return errors.filter((e) => {
     // An anyOf whose object branch has errors deeper down: those deeper errors say more.
-    if (e.keyword === 'anyOf') return !errors.some((d) => d.instancePath.startsWith(`${e.instancePath}/`));
-    // drop branch errors of an anyOf at the same instance path (the anyOf message says it all)
-    if (anyOfPaths.has(e.instancePath) && /\/anyOf\/\d+\//.test(e.schemaPath)) {
+    if (e.keyword === 'anyOf') return !errors.some((d) => errorPath(d).startsWith(`${e.instancePath}/`));
+    // drop branch errors of an anyOf at the same instance path (the anyOf message says it all),
+    // but for an unknown key of its object branch, which names the key
+    if (anyOfPaths.has(e.instancePath) && /\/anyOf\/\d+\//.test(e.schemaPath) && e.keyword !== 'additionalProperties') {
       return false;
     }
     return true;
   });
+}
+
+/** Where an error points: an unknown key's own path, else the value's. */
+function errorPath(e: ErrorObject): string {
+  return e.keyword === 'additionalProperties' ? `${e.instancePath}/${String((e.params as { additionalProperty?: unknown }).additionalProperty)}` : e.instancePath;
 }
 
 function describe(error: ErrorObject): { message: string; onKey?: boolean; extraKey?: string } {

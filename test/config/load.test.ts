@@ -104,6 +104,13 @@ describe('config loading', () => {
     expect(issues[0]!.message).toMatch(/not a known key.*scopes/);
   });
 
+  it('names an unknown key inside a value that may also be a string or a boolean (a claim rule object, websocket settings)', () => {
+    const issues = issuesOf(VALID.replace('    scopes: [orders:read]', "    scopes: [orders:read]\n    claims: [{ rule: 'true', mesage: x }]"));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatchObject({ file: 'gatehouse.yaml', line: 19, path: 'routes[0].claims[0].mesage' });
+    expect(issues[0]!.message).toMatch(/not a known key.*rule, message/);
+  });
+
   it('reports every problem at once', () => {
     const text = VALID.replace('port: 8080', 'port: "eighty"').replace('methods: [GET]', 'methods: get').replace('public: true', 'public: yes please');
     const issues = issuesOf(text);
