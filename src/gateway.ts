@@ -16,6 +16,7 @@ import { createAdminServer, localReadiness } from './server/admin.js';
 import { workerReadiness } from './server/cluster-readiness.js';
 import { bindListener, createListener, type BoundListener } from './server/listener.js';
 import { createTrustedProxies, type TrustedProxies } from './server/trusted-proxy.js';
+import { Tunnels } from './forward/tunnel.js';
 import { createLogger } from './telemetry/log.js';
 import { inGatehouseCluster } from './telemetry/cluster-metrics.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
@@ -85,7 +86,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     throw err;
   }
 
-  const inFlight: InFlight = { count: 0, idle: null };
+  const tunnels = new Tunnels(log, metrics, services.now);
+  const inFlight: InFlight = { count: 0, idle: null, tunnels };
   metrics.inFlight(() => inFlight.count);
   const onRequest = (info: ListenerInfo, req: IncomingMessage, res: ServerResponse) => {
     // The plan is read once per request: a reload swaps it for later requests only.
@@ -93,6 +95,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   };
 
   const listeners: BoundListener[] = config.listen.map((l) => createListener(l, config, log, onRequest, metrics));
+  for (const l of listeners) l.acceptUpgrades(plan.websocket);
   let bound = false;
   let admin: http.Server | null = null;
   let adminUrl: string | null = null;
@@ -147,6 +150,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       plan = fresh;
       proxies = freshProxies;
       config = candidate;
+      for (const l of listeners) l.acceptUpgrades(fresh.websocket);
       log.info({ routes: fresh.routes.length }, 'config reloaded');
       warnPlaintextUpstreams(config, log);
       retire(old, config.limits.shutdownTimeout);
@@ -195,6 +199,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           });
         }
         for (const l of listeners) l.server.closeAllConnections?.();
+        // WebSocket connections are not requests: they end with the process (clients reconnect).
+        tunnels.closeAll();
         await new Promise<void>((resolve) => (admin ? admin.close(() => resolve()) : resolve()));
         admin?.closeAllConnections?.();
         await plan.close();

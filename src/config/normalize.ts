@@ -14,6 +14,7 @@ import type {
   RateLimitConfig,
   RouteConfig,
   UpstreamConfig,
+  WebSocketConfig,
 } from './types.js';
 import type { Locator } from './load.js';
 import { FORWARDED_HEADERS } from './types.js';
@@ -52,6 +53,7 @@ export const DEFAULTS = {
   dpop: { algorithms: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'], proofMaxAge: 60_000, clockSkew: 5_000, maxProofs: 200_000 },
   introspection: { cacheTtl: 60_000, negativeCacheTtl: 5_000, timeout: 5_000 },
   upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000 },
+  websocket: { idleTimeout: 5 * 60_000, maxDuration: 24 * 3_600_000, closeAtTokenExpiry: true, maxConnections: 1000 },
 } as const;
 
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1']);
@@ -262,6 +264,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       timeout: r.timeout === undefined ? undefined : ms(r.timeout, 0),
       maxBodySize: r.maxBodySize === undefined ? undefined : bytes(r.maxBodySize, 0),
       stripPrefix: r.stripPrefix ?? false,
+      websocket: websocketSettings(r.websocket, ms),
     };
     if (!upstreamNames.has(route.upstream)) {
       bad([...at, 'upstream'], `names no upstream (known: ${[...upstreamNames].join(', ') || 'none'})`);
@@ -286,6 +289,13 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     if (route.auth === 'cookie-only' && route.senderConstrained !== undefined && route.senderConstrained !== 'mtls') {
       // A token-handler session's token comes with no DPoP proof; only a certificate can constrain it.
       bad([...at, 'senderConstrained'], `${route.senderConstrained} cannot be met on a cookie-only route: a token from the token handler's cookie comes with no DPoP proof`);
+    }
+    if (route.websocket !== null && route.methods !== null && !route.methods.includes('GET')) {
+      // RFC 6455 §4.1: the opening handshake is a GET.
+      bad([...at, 'websocket'], 'needs GET among the route\'s methods: a WebSocket connection opens with a GET request');
+    }
+    if (route.public && typeof r.websocket === 'object' && r.websocket !== null && r.websocket.closeAtTokenExpiry !== undefined) {
+      bad([...at, 'websocket', 'closeAtTokenExpiry'], 'cannot be set on a public route (public routes check no token)', true);
     }
     if ((route.auth === 'cookie' || route.auth === 'cookie-only') && !raw.tokenHandler) {
       bad([...at, 'auth'], 'needs the tokenHandler section to be configured');
@@ -416,6 +426,19 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
 }
 
 /** Every trustedProxies entry must be an IP or CIDR, and no range may hold every address (/0). */
+/** `routes[].websocket`: `true` or settings (each with its default), or null for absent / `false`. */
+function websocketSettings(raw: boolean | Raw | undefined, ms: (value: unknown, fallback: number) => number): WebSocketConfig | null {
+  if (raw === undefined || raw === false) return null;
+  const given: Raw = raw === true ? {} : raw;
+  const d = DEFAULTS.websocket;
+  return {
+    idleTimeout: ms(given.idleTimeout, d.idleTimeout),
+    maxDuration: ms(given.maxDuration, d.maxDuration),
+    closeAtTokenExpiry: given.closeAtTokenExpiry ?? d.closeAtTokenExpiry,
+    maxConnections: given.maxConnections ?? d.maxConnections,
+  };
+}
+
 function normalizeTrustedProxies(entries: string[] | undefined, bad: (keyPath: (string | number)[], message: string) => void): string[] {
   (entries ?? []).forEach((entry, i) => {
     const problem = checkTrustedProxy(entry);

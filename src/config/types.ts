@@ -134,6 +134,20 @@ export interface RouteConfig {
   /** bytes */
   maxBodySize?: number;
   stripPrefix: boolean;
+  /** WebSocket connections through this route (docs/websockets.md); null: refused. */
+  websocket: WebSocketConfig | null;
+}
+
+/** `routes[].websocket`: what a WebSocket connection through the route may do once it is open. */
+export interface WebSocketConfig {
+  /** ms without a byte either way before the connection is closed. */
+  idleTimeout: number;
+  /** ms a connection may stay open at most. */
+  maxDuration: number;
+  /** Close the connection when the token it was opened with expires (default true). */
+  closeAtTokenExpiry: boolean;
+  /** Open connections on this route, per gatehouse process; 503 beyond. */
+  maxConnections: number;
 }
 
 export interface RateLimitConfig {

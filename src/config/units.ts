@@ -91,6 +91,8 @@ export const DURATION_RANGES: Readonly<Record<string, DurationRange>> = {
   'upstreams[].keepAliveTimeout': { min: TIMEOUT, zero: 'be refused by the HTTP client at start' },
   'routes[].timeout': { min: TIMEOUT, zero: NO_TIMEOUT },
   'routes[].stepUp.maxAuthAge': { min: 0 },
+  'routes[].websocket.idleTimeout': { min: 1000, zero: 'close every WebSocket connection as it opens' },
+  'routes[].websocket.maxDuration': { min: 1000, zero: 'close every WebSocket connection as it opens' },
   'rateLimits[].window': WINDOW,
   'preAuthLimit.window': WINDOW,
   // The connect timeout is 4 × this; a command slower than a minute is a store error anyway.

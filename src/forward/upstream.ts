@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { Pool, type Dispatcher } from 'undici';
@@ -8,6 +10,7 @@ import type { GatewayServices } from '../pipeline/runtime.js';
 import { abortResponse } from '../respond/problem.js';
 import { connectionTokens, dropCorsHeaders, isHopByHopResponseHeader, publicLocation, upstreamSetCookies, type UpstreamHeaderOptions } from './headers.js';
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
+import { namesWebSocket, type WebSocketForward } from './tunnel.js';
 
 /**
  * One upstream: an undici `Pool` (keep-alive, bounded connections) and its base URL.
@@ -105,6 +108,11 @@ export interface ForwardRequest {
   headerOptions: UpstreamHeaderOptions;
   /** What a `stripPrefix` route took off the path ('' otherwise), put back on the upstream's `Location`. */
   strippedPrefix: string;
+  /**
+   * A WebSocket handshake on a `websocket` route (its place in the route's count taken): sent
+   * with `Upgrade: websocket`, and a `101` answer joins the two sockets. Null for every other request.
+   */
+  websocket: WebSocketForward | null;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -139,6 +147,7 @@ export function dispatchForward<T>(upstream: Upstream, request: ForwardRequest, 
       headersTimeout: request.timeout,
       bodyTimeout: request.timeout,
       blocking: false,
+      upgrade: request.websocket === null ? undefined : 'websocket',
     },
     handler,
   );
@@ -272,6 +281,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   /** A whole body that came in one chunk: it goes out with the end, in one `res.end(chunk)`. */
   private whole: Buffer | null = null;
   bodyTooLarge = false;
+  /** The upstream answered a WebSocket handshake with 101: the connection is the tunnel's now. */
+  private upgraded = false;
 
   constructor(
     private readonly upstream: Upstream,
@@ -288,7 +299,52 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.finished) return;
     this.finished = true;
     if (this.stall !== null) clearTimeout(this.stall);
+    // A handshake that did not become a connection gives its place on the route back.
+    const websocket = this.request.websocket;
+    if (websocket !== null && !this.upgraded) websocket.tunnels.release(websocket.route);
     this.done(this.state, error);
+  }
+
+  /**
+   * `101 Switching Protocols` to a WebSocket handshake: the answer's head goes to the client as
+   * the upstream sent it (less hop-by-hop headers and gatehouse's cookies, plus gatehouse's
+   * own), then the two sockets are joined. The exchange ends here as a request (its access-log
+   * line says 101); the connection lives on in the route's {@link Tunnels}.
+   */
+  onRequestUpgrade(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, socket: Duplex): void {
+    const websocket = this.request.websocket!;
+    const res = this.res;
+    const client = res.socket;
+    this.request.timing.upstreamLatency = performance.now() - this.started;
+    if (client === null || client.destroyed || res.headersSent) {
+      socket.destroy();
+      this.end(null);
+      return;
+    }
+    const switched = headers.upgrade;
+    if (!namesWebSocket(typeof switched === 'string' ? switched : undefined)) {
+      socket.destroy();
+      this.end(new UpstreamFailed('GH_ERR_UPSTREAM_FAILED', { detail: `the upstream answered a WebSocket handshake with 101 and upgrade: ${String(switched).slice(0, 64)}` }));
+      return;
+    }
+    const options = this.request.headerOptions;
+    if (options.cookiePrefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, options.cookiePrefixes);
+    if (options.ownsCors) dropCorsHeaders(headers);
+    const head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
+    let text = `HTTP/1.1 ${statusCode} Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n`;
+    for (let i = 0; i < head.length; i += 2) {
+      const value = head[i + 1]!;
+      if (Array.isArray(value)) for (const v of value) text += `${head[i] as string}: ${v}\r\n`;
+      else text += `${head[i] as string}: ${value}\r\n`;
+    }
+    this.upgraded = true;
+    res.detachSocket(client);
+    res.statusCode = statusCode;
+    client.write(`${text}\r\n`);
+    websocket.tunnels.join(client, socket as Socket, websocket);
+    this.end(null);
+    // The request is over: the runner's `close` listener writes its access-log line and counts it out.
+    res.emit('close');
   }
 
   /**

@@ -2,9 +2,10 @@ import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { GatehouseError, internalError, RequestRejected } from '../errors.js';
+import { GatehouseError, internalError, RequestRejected, ServiceUnavailable } from '../errors.js';
 import { forwardedElement, upstreamHeaders } from '../forward/headers.js';
 import { clientClosed, dispatchForward } from '../forward/upstream.js';
+import { isWebSocketHandshake, namesWebSocket, type Tunnels, type WebSocketForward } from '../forward/tunnel.js';
 import { sendContinue } from '../respond/continue.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
@@ -70,6 +71,8 @@ function peerCertificate(socket: CertSocket): PeerCertificate | null {
 export interface InFlight {
   count: number;
   idle: (() => void) | null;
+  /** The gateway's open WebSocket connections (not requests: they outlive their handshake's count). */
+  readonly tunnels: Tunnels;
 }
 
 /** One request in flight: what the runner's steps share (no per-request closures). */
@@ -308,12 +311,63 @@ async function stagesFrom(ctx: RequestContext, r: CompiledRoute, step: number, p
 
 function forward(ex: Exchange): void {
   const r = ex.ctx.route!;
+  let websocket: WebSocketForward | null = null;
+  if (ex.req.headers.upgrade !== undefined) {
+    const verdict = websocketFor(ex, r);
+    if (verdict instanceof GatehouseError) return fail(ex, verdict);
+    websocket = verdict;
+  }
   ex.ctx.decision = 'granted';
-  const request = buildForward(ex.ctx, r, ex.req, ex.listener);
+  const request = buildForward(ex.ctx, r, ex.req, ex.listener, websocket);
   // Granted (route, Content-Length, authentication, authorization, limits): a client that sent
   // `Expect: 100-continue` may send its body now, and not before. Bodiless requests skip this.
   if (request.body !== null) sendContinue(ex.req, ex.res);
   dispatchForward(r.upstream, request, ex.res, onForwarded, ex);
+}
+
+/**
+ * A granted request that asks to upgrade: null for any protocol but WebSocket (the `Upgrade`
+ * header is hop-by-hop and the request goes on as a plain one, RFC 9110 §7.8); for a WebSocket
+ * handshake, the refusal (a route without `websocket`, a malformed handshake, a full route) or
+ * what the forwarder needs to open the connection, its place on the route taken.
+ */
+function websocketFor(ex: Exchange, r: CompiledRoute): WebSocketForward | GatehouseError | null {
+  const req = ex.req;
+  if (!namesWebSocket(req.headers.upgrade)) return null;
+  const settings = r.config.websocket;
+  // (A config built in code may leave the key out: off, as `false`.)
+  if (!settings) {
+    return new RequestRejected('GH_ERR_WEBSOCKET_NOT_ALLOWED', 400, 'this route does not accept WebSocket connections', { detail: `route ${r.name} has no websocket settings` });
+  }
+  // `req.upgrade`: node handed the request over as an upgrade (the listener takes them while a route has `websocket`).
+  if ((req as { upgrade?: boolean }).upgrade !== true || !isWebSocketHandshake(req)) {
+    return new RequestRejected('GH_ERR_WEBSOCKET_NOT_ALLOWED', 400, 'this route does not accept WebSocket connections', {
+      detail: `not a WebSocket opening handshake (${req.method} over HTTP/${req.httpVersion}${req.headers.connection === undefined ? ', no Connection: Upgrade' : ''}): RFC 6455 §4.1 asks for a GET over HTTP/1.1`,
+    });
+  }
+  const tunnels = ex.inFlight.tunnels;
+  if (!tunnels.reserve(r.name, settings.maxConnections)) {
+    return new ServiceUnavailable('GH_ERR_WEBSOCKET_LIMIT_EXCEEDED', 'too many WebSocket connections are open on this route', {
+      detail: `${tunnels.count(r.name)} open, routes[].websocket.maxConnections ${settings.maxConnections}`,
+      retryAfter: 1,
+    });
+  }
+  const ctx = ex.ctx;
+  const now = ex.services.now();
+  let closeAt = now + settings.maxDuration;
+  let closeAtIsExpiry = false;
+  const principal = ctx.principal;
+  const exp = principal?.claims.exp;
+  if (settings.closeAtTokenExpiry && typeof exp === 'number') {
+    // As long as the token is accepted: its `exp` plus the issuer's clock skew.
+    const skew = ex.plan.config.issuers.find((i) => i.name === principal!.issuer)?.clockSkew ?? 0;
+    const expiry = exp * 1000 + skew;
+    if (expiry <= closeAt) {
+      closeAt = expiry;
+      closeAtIsExpiry = true;
+    }
+  }
+  return { tunnels, settings, route: r.name, upstream: r.upstream.name, closeAt, closeAtIsExpiry, requestId: ctx.id, subject: principal?.subject };
 }
 
 function onForwarded(ex: Exchange, error: GatehouseError | null): void {
@@ -339,7 +393,7 @@ function fail(ex: Exchange, error: GatehouseError): void {
   }
 }
 
-function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo) {
+function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo, websocket: WebSocketForward | null) {
   const peerTrusted = ctx.peerTrusted;
   // The client's own forwarding headers were dropped above; gatehouse sets those the upstream
   // takes (`upstreams[].forwardedHeaders`, all four by default).
@@ -380,6 +434,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     timing: ctx,
     headerOptions: r.forward,
     strippedPrefix: ctx.strippedPrefix,
+    websocket,
   };
 }
 
@@ -428,7 +483,8 @@ function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res:
     sub: ctx.principal?.subject,
     issuer: ctx.principal?.issuer,
   };
-  if (!res.writableFinished && ctx.decision === 'granted') entry.aborted = true;
+  // A WebSocket handshake the upstream accepted (101) is over, not aborted: the connection's own line comes when it closes.
+  if (!res.writableFinished && ctx.decision === 'granted' && status !== 101) entry.aborted = true;
   if (error) {
     entry.reason = error.code;
     if (error.detail) entry.detail = error.detail;

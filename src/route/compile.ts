@@ -41,6 +41,8 @@ export interface Plan {
   readonly handlers: readonly AreaRuntime[];
   /** `gateway.paths.allowSemicolons`, read once here for normalizeTarget on every request. */
   readonly allowSemicolons: boolean;
+  /** Some route takes WebSocket connections (`routes[].websocket`): the listeners take upgrades. */
+  readonly websocket: boolean;
   /**
    * Requests running on this plan (the runner counts them in and out): after a reload the old
    * plan is closed when its last request is done, not while one still waits in a stage.
@@ -119,6 +121,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       handlers: areas.filter((a) => a.handle),
       // Optional chaining: a config built in code (tests) may lack the section; refusing is the default.
       allowSemicolons: config.gateway.paths?.allowSemicolons === true,
+      websocket: config.routes.some((r) => Boolean(r.websocket)),
       inFlight: { count: 0, idle: null },
       async start() {
         await Promise.all(areas.map((a) => a.start?.()));

@@ -23,6 +23,12 @@ export interface BoundListener {
   reloadCertificates?(): Promise<boolean>;
   /** The certificate new handshakes get (HTTPS listeners). */
   certificate?(): CertificateInfo;
+  /**
+   * Take HTTP/1.1 upgrade requests off node's parser (true while some route has `websocket`):
+   * they run through the pipeline on their own connection, closed after the answer unless a
+   * WebSocket handshake is accepted. Off, node serves them as plain requests.
+   */
+  acceptUpgrades(on: boolean): void;
   close(): void;
 }
 
@@ -82,12 +88,20 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
     if (req.httpVersionMajor === 2) server.emit('request', req, second);
     else answerConnect(second as Socket, log, config.name, rawHeaders);
   });
+  const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer) => answerUpgrade(req, socket, head, handler, log, config.name, rawHeaders);
+  let upgrades = false;
   return {
     name: config.name,
     config,
     info,
     server,
     url: '',
+    acceptUpgrades(on: boolean) {
+      if (on === upgrades) return;
+      upgrades = on;
+      if (on) server.on('upgrade', onUpgrade);
+      else server.off('upgrade', onUpgrade);
+    },
     reloadCertificates: secure ? secure.reload : undefined,
     certificate: secure ? secure.certificate : undefined,
     close() {
@@ -155,6 +169,55 @@ function answerConnect(socket: Socket, log: Logger, listener: string, headers: s
   log.info({ listener, req_id: id, method: 'CONNECT', reason: error.code, detail: error.detail, client_ip: socket.remoteAddress, granted: false }, 'client error');
   if (socket.writable) writeRawProblem(socket, error, id, headers);
   else socket.destroy();
+}
+
+// An HTTP/1.1 request with `Connection: Upgrade` (node hands these over only while an 'upgrade'
+// listener is set: some route takes WebSocket connections). It runs through the pipeline like any
+// request, with a response of its own on the socket: a WebSocket handshake the upstream accepts
+// becomes a connection (forward/tunnel.ts); any other answer closes the connection after it.
+// What follows the head on the socket is not parsed by node any more, so an upgrade request with
+// a body (`Upgrade: h2c` on a POST) is refused rather than forwarded without it.
+function answerUpgrade(
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  log: Logger,
+  listener: string,
+  headers: string,
+): void {
+  // node took its own error listener off: a reset from here on must not crash the process.
+  socket.on('error', onUpgradeSocketError);
+  if (head.length > 0) socket.unshift(head);
+  const length = req.headers['content-length'];
+  if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) {
+    const error = new RequestRejected('GH_ERR_REQUEST_UPGRADE_WITH_BODY', 400, 'a request that asks to upgrade the connection cannot carry a body here', {
+      detail: `upgrade: ${String(req.headers.upgrade).slice(0, 64)} with a body`,
+    });
+    const id = nextRequestId();
+    log.info({ listener, req_id: id, method: req.method, path: (req.url ?? '').slice(0, 256), reason: error.code, detail: error.detail, client_ip: socket.remoteAddress, granted: false }, 'client error');
+    if (socket.writable) writeRawProblem(socket, error, id, headers);
+    else socket.destroy();
+    return;
+  }
+  const res = new http.ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket);
+  res.on('finish', onUpgradeAnswered);
+  handler(req, res);
+}
+
+function onUpgradeSocketError(this: Socket): void {
+  this.destroy();
+}
+
+// A refused (or plainly answered) upgrade request: the answer is out, the connection ends with it.
+function onUpgradeAnswered(this: ServerResponse): void {
+  const socket = this.socket;
+  if (socket === null) return;
+  socket.end();
+  // A client that never reads must not keep the socket.
+  setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 /** Header pairs as raw lines, each ending CRLF, for the answers written on the socket. */

@@ -78,6 +78,18 @@ const route: JsonSchema = closed(
     timeout: duration,
     maxBodySize: size,
     stripPrefix: { type: 'boolean' },
+    websocket: {
+      description: 'Let WebSocket connections through this route (true, or settings); absent or false: refused (docs/websockets.md).',
+      anyOf: [
+        { type: 'boolean' },
+        closed({
+          idleTimeout: { ...duration, description: 'Close a connection after this long without a byte either way (default 5m).' },
+          maxDuration: { ...duration, description: 'Close a connection after this long whatever it does (default 24h).' },
+          closeAtTokenExpiry: { type: 'boolean', description: 'Close a connection when the token it was opened with expires (default true).' },
+          maxConnections: { type: 'integer', minimum: 1, description: 'Open connections on this route per gatehouse process; 503 beyond (default 1000).' },
+        }),
+      ],
+    },
   },
   ['name', 'path', 'upstream'],
 );

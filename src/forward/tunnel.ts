@@ -1,0 +1,228 @@
+/**
+ * WebSocket connections (RFC 6455) once the upstream has answered the opening handshake with
+ * `101 Switching Protocols`: two sockets joined byte for byte, held to the route's
+ * `websocket` settings (docs/websockets.md) — an idle timeout, a longest duration, the token's
+ * expiry — and counted per route, so that a route's open connections stay bounded and a
+ * shutdown closes them all.
+ *
+ * gatehouse does not read the frames: authentication, authorization and limits are decided on
+ * the handshake, which runs through the pipeline as any request does.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Gauge, Counter } from 'prom-client';
+import type { WebSocketConfig } from '../config/types.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+/** Why a connection ended, as the log line and `gatehouse_websocket_closed_total{reason}` say it. */
+export type TunnelCloseReason =
+  | 'client-closed'
+  | 'upstream-closed'
+  | 'client-error'
+  | 'upstream-error'
+  | 'idle-timeout'
+  | 'max-duration'
+  | 'token-expired'
+  | 'shutdown';
+
+/**
+ * Whether a request is a WebSocket opening handshake (RFC 6455 §4.1): a `GET` over HTTP/1.1
+ * whose `Upgrade` names `websocket` (case-insensitive, among other protocols or alone).
+ *
+ * @example
+ * ```ts
+ * isWebSocketHandshake(req); // true for GET /chat with `Connection: Upgrade`, `Upgrade: websocket`
+ * ```
+ */
+export function isWebSocketHandshake(req: IncomingMessage): boolean {
+  if (req.method !== 'GET' || req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) return false;
+  return namesWebSocket(req.headers.upgrade);
+}
+
+/** An `Upgrade` value naming `websocket` (RFC 9110 §7.8: a list of protocols, case-insensitive). */
+export function namesWebSocket(upgrade: string | undefined): boolean {
+  if (upgrade === undefined) return false;
+  for (const part of upgrade.split(',')) {
+    const protocol = part.trim();
+    // `websocket` or `websocket/13`-style versions (none is registered, but the grammar allows them)
+    if (protocol.length >= 9 && protocol.slice(0, 9).toLowerCase() === 'websocket' && (protocol.length === 9 || protocol[9] === '/')) return true;
+  }
+  return false;
+}
+
+/** What one handshake on a `websocket` route brings to the forwarder. */
+export interface WebSocketForward {
+  readonly tunnels: Tunnels;
+  readonly settings: WebSocketConfig;
+  readonly route: string;
+  readonly upstream: string;
+  /** When the connection must be closed at the latest (ms since epoch): the token's expiry or `maxDuration`. */
+  readonly closeAt: number;
+  /** `closeAt` is the token's expiry (not `maxDuration`): the reason it is logged with. */
+  readonly closeAtIsExpiry: boolean;
+  readonly requestId: string;
+  readonly subject: string | undefined;
+}
+
+/**
+ * The open WebSocket connections of one gateway (one process), across reloads: a reload leaves
+ * them open; a shutdown closes them.
+ *
+ * @example
+ * ```ts
+ * const tunnels = new Tunnels(log, metrics, Date.now);
+ * if (!tunnels.reserve('chat', 1000)) return tooMany();
+ * ```
+ */
+export class Tunnels {
+  private readonly open = new Set<Tunnel>();
+  /** Connections per route, handshakes under way included. */
+  private readonly counts = new Map<string, number>();
+  private readonly closed: Counter<string>;
+  private closing = false;
+
+  constructor(
+    readonly log: Logger,
+    metrics: Metrics,
+    readonly now: () => number,
+  ) {
+    const counts = this.counts;
+    const gauge: Gauge<string> = metrics.gauge('gatehouse_websocket_connections', 'Open WebSocket connections (and handshakes under way), by route.', ['route']);
+    // Read when scraped: nothing per connection.
+    (gauge as unknown as { collect?: () => void }).collect = function (this: Gauge<string>) {
+      this.reset();
+      for (const [route, n] of counts) this.set({ route }, n);
+    };
+    this.closed = metrics.counter('gatehouse_websocket_closed_total', 'WebSocket connections that ended, by route and reason.', ['route', 'reason']);
+  }
+
+  /** Open connections (handshakes under way included) on `route`. */
+  count(route: string): number {
+    return this.counts.get(route) ?? 0;
+  }
+
+  /** Take a place on `route` for a handshake; false when the route has `max` already, or the gateway is shutting down. */
+  reserve(route: string, max: number): boolean {
+    const n = this.counts.get(route) ?? 0;
+    if (this.closing || n >= max) return false;
+    this.counts.set(route, n + 1);
+    return true;
+  }
+
+  /** Give a place back (a handshake the upstream refused or that failed, a connection that ended). */
+  release(route: string): void {
+    const n = (this.counts.get(route) ?? 1) - 1;
+    if (n <= 0) this.counts.delete(route);
+    else this.counts.set(route, n);
+  }
+
+  /** Join the client's socket and the upstream's; the place taken by {@link reserve} is the tunnel's now. */
+  join(client: Socket, upstream: Socket, forward: WebSocketForward): void {
+    if (this.closing) {
+      client.destroy();
+      upstream.destroy();
+      this.release(forward.route);
+      return;
+    }
+    const tunnel = new Tunnel(this, client, upstream, forward);
+    this.open.add(tunnel);
+    tunnel.start();
+  }
+
+  /** Close every connection (shutdown); later handshakes are refused. */
+  closeAll(): void {
+    this.closing = true;
+    for (const tunnel of [...this.open]) tunnel.close('shutdown');
+  }
+
+  /** @internal a tunnel that ended. */
+  ended(tunnel: Tunnel, reason: TunnelCloseReason): void {
+    if (!this.open.delete(tunnel)) return;
+    this.release(tunnel.forward.route);
+    this.closed.inc({ route: tunnel.forward.route, reason });
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+}
+
+/** How long a side that ended (FIN) may take to flush and close before it is cut. */
+const LINGER_MS = 5_000;
+
+class Tunnel {
+  private readonly opened: number;
+  private readonly clientRead0: number;
+  private readonly clientWritten0: number;
+  private deadline: NodeJS.Timeout | null = null;
+  private done = false;
+
+  constructor(
+    private readonly tunnels: Tunnels,
+    private readonly client: Socket,
+    private readonly upstream: Socket,
+    readonly forward: WebSocketForward,
+  ) {
+    this.opened = tunnels.now();
+    this.clientRead0 = client.bytesRead;
+    this.clientWritten0 = client.bytesWritten;
+  }
+
+  start(): void {
+    const { client, upstream, forward } = this;
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
+    client.on('error', () => this.close('client-error'));
+    upstream.on('error', () => this.close('upstream-error'));
+    // A side that closes (after its FIN went on through the pipe, or reset) ends the tunnel.
+    client.on('close', () => this.close('client-closed'));
+    upstream.on('close', () => this.close('upstream-closed'));
+    // Every byte either way passes through the client's socket: its timeout is the idle timeout.
+    client.setTimeout(forward.settings.idleTimeout, () => this.close('idle-timeout'));
+    upstream.setTimeout(0);
+    const wait = forward.closeAt - this.tunnels.now();
+    if (wait <= 0) {
+      this.close(forward.closeAtIsExpiry ? 'token-expired' : 'max-duration');
+      return;
+    }
+    this.deadline = setTimeout(() => this.close(forward.closeAtIsExpiry ? 'token-expired' : 'max-duration'), Math.min(wait, 2 ** 31 - 1));
+    this.deadline.unref();
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  }
+
+  /**
+   * End the tunnel once. A side that closed lets the other flush what it was sent (a WebSocket
+   * close frame) and end, for at most {@link LINGER_MS}; any other reason cuts both at once.
+   */
+  close(reason: TunnelCloseReason): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.deadline !== null) clearTimeout(this.deadline);
+    const { client, upstream } = this;
+    if (reason === 'client-closed' || reason === 'upstream-closed') {
+      const other = reason === 'client-closed' ? upstream : client;
+      other.end();
+      setTimeout(() => other.destroy(), LINGER_MS).unref();
+    } else {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.tunnels.ended(this, reason);
+    const forward = this.forward;
+    const entry = {
+      req_id: forward.requestId,
+      route: forward.route,
+      upstream: forward.upstream,
+      sub: forward.subject,
+      reason,
+      duration_ms: this.tunnels.now() - this.opened,
+      bytes_from_client: client.bytesRead - this.clientRead0,
+      bytes_to_client: client.bytesWritten - this.clientWritten0,
+    };
+    if (reason === 'client-error' || reason === 'upstream-error') this.tunnels.log.warn(entry, 'websocket closed');
+    else this.tunnels.log.info(entry, 'websocket closed');
+  }
+}
