@@ -53,7 +53,7 @@ export const DEFAULTS = {
   dpop: { algorithms: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'], proofMaxAge: 60_000, clockSkew: 5_000, maxProofs: 200_000 },
   introspection: { cacheTtl: 60_000, negativeCacheTtl: 5_000, timeout: 5_000 },
   upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000 },
-  websocket: { idleTimeout: 5 * 60_000, maxDuration: 24 * 3_600_000, closeAtTokenExpiry: true, maxConnections: 1000 },
+  websocket: { idleTimeout: 5 * 60_000, maxDuration: 24 * 3_600_000, closeAtTokenExpiry: true, maxConnections: 1000, maxMessageSize: 1024 * 1024 },
 } as const;
 
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1']);
@@ -264,7 +264,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       timeout: r.timeout === undefined ? undefined : ms(r.timeout, 0),
       maxBodySize: r.maxBodySize === undefined ? undefined : bytes(r.maxBodySize, 0),
       stripPrefix: r.stripPrefix ?? false,
-      websocket: websocketSettings(r.websocket, ms),
+      websocket: websocketSettings(r.websocket, ms, bytes),
     };
     if (!upstreamNames.has(route.upstream)) {
       bad([...at, 'upstream'], `names no upstream (known: ${[...upstreamNames].join(', ') || 'none'})`);
@@ -293,6 +293,9 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     if (route.websocket !== null && route.methods !== null && !route.methods.includes('GET')) {
       // RFC 6455 §4.1: the opening handshake is a GET.
       bad([...at, 'websocket'], 'needs GET among the route\'s methods: a WebSocket connection opens with a GET request');
+    }
+    if (route.websocket !== null && route.websocket.maxMessageSize < 1) {
+      bad([...at, 'websocket', 'maxMessageSize'], 'must be at least 1 byte: 0 would close every connection at its first message');
     }
     if (route.public && typeof r.websocket === 'object' && r.websocket !== null && r.websocket.closeAtTokenExpiry !== undefined) {
       bad([...at, 'websocket', 'closeAtTokenExpiry'], 'cannot be set on a public route (public routes check no token)', true);
@@ -427,7 +430,11 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
 
 /** Every trustedProxies entry must be an IP or CIDR, and no range may hold every address (/0). */
 /** `routes[].websocket`: `true` or settings (each with its default), or null for absent / `false`. */
-function websocketSettings(raw: boolean | Raw | undefined, ms: (value: unknown, fallback: number) => number): WebSocketConfig | null {
+function websocketSettings(
+  raw: boolean | Raw | undefined,
+  ms: (value: unknown, fallback: number) => number,
+  bytes: (value: unknown, fallback: number) => number,
+): WebSocketConfig | null {
   if (raw === undefined || raw === false) return null;
   const given: Raw = raw === true ? {} : raw;
   const d = DEFAULTS.websocket;
@@ -436,6 +443,7 @@ function websocketSettings(raw: boolean | Raw | undefined, ms: (value: unknown, 
     maxDuration: ms(given.maxDuration, d.maxDuration),
     closeAtTokenExpiry: given.closeAtTokenExpiry ?? d.closeAtTokenExpiry,
     maxConnections: given.maxConnections ?? d.maxConnections,
+    maxMessageSize: bytes(given.maxMessageSize, d.maxMessageSize),
   };
 }
 

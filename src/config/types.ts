@@ -148,6 +148,8 @@ export interface WebSocketConfig {
   closeAtTokenExpiry: boolean;
   /** Open connections on this route, per gatehouse process; 503 beyond. */
   maxConnections: number;
+  /** bytes: the largest message from the client (payload over its fragments); larger → closed with 1009. */
+  maxMessageSize: number;
 }
 
 export interface RateLimitConfig {

@@ -5,8 +5,10 @@
  * expiry — and counted per route, so that a route's open connections stay bounded and a
  * shutdown closes them all.
  *
- * gatehouse does not read the frames: authentication, authorization and limits are decided on
- * the handshake, which runs through the pipeline as any request does.
+ * Authentication, authorization and limits are decided on the handshake, which runs through the
+ * pipeline as any request does. Of the frames, gatehouse reads the headers only (frames.ts): to
+ * hold the client's messages to `maxMessageSize`, and to close a connection it ends itself with
+ * a close frame to each side rather than a cut.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -14,6 +16,7 @@ import type { Logger } from 'pino';
 import type { Gauge, Counter } from 'prom-client';
 import type { WebSocketConfig } from '../config/types.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { closeFrame, FrameCursor, FRAMES_OK } from './frames.js';
 
 /** Why a connection ended, as the log line and `gatehouse_websocket_closed_total{reason}` say it. */
 export type TunnelCloseReason =
@@ -24,6 +27,7 @@ export type TunnelCloseReason =
   | 'idle-timeout'
   | 'max-duration'
   | 'token-expired'
+  | 'message-too-big'
   | 'shutdown';
 
 /**
@@ -148,8 +152,20 @@ export class Tunnels {
   }
 }
 
-/** How long a side that ended (FIN) may take to flush and close before it is cut. */
+/** How long a side that ended (FIN), or was sent a close frame, may take to flush and close before it is cut. */
 const LINGER_MS = 5_000;
+
+/**
+ * The close frame each side gets when gatehouse ends a connection itself (RFC 6455 §7.4.1), sent
+ * where the side's stream is between frames; elsewhere the connection is cut (the client sees 1006).
+ */
+const CLOSE_CODES: Partial<Record<TunnelCloseReason, { code: number; reason: string }>> = {
+  'idle-timeout': { code: 1001, reason: 'idle timeout' },
+  'max-duration': { code: 1001, reason: 'maximum duration reached' },
+  'token-expired': { code: 1008, reason: 'token expired' },
+  shutdown: { code: 1001, reason: 'going away' },
+  'message-too-big': { code: 1009, reason: 'message too big' },
+};
 
 class Tunnel {
   private readonly opened: number;
@@ -157,6 +173,9 @@ class Tunnel {
   private readonly clientWritten0: number;
   private deadline: NodeJS.Timeout | null = null;
   private done = false;
+  /** Frames from the client (masked), with the message size limit; frames from the upstream. */
+  private readonly fromClient: FrameCursor;
+  private readonly fromUpstream = new FrameCursor(Infinity);
 
   constructor(
     private readonly tunnels: Tunnels,
@@ -167,6 +186,7 @@ class Tunnel {
     this.opened = tunnels.now();
     this.clientRead0 = client.bytesRead;
     this.clientWritten0 = client.bytesWritten;
+    this.fromClient = new FrameCursor(forward.settings.maxMessageSize);
   }
 
   start(): void {
@@ -175,9 +195,11 @@ class Tunnel {
     upstream.setNoDelay(true);
     client.on('error', () => this.close('client-error'));
     upstream.on('error', () => this.close('upstream-error'));
-    // A side that closes (after its FIN went on through the pipe, or reset) ends the tunnel.
+    // A side that closes (after its FIN went on, or reset) ends the tunnel.
     client.on('close', () => this.close('client-closed'));
     upstream.on('close', () => this.close('upstream-closed'));
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
     // Every byte either way passes through the client's socket: its timeout is the idle timeout.
     client.setTimeout(forward.settings.idleTimeout, () => this.close('idle-timeout'));
     upstream.setTimeout(0);
@@ -188,24 +210,47 @@ class Tunnel {
     }
     this.deadline = setTimeout(() => this.close(forward.closeAtIsExpiry ? 'token-expired' : 'max-duration'), Math.min(wait, 2 ** 31 - 1));
     this.deadline.unref();
-    client.pipe(upstream);
-    upstream.pipe(client);
+    client.on('data', (chunk: Buffer) => this.relay(chunk, this.fromClient, client, upstream));
+    upstream.on('data', (chunk: Buffer) => this.relay(chunk, this.fromUpstream, upstream, client));
     client.resume();
+    upstream.resume();
+  }
+
+  /** One chunk on to the other side, its frame headers read on the way; the reader waits while the writer is full. */
+  private relay(chunk: Buffer, cursor: FrameCursor, from: Socket, to: Socket): void {
+    if (this.done) return;
+    const refused = cursor.feed(chunk);
+    if (refused !== FRAMES_OK) {
+      // A message over maxMessageSize (only the client's are limited): what came before it goes on.
+      if (refused > 0) to.write(chunk.subarray(0, refused));
+      this.close('message-too-big');
+      return;
+    }
+    if (!to.write(chunk)) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
   }
 
   /**
    * End the tunnel once. A side that closed lets the other flush what it was sent (a WebSocket
-   * close frame) and end, for at most {@link LINGER_MS}; any other reason cuts both at once.
+   * close frame) and end, for at most {@link LINGER_MS}. A bound gatehouse enforces (idle,
+   * duration, expiry, shutdown, message size) sends each side a close frame where its stream is
+   * between frames, then ends both; a socket error cuts both at once.
    */
   close(reason: TunnelCloseReason): void {
     if (this.done) return;
     this.done = true;
     if (this.deadline !== null) clearTimeout(this.deadline);
     const { client, upstream } = this;
+    const own = CLOSE_CODES[reason];
     if (reason === 'client-closed' || reason === 'upstream-closed') {
       const other = reason === 'client-closed' ? upstream : client;
       other.end();
       setTimeout(() => other.destroy(), LINGER_MS).unref();
+    } else if (own !== undefined) {
+      this.closeSide(client, this.fromUpstream, closeFrame(own.code, own.reason, false));
+      this.closeSide(upstream, this.fromClient, closeFrame(1001, 'going away', true));
     } else {
       client.destroy();
       upstream.destroy();
@@ -224,5 +269,16 @@ class Tunnel {
     };
     if (reason === 'client-error' || reason === 'upstream-error') this.tunnels.log.warn(entry, 'websocket closed');
     else this.tunnels.log.info(entry, 'websocket closed');
+  }
+
+  /** A close frame and the end to one side when what it was sent so far ends between frames; cut otherwise. */
+  private closeSide(socket: Socket, sent: FrameCursor, frame: Buffer): void {
+    if (socket.destroyed) return;
+    if (!sent.atBoundary() || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    socket.end(frame);
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
   }
 }

@@ -20,18 +20,19 @@ describe('routes[].websocket', () => {
     expect(loadConfigText(route('websocket: false'), 'gatehouse.yaml', {}).routes[0]!.websocket).toBeNull();
   });
 
-  it('`true` takes the defaults: 5 minutes idle, 24 hours at most, closed at token expiry, 1000 connections', () => {
+  it('`true` takes the defaults: 5 minutes idle, 24 hours at most, closed at token expiry, 1000 connections, 1 MiB messages', () => {
     expect(loadConfigText(route('websocket: true'), 'gatehouse.yaml', {}).routes[0]!.websocket).toEqual({
       idleTimeout: 300_000,
       maxDuration: 86_400_000,
       closeAtTokenExpiry: true,
       maxConnections: 1000,
+      maxMessageSize: 1024 * 1024,
     });
   });
 
   it('takes each setting, durations with units', () => {
-    const config = loadConfigText(route('websocket: { idleTimeout: 30s, maxDuration: 2h, closeAtTokenExpiry: false, maxConnections: 50 }'), 'gatehouse.yaml', {});
-    expect(config.routes[0]!.websocket).toEqual({ idleTimeout: 30_000, maxDuration: 7_200_000, closeAtTokenExpiry: false, maxConnections: 50 });
+    const config = loadConfigText(route('websocket: { idleTimeout: 30s, maxDuration: 2h, closeAtTokenExpiry: false, maxConnections: 50, maxMessageSize: 64kb }'), 'gatehouse.yaml', {});
+    expect(config.routes[0]!.websocket).toEqual({ idleTimeout: 30_000, maxDuration: 7_200_000, closeAtTokenExpiry: false, maxConnections: 50, maxMessageSize: 64 * 1024 });
   });
 
   it.each<[string, string, RegExp]>([
@@ -39,7 +40,9 @@ describe('routes[].websocket', () => {
     ['a longest duration under a second', 'websocket: { maxDuration: 500ms }', /routes\[0\]\.websocket\.maxDuration must be at least 1s/],
     ['a longest duration past what a timer holds', 'websocket: { maxDuration: 30d }', /routes\[0\]\.websocket\.maxDuration must be at most 24d/],
     ['0 connections', 'websocket: { maxConnections: 0 }', /routes\[0\]\.websocket\.maxConnections/],
-    ['an unknown key', 'websocket: { maxMessageSize: 1mb }', /routes\[0\]\.websocket.*maxMessageSize/],
+    ['a message size of 0', 'websocket: { maxMessageSize: 0 }', /routes\[0\]\.websocket\.maxMessageSize must be at least 1 byte/],
+    ['a message size that is no size', 'websocket: { maxMessageSize: lots }', /routes\[0\]\.websocket\.maxMessageSize/],
+    ['an unknown key', 'websocket: { maxFrameSize: 1mb }', /routes\[0\]\.websocket\.maxFrameSize is not a known key/],
     ['a string', 'websocket: yes', /routes\[0\]\.websocket/],
     ['a route whose methods leave out GET (the handshake is a GET)', 'methods: [POST]\nwebsocket: true', /routes\[0\]\.websocket needs GET among the route's methods/],
     ['closeAtTokenExpiry on a public route', 'public: true\nwebsocket: { closeAtTokenExpiry: true }', /routes\[0\]\.websocket\.closeAtTokenExpiry cannot be set on a public route/],

@@ -41,6 +41,7 @@ routes:
   - { name: one, path: /one, upstream: api, public: true, websocket: { maxConnections: 1 } }
   - { name: short, path: /short, upstream: api, public: true, websocket: { maxDuration: 1s } }
   - { name: gone, path: /gone, upstream: api, public: true, websocket: true }
+  - { name: small, path: /small, upstream: api, public: true, websocket: { maxMessageSize: 1kb } }
   - { name: dead, path: /dead, upstream: dead, public: true, websocket: true }
 ${extraRoutes}`;
 }
@@ -206,10 +207,11 @@ describe('bounds', () => {
     await again.closed;
   });
 
-  it('idleTimeout: a connection with no traffic is cut', async () => {
+  it('idleTimeout: a connection with no traffic is closed, with 1001 to the client and to the upstream', async () => {
     const socket = opened(await connect(`${ws}/lobby`));
     const closed = await socket.closed;
-    expect(closed.code).toBe(1006);
+    expect(closed).toEqual({ code: 1001, reason: 'idle timeout' });
+    expect((await waitFor(() => api.closes.find((c) => c.url === '/lobby' && c.code === 1001)))?.reason).toBe('going away');
     expect((await waitFor(() => closedLine('open-chat', 'idle-timeout'))).duration_ms).toBeGreaterThanOrEqual(900);
   });
 
@@ -218,7 +220,7 @@ describe('bounds', () => {
     const timer = setInterval(() => socket.ws.readyState === socket.ws.OPEN && socket.ws.send('ping'), 100);
     const closed = await socket.closed;
     clearInterval(timer);
-    expect(closed.code).toBe(1006);
+    expect(closed).toEqual({ code: 1001, reason: 'maximum duration reached' });
     await waitFor(() => closedLine('short', 'max-duration'));
   });
 
@@ -228,10 +230,47 @@ describe('bounds', () => {
     socket.ws.send('still here');
     expect(await socket.next()).toBe('echo:still here');
     const closed = await socket.closed;
-    expect(closed.code).toBe(1006);
+    expect(closed).toEqual({ code: 1008, reason: 'token expired' });
     const line = await waitFor(() => closedLine('chat', 'token-expired'));
     expect(line.sub).toBe('user-1');
     expect(Date.now()).toBeGreaterThanOrEqual(exp * 1000);
+  });
+});
+
+describe('maxMessageSize', () => {
+  it('a message over the limit closes the connection with 1009 and never reaches the upstream; smaller ones do', async () => {
+    const socket = opened(await connect(`${ws}/small`));
+    socket.ws.send('a'.repeat(1024));
+    expect(await socket.next()).toBe(`echo:${'a'.repeat(1024)}`);
+    socket.ws.send('b'.repeat(1025));
+    expect(await socket.closed).toEqual({ code: 1009, reason: 'message too big' });
+    await waitFor(() => closedLine('small', 'message-too-big'));
+    expect(api.received.some((m) => m.startsWith('b'))).toBe(false);
+    expect((await waitFor(() => api.closes.find((c) => c.url === '/small')))?.code).toBe(1001);
+  });
+
+  it('counts a message over its fragments, control frames between them aside', async () => {
+    const socket = opened(await connect(`${ws}/small`));
+    const before = api.received.length;
+    socket.ws.send('c'.repeat(400), { fin: false });
+    socket.ws.ping('between fragments');
+    socket.ws.send('c'.repeat(400), { fin: false });
+    socket.ws.send('c'.repeat(400), { fin: true });
+    expect((await socket.closed).code).toBe(1009);
+    expect(api.received.length).toBe(before);
+  });
+
+  it('binary messages too, of any size under the limit, in many frames', async () => {
+    const socket = opened(await connect(`${ws}/small`));
+    for (let i = 0; i < 50; i++) socket.ws.send(Buffer.alloc(1000, i));
+    let got = 0;
+    await new Promise<void>((resolve) =>
+      socket.ws.on('message', () => {
+        if (++got === 50) resolve();
+      }),
+    );
+    socket.ws.close(1000);
+    expect((await socket.closed).code).toBe(1000);
   });
 });
 
@@ -333,7 +372,7 @@ describe('reload and shutdown', () => {
     const socket = opened(await connect(`${own.url.replace(/^http/, 'ws')}/lobby`));
     await own.close();
     const closed = await socket.closed;
-    expect(closed.code).toBe(1006);
+    expect(closed).toEqual({ code: 1001, reason: 'going away' });
     expect(own.logs.find((l) => l.msg === 'websocket closed')?.reason).toBe('shutdown');
   });
 });

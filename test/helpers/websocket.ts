@@ -14,6 +14,10 @@ export interface WebSocketUpstream {
   open(): number;
   /** Server-side sockets, newest last (a test can send from the upstream's side). */
   sockets: WebSocket[];
+  /** The close code each server-side socket ended with, in the order they closed. */
+  closes: { url: string; code: number; reason: string }[];
+  /** Messages the upstream received, in order. */
+  received: string[];
   close(): Promise<void>;
 }
 
@@ -25,6 +29,8 @@ export async function startWebSocketUpstream(): Promise<WebSocketUpstream> {
   const handshakes: WebSocketUpstream['handshakes'] = [];
   const plain: WebSocketUpstream['plain'] = [];
   const sockets: WebSocket[] = [];
+  const closes: WebSocketUpstream['closes'] = [];
+  const received: string[] = [];
   const server = http.createServer((req, res) => {
     plain.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     req.resume();
@@ -45,12 +51,14 @@ export async function startWebSocketUpstream(): Promise<WebSocketUpstream> {
   wss.on('connection', (ws, req) => {
     sockets.push(ws);
     ws.on('error', () => undefined);
+    ws.on('close', (code, reason) => closes.push({ url: req.url ?? '', code, reason: reason.toString() }));
     if ((req.url ?? '').startsWith('/gone')) {
       ws.close(4000, 'upstream went away');
       return;
     }
     ws.on('message', (data, binary) => {
       const text = data.toString();
+      received.push(binary ? `<${(data as Buffer).length} bytes>` : text);
       if (text === 'headers') ws.send(JSON.stringify(req.headers));
       else ws.send(binary ? data : `echo:${text}`, { binary });
     });
@@ -63,6 +71,8 @@ export async function startWebSocketUpstream(): Promise<WebSocketUpstream> {
     handshakes,
     plain,
     sockets,
+    closes,
+    received,
     open: () => [...wss.clients].filter((c) => c.readyState === WebSocket.OPEN).length,
     async close() {
       for (const c of wss.clients) c.terminate();
