@@ -102,10 +102,12 @@ export async function serveSpa(options: ServeSpaOptions): Promise<SpaServer> {
     }
     const config = configOf();
     const gatewayOrigin = new URL(config.gatewayUrl).origin;
+    // WebSockets to the gateway too (ws:// or wss://): an http(s) source does not match them (CSP3 §6.7.2.8).
+    const gatewaySockets = gatewayOrigin.replace(/^http/, 'ws');
     const headers: Record<string, string> = {
       // The page talks to itself and to the gateway, nothing else; and it never leaks the
       // authorization code in its URL through a Referer.
-      'content-security-policy': `default-src 'self'; connect-src 'self' ${gatewayOrigin}; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`,
+      'content-security-policy': `default-src 'self'; connect-src 'self' ${gatewayOrigin} ${gatewaySockets}; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`,
       'referrer-policy': 'no-referrer',
       'x-content-type-options': 'nosniff',
       'cache-control': 'no-store',

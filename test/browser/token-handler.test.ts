@@ -21,12 +21,14 @@ import { launchChromium, requireChromium } from '../helpers/browser.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { DEMO_CLIENT_SECRETS, demoClients, followDevPages, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { startWebSocketUpstream, type WebSocketUpstream } from '../helpers/websocket.js';
 
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
 let as: AuthorizationServer;
 let api: TestUpstream;
+let live: WebSocketUpstream;
 let gw: TestGateway;
 let spa: SpaServer;
 let sameSiteEvil: EvilSite;
@@ -91,6 +93,7 @@ issuers:
     clockSkew: 0s
 upstreams:
   - { name: api, url: '${api.url}' }
+  - { name: live, url: '${live.url}' }
 tokenHandler:
   basePath: /tokenhandler
   issuer: main
@@ -104,6 +107,7 @@ tokenHandler:
 routes:
   - { name: orders-read, path: /orders, methods: [GET], upstream: api, auth: cookie, scopes: ['orders:read'] }
   - { name: orders-write, path: /orders, methods: [POST], upstream: api, auth: cookie, scopes: ['orders:write'] }
+  - { name: live, path: /live, upstream: live, auth: cookie, scopes: ['orders:read'], websocket: true }
 `;
 }
 
@@ -113,6 +117,7 @@ beforeAll(async () => {
   // Short-lived access tokens, so the SPA's refresh-on-401 path runs for real below.
   as = await startAuthorizationServer({ clients: demoClients(`${spa.url}/callback`, `${spa.url}/`), accessTokenTtl: 4 });
   api = await startUpstream();
+  live = await startWebSocketUpstream();
   // The demo API answers with data about the caller, never with the token it received.
   api.setHandler((req, res, body) => {
     const auth = req.headers.authorization ?? '';
@@ -136,7 +141,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await Promise.allSettled([gw?.close(), spa?.close(), sameSiteEvil?.close(), crossSiteEvil?.close(), api?.close()]);
+  await Promise.allSettled([gw?.close(), spa?.close(), sameSiteEvil?.close(), crossSiteEvil?.close(), api?.close(), live?.close()]);
   await as?.stop();
 });
 
@@ -170,6 +175,26 @@ async function submitForm(evil: Page): Promise<{ status: number; body: string }>
     evil.evaluate(() => (document.getElementById('csrf') as HTMLFormElement).submit()),
   ]);
   return { status: response.status(), body: await response.text() };
+}
+
+/** Page code: open a WebSocket, ask the upstream for the headers it saw, send one message; or say it failed. */
+async function openWebSocket(url: string): Promise<{ opened: boolean; headers?: string; echo?: string; code?: number }> {
+  return new Promise((resolve) => {
+    const socket = new WebSocket(url);
+    const got: string[] = [];
+    socket.onopen = () => socket.send('headers');
+    socket.onmessage = (event) => {
+      got.push(String(event.data));
+      if (got.length === 1) socket.send('hello');
+      else {
+        socket.close(1000);
+        resolve({ opened: true, headers: got[0], echo: got[1] });
+      }
+    };
+    socket.onclose = (event) => {
+      if (got.length < 2) resolve({ opened: false, code: event.code });
+    };
+  });
 }
 
 async function gatewayCookies() {
@@ -247,6 +272,18 @@ describe('token handler in Chromium', () => {
     for (const token of tokens) expect(html).not.toContain(token);
   });
 
+  it('opens a WebSocket with the session cookie: the upstream gets the bearer token, never the cookie', async () => {
+    const url = `${gw.url.replace(/^http/, 'ws')}/live`;
+    const result = await page.evaluate(openWebSocket, url);
+    expect(result.opened).toBe(true);
+    const seen = JSON.parse(result.headers!) as Record<string, string>;
+    expect(seen.authorization).toMatch(/^Bearer eyJ/);
+    expect(String(seen.cookie ?? '')).not.toContain('gh-');
+    expect(seen.origin).toBe(spa.url);
+    expect(result.echo).toBe('echo:hello');
+    expect(live.handshakes).toHaveLength(1);
+  });
+
   it('refreshes the tokens and keeps working', async () => {
     const before = (await gatewayCookies()).find((c) => c.name === '__Host-gh-at')!.value;
     await page.click('#refresh');
@@ -290,6 +327,19 @@ describe('token handler in Chromium', () => {
     expect(api.requests.length).toBe(before);
     const denials = gw.logs.slice(logsBefore).filter((l) => JSON.stringify(l).includes('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED'));
     expect(denials.length).toBeGreaterThanOrEqual(2);
+    await evil.close();
+  });
+
+  it('a page on another origin of the same site cannot open a WebSocket with the session (cross-site WebSocket hijacking)', async () => {
+    const evil = await context.newPage();
+    await evil.goto(sameSiteEvil.url);
+    const handshakes = live.handshakes.length;
+    const logsBefore = gw.logs.length;
+    const result = await evil.evaluate(openWebSocket, `${gw.url.replace(/^http/, 'ws')}/live`);
+    expect(result.opened).toBe(false);
+    expect(live.handshakes.length).toBe(handshakes);
+    const denial = gw.logs.slice(logsBefore).find((l) => l.reason === 'GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED' && l.route === 'live');
+    expect(denial).toBeDefined();
     await evil.close();
   });
 

@@ -39,7 +39,7 @@ describe('SPA server', () => {
     const res = await fetch(spa.url + '/callback?code=abc&state=def');
     expect(res.status).toBe(200);
     expect(await res.text()).toContain('<script type="module" src="/app.js">');
-    expect(res.headers.get('content-security-policy')).toContain("connect-src 'self' http://127.0.0.1:8443;");
+    expect(res.headers.get('content-security-policy')).toContain("connect-src 'self' http://127.0.0.1:8443 ws://127.0.0.1:8443;");
     expect(res.headers.get('referrer-policy')).toBe('no-referrer');
   });
 
