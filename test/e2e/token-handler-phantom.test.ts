@@ -1,7 +1,9 @@
 /**
  * The token handler with opaque access tokens: the cookie holds an opaque token (short cookie,
  * nothing readable), the proxy hands it to the phantom-token validation (introspection), and the
- * upstream receives a JWT minted by gatehouse.
+ * upstream receives a JWT minted by gatehouse — for API calls and for WebSocket handshakes, where
+ * the cookie stage's Origin check is what stops cross-site WebSocket hijacking (a page elsewhere
+ * can make the browser open a WebSocket with the user's cookies, but not with a trusted Origin).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -9,8 +11,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { DEMO_CLIENT_SECRETS, demoClients, followDevPages, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
+import { DEMO_CLIENT_SECRETS, demoClients, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
+import { tokenHandlerSession } from '../helpers/token-handler.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { connect, opened, refused, startWebSocketUpstream, type WebSocketUpstream } from '../helpers/websocket.js';
 
 const SPA = 'https://app.example.com';
 const REDIRECT = `${SPA}/callback`;
@@ -18,6 +22,7 @@ const SECRET = 'spa-opaque-secret-for-tests';
 
 let as: AuthorizationServer;
 let api: TestUpstream;
+let live: WebSocketUpstream;
 let gw: TestGateway;
 
 beforeAll(async () => {
@@ -32,6 +37,7 @@ beforeAll(async () => {
     access_token_format: 'opaque',
   } as never);
   api = await startUpstream();
+  live = await startWebSocketUpstream();
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-th-phantom-'));
   gw = await startTestGateway(
     `
@@ -44,6 +50,7 @@ issuers:
     introspection: { clientId: gateway, clientSecret: ${DEMO_CLIENT_SECRETS.gateway} }
 upstreams:
   - { name: api, url: '${api.url}', audience: 'https://orders.internal' }
+  - { name: live, url: '${live.url}', audience: 'https://orders.internal' }
 gateway:
   issuer: https://gatehouse.test
   keyDirectory: ${dir}
@@ -57,6 +64,7 @@ tokenHandler:
   cookieKeys: [${randomBytes(32).toString('base64')}]
 routes:
   - { name: orders, path: /orders, upstream: api, auth: cookie-only, scopes: ['orders:read'] }
+  - { name: live, path: /live, upstream: live, auth: cookie-only, scopes: ['orders:read'], websocket: true }
 `,
     { dir },
   );
@@ -65,35 +73,16 @@ routes:
 afterAll(async () => {
   await gw?.close();
   await api?.close();
+  await live?.close();
   await as?.stop();
 });
 
 describe('token handler with phantom tokens', () => {
   it('keeps an opaque token in the cookie and forwards a minted JWT', async () => {
-    const cookies = new Map<string, string>();
-    const store = (res: Response) => {
-      for (const line of res.headers.getSetCookie()) {
-        const pair = line.split(';')[0]!;
-        const eq = pair.indexOf('=');
-        if (/Max-Age=0/.test(line)) cookies.delete(pair.slice(0, eq));
-        else cookies.set(pair.slice(0, eq), pair.slice(eq + 1));
-      }
-    };
-    const header = () => [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-    const start = await fetch(`${gw.url}/tokenhandler/login/start`, { method: 'POST', headers: { origin: SPA } });
-    store(start);
-    const { authorizationRequestUrl } = (await start.json()) as { authorizationRequestUrl: string };
-    const { url } = await followDevPages(authorizationRequestUrl, { stopAt: REDIRECT });
-    const end = await fetch(`${gw.url}/tokenhandler/login/end`, {
-      method: 'POST',
-      headers: { origin: SPA, cookie: header(), 'content-type': 'application/json' },
-      body: JSON.stringify({ pageUrl: url.href }),
-    });
-    store(end);
-    expect(((await end.json()) as { isLoggedIn: boolean }).isLoggedIn).toBe(true);
+    const cookie = await tokenHandlerSession(gw.url, SPA, REDIRECT);
 
     const introspections = as.counts.introspection;
-    const res = await fetch(`${gw.url}/orders`, { headers: { origin: SPA, cookie: header() } });
+    const res = await fetch(`${gw.url}/orders`, { headers: { origin: SPA, cookie } });
     expect(res.status).toBe(200);
     expect(as.counts.introspection).toBe(introspections + 1);
     const forwarded = api.requests.at(-1)!.headers.authorization!;
@@ -101,6 +90,41 @@ describe('token handler with phantom tokens', () => {
     const claims = JSON.parse(Buffer.from(forwarded.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
     expect(claims).toMatchObject({ iss: 'https://gatehouse.test', aud: 'https://orders.internal', sub: 'alice' });
     // The access-token cookie is much shorter than with a JWT inside.
-    expect(cookies.get('__Host-gh-at')!.length).toBeLessThan(700);
+    expect(/__Host-gh-at=([^;]*)/.exec(cookie)![1]!.length).toBeLessThan(700);
+  });
+});
+
+describe('a WebSocket on a cookie-only route', () => {
+  let cookie: string;
+  const url = () => `${gw.url.replace(/^http/, 'ws')}/live`;
+  beforeAll(async () => {
+    cookie = await tokenHandlerSession(gw.url, SPA, REDIRECT);
+  });
+
+  it('refuses a handshake from another origin with the session cookie (cross-site WebSocket hijacking), before the upstream', async () => {
+    const answer = refused(await connect(url(), { headers: { cookie }, origin: 'https://evil.example' }));
+    expect(answer.status).toBe(403);
+    expect(JSON.parse(answer.body).code).toBe('GH_ERR_COOKIE_ORIGIN_NOT_ALLOWED');
+    expect(live.handshakes).toHaveLength(0);
+  });
+
+  it('refuses a handshake without Origin, or without the cookie', async () => {
+    expect(refused(await connect(url(), { headers: { cookie } })).status).toBe(403);
+    expect(refused(await connect(url(), { origin: SPA })).status).toBe(401);
+    expect(live.handshakes).toHaveLength(0);
+  });
+
+  it('opens from the trusted origin: the upstream sees a JWT minted by gatehouse, never the cookie', async () => {
+    const socket = opened(await connect(url(), { headers: { cookie }, origin: SPA }));
+    socket.ws.send('headers');
+    const seen = JSON.parse(await socket.next()) as Record<string, string>;
+    expect(seen.authorization).toMatch(/^Bearer eyJ/);
+    const claims = JSON.parse(Buffer.from(seen.authorization!.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    expect(claims).toMatchObject({ iss: 'https://gatehouse.test', aud: 'https://orders.internal', sub: 'alice' });
+    expect(seen.cookie ?? '').not.toContain('gh-at');
+    socket.ws.send('ping');
+    expect(await socket.next()).toBe('echo:ping');
+    socket.ws.close();
+    await socket.closed;
   });
 });

@@ -342,6 +342,39 @@ routes:
   });
 });
 
+describe('to a TLS upstream', () => {
+  it('opens over verified TLS (upstreams[].tls.ca), and refuses an upstream whose certificate is not trusted', async () => {
+    const pki = await createTestPki();
+    const cert = await pki.server('ws-upstream');
+    const secure = await startWebSocketUpstream({ tls: { cert: cert.certPem, key: cert.keyPem } });
+    const own = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+upstreams:
+  - { name: trusted, url: ${secure.url}, tls: { ca: ${pki.caFile} } }
+  - { name: untrusted, url: ${secure.url} }
+routes:
+  - { name: trusted, path: /trusted, upstream: trusted, public: true, websocket: true }
+  - { name: untrusted, path: /untrusted, upstream: untrusted, public: true, websocket: true }
+`);
+    try {
+      const url = own.url.replace(/^http/, 'ws');
+      const socket = opened(await connect(`${url}/trusted`));
+      socket.ws.send('over tls');
+      expect(await socket.next()).toBe('echo:over tls');
+      socket.ws.close();
+      await socket.closed;
+      const before = secure.handshakes.length;
+      const answer = refused(await connect(`${url}/untrusted`));
+      expect(answer.status).toBe(502);
+      expect(JSON.parse(answer.body).code).toBe('GH_ERR_UPSTREAM_CONNECT');
+      expect(secure.handshakes.length).toBe(before);
+    } finally {
+      await own.close();
+      await secure.close();
+    }
+  });
+});
+
 describe('reload and shutdown', () => {
   it('a reload that drops websocket from a route refuses new handshakes and leaves open connections alone', async () => {
     const open = opened(await connect(`${ws}/chat`, { headers: bearer() }));

@@ -1,4 +1,5 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 
@@ -25,20 +26,21 @@ export interface WebSocketUpstream {
  * Every message is echoed as `echo:<message>`. A handshake to a path under `/refuse` is refused
  * with 403 and a body; `/gone` is accepted and the upstream closes at once with 4000.
  */
-export async function startWebSocketUpstream(): Promise<WebSocketUpstream> {
+export async function startWebSocketUpstream(options: { tls?: { cert: string; key: string } } = {}): Promise<WebSocketUpstream> {
   const handshakes: WebSocketUpstream['handshakes'] = [];
   const plain: WebSocketUpstream['plain'] = [];
   const sockets: WebSocket[] = [];
   const closes: WebSocketUpstream['closes'] = [];
   const received: string[] = [];
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: http.ServerResponse) => {
     plain.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     req.resume();
     req.on('end', () => {
       const body = JSON.stringify({ plain: true, url: req.url });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
     });
-  });
+  };
+  const server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : http.createServer(onRequest);
   const wss = new WebSocketServer({
     server,
     verifyClient(info: { req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) {
@@ -66,7 +68,7 @@ export async function startWebSocketUpstream(): Promise<WebSocketUpstream> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     handshakes,
     plain,
