@@ -5,6 +5,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { DEMO_CLIENT_SECRETS as S, startAuthorizationServer, type AuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { boundToken as boundTokenFrom, dpopClient, dpopProof, type DpopClient } from '../helpers/dpop.js';
+import { connect, opened, refused as refusedHandshake, startWebSocketUpstream, type WebSocketUpstream } from '../helpers/websocket.js';
 
 /**
  * DPoP-bound access tokens end to end (RFC 9449): the real oidc-provider server binds the tokens
@@ -17,6 +18,7 @@ import { boundToken as boundTokenFrom, dpopClient, dpopProof, type DpopClient } 
 const AUDIENCE = 'https://api.example.com';
 let as: AuthorizationServer;
 let upstream: TestUpstream;
+let live: WebSocketUpstream;
 let gw: TestGateway;
 
 const client = dpopClient;
@@ -24,7 +26,7 @@ const proof = dpopProof;
 const boundToken = (c: DpopClient, clientId: 'demo-client' | 'demo-opaque') => boundTokenFrom(as, c, clientId, AUDIENCE);
 
 beforeAll(async () => {
-  [as, upstream] = await Promise.all([startAuthorizationServer({ audience: AUDIENCE, signingAlg: 'ES256' }), startUpstream()]);
+  [as, upstream, live] = await Promise.all([startAuthorizationServer({ audience: AUDIENCE, signingAlg: 'ES256' }), startUpstream(), startWebSocketUpstream()]);
   gw = await startTestGateway(
     `
 listen: { host: 127.0.0.1, port: 0 }
@@ -36,8 +38,10 @@ issuers:
     introspection: { clientId: gateway, clientSecret: \${INTROSPECTION_SECRET}, endpoint: ${as.introspectionEndpoint} }
 upstreams:
   - { name: api, url: ${upstream.url} }
+  - { name: live, url: ${live.url} }
 routes:
   - { name: orders, path: /orders, upstream: api, issuers: [jwt], scopes: [orders:read] }
+  - { name: live, path: /live, upstream: live, issuers: [jwt], senderConstrained: dpop, websocket: true }
   - { name: stripped, path: /v1, stripPrefix: true, upstream: api, issuers: [jwt] }
   - { name: phantom, path: /phantom, upstream: api, issuers: [opaque] }
   - { name: strict, path: /strict, upstream: api, issuers: [jwt], senderConstrained: dpop }
@@ -50,7 +54,7 @@ gateway: { issuer: https://gatehouse.test, keyDirectory: keys }
 
 afterAll(async () => {
   await gw?.close();
-  await Promise.all([as?.stop(), upstream?.close()]);
+  await Promise.all([as?.stop(), upstream?.close(), live?.close()]);
 });
 
 interface Answer {
@@ -210,5 +214,40 @@ describe('a route with senderConstrained', () => {
     expect(await call('/strict', { authorization: `DPoP ${jwt}`, dpop: await proof(carol, 'GET', `${gw.url}/strict`, jwt) })).toMatchObject({ status: 200, reachedUpstream: true });
     const opaque = (await boundToken(carol, 'demo-opaque')).token;
     expect(await call('/strict-phantom', { authorization: `DPoP ${opaque}`, dpop: await proof(carol, 'GET', `${gw.url}/strict-phantom`, opaque) })).toMatchObject({ status: 200, reachedUpstream: true });
+  });
+});
+
+describe('a WebSocket handshake with a DPoP-bound token (senderConstrained: dpop)', () => {
+  const ws = () => `${gw.url.replace(/^http/, 'ws')}/live`;
+
+  it('opens with a proof for the handshake (GET on the http(s) URL), the upstream getting the DPoP scheme', async () => {
+    const alice = client();
+    const { token } = await boundToken(alice, 'demo-client');
+    const socket = opened(await connect(ws(), { headers: { authorization: `DPoP ${token}`, dpop: await proof(alice, 'GET', `${gw.url}/live`, token) } }));
+    socket.ws.send('headers');
+    const seen = JSON.parse(await socket.next()) as Record<string, string>;
+    expect(seen.authorization).toBe(`DPoP ${token}`);
+    socket.ws.close();
+    await socket.closed;
+  });
+
+  it('refuses the same proof again, a bearer use of the token, and another key\'s proof, before the upstream', async () => {
+    const alice = client();
+    const mallory = client();
+    const { token } = await boundToken(alice, 'demo-client');
+    const good = await proof(alice, 'GET', `${gw.url}/live`, token);
+    const first = opened(await connect(ws(), { headers: { authorization: `DPoP ${token}`, dpop: good } }));
+    first.ws.close();
+    await first.closed;
+    const before = live.handshakes.length;
+    const replay = refusedHandshake(await connect(ws(), { headers: { authorization: `DPoP ${token}`, dpop: good } }));
+    expect(replay.status).toBe(401);
+    expect(JSON.parse(replay.body).code).toBe('GH_ERR_DPOP_PROOF_REPLAYED');
+    expect(replay.headers['www-authenticate']).toMatch(/^DPoP /);
+    const bearer = refusedHandshake(await connect(ws(), { headers: { authorization: `Bearer ${token}` } }));
+    expect(bearer.status).toBe(401);
+    const stolen = refusedHandshake(await connect(ws(), { headers: { authorization: `DPoP ${token}`, dpop: await proof(mallory, 'GET', `${gw.url}/live`, token) } }));
+    expect(JSON.parse(stolen.body).code).toBe('GH_ERR_DPOP_KEY_MISMATCH');
+    expect(live.handshakes.length).toBe(before);
   });
 });
