@@ -53,7 +53,7 @@ export const DEFAULTS = {
   dpop: { algorithms: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'], proofMaxAge: 60_000, clockSkew: 5_000, maxProofs: 200_000 },
   introspection: { cacheTtl: 60_000, negativeCacheTtl: 5_000, timeout: 5_000 },
   upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000 },
-  websocket: { idleTimeout: 5 * 60_000, maxDuration: 24 * 3_600_000, closeAtTokenExpiry: true, maxConnections: 1000, maxMessageSize: 1024 * 1024 },
+  websocket: { idleTimeout: 5 * 60_000, maxDuration: 24 * 3_600_000, closeAtTokenExpiry: true, maxConnections: 1000, maxConnectionsPerClient: 50, maxMessageSize: 1024 * 1024 },
 } as const;
 
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1']);
@@ -443,6 +443,7 @@ function websocketSettings(
     maxDuration: ms(given.maxDuration, d.maxDuration),
     closeAtTokenExpiry: given.closeAtTokenExpiry ?? d.closeAtTokenExpiry,
     maxConnections: given.maxConnections ?? d.maxConnections,
+    maxConnectionsPerClient: given.maxConnectionsPerClient ?? d.maxConnectionsPerClient,
     maxMessageSize: bytes(given.maxMessageSize, d.maxMessageSize),
   };
 }

@@ -148,6 +148,8 @@ export interface WebSocketConfig {
   closeAtTokenExpiry: boolean;
   /** Open connections on this route, per gatehouse process; 503 beyond. */
   maxConnections: number;
+  /** Open connections on this route of one client (its token's subject, else its address), per process; 503 beyond. */
+  maxConnectionsPerClient: number;
   /** bytes: the largest message from the client (payload over its fragments); larger → closed with 1009. */
   maxMessageSize: number;
 }

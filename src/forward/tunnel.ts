@@ -60,6 +60,8 @@ export interface WebSocketForward {
   readonly tunnels: Tunnels;
   readonly settings: WebSocketConfig;
   readonly route: string;
+  /** Who the connection counts against for `maxConnectionsPerClient`: `sub:<issuer>:<sub>`, or `ip:<address>` without a subject. */
+  readonly client: string;
   readonly upstream: string;
   /** When the connection must be closed at the latest (ms since epoch): the token's expiry or `maxDuration`. */
   readonly closeAt: number;
@@ -76,13 +78,15 @@ export interface WebSocketForward {
  * @example
  * ```ts
  * const tunnels = new Tunnels(log, metrics, Date.now);
- * if (!tunnels.reserve('chat', 1000)) return tooMany();
+ * if (tunnels.reserve('chat', 1000, 'ip:192.0.2.7', 50) !== null) return tooMany();
  * ```
  */
 export class Tunnels {
   private readonly open = new Set<Tunnel>();
   /** Connections per route, handshakes under way included. */
   private readonly counts = new Map<string, number>();
+  /** Connections per route and client (`route\nclient`), handshakes under way included. */
+  private readonly perClient = new Map<string, number>();
   private readonly closed: Counter<string>;
   private closing = false;
 
@@ -106,19 +110,36 @@ export class Tunnels {
     return this.counts.get(route) ?? 0;
   }
 
-  /** Take a place on `route` for a handshake; false when the route has `max` already, or the gateway is shutting down. */
-  reserve(route: string, max: number): boolean {
+  /** Open connections (handshakes under way included) of `client` on `route`. */
+  countOf(route: string, client: string): number {
+    return this.perClient.get(`${route}\n${client}`) ?? 0;
+  }
+
+  /**
+   * Take a place on `route` for a handshake of `client`: `null` when taken, else why not — the
+   * route has `max` open, the client has `maxPerClient` open on it, or the gateway is shutting down.
+   */
+  reserve(route: string, max: number, client: string, maxPerClient: number): 'route' | 'client' | 'closing' | null {
+    if (this.closing) return 'closing';
     const n = this.counts.get(route) ?? 0;
-    if (this.closing || n >= max) return false;
+    if (n >= max) return 'route';
+    const key = `${route}\n${client}`;
+    const mine = this.perClient.get(key) ?? 0;
+    if (mine >= maxPerClient) return 'client';
     this.counts.set(route, n + 1);
-    return true;
+    this.perClient.set(key, mine + 1);
+    return null;
   }
 
   /** Give a place back (a handshake the upstream refused or that failed, a connection that ended). */
-  release(route: string): void {
+  release(route: string, client: string): void {
     const n = (this.counts.get(route) ?? 1) - 1;
     if (n <= 0) this.counts.delete(route);
     else this.counts.set(route, n);
+    const key = `${route}\n${client}`;
+    const mine = (this.perClient.get(key) ?? 1) - 1;
+    if (mine <= 0) this.perClient.delete(key);
+    else this.perClient.set(key, mine);
   }
 
   /** Join the client's socket and the upstream's; the place taken by {@link reserve} is the tunnel's now. */
@@ -126,7 +147,7 @@ export class Tunnels {
     if (this.closing) {
       client.destroy();
       upstream.destroy();
-      this.release(forward.route);
+      this.release(forward.route, forward.client);
       return;
     }
     const tunnel = new Tunnel(this, client, upstream, forward);
@@ -143,7 +164,7 @@ export class Tunnels {
   /** @internal a tunnel that ended. */
   ended(tunnel: Tunnel, reason: TunnelCloseReason): void {
     if (!this.open.delete(tunnel)) return;
-    this.release(tunnel.forward.route);
+    this.release(tunnel.forward.route, tunnel.forward.client);
     this.closed.inc({ route: tunnel.forward.route, reason });
   }
 

@@ -301,7 +301,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.stall !== null) clearTimeout(this.stall);
     // A handshake that did not become a connection gives its place on the route back.
     const websocket = this.request.websocket;
-    if (websocket !== null && !this.upgraded) websocket.tunnels.release(websocket.route);
+    if (websocket !== null && !this.upgraded) websocket.tunnels.release(websocket.route, websocket.client);
     this.done(this.state, error);
   }
 

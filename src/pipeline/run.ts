@@ -346,17 +346,25 @@ function websocketFor(ex: Exchange, r: CompiledRoute): WebSocketForward | Gateho
     });
   }
   const tunnels = ex.inFlight.tunnels;
-  if (!tunnels.reserve(r.name, settings.maxConnections)) {
+  const ctx = ex.ctx;
+  const principal = ctx.principal;
+  // One user's connections count together whatever address they come from; without a subject, one address's.
+  const client = principal?.subject !== undefined ? `sub:${principal.issuer}:${principal.subject}` : `ip:${ctx.clientIp}`;
+  const full = tunnels.reserve(r.name, settings.maxConnections, client, settings.maxConnectionsPerClient);
+  if (full !== null) {
     return new ServiceUnavailable('GH_ERR_WEBSOCKET_LIMIT_EXCEEDED', 'too many WebSocket connections are open on this route', {
-      detail: `${tunnels.count(r.name)} open, routes[].websocket.maxConnections ${settings.maxConnections}`,
+      detail:
+        full === 'client'
+          ? `${tunnels.countOf(r.name, client)} open for this client (${client.startsWith('sub:') ? 'subject' : 'address'}), routes[].websocket.maxConnectionsPerClient ${settings.maxConnectionsPerClient}`
+          : full === 'route'
+            ? `${tunnels.count(r.name)} open, routes[].websocket.maxConnections ${settings.maxConnections}`
+            : 'gatehouse is shutting down',
       retryAfter: 1,
     });
   }
-  const ctx = ex.ctx;
   const now = ex.services.now();
   let closeAt = now + settings.maxDuration;
   let closeAtIsExpiry = false;
-  const principal = ctx.principal;
   const exp = principal?.claims.exp;
   if (settings.closeAtTokenExpiry && typeof exp === 'number') {
     // As long as the token is accepted: its `exp` plus the issuer's clock skew.
@@ -367,7 +375,7 @@ function websocketFor(ex: Exchange, r: CompiledRoute): WebSocketForward | Gateho
       closeAtIsExpiry = true;
     }
   }
-  return { tunnels, settings, route: r.name, upstream: r.upstream.name, closeAt, closeAtIsExpiry, requestId: ctx.id, subject: principal?.subject };
+  return { tunnels, settings, route: r.name, client, upstream: r.upstream.name, closeAt, closeAtIsExpiry, requestId: ctx.id, subject: principal?.subject };
 }
 
 function onForwarded(ex: Exchange, error: GatehouseError | null): void {

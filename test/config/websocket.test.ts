@@ -26,13 +26,14 @@ describe('routes[].websocket', () => {
       maxDuration: 86_400_000,
       closeAtTokenExpiry: true,
       maxConnections: 1000,
+      maxConnectionsPerClient: 50,
       maxMessageSize: 1024 * 1024,
     });
   });
 
   it('takes each setting, durations with units', () => {
-    const config = loadConfigText(route('websocket: { idleTimeout: 30s, maxDuration: 2h, closeAtTokenExpiry: false, maxConnections: 50, maxMessageSize: 64kb }'), 'gatehouse.yaml', {});
-    expect(config.routes[0]!.websocket).toEqual({ idleTimeout: 30_000, maxDuration: 7_200_000, closeAtTokenExpiry: false, maxConnections: 50, maxMessageSize: 64 * 1024 });
+    const config = loadConfigText(route('websocket: { idleTimeout: 30s, maxDuration: 2h, closeAtTokenExpiry: false, maxConnections: 50, maxConnectionsPerClient: 5, maxMessageSize: 64kb }'), 'gatehouse.yaml', {});
+    expect(config.routes[0]!.websocket).toEqual({ idleTimeout: 30_000, maxDuration: 7_200_000, closeAtTokenExpiry: false, maxConnections: 50, maxConnectionsPerClient: 5, maxMessageSize: 64 * 1024 });
   });
 
   it.each<[string, string, RegExp]>([
@@ -40,6 +41,7 @@ describe('routes[].websocket', () => {
     ['a longest duration under a second', 'websocket: { maxDuration: 500ms }', /routes\[0\]\.websocket\.maxDuration must be at least 1s/],
     ['a longest duration past what a timer holds', 'websocket: { maxDuration: 30d }', /routes\[0\]\.websocket\.maxDuration must be at most 24d/],
     ['0 connections', 'websocket: { maxConnections: 0 }', /routes\[0\]\.websocket\.maxConnections/],
+    ['0 connections per client', 'websocket: { maxConnectionsPerClient: 0 }', /routes\[0\]\.websocket\.maxConnectionsPerClient/],
     ['a message size of 0', 'websocket: { maxMessageSize: 0 }', /routes\[0\]\.websocket\.maxMessageSize must be at least 1 byte/],
     ['a message size that is no size', 'websocket: { maxMessageSize: lots }', /routes\[0\]\.websocket\.maxMessageSize/],
     ['an unknown key', 'websocket: { maxFrameSize: 1mb }', /routes\[0\]\.websocket\.maxFrameSize is not a known key/],

@@ -39,6 +39,8 @@ routes:
   - { name: plain, path: /plain, upstream: api, scopes: [orders:read] }
   - { name: refuse, path: /refuse, upstream: api, public: true, websocket: { maxConnections: 1 } }
   - { name: one, path: /one, upstream: api, public: true, websocket: { maxConnections: 1 } }
+  - { name: mine, path: /mine, upstream: api, scopes: [orders:read], websocket: { maxConnectionsPerClient: 2 } }
+  - { name: byip, path: /byip, upstream: api, public: true, websocket: { maxConnectionsPerClient: 1 } }
   - { name: short, path: /short, upstream: api, public: true, websocket: { maxDuration: 1s } }
   - { name: gone, path: /gone, upstream: api, public: true, websocket: true }
   - { name: small, path: /small, upstream: api, public: true, websocket: { maxMessageSize: 1kb } }
@@ -205,6 +207,34 @@ describe('bounds', () => {
     const again = opened(await connect(`${ws}/one`));
     again.ws.close();
     await again.closed;
+  });
+
+  it('maxConnectionsPerClient: one user (the token\'s subject) is held to it, and another user still gets in', async () => {
+    const alice = [opened(await connect(`${ws}/mine`, { headers: bearer() })), opened(await connect(`${ws}/mine`, { headers: bearer({ jti: 'other-token' }) }))];
+    const before = api.handshakes.length;
+    const third = refused(await connect(`${ws}/mine`, { headers: bearer({ jti: 'third-token' }) }));
+    expect(third.status).toBe(503);
+    expect(JSON.parse(third.body).code).toBe('GH_ERR_WEBSOCKET_LIMIT_EXCEEDED');
+    expect((await waitFor(() => gw.logs.find((l) => l.route === 'mine' && l.status === 503))).detail).toMatch(/2 open for this client \(subject\)/);
+    expect(api.handshakes.length).toBe(before);
+    const bob = opened(await connect(`${ws}/mine`, { headers: bearer({ sub: 'user-2' }) }));
+    for (const s of [...alice, bob]) {
+      s.ws.close();
+      await s.closed;
+    }
+    await waitFor(() => gw.logs.filter((l) => l.msg === 'websocket closed' && l.route === 'mine').length === 3 || undefined);
+    const again = opened(await connect(`${ws}/mine`, { headers: bearer() }));
+    again.ws.close();
+    await again.closed;
+  });
+
+  it('maxConnectionsPerClient without a token counts per address', async () => {
+    const first = opened(await connect(`${ws}/byip`));
+    const second = refused(await connect(`${ws}/byip`));
+    expect(second.status).toBe(503);
+    expect((await waitFor(() => gw.logs.find((l) => l.route === 'byip' && l.status === 503))).detail).toMatch(/for this client \(address\)/);
+    first.ws.close();
+    await first.closed;
   });
 
   it('idleTimeout: a connection with no traffic is closed, with 1001 to the client and to the upstream', async () => {

@@ -87,6 +87,11 @@ const route: JsonSchema = closed(
           maxDuration: { ...duration, description: 'Close a connection after this long whatever it does (default 24h).' },
           closeAtTokenExpiry: { type: 'boolean', description: 'Close a connection when the token it was opened with expires (default true).' },
           maxConnections: { type: 'integer', minimum: 1, description: 'Open connections on this route per gatehouse process; 503 beyond (default 1000).' },
+          maxConnectionsPerClient: {
+            type: 'integer',
+            minimum: 1,
+            description: "Open connections on this route of one client (its token's subject, else its address) per gatehouse process; 503 beyond (default 50).",
+          },
           maxMessageSize: { ...size, description: 'The largest message a client may send (payload bytes over its fragments); larger closes the connection with 1009 (default 1mb).' },
         }),
       ],
