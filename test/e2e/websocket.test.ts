@@ -237,6 +237,34 @@ describe('bounds', () => {
     await first.closed;
   });
 
+  it('each open connection holds one of the listener\'s limits.maxConnections until it closes', async () => {
+    const own = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+limits: { maxConnections: 2 }
+upstreams: [{ name: api, url: ${api.url} }]
+routes: [{ name: lobby, path: /lobby, upstream: api, public: true, websocket: true }]
+`);
+    try {
+      const url = `${own.url.replace(/^http/, 'ws')}/lobby`;
+      const held = [opened(await connect(url)), opened(await connect(url))];
+      await expect(connect(url)).rejects.toThrow(/socket hang up|ECONNRESET/);
+      for (const socket of held) {
+        socket.ws.close();
+        await socket.closed;
+      }
+      // The place comes back once the client's socket has closed (the log line may come first).
+      let again: Awaited<ReturnType<typeof connect>> | undefined;
+      for (let i = 0; i < 50 && again === undefined; i++) {
+        again = await connect(url).catch(() => new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)));
+      }
+      const reopened = opened(again!);
+      reopened.ws.close();
+      await reopened.closed;
+    } finally {
+      await own.close();
+    }
+  });
+
   it('idleTimeout: a connection with no traffic is closed, with 1001 to the client and to the upstream', async () => {
     const socket = opened(await connect(`${ws}/lobby`));
     const closed = await socket.closed;
