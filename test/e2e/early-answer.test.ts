@@ -50,7 +50,10 @@ describe('an upstream that answers before reading the whole body', () => {
       for (let i = 0; i < 3; i++) {
         const early = await request(`${gw.url}/early`, { method: 'POST', body, dispatcher: agent, headersTimeout: 5000, bodyTimeout: 5000 });
         expect(early.statusCode).toBe(413);
-        expect(early.headers.connection).toBe('close');
+        // `close` while the client's body was still arriving; under load the whole body may be in
+        // before the answer goes out, and then the connection rightly stays open. Either way the
+        // next request on it must be answered (below), never hang.
+        expect(['close', 'keep-alive']).toContain(early.headers.connection);
         expect(await early.body.json()).toEqual({ error: 'too_large' });
         const next = await request(`${gw.url}/after`, { dispatcher: agent, headersTimeout: 5000, bodyTimeout: 5000 });
         expect(next.statusCode).toBe(200);
