@@ -2,8 +2,9 @@
  * WebSocket connections (RFC 6455) once the upstream has answered the opening handshake with
  * `101 Switching Protocols`: two sockets joined byte for byte, held to the route's
  * `websocket` settings (docs/websockets.md) — an idle timeout, a longest duration, the token's
- * expiry — and counted per route, so that a route's open connections stay bounded and a
- * shutdown closes them all.
+ * expiry, the size of the client's messages — and counted per route and per client, so that a
+ * route's open connections stay bounded, one client cannot take them all, and a shutdown
+ * closes them all.
  *
  * Authentication, authorization and limits are decided on the handshake, which runs through the
  * pipeline as any request does. Of the frames, gatehouse reads the headers only (frames.ts): to
