@@ -58,7 +58,7 @@ export class FrameCursor {
         const len7 = this.header[1]! & 0x7f;
         this.need = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (this.header[1]! & 0x80 ? 4 : 0);
       }
-      if (this.have < 2 || this.have < this.need) continue;
+      if (this.have < this.need) continue;
       const length = this.payloadLength();
       this.have = 0;
       this.need = 2;

@@ -168,10 +168,6 @@ export class Tunnels {
     this.release(tunnel.forward.route, tunnel.forward.client);
     this.closed.inc({ route: tunnel.forward.route, reason });
   }
-
-  get size(): number {
-    return this.open.size;
-  }
 }
 
 /** How long a side that ended (FIN), or was sent a close frame, may take to flush and close before it is cut. */

@@ -327,10 +327,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.end(new UpstreamFailed('GH_ERR_UPSTREAM_FAILED', { detail: `the upstream answered a WebSocket handshake with 101 and upgrade: ${String(switched).slice(0, 64)}` }));
       return;
     }
-    const options = this.request.headerOptions;
-    if (options.cookiePrefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, options.cookiePrefixes);
-    if (options.ownsCors) dropCorsHeaders(headers);
-    const head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
+    const head = this.answerHead(headers);
     let text = `HTTP/1.1 ${statusCode} Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n`;
     for (let i = 0; i < head.length; i += 2) {
       const value = head[i + 1]!;
@@ -372,16 +369,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
+    this.head = this.answerHead(headers);
+    const length = headers['content-length'];
+    this.length = typeof length === 'string' ? Number(length) : -1;
+  }
+
+  /**
+   * The head the client gets, from the upstream's (a final answer or a 101): gatehouse's cookies
+   * and, where gatehouse answers CORS, the upstream's `Access-Control-*` dropped; the upstream's
+   * own address in a `Location` (a redirect, a 201) made the gateway's path, so clients never
+   * see, or try to reach, an internal host; gatehouse's headers added.
+   */
+  private answerHead(headers: Record<string, string | string[] | undefined>): (string | string[])[] {
     const options = this.request.headerOptions;
     if (options.cookiePrefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, options.cookiePrefixes);
     if (options.ownsCors) dropCorsHeaders(headers);
-    // The upstream's own address in a redirect (or a 201's Location) becomes the gateway's path:
-    // clients never see, or try to reach, an internal host.
     const location = headers.location;
     if (typeof location === 'string') headers.location = publicLocation(location, this.upstream.origin, this.upstream.basePath, this.request.strippedPrefix);
-    this.head = responseHead(headers, this.request.requestId, this.request.responseHeaders);
-    const length = headers['content-length'];
-    this.length = typeof length === 'string' ? Number(length) : -1;
+    return responseHead(headers, this.request.requestId, this.request.responseHeaders);
   }
 
   private dropGatehouseCookies(headers: Record<string, string | string[] | undefined>, prefixes: readonly string[]): void {

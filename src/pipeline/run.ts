@@ -336,14 +336,12 @@ function websocketFor(ex: Exchange, r: CompiledRoute): WebSocketForward | Gateho
   if (!namesWebSocket(req.headers.upgrade)) return null;
   const settings = r.config.websocket;
   // (A config built in code may leave the key out: off, as `false`.)
-  if (!settings) {
-    return new RequestRejected('GH_ERR_WEBSOCKET_NOT_ALLOWED', 400, 'this route does not accept WebSocket connections', { detail: `route ${r.name} has no websocket settings` });
-  }
+  if (!settings) return websocketNotAllowed(`route ${r.name} has no websocket settings`);
   // `req.upgrade`: node handed the request over as an upgrade (the listener takes them while a route has `websocket`).
   if ((req as { upgrade?: boolean }).upgrade !== true || !isWebSocketHandshake(req)) {
-    return new RequestRejected('GH_ERR_WEBSOCKET_NOT_ALLOWED', 400, 'this route does not accept WebSocket connections', {
-      detail: `not a WebSocket opening handshake (${req.method} over HTTP/${req.httpVersion}${req.headers.connection === undefined ? ', no Connection: Upgrade' : ''}): RFC 6455 §4.1 asks for a GET over HTTP/1.1`,
-    });
+    return websocketNotAllowed(
+      `not a WebSocket opening handshake (${req.method} over HTTP/${req.httpVersion}${req.headers.connection === undefined ? ', no Connection: Upgrade' : ''}): RFC 6455 §4.1 asks for a GET over HTTP/1.1`,
+    );
   }
   const tunnels = ex.inFlight.tunnels;
   const ctx = ex.ctx;
@@ -376,6 +374,10 @@ function websocketFor(ex: Exchange, r: CompiledRoute): WebSocketForward | Gateho
     }
   }
   return { tunnels, settings, route: r.name, client, upstream: r.upstream.name, closeAt, closeAtIsExpiry, requestId: ctx.id, subject: principal?.subject };
+}
+
+function websocketNotAllowed(detail: string): GatehouseError {
+  return new RequestRejected('GH_ERR_WEBSOCKET_NOT_ALLOWED', 400, 'this route does not accept WebSocket connections', { detail });
 }
 
 function onForwarded(ex: Exchange, error: GatehouseError | null): void {

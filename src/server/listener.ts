@@ -148,13 +148,21 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logg
   } else {
     error = new RequestRejected('GH_ERR_REQUEST_BAD_HEADER', 400, 'the request could not be parsed');
   }
+  // An answer already under way on this socket cannot be followed by another: cut it instead.
+  const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  refuseOnSocket(socket, error, { listener, detail: `${code}: ${err.message}` }, log, headers, !answering);
+}
+
+/**
+ * Refuse what came on `socket` before any request object could answer it: one `client error`
+ * log line (with `fields`), then the problem+json written on the socket and the connection
+ * closed — or just closed when it cannot take an answer any more.
+ */
+function refuseOnSocket(socket: Socket, error: GatehouseError, fields: Record<string, unknown>, log: Logger, headers: string, canAnswer = true): void {
   const id = nextRequestId();
-  log.info({ listener, req_id: id, reason: error.code, detail: `${code}: ${err.message}`, client_ip: socket.remoteAddress, granted: false }, 'client error');
-  if (socket.writable && !(socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
-    writeRawProblem(socket, error, id, headers);
-  } else {
-    socket.destroy();
-  }
+  log.info({ detail: error.detail, ...fields, req_id: id, reason: error.code, client_ip: socket.remoteAddress, granted: false }, 'client error');
+  if (canAnswer && socket.writable) writeRawProblem(socket, error, id, headers);
+  else socket.destroy();
 }
 
 // CONNECT (HTTP/1.1): its target is authority-form (`host:port`), not a path: refused as every
@@ -165,10 +173,7 @@ function answerConnect(socket: Socket, log: Logger, listener: string, headers: s
   const error = new RequestRejected('GH_ERR_REQUEST_BAD_PATH', 400, 'the request target is not acceptable', {
     detail: 'CONNECT: authority-form target; gatehouse is not a forward proxy',
   });
-  const id = nextRequestId();
-  log.info({ listener, req_id: id, method: 'CONNECT', reason: error.code, detail: error.detail, client_ip: socket.remoteAddress, granted: false }, 'client error');
-  if (socket.writable) writeRawProblem(socket, error, id, headers);
-  else socket.destroy();
+  refuseOnSocket(socket, error, { listener, method: 'CONNECT' }, log, headers);
 }
 
 // An HTTP/1.1 request with `Connection: Upgrade` (node hands these over only while an 'upgrade'
@@ -194,10 +199,7 @@ function answerUpgrade(
     const error = new RequestRejected('GH_ERR_REQUEST_UPGRADE_WITH_BODY', 400, 'a request that asks to upgrade the connection cannot carry a body here', {
       detail: `upgrade: ${String(req.headers.upgrade).slice(0, 64)} with a body`,
     });
-    const id = nextRequestId();
-    log.info({ listener, req_id: id, method: req.method, path: (req.url ?? '').slice(0, 256), reason: error.code, detail: error.detail, client_ip: socket.remoteAddress, granted: false }, 'client error');
-    if (socket.writable) writeRawProblem(socket, error, id, headers);
-    else socket.destroy();
+    refuseOnSocket(socket, error, { listener, method: req.method, path: (req.url ?? '').slice(0, 256) }, log, headers);
     return;
   }
   const res = new http.ServerResponse(req);

@@ -114,6 +114,17 @@ describe('a WebSocket on a cookie-only route', () => {
     expect(live.handshakes).toHaveLength(0);
   });
 
+  it("drops a 101's Set-Cookie of gatehouse's own cookie (an upstream must not plant a session), keeping the upstream's own", async () => {
+    const logsBefore = gw.logs.length;
+    const socket = opened(await connect(`${url()}/cookie`, { headers: { cookie }, origin: SPA }));
+    const set = ([] as string[]).concat(socket.headers['set-cookie'] ?? []);
+    expect(set.some((c) => c.startsWith('upstream-own=1'))).toBe(true);
+    expect(set.some((c) => c.includes('gh-at'))).toBe(false);
+    expect(gw.logs.slice(logsBefore).some((l) => l.msg === "upstream tried to set one of gatehouse's cookies; dropped")).toBe(true);
+    socket.ws.close();
+    await socket.closed;
+  });
+
   it('opens from the trusted origin: the upstream sees a JWT minted by gatehouse, never the cookie', async () => {
     const socket = opened(await connect(url(), { headers: { cookie }, origin: SPA }));
     socket.ws.send('headers');

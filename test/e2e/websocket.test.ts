@@ -45,6 +45,7 @@ routes:
   - { name: gone, path: /gone, upstream: api, public: true, websocket: true }
   - { name: small, path: /small, upstream: api, public: true, websocket: { maxMessageSize: 1kb } }
   - { name: dead, path: /dead, upstream: dead, public: true, websocket: true }
+  - { name: wrong, path: /wrong-protocol, upstream: api, public: true, websocket: { maxConnections: 1 } }
 ${extraRoutes}`;
 }
 
@@ -185,6 +186,17 @@ describe('an accepted connection', () => {
     const closed = await socket.closed;
     expect(closed).toEqual({ code: 4000, reason: 'upstream went away' });
     expect((await waitFor(() => closedLine('gone'))).reason).toMatch(/closed$/);
+  });
+
+  it('a 101 that switches to another protocol: 502, the sockets never joined, the place given back', async () => {
+    for (let i = 0; i < 2; i++) {
+      const answer = refused(await connect(`${ws}/wrong-protocol`));
+      expect(answer.status).toBe(502);
+      expect(JSON.parse(answer.body).code).toBe('GH_ERR_UPSTREAM_FAILED');
+    }
+    const line = await waitFor(() => gw.logs.find((l) => l.route === 'wrong' && l.status === 502));
+    expect(line.detail).toMatch(/101 and upgrade: h2c/);
+    expect(gw.logs.some((l) => l.msg === 'websocket closed' && l.route === 'wrong')).toBe(false);
   });
 
   it('a dead upstream: 502', async () => {

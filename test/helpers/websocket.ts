@@ -1,6 +1,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 
 /** A WebSocket upstream on 127.0.0.1 (the `ws` package on a node:http server), for the tunnel tests. */
@@ -24,7 +25,9 @@ export interface WebSocketUpstream {
 
 /**
  * Every message is echoed as `echo:<message>`. A handshake to a path under `/refuse` is refused
- * with 403 and a body; `/gone` is accepted and the upstream closes at once with 4000.
+ * with 403 and a body; `/gone` is accepted and the upstream closes at once with 4000;
+ * `/wrong-protocol` is answered 101 with `Upgrade: h2c`; a path with `/cookie` gets a 101 that
+ * sets `__Host-gh-at` (gatehouse's cookie) and `upstream-own`.
  */
 export async function startWebSocketUpstream(options: { tls?: { cert: string; key: string } } = {}): Promise<WebSocketUpstream> {
   const handshakes: WebSocketUpstream['handshakes'] = [];
@@ -32,6 +35,7 @@ export async function startWebSocketUpstream(options: { tls?: { cert: string; ke
   const sockets: WebSocket[] = [];
   const closes: WebSocketUpstream['closes'] = [];
   const received: string[] = [];
+  const raw = new Set<Duplex>();
   const onRequest = (req: IncomingMessage, res: http.ServerResponse) => {
     plain.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     req.resume();
@@ -42,13 +46,30 @@ export async function startWebSocketUpstream(options: { tls?: { cert: string; ke
   };
   const server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) : http.createServer(onRequest);
   const wss = new WebSocketServer({
-    server,
+    noServer: true,
     verifyClient(info: { req: IncomingMessage }, done: (ok: boolean, code?: number, message?: string) => void) {
       handshakes.push({ url: info.req.url ?? '', headers: info.req.headers });
       if ((info.req.url ?? '').startsWith('/refuse')) done(false, 403, 'upstream says no');
       else done(true);
     },
     handleProtocols: (protocols: Set<string>) => (protocols.has('chat.v2') ? 'chat.v2' : false),
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if ((req.url ?? '').startsWith('/wrong-protocol')) {
+      // A 101 that switches to something else than what the client asked for.
+      handshakes.push({ url: req.url ?? '', headers: req.headers });
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+      socket.on('error', () => undefined);
+      socket.on('end', () => socket.destroy());
+      raw.add(socket);
+      socket.on('close', () => raw.delete(socket));
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+  // `/cookie`: the 101 tries to set one of gatehouse's cookies, and one of its own.
+  wss.on('headers', (headers: string[], req: IncomingMessage) => {
+    if ((req.url ?? '').includes('/cookie')) headers.push('Set-Cookie: __Host-gh-at=planted; Path=/; Secure; HttpOnly', 'Set-Cookie: upstream-own=1; Path=/');
   });
   wss.on('connection', (ws, req) => {
     sockets.push(ws);
@@ -78,6 +99,7 @@ export async function startWebSocketUpstream(options: { tls?: { cert: string; ke
     open: () => [...wss.clients].filter((c) => c.readyState === WebSocket.OPEN).length,
     async close() {
       for (const c of wss.clients) c.terminate();
+      for (const socket of raw) socket.destroy();
       wss.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
