@@ -2,7 +2,7 @@ import { isIPv4 } from 'node:net';
 import type { ConfigIssue } from '../errors.js';
 import { checkDurations, parseDuration, parseSize } from './units.js';
 import { normalizeTokenHandler } from './normalize-token-handler.js';
-import { checkTrustedProxy } from '../server/trusted-proxy.js';
+import { checkAddressRange, checkTrustedProxy } from '../server/trusted-proxy.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
   CorsConfig,
@@ -242,6 +242,8 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
   const issuerNames = new Set(issuers.map((i) => i.name));
   const upstreamNames = new Set(upstreams.map((u) => u.name));
 
+  const networks = normalizeNetworks(raw.networks as Record<string, string[]> | undefined, bad);
+
   const routes: RouteConfig[] = (raw.routes ?? []).map((r: Raw, i: number) => {
     const at = ['routes', i];
     const route: RouteConfig = {
@@ -255,6 +257,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       auth: r.auth ?? 'bearer',
       claims: (r.claims ?? []).map((c: string | Raw) => (typeof c === 'string' ? { rule: c } : { rule: c.rule, message: c.message })),
       stepUp: r.stepUp ? { ...r.stepUp, maxAuthAge: r.stepUp.maxAuthAge === undefined ? undefined : ms(r.stepUp.maxAuthAge, 0) } : undefined,
+      allowFrom: r.allowFrom === undefined ? null : expandAllowFrom(r.allowFrom as string[], networks, [...at, 'allowFrom'], bad),
       senderConstrained: r.senderConstrained,
       forwardToken: r.forwardToken ?? true,
       forwardClaims: r.forwardClaims ?? {},
@@ -394,6 +397,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     admin: raw.admin && raw.admin.enabled !== false ? { host: raw.admin.host ?? '127.0.0.1', port: raw.admin.port ?? 9090, enabled: true } : null,
     workers: raw.workers ?? 'auto',
     trustedProxies: normalizeTrustedProxies(raw.trustedProxies, bad),
+    networks,
     log: { level: raw.log?.level ?? 'info', accessLog: raw.log?.accessLog ?? true },
     limits,
     issuers,
@@ -428,7 +432,6 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
   return { config, issues };
 }
 
-/** Every trustedProxies entry must be an IP or CIDR, and no range may hold every address (/0). */
 /** `routes[].websocket`: `true` or settings (each with its default), or null for absent / `false`. */
 function websocketSettings(
   raw: boolean | Raw | undefined,
@@ -448,6 +451,57 @@ function websocketSettings(
   };
 }
 
+/** A `networks` name, and what an `allowFrom` entry that is not an address must look like. */
+const NETWORK_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
+/** Every `networks` entry must be an IP or CIDR. */
+function normalizeNetworks(raw: Record<string, string[]> | undefined, bad: (keyPath: (string | number)[], message: string) => void): Record<string, string[]> {
+  const networks: Record<string, string[]> = {};
+  for (const [name, entries] of Object.entries(raw ?? {})) {
+    if (!Array.isArray(entries)) continue; // the schema has said so
+    if (!NETWORK_NAME.test(name)) {
+      bad(['networks', name], 'is not a usable name: a letter, then letters, digits, "-" or "_" (a name must not read as an address in allowFrom)');
+      continue;
+    }
+    entries.forEach((entry, i) => {
+      const problem = checkAddressRange(entry);
+      if (problem !== undefined) bad(['networks', name, i], problem);
+    });
+    networks[name] = entries;
+  }
+  return networks;
+}
+
+/**
+ * A route's `allowFrom`: each entry an IP, a CIDR or the name of a `networks` list (expanded);
+ * the result holds addresses and ranges only.
+ */
+function expandAllowFrom(
+  entries: string[],
+  networks: Record<string, string[]>,
+  at: (string | number)[],
+  bad: (keyPath: (string | number)[], message: string) => void,
+): string[] {
+  const out: string[] = [];
+  entries.forEach((entry, j) => {
+    if (Object.hasOwn(networks, entry)) {
+      out.push(...networks[entry]!);
+      return;
+    }
+    const problem = checkAddressRange(entry);
+    if (problem === undefined) {
+      out.push(entry);
+      return;
+    }
+    const known = Object.keys(networks);
+    // A word without dots, colons or slashes was meant as a name.
+    if (NETWORK_NAME.test(entry)) bad([...at, j], `names no entry of networks (known: ${known.join(', ') || 'none'})`);
+    else bad([...at, j], `${problem}, nor the name of a networks entry`);
+  });
+  return out;
+}
+
+/** Every trustedProxies entry must be an IP or CIDR, and no range may hold every address (/0). */
 function normalizeTrustedProxies(entries: string[] | undefined, bad: (keyPath: (string | number)[], message: string) => void): string[] {
   (entries ?? []).forEach((entry, i) => {
     const problem = checkTrustedProxy(entry);

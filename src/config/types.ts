@@ -120,6 +120,11 @@ export interface RouteConfig {
   claims: ClaimRuleConfig[];
   stepUp?: { acr?: string[]; amr?: string[]; maxAuthAge?: number };
   /**
+   * Client addresses (IPs and CIDRs, `networks` names expanded) that may use the route; null or
+   * absent: any address.
+   */
+  allowFrom?: string[] | null;
+  /**
    * Only sender-constrained tokens: `dpop` (cnf.jkt, RFC 9449), `mtls` (cnf.x5t#S256, RFC 8705),
    * `any` (either). The binding itself is checked by authentication on every request.
    */
@@ -289,6 +294,8 @@ export interface GatehouseConfig {
   admin: { host: string; port: number; enabled: boolean } | null;
   workers: number | 'auto';
   trustedProxies: string[];
+  /** Named address lists (`networks`), as given; routes hold them expanded. */
+  networks: Record<string, string[]>;
   log: { level: string; accessLog: boolean };
   limits: LimitsConfig;
   issuers: IssuerConfig[];

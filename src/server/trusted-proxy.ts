@@ -77,13 +77,8 @@ export function normalizeIp(ip: string): string {
  * ```
  */
 export function checkTrustedProxy(entry: string): string | undefined {
-  const [addr, bits, extra] = entry.split('/');
-  const family = isIP(addr ?? '');
-  if (family === 0 || extra !== undefined) return `"${entry}" is not an IP address or CIDR`;
-  if (bits === undefined) return undefined;
-  if (bits === '') return `"${entry}" is not an IP address or CIDR (prefix missing)`;
-  const max = family === 6 ? 128 : 32;
-  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `"${entry}" has an invalid prefix length (IPv${family} takes a whole number from 1 to ${max})`;
+  const problem = checkAddressRange(entry);
+  if (problem !== undefined || !entry.includes('/')) return problem;
   const list = new BlockList();
   addEntry(list, entry);
   const everyV4 = list.check('0.0.0.0', 'ipv4') && list.check('255.255.255.255', 'ipv4');
@@ -94,8 +89,29 @@ export function checkTrustedProxy(entry: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Check that an entry is an IP address or a CIDR `address/prefix` with a whole-number prefix in
+ * range for its family. Returns the problem (without the key path), or undefined.
+ *
+ * @example
+ * ```ts
+ * checkAddressRange('2001:db8::/32'); // undefined
+ * checkAddressRange('10.0.0.0/33'); // '"10.0.0.0/33" has an invalid prefix length (…)'
+ * ```
+ */
+export function checkAddressRange(entry: string): string | undefined {
+  const [addr, bits, extra] = entry.split('/');
+  const family = isIP(addr ?? '');
+  if (family === 0 || extra !== undefined) return `"${entry}" is not an IP address or CIDR`;
+  if (bits === undefined) return undefined;
+  if (bits === '') return `"${entry}" is not an IP address or CIDR (prefix missing)`;
+  const max = family === 6 ? 128 : 32;
+  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `"${entry}" has an invalid prefix length (IPv${family} takes a whole number from 0 to ${max})`;
+  return undefined;
+}
+
 /** Add a checked entry (address or CIDR) to the list. */
-function addEntry(list: BlockList, entry: string): void {
+export function addEntry(list: BlockList, entry: string): void {
   const [addr, bits] = entry.split('/') as [string, string | undefined];
   const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
   if (bits === undefined) list.addAddress(addr, family);

@@ -65,6 +65,13 @@ const route: JsonSchema = closed(
       amr: { type: 'array', items: nonEmptyString, minItems: 1 },
       maxAuthAge: duration,
     }),
+    allowFrom: {
+      type: 'array',
+      items: nonEmptyString,
+      minItems: 1,
+      uniqueItems: true,
+      description: 'Client addresses that may use this route: IPs, CIDRs or names of `networks`; anyone else gets 403 before the token is checked.',
+    },
     senderConstrained: {
       enum: ['dpop', 'mtls', 'any'],
       description: 'Refuse bearer tokens: only DPoP-bound (dpop), certificate-bound (mtls) or either (any) tokens, with their proof.',
@@ -170,6 +177,11 @@ export const configSchema: JsonSchema = {
       admin: closed({ host: nonEmptyString, port, enabled: { type: 'boolean' } }),
       workers: { anyOf: [{ type: 'integer', minimum: 1 }, { const: 'auto' }] },
       trustedProxies: { type: 'array', items: nonEmptyString, description: 'IPs or CIDRs whose X-Forwarded-* are believed.' },
+      networks: {
+        type: 'object',
+        additionalProperties: { type: 'array', items: nonEmptyString, minItems: 1, uniqueItems: true },
+        description: 'Named lists of IPs and CIDRs, for routes[].allowFrom.',
+      },
       log: closed({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, accessLog: { type: 'boolean' } }),
       limits,
       issuers: { type: 'array', items: issuer },
