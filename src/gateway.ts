@@ -254,9 +254,10 @@ async function startPlan(config: GatehouseConfig, services: GatewayServices, are
  */
 function warnPlaintextUpstreams(config: GatehouseConfig, log: Logger): void {
   for (const u of config.upstreams) {
-    if (isSecureOrLoopbackUrl(u.url)) continue;
+    const plain = u.targets.filter((target) => !isSecureOrLoopbackUrl(target));
+    if (plain.length === 0) continue;
     log.warn(
-      { upstream: u.name, url: u.url },
+      { upstream: u.name, url: plain[0], ...(u.targets.length > 1 ? { targets: plain } : {}) },
       'plain HTTP upstream on a non-loopback address: requests and the tokens they carry cross the network unencrypted; use an https:// url (upstreams[].tls for a private CA)',
     );
   }

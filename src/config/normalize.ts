@@ -52,7 +52,7 @@ export const DEFAULTS = {
   },
   dpop: { algorithms: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'], proofMaxAge: 60_000, clockSkew: 5_000, maxProofs: 200_000 },
   introspection: { cacheTtl: 60_000, negativeCacheTtl: 5_000, timeout: 5_000 },
-  upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000 },
+  upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000, downFor: 10_000 },
   websocket: { idleTimeout: 5 * 60_000, maxDuration: 24 * 3_600_000, closeAtTokenExpiry: true, maxConnections: 1000, maxConnectionsPerClient: 50, maxMessageSize: 1024 * 1024 },
 } as const;
 
@@ -217,7 +217,9 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
 
   const upstreams: UpstreamConfig[] = (raw.upstreams ?? []).map((r: Raw) => ({
     name: r.name,
-    url: r.url,
+    url: r.url ?? r.targets?.[0],
+    targets: r.targets ?? (r.url === undefined ? [] : [r.url]),
+    downFor: ms(r.downFor, DEFAULTS.upstream.downFor),
     timeout: ms(r.timeout, limits.upstreamTimeout),
     connectTimeout: ms(r.connectTimeout, DEFAULTS.upstream.connectTimeout),
     connections: r.connections ?? DEFAULTS.upstream.connections,
@@ -228,13 +230,38 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
   }));
   uniqueNames(upstreams, 'upstreams', true, bad);
   upstreams.forEach((u, i) => {
-    try {
-      const url = new URL(u.url);
-      if (url.search || url.hash) bad(['upstreams', i, 'url'], 'must not carry a query or fragment');
-      if (url.username || url.password) bad(['upstreams', i, 'url'], 'must not carry credentials');
-    } catch {
-      bad(['upstreams', i, 'url'], 'is not a valid URL');
+    const given = raw.upstreams[i] as Raw;
+    if (given.url !== undefined && given.targets !== undefined) {
+      bad(['upstreams', i, 'targets'], 'cannot be combined with url: give one url, or every instance in targets');
+      return;
     }
+    if (given.url === undefined && given.targets === undefined) {
+      bad(['upstreams', i], 'needs a url (or targets: the URLs of several instances)');
+      return;
+    }
+    const key = given.targets === undefined ? 'url' : 'targets';
+    let first: URL | undefined;
+    const origins = new Set<string>();
+    u.targets.forEach((target, j) => {
+      const at = key === 'url' ? ['upstreams', i, 'url'] : ['upstreams', i, 'targets', j];
+      let url: URL;
+      try {
+        url = new URL(target);
+      } catch {
+        bad(at, 'is not a valid URL');
+        return;
+      }
+      if (url.search || url.hash) bad(at, 'must not carry a query or fragment');
+      if (url.username || url.password) bad(at, 'must not carry credentials');
+      if (first === undefined) first = url;
+      else if (url.protocol !== first.protocol || url.pathname.replace(/\/$/, '') !== first.pathname.replace(/\/$/, '')) {
+        // One base path (the Location rewrite, stripPrefix) and one TLS setting for every instance.
+        bad(at, `must have the same scheme and path as targets[0] (${first.protocol}//…${first.pathname}): the targets are instances of one upstream, differing in host or port`);
+      } else if (origins.has(url.origin)) {
+        bad(at, `names the same host and port as an earlier target (${url.origin})`);
+      }
+      origins.add(url.origin);
+    });
   });
 
   const rateLimitNames = new Set<string>((raw.rateLimits ?? []).map((r: Raw) => r.name));

@@ -86,7 +86,12 @@ export const FORWARDED_HEADERS: readonly ForwardedHeader[] = ['x-forwarded-for',
 
 export interface UpstreamConfig {
   name: string;
+  /** The first of `targets` (the only one for an upstream configured with `url`). */
   url: string;
+  /** Every instance requests go to, round robin: `[url]`, or `upstreams[].targets`. Same scheme and path. */
+  targets: string[];
+  /** ms a target that could not be reached is left out of the rotation. */
+  downFor: number;
   /** ms */
   timeout: number;
   /** ms */

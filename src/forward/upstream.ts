@@ -13,7 +13,10 @@ import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 import { namesWebSocket, type WebSocketForward } from './tunnel.js';
 
 /**
- * One upstream: an undici `Pool` (keep-alive, bounded connections) and its base URL.
+ * One upstream: its targets (one undici `Pool` each: keep-alive, bounded connections) and its
+ * base path. An upstream configured with `url` has one target; with `targets`, requests go
+ * round robin over those that are up, and a target that cannot be reached is left out for
+ * `downFor` (its requests retried on another, see {@link ForwardHandler}).
  *
  * @example
  * ```ts
@@ -23,18 +26,36 @@ import { namesWebSocket, type WebSocketForward } from './tunnel.js';
 export interface Upstream {
   readonly name: string;
   readonly config: UpstreamConfig;
+  /** Every instance, in the order configured (at most 32). */
+  readonly targets: readonly UpstreamTarget[];
+  /** The URL's path without a trailing slash ('' for '/'); the same for every target. */
+  readonly basePath: string;
+  /** The forwarding headers it gets (`upstreams[].forwardedHeaders`), as flags read per request. */
+  readonly sends: ForwardedFlags;
+  /** The gateway's logger: exchanges cut off for a stalled client are logged at `warn`. */
+  readonly log: Logger;
+  /** The round robin's next index. */
+  cursor: number;
+  /** A target could not be reached: leave it out for `downFor` (logged and counted when it was up). */
+  markDown(target: UpstreamTarget, reason: string): void;
+  /** A target answered: back in the rotation (logged when it was down). */
+  markUp(target: UpstreamTarget): void;
+  close(): Promise<void>;
+}
+
+/** One instance of an upstream. */
+export interface UpstreamTarget {
+  /** Its position in `targets` (a bit in a request's set of tried targets). */
+  readonly index: number;
+  /** As configured, for logs and metrics. */
+  readonly url: string;
   /** `http://host:port` */
   readonly origin: string;
   /** `host[:port]`: the upstream `Host` header, which undici writes from the pool's origin. */
   readonly host: string;
-  /** The URL's path without a trailing slash ('' for '/'). */
-  readonly basePath: string;
-  /** The forwarding headers it gets (`upstreams[].forwardedHeaders`), as flags read per request. */
-  readonly sends: ForwardedFlags;
   readonly pool: Dispatcher;
-  /** The gateway's logger: exchanges cut off for a stalled client are logged at `warn`. */
-  readonly log: Logger;
-  close(): Promise<void>;
+  /** ms since epoch until which the round robin passes it by; 0 while it is up. */
+  downUntil: number;
 }
 
 /** `upstreams[].forwardedHeaders` as one flag per header. */
@@ -46,24 +67,33 @@ export interface ForwardedFlags {
 }
 
 export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, services: GatewayServices): Upstream {
-  const url = new URL(config.url);
-  const tls = url.protocol === 'https:' ? clientTlsOptions(config.tls, gateway.baseDir) : undefined;
-  const pool = new Pool(url.origin, {
-    connections: config.connections,
-    pipelining: 1,
-    keepAliveTimeout: config.keepAliveTimeout,
-    connectTimeout: config.connectTimeout,
-    headersTimeout: config.timeout,
-    bodyTimeout: config.timeout,
-    // Certificates and host names are always verified: there is no switch to turn that off.
-    connect: tls,
+  const first = new URL(config.url);
+  const tls = first.protocol === 'https:' ? clientTlsOptions(config.tls, gateway.baseDir) : undefined;
+  const targetList = config.targets && config.targets.length > 0 ? config.targets : [config.url];
+  const targets = targetList.map((target, index): UpstreamTarget => {
+    const url = new URL(target);
+    const pool = new Pool(url.origin, {
+      connections: config.connections,
+      pipelining: 1,
+      keepAliveTimeout: config.keepAliveTimeout,
+      connectTimeout: config.connectTimeout,
+      headersTimeout: config.timeout,
+      bodyTimeout: config.timeout,
+      // Certificates and host names are always verified: there is no switch to turn that off.
+      connect: tls,
+    });
+    return { index, url: target, origin: url.origin, host: url.host, pool, downUntil: 0 };
   });
-  const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  const basePath = first.pathname === '/' ? '' : first.pathname.replace(/\/$/, '');
+  const up = services.metrics.gauge('gatehouse_upstream_target_up', 'Whether an upstream target is in the rotation (1) or left out after it could not be reached (0).', ['upstream', 'target'], 'min');
+  const failures = services.metrics.counter('gatehouse_upstream_connect_failures_total', 'Connections to an upstream target that could not be made (refused, timed out, TLS), by upstream and target.', ['upstream', 'target']);
+  for (const target of targets) up.set({ upstream: config.name, target: target.url }, 1);
+  const downFor = config.downFor ?? 10_000;
+  const log = services.log;
   return {
     name: config.name,
     config,
-    origin: url.origin,
-    host: url.host,
+    targets,
     basePath,
     sends: {
       xForwardedFor: config.forwardedHeaders.includes('x-forwarded-for'),
@@ -71,12 +101,62 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       xForwardedHost: config.forwardedHeaders.includes('x-forwarded-host'),
       forwarded: config.forwardedHeaders.includes('forwarded'),
     },
-    pool,
-    log: services.log,
+    log,
+    cursor: 0,
+    markDown(target, reason) {
+      failures.inc({ upstream: config.name, target: target.url });
+      const now = Date.now();
+      const wasUp = target.downUntil === 0;
+      target.downUntil = now + downFor;
+      if (!wasUp) return;
+      up.set({ upstream: config.name, target: target.url }, 0);
+      log.warn(
+        { upstream: config.name, target: target.url, error: reason, down_for_ms: downFor, targets_up: targets.filter((t) => t.downUntil === 0).length },
+        targets.length > 1 ? 'upstream target unreachable; left out of the rotation' : 'upstream unreachable',
+      );
+    },
+    markUp(target) {
+      target.downUntil = 0;
+      up.set({ upstream: config.name, target: target.url }, 1);
+      log.info({ upstream: config.name, target: target.url }, targets.length > 1 ? 'upstream target reachable again; back in the rotation' : 'upstream reachable again');
+    },
     async close() {
-      await pool.close().catch(() => undefined);
+      await Promise.all(targets.map((t) => t.pool.close().catch(() => undefined)));
     },
   };
+}
+
+/**
+ * The target for a request's next try: round robin over the targets that are up and not yet
+ * tried (`tried`: a bit per target index). On the first try, when every target is left out,
+ * the round robin goes over all of them (one may be back; refusing outright would turn a
+ * network blip into an outage); a retry goes only to a target that is up. Null: none left.
+ *
+ * @example
+ * ```ts
+ * const target = pickTarget(upstream, 0, Date.now())!; // the first try
+ * ```
+ */
+export function pickTarget(upstream: Upstream, tried: number, now: number): UpstreamTarget | null {
+  const targets = upstream.targets;
+  const n = targets.length;
+  if (n === 1) return tried === 0 ? targets[0]! : null;
+  let start = upstream.cursor;
+  if (start >= n) start = 0;
+  let fallback: UpstreamTarget | null = null;
+  for (let k = 0; k < n; k++) {
+    const i = (start + k) % n;
+    if ((tried & (1 << i)) !== 0) continue;
+    const target = targets[i]!;
+    if (target.downUntil === 0 || target.downUntil <= now) {
+      upstream.cursor = i + 1;
+      return target;
+    }
+    if (fallback === null) fallback = target;
+  }
+  if (tried !== 0 || fallback === null) return null;
+  upstream.cursor = fallback.index + 1;
+  return fallback;
 }
 
 export interface ForwardRequest {
@@ -134,28 +214,15 @@ export type ForwardDone<T> = (state: T, error: GatehouseError | null) => void;
  */
 export function dispatchForward<T>(upstream: Upstream, request: ForwardRequest, res: ServerResponse, done: ForwardDone<T>, state: T): void {
   const handler = new ForwardHandler(upstream, res, request, done as ForwardDone<unknown>, state);
-  let body: Dispatcher.DispatchOptions['body'] = null;
-  // undici streams any async iterable body; the generator enforces the size limit on chunked bodies.
-  if (request.body !== null) body = limitBody(request.body, request.maxBodySize, handler) as unknown as Dispatcher.DispatchOptions['body'];
-  upstream.pool.dispatch(
-    {
-      origin: upstream.origin,
-      path: upstream.basePath + request.path,
-      method: request.method as Dispatcher.HttpMethod,
-      headers: request.headers,
-      body,
-      headersTimeout: request.timeout,
-      bodyTimeout: request.timeout,
-      blocking: false,
-      upgrade: request.websocket === null ? undefined : 'websocket',
-    },
-    handler,
-  );
+  const targets = upstream.targets;
+  handler.send(targets.length === 1 ? targets[0]! : pickTarget(upstream, 0, Date.now())!);
 }
 
 class BodyTooLarge extends Error {}
 
 async function* limitBody(stream: IncomingMessage, max: number, handler: ForwardHandler): AsyncGenerator<Buffer> {
+  // From here on the body is being read: this request cannot be sent again.
+  handler.bodyStarted = true;
   let seen = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     seen += chunk.length;
@@ -168,6 +235,19 @@ async function* limitBody(stream: IncomingMessage, max: number, handler: Forward
 }
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/**
+ * Errors that mean no connection to the target was made, so nothing of the request left
+ * gatehouse: refused, no route, no such host, the connect timeout, a TLS handshake that failed.
+ * A reset or a closed socket is not among them: it can come after the request was written.
+ */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function isUnreachable(err: Error): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  if (UNREACHABLE_CODES.has(code)) return true;
+  return /certificate|self.signed|altnames|ERR_TLS_CERT|ERR_SSL_/i.test(`${err.message} ${code}`);
+}
 
 /** Maps an undici error to the gateway's answer. */
 export function upstreamError(err: Error): GatehouseError {
@@ -281,8 +361,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   /** A whole body that came in one chunk: it goes out with the end, in one `res.end(chunk)`. */
   private whole: Buffer | null = null;
   bodyTooLarge = false;
+  /** The request's body began to be read: it cannot be sent to another target. */
+  bodyStarted = false;
   /** The upstream answered a WebSocket handshake with 101: the connection is the tunnel's now. */
   private upgraded = false;
+  /** The target of the current try. */
+  private target: UpstreamTarget | null = null;
+  /** A bit per target index already tried for this request. */
+  private tried = 0;
 
   constructor(
     private readonly upstream: Upstream,
@@ -293,6 +379,47 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   ) {
     this.started = performance.now();
     (res as WithHandler)[HANDLER] = this;
+  }
+
+  /** Send the request to `target` (the first try, or a retry after an unreachable target). */
+  send(target: UpstreamTarget): void {
+    this.target = target;
+    this.tried |= 1 << target.index;
+    this.controller = null;
+    const request = this.request;
+    let body: Dispatcher.DispatchOptions['body'] = null;
+    // undici streams any async iterable body; the generator enforces the size limit on chunked bodies.
+    if (request.body !== null) body = limitBody(request.body, request.maxBodySize, this) as unknown as Dispatcher.DispatchOptions['body'];
+    target.pool.dispatch(
+      {
+        origin: target.origin,
+        path: this.upstream.basePath + request.path,
+        method: request.method as Dispatcher.HttpMethod,
+        headers: request.headers,
+        body,
+        headersTimeout: request.timeout,
+        bodyTimeout: request.timeout,
+        blocking: false,
+        upgrade: request.websocket === null ? undefined : 'websocket',
+      },
+      this,
+    );
+  }
+
+  /**
+   * The target could not be reached: it leaves the rotation for `downFor`, and when nothing of
+   * the request was sent (no byte of its body read, the client still there) the request goes
+   * to another target that is up. True when it was sent again.
+   */
+  private retryElsewhere(err: Error): boolean {
+    const target = this.target;
+    if (target === null || !isUnreachable(err)) return false;
+    this.upstream.markDown(target, `${err.name}: ${err.message}`);
+    if (this.bodyStarted || this.res.destroyed || this.status !== 0) return false;
+    const next = pickTarget(this.upstream, this.tried, Date.now());
+    if (next === null) return false;
+    this.send(next);
+    return true;
   }
 
   private end(error: GatehouseError | null): void {
@@ -315,6 +442,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const websocket = this.request.websocket!;
     const res = this.res;
     const client = res.socket;
+    if (this.target!.downUntil !== 0) this.upstream.markUp(this.target!);
     this.request.timing.upstreamLatency = performance.now() - this.started;
     if (client === null || client.destroyed || res.headersSent) {
       socket.destroy();
@@ -366,6 +494,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (this.target!.downUntil !== 0) this.upstream.markUp(this.target!);
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
@@ -385,7 +514,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (options.cookiePrefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, options.cookiePrefixes);
     if (options.ownsCors) dropCorsHeaders(headers);
     const location = headers.location;
-    if (typeof location === 'string') headers.location = publicLocation(location, this.upstream.origin, this.upstream.basePath, this.request.strippedPrefix);
+    if (typeof location === 'string') headers.location = publicLocation(location, this.target!.origin, this.upstream.basePath, this.request.strippedPrefix);
     return responseHead(headers, this.request.requestId, this.request.responseHeaders);
   }
 
@@ -461,6 +590,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       this.end(null);
       return;
     }
+    if (this.retryElsewhere(err)) return;
     this.end(upstreamError(err));
   }
 }

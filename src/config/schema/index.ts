@@ -25,6 +25,15 @@ const upstream: JsonSchema = closed(
   {
     name,
     url: httpUrl,
+    targets: {
+      type: 'array',
+      items: httpUrl,
+      minItems: 1,
+      maxItems: 32,
+      uniqueItems: true,
+      description: 'Several instances of one upstream (instead of url): the same scheme and path, different hosts or ports; requests go round robin, a target that cannot be reached is left out for downFor and its requests retried on another.',
+    },
+    downFor: { ...duration, description: 'How long a target that could not be reached (connection refused, connect timeout, TLS failure) is left out of the rotation (default 10s).' },
     timeout: duration,
     connectTimeout: duration,
     connections: { type: 'integer', minimum: 1, description: 'Max connections to this upstream (default 128).' },
@@ -38,7 +47,7 @@ const upstream: JsonSchema = closed(
       description: 'Forwarding headers this upstream gets (default: all four); [] sends none. A client\'s own values are dropped either way.',
     },
   },
-  ['name', 'url'],
+  ['name'],
 );
 
 const claimRule: JsonSchema = {
