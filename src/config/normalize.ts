@@ -3,6 +3,7 @@ import type { ConfigIssue } from '../errors.js';
 import { checkDurations, parseDuration, parseSize } from './units.js';
 import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkAddressRange, checkTrustedProxy } from '../server/trusted-proxy.js';
+import { checkHeaderRules, mergeHeaderRules } from './header-rules.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
   CorsConfig,
@@ -270,6 +271,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
   const upstreamNames = new Set(upstreams.map((u) => u.name));
 
   const networks = normalizeNetworks(raw.networks as Record<string, string[]> | undefined, bad);
+  const globalHeaders = raw.headers === undefined ? null : checkHeaderRules(raw.headers as Raw, ['headers'], bad);
 
   const routes: RouteConfig[] = (raw.routes ?? []).map((r: Raw, i: number) => {
     const at = ['routes', i];
@@ -284,6 +286,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       auth: r.auth ?? 'bearer',
       claims: (r.claims ?? []).map((c: string | Raw) => (typeof c === 'string' ? { rule: c } : { rule: c.rule, message: c.message })),
       stepUp: r.stepUp ? { ...r.stepUp, maxAuthAge: r.stepUp.maxAuthAge === undefined ? undefined : ms(r.stepUp.maxAuthAge, 0) } : undefined,
+      headers: mergeHeaderRules(globalHeaders, r.headers as Raw | undefined, [...at, 'headers'], bad),
       allowFrom: r.allowFrom === undefined ? null : expandAllowFrom(r.allowFrom as string[], networks, [...at, 'allowFrom'], bad),
       senderConstrained: r.senderConstrained,
       forwardToken: r.forwardToken ?? true,
@@ -296,6 +299,12 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       stripPrefix: r.stripPrefix ?? false,
       websocket: websocketSettings(r.websocket, ms, bytes),
     };
+    for (const header of Object.keys(route.forwardClaims)) {
+      const lower = header.toLowerCase();
+      if (route.headers?.request.set[lower] !== undefined || route.headers?.request.remove.includes(lower)) {
+        bad([...at, 'forwardClaims', header], `is also in the route's headers.request rules: one header, one source`);
+      }
+    }
     if (!upstreamNames.has(route.upstream)) {
       bad([...at, 'upstream'], `names no upstream (known: ${[...upstreamNames].join(', ') || 'none'})`);
     }
@@ -425,6 +434,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     workers: raw.workers ?? 'auto',
     trustedProxies: normalizeTrustedProxies(raw.trustedProxies, bad),
     networks,
+    headers: globalHeaders,
     log: { level: raw.log?.level ?? 'info', accessLog: raw.log?.accessLog ?? true },
     limits,
     issuers,

@@ -108,6 +108,18 @@ export interface UpstreamConfig {
   forwardedHeaders: readonly ForwardedHeader[];
 }
 
+/** Headers set (replacing any of that name) and removed, names lowercase. */
+export interface HeaderRules {
+  set: Record<string, string>;
+  remove: string[];
+}
+
+/** `headers` / `routes[].headers`: on the request to the upstream, and on its answer. */
+export interface HeaderRulesConfig {
+  request: HeaderRules;
+  response: HeaderRules;
+}
+
 export interface ClaimRuleConfig {
   rule: string;
   message?: string;
@@ -129,6 +141,8 @@ export interface RouteConfig {
    * absent: any address.
    */
   allowFrom?: string[] | null;
+  /** Header rules for this route, the top-level `headers` merged in; null or absent: none. */
+  headers?: HeaderRulesConfig | null;
   /**
    * Only sender-constrained tokens: `dpop` (cnf.jkt, RFC 9449), `mtls` (cnf.x5t#S256, RFC 8705),
    * `any` (either). The binding itself is checked by authentication on every request.
@@ -301,6 +315,8 @@ export interface GatehouseConfig {
   trustedProxies: string[];
   /** Named address lists (`networks`), as given; routes hold them expanded. */
   networks: Record<string, string[]>;
+  /** Top-level `headers` (every route's rules start from them), checked; null when absent. */
+  headers?: HeaderRulesConfig | null;
   log: { level: string; accessLog: boolean };
   limits: LimitsConfig;
   issuers: IssuerConfig[];

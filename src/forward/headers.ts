@@ -51,6 +51,12 @@ export interface UpstreamHeaderOptions {
   readonly cookiePrefixes: readonly string[] | null;
   /** gatehouse answers CORS on this route (`cors`): the upstream's `Access-Control-*` answer headers are dropped. */
   readonly ownsCors: boolean;
+  /** `headers.request.set`: sent upstream (the client's headers of these names are in `strip`). */
+  readonly requestSet?: readonly [string, string][] | null;
+  /** `headers.response.remove`: dropped from the upstream's answer. */
+  readonly responseRemove?: ReadonlySet<string> | null;
+  /** `headers.response.set`: on the upstream's answer, replacing its headers of these names. */
+  readonly responseSet?: readonly [string, string][] | null;
 }
 
 /**

@@ -513,6 +513,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const options = this.request.headerOptions;
     if (options.cookiePrefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, options.cookiePrefixes);
     if (options.ownsCors) dropCorsHeaders(headers);
+    if (options.responseRemove) for (const name of options.responseRemove) delete headers[name];
     const location = headers.location;
     if (typeof location === 'string') headers.location = publicLocation(location, this.target!.origin, this.upstream.basePath, this.request.strippedPrefix);
     return responseHead(headers, this.request.requestId, this.request.responseHeaders);

@@ -427,6 +427,8 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
   // (`host: <upstream host[:port]>`, built once per connection pool).
   if (ctx.principal && r.config.forwardToken) headers.push('authorization', ctx.principal.upstreamAuthorization);
   for (let i = 0; i < ctx.upstreamHeaders.length; i++) headers.push(ctx.upstreamHeaders[i]![0], ctx.upstreamHeaders[i]![1]);
+  const rules = r.forward;
+  if (rules.requestSet) for (let i = 0; i < rules.requestSet.length; i++) headers.push(rules.requestSet[i]![0], rules.requestSet[i]![1]);
   // HTTP/2 has no transfer-encoding: a body without content-length is one whose HEADERS frame did not end the stream.
   const hasBody =
     req.headers['content-length'] !== undefined
@@ -440,7 +442,9 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     maxBodySize: r.maxBodySize,
     timeout: r.timeout,
     requestId: ctx.id,
-    responseHeaders: ctx.responseHeaders,
+    // The route's answer headers replace the upstream's of those names (responseHead), as
+    // gatehouse's own do; on the upstream's answers only (a 502 of gatehouse's keeps its own).
+    responseHeaders: rules.responseSet ? ctx.responseHeaders.concat(rules.responseSet) : ctx.responseHeaders,
     timing: ctx,
     headerOptions: r.forward,
     strippedPrefix: ctx.strippedPrefix,

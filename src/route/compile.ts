@@ -165,10 +165,20 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
   const strip = new Set<string>();
   if (!route.public) strip.add('authorization');
   for (const header of Object.keys(route.forwardClaims)) strip.add(header.toLowerCase());
+  // `headers` (the top level's merged into the route's at load): the client's values of the
+  // names a rule sets or removes never reach the upstream.
+  const rules = route.headers ?? null;
+  const requestSet = rules === null ? [] : Object.entries(rules.request.set);
+  for (const name of rules?.request.remove ?? []) strip.add(name);
+  for (const [name] of requestSet) strip.add(name);
+  const responseSet = rules === null ? [] : Object.entries(rules.response.set);
   return {
     strip: strip.size > 0 ? strip : null,
     cookiePrefixes: config.tokenHandler ? gatehouseCookiePrefixes(config.tokenHandler.cookiePrefix) : null,
     // With a cors section, gatehouse alone answers CORS on bearer-token and public routes.
     ownsCors: config.cors !== undefined && (route.public || route.auth === 'bearer'),
+    requestSet: requestSet.length > 0 ? requestSet : null,
+    responseRemove: rules !== null && rules.response.remove.length > 0 ? new Set(rules.response.remove) : null,
+    responseSet: responseSet.length > 0 ? responseSet : null,
   };
 }

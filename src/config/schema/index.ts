@@ -58,6 +58,18 @@ const claimRule: JsonSchema = {
   description: 'A CEL expression over `claims` and `request` that must be true.',
 };
 
+/** Header rules for one side of an exchange (docs/configuration.md, "Header rules"). */
+const headerSide = closed({
+  set: { type: 'object', additionalProperties: { type: 'string' }, description: 'Header name → value, replacing any header of that name.' },
+  remove: { type: 'array', items: nonEmptyString, uniqueItems: true, description: 'Header names dropped.' },
+});
+
+const headerRules = closed(
+  { request: headerSide, response: headerSide },
+  [],
+  { description: 'Headers set or removed on the request to the upstream and on its answer.' },
+);
+
 const route: JsonSchema = closed(
   {
     name,
@@ -74,6 +86,7 @@ const route: JsonSchema = closed(
       amr: { type: 'array', items: nonEmptyString, minItems: 1 },
       maxAuthAge: duration,
     }),
+    headers: headerRules,
     allowFrom: {
       type: 'array',
       items: nonEmptyString,
@@ -186,6 +199,7 @@ export const configSchema: JsonSchema = {
       admin: closed({ host: nonEmptyString, port, enabled: { type: 'boolean' } }),
       workers: { anyOf: [{ type: 'integer', minimum: 1 }, { const: 'auto' }] },
       trustedProxies: { type: 'array', items: nonEmptyString, description: 'IPs or CIDRs whose X-Forwarded-* are believed.' },
+      headers: headerRules,
       networks: {
         type: 'object',
         additionalProperties: { type: 'array', items: nonEmptyString, minItems: 1, uniqueItems: true },
