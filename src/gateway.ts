@@ -133,6 +133,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     }
   }
   warnPlaintextUpstreams(config, log);
+  warnOpenAdmin(config, log);
 
   let reloading: Promise<void> = Promise.resolve();
   const reload = (next?: GatehouseConfig): Promise<void> => {
@@ -142,7 +143,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       // leaves the running plan, proxies and config untouched (startPlan closes what it built).
       const freshProxies = createTrustedProxies(candidate.trustedProxies);
       const fresh = await startPlan(candidate, services, areas);
-      if (JSON.stringify(candidate.listen) !== JSON.stringify(config.listen) || JSON.stringify(candidate.admin) !== JSON.stringify(config.admin)) {
+      // (admin.allowFrom is read from the plan: it changes with a reload.)
+      const bind = (c: GatehouseConfig) => JSON.stringify(c.admin && { host: c.admin.host, port: c.admin.port });
+      if (JSON.stringify(candidate.listen) !== JSON.stringify(config.listen) || bind(candidate) !== bind(config)) {
         log.warn('listener or admin changes take effect on restart only');
       }
       // The swap, all at once: nothing between these lines can throw or yield.
@@ -153,6 +156,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       for (const l of listeners) l.acceptUpgrades(fresh.websocket);
       log.info({ routes: fresh.routes.length }, 'config reloaded');
       warnPlaintextUpstreams(config, log);
+      warnOpenAdmin(config, log);
       retire(old, config.limits.shutdownTimeout);
     };
     const result = reloading.then(run, run);
@@ -261,6 +265,19 @@ function warnPlaintextUpstreams(config: GatehouseConfig, log: Logger): void {
       'plain HTTP upstream on a non-loopback address: requests and the tokens they carry cross the network unencrypted; use an https:// url (upstreams[].tls for a private CA)',
     );
   }
+}
+
+/**
+ * An admin listener bound off loopback with no `admin.allowFrom`: `/metrics` (route names,
+ * traffic, error counts) and `/readyz` answer anyone who can reach the port.
+ */
+function warnOpenAdmin(config: GatehouseConfig, log: Logger): void {
+  const admin = config.admin;
+  if (!admin || isLoopback(admin.host.replace(/^\[|\]$/g, '')) || admin.allowFrom) return;
+  log.warn(
+    { admin: `${admin.host}:${admin.port}` },
+    'admin listener on a non-loopback address without admin.allowFrom: /metrics and /readyz answer anyone who can reach it; list the monitoring addresses in admin.allowFrom',
+  );
 }
 
 /** A bind address on loopback: `localhost`, `::1`, or a literal IPv4 address in 127.0.0.0/8 (not a name like `127.example.com`). */

@@ -430,7 +430,15 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     file: ctx.file,
     baseDir: ctx.baseDir,
     listen,
-    admin: raw.admin && raw.admin.enabled !== false ? { host: raw.admin.host ?? '127.0.0.1', port: raw.admin.port ?? 9090, enabled: true } : null,
+    admin:
+      raw.admin && raw.admin.enabled !== false
+        ? {
+            host: raw.admin.host ?? '127.0.0.1',
+            port: raw.admin.port ?? 9090,
+            enabled: true,
+            allowFrom: raw.admin.allowFrom === undefined ? null : expandAllowFrom(raw.admin.allowFrom as string[], networks, ['admin', 'allowFrom'], bad),
+          }
+        : null,
     workers: raw.workers ?? 'auto',
     trustedProxies: normalizeTrustedProxies(raw.trustedProxies, bad),
     networks,

@@ -310,7 +310,8 @@ export interface GatehouseConfig {
   /** Directory relative paths (certs, keys) resolve against. */
   baseDir: string;
   listen: ListenerConfig[];
-  admin: { host: string; port: number; enabled: boolean } | null;
+  /** `allowFrom`: the peer addresses the admin listener answers (networks names expanded); null: any. */
+  admin: { host: string; port: number; enabled: boolean; allowFrom?: string[] | null } | null;
   workers: number | 'auto';
   trustedProxies: string[];
   /** Named address lists (`networks`), as given; routes hold them expanded. */

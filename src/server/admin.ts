@@ -2,6 +2,8 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { OWN_ANSWER_HEADERS } from '../respond/problem.js';
 import type { Plan } from '../route/compile.js';
+import { createAddressSet, type AddressSet } from '../authz/network.js';
+import { normalizeIp } from './trusted-proxy.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ClusterReadiness, WorkerReadiness } from './cluster-readiness.js';
 
@@ -40,8 +42,26 @@ export function createAdminServer(state: AdminState): http.Server {
   });
 }
 
+/** `admin.allowFrom` per plan (a reload brings a new list). */
+const allowedByPlan = new WeakMap<Plan, AddressSet | null>();
+
+function adminAllows(plan: Plan, ip: string): boolean {
+  let allowed = allowedByPlan.get(plan);
+  if (allowed === undefined) {
+    const entries = plan.config?.admin?.allowFrom;
+    allowed = entries ? createAddressSet(entries) : null;
+    allowedByPlan.set(plan, allowed);
+  }
+  return allowed === null || allowed.has(ip);
+}
+
 async function handle(state: AdminState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
+  const peer = normalizeIp(req.socket.remoteAddress ?? '');
+  if (!adminAllows(state.plan(), peer)) {
+    state.log.warn({ client_ip: peer, path }, 'admin request from an address outside admin.allowFrom refused');
+    return json(res, 403, { status: 'forbidden' });
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { status: 'method not allowed' }, { allow: 'GET, HEAD' });
   if (path === '/healthz') return json(res, 200, { status: 'ok' });
   if (path === '/readyz') {

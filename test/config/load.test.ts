@@ -36,7 +36,7 @@ describe('config loading', () => {
   it('accepts the contract example and applies defaults', () => {
     const config = loadConfigText(VALID, 'gatehouse.yaml', {});
     expect(config.listen).toEqual([expect.objectContaining({ host: '127.0.0.1', port: 8080 })]);
-    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, enabled: true });
+    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, enabled: true, allowFrom: null });
     expect(config.issuers[0]).toMatchObject({ name: 'main', clockSkew: 60_000, maxTokenSize: 8192, algorithms: ['ES256', 'RS256'] });
     expect(config.routes[0]).toMatchObject({ name: 'list-orders', methods: ['GET'], public: false, scopes: ['orders:read'], issuers: null });
     expect(config.routes[1]).toMatchObject({ name: 'health', public: true, methods: null });

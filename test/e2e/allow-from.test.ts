@@ -168,3 +168,51 @@ routes:
     expect((await via(peer1, '10.0.0.1; drop table')).status).toBe(403);
   });
 });
+
+describe('admin.allowFrom', () => {
+  it('answers the listed addresses only (403 for any other, the refusal logged), and takes networks names', async () => {
+    const admin = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0, allowFrom: [monitoring] }
+networks: { monitoring: [127.0.0.2] }
+upstreams: [{ name: api, url: ${api.url} }]
+routes:
+  - { name: status, path: /status, upstream: api, public: true }
+`);
+    try {
+      for (const path of ['/metrics', '/readyz', '/healthz']) {
+        const outside = await request(`${admin.adminUrl}${path}`, { dispatcher: peer1 });
+        expect(outside.statusCode).toBe(403);
+        expect(await outside.body.json()).toEqual({ status: 'forbidden' });
+      }
+      expect(admin.logs.some((l) => l.msg === 'admin request from an address outside admin.allowFrom refused' && l.client_ip === '127.0.0.1' && l.path === '/metrics')).toBe(true);
+      const inside = await request(`${admin.adminUrl}/metrics`, { dispatcher: peer2 });
+      expect(inside.statusCode).toBe(200);
+      expect(await inside.body.text()).toContain('gatehouse_requests_total');
+      expect(admin.logs.some((l) => /admin listener on a non-loopback address/.test(l.msg ?? ''))).toBe(false);
+    } finally {
+      await admin.close();
+    }
+  });
+
+  it('an admin listener off loopback without allowFrom is named in a warning at start', async () => {
+    const yaml = (allow: string) => `
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 0.0.0.0, port: 0${allow} }
+upstreams: [{ name: api, url: ${api.url} }]
+routes:
+  - { name: status, path: /status, upstream: api, public: true }
+`;
+    const open = await startTestGateway(yaml(''));
+    const closed = await startTestGateway(yaml(', allowFrom: [10.0.0.0/8]'));
+    try {
+      const warning = open.logs.find((l) => /^admin listener on a non-loopback address without admin\.allowFrom/.test(l.msg ?? ''));
+      expect(warning).toMatchObject({ level: 'warn' });
+      expect(warning!.admin).toMatch(/^0\.0\.0\.0:\d+$/);
+      expect(closed.logs.some((l) => /admin listener on a non-loopback address/.test(l.msg ?? ''))).toBe(false);
+    } finally {
+      await open.close();
+      await closed.close();
+    }
+  });
+});

@@ -196,7 +196,18 @@ export const configSchema: JsonSchema = {
     {
       $schema: { type: 'string' },
       listen: { anyOf: [listener, { type: 'array', items: listener, minItems: 1 }] },
-      admin: closed({ host: nonEmptyString, port, enabled: { type: 'boolean' } }),
+      admin: closed({
+        host: nonEmptyString,
+        port,
+        enabled: { type: 'boolean' },
+        allowFrom: {
+          type: 'array',
+          items: nonEmptyString,
+          minItems: 1,
+          uniqueItems: true,
+          description: 'Addresses that may use the admin listener (/metrics, /readyz, …): IPs, CIDRs or names of `networks`; anyone else gets 403.',
+        },
+      }),
       workers: { anyOf: [{ type: 'integer', minimum: 1 }, { const: 'auto' }] },
       trustedProxies: { type: 'array', items: nonEmptyString, description: 'IPs or CIDRs whose X-Forwarded-* are believed.' },
       headers: headerRules,
