@@ -10,7 +10,7 @@
  */
 import { GatehouseError, type ConfigIssue } from '../errors.js';
 import type { AreaFactory, AreaRuntime } from '../pipeline/runtime.js';
-import { createRouteTable } from '../route/match.js';
+import { createHostRouteTable } from '../route/hosts.js';
 import type { RouteConfig } from '../config/types.js';
 import { sendPreflight } from '../respond/cors.js';
 import { sendProblem } from '../respond/problem.js';
@@ -49,7 +49,7 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
 
   // Preflights for cookie routes: match like the gateway does (the most specific path decides).
   const cookieRoutes = config.routes.some((r) => r.auth !== 'bearer' && !r.public);
-  const table = createRouteTable<RouteConfig>(config.routes.map((r) => ({ path: r.path, methods: r.methods, route: r })));
+  const table = createHostRouteTable<RouteConfig>(config.routes.map((r) => ({ path: r.path, methods: r.methods, hosts: r.hosts, route: r })));
   const agentBase = th.basePath;
   const agentPrefix = th.basePath + '/';
   const realm = config.gateway.realm;
@@ -68,7 +68,7 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
       const requested = ctx.headers['access-control-request-method'];
       if (typeof requested !== 'string') return false;
       // The route the real request will take decides (the most specific path, that method).
-      const match = table.match(requested, p);
+      const match = table.match(ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined), requested, p);
       if (match.kind !== 'route' || match.route.auth === 'bearer' || match.route.public) return false;
       const answer = preflight(core, ctx, null);
       if (answer instanceof GatehouseError) {

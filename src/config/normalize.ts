@@ -4,6 +4,7 @@ import { checkDurations, parseDuration, parseSize } from './units.js';
 import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkAddressRange, checkTrustedProxy } from '../server/trusted-proxy.js';
 import { checkHeaderRules, mergeHeaderRules } from './header-rules.js';
+import { checkRouteHost } from '../route/hosts.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
   CorsConfig,
@@ -286,6 +287,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       auth: r.auth ?? 'bearer',
       claims: (r.claims ?? []).map((c: string | Raw) => (typeof c === 'string' ? { rule: c } : { rule: c.rule, message: c.message })),
       stepUp: r.stepUp ? { ...r.stepUp, maxAuthAge: r.stepUp.maxAuthAge === undefined ? undefined : ms(r.stepUp.maxAuthAge, 0) } : undefined,
+      hosts: r.hosts === undefined ? null : (r.hosts as string[]),
       headers: mergeHeaderRules(globalHeaders, r.headers as Raw | undefined, [...at, 'headers'], bad),
       allowFrom: r.allowFrom === undefined ? null : expandAllowFrom(r.allowFrom as string[], networks, [...at, 'allowFrom'], bad),
       senderConstrained: r.senderConstrained,
@@ -342,6 +344,10 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     if ((route.auth === 'cookie' || route.auth === 'cookie-only') && !raw.tokenHandler) {
       bad([...at, 'auth'], 'needs the tokenHandler section to be configured');
     }
+    route.hosts?.forEach((host, j) => {
+      const problem = checkRouteHost(host);
+      if (problem !== undefined) bad([...at, 'hosts', j], problem);
+    });
     const pathProblem = checkRoutePath(route.path);
     if (pathProblem) bad([...at, 'path'], pathProblem);
     return route;

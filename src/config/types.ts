@@ -141,6 +141,8 @@ export interface RouteConfig {
    * absent: any address.
    */
   allowFrom?: string[] | null;
+  /** Hosts (lowercase names, `*.` wildcards, IP literals) this route is reachable through; null or absent: any. */
+  hosts?: string[] | null;
   /** Header rules for this route, the top-level `headers` merged in; null or absent: none. */
   headers?: HeaderRulesConfig | null;
   /**

@@ -12,7 +12,7 @@ import type { CorsConfig, RouteConfig } from '../config/types.js';
 import { RequestRejected } from '../errors.js';
 import type { RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory } from '../pipeline/runtime.js';
-import { createRouteTable } from '../route/match.js';
+import { createHostRouteTable } from '../route/hosts.js';
 import { sendProblem } from './problem.js';
 
 /** What a page may always read: the challenge, the request id, and the limits' answers (both kinds of CORS). */
@@ -78,7 +78,7 @@ export const createCorsArea: AreaFactory = (config) => {
   const cors = config.cors;
   if (!cors) return { name: 'cors' };
   const headersFor = actualHeaders(cors);
-  const table = createRouteTable<RouteConfig>(config.routes.map((r) => ({ path: r.path, methods: r.methods, route: r })));
+  const table = createHostRouteTable<RouteConfig>(config.routes.map((r) => ({ path: r.path, methods: r.methods, hosts: r.hosts, route: r })));
   const policy: PreflightPolicy = {
     credentials: false,
     methods: null,
@@ -111,7 +111,7 @@ export const createCorsArea: AreaFactory = (config) => {
       if (typeof method !== 'string' || origin === undefined) return false;
       // The route the real request will take decides (the most specific path, that method);
       // anything else goes on as a plain OPTIONS request (404, 405, …).
-      const match = table.match(method, ctx.path);
+      const match = table.match(ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined), method, ctx.path);
       if (match.kind !== 'route' || !ours(match.route) || !METHOD.test(method)) return false;
       const allowed = headersFor(origin);
       if (allowed === null) {

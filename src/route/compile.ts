@@ -4,7 +4,7 @@ import type { RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
 import { createUpstream, type Upstream } from '../forward/upstream.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
-import { createRouteTable, type RouteTable } from './match.js';
+import { createHostRouteTable, type HostRouteTable } from './hosts.js';
 import { gatehouseCookiePrefixes } from '../authn/token-handler/cookie-names.js';
 
 /** A route with its stages built; an absent stage is `null` and costs nothing. */
@@ -33,7 +33,8 @@ export interface CompiledRoute {
  */
 export interface Plan {
   readonly config: GatehouseConfig;
-  readonly table: RouteTable<CompiledRoute>;
+  /** Routes by host (`routes[].hosts`) and path. */
+  readonly table: HostRouteTable<CompiledRoute>;
   readonly routes: readonly CompiledRoute[];
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly areas: readonly AreaRuntime[];
@@ -111,7 +112,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       }
     }
 
-    const table = createRouteTable(routes.map((r) => ({ path: r.config.path, methods: r.config.methods, route: r })));
+    const table = createHostRouteTable(routes.map((r) => ({ path: r.config.path, methods: r.config.methods, hosts: r.config.hosts, route: r })));
     return {
       config,
       table,

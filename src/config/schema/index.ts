@@ -86,6 +86,13 @@ const route: JsonSchema = closed(
       amr: { type: 'array', items: nonEmptyString, minItems: 1 },
       maxAuthAge: duration,
     }),
+    hosts: {
+      type: 'array',
+      items: nonEmptyString,
+      minItems: 1,
+      uniqueItems: true,
+      description: 'Hosts this route is reachable through (Host / :authority, any port): names, *.wildcards, IP literals; without it, any host.',
+    },
     headers: headerRules,
     allowFrom: {
       type: 'array',
