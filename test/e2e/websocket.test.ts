@@ -492,3 +492,55 @@ function rawExchange(text: string): Promise<string> {
     socket.setTimeout(10_000, () => socket.destroy(new Error('no close')));
   });
 }
+
+describe('with allowFrom, targets and hosts', () => {
+  let own: TestGateway;
+  let ownWs: string;
+  let deadPort: number;
+  beforeAll(async () => {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    deadPort = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    own = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+upstreams:
+  - { name: api, url: ${api.url} }
+  - { name: pair, targets: [http://127.0.0.1:${deadPort}, ${api.url}] }
+routes:
+  - { name: office, path: /office, upstream: api, public: true, websocket: true, allowFrom: [127.0.0.2] }
+  - { name: spread, path: /spread, upstream: pair, public: true, websocket: true }
+  - { name: hosted, path: /hosted, upstream: api, public: true, websocket: true, hosts: [chat.example.com] }
+`);
+    ownWs = own.url.replace(/^http/, 'ws');
+  });
+  afterAll(async () => {
+    await own?.close();
+  });
+
+  it('a handshake from an address outside allowFrom: 403 before the upstream; from a listed one it opens', async () => {
+    const before = api.handshakes.length;
+    const answer = refused(await connect(`${ownWs}/office`, { localAddress: '127.0.0.1' }));
+    expect(answer.status).toBe(403);
+    expect(JSON.parse(answer.body).code).toBe('GH_ERR_AUTHZ_ADDRESS_NOT_ALLOWED');
+    expect(api.handshakes.length).toBe(before);
+    const socket = opened(await connect(`${ownWs}/office`, { localAddress: '127.0.0.2' }));
+    socket.ws.send('hi');
+    expect(await socket.next()).toBe('echo:hi');
+    socket.ws.close();
+  });
+
+  it('a handshake whose first target cannot be reached opens through the next one', async () => {
+    const socket = opened(await connect(`${ownWs}/spread`));
+    socket.ws.send('through');
+    expect(await socket.next()).toBe('echo:through');
+    socket.ws.close();
+    expect(own.logs.some((l) => l.msg === 'upstream target unreachable; left out of the rotation' && l.target === `http://127.0.0.1:${deadPort}`)).toBe(true);
+  });
+
+  it('a handshake through another host than the route names is not routed (404)', async () => {
+    expect(refused(await connect(`${ownWs}/hosted`, { headers: { host: 'other.example.com' } })).status).toBe(404);
+    const socket = opened(await connect(`${ownWs}/hosted`, { headers: { host: 'chat.example.com' } }));
+    socket.ws.close();
+  });
+});

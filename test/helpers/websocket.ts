@@ -125,9 +125,12 @@ export interface Refused {
 }
 
 /** Open a WebSocket (`ws://` or `wss://`) with extra handshake headers; resolves an open socket or a refusal. */
-export function connect(url: string, options: { headers?: Record<string, string>; protocols?: string[]; ca?: string | Buffer; origin?: string } = {}): Promise<OpenSocket | Refused> {
+export function connect(
+  url: string,
+  options: { headers?: Record<string, string>; protocols?: string[]; ca?: string | Buffer; origin?: string; localAddress?: string } = {},
+): Promise<OpenSocket | Refused> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, ca: options.ca, origin: options.origin, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, ca: options.ca, origin: options.origin, handshakeTimeout: 10_000, localAddress: options.localAddress });
     let headers: IncomingHttpHeaders = {};
     const queue: string[] = [];
     const waiting: ((text: string) => void)[] = [];
