@@ -111,7 +111,7 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       if (!wasUp) return;
       up.set({ upstream: config.name, target: target.url }, 0);
       log.warn(
-        { upstream: config.name, target: target.url, error: reason, down_for_ms: downFor, targets_up: targets.filter((t) => t.downUntil === 0).length },
+        { upstream: config.name, target: target.url, error: reason, down_for_ms: downFor, targets_up: targets.filter((t) => t.downUntil <= now).length },
         targets.length > 1 ? 'upstream target unreachable; left out of the rotation' : 'upstream unreachable',
       );
     },
