@@ -61,6 +61,7 @@ export type GatehouseErrorCode =
   | 'GH_ERR_DPOP_SCHEME_MISMATCH'
   | 'GH_ERR_DPOP_REPLAY_CACHE_FULL'
   | 'GH_ERR_DPOP_REPLAY_STORE_UNAVAILABLE'
+  | 'GH_ERR_DPOP_NONCE_REQUIRED'
   | 'GH_ERR_INTROSPECTION_INACTIVE'
   | 'GH_ERR_INTROSPECTION_UNAVAILABLE'
   | 'GH_ERR_INTROSPECTION_INVALID_RESPONSE'
@@ -104,6 +105,7 @@ export type OAuthErrorValue =
   | 'invalid_request'
   | 'invalid_token'
   | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
   | 'insufficient_scope'
   | 'insufficient_user_authentication';
 
@@ -212,6 +214,22 @@ export class InvalidToken extends GatehouseError {
 export class InvalidDpopProof extends GatehouseError {
   constructor(code: GatehouseErrorCode, detail: string) {
     super(code, 401, 'the DPoP proof is not valid', { detail, oauthError: 'invalid_dpop_proof', challenge: true, dpop: true });
+  }
+}
+
+/**
+ * 401 `use_dpop_nonce` (RFC 9449 §9): the proof carries no nonce, or one gatehouse did not
+ * issue or that has expired; `DPoP-Nonce` gives the one to use.
+ */
+export class DpopNonceRequired extends GatehouseError {
+  constructor(nonce: string, detail: string) {
+    super('GH_ERR_DPOP_NONCE_REQUIRED', 401, 'the DPoP proof must carry the nonce the gateway provides', {
+      detail,
+      oauthError: 'use_dpop_nonce',
+      challenge: true,
+      dpop: true,
+      headers: { 'dpop-nonce': nonce },
+    });
   }
 }
 

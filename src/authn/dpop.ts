@@ -3,7 +3,8 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { DpopConfig, GatehouseConfig } from '../config/types.js';
 import { failFastRedisClient } from '../store/redis-client.js';
-import { GatehouseError, InvalidDpopProof, InvalidToken } from '../errors.js';
+import { DpopNonceRequired, GatehouseError, InvalidDpopProof, InvalidToken } from '../errors.js';
+import { createNonceIssuer } from './dpop-nonce.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { normalizeTarget } from '../route/normalize.js';
 import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws, type JwsAlgorithm, type VerificationKey } from './keys.js';
@@ -229,6 +230,7 @@ export function createDpopChecker(
   const skew = config.clockSkew;
   const lifetime = maxAge + 2 * skew;
   const bad = (detail: string) => new InvalidDpopProof('GH_ERR_DPOP_PROOF_INVALID', detail);
+  const nonces = config.nonce ? createNonceIssuer(config.nonce.lifetime, config.nonce.secret) : null;
   const replayed = () => new InvalidDpopProof('GH_ERR_DPOP_PROOF_REPLAYED', 'this proof (jti) was already used');
   let lastFailOpenWarning = 0;
 
@@ -318,6 +320,16 @@ export function createDpopChecker(
     if (issuedAt < at - maxAge - skew) return bad(`the proof is ${Math.round((at - issuedAt) / 1000)} s old; at most ${maxAge / 1000} s (+${skew / 1000} s skew) are accepted`);
     if (typeof payload.ath !== 'string') return bad('ath (the hash of the access token) is missing');
     if (payload.ath !== hash('sha256', token, 'base64url')) return bad('ath does not match the access token');
+    if (nonces !== null) {
+      // Server-provided nonce (RFC 9449 §9): refused before the replay memory, so the client's retry with a new proof is not a replay.
+      const given = payload.nonce;
+      if (typeof given !== 'string') return new DpopNonceRequired(nonces.current(at), 'the proof has no nonce (dpop.nonce is on)');
+      const verdict = nonces.check(given, at);
+      if (verdict === 'unknown') return new DpopNonceRequired(nonces.current(at), 'the proof\'s nonce was not issued by this gateway (or another with the same dpop.nonce.secret)');
+      if (verdict === 'expired') return new DpopNonceRequired(nonces.current(at), 'the proof\'s nonce has expired');
+      // Still good, but a newer one exists: the answer offers it (RFC 9449 §8.2).
+      if (verdict === 'previous') ctx.responseHeaders.push(['dpop-nonce', nonces.current(at)]);
+    }
 
     // 5. The binding.
     if (header.thumbprint !== jkt) {

@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { NONCE_KEY_ENV, newNonceKey } from '../authn/dpop-nonce.js';
 import type { Logger } from 'pino';
 import { sendToWorker } from '../server/cluster-ipc.js';
 import { serveClusterReadiness } from '../server/cluster-readiness.js';
@@ -157,9 +158,12 @@ export async function runCluster(
   const listening = (): Worker[] => live().filter((w) => listened.has(w));
   // /readyz on any worker answers for every worker the primary hands connections to.
   serveClusterReadiness(listening);
+  const nonceKey = newNonceKey();
   const fork = () => {
     if (stopping) return;
-    const worker = cluster.fork({ [CLUSTER_ENV]: '1' });
+    // One DPoP nonce key for every worker (dpop.nonce without a secret): a nonce one worker
+    // hands out is good on the others.
+    const worker = cluster.fork({ [CLUSTER_ENV]: '1', [NONCE_KEY_ENV]: nonceKey });
     bornAt.set(worker, Date.now());
   };
 

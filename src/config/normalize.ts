@@ -464,6 +464,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       proofMaxAge: ms(raw.dpop?.proofMaxAge, DEFAULTS.dpop.proofMaxAge),
       clockSkew: ms(raw.dpop?.clockSkew, DEFAULTS.dpop.clockSkew),
       maxProofs: raw.dpop?.maxProofs ?? DEFAULTS.dpop.maxProofs,
+      nonce: dpopNonce(raw.dpop?.nonce as boolean | Raw | undefined, ms),
     },
     redis,
     tokenHandler: th ? normalizeTokenHandler(th, { bad, ms, issuers, routes }) : undefined,
@@ -481,6 +482,13 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     tokenCache: { enabled: raw.tokenCache?.enabled ?? true, maxEntries: raw.tokenCache?.maxEntries ?? 10_000 },
   };
   return { config, issues };
+}
+
+/** `dpop.nonce`: `true` or `{ lifetime, secret }` (5 minutes, no secret), or null when absent or `false`. */
+function dpopNonce(raw: boolean | Raw | undefined, ms: (value: unknown, fallback: number) => number): { lifetime: number; secret: string | null } | null {
+  if (raw === undefined || raw === false) return null;
+  const given: Raw = raw === true ? {} : raw;
+  return { lifetime: ms(given.lifetime, 5 * 60_000), secret: typeof given.secret === 'string' ? given.secret : null };
 }
 
 /** `routes[].websocket`: `true` or settings (each with its default), or null for absent / `false`. */

@@ -290,6 +290,13 @@ export interface DpopConfig {
   clockSkew: number;
   /** How many proofs (jti per key) this process remembers within their lifetime, at most. */
   maxProofs: number;
+  /**
+   * Server-provided nonces (RFC 9449 §9): every proof must carry a `nonce` gatehouse issued
+   * within the last two `lifetime` windows. `secret` (≥ 32 characters) makes nonces valid across
+   * gateways; without it, the processes of one `gatehouse start` share a key of their own.
+   * Null: no nonces (the default).
+   */
+  nonce?: { lifetime: number; secret: string | null } | null;
 }
 
 /** `cors`: cross-origin calls from browser pages to bearer-token and public routes. */

@@ -103,6 +103,7 @@ export const DURATION_RANGES: Readonly<Record<string, DurationRange>> = {
   'tokenHandler.sessionTtl': { min: 1000, max: 400 * DAY, maxWhy: 'browsers keep a cookie at most 400 days', zero: 'end every session as it starts' },
   'gateway.tokenTtl': { min: 1000, zero: 'mint tokens that expire at once' },
   'dpop.proofMaxAge': { min: 1000, max: 600_000, maxWhy: 'a proof is for one request: a long-lived proof is a replayable credential', zero: 'refuse every proof' },
+  'dpop.nonce.lifetime': { min: 10_000, max: 3_600_000, maxWhy: 'a nonce lives two windows: beyond two hours it no longer bounds how long a proof can be kept for later', zero: 'expire every nonce as it is issued' },
   'dpop.clockSkew': { min: 0, max: 300_000, maxWhy: 'a client clock further off than that needs fixing, not tolerating' },
   'cors.maxAge': { min: 0, max: DAY, maxWhy: 'browsers keep a preflight answer a day at most, Chromium two hours' },
   'gateway.keyRotationGrace': { min: 0 },

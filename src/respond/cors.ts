@@ -16,7 +16,7 @@ import { createHostRouteTable } from '../route/hosts.js';
 import { sendProblem } from './problem.js';
 
 /** What a page may always read: the challenge, the request id, and the limits' answers (both kinds of CORS). */
-export const EXPOSED_HEADERS: readonly string[] = ['www-authenticate', 'x-request-id', 'retry-after', 'ratelimit', 'ratelimit-policy'];
+export const EXPOSED_HEADERS: readonly string[] = ['www-authenticate', 'x-request-id', 'retry-after', 'ratelimit', 'ratelimit-policy', 'dpop-nonce'];
 /** A request-header list a preflight may echo: RFC 9110 tokens separated by commas. */
 const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
 /** A method a preflight may echo (methods are case-sensitive; every one gatehouse routes is upper case). */

@@ -380,3 +380,38 @@ describe('the replay memory shared through Redis (several processes, one real re
     }
   });
 });
+
+describe('server-provided nonces (dpop.nonce)', () => {
+  const lifetime = 60_000;
+  const nonceConfig: DpopConfig = { ...CONFIG, nonce: { lifetime, secret: 'the-secret-for-nonce-unit-tests-0123456789' } };
+  // NOW sits in some window; `later` is one window on, still inside the proof's age limit for a fresh iat.
+  const later = NOW + lifetime;
+  const withResponse = (dpop: string) => ({ ...request(dpop), responseHeaders: [] as [string, string][] }) as unknown as RequestContext;
+
+  it('offers the newer nonce with the answer when the proof used the previous one, and none when it used the current one', async () => {
+    const { createNonceIssuer } = await import('../../src/authn/dpop-nonce.js');
+    const nonces = createNonceIssuer(lifetime, nonceConfig.nonce!.secret);
+    const old = nonces.current(NOW);
+    const ctx = withResponse(await proof(es, { nonce: old, iat: Math.floor(later / 1000) }));
+    expect(checker(nonceConfig, later).check(ctx, TOKEN, es.jkt)).toBeNull();
+    expect(ctx.responseHeaders).toEqual([['dpop-nonce', nonces.current(later)]]);
+
+    const fresh = withResponse(await proof(es, { nonce: nonces.current(later), iat: Math.floor(later / 1000) }));
+    expect(checker(nonceConfig, later).check(fresh, TOKEN, es.jkt)).toBeNull();
+    expect(fresh.responseHeaders).toEqual([]);
+  });
+
+  it('refuses a nonce two windows old with use_dpop_nonce and the current one, before the replay memory', async () => {
+    const { createNonceIssuer } = await import('../../src/authn/dpop-nonce.js');
+    const nonces = createNonceIssuer(lifetime, nonceConfig.nonce!.secret);
+    const at = NOW + 2 * lifetime;
+    const p = await proof(es, { nonce: nonces.current(NOW), iat: Math.floor(at / 1000) });
+    const check = checker(nonceConfig, at);
+    const denial = check.check(withResponse(p), TOKEN, es.jkt) as { code: string; oauthError: string; headers: Record<string, string> };
+    expect(denial).toMatchObject({ code: 'GH_ERR_DPOP_NONCE_REQUIRED', oauthError: 'use_dpop_nonce', headers: { 'dpop-nonce': nonces.current(at) } });
+    // The refused proof's jti was not remembered: the same key's next proof (same jti, now with the nonce) passes.
+    const jti = JSON.parse(Buffer.from(p.split('.')[1]!, 'base64url').toString()).jti as string;
+    const retried = await proof(es, { jti, nonce: nonces.current(at), iat: Math.floor(at / 1000) });
+    expect(check.check(withResponse(retried), TOKEN, es.jkt)).toBeNull();
+  });
+});

@@ -17,12 +17,14 @@ describe('dpop settings', () => {
       proofMaxAge: 60_000,
       clockSkew: 5_000,
       maxProofs: 200_000,
+      nonce: null,
     });
   });
 
   it('take durations with units and an algorithm list', () => {
     const config = loadConfigText(`${BASE}dpop:\n  algorithms: [ES256]\n  proofMaxAge: 2m\n  clockSkew: 0\n  maxProofs: 5000\n`, 'gatehouse.yaml', {});
-    expect(config.dpop).toEqual({ algorithms: ['ES256'], proofMaxAge: 120_000, clockSkew: 0, maxProofs: 5000 });
+    expect(config.dpop).toEqual({ algorithms: ['ES256'], proofMaxAge: 120_000, clockSkew: 0, maxProofs: 5000, nonce: null });
+    expect(loadConfigText(`${BASE}dpop:\n  nonce: true\n`, 'gatehouse.yaml', {}).dpop.nonce).toEqual({ lifetime: 300_000, secret: null });
   });
 
   it.each<[string, string, RegExp]>([
@@ -33,7 +35,7 @@ describe('dpop settings', () => {
     ['a proof lifetime over 10 minutes', 'proofMaxAge: 1h', /dpop\.proofMaxAge must be at most 10m/],
     ['a clock skew over 5 minutes', 'clockSkew: 6m', /dpop\.clockSkew must be at most 5m/],
     ['a replay memory under 1000 proofs', 'maxProofs: 10', /dpop\.maxProofs/],
-    ['an unknown key', 'nonce: true', /dpop.*nonce/],
+    ['an unknown key', 'nonces: true', /dpop.*nonces/],
   ])('refuses %s, naming the file, line and key', (_what, line, message) => {
     const issues = issuesOf(`${BASE}dpop:\n  ${line}\n`);
     const found = issues.find((i) => message.test(`${i.path} ${i.message}`));

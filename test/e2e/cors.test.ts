@@ -130,7 +130,7 @@ describe('CORS on actual answers', () => {
       const r = await call(gw, 'GET', '/orders', { origin: APP, authorization: `Bearer ${token()}` });
       expect(r.status).toBe(200);
       expect(r.headers['access-control-allow-origin']).toBe(APP);
-      expect(r.headers['access-control-expose-headers']).toBe('www-authenticate, x-request-id, retry-after, ratelimit, ratelimit-policy, x-total-count');
+      expect(r.headers['access-control-expose-headers']).toBe('www-authenticate, x-request-id, retry-after, ratelimit, ratelimit-policy, dpop-nonce, x-total-count');
       expect(r.headers.vary).toBe('Accept-Encoding, Origin');
     } finally {
       upstream.setHandler(null);

@@ -192,6 +192,16 @@ const dpop = closed({
   proofMaxAge: { ...duration, description: 'How old a proof (its iat) may be (default 60s; 1s to 10m).' },
   clockSkew: { ...duration, description: "Tolerance for the client's clock (default 5s; at most 5m)." },
   maxProofs: { type: 'integer', minimum: 1000, description: 'Proofs remembered against replay per process (default 200000); when full, new proofs get 503.' },
+  nonce: {
+    anyOf: [
+      { type: 'boolean' },
+      closed({
+        lifetime: { ...duration, description: 'How long one nonce window lasts (default 5m; 10s to 1h); a nonce is good for this window and the next.' },
+        secret: { type: 'string', minLength: 32, description: 'The key nonces are made with (at least 32 characters, e.g. ${DPOP_NONCE_SECRET}): the same on every gateway that shares clients.' },
+      }),
+    ],
+    description: 'Require server-provided nonces in DPoP proofs (RFC 9449 §9): true, or { lifetime, secret }.',
+  },
 });
 
 /** The JSON Schema of a gatehouse config file (published as schema/gatehouse.schema.json). */
