@@ -507,6 +507,7 @@ function websocketSettings(
     maxConnections: given.maxConnections ?? d.maxConnections,
     maxConnectionsPerClient: given.maxConnectionsPerClient ?? d.maxConnectionsPerClient,
     maxMessageSize: bytes(given.maxMessageSize, d.maxMessageSize),
+    maxMessageRate: typeof given.maxMessageRate === 'number' ? given.maxMessageRate : null,
   };
 }
 

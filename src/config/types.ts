@@ -178,6 +178,8 @@ export interface WebSocketConfig {
   maxConnectionsPerClient: number;
   /** bytes: the largest message from the client (payload over its fragments); larger → closed with 1009. */
   maxMessageSize: number;
+  /** Frames a second a client may start (messages and control frames, as many at once); absent or null: no bound. */
+  maxMessageRate?: number | null;
 }
 
 export interface RateLimitConfig {

@@ -25,9 +25,25 @@ export class FrameCursor {
   private message = 0;
   /** A refused frame had part of its header forwarded already: the stream is not on a boundary any more. */
   private cut = false;
+  /** Why the last refused frame was refused: over `maxMessage`, over the message rate, or a length no number holds. */
+  refusal: 'size' | 'rate' | 'length' | null = null;
+  /** The rate bucket: frames that may still start now, and when it was last filled (ms). */
+  private tokens: number;
+  private filledAt = 0;
 
-  /** @param maxMessage the largest data message (payload bytes over its fragments); Infinity for none. */
-  constructor(private readonly maxMessage: number) {}
+  /**
+   * @param maxMessage the largest data message (payload bytes over its fragments); Infinity for none.
+   * @param maxRate frames a second that start a message or are control frames (continuations do
+   *   not count), with as many at once; Infinity for none.
+   * @param now the clock the rate is counted by (ms).
+   */
+  constructor(
+    private readonly maxMessage: number,
+    private readonly maxRate = Infinity,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.tokens = maxRate;
+  }
 
   /** The bytes fed so far end exactly between two frames. */
   atBoundary(): boolean {
@@ -62,21 +78,35 @@ export class FrameCursor {
       const length = this.payloadLength();
       this.have = 0;
       this.need = 2;
-      if (length < 0) return this.refuse(start);
+      if (length < 0) return this.refuse(start, 'length');
       const opcode = this.header[0]! & 0x0f;
+      if (opcode !== 0 && this.maxRate !== Infinity && !this.take()) return this.refuse(start, 'rate');
       if (opcode < 8) {
         // A data frame: a text or binary frame starts a message, a continuation adds to it.
         this.message = opcode === 0 ? this.message + length : length;
-        if (this.message > this.maxMessage) return this.refuse(start);
+        if (this.message > this.maxMessage) return this.refuse(start, 'size');
       }
       this.remaining = length;
     }
     return FRAMES_OK;
   }
 
-  private refuse(start: number): number {
+  private refuse(start: number, why: 'size' | 'rate' | 'length'): number {
     if (start < 0) this.cut = true;
+    this.refusal = why;
     return Math.max(start, 0);
+  }
+
+  /** One frame from the rate bucket (refilled at `maxRate` a second, holding at most `maxRate`). */
+  private take(): boolean {
+    const at = this.now();
+    if (at > this.filledAt) {
+      this.tokens = Math.min(this.maxRate, this.tokens + ((at - this.filledAt) * this.maxRate) / 1000);
+      this.filledAt = at;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 
   private payloadLength(): number {

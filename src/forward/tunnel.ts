@@ -29,6 +29,7 @@ export type TunnelCloseReason =
   | 'max-duration'
   | 'token-expired'
   | 'message-too-big'
+  | 'message-rate'
   | 'shutdown';
 
 /**
@@ -183,6 +184,7 @@ const CLOSE_CODES: Partial<Record<TunnelCloseReason, { code: number; reason: str
   'token-expired': { code: 1008, reason: 'token expired' },
   shutdown: { code: 1001, reason: 'going away' },
   'message-too-big': { code: 1009, reason: 'message too big' },
+  'message-rate': { code: 1008, reason: 'message rate exceeded' },
 };
 
 class Tunnel {
@@ -204,7 +206,7 @@ class Tunnel {
     this.opened = tunnels.now();
     this.clientRead0 = client.bytesRead;
     this.clientWritten0 = client.bytesWritten;
-    this.fromClient = new FrameCursor(forward.settings.maxMessageSize);
+    this.fromClient = new FrameCursor(forward.settings.maxMessageSize, forward.settings.maxMessageRate ?? Infinity);
   }
 
   start(): void {
@@ -239,9 +241,9 @@ class Tunnel {
     if (this.done) return;
     const refused = cursor.feed(chunk);
     if (refused !== FRAMES_OK) {
-      // A message over maxMessageSize (only the client's are limited): what came before it goes on.
+      // A message over maxMessageSize or maxMessageRate (only the client's are limited): what came before it goes on.
       if (refused > 0) to.write(chunk.subarray(0, refused));
-      this.close('message-too-big');
+      this.close(cursor.refusal === 'rate' ? 'message-rate' : 'message-too-big');
       return;
     }
     if (!to.write(chunk)) {

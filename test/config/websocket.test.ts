@@ -28,12 +28,15 @@ describe('routes[].websocket', () => {
       maxConnections: 1000,
       maxConnectionsPerClient: 50,
       maxMessageSize: 1024 * 1024,
+      maxMessageRate: null,
     });
   });
 
   it('takes each setting, durations with units', () => {
     const config = loadConfigText(route('websocket: { idleTimeout: 30s, maxDuration: 2h, closeAtTokenExpiry: false, maxConnections: 50, maxConnectionsPerClient: 5, maxMessageSize: 64kb }'), 'gatehouse.yaml', {});
-    expect(config.routes[0]!.websocket).toEqual({ idleTimeout: 30_000, maxDuration: 7_200_000, closeAtTokenExpiry: false, maxConnections: 50, maxConnectionsPerClient: 5, maxMessageSize: 64 * 1024 });
+    expect(config.routes[0]!.websocket).toEqual({ idleTimeout: 30_000, maxDuration: 7_200_000, closeAtTokenExpiry: false, maxConnections: 50, maxConnectionsPerClient: 5, maxMessageSize: 64 * 1024, maxMessageRate: null });
+    expect(loadConfigText(route('websocket: { maxMessageRate: 20 }'), 'gatehouse.yaml', {}).routes[0]!.websocket!.maxMessageRate).toBe(20);
+    expect(issuesOf(route('websocket: { maxMessageRate: 0 }'))[0]).toMatchObject({ path: 'routes[0].websocket.maxMessageRate' });
   });
 
   it.each<[string, string, RegExp]>([

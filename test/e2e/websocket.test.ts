@@ -44,6 +44,7 @@ routes:
   - { name: short, path: /short, upstream: api, public: true, websocket: { maxDuration: 1s } }
   - { name: gone, path: /gone, upstream: api, public: true, websocket: true }
   - { name: small, path: /small, upstream: api, public: true, websocket: { maxMessageSize: 1kb } }
+  - { name: chatty, path: /chatty, upstream: api, public: true, websocket: { maxMessageRate: 5 } }
   - { name: dead, path: /dead, upstream: dead, public: true, websocket: true }
   - { name: wrong, path: /wrong-protocol, upstream: api, public: true, websocket: { maxConnections: 1 } }
 ${extraRoutes}`;
@@ -304,6 +305,39 @@ routes: [{ name: lobby, path: /lobby, upstream: api, public: true, websocket: tr
     const line = await waitFor(() => closedLine('chat', 'token-expired'));
     expect(line.sub).toBe('user-1');
     expect(Date.now()).toBeGreaterThanOrEqual(exp * 1000);
+  });
+});
+
+describe('maxMessageRate', () => {
+  it('a client over its message rate is closed with 1008; the upstream gets what came within the rate, then 1001', async () => {
+    const socket = opened(await connect(`${ws}/chatty`));
+    const before = api.received.filter((m) => m.startsWith('flood')).length;
+    for (let i = 0; i < 20; i++) socket.ws.send(`flood ${i}`);
+    expect(await socket.closed).toEqual({ code: 1008, reason: 'message rate exceeded' });
+    const line = await waitFor(() => closedLine('chatty', 'message-rate'));
+    expect(line.reason).toBe('message-rate');
+    expect((await waitFor(() => api.closes.find((c) => c.url === '/chatty')))?.code).toBe(1001);
+    // At most the bucket (5) and what it refilled meanwhile went on; never all 20.
+    const through = api.received.filter((m) => m.startsWith('flood')).length - before;
+    expect(through).toBeGreaterThanOrEqual(5);
+    expect(through).toBeLessThan(20);
+  });
+
+  it('a client within its rate stays open, pings and fragments counted as the RFC frames them', async () => {
+    const socket = opened(await connect(`${ws}/chatty`));
+    for (let i = 0; i < 3; i++) {
+      socket.ws.send(`calm ${i}`);
+      expect(await socket.next()).toBe(`echo:calm ${i}`);
+    }
+    // One message in four fragments costs one frame of the rate (continuations are free), a ping one.
+    socket.ws.send('x', { fin: false });
+    socket.ws.send('y', { fin: false });
+    socket.ws.send('z', { fin: false });
+    socket.ws.send('!', { fin: true });
+    expect(await socket.next()).toBe('echo:xyz!');
+    expect(socket.ws.readyState).toBe(socket.ws.OPEN);
+    socket.ws.close(1000);
+    expect((await socket.closed).code).toBe(1000);
   });
 });
 

@@ -100,3 +100,36 @@ describe('closeFrame', () => {
     expect(closeFrame(1001, 'x'.repeat(500), false).length).toBeLessThanOrEqual(127);
   });
 });
+
+describe('FrameCursor message rate', () => {
+  /** A masked client frame: opcode, fin, payload length (payload zeros). */
+  const frame = (opcode: number, fin = true, length = 1) => Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | length, 1, 2, 3, 4]), Buffer.alloc(length)]);
+
+  it('refuses the frame past the bucket, at its offset, and says why', () => {
+    const now = 1_000;
+    const cursor = new FrameCursor(Infinity, 3, () => now);
+    const four = Buffer.concat([frame(1), frame(2), frame(9), frame(1)]);
+    expect(cursor.feed(four)).toBe(3 * frame(1).length);
+    expect(cursor.refusal).toBe('rate');
+    // Without a rate, no frame is refused for it.
+    const unbounded = new FrameCursor(Infinity);
+    for (let i = 0; i < 1000; i++) expect(unbounded.feed(frame(1))).toBe(-1);
+  });
+
+  it('refills at the rate: a steady sender at the rate is never refused', () => {
+    let now = 0;
+    const cursor = new FrameCursor(Infinity, 10, () => now);
+    for (let i = 0; i < 100; i++) {
+      expect(cursor.feed(frame(1))).toBe(-1);
+      now += 100;
+    }
+  });
+
+  it('counts a fragmented message once (continuations are free), control frames each', () => {
+    const cursor = new FrameCursor(Infinity, 2, () => 5_000);
+    expect(cursor.feed(Buffer.concat([frame(1, false), frame(0, false), frame(0, false), frame(0, true)]))).toBe(-1);
+    expect(cursor.feed(frame(10))).toBe(-1);
+    expect(cursor.feed(frame(9))).toBe(0);
+    expect(cursor.refusal).toBe('rate');
+  });
+});

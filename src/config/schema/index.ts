@@ -129,6 +129,7 @@ const route: JsonSchema = closed(
             description: "Open connections on this route of one client (its token's subject, else its address) per gatehouse process; 503 beyond (default 50).",
           },
           maxMessageSize: { ...size, description: 'The largest message a client may send (payload bytes over its fragments); larger closes the connection with 1009 (default 1mb).' },
+          maxMessageRate: { type: 'integer', minimum: 1, description: 'Messages (and control frames) a second a client may send on one connection, as many at once; more closes it with 1008 (default: no bound).' },
         }),
       ],
     },
