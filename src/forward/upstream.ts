@@ -179,7 +179,7 @@ export interface ForwardRequest {
    * Receives the upstream latency (ms to the response head) as soon as the head arrives: the one
    * place it is kept (a client that leaves has its access log written before `done` runs).
    */
-  timing: { upstreamLatency: number | undefined };
+  timing: { upstreamLatency: number | undefined; upstreamTarget?: string | undefined };
   /**
    * The route's header rules (compiled once per route), for the answer too: an upstream
    * `Set-Cookie` under gatehouse's cookie prefixes is dropped and logged, and on a route whose
@@ -385,6 +385,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   send(target: UpstreamTarget): void {
     this.target = target;
     this.tried |= 1 << target.index;
+    // The access log names the instance when there is more than one.
+    if (this.upstream.targets.length > 1) this.request.timing.upstreamTarget = target.url;
     this.controller = null;
     const request = this.request;
     let body: Dispatcher.DispatchOptions['body'] = null;

@@ -87,6 +87,8 @@ export interface RequestContext {
   log: Logger;
   /** Filled by forward: ms spent waiting for the upstream's response head. */
   upstreamLatency: number | undefined;
+  /** The target that answered (or was last tried), for an upstream with several `targets`; undefined otherwise. */
+  upstreamTarget?: string | undefined;
   /** What decided the request (for the access log). */
   decision: string;
 }

@@ -151,6 +151,7 @@ export function runRequest(
     onFinish: [],
     log: services.log,
     upstreamLatency: undefined,
+    upstreamTarget: undefined,
     decision: 'pending',
   };
   const ex: Exchange = { plan, listener, services, req, res, ctx, inFlight };
@@ -490,6 +491,7 @@ function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res:
     status,
     latency_ms: Math.round(latency * 1000) / 1000,
     upstream_ms: ctx.upstreamLatency === undefined ? undefined : Math.round(ctx.upstreamLatency * 1000) / 1000,
+    upstream_target: ctx.upstreamTarget,
     client_ip: ctx.clientIp,
     decision: ctx.decision,
     // gatehouse's own endpoints (token-handler agent) grant by their answer's status

@@ -84,6 +84,11 @@ describe('upstreams[].targets: round robin', () => {
     expect(a.requests).toHaveLength(5);
     expect(b.requests).toHaveLength(5);
     expect(a.requests[0]!.headers.host).toBe(new URL(a.url).host);
+    // The access log names the instance that answered.
+    await new Promise((r) => setTimeout(r, 50));
+    const targets = gw.logs.filter((l) => l.msg === 'request' && String(l.path).startsWith('/r/')).map((l) => l.upstream_target);
+    expect(targets.filter((t) => t === a.url)).toHaveLength(5);
+    expect(targets.filter((t) => t === b.url)).toHaveLength(5);
     expect(b.requests[0]!.headers.host).toBe(new URL(b.url).host);
     expect(await metric(gw, new RegExp(`^gatehouse_upstream_target_up\\{upstream="api",target="${b.url}"\\} 1$`))).toBeDefined();
   });
