@@ -22,6 +22,8 @@ const REQUEST_RESERVED: Record<string, string> = {
   'x-forwarded-port': 'gatehouse drops a client\'s value and sets none',
   'x-real-ip': 'gatehouse drops a client\'s value and sets none',
   forwarded: 'gatehouse sets the forwarding headers (upstreams[].forwardedHeaders)',
+  'client-cert': 'gatehouse sets it from the client\'s TLS certificate (upstreams[].forwardedHeaders: client-cert)',
+  'client-cert-chain': 'gatehouse drops a client\'s value and sets none',
   expect: 'gatehouse answers Expect itself',
   'proxy-authorization': 'a hop-by-hop header, never forwarded',
 };

@@ -80,9 +80,12 @@ export interface IssuerConfig {
 }
 
 /** The forwarding headers gatehouse can set on an upstream request (all four by default). */
-export type ForwardedHeader = 'x-forwarded-for' | 'x-forwarded-proto' | 'x-forwarded-host' | 'forwarded';
+export type ForwardedHeader = 'x-forwarded-for' | 'x-forwarded-proto' | 'x-forwarded-host' | 'forwarded' | 'client-cert';
 
 export const FORWARDED_HEADERS: readonly ForwardedHeader[] = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];
+
+/** Every forwarding header an upstream can be given: the default four and `client-cert` (RFC 9440), which is sent only when listed. */
+export const ALL_FORWARDED_HEADERS: readonly ForwardedHeader[] = [...FORWARDED_HEADERS, 'client-cert'];
 
 export interface UpstreamConfig {
   name: string;

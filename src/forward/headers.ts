@@ -26,7 +26,27 @@ export const HOP_BY_HOP = new Set([
  * Headers gatehouse sets on the upstream request itself: any incoming value is dropped first
  * so that a client can never spoof them.
  */
-export const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-request-id', 'x-real-ip', 'host']);
+export const GATEWAY_SET = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-request-id', 'x-real-ip', 'host', 'client-cert', 'client-cert-chain']);
+
+const CLIENT_CERT_FIELDS = new WeakMap<object, string>();
+
+/**
+ * RFC 9440 `Client-Cert`: the client's TLS certificate as a structured-field byte sequence
+ * (`:` base64 DER `:`), built once per certificate (one per TLS connection).
+ *
+ * @example
+ * ```ts
+ * clientCertField(socket.getPeerCertificate()); // ':MIIB…:'
+ * ```
+ */
+export function clientCertField(cert: { raw: Buffer }): string {
+  let field = CLIENT_CERT_FIELDS.get(cert);
+  if (field === undefined) {
+    field = `:${cert.raw.toString('base64')}:`;
+    CLIENT_CERT_FIELDS.set(cert, field);
+  }
+  return field;
+}
 
 /** Names listed in a `Connection` header (lowercased), or null when there are none. */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | null {

@@ -64,6 +64,8 @@ export interface ForwardedFlags {
   readonly xForwardedProto: boolean;
   readonly xForwardedHost: boolean;
   readonly forwarded: boolean;
+  /** RFC 9440 `Client-Cert` (only when listed). */
+  readonly clientCert: boolean;
 }
 
 export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, services: GatewayServices): Upstream {
@@ -100,6 +102,7 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       xForwardedProto: config.forwardedHeaders.includes('x-forwarded-proto'),
       xForwardedHost: config.forwardedHeaders.includes('x-forwarded-host'),
       forwarded: config.forwardedHeaders.includes('forwarded'),
+      clientCert: config.forwardedHeaders.includes('client-cert'),
     },
     log,
     cursor: 0,

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { GatehouseError, internalError, RequestRejected, ServiceUnavailable } from '../errors.js';
-import { forwardedElement, upstreamHeaders } from '../forward/headers.js';
+import { clientCertField, forwardedElement, upstreamHeaders } from '../forward/headers.js';
 import { clientClosed, dispatchForward } from '../forward/upstream.js';
 import { isWebSocketHandshake, namesWebSocket, type Tunnels, type WebSocketForward } from '../forward/tunnel.js';
 import { sendContinue } from '../respond/continue.js';
@@ -423,6 +423,8 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     const element = forwardedElement(ctx.peerIp, listener.tls ? 'https' : 'http', host);
     headers.push('forwarded', peerTrusted && incomingForwarded ? `${incomingForwarded}, ${element}` : element);
   }
+  // RFC 9440: the certificate the client presented on this TLS connection (verified against the listener's clientCa).
+  if (sends.clientCert && ctx.clientCertificate !== null && ctx.clientCertificate.raw !== undefined) headers.push('client-cert', clientCertField(ctx.clientCertificate));
   headers.push('x-request-id', ctx.id);
   // No `host` here: the client's was dropped above, and undici writes its pool's own line
   // (`host: <upstream host[:port]>`, built once per connection pool).

@@ -1,5 +1,6 @@
 import http2 from 'node:http2';
 import https from 'node:https';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -158,5 +159,60 @@ upstreams: [{ name: pub, url: ${upstream.url} }]
 routes: [{ name: public, path: /public, upstream: pub, public: true }]
 `),
     ).rejects.toMatchObject({ name: 'ConfigError', message: expect.stringMatching(/clientCa is required/) });
+  });
+});
+
+describe('upstreams[].forwardedHeaders: client-cert (RFC 9440)', () => {
+  let certGw: Gateway;
+  let plainUpstream: TestUpstream;
+  beforeAll(async () => {
+    plainUpstream = await startUpstream();
+    certGw = await start(`
+listen:
+  - { name: optional, host: 127.0.0.1, port: 0, tls: { cert: ${serverCert.certFile}, key: ${serverCert.keyFile}, clientCa: ${pki.caFile}, requestCert: optional } }
+upstreams:
+  - { name: certs, url: ${upstream.url}, forwardedHeaders: [x-forwarded-for, client-cert] }
+  - { name: plain, url: ${plainUpstream.url} }
+routes:
+  - { name: certs, path: /certs, upstream: certs, public: true }
+  - { name: plain, path: /plain, upstream: plain, public: true }
+`);
+  });
+  afterAll(async () => {
+    await certGw?.close();
+    await plainUpstream?.close();
+  });
+
+  /** GET with extra headers, optionally with a client certificate; the headers the upstream saw. */
+  function seen(target: TestUpstream, path: string, client?: CertFiles, headers: Record<string, string> = {}): Promise<{ status: number; rawHeaders: string[] }> {
+    return new Promise((resolve, reject) => {
+      const before = target.requests.length;
+      const req = https.get(`${certGw.urls.optional}${path}`, { ca: pki.ca.certPem, agent: false, servername: 'localhost', headers, ...(client ? { cert: client.certPem, key: client.keyPem } : {}) }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, rawHeaders: target.requests.length > before ? target.requests.at(-1)!.rawHeaders : [] }));
+      });
+      req.on('error', reject);
+    });
+  }
+  const values = (raw: string[], name: string) => raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === name);
+
+  it("sends the verified client certificate as Client-Cert: :base64 DER:", async () => {
+    const got = await seen(upstream, '/certs', alice);
+    expect(got.status).toBe(200);
+    const der = new X509Certificate(alice.certPem).raw.toString('base64');
+    expect(values(got.rawHeaders, 'client-cert')).toEqual([`:${der}:`]);
+  });
+
+  it("never passes on a client's own Client-Cert or Client-Cert-Chain: with a certificate, without one, or to an upstream that does not take it", async () => {
+    const forged = ':TUlJQm9ndXM=:';
+    const der = new X509Certificate(alice.certPem).raw.toString('base64');
+    const withCert = await seen(upstream, '/certs', alice, { 'client-cert': forged, 'client-cert-chain': forged });
+    expect(values(withCert.rawHeaders, 'client-cert')).toEqual([`:${der}:`]);
+    expect(values(withCert.rawHeaders, 'client-cert-chain')).toEqual([]);
+    const without = await seen(upstream, '/certs', undefined, { 'client-cert': forged });
+    expect(without.status).toBe(200);
+    expect(values(without.rawHeaders, 'client-cert')).toEqual([]);
+    const notListed = await seen(plainUpstream, '/plain', alice, { 'client-cert': forged });
+    expect(values(notListed.rawHeaders, 'client-cert')).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import { FORWARDED_HEADERS } from '../types.js';
+import { ALL_FORWARDED_HEADERS } from '../types.js';
 import { closed, duration, httpUrl, name, nonEmptyString, port, size, stringList, type JsonSchema } from './common.js';
 import { ASYMMETRIC_ALGORITHMS, issuer } from './issuers.js';
 import { memoryStore, preAuthLimit, quota, rateLimit, redis } from './limits.js';
@@ -42,9 +42,9 @@ const upstream: JsonSchema = closed(
     audience: { ...nonEmptyString, description: 'aud of the JWTs gatehouse mints for this upstream.' },
     forwardedHeaders: {
       type: 'array',
-      items: { enum: [...FORWARDED_HEADERS] },
+      items: { enum: [...ALL_FORWARDED_HEADERS] },
       uniqueItems: true,
-      description: 'Forwarding headers this upstream gets (default: all four); [] sends none. A client\'s own values are dropped either way.',
+      description: 'Forwarding headers this upstream gets (default: the four X-Forwarded-For, -Proto, -Host and Forwarded; client-cert, RFC 9440, only when listed); [] sends none. A client\'s own values are dropped either way.',
     },
   },
   ['name'],
