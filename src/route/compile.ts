@@ -136,6 +136,15 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
           if (!r.ready) ready = false;
           if (r.details) details[area.name] = r.details;
         }
+        // Targets left out after they could not be reached: said, but not a reason to take
+        // gatehouse out of rotation (it still serves every other upstream, and retries these).
+        const now = Date.now();
+        const left: Record<string, string> = {};
+        for (const u of upstreams.values()) {
+          const down = u.targets.filter((t) => t.downUntil > now);
+          if (down.length > 0) left[u.name] = `${down.length} of ${u.targets.length} target(s) left out, unreachable: ${down.map((t) => t.url).join(', ')}`;
+        }
+        if (Object.keys(left).length > 0) details.upstreams = left;
         return { ready, details };
       },
       async close() {

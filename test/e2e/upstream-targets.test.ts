@@ -144,6 +144,12 @@ describe('upstreams[].targets: a target that cannot be reached', () => {
     expect(live.requests.at(-1)).toMatchObject({ method: 'PUT', body: 'part one, part two' });
     for (let i = 0; i < 4; i++) expect((await get(gw, `/x/${i}`)).status).toBe(200);
     expect(await metric(gw, /^gatehouse_upstream_connect_failures_total\{upstream="api",target="http:\/\/127\.0\.0\.1:\d+"\} 1$/)).toBeDefined();
+    // /readyz says so, and stays ready: gatehouse still serves (and retries elsewhere).
+    const ready = await request(`${gw.adminUrl}/readyz`);
+    expect(ready.statusCode).toBe(200);
+    expect(((await ready.body.json()) as { details: { upstreams?: Record<string, string> } }).details.upstreams).toEqual({
+      api: `1 of 2 target(s) left out, unreachable: http://127.0.0.1:${port}`,
+    });
   });
 
   it('comes back into the rotation once downFor has passed and it answers', async () => {
@@ -159,6 +165,8 @@ describe('upstreams[].targets: a target that cannot be reached', () => {
       expect(names).toEqual(new Set(['back', 'live']));
       expect(gw.logs.some((l) => l.msg === 'upstream target reachable again; back in the rotation' && l.target === `http://127.0.0.1:${port}`)).toBe(true);
       expect(await metric(gw, new RegExp(`^gatehouse_upstream_target_up\\{upstream="api",target="http://127.0.0.1:${port}"\\} 1$`))).toBeDefined();
+      const ready = (await (await request(`${gw.adminUrl}/readyz`)).body.json()) as { details: { upstreams?: unknown } };
+      expect(ready.details.upstreams).toBeUndefined();
     } finally {
       await back.close();
     }
