@@ -222,6 +222,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     url: r.url ?? r.targets?.[0],
     targets: r.targets ?? (r.url === undefined ? [] : [r.url]),
     downFor: ms(r.downFor, DEFAULTS.upstream.downFor),
+    retryIdempotent: r.retryIdempotent ?? false,
     timeout: ms(r.timeout, limits.upstreamTimeout),
     connectTimeout: ms(r.connectTimeout, DEFAULTS.upstream.connectTimeout),
     connections: r.connections ?? DEFAULTS.upstream.connections,

@@ -95,6 +95,8 @@ export interface UpstreamConfig {
   targets: string[];
   /** ms a target that could not be reached is left out of the rotation. */
   downFor: number;
+  /** Send a bodiless GET, HEAD or OPTIONS once more when its connection broke before an answer. */
+  retryIdempotent?: boolean;
   /** ms */
   timeout: number;
   /** ms */

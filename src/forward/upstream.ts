@@ -246,6 +246,12 @@ const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOST
  */
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** Methods a request may be sent twice with (RFC 9110 §9.2.2), when it has no body. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** A connection that broke under a request: closed by the other side, reset, a broken pipe. */
+const BROKEN_CONNECTION = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
 function isUnreachable(err: Error): boolean {
   const code = (err as { code?: string }).code ?? '';
   if (UNREACHABLE_CODES.has(code)) return true;
@@ -372,6 +378,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private target: UpstreamTarget | null = null;
   /** A bit per target index already tried for this request. */
   private tried = 0;
+  /** Sent once more after its connection broke (`retryIdempotent`): never again. */
+  private retried = false;
 
   constructor(
     private readonly upstream: Upstream,
@@ -418,12 +426,31 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
    */
   private retryElsewhere(err: Error): boolean {
     const target = this.target;
-    if (target === null || !isUnreachable(err)) return false;
+    if (target === null) return false;
+    if (!isUnreachable(err)) return this.retryIdempotent(err);
     this.upstream.markDown(target, `${err.name}: ${err.message}`);
     if (this.bodyStarted || this.res.destroyed || this.status !== 0) return false;
     const next = pickTarget(this.upstream, this.tried, Date.now());
     if (next === null) return false;
     this.send(next);
+    return true;
+  }
+
+  /**
+   * `upstreams[].retryIdempotent`: a GET, HEAD or OPTIONS without a body whose connection broke
+   * before any answer (a keep-alive connection the upstream closed as the request went out, a
+   * reset) is sent once more — to another target that is up, else to the same one on a new
+   * connection. Never a request with a body or another method, never after a timeout (the
+   * upstream may still be at work), never twice.
+   */
+  private retryIdempotent(err: Error): boolean {
+    if (this.retried || !this.upstream.config.retryIdempotent) return false;
+    const request = this.request;
+    if (request.body !== null || this.status !== 0 || this.res.destroyed || !IDEMPOTENT.has(request.method)) return false;
+    if (!BROKEN_CONNECTION.has((err as { code?: string }).code ?? '')) return false;
+    this.retried = true;
+    this.upstream.log.info({ req_id: request.requestId, upstream: this.upstream.name, target: this.target!.url, error: `${err.name}: ${err.message}` }, 'upstream connection broke before an answer; idempotent request sent again');
+    this.send(pickTarget(this.upstream, this.tried, Date.now()) ?? this.target!);
     return true;
   }
 

@@ -242,6 +242,72 @@ describe('upstreams[].targets: what is never sent twice', () => {
   });
 });
 
+describe('upstreams[].retryIdempotent', () => {
+  let seen: string[] = [];
+  let drop = 0;
+  let server: http.Server;
+  let gw: TestGateway;
+  let strict: TestGateway;
+  beforeAll(async () => {
+    // Drops the connection of the next `drop` requests after reading them, answers the others.
+    server = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      if (drop > 0) {
+        drop--;
+        req.socket.destroy();
+        return;
+      }
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const yaml = (retry: boolean) => `
+listen: { host: 127.0.0.1, port: 0 }
+upstreams: [{ name: api, url: ${url}, retryIdempotent: ${retry} }]
+routes: [{ name: all, path: /, upstream: api, public: true }]
+`;
+    gw = await startTestGateway(yaml(true));
+    strict = await startTestGateway(yaml(false));
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await strict?.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const status = async (g: TestGateway, method: string, path: string, body?: string) => {
+    const res = await request(`${g.url}${path}`, { method: method as 'GET', body });
+    await res.body.dump();
+    return res.statusCode;
+  };
+
+  it('a GET whose connection broke before an answer is sent once more and answered', async () => {
+    seen = [];
+    drop = 1;
+    expect(await status(gw, 'GET', '/items')).toBe(200);
+    expect(seen).toEqual(['GET /items', 'GET /items']);
+    expect(gw.logs.some((l) => l.msg === 'upstream connection broke before an answer; idempotent request sent again')).toBe(true);
+  });
+
+  it('never more than once, never a POST (with a body or without), and not at all without the setting', async () => {
+    seen = [];
+    drop = 2;
+    expect(await status(gw, 'GET', '/twice')).toBe(502);
+    expect(seen).toEqual(['GET /twice', 'GET /twice']);
+    seen = [];
+    drop = 1;
+    expect(await status(gw, 'POST', '/pay', '{"amount":1}')).toBe(502);
+    drop = 1;
+    expect(await status(gw, 'POST', '/capture')).toBe(502);
+    expect(seen).toEqual(['POST /pay', 'POST /capture']);
+    seen = [];
+    drop = 1;
+    expect(await status(strict, 'GET', '/items')).toBe(502);
+    expect(seen).toEqual(['GET /items']);
+    drop = 0;
+  });
+});
+
 describe('upstreams[].targets over TLS', () => {
   it('a target whose certificate is not trusted is never sent the request: left out, the request goes to a verified one', async () => {
     const pki = await createTestPki();

@@ -33,6 +33,7 @@ const upstream: JsonSchema = closed(
       uniqueItems: true,
       description: 'Several instances of one upstream (instead of url): the same scheme and path, different hosts or ports; requests go round robin, a target that cannot be reached is left out for downFor and its requests retried on another.',
     },
+    retryIdempotent: { type: 'boolean', description: 'Send a GET, HEAD or OPTIONS without a body once more (another target, or a new connection) when its connection broke before any answer (default false).' },
     downFor: { ...duration, description: 'How long a target that could not be reached (connection refused, connect timeout, TLS failure) is left out of the rotation (default 10s).' },
     timeout: duration,
     connectTimeout: duration,
