@@ -7,6 +7,7 @@ import { DpopNonceRequired, GatehouseError, InvalidDpopProof, InvalidToken } fro
 import { createNonceIssuer } from './dpop-nonce.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { normalizeTarget } from '../route/normalize.js';
+import { requestHost } from '../route/host.js';
 import { decodeBase64Url, importVerificationKey, isJwsAlgorithm, verifyJws, type JwsAlgorithm, type VerificationKey } from './keys.js';
 
 /**
@@ -424,7 +425,7 @@ function publicHost(ctx: RequestContext): string {
     const first = typeof forwarded === 'string' ? forwarded.split(',')[0]!.trim() : '';
     if (first !== '') return first;
   }
-  return (ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined)) ?? '';
+  return requestHost(ctx.headers) ?? '';
 }
 
 /**

@@ -11,6 +11,7 @@
 import { GatehouseError, type ConfigIssue } from '../errors.js';
 import type { AreaFactory, AreaRuntime } from '../pipeline/runtime.js';
 import { createHostRouteTable } from '../route/hosts.js';
+import { requestHost } from '../route/host.js';
 import type { RouteConfig } from '../config/types.js';
 import { sendPreflight } from '../respond/cors.js';
 import { sendProblem } from '../respond/problem.js';
@@ -68,7 +69,7 @@ export const createTokenHandlerArea: AreaFactory = (config, services) => {
       const requested = ctx.headers['access-control-request-method'];
       if (typeof requested !== 'string') return false;
       // The route the real request will take decides (the most specific path, that method).
-      const match = table.match(ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined), requested, p);
+      const match = table.match(requestHost(ctx.headers), requested, p);
       if (match.kind !== 'route' || match.route.auth === 'bearer' || match.route.public) return false;
       const answer = preflight(core, ctx, null);
       if (answer instanceof GatehouseError) {

@@ -1,47 +1,8 @@
-import { BlockList, isIP } from 'node:net';
 import { RequestRejected } from '../errors.js';
 import type { RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory, RouteStages } from '../pipeline/runtime.js';
 import type { RouteConfig } from '../config/types.js';
-import { addEntry } from '../server/trusted-proxy.js';
-
-/** Addresses remembered per route (a client's address repeats across its requests). */
-const MEMO_SIZE = 4096;
-
-/**
- * A set of IP addresses and CIDR ranges, asked per request. `BlockList.check` builds a
- * `SocketAddress` per call (about 1 µs), so answers are remembered per address, up to
- * {@link MEMO_SIZE} of them (then forgotten at once: the list never changes, only the memo).
- * IPv4 and IPv4-mapped IPv6 (`::ffff:10.1.2.3`) match each other's ranges.
- *
- * @example
- * ```ts
- * const office = createAddressSet(['10.0.0.0/8', '2001:db8::/32']);
- * office.has('10.1.2.3'); // true
- * office.has('not an address'); // false
- * ```
- */
-export interface AddressSet {
-  has(ip: string): boolean;
-}
-
-export function createAddressSet(entries: readonly string[]): AddressSet {
-  const list = new BlockList();
-  for (const entry of entries) addEntry(list, entry);
-  let memo = new Map<string, boolean>();
-  return {
-    has(ip) {
-      let inside = memo.get(ip);
-      if (inside === undefined) {
-        const family = isIP(ip);
-        inside = family !== 0 && list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
-        if (memo.size >= MEMO_SIZE) memo = new Map();
-        memo.set(ip, inside);
-      }
-      return inside;
-    },
-  };
-}
+import { createAddressSet } from '../server/addresses.js';
 
 /**
  * A route's `allowFrom`: only clients whose address (the TCP peer's, or, behind a proxy listed

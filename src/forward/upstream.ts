@@ -49,10 +49,8 @@ export interface UpstreamTarget {
   readonly index: number;
   /** As configured, for logs and metrics. */
   readonly url: string;
-  /** `http://host:port` */
+  /** `http://host:port`: undici writes the `Host` header from it, so each target gets its own. */
   readonly origin: string;
-  /** `host[:port]`: the upstream `Host` header, which undici writes from the pool's origin. */
-  readonly host: string;
   readonly pool: Dispatcher;
   /** ms since epoch until which the round robin passes it by; 0 while it is up. */
   downUntil: number;
@@ -84,7 +82,7 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       // Certificates and host names are always verified: there is no switch to turn that off.
       connect: tls,
     });
-    return { index, url: target, origin: url.origin, host: url.host, pool, downUntil: 0 };
+    return { index, url: target, origin: url.origin, pool, downUntil: 0 };
   });
   const basePath = first.pathname === '/' ? '' : first.pathname.replace(/\/$/, '');
   const up = services.metrics.gauge('gatehouse_upstream_target_up', 'Whether an upstream target is in the rotation (1) or left out after it could not be reached (0).', ['upstream', 'target'], 'min');
@@ -237,14 +235,18 @@ async function* limitBody(stream: IncomingMessage, max: number, handler: Forward
   }
 }
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
-
 /**
  * Errors that mean no connection to the target was made, so nothing of the request left
  * gatehouse: refused, no route, no such host, the connect timeout, a TLS handshake that failed.
  * A reset or a closed socket is not among them: it can come after the request was written.
  */
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** Answered as 502 `GH_ERR_UPSTREAM_CONNECT`: no connection, or one that broke before an answer. */
+const CONNECT_CODES = new Set([...UNREACHABLE_CODES, 'ECONNRESET', 'UND_ERR_SOCKET']);
+
+/** A TLS handshake that failed: verification, host name, protocol version, no shared cipher. */
+const TLS_HANDSHAKE_FAILURE = /certificate|self.signed|altnames|ERR_TLS|ERR_SSL_/i;
 
 /** Methods a request may be sent twice with (RFC 9110 §9.2.2), when it has no body. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -254,8 +256,7 @@ const BROKEN_CONNECTION = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
 function isUnreachable(err: Error): boolean {
   const code = (err as { code?: string }).code ?? '';
-  if (UNREACHABLE_CODES.has(code)) return true;
-  return /certificate|self.signed|altnames|ERR_TLS_CERT|ERR_SSL_/i.test(`${err.message} ${code}`);
+  return UNREACHABLE_CODES.has(code) || TLS_HANDSHAKE_FAILURE.test(`${err.message} ${code}`);
 }
 
 /** Maps an undici error to the gateway's answer. */
@@ -263,8 +264,7 @@ export function upstreamError(err: Error): GatehouseError {
   const code = (err as { code?: string }).code ?? '';
   const detail = `${err.name}: ${err.message}${code ? ` (${code})` : ''}`;
   if (isOutboundTimeout(err)) return new UpstreamFailed('GH_ERR_UPSTREAM_TIMEOUT', { detail, cause: err });
-  // TLS handshake failures (verification, host name, protocol version, no shared cipher) are connect failures.
-  if (CONNECT_CODES.has(code) || /certificate|self.signed|altnames|ERR_TLS|ERR_SSL_/i.test(detail)) {
+  if (CONNECT_CODES.has(code) || TLS_HANDSHAKE_FAILURE.test(detail)) {
     return new UpstreamFailed('GH_ERR_UPSTREAM_CONNECT', { detail, cause: err });
   }
   return new UpstreamFailed('GH_ERR_UPSTREAM_FAILED', { detail, cause: err });

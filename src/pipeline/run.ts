@@ -12,8 +12,9 @@ import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
 import { requestHeadProblem } from '../route/request-head.js';
 import { normalizeTarget } from '../route/normalize.js';
+import { requestHost } from '../route/host.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
-import { normalizeIp } from '../server/trusted-proxy.js';
+import { normalizeIp } from '../server/addresses.js';
 import type { RequestContext, Stage } from './context.js';
 import type { GatewayServices } from './runtime.js';
 
@@ -247,7 +248,7 @@ async function stagesAsync(ex: Exchange, pending: Promise<GatehouseError | null>
 
 /** Match the route (404/405), apply its path rewrite and the declared body size (413). */
 function matchRoute(plan: Plan, ctx: RequestContext, req: IncomingMessage): GatehouseError | null {
-  const match = plan.table.match(req.headers.host ?? (req.headers[':authority'] as string | undefined), ctx.method, ctx.path);
+  const match = plan.table.match(requestHost(req.headers), ctx.method, ctx.path);
   if (match.kind === 'not-found') return new RequestRejected('GH_ERR_ROUTE_NOT_FOUND', 404, 'no route matches this path');
   if (match.kind === 'method-not-allowed') {
     return new RequestRejected('GH_ERR_ROUTE_METHOD_NOT_ALLOWED', 405, 'this method is not allowed on this path', {
@@ -410,7 +411,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
   // takes (`upstreams[].forwardedHeaders`, all four by default).
   const headers = upstreamHeaders(req.rawHeaders, req.headers.connection, r.forward);
   const sends = r.upstream.sends;
-  const host = req.headers.host ?? req.headers[':authority'] as string | undefined;
+  const host = requestHost(req.headers);
   if (sends.xForwardedFor) {
     const incomingXff = req.headers['x-forwarded-for'];
     headers.push('x-forwarded-for', peerTrusted && incomingXff ? `${Array.isArray(incomingXff) ? incomingXff.join(', ') : incomingXff}, ${ctx.peerIp}` : ctx.clientIp);

@@ -13,6 +13,7 @@ import { RequestRejected } from '../errors.js';
 import type { RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory } from '../pipeline/runtime.js';
 import { createHostRouteTable } from '../route/hosts.js';
+import { requestHost } from '../route/host.js';
 import { sendProblem } from './problem.js';
 
 /** What a page may always read: the challenge, the request id, and the limits' answers (both kinds of CORS). */
@@ -111,7 +112,7 @@ export const createCorsArea: AreaFactory = (config) => {
       if (typeof method !== 'string' || origin === undefined) return false;
       // The route the real request will take decides (the most specific path, that method);
       // anything else goes on as a plain OPTIONS request (404, 405, …).
-      const match = table.match(ctx.headers.host ?? (ctx.headers[':authority'] as string | undefined), method, ctx.path);
+      const match = table.match(requestHost(ctx.headers), method, ctx.path);
       if (match.kind !== 'route' || !ours(match.route) || !METHOD.test(method)) return false;
       const allowed = headersFor(origin);
       if (allowed === null) {

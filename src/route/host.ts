@@ -77,3 +77,17 @@ export function isHost(value: string): boolean {
   }
   return true;
 }
+
+/**
+ * The host a request addressed: its `Host`, or HTTP/2's `:authority` when it has none (RFC 9113
+ * §8.3.1; `hostProblem` has made sure the two agree when both are there). Undefined for an
+ * HTTP/1.0 request without `Host`.
+ *
+ * @example
+ * ```ts
+ * requestHost(req.headers); // 'api.example.com:8443'
+ * ```
+ */
+export function requestHost(headers: { host?: string; [name: string]: string | string[] | undefined }): string | undefined {
+  return headers.host ?? (headers[':authority'] as string | undefined);
+}

@@ -67,11 +67,14 @@ export function createHostRouteTable<R>(routes: readonly HostedRoute<R>[]): Host
   };
   const exact = new Map<string, RouteTable<R>>();
   for (const name of exactNames) exact.set(name, build((r) => rankFor(r.hosts, name)));
-  // A wildcard's table: the routes whose wildcards cover every name it covers (its own suffix, or a shorter one of it).
+  // A wildcard's table serves names no exact host and no longer wildcard took: the routes whose
+  // wildcards match every such name are those that match the wildcard written as a name (`*.a.b`
+  // matches `*.b`'s suffix, never a longer one), and a route naming the same wildcard ranks as exact.
   const wildcards = [...suffixes]
     .sort((a, b) => b.length - a.length)
-    .map((suffix) => ({ suffix, table: build((r) => coveringRank(r.hosts, suffix, ANY)) }));
-  const fallback = build((r) => (r.hosts === null || r.hosts === undefined ? ANY : -1));
+    .map((suffix) => ({ suffix, table: build((r) => rankFor(r.hosts, `*${suffix}`)) }));
+  // Every other host (none too): the routes without hosts ('' is no route's host).
+  const fallback = build((r) => rankFor(r.hosts, ''));
   return {
     match(host, method, path) {
       const name = hostKey(host);
@@ -79,21 +82,6 @@ export function createHostRouteTable<R>(routes: readonly HostedRoute<R>[]): Host
       return table.match(method, path);
     },
   };
-}
-
-/** A route's rank in the table of the wildcard `*<suffix>`: by its own wildcard that covers the suffix (longest first), or without hosts. */
-function coveringRank(hosts: readonly string[] | null | undefined, suffix: string, any: number): number {
-  if (hosts === null || hosts === undefined) return any;
-  let best = -1;
-  for (const h of hosts) {
-    if (!h.startsWith('*.')) continue;
-    const own = h.slice(1);
-    if (suffix === own || suffix.endsWith(own)) {
-      const k = 1 + (any - 2 - h.length);
-      if (best === -1 || k < best) best = k;
-    }
-  }
-  return best;
 }
 
 function wildcardTable<R>(wildcards: readonly { suffix: string; table: RouteTable<R> }[], name: string): RouteTable<R> | undefined {

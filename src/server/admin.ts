@@ -2,8 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { OWN_ANSWER_HEADERS } from '../respond/problem.js';
 import type { Plan } from '../route/compile.js';
-import { createAddressSet, type AddressSet } from '../authz/network.js';
-import { normalizeIp } from './trusted-proxy.js';
+import { createAddressSet, normalizeIp, type AddressSet } from './addresses.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ClusterReadiness, WorkerReadiness } from './cluster-readiness.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../../src/config/load.js';
 import { formatConfigIssue } from '../../src/errors.js';
-import { createAddressSet } from '../../src/authz/network.js';
+import { createAddressSet } from '../../src/server/addresses.js';
 import { issuesOf } from '../helpers/config.js';
 
 /** `networks` and `routes[].allowFrom` (docs/configuration.md): what loads, and every bad entry named by file, line and key. */

@@ -175,6 +175,7 @@ describe('admin.allowFrom', () => {
 listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0, allowFrom: [monitoring] }
 networks: { monitoring: [127.0.0.2] }
+trustedProxies: [127.0.0.1]
 upstreams: [{ name: api, url: ${api.url} }]
 routes:
   - { name: status, path: /status, upstream: api, public: true }
@@ -186,6 +187,10 @@ routes:
         expect(await outside.body.json()).toEqual({ status: 'forbidden' });
       }
       expect(admin.logs.some((l) => l.msg === 'admin request from an address outside admin.allowFrom refused' && l.client_ip === '127.0.0.1' && l.path === '/metrics')).toBe(true);
+      // The admin listener believes the TCP peer only: X-Forwarded-For naming a listed address, even from a trusted proxy, gets nothing.
+      const named = await request(`${admin.adminUrl}/metrics`, { dispatcher: peer1, headers: { 'x-forwarded-for': '127.0.0.2' } });
+      expect(named.statusCode).toBe(403);
+      expect(await named.body.text()).not.toContain('gatehouse_');
       const inside = await request(`${admin.adminUrl}/metrics`, { dispatcher: peer2 });
       expect(inside.statusCode).toBe(200);
       expect(await inside.body.text()).toContain('gatehouse_requests_total');

@@ -215,4 +215,10 @@ routes:
     const notListed = await seen(plainUpstream, '/plain', alice, { 'client-cert': forged });
     expect(values(notListed.rawHeaders, 'client-cert')).toEqual([]);
   });
+
+  it('never sends a certificate that did not verify (another CA, on an optional listener), nor a forged one beside it', async () => {
+    const got = await seen(upstream, '/certs', stranger, { 'client-cert': `:${new X509Certificate(alice.certPem).raw.toString('base64')}:` });
+    expect(got.status).toBe(200);
+    expect(values(got.rawHeaders, 'client-cert')).toEqual([]);
+  });
 });
