@@ -5,6 +5,7 @@ import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkAddressRange } from '../server/addresses.js';
 import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { checkHeaderRules, mergeHeaderRules } from './header-rules.js';
+import { normalizeRequestBody } from './request-body.js';
 import { checkRouteHost } from '../route/hosts.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
@@ -55,7 +56,13 @@ export const DEFAULTS = {
   },
   dpop: { algorithms: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'], proofMaxAge: 60_000, clockSkew: 5_000, maxProofs: 200_000 },
   introspection: { cacheTtl: 60_000, negativeCacheTtl: 5_000, timeout: 5_000 },
-  upstream: { connectTimeout: 5_000, connections: 128, keepAliveTimeout: 4_000, downFor: 10_000 },
+  upstream: {
+    connectTimeout: 5_000,
+    connections: 128,
+    keepAliveTimeout: 4_000,
+    downFor: 10_000,
+    healthCheck: { interval: 10_000, timeout: 2_000, unhealthyAfter: 2, healthyAfter: 2 },
+  },
   websocket: { idleTimeout: 5 * 60_000, maxDuration: 24 * 3_600_000, closeAtTokenExpiry: true, maxConnections: 1000, maxConnectionsPerClient: 50, maxMessageSize: 1024 * 1024 },
 } as const;
 
@@ -224,6 +231,16 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     targets: r.targets ?? (r.url === undefined ? [] : [r.url]),
     downFor: ms(r.downFor, DEFAULTS.upstream.downFor),
     retryIdempotent: r.retryIdempotent ?? false,
+    healthCheck:
+      r.healthCheck === undefined
+        ? null
+        : {
+            path: r.healthCheck.path,
+            interval: ms(r.healthCheck.interval, DEFAULTS.upstream.healthCheck.interval),
+            timeout: ms(r.healthCheck.timeout, DEFAULTS.upstream.healthCheck.timeout),
+            unhealthyAfter: r.healthCheck.unhealthyAfter ?? DEFAULTS.upstream.healthCheck.unhealthyAfter,
+            healthyAfter: r.healthCheck.healthyAfter ?? DEFAULTS.upstream.healthCheck.healthyAfter,
+          },
     timeout: ms(r.timeout, limits.upstreamTimeout),
     connectTimeout: ms(r.connectTimeout, DEFAULTS.upstream.connectTimeout),
     connections: r.connections ?? DEFAULTS.upstream.connections,
@@ -302,6 +319,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       maxBodySize: r.maxBodySize === undefined ? undefined : bytes(r.maxBodySize, 0),
       stripPrefix: r.stripPrefix ?? false,
       websocket: websocketSettings(r.websocket, ms, bytes),
+      requestBody: normalizeRequestBody(r.requestBody as Raw | undefined, r.methods ?? null, [...at, 'requestBody'], ctx.baseDir, bad),
     };
     for (const header of Object.keys(route.forwardClaims)) {
       const lower = header.toLowerCase();

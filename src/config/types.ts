@@ -1,3 +1,4 @@
+import type { SchemaDialect } from '../validate/body-schema.js';
 /**
  * The config after loading: durations in milliseconds, sizes in bytes, defaults applied.
  * Raw key names are the config contract (see schema/gatehouse.schema.json).
@@ -97,6 +98,8 @@ export interface UpstreamConfig {
   downFor: number;
   /** Send a bodiless GET, HEAD or OPTIONS once more when its connection broke before an answer. */
   retryIdempotent?: boolean;
+  /** Active health checks of every target; null or absent: the requests are the only probes. */
+  healthCheck?: HealthCheckConfig | null;
   /** ms */
   timeout: number;
   /** ms */
@@ -111,6 +114,20 @@ export interface UpstreamConfig {
    * these headers are dropped whether or not gatehouse sets them.
    */
   forwardedHeaders: readonly ForwardedHeader[];
+}
+
+/** `upstreams[].healthCheck`: a GET to each target every `interval`. */
+export interface HealthCheckConfig {
+  /** The path (and query) probed on each target's origin, e.g. `/healthz`. */
+  path: string;
+  /** ms between the end of one probe and the next. */
+  interval: number;
+  /** ms a probe may take (connection and answer head) before it counts as failed. */
+  timeout: number;
+  /** Failed probes in a row that take a target out of the rotation. */
+  unhealthyAfter: number;
+  /** Passed probes in a row that bring it back. */
+  healthyAfter: number;
 }
 
 /** Headers set (replacing any of that name) and removed, names lowercase. */
@@ -167,6 +184,29 @@ export interface RouteConfig {
   stripPrefix: boolean;
   /** WebSocket connections through this route (docs/websockets.md); null: refused. */
   websocket: WebSocketConfig | null;
+  /** JSON request bodies checked before they are forwarded (docs/configuration.md, "Request bodies"); null or absent: not read. */
+  requestBody?: RequestBodyConfig | null;
+}
+
+/** `routes[].requestBody`: the JSON bodies a route accepts. */
+export interface RequestBodyConfig {
+  /**
+   * The JSON Schema (inline, read from `schemaFile` at load, or `{ $ref }` into `document`);
+   * null: well-formed JSON is enough.
+   */
+  schema: object | null;
+  /** Absolute path of the file the schema was read from, for messages. */
+  schemaFile?: string;
+  /** The whole file a `file#/pointer` schema points into (an OpenAPI document, say). */
+  document?: { uri: string; value: object; dialect: SchemaDialect };
+  /** `refuse` (default): a property marked readOnly is refused in a request; `ignore`: an annotation. */
+  readOnly: 'refuse' | 'ignore';
+  /** The methods whose requests are checked (uppercase). */
+  methods: string[];
+  /** A request on those methods without a body is refused. */
+  required: boolean;
+  /** Nesting levels of objects and arrays a body may have. */
+  maxDepth: number;
 }
 
 /** `routes[].websocket`: what a WebSocket connection through the route may do once it is open. */

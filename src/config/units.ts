@@ -91,6 +91,8 @@ export const DURATION_RANGES: Readonly<Record<string, DurationRange>> = {
   'upstreams[].keepAliveTimeout': { min: TIMEOUT, zero: 'be refused by the HTTP client at start' },
   // 0: an unreachable target stays in the rotation (its requests are still sent to another).
   'upstreams[].downFor': { min: 0 },
+  'upstreams[].healthCheck.interval': { min: TIMEOUT, zero: 'probe every target in a loop' },
+  'upstreams[].healthCheck.timeout': { min: TIMEOUT, zero: 'fail every probe at once' },
   'routes[].timeout': { min: TIMEOUT, zero: NO_TIMEOUT },
   'routes[].stepUp.maxAuthAge': { min: 0 },
   'routes[].websocket.idleTimeout': { min: 1000, zero: 'close every WebSocket connection as it opens' },

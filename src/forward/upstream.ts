@@ -11,6 +11,7 @@ import { abortResponse } from '../respond/problem.js';
 import { connectionTokens, dropCorsHeaders, isHopByHopResponseHeader, publicLocation, upstreamSetCookies, type UpstreamHeaderOptions } from './headers.js';
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 import { namesWebSocket, type WebSocketForward } from './tunnel.js';
+import { startHealthChecks, type HealthChecks } from './health-check.js';
 
 /**
  * One upstream: its targets (one undici `Pool` each: keep-alive, bounded connections) and its
@@ -38,8 +39,12 @@ export interface Upstream {
   cursor: number;
   /** A target could not be reached: leave it out for `downFor` (logged and counted when it was up). */
   markDown(target: UpstreamTarget, reason: string): void;
-  /** A target answered: back in the rotation (logged when it was down). */
+  /** A target answered: back in the rotation (logged when it was down), unless its health checks fail. */
   markUp(target: UpstreamTarget): void;
+  /** `healthCheck`: a target failed `unhealthyAfter` probes in a row, or passed `healthyAfter` after that. */
+  setFailing(target: UpstreamTarget, failing: boolean, reason: string): void;
+  /** Start the active health checks (`upstreams[].healthCheck`), if any; `close` stops them. */
+  start(): void;
   close(): Promise<void>;
 }
 
@@ -54,6 +59,8 @@ export interface UpstreamTarget {
   readonly pool: Dispatcher;
   /** ms since epoch until which the round robin passes it by; 0 while it is up. */
   downUntil: number;
+  /** Left out by its health checks (`upstreams[].healthCheck`) until they pass again: `downUntil` is then the end of time. */
+  failing: boolean;
 }
 
 /** `upstreams[].forwardedHeaders` as one flag per header. */
@@ -82,14 +89,15 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       // Certificates and host names are always verified: there is no switch to turn that off.
       connect: tls,
     });
-    return { index, url: target, origin: url.origin, pool, downUntil: 0 };
+    return { index, url: target, origin: url.origin, pool, downUntil: 0, failing: false };
   });
   const basePath = first.pathname === '/' ? '' : first.pathname.replace(/\/$/, '');
-  const up = services.metrics.gauge('gatehouse_upstream_target_up', 'Whether an upstream target is in the rotation (1) or left out after it could not be reached (0).', ['upstream', 'target'], 'min');
+  const up = services.metrics.gauge('gatehouse_upstream_target_up', 'Whether an upstream target is in the rotation (1) or left out (0): it could not be reached, or it fails its health checks.', ['upstream', 'target'], 'min');
   const failures = services.metrics.counter('gatehouse_upstream_connect_failures_total', 'Connections to an upstream target that could not be made (refused, timed out, TLS), by upstream and target.', ['upstream', 'target']);
   for (const target of targets) up.set({ upstream: config.name, target: target.url }, 1);
   const downFor = config.downFor ?? 10_000;
   const log = services.log;
+  let checks: HealthChecks | null = null;
   return {
     name: config.name,
     config,
@@ -106,6 +114,8 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
     cursor: 0,
     markDown(target, reason) {
       failures.inc({ upstream: config.name, target: target.url });
+      // Out until its health checks pass: a failed connection does not shorten that.
+      if (target.failing) return;
       const now = Date.now();
       const wasUp = target.downUntil === 0;
       target.downUntil = now + downFor;
@@ -117,11 +127,32 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       );
     },
     markUp(target) {
+      // An answer to a request sent while every target was out does not overrule failing health checks.
+      if (target.failing) return;
       target.downUntil = 0;
       up.set({ upstream: config.name, target: target.url }, 1);
       log.info({ upstream: config.name, target: target.url }, targets.length > 1 ? 'upstream target reachable again; back in the rotation' : 'upstream reachable again');
     },
+    setFailing(target, failing, reason) {
+      if (target.failing === failing) return;
+      target.failing = failing;
+      const fields = { upstream: config.name, target: target.url, health_check: config.healthCheck?.path, result: reason };
+      if (failing) {
+        target.downUntil = Number.MAX_SAFE_INTEGER;
+        up.set({ upstream: config.name, target: target.url }, 0);
+        const now = Date.now();
+        log.warn({ ...fields, targets_up: targets.filter((t) => t.downUntil <= now).length }, targets.length > 1 ? 'upstream target failing its health checks; left out of the rotation' : 'upstream failing its health checks');
+      } else {
+        target.downUntil = 0;
+        up.set({ upstream: config.name, target: target.url }, 1);
+        log.info(fields, targets.length > 1 ? 'upstream target passing its health checks again; back in the rotation' : 'upstream passing its health checks again');
+      }
+    },
+    start() {
+      if (config.healthCheck && checks === null) checks = startHealthChecks(this, config.healthCheck);
+    },
     async close() {
+      checks?.stop();
       await Promise.all(targets.map((t) => t.pool.close().catch(() => undefined)));
     },
   };
@@ -166,6 +197,11 @@ export interface ForwardRequest {
   headers: string[];
   /** The client's request stream, or null when it carries no body. */
   body: IncomingMessage | null;
+  /**
+   * The body already read whole (a route's `requestBody` checked it): sent as these bytes, so
+   * the request can still go to another target when the first cannot be reached.
+   */
+  bodyBytes?: Buffer | null;
   /** Bytes allowed in a streamed (chunked) body; content-length is checked before. */
   maxBodySize: number;
   timeout: number;
@@ -402,7 +438,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const request = this.request;
     let body: Dispatcher.DispatchOptions['body'] = null;
     // undici streams any async iterable body; the generator enforces the size limit on chunked bodies.
-    if (request.body !== null) body = limitBody(request.body, request.maxBodySize, this) as unknown as Dispatcher.DispatchOptions['body'];
+    if (request.bodyBytes != null) body = request.bodyBytes;
+    else if (request.body !== null) body = limitBody(request.body, request.maxBodySize, this) as unknown as Dispatcher.DispatchOptions['body'];
     target.pool.dispatch(
       {
         origin: target.origin,

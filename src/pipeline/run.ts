@@ -7,6 +7,7 @@ import { clientCertField, forwardedElement, upstreamHeaders } from '../forward/h
 import { clientClosed, dispatchForward } from '../forward/upstream.js';
 import { isWebSocketHandshake, namesWebSocket, type Tunnels, type WebSocketForward } from '../forward/tunnel.js';
 import { sendContinue } from '../respond/continue.js';
+import { bodyInvalid, checkBody, jsonMediaTypeProblem, readBody, type BodyCheck } from '../validate/request-body.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
@@ -311,7 +312,7 @@ async function stagesFrom(ctx: RequestContext, r: CompiledRoute, step: number, p
   return runStages(ctx, r, step + 1);
 }
 
-function forward(ex: Exchange): void {
+function forward(ex: Exchange): void | Promise<void> {
   const r = ex.ctx.route!;
   let websocket: WebSocketForward | null = null;
   if (ex.req.headers.upgrade !== undefined) {
@@ -321,10 +322,54 @@ function forward(ex: Exchange): void {
   }
   ex.ctx.decision = 'granted';
   const request = buildForward(ex.ctx, r, ex.req, ex.listener, websocket);
+  const check = r.bodyCheck;
+  if (check !== null && check.methods.has(ex.ctx.method)) return checkBodyThenForward(ex, r, request, check);
   // Granted (route, Content-Length, authentication, authorization, limits): a client that sent
   // `Expect: 100-continue` may send its body now, and not before. Bodiless requests skip this.
   if (request.body !== null) sendContinue(ex.req, ex.res);
   dispatchForward(r.upstream, request, ex.res, onForwarded, ex);
+}
+
+/**
+ * `routes[].requestBody`: the media type before the body is asked for (415), the body read
+ * whole within the route's `maxBodySize` (413), then checked (400); forwarded as the bytes
+ * that were checked. A refusal whose body was not all read closes an HTTP/1.1 connection
+ * rather than read the rest of it.
+ */
+function checkBodyThenForward(ex: Exchange, r: CompiledRoute, request: ReturnType<typeof buildForward>, check: BodyCheck): void | Promise<void> {
+  const req = ex.req;
+  if (request.body === null) {
+    if (check.required) return fail(ex, bodyInvalid(`a JSON body is required on ${ex.ctx.method} ${r.config.path}`));
+    return dispatchForward(r.upstream, request, ex.res, onForwarded, ex);
+  }
+  const mediaProblem = jsonMediaTypeProblem(req.headers['content-type']);
+  if (mediaProblem !== null) {
+    return fail(ex, new RequestRejected('GH_ERR_REQUEST_UNSUPPORTED_MEDIA_TYPE', 415, `the request body must be JSON: ${mediaProblem}`, { detail: mediaProblem, headers: unreadBodyHeaders(req) }));
+  }
+  sendContinue(req, ex.res);
+  return readCheckForward(ex, r, request, check);
+}
+
+async function readCheckForward(ex: Exchange, r: CompiledRoute, request: ReturnType<typeof buildForward>, check: BodyCheck): Promise<void> {
+  try {
+    const bytes = await readBody(ex.req, r.maxBodySize);
+    // The client went away while sending: nothing to answer or forward.
+    if (bytes === null || ex.res.destroyed) return;
+    if (bytes === 'too-large') {
+      return fail(ex, new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: `body over ${r.maxBodySize} bytes`, headers: unreadBodyHeaders(ex.req) }));
+    }
+    const refusal = checkBody(check, bytes);
+    if (refusal !== null) return fail(ex, refusal);
+    (request as { bodyBytes?: Buffer }).bodyBytes = bytes;
+    dispatchForward(r.upstream, request, ex.res, onForwarded, ex);
+  } catch (err) {
+    fail(ex, internalError(err));
+  }
+}
+
+/** `Connection: close` on an HTTP/1.1 answer sent before its request's body was all read (HTTP/2 resets the stream instead). */
+function unreadBodyHeaders(req: IncomingMessage): Record<string, string> | undefined {
+  return req.httpVersionMajor === 1 && !req.complete ? { connection: 'close' } : undefined;
 }
 
 /**

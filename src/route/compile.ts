@@ -5,6 +5,7 @@ import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages 
 import { createUpstream, type Upstream } from '../forward/upstream.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createHostRouteTable, type HostRouteTable } from './hosts.js';
+import { createBodyCheck, type BodyCheck } from '../validate/request-body.js';
 import { gatehouseCookiePrefixes } from '../authn/token-handler/cookie-names.js';
 
 /** A route with its stages built; an absent stage is `null` and costs nothing. */
@@ -25,6 +26,8 @@ export interface CompiledRoute {
   readonly timeout: number;
   /** Which client headers never reach the upstream on this route. */
   readonly forward: UpstreamHeaderOptions;
+  /** `requestBody`: the JSON bodies this route accepts, read whole and checked before forwarding; null: streamed unread. */
+  readonly bodyCheck: BodyCheck | null;
 }
 
 /**
@@ -103,6 +106,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         maxBodySize: route.maxBodySize ?? config.limits.maxBodySize,
         timeout: route.timeout ?? upstreams.get(route.upstream)!.config.timeout,
         forward: forwardOptions(route, config),
+        bodyCheck: route.requestBody ? createBodyCheck(route.requestBody) : null,
       };
     });
     // Default deny: a non-public route with no authenticate stage would let requests through.
@@ -126,6 +130,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       inFlight: { count: 0, idle: null },
       async start() {
         await Promise.all(areas.map((a) => a.start?.()));
+        for (const u of upstreams.values()) u.start();
       },
       readiness() {
         let ready = true;
@@ -142,7 +147,11 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         const left: Record<string, string> = {};
         for (const u of upstreams.values()) {
           const down = u.targets.filter((t) => t.downUntil > now);
-          if (down.length > 0) left[u.name] = `${down.length} of ${u.targets.length} target(s) left out, unreachable: ${down.map((t) => t.url).join(', ')}`;
+          if (down.length === 0) continue;
+          const unreachable = down.filter((t) => !t.failing).map((t) => t.url);
+          const failing = down.filter((t) => t.failing).map((t) => t.url);
+          const why = [unreachable.length > 0 ? `unreachable: ${unreachable.join(', ')}` : '', failing.length > 0 ? `failing health checks: ${failing.join(', ')}` : ''];
+          left[u.name] = `${down.length} of ${u.targets.length} target(s) left out, ${why.filter(Boolean).join('; ')}`;
         }
         if (Object.keys(left).length > 0) details.upstreams = left;
         return { ready, details };

@@ -33,6 +33,17 @@ const upstream: JsonSchema = closed(
       uniqueItems: true,
       description: 'Several instances of one upstream (instead of url): the same scheme and path, different hosts or ports; requests go round robin, a target that cannot be reached is left out for downFor and its requests retried on another.',
     },
+    healthCheck: closed(
+      {
+        path: { type: 'string', pattern: '^/[\\x21-\\x7e]*$', description: 'The path (and query) probed with a GET on each target\'s origin, e.g. /healthz.' },
+        interval: { ...duration, description: 'Time between the end of one probe of a target and the next (default 10s).' },
+        timeout: { ...duration, description: 'Time a probe may take, connection and answer head, before it fails (default 2s).' },
+        unhealthyAfter: { type: 'integer', minimum: 1, maximum: 100, description: 'Failed probes in a row that take a target out of the rotation (default 2).' },
+        healthyAfter: { type: 'integer', minimum: 1, maximum: 100, description: 'Passed probes in a row that bring it back (default 2).' },
+      },
+      ['path'],
+      { description: 'Active health checks: a GET to each target every interval; a 2xx or 3xx passes, anything else fails.' },
+    ),
     retryIdempotent: { type: 'boolean', description: 'Send a GET, HEAD or OPTIONS without a body once more (another target, or a new connection) when its connection broke before any answer (default false).' },
     downFor: { ...duration, description: 'How long a target that could not be reached (connection refused, connect timeout, TLS failure) is left out of the rotation (default 10s).' },
     timeout: duration,
@@ -115,6 +126,20 @@ const route: JsonSchema = closed(
     timeout: duration,
     maxBodySize: size,
     stripPrefix: { type: 'boolean' },
+    requestBody: closed(
+      {
+        schema: {
+          description: 'A JSON Schema the body must match: a file (.json, .yaml or .yml, relative to this config file; file#/pointer for a schema inside it, such as an OpenAPI document\'s #/components/schemas/NewOrder) or the schema itself; without it, any well-formed JSON.',
+          anyOf: [nonEmptyString, { type: 'object' }],
+        },
+        methods: { type: 'array', items: { type: 'string', pattern: '^[A-Z]+$' }, minItems: 1, uniqueItems: true, description: 'The methods whose bodies are checked (default: POST, PUT, PATCH).' },
+        required: { type: 'boolean', description: 'A request on those methods without a body is refused (default true).' },
+        maxDepth: { type: 'integer', minimum: 1, maximum: 1000, description: 'Nesting levels of objects and arrays a body may have (default 32).' },
+        readOnly: { enum: ['refuse', 'ignore'], description: 'refuse (default): a property the schema marks readOnly is refused in a request (and not required); ignore: readOnly is an annotation.' },
+      },
+      [],
+      { description: 'JSON request bodies checked before they are forwarded: UTF-8, well-formed, no key twice, bounded depth, and the schema (docs/configuration.md, "Request bodies").' },
+    ),
     websocket: {
       description: 'Let WebSocket connections through this route (true, or settings); absent or false: refused (docs/websockets.md).',
       anyOf: [

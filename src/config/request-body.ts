@@ -1,0 +1,60 @@
+import { compileBodySchema, readSchemaFile } from '../validate/body-schema.js';
+import type { RequestBodyConfig } from './types.js';
+
+type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Bad = (keyPath: (string | number)[], message: string) => void;
+
+/** The methods whose bodies `requestBody` checks when it does not list them. */
+export const BODY_METHODS = ['POST', 'PUT', 'PATCH'];
+
+/** Methods whose requests carry no body a route could check. */
+const NO_BODY = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT']);
+
+/** Bodies nest at most this deep unless `requestBody.maxDepth` says otherwise. */
+export const DEFAULT_BODY_DEPTH = 32;
+
+/**
+ * `routes[].requestBody` at load: the schema read (a file relative to the config file, or
+ * inline) and compiled, so a typo in a schema is a config error naming the file, line and key,
+ * never a rule skipped at run time. Null when absent or unusable (the problem reported).
+ */
+export function normalizeRequestBody(
+  raw: Raw | undefined,
+  routeMethods: readonly string[] | null,
+  at: (string | number)[],
+  baseDir: string,
+  bad: Bad,
+): RequestBodyConfig | null {
+  if (raw === undefined) return null;
+  const methods: string[] = raw.methods ?? (routeMethods === null ? BODY_METHODS : BODY_METHODS.filter((m) => routeMethods.includes(m)));
+  if (raw.methods === undefined && methods.length === 0) {
+    bad([...at, 'methods'], `the route takes none of ${BODY_METHODS.join(', ')}: list the methods whose bodies are checked`);
+  }
+  (raw.methods as string[] | undefined)?.forEach((m, j) => {
+    if (NO_BODY.has(m)) bad([...at, 'methods', j], `${m} requests carry no body to check`);
+    else if (routeMethods !== null && !routeMethods.includes(m)) bad([...at, 'methods', j], `${m} is not among the route's methods (${routeMethods.join(', ')})`);
+  });
+  let schema: object | null = null;
+  let schemaFile: string | undefined;
+  let document: RequestBodyConfig['document'];
+  const readOnly: 'refuse' | 'ignore' = raw.readOnly ?? 'refuse';
+  if (raw.schema !== undefined) {
+    try {
+      if (typeof raw.schema === 'string') {
+        const read = readSchemaFile(raw.schema, baseDir);
+        schemaFile = read.file;
+        schema = read.schema;
+        document = read.document;
+      } else {
+        schema = raw.schema as object;
+      }
+      compileBodySchema(schema, { document, readOnly });
+    } catch (err) {
+      const where = schemaFile === undefined ? '' : ` (${schemaFile})`;
+      const message = (err as Error).message.split('\n')[0]!;
+      bad([...at, 'schema'], /^the (schema file|fragment)/.test(message) ? message : `is not a usable JSON Schema${where}: ${message}`);
+      schema = null;
+    }
+  }
+  return { schema, schemaFile, document, readOnly, methods, required: raw.required ?? true, maxDepth: raw.maxDepth ?? DEFAULT_BODY_DEPTH };
+}

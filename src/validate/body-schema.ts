@@ -1,0 +1,270 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
+import { Ajv2019 } from 'ajv/dist/2019.js';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import formatsModule, { type FormatsPlugin } from 'ajv-formats';
+import { parse as parseYaml } from 'yaml';
+
+// ajv-formats is CommonJS: depending on how it is loaded its plugin is the module or its `default`.
+const addFormats = ((formatsModule as unknown as { default?: FormatsPlugin }).default ?? formatsModule) as FormatsPlugin;
+
+/**
+ * Options for the schemas of `routes[].requestBody`: strict (an unknown keyword or format is a
+ * config error, not a rule silently skipped), the first error only (a hostile body cannot make
+ * the check collect thousands), never changing the data (no defaults, no coercion: the upstream
+ * gets the bytes that were checked). `code.optimize: false` for the reason given in
+ * config/load.ts (ajv's optimizer leaves V8's empty-object map without transitions).
+ */
+const OPTIONS: Options = {
+  // Strict about the schema's own words (unknown keywords and formats, numbers); not about
+  // style (a `required` name defined in another branch, untyped keywords).
+  strictSchema: true,
+  strictNumbers: true,
+  strictTypes: false,
+  strictTuples: false,
+  strictRequired: false,
+  allErrors: false,
+  allowUnionTypes: true,
+  coerceTypes: false,
+  useDefaults: false,
+  removeAdditional: false,
+  code: { optimize: false },
+};
+
+type Draft = 'draft-07' | '2019-09' | '2020-12';
+
+const DRAFTS: Record<string, Draft> = {
+  'http://json-schema.org/draft-07/schema': 'draft-07',
+  'https://json-schema.org/draft/2019-09/schema': '2019-09',
+  'https://json-schema.org/draft/2020-12/schema': '2020-12',
+};
+
+/** The dialect a schema is read in: a JSON Schema draft, or an OpenAPI document's schema objects. */
+export type SchemaDialect = Draft | 'openapi-3.0' | 'openapi-3.1';
+
+/** What a schema comes with: the document a fragment points into, and how readOnly is read. */
+export interface SchemaContext {
+  /** The whole file a `#/…` fragment reference points into, registered under `uri`. */
+  readonly document?: { readonly uri: string; readonly value: object; readonly dialect: SchemaDialect } | undefined;
+  /** `refuse`: a property marked readOnly must not be in a request (OpenAPI's meaning); `ignore`: an annotation. */
+  readonly readOnly: 'refuse' | 'ignore';
+}
+
+/**
+ * Words of OpenAPI's schema objects that JSON Schema does not have, and the document's own top
+ * level (ajv compiles the document's root on the way to a fragment): read as annotations.
+ */
+const OPENAPI_ANNOTATIONS = ['example', 'xml', 'externalDocs', 'discriminator', 'openapi', 'info', 'jsonSchemaDialect', 'servers', 'paths', 'webhooks', 'components', 'security', 'tags'];
+
+/**
+ * A new ajv instance per schema: ajv keeps every schema it compiled (by object and by `$id`) for
+ * as long as the instance lives, so one shared instance would grow with every reload and refuse a
+ * reloaded schema's `$id` as taken. The compiled function holds what it needs.
+ */
+function ajvFor(dialect: SchemaDialect, readOnly: 'refuse' | 'ignore', extensions: readonly string[]): Ajv {
+  const ajv =
+    dialect === '2020-12' || dialect === 'openapi-3.1' ? new Ajv2020(OPTIONS) : dialect === '2019-09' ? new Ajv2019(OPTIONS) : new Ajv(OPTIONS);
+  addFormats(ajv, { mode: 'full' });
+  if (dialect === 'openapi-3.0' || dialect === 'openapi-3.1') ajv.addVocabulary([...OPENAPI_ANNOTATIONS, ...extensions]);
+  if (readOnly === 'refuse') {
+    // Evaluated only where the data has the property: present, it is refused.
+    ajv.removeKeyword('readOnly');
+    ajv.addKeyword({ keyword: 'readOnly', schemaType: 'boolean', validate: (marked: boolean) => !marked });
+  }
+  return ajv;
+}
+
+/** Compiled validators by schema object: a schema is compiled once, at load (and reused by the plan). */
+const compiled = new WeakMap<object, ValidateFunction>();
+
+/**
+ * Compile a JSON Schema for request bodies. The draft follows `$schema` (draft-07, 2019-09 or
+ * 2020-12; without it 2020-12, the one OpenAPI 3.1 uses), or the OpenAPI document the schema is
+ * a fragment of (3.1: 2020-12; 3.0: its schema objects, `nullable` included). With `readOnly:
+ * refuse`, a property marked `readOnly` is refused when present and dropped from `required`.
+ * Throws an Error saying what is wrong.
+ *
+ * @example
+ * ```ts
+ * const validate = compileBodySchema({ type: 'object', required: ['qty'] }, { readOnly: 'refuse' });
+ * validate({ qty: 1 }); // true
+ * ```
+ */
+export function compileBodySchema(schema: object, context: SchemaContext = { readOnly: 'refuse' }): ValidateFunction {
+  const held = compiled.get(schema);
+  if (held !== undefined) return held;
+  const document = context.document;
+  let validate: ValidateFunction;
+  if (document === undefined) {
+    const own = context.readOnly === 'refuse' ? readOnlyNotRequired(structuredClone(schema)) : schema;
+    validate = ajvFor(declaredDraft(schema), context.readOnly, []).compile(own);
+  } else {
+    const value = context.readOnly === 'refuse' ? readOnlyNotRequired(structuredClone(document.value)) : document.value;
+    const ajv = ajvFor(document.dialect, context.readOnly, extensionKeywords(document.value));
+    // The whole file under its URL (not checked against a meta-schema: an OpenAPI document is not
+    // a schema); only what the fragment reaches is compiled, and checked strictly.
+    ajv.addSchema(value, document.uri, undefined, false);
+    validate = ajv.compile(schema);
+  }
+  compiled.set(schema, validate);
+  return validate;
+}
+
+/** The draft a schema declares with `$schema` (2020-12 without one). */
+export function declaredDraft(schema: object): Draft {
+  const declared = (schema as { $schema?: unknown }).$schema;
+  if (declared === undefined) return '2020-12';
+  const known = typeof declared === 'string' ? DRAFTS[declared.replace(/#$/, '')] : undefined;
+  if (known === undefined) {
+    throw new Error(`$schema ${JSON.stringify(declared)} is not a draft gatehouse reads (draft-07, 2019-09 or 2020-12: ${Object.keys(DRAFTS).join(', ')})`);
+  }
+  return known;
+}
+
+/** The `x-…` extension keys an OpenAPI document uses: annotations to ajv, not unknown keywords. */
+function extensionKeywords(document: object): string[] {
+  const names = new Set<string>();
+  walk(document, (node) => {
+    for (const key of Object.keys(node)) if (key.startsWith('x-')) names.add(key);
+  });
+  return [...names];
+}
+
+/**
+ * OpenAPI: "If the property is marked as readOnly being true and is in the required list, the
+ * required will take effect on the response only." A request is then checked without those names
+ * in `required` (on the copy it is given), and refused when it carries them (the keyword).
+ */
+function readOnlyNotRequired<T extends object>(root: T): T {
+  walk(root, (node) => {
+    const properties = node.properties as Record<string, unknown> | undefined;
+    const required = node.required;
+    if (properties === undefined || typeof properties !== 'object' || !Array.isArray(required)) return;
+    node.required = required.filter((name) => typeof name !== 'string' || !marksReadOnly(properties[name], root, 0));
+  });
+  return root;
+}
+
+/** A property schema marked readOnly itself, through a local `$ref`, or in an `allOf` member. */
+function marksReadOnly(schema: unknown, root: object, depth: number): boolean {
+  if (schema === null || typeof schema !== 'object' || depth > 8) return false;
+  const s = schema as Record<string, unknown>;
+  if (s.readOnly === true) return true;
+  if (typeof s.$ref === 'string' && s.$ref.startsWith('#')) return marksReadOnly(resolvePointer(root, s.$ref.slice(1)), root, depth + 1);
+  if (Array.isArray(s.allOf)) return s.allOf.some((member) => marksReadOnly(member, root, depth + 1));
+  return false;
+}
+
+/** Every object (not array) in a JSON value, each once. */
+function walk(value: unknown, visit: (node: Record<string, unknown>) => void, seen = new Set<unknown>()): void {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return;
+  seen.add(value);
+  if (!Array.isArray(value)) visit(value as Record<string, unknown>);
+  for (const child of Object.values(value)) walk(child, visit, seen);
+}
+
+/** The value at an RFC 6901 pointer (`/components/schemas/Order`), or undefined. */
+export function resolvePointer(root: unknown, pointer: string): unknown {
+  if (pointer === '') return root;
+  let node = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    if (node === null || typeof node !== 'object' || !Object.prototype.hasOwnProperty.call(node, part)) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+/** A schema read from a file: the schema to compile, and the document a fragment points into. */
+export interface SchemaFile {
+  readonly schema: object;
+  readonly file: string;
+  readonly document?: { readonly uri: string; readonly value: object; readonly dialect: SchemaDialect };
+}
+
+/**
+ * Read a schema file (`.json`, or `.yaml` / `.yml`) relative to the config file's directory: a
+ * JSON Schema, or with a `#/…` fragment a schema inside a document — an OpenAPI document's
+ * `#/components/schemas/NewOrder`, or `#/paths/~1orders/post/requestBody/content/application~1json/schema`.
+ * Throws an Error naming the file and what is wrong with it.
+ */
+export function readSchemaFile(reference: string, baseDir: string): SchemaFile {
+  const hash = reference.indexOf('#');
+  const file = hash === -1 ? reference : reference.slice(0, hash);
+  const fragment = hash === -1 ? null : reference.slice(hash + 1);
+  const absolute = path.resolve(baseDir, file);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`the schema file ${absolute} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${(err as Error).message})`}`);
+  }
+  let value: unknown;
+  const yaml = /\.ya?ml$/i.test(absolute);
+  try {
+    value = yaml ? parseYaml(text, { uniqueKeys: true }) : JSON.parse(text);
+  } catch (err) {
+    throw new Error(`the schema file ${absolute} is not valid ${yaml ? 'YAML' : 'JSON'}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new Error(`the schema file ${absolute} does not hold a JSON Schema object`);
+  }
+  const openapi = (value as { openapi?: unknown }).openapi;
+  const dialect: SchemaDialect | null =
+    typeof openapi === 'string' ? (/^3\.0\./.test(openapi) ? 'openapi-3.0' : /^3\.1\./.test(openapi) ? 'openapi-3.1' : null) : null;
+  if (typeof openapi === 'string' && dialect === null) throw new Error(`the schema file ${absolute} is an OpenAPI ${openapi} document: gatehouse reads 3.0 and 3.1`);
+  if (fragment === null) {
+    if (dialect !== null) {
+      throw new Error(`the schema file ${absolute} is an OpenAPI document: name the schema in it with a fragment, e.g. ${file}#/components/schemas/NewOrder`);
+    }
+    return { schema: value, file: absolute };
+  }
+  if (fragment !== '' && !fragment.startsWith('/')) throw new Error(`the fragment #${fragment} of ${file} is not a JSON pointer (#/components/schemas/NewOrder)`);
+  const target = resolvePointer(value, fragment);
+  if (target === null || typeof target !== 'object' || Array.isArray(target)) {
+    throw new Error(`the schema file ${absolute} has no schema at #${fragment}`);
+  }
+  const uri = pathToFileURL(absolute).href;
+  return {
+    schema: { $ref: `${uri}#${fragment}` },
+    file: absolute,
+    document: { uri, value, dialect: dialect ?? declaredDraft(value) },
+  };
+}
+
+const MAX_MESSAGE = 300;
+
+/**
+ * What the first error of a failed validation says, for the client: where (a JSON pointer into
+ * the body) and which rule. Never the value itself (the body may carry secrets into logs).
+ */
+export function describeSchemaError(error: ErrorObject | undefined): string {
+  if (error === undefined) return 'it does not match the schema';
+  const at = error.instancePath === '' ? 'the top level' : error.instancePath;
+  const p = error.params as Record<string, unknown>;
+  let rule: string;
+  switch (error.keyword) {
+    case 'additionalProperties':
+      rule = `the property ${JSON.stringify(p.additionalProperty)} is not allowed`;
+      break;
+    case 'unevaluatedProperties':
+      rule = `the property ${JSON.stringify(p.unevaluatedProperty)} is not allowed`;
+      break;
+    case 'required':
+      rule = `the property ${JSON.stringify(p.missingProperty)} is required`;
+      break;
+    case 'readOnly':
+      rule = 'is read-only (readOnly): answers carry it, requests do not';
+      break;
+    case 'enum':
+      rule = `must be one of: ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+      break;
+    default:
+      rule = error.message ?? `fails ${error.keyword}`;
+  }
+  const message = `at ${at}: ${rule}`;
+  return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message;
+}

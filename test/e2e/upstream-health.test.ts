@@ -1,0 +1,239 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestPki } from '../helpers/certs.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { issuesOf } from '../helpers/config.js';
+import { loadConfigText } from '../../src/config/load.js';
+
+/**
+ * An instance whose `/healthz` answers what the test says (a status, or nothing at all) and
+ * whose other paths answer 200 with its name: a target that serves requests but reports itself
+ * unhealthy (its database is gone, say) is still taken out by the health checks.
+ */
+async function instance(name: string) {
+  const state = { health: 200 as number | 'hang', probes: 0, hits: 0, probeHeaders: [] as http.IncomingHttpHeaders[] };
+  const server = http.createServer((req, res) => {
+    if (req.url === '/healthz') {
+      state.probes++;
+      state.probeHeaders.push(req.headers);
+      if (state.health === 'hang') return;
+      res.writeHead(state.health, { 'content-type': 'text/plain' });
+      res.end(state.health < 400 ? 'ok' : 'database unreachable');
+      return;
+    }
+    state.hits++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ name }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    state,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for: ${what}`);
+}
+
+const yaml = (targets: string[], healthCheck: string) => `
+listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+upstreams:
+  - name: api
+    targets: [${targets.join(', ')}]
+    timeout: 2s
+    healthCheck: ${healthCheck}
+routes:
+  - { name: all, path: /, upstream: api, public: true }
+`;
+
+async function names(gw: TestGateway, n: number): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const res = await request(`${gw.url}/orders/${i}`);
+    out.push(res.statusCode === 200 ? ((await res.body.json()) as { name: string }).name : `status ${res.statusCode}`);
+  }
+  return out;
+}
+
+const metricLine = async (gw: TestGateway, line: RegExp) => (await (await request(`${gw.adminUrl}/metrics`)).body.text()).split('\n').find((l) => line.test(l));
+
+describe('upstreams[].healthCheck: a target failing its checks is left out, whatever its requests do', () => {
+  let a: Awaited<ReturnType<typeof instance>>;
+  let b: Awaited<ReturnType<typeof instance>>;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    a = await instance('a');
+    b = await instance('b');
+    gw = await startTestGateway(yaml([a.url, b.url], '{ path: /healthz, interval: 100ms, timeout: 150ms, unhealthyAfter: 2, healthyAfter: 3 }'));
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await a?.close();
+    await b?.close();
+  });
+
+  it('probes every target with a GET of the path, at start and every interval', async () => {
+    await until('three probes of each', () => a.state.probes >= 3 && b.state.probes >= 3);
+    expect(a.state.probeHeaders[0]!['user-agent']).toBe('gatehouse-health-check');
+    expect(new Set(await names(gw, 4))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('a target whose check fails twice in a row gets no requests (it would have answered them), and is named', async () => {
+    b.state.health = 503;
+    await until('b left out', () => gw.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation'));
+    const line = gw.logs.find((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')!;
+    expect(line).toMatchObject({ level: 'warn', upstream: 'api', target: b.url, health_check: '/healthz', result: 'status 503', targets_up: 1 });
+    const hitsBefore = b.state.hits;
+    expect(await names(gw, 6)).toEqual(['a', 'a', 'a', 'a', 'a', 'a']);
+    expect(b.state.hits).toBe(hitsBefore);
+    expect(await metricLine(gw, new RegExp(`^gatehouse_upstream_target_up\\{upstream="api",target="${b.url}"\\} 0$`))).toBeDefined();
+    const ready = await request(`${gw.adminUrl}/readyz`);
+    expect(ready.statusCode).toBe(200);
+    expect(((await ready.body.json()) as { details: { upstreams?: Record<string, string> } }).details.upstreams).toEqual({
+      api: `1 of 2 target(s) left out, failing health checks: ${b.url}`,
+    });
+  });
+
+  it('stays out while its checks fail, longer than downFor would keep an unreachable one out', async () => {
+    await sleep(400);
+    const hitsBefore = b.state.hits;
+    expect(await names(gw, 4)).toEqual(['a', 'a', 'a', 'a']);
+    expect(b.state.hits).toBe(hitsBefore);
+  });
+
+  it('comes back after healthyAfter passes in a row, not before', async () => {
+    const probesBefore = b.state.probes;
+    b.state.health = 200;
+    await until('b back', () => gw.logs.some((l) => l.msg === 'upstream target passing its health checks again; back in the rotation'));
+    expect(b.state.probes - probesBefore).toBeGreaterThanOrEqual(3);
+    expect(new Set(await names(gw, 4))).toEqual(new Set(['a', 'b']));
+    expect(await metricLine(gw, new RegExp(`^gatehouse_upstream_target_up\\{upstream="api",target="${b.url}"\\} 1$`))).toBeDefined();
+  });
+
+  it('a check that gets no answer within timeout fails too', async () => {
+    b.state.health = 'hang';
+    await until('b left out again', () => gw.logs.filter((l) => l.msg === 'upstream target failing its health checks; left out of the rotation').length === 2);
+    const line = gw.logs.filter((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')[1]!;
+    expect(line.result).toBe('no answer within 150 ms');
+    expect(await names(gw, 3)).toEqual(['a', 'a', 'a']);
+    b.state.health = 200;
+    await until('b back again', () => gw.logs.filter((l) => l.msg === 'upstream target passing its health checks again; back in the rotation').length === 2);
+  });
+
+  it('with every target failing, a request still tries one (no refusal without a try)', async () => {
+    a.state.health = 500;
+    b.state.health = 500;
+    await until('both left out', () => gw.logs.filter((l) => l.msg.startsWith('upstream target failing')).length === 4);
+    const got = await names(gw, 2);
+    expect(got.every((n) => n === 'a' || n === 'b')).toBe(true);
+    // An answer to such a request does not overrule the checks: both stay out.
+    const ready = (await (await request(`${gw.adminUrl}/readyz`)).body.json()) as { details: { upstreams?: Record<string, string> } };
+    expect(ready.details.upstreams?.api).toMatch(/^2 of 2 target\(s\) left out, failing health checks: /);
+    a.state.health = 200;
+    b.state.health = 200;
+  });
+
+  it('stops probing when the gateway closes (and a reload probes with the new plan only)', async () => {
+    const other = await instance('c');
+    try {
+      await gw.reload(yaml([other.url], '{ path: /healthz, interval: 100ms }'));
+      await until('c probed', () => other.state.probes >= 2);
+      await sleep(250);
+      const aProbes = a.state.probes;
+      await sleep(300);
+      expect(a.state.probes).toBe(aProbes);
+      await gw.close();
+      const cProbes = other.state.probes;
+      await sleep(300);
+      expect(other.state.probes).toBe(cProbes);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('upstreams[].healthCheck over TLS', () => {
+  it('probes with the upstream\'s TLS settings: a target with an untrusted certificate fails its checks', async () => {
+    const pki = await createTestPki();
+    const good = await pki.server('good', ['127.0.0.1']);
+    const other = await createTestPki();
+    const rogue = await other.server('rogue', ['127.0.0.1']);
+    const servers = [good, rogue].map((cert) =>
+      https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
+        res.writeHead(200);
+        res.end(req.url === '/healthz' ? 'ok' : 'served');
+      }),
+    );
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))));
+    const urls = servers.map((s) => `https://127.0.0.1:${(s.address() as AddressInfo).port}`);
+    const gw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+upstreams:
+  - { name: api, targets: [${urls.join(', ')}], tls: { ca: ${pki.caFile} }, healthCheck: { path: /healthz, interval: 100ms, unhealthyAfter: 1 } }
+routes:
+  - { name: all, path: /, upstream: api, public: true }
+`);
+    try {
+      await until('rogue left out', () => gw.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation'));
+      const line = gw.logs.find((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')!;
+      expect(line.target).toBe(urls[1]);
+      expect(line.result).toMatch(/certificate|self.signed|UNABLE_TO_VERIFY/i);
+    } finally {
+      await gw.close();
+      for (const s of servers) {
+        s.closeAllConnections();
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+    }
+  });
+});
+
+describe('upstreams[].healthCheck at load', () => {
+  const config = (healthCheck: string) => `listen: { port: 0 }
+upstreams:
+  - name: api
+    targets: ['http://127.0.0.1:1', 'http://127.0.0.1:2']
+    healthCheck: ${healthCheck}
+routes: [ { name: all, path: /, upstream: api, public: true } ]
+`;
+
+  it('defaults: every 10s, 2s to answer, out after 2 failures, back after 2 passes', () => {
+    expect(loadConfigText(config('{ path: /healthz }'), 'gatehouse.yaml', {}).upstreams[0]!.healthCheck).toEqual({
+      path: '/healthz',
+      interval: 10_000,
+      timeout: 2_000,
+      unhealthyAfter: 2,
+      healthyAfter: 2,
+    });
+  });
+
+  it('refuses a path that is not a path, a zero interval or timeout, counts out of range, unknown keys', () => {
+    expect(issuesOf(config('{ path: healthz }'))[0]).toMatchObject({ line: 5, path: 'upstreams[0].healthCheck.path' });
+    expect(issuesOf(config('{ path: "/health check" }'))[0]).toMatchObject({ path: 'upstreams[0].healthCheck.path' });
+    expect(issuesOf(config('{}'))[0]!.message).toBe('is missing the required key "path"');
+    expect(issuesOf(config('{ path: /healthz, interval: 0 }'))[0]).toMatchObject({
+      path: 'upstreams[0].healthCheck.interval',
+      message: 'must be at least 100ms: 0 would probe every target in a loop',
+    });
+    expect(issuesOf(config('{ path: /healthz, timeout: 0 }'))[0]!.message).toBe('must be at least 100ms: 0 would fail every probe at once');
+    expect(issuesOf(config('{ path: /healthz, unhealthyAfter: 0 }'))[0]).toMatchObject({ path: 'upstreams[0].healthCheck.unhealthyAfter', message: 'must be >= 1' });
+    expect(issuesOf(config('{ path: /healthz, method: HEAD }'))[0]).toMatchObject({ path: 'upstreams[0].healthCheck.method' });
+  });
+});
