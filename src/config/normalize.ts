@@ -470,6 +470,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     networks,
     headers: globalHeaders,
     log: { level: raw.log?.level ?? 'info', accessLog: raw.log?.accessLog ?? true },
+    tracing: raw.tracing === undefined ? null : { trustIncoming: raw.tracing.trustIncoming ?? true, sampled: raw.tracing.sampled ?? true },
     limits,
     issuers,
     upstreams,

@@ -1,3 +1,4 @@
+import type { TracingSettings } from '../telemetry/trace-context.js';
 import type { SchemaDialect } from '../validate/body-schema.js';
 /**
  * The config after loading: durations in milliseconds, sizes in bytes, defaults applied.
@@ -375,6 +376,8 @@ export interface GatehouseConfig {
   /** Top-level `headers` (every route's rules start from them), checked; null when absent. */
   headers?: HeaderRulesConfig | null;
   log: { level: string; accessLog: boolean };
+  /** W3C Trace Context through the gateway (docs/configuration.md, "Tracing"); null or absent: traceparent passes untouched. */
+  tracing?: TracingSettings | null;
   limits: LimitsConfig;
   issuers: IssuerConfig[];
   upstreams: UpstreamConfig[];

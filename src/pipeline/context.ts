@@ -1,3 +1,4 @@
+import type { RequestTrace } from '../telemetry/trace-context.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { PeerCertificate } from 'node:tls';
 import type { Logger } from 'pino';
@@ -87,6 +88,8 @@ export interface RequestContext {
   log: Logger;
   /** Filled by forward: ms spent waiting for the upstream's response head. */
   upstreamLatency: number | undefined;
+  /** The W3C trace of this request (`tracing`); null without that section. */
+  trace?: RequestTrace | null;
   /** The target that answered (or was last tried), for an upstream with several `targets`; undefined otherwise. */
   upstreamTarget?: string | undefined;
   /** What decided the request (for the access log). */

@@ -16,6 +16,7 @@ import { normalizeTarget } from '../route/normalize.js';
 import { requestHost } from '../route/host.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
 import { normalizeIp } from '../server/addresses.js';
+import { requestTrace } from '../telemetry/trace-context.js';
 import type { RequestContext, Stage } from './context.js';
 import type { GatewayServices } from './runtime.js';
 
@@ -154,6 +155,7 @@ export function runRequest(
     log: services.log,
     upstreamLatency: undefined,
     upstreamTarget: undefined,
+    trace: plan.tracing === null ? null : requestTrace(req.headers, plan.tracing),
     decision: 'pending',
   };
   const ex: Exchange = { plan, listener, services, req, res, ctx, inFlight };
@@ -472,6 +474,11 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
   // RFC 9440: the certificate the client presented on this TLS connection (verified against the listener's clientCa).
   if (sends.clientCert && ctx.clientCertificate !== null && ctx.clientCertificate.raw !== undefined) headers.push('client-cert', clientCertField(ctx.clientCertificate));
   headers.push('x-request-id', ctx.id);
+  const trace = ctx.trace;
+  if (trace != null) {
+    headers.push('traceparent', trace.traceparent);
+    if (trace.tracestate !== null) headers.push('tracestate', trace.tracestate);
+  }
   // No `host` here: the client's was dropped above, and undici writes its pool's own line
   // (`host: <upstream host[:port]>`, built once per connection pool).
   if (ctx.principal && r.config.forwardToken) headers.push('authorization', ctx.principal.upstreamAuthorization);
@@ -546,6 +553,7 @@ function finish(plan: Plan, services: GatewayServices, ctx: RequestContext, res:
     granted: ctx.decision === 'granted' || ctx.decision === 'redirect' || (ctx.decision === 'handled' && status < 400),
     sub: ctx.principal?.subject,
     issuer: ctx.principal?.issuer,
+    trace_id: ctx.trace?.traceId,
   };
   // A WebSocket handshake the upstream accepted (101) is over, not aborted: the connection's own line comes when it closes.
   if (!res.writableFinished && ctx.decision === 'granted' && status !== 101) entry.aborted = true;

@@ -6,6 +6,7 @@ import { createUpstream, type Upstream } from '../forward/upstream.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createHostRouteTable, type HostRouteTable } from './hosts.js';
 import { createBodyCheck, type BodyCheck } from '../validate/request-body.js';
+import type { TracingSettings } from '../telemetry/trace-context.js';
 import { gatehouseCookiePrefixes } from '../authn/token-handler/cookie-names.js';
 
 /** A route with its stages built; an absent stage is `null` and costs nothing. */
@@ -47,6 +48,8 @@ export interface Plan {
   readonly allowSemicolons: boolean;
   /** Some route takes WebSocket connections (`routes[].websocket`): the listeners take upgrades. */
   readonly websocket: boolean;
+  /** `tracing`, read once here for every request; null: a client's traceparent passes untouched. */
+  readonly tracing: TracingSettings | null;
   /**
    * Requests running on this plan (the runner counts them in and out): after a reload the old
    * plan is closed when its last request is done, not while one still waits in a stage.
@@ -127,6 +130,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       // Optional chaining: a config built in code (tests) may lack the section; refusing is the default.
       allowSemicolons: config.gateway.paths?.allowSemicolons === true,
       websocket: config.routes.some((r) => Boolean(r.websocket)),
+      tracing: config.tracing ?? null,
       inFlight: { count: 0, idle: null },
       async start() {
         await Promise.all(areas.map((a) => a.start?.()));
@@ -184,6 +188,11 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
   const strip = new Set<string>();
   if (!route.public) strip.add('authorization');
   for (const header of Object.keys(route.forwardClaims)) strip.add(header.toLowerCase());
+  // `tracing`: gatehouse sends the trace headers itself (the client's, checked, or a new trace).
+  if (config.tracing) {
+    strip.add('traceparent');
+    strip.add('tracestate');
+  }
   // `headers` (the top level's merged into the route's at load): the client's values of the
   // names a rule sets or removes never reach the upstream.
   const rules = route.headers ?? null;

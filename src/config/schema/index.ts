@@ -261,6 +261,14 @@ export const configSchema: JsonSchema = {
         description: 'Named lists of IPs and CIDRs, for routes[].allowFrom.',
       },
       log: closed({ level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, accessLog: { type: 'boolean' } }),
+      tracing: closed(
+        {
+          trustIncoming: { type: 'boolean', description: "Continue a client's trace (its valid traceparent and its tracestate); false: every request starts a new trace (default true)." },
+          sampled: { type: 'boolean', description: 'The sampled flag of the traces gatehouse starts (default true).' },
+        },
+        [],
+        { description: 'W3C Trace Context: a traceparent on every request to an upstream (the client\'s, checked, or a new one) and trace_id in the access log.' },
+      ),
       limits,
       issuers: { type: 'array', items: issuer },
       upstreams: { type: 'array', items: upstream, minItems: 1 },
