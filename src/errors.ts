@@ -92,6 +92,7 @@ export type GatehouseErrorCode =
   // limits
   | 'GH_ERR_LIMIT_RATE_EXCEEDED'
   | 'GH_ERR_LIMIT_QUOTA_EXCEEDED'
+  | 'GH_ERR_LIMIT_AUTH_FAILURES'
   | 'GH_ERR_LIMIT_CONCURRENCY_EXCEEDED'
   | 'GH_ERR_LIMIT_STORE_UNAVAILABLE'
   // upstream
@@ -274,12 +275,14 @@ export class ClaimDenied extends GatehouseError {
 export class RateLimited extends GatehouseError {
   readonly retryAfter: number;
   constructor(
-    code: 'GH_ERR_LIMIT_RATE_EXCEEDED' | 'GH_ERR_LIMIT_QUOTA_EXCEEDED',
+    code: 'GH_ERR_LIMIT_RATE_EXCEEDED' | 'GH_ERR_LIMIT_QUOTA_EXCEEDED' | 'GH_ERR_LIMIT_AUTH_FAILURES',
     retryAfterSeconds: number,
     options: GatehouseErrorOptions = {},
   ) {
     const retryAfter = Math.max(1, Math.ceil(retryAfterSeconds));
-    super(code, 429, code === 'GH_ERR_LIMIT_QUOTA_EXCEEDED' ? 'the quota is used up' : 'too many requests', {
+    const description =
+      code === 'GH_ERR_LIMIT_QUOTA_EXCEEDED' ? 'the quota is used up' : code === 'GH_ERR_LIMIT_AUTH_FAILURES' ? 'too many failed authentications from this address' : 'too many requests';
+    super(code, 429, description, {
       ...options,
       headers: { ...options.headers, 'retry-after': String(retryAfter) },
     });

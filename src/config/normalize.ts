@@ -9,6 +9,7 @@ import { normalizeRequestBody } from './request-body.js';
 import { checkRouteHost } from '../route/hosts.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
+  AuthFailureLimitConfig,
   CorsConfig,
   GatehouseConfig,
   IssuerConfig,
@@ -449,6 +450,19 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
   if (preAuthLimit) {
     if (preAuthLimit.store === 'redis' && !redis) bad(['preAuthLimit', 'store'], 'is redis but no top-level redis section is configured');
   }
+  const rawFailures = raw.authFailureLimit as Raw | undefined;
+  const authFailureLimit: AuthFailureLimitConfig | null = rawFailures
+    ? {
+        limit: rawFailures.limit,
+        window: ms(rawFailures.window, 0),
+        blockFor: ms(rawFailures.blockFor, 0),
+        store: rawFailures.store ?? 'memory',
+        // failOpen: with the store down, tokens are still checked on every request; only the blocks lapse.
+        onStoreError: rawFailures.onStoreError ?? 'failOpen',
+      }
+    : null;
+  if (authFailureLimit?.store === 'redis' && !redis) bad(['authFailureLimit', 'store'], 'is redis but no top-level redis section is configured');
+  if (authFailureLimit && issuers.length === 0) bad(['authFailureLimit'], 'counts failed authentications, but no issuers are configured (no route checks a token)');
 
   const th = raw.tokenHandler as Raw | undefined;
 
@@ -478,6 +492,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     rateLimits,
     quotas,
     preAuthLimit,
+    authFailureLimit,
     memoryStore: { maxKeys: raw.memoryStore?.maxKeys ?? 100_000 },
     cors: normalizeCors(raw.cors as Raw | undefined, ms, bad),
     dpop: {

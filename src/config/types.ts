@@ -258,6 +258,17 @@ export interface PreAuthLimitConfig {
   onStoreError: 'failOpen' | 'failClosed';
 }
 
+/** `authFailureLimit` (docs/rate-limits.md, "Failed authentications"). */
+export interface AuthFailureLimitConfig {
+  limit: number;
+  /** ms */
+  window: number;
+  /** ms */
+  blockFor: number;
+  store: 'memory' | 'redis';
+  onStoreError: 'failOpen' | 'failClosed';
+}
+
 export interface TokenHandlerConfig {
   basePath: string;
   issuer: string;
@@ -386,6 +397,8 @@ export interface GatehouseConfig {
   quotas: QuotaConfig[];
   /** Per-client-IP limit that runs before any token cryptography (see docs/rate-limits.md). */
   preAuthLimit?: PreAuthLimitConfig;
+  /** Failed authentications per client IP, then a block of its requests to routes that need a token. */
+  authFailureLimit?: AuthFailureLimitConfig | null;
   memoryStore: { maxKeys: number };
   cors?: CorsConfig;
   dpop: DpopConfig;

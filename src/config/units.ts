@@ -99,6 +99,8 @@ export const DURATION_RANGES: Readonly<Record<string, DurationRange>> = {
   'routes[].websocket.maxDuration': { min: 1000, zero: 'close every WebSocket connection as it opens' },
   'rateLimits[].window': WINDOW,
   'preAuthLimit.window': WINDOW,
+  'authFailureLimit.window': WINDOW,
+  'authFailureLimit.blockFor': { min: 1000, max: 7 * DAY, maxWhy: 'a week; an address blocked longer belongs in allowFrom or a firewall', zero: 'block no one' },
   // The connect timeout is 4 × this; a command slower than a minute is a store error anyway.
   'redis.timeout': { min: 10, max: 60_000, maxWhy: 'every limited request may wait this long', zero: 'time out every command: Redis would never be ready (with failOpen, every Redis limit silently off)' },
   'tokenHandler.loginStateTtl': { min: 1000, zero: 'expire every login before it can finish' },

@@ -12,6 +12,7 @@ import type { LimitDecision, QuotaLimiter, RateLimiter } from './limiter.js';
 import { createMemoryRateLimiter, LruTable } from './memory.js';
 import { createMemoryQuota } from './quota.js';
 import { createRedisStore, type RedisStore } from './redis.js';
+import { AuthFailureTable, type AuthFailureStore } from './auth-failures.js';
 
 export type { LimitDecision, QuotaLimiter, RateLimiter, RatePolicy, QuotaPolicy } from './limiter.js';
 export { createMemoryRateLimiter, LruTable, type MemoryRateLimiter } from './memory.js';
@@ -228,7 +229,8 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
   const usesRedis =
     config.rateLimits.some((r) => r.store === 'redis') ||
     config.quotas.some((q) => q.store === 'redis') ||
-    config.preAuthLimit?.store === 'redis';
+    config.preAuthLimit?.store === 'redis' ||
+    config.authFailureLimit?.store === 'redis';
   let redis: RedisStore | null = null;
   if (usesRedis) {
     if (!config.redis) issue(['redis'], 'is required by a policy with store: redis');
@@ -267,6 +269,9 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
   });
 
   const preAuth = buildPreAuthStage(config, services, redis, tableFor);
+  const failures = buildAuthFailureGuard(config, services, redis);
+  // Routes that need a token: the block first (one lookup), then the pre-auth limit.
+  const protectedPreAuth = failures === null ? preAuth : preAuth === null ? failures.check : both(failures.check, preAuth);
 
   function stagesFor(route: RouteConfig): RouteStages {
     const rates: BoundRate[] = [];
@@ -292,8 +297,9 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     quotas.length = Math.min(quotas.length, MAX_POLICIES);
     const concurrency = route.maxConcurrent === undefined ? null : concurrencyFor(route, route.maxConcurrent);
     return {
-      preAuth,
+      preAuth: route.public ? preAuth : protectedPreAuth,
       limit: buildLimitStage(rates, quotas, concurrency, policyItems.join(',')),
+      onAuthFailure: route.public || failures === null ? null : failures.record,
     };
   }
 
@@ -310,6 +316,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     handle,
     async start() {
       memoryTables.set(services.metrics, tables);
+      if (failures?.table) failureTables.set(services.metrics, failures.table);
       concurrencyCounters.set(services.metrics, counters);
       registerMemoryGauges(services.metrics);
       await redis?.start();
@@ -324,6 +331,81 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     },
   };
 };
+
+/** Two stages as one: the second runs when the first lets the request through. */
+function both(first: Stage, second: Stage): Stage {
+  return function guarded(ctx: RequestContext): GatehouseError | null | Promise<GatehouseError | null> {
+    const denial = first(ctx);
+    if (denial === null) return second(ctx);
+    if (typeof (denial as Promise<unknown>).then === 'function') return (denial as Promise<GatehouseError | null>).then((d) => d ?? second(ctx));
+    return denial;
+  };
+}
+
+/** The in-memory failure table outlives a reload (a reload must not unblock anyone): per gateway. */
+const failureTables = new WeakMap<object, AuthFailureTable>();
+
+/** The name `authFailureLimit` carries in logs and metrics. */
+export const AUTH_FAILURE_POLICY = 'auth-failures';
+
+/**
+ * `authFailureLimit`: `check` refuses a blocked address (429, Retry-After: what is left of the
+ * block) before its token is read, on routes that need a token; `record` counts a failed
+ * authentication of such a route (run.ts calls it for refusals that {@link countsAsAuthFailure}).
+ */
+function buildAuthFailureGuard(
+  config: GatehouseConfig,
+  services: GatewayServices,
+  redis: RedisStore | null,
+): { check: Stage; record: (ctx: RequestContext) => void; table: AuthFailureTable | null } | null {
+  const settings = config.authFailureLimit;
+  if (!settings) return null;
+  const policy = { limit: settings.limit, window: settings.window, blockFor: settings.blockFor };
+  const key = compileKey([{ kind: 'ip' }], '');
+  const log = services.log;
+  const maxKeys = config.memoryStore.maxKeys;
+  let table: AuthFailureTable | null = null;
+  let store: AuthFailureStore | null;
+  if (settings.store === 'redis') store = redis?.authFailures(policy, settings.onStoreError) ?? null;
+  else {
+    const held = failureTables.get(services.metrics);
+    table = held !== undefined && held.maxKeys === maxKeys ? held.use(policy) : new AuthFailureTable(policy, maxKeys, services.now);
+    store = table;
+  }
+  if (store === null) return null;
+  const failClosed = settings.onStoreError === 'failClosed';
+  const blocks = services.metrics.counter('gatehouse_auth_failure_blocks_total', 'Client addresses blocked after too many failed authentications (authFailureLimit).', []);
+
+  const verdict = (ms: number | null): GatehouseError | null => {
+    if (ms === null) {
+      return failClosed
+        ? new ServiceUnavailable('GH_ERR_LIMIT_STORE_UNAVAILABLE', STORE_DOWN_DESCRIPTION, { retryAfter: 1, detail: 'limit store unavailable for authFailureLimit (failClosed)' })
+        : null;
+    }
+    if (ms <= 0) return null;
+    return new RateLimited('GH_ERR_LIMIT_AUTH_FAILURES', ms / 1000, { detail: `address blocked after ${settings.limit} failed authentications within ${settings.window} ms; ${Math.ceil(ms / 1000)} s left` });
+  };
+  const started = (ctx: RequestContext, blocked: boolean) => {
+    if (!blocked) return;
+    blocks.inc();
+    log.warn({ client_ip: ctx.clientIp, req_id: ctx.id, failures: settings.limit, window_ms: settings.window, block_ms: settings.blockFor, store: settings.store }, 'client address blocked after failed authentications');
+  };
+  const memory = store.store === 'memory' ? (store as AuthFailureTable) : null;
+  const check: Stage =
+    memory !== null
+      ? function authFailureCheck(ctx: RequestContext) {
+          return verdict(memory.blockedFor(key(ctx)));
+        }
+      : async function authFailureCheck(ctx: RequestContext) {
+          return verdict(await store.blockedFor(key(ctx)));
+        };
+  const record = (ctx: RequestContext): void => {
+    const blocked = store.record(key(ctx));
+    if (typeof blocked === 'boolean') started(ctx, blocked);
+    else void blocked.then((b) => started(ctx, b));
+  };
+  return { check, record, table };
+}
 
 /**
  * The `handle` hook applying the pre-auth stage to the agent endpoints under `basePath`:

@@ -1,4 +1,5 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import type { AuthFailurePolicy, AuthFailureStore } from './auth-failures.js';
 import { createRedisClient } from '../store/redis-client.js';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
@@ -109,7 +110,22 @@ type ScriptedRedis = (Redis | Cluster) & {
   /** Like ghGcra: numkeys, the keys, '' and a (limit, ttl) pair per key. */
   ghQuota(...args: string[]): Promise<unknown>;
   ghRefund(key: string): Promise<number>;
+  ghAuthFail(countKey: string, blockKey: string, window: string, limit: string, blockFor: string): Promise<number>;
 };
+
+/**
+ * One failed authentication (`authFailureLimit`): count it in a window that starts with the first
+ * failure; at `limit`, set the block key for `blockFor` and start counting afresh. 1: it blocked.
+ */
+const AUTH_FAILURE_LUA = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if n >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`;
 
 /**
  * Options of {@link createRedisStore}.
@@ -217,6 +233,7 @@ export class RedisStore {
     client.defineCommand('ghQuota', { lua: QUOTA_LUA });
     client.defineCommand('ghRefund', { numberOfKeys: 1, lua: REFUND_LUA });
     client.defineCommand('ghGcraRefund', { numberOfKeys: 1, lua: GCRA_REFUND_LUA });
+    client.defineCommand('ghAuthFail', { numberOfKeys: 2, lua: AUTH_FAILURE_LUA });
     client.on('error', (err: Error) => this.noteError(err));
     client.on('ready', () => {
       if (this.lastError !== null || !this.wasReady) this.log.info({ redis: this.where() }, 'redis connection ready');
@@ -243,6 +260,11 @@ export class RedisStore {
   /** A calendar quota whose counters live in Redis. */
   quota(policy: QuotaPolicy, onStoreError: 'failOpen' | 'failClosed'): QuotaLimiter {
     return new RedisQuota(this, policy, onStoreError);
+  }
+
+  /** Failed authentications and blocks per client address (`authFailureLimit`), shared through Redis. */
+  authFailures(policy: AuthFailurePolicy, onStoreError: 'failOpen' | 'failClosed'): AuthFailureStore {
+    return new RedisAuthFailures(this, policy, onStoreError);
   }
 
   /** The connected client, or null while Redis is unreachable (a decision then fails fast). */
@@ -514,5 +536,57 @@ class RedisQuota implements QuotaLimiter, BatchOwner {
     if (client === null) return;
     const period = this.period.update(this.now());
     client.ghRefund(`${this.prefix}${key}}:${period.label}`).catch((err: unknown) => this.redis.storeFailed(this.policy.name, 'refund', err));
+  }
+}
+
+/** The policy name `authFailureLimit` carries in store-error metrics. */
+const AUTH_FAILURES = 'auth-failures';
+
+/**
+ * `authFailureLimit` in Redis: a counter and a block key per address (one hash tag: one slot),
+ * each expiring on its own. A check is one `PTTL`; a failure one script call. With Redis
+ * unreachable a check answers null (the policy's `onStoreError` decides) and a failure is not counted.
+ */
+class RedisAuthFailures implements AuthFailureStore {
+  readonly store = 'redis' as const;
+  private readonly prefix: string;
+  private readonly window: string;
+  private readonly limit: string;
+  private readonly blockFor: string;
+  private readonly failOpen: boolean;
+
+  constructor(
+    private readonly redis: RedisStore,
+    policy: AuthFailurePolicy,
+    onStoreError: 'failOpen' | 'failClosed',
+  ) {
+    this.prefix = `${redis.keyPrefix}{af:`;
+    this.window = String(policy.window);
+    this.limit = String(policy.limit);
+    this.blockFor = String(policy.blockFor);
+    this.failOpen = onStoreError === 'failOpen';
+  }
+
+  async blockedFor(key: string): Promise<number | null> {
+    const client = this.redis.ready();
+    try {
+      if (client === null) throw NO_STORE;
+      const ms = await client.pttl(`${this.prefix}${key}}:b`);
+      return ms > 0 ? ms : 0;
+    } catch (err) {
+      this.redis.storeFailed(AUTH_FAILURES, this.failOpen ? 'allowed' : 'refused', err);
+      return null;
+    }
+  }
+
+  async record(key: string): Promise<boolean> {
+    const client = this.redis.ready();
+    try {
+      if (client === null) throw NO_STORE;
+      return (await client.ghAuthFail(`${this.prefix}${key}}:n`, `${this.prefix}${key}}:b`, this.window, this.limit, this.blockFor)) === 1;
+    } catch (err) {
+      this.redis.storeFailed(AUTH_FAILURES, 'allowed', err);
+      return false;
+    }
   }
 }

@@ -17,6 +17,7 @@ import { requestHost } from '../route/host.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
 import { normalizeIp } from '../server/addresses.js';
 import { requestTrace } from '../telemetry/trace-context.js';
+import { countsAsAuthFailure } from '../limit/auth-failures.js';
 import type { RequestContext, Stage } from './context.js';
 import type { GatewayServices } from './runtime.js';
 
@@ -442,6 +443,14 @@ function fail(ex: Exchange, error: GatehouseError): void {
   const ctx = ex.ctx;
   if (ctx.decision === 'pending' || ctx.decision === 'granted') ctx.decision = error.status >= 500 ? 'error' : 'denied';
   (ctx as { error?: GatehouseError }).error = error;
+  const onAuthFailure = ctx.route?.onAuthFailure;
+  if (onAuthFailure != null && countsAsAuthFailure(error)) {
+    try {
+      onAuthFailure(ctx);
+    } catch (err) {
+      ex.services.log.error({ err, req_id: ctx.id }, 'could not count a failed authentication');
+    }
+  }
   try {
     const config = ex.plan.config;
     const dpopAlgs = ctx.tokenScheme === 'DPoP' || error.dpop ? config.dpop.algorithms.join(' ') : null;

@@ -25,6 +25,8 @@ export interface RouteStages {
   authorize?: Stage | null;
   /** Rate limits, quotas, concurrency (after authentication, keyed by validated claims). */
   limit?: Stage | null;
+  /** Told of a refusal that counts as a failed authentication (`authFailureLimit`). */
+  onAuthFailure?: ((ctx: RequestContext) => void) | null;
 }
 
 /** Health of one area for `/readyz`. */

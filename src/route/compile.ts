@@ -27,6 +27,8 @@ export interface CompiledRoute {
   readonly timeout: number;
   /** Which client headers never reach the upstream on this route. */
   readonly forward: UpstreamHeaderOptions;
+  /** `authFailureLimit`: told of each failed authentication on this route; null: not counted. */
+  readonly onAuthFailure: ((ctx: RequestContext) => void) | null;
   /** `requestBody`: the JSON bodies this route accepts, read whole and checked before forwarding; null: streamed unread. */
   readonly bodyCheck: BodyCheck | null;
 }
@@ -87,9 +89,11 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
 
     const routes: CompiledRoute[] = config.routes.map((route, index) => {
       const slots: Record<(typeof SLOTS)[number], Stage[]> = { preAuth: [], credential: [], authenticate: [], authorize: [], limit: [] };
+      let onAuthFailure: ((ctx: RequestContext) => void) | null = null;
       for (const area of areas) {
         const stages: RouteStages | undefined = area.stagesFor?.(route, index);
         if (!stages) continue;
+        if (stages.onAuthFailure) onAuthFailure = stages.onAuthFailure;
         for (const slot of SLOTS) {
           const stage = stages[slot];
           if (stage) slots[slot].push(stage);
@@ -110,6 +114,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         timeout: route.timeout ?? upstreams.get(route.upstream)!.config.timeout,
         forward: forwardOptions(route, config),
         bodyCheck: route.requestBody ? createBodyCheck(route.requestBody) : null,
+        onAuthFailure,
       };
     });
     // Default deny: a non-public route with no authenticate stage would let requests through.

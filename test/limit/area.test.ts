@@ -116,7 +116,7 @@ routes:
 
   it('a route without limits gets no stage at all', async () => {
     const runtime = await area(yaml, services({ now: 0 }));
-    expect(stages(runtime, yaml, 'open')).toEqual({ preAuth: null, limit: null });
+    expect(stages(runtime, yaml, 'open')).toEqual({ preAuth: null, limit: null, onAuthFailure: null });
   });
 
   it('keeps in-memory budgets across a reload of the same policies', async () => {

@@ -1,7 +1,7 @@
 import { ALL_FORWARDED_HEADERS } from '../types.js';
 import { closed, duration, httpUrl, name, nonEmptyString, port, size, stringList, type JsonSchema } from './common.js';
 import { ASYMMETRIC_ALGORITHMS, issuer } from './issuers.js';
-import { memoryStore, preAuthLimit, quota, rateLimit, redis } from './limits.js';
+import { authFailureLimit, memoryStore, preAuthLimit, quota, rateLimit, redis } from './limits.js';
 import { clientTls, http2Settings, listenerTls } from './tls.js';
 import { tokenHandler } from './token-handler.js';
 
@@ -276,6 +276,7 @@ export const configSchema: JsonSchema = {
       rateLimits: { type: 'array', items: rateLimit },
       quotas: { type: 'array', items: quota },
       preAuthLimit,
+      authFailureLimit,
       memoryStore,
       redis,
       tokenHandler,

@@ -66,6 +66,18 @@ export const preAuthLimit: JsonSchema = closed(
   ['limit', 'window'],
 );
 
+/** `authFailureLimit`: failed authentications per client IP, then a block before any token is read. */
+export const authFailureLimit: JsonSchema = closed(
+  {
+    limit: { type: 'integer', minimum: 1, description: 'Failed authentications (an invalid, expired or forged token, a bad DPoP proof, a bad cookie) per client IP (IPv6: per /64) within window that block it.' },
+    window: duration,
+    blockFor: { ...duration, description: 'How long a blocked address has its requests to routes that need a token refused (429) before their token is read.' },
+    store: { enum: ['memory', 'redis'], description: 'memory (default): per process; redis: shared by every worker and gateway.' },
+    onStoreError: { ...onStoreError, description: 'With Redis unreachable: failOpen (default: tokens are still checked) or failClosed (503).' },
+  },
+  ['limit', 'window', 'blockFor'],
+);
+
 /** `memoryStore`: bounds of the in-memory store. */
 export const memoryStore: JsonSchema = closed({
   maxKeys: { type: 'integer', minimum: 1, description: 'Keys kept per policy (LRU eviction beyond); default 100000.' },
