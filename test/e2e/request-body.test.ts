@@ -190,6 +190,15 @@ describe('requestBody: what is refused, and never reaches the upstream', () => {
     expect(none.json.detail).toContain('no Content-Type');
   });
 
+  it('Expect: 100-continue with a Content-Type that is not JSON: 415 at once, no 100 Continue, the connection closed', async () => {
+    const answer = await rawExchange(
+      `POST /orders HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    expect(answer.head).toMatch(/^HTTP\/1\.1 415 /);
+    expect(answer.all).not.toContain('100 Continue');
+    expect(answer.closed).toBe(true);
+  });
+
   it('a POST without a body where one is required: 400', async () => {
     const res = await post('/orders', undefined, { authorization: `Bearer ${token}` });
     expect(res.status).toBe(400);
@@ -248,6 +257,16 @@ describe('requestBody: what passes', () => {
     expect(seen).toMatchObject({ method: 'PUT', url: '/orders/7', body: text });
     expect(seen.headers['content-length']).toBe(String(text.length));
     expect(seen.headers['transfer-encoding']).toBeUndefined();
+  });
+
+  it('Expect: 100-continue with JSON: 100 Continue once granted, then the body is read and checked', async () => {
+    const text = JSON.stringify({ sku: 'XYZ-0002', qty: 1 });
+    const answer = await rawExchange(
+      `POST /orders HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${text.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n${text}`,
+    );
+    expect(answer.head).toBe('HTTP/1.1 100 Continue');
+    expect(answer.all).toMatch(/\r\n\r\nHTTP\/1\.1 200 /);
+    expect(api.requests.at(-1)!.body).toBe(text);
   });
 
   it('methods not listed go through unread (a GET here)', async () => {
@@ -331,20 +350,20 @@ routes:
 });
 
 /** One raw HTTP/1.1 exchange: the answer's head, and whether gatehouse closed the connection. */
-function rawExchange(text: string): Promise<{ head: string; closed: boolean }> {
+function rawExchange(text: string): Promise<{ head: string; closed: boolean; all: string }> {
   const { port } = new URL(gw.url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), '127.0.0.1');
     let got = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      resolve({ head: got.split('\r\n\r\n')[0]!, closed: false });
+      resolve({ head: got.split('\r\n\r\n')[0]!, closed: false, all: got });
     }, 5000);
     socket.on('data', (d) => (got += d.toString('latin1')));
     socket.on('error', () => undefined);
     socket.on('close', () => {
       clearTimeout(timer);
-      resolve({ head: got.split('\r\n\r\n')[0]!, closed: true });
+      resolve({ head: got.split('\r\n\r\n')[0]!, closed: true, all: got });
     });
     socket.on('connect', () => socket.write(text));
     socket.on('timeout', reject);
