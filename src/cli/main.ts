@@ -127,7 +127,7 @@ async function routes(file: string): Promise<number> {
     const rows = config.routes.map((r) => [
       r.name,
       r.methods ? r.methods.join(',') : 'all but TRACE',
-      r.path,
+      r.exact ? `${r.path} (exact)` : r.path,
       r.upstream,
       r.public ? 'public' : `token${r.scopes.length ? ` + ${r.scopes.join(' ')}` : ''}${r.issuers ? ` (${r.issuers.join(',')})` : ''}`,
     ]);

@@ -299,6 +299,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     const route: RouteConfig = {
       name: r.name,
       path: r.path,
+      exact: r.exact ?? false,
       methods: r.methods ?? null,
       upstream: r.upstream,
       public: r.public ?? false,

@@ -151,6 +151,8 @@ export interface ClaimRuleConfig {
 export interface RouteConfig {
   name: string;
   path: string;
+  /** Only `path` itself (a trailing slash allowed), not the paths under it. */
+  exact?: boolean;
   methods: string[] | null;
   upstream: string;
   public: boolean;

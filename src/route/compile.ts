@@ -124,7 +124,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       }
     }
 
-    const table = createHostRouteTable(routes.map((r) => ({ path: r.config.path, methods: r.config.methods, hosts: r.config.hosts, route: r })));
+    const table = createHostRouteTable(routes.map((r) => ({ path: r.config.path, methods: r.config.methods, hosts: r.config.hosts, route: r, exact: r.config.exact === true })));
     return {
       config,
       table,

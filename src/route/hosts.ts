@@ -26,6 +26,8 @@ export interface HostRouteTable<R> {
 interface HostedRoute<R> {
   readonly path: string;
   readonly methods: readonly string[] | null;
+  /** Only this path, not the paths under it (`routes[].exact`). */
+  readonly exact?: boolean;
   /** Lowercase names, `*.suffix` wildcards or IP literals; null (or absent): every host. */
   readonly hosts?: readonly string[] | null;
   readonly route: R;
@@ -34,7 +36,7 @@ interface HostedRoute<R> {
 export function createHostRouteTable<R>(routes: readonly HostedRoute<R>[]): HostRouteTable<R> {
   if (routes.every((r) => r.hosts === null || r.hosts === undefined)) {
     // No route names a host (the usual config): one table, the host not even read.
-    const only = createRouteTable(routes.map((r) => ({ path: r.path, methods: r.methods, route: r.route })));
+    const only = createRouteTable(routes.map((r) => ({ path: r.path, methods: r.methods, route: r.route, exact: r.exact })));
     return { match: (_host, method, path) => only.match(method, path) };
   }
   const exactNames = new Set<string>();
@@ -49,7 +51,7 @@ export function createHostRouteTable<R>(routes: readonly HostedRoute<R>[]): Host
   const build = (rank: (r: HostedRoute<R>) => number): RouteTable<R> => {
     const ranked = routes.map((r, i) => ({ r, i, k: rank(r) })).filter((x) => x.k >= 0);
     ranked.sort((a, b) => a.k - b.k || a.i - b.i);
-    return createRouteTable(ranked.map(({ r }) => ({ path: r.path, methods: r.methods, route: r.route })));
+    return createRouteTable(ranked.map(({ r }) => ({ path: r.path, methods: r.methods, route: r.route, exact: r.exact })));
   };
   const ANY = 1_000_000;
   /** How a route's hosts match `name`: 0 exactly, else 1 + (longest suffix first), -1 not at all. */

@@ -22,9 +22,13 @@ export interface RouteEntry<R> {
 interface TrieNode<R> {
   literal: Map<string, TrieNode<R>>;
   param: TrieNode<R> | null;
+  /** The routes whose path ends here: for a request path that ends here too. */
   entries: RouteEntry<R>[] | null;
-  /** Precomputed `Allow` header for this node. */
+  /** Those of them that also take longer paths (all but `exact` routes): for a path that goes on. */
+  prefixEntries: RouteEntry<R>[] | null;
+  /** Precomputed `Allow` headers for this node, for a path that ends here and one that goes on. */
   allow: string;
+  prefixAllow: string;
 }
 
 export type MatchResult<R> =
@@ -40,7 +44,7 @@ const PARAM_SEGMENT = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
 const UNRESERVED_SEGMENT = /^[A-Za-z0-9._~-]*$/;
 
 function newNode<R>(): TrieNode<R> {
-  return { literal: new Map(), param: null, entries: null, allow: '' };
+  return { literal: new Map(), param: null, entries: null, prefixEntries: null, allow: '', prefixAllow: '' };
 }
 
 /**
@@ -52,9 +56,9 @@ function newNode<R>(): TrieNode<R> {
  * table.match('GET', '/orders/42'); // { kind: 'route', route: 'list', params: {}, prefixLength: 7 }
  * ```
  */
-export function createRouteTable<R>(routes: readonly { path: string; methods: readonly string[] | null; route: R }[]): RouteTable<R> {
+export function createRouteTable<R>(routes: readonly { path: string; methods: readonly string[] | null; route: R; exact?: boolean }[]): RouteTable<R> {
   const root = newNode<R>();
-  for (const { path, methods, route } of routes) {
+  for (const { path, methods, route, exact } of routes) {
     let node = root;
     const paramNames: string[] = [];
     for (const segment of splitPattern(path)) {
@@ -74,7 +78,9 @@ export function createRouteTable<R>(routes: readonly { path: string; methods: re
     }
     const set = methods ? new Set(methods) : null;
     if (set?.has('GET')) set.add('HEAD');
-    (node.entries ??= []).push({ route, methods: set, paramNames });
+    const entry = { route, methods: set, paramNames };
+    (node.entries ??= []).push(entry);
+    if (exact !== true) (node.prefixEntries ??= []).push(entry);
   }
   finalize(root);
   return new RouteTable(root, routes.some((r) => splitPattern(r.path).some((s) => !UNRESERVED_SEGMENT.test(s) && !PARAM_SEGMENT.test(s))));
@@ -95,13 +101,16 @@ function takesUnlisted(method: string): boolean {
 const UNLISTED_ALLOW = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT'] as const;
 
 function finalize<R>(node: TrieNode<R>): void {
-  if (node.entries) {
-    const methods = new Set<string>(node.entries.some((e) => e.methods === null) ? UNLISTED_ALLOW : []);
-    for (const e of node.entries) e.methods?.forEach((m) => methods.add(m));
-    node.allow = [...methods].sort().join(', ');
-  }
+  if (node.entries) node.allow = allowOf(node.entries);
+  if (node.prefixEntries) node.prefixAllow = allowOf(node.prefixEntries);
   for (const child of node.literal.values()) finalize(child);
   if (node.param) finalize(node.param);
+}
+
+function allowOf<R>(entries: readonly RouteEntry<R>[]): string {
+  const methods = new Set<string>(entries.some((e) => e.methods === null) ? UNLISTED_ALLOW : []);
+  for (const e of entries) e.methods?.forEach((m) => methods.add(m));
+  return [...methods].sort().join(', ');
 }
 
 function splitPattern(path: string): string[] {
@@ -120,6 +129,8 @@ export class RouteTable<R> {
   // Scratch state of one walk (reset by each match).
   private path = '';
   private bestNode: TrieNode<R> | null = null;
+  /** Whether the best node is where the path ends (its exact routes count) or a prefix of it. */
+  private bestAtEnd = false;
   private bestDepth = -1;
   private bestLiterals = -1;
   private bestEnd = 0;
@@ -149,7 +160,8 @@ export class RouteTable<R> {
     const node = this.bestNode as TrieNode<R> | null;
     this.path = '';
     if (node === null) return NOT_FOUND;
-    const entries = node.entries!;
+    const atEnd = this.bestAtEnd;
+    const entries = (atEnd ? node.entries : node.prefixEntries)!;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
       if (entry.methods === null ? takesUnlisted(method) : entry.methods.has(method)) {
@@ -165,7 +177,7 @@ export class RouteTable<R> {
         return { kind: 'route', route: entry.route, params, prefixLength: this.bestEnd };
       }
     }
-    return { kind: 'method-not-allowed', allow: node.allow };
+    return { kind: 'method-not-allowed', allow: atEnd ? node.allow : node.prefixAllow };
   }
 
   /**
@@ -174,8 +186,14 @@ export class RouteTable<R> {
    * the path matched so far ends.
    */
   private walk(node: TrieNode<R>, pos: number, end: number, depth: number, literals: number, paramCount: number): void {
-    if (node.entries !== null && (depth > this.bestDepth || (depth === this.bestDepth && literals > this.bestLiterals))) {
+    const path = this.path;
+    // Skip empty segments (a trailing slash); normalized paths have no others.
+    while (pos < path.length && path.charCodeAt(pos) === 47 /* / */) pos++;
+    const atEnd = pos >= path.length;
+    // An `exact` route takes only a path that ends at its node; the others take longer ones too.
+    if ((atEnd ? node.entries : node.prefixEntries) !== null && (depth > this.bestDepth || (depth === this.bestDepth && literals > this.bestLiterals))) {
       this.bestNode = node;
+      this.bestAtEnd = atEnd;
       this.bestDepth = depth;
       this.bestLiterals = literals;
       this.bestEnd = end;
@@ -185,10 +203,7 @@ export class RouteTable<R> {
         this.bestParams[2 * i + 1] = this.params[2 * i + 1]!;
       }
     }
-    const path = this.path;
-    // Skip empty segments (a trailing slash); normalized paths have no others.
-    while (pos < path.length && path.charCodeAt(pos) === 47 /* / */) pos++;
-    if (pos >= path.length) return;
+    if (atEnd) return;
     if (node.literal.size === 0 && node.param === null) return;
     let stop = path.indexOf('/', pos);
     if (stop === -1) stop = path.length;

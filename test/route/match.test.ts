@@ -205,3 +205,42 @@ describe('route table: names, parameters and encodings', () => {
     expect(t.match('GET', '/orders/%FF')).toMatchObject({ route: 'one', params: { id: '%FF' } });
   });
 });
+
+describe('exact routes (routes[].exact)', () => {
+  const table = createRouteTable([
+    { path: '/orders', methods: ['GET', 'POST'], route: 'orders', exact: true },
+    { path: '/orders/{id}', methods: ['GET'], route: 'order', exact: true },
+    { path: '/files', methods: null, route: 'files' },
+    { path: '/files/admin', methods: ['GET'], route: 'files-admin', exact: true },
+  ]);
+
+  it('take their own path only (a trailing slash too), never the paths under it', () => {
+    expect(table.match('GET', '/orders')).toMatchObject({ kind: 'route', route: 'orders' });
+    expect(table.match('GET', '/orders/')).toMatchObject({ kind: 'route', route: 'orders' });
+    expect(table.match('GET', '/orders/7')).toMatchObject({ kind: 'route', route: 'order', params: { id: '7' } });
+    expect(table.match('GET', '/orders/7/cancel')).toEqual({ kind: 'not-found' });
+    expect(table.match('POST', '/orders/7/cancel/now')).toEqual({ kind: 'not-found' });
+  });
+
+  it('answer 405 with their own methods, only where the path ends', () => {
+    expect(table.match('DELETE', '/orders')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD, POST' });
+    expect(table.match('POST', '/orders/7')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
+  });
+
+  it('under a prefix route, a path that goes on past the exact one falls to the prefix route', () => {
+    expect(table.match('GET', '/files/admin')).toMatchObject({ kind: 'route', route: 'files-admin' });
+    expect(table.match('PUT', '/files/admin')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
+    expect(table.match('GET', '/files/admin/secrets')).toMatchObject({ kind: 'route', route: 'files' });
+    expect(table.match('GET', '/files/other/x')).toMatchObject({ kind: 'route', route: 'files' });
+  });
+
+  it('an exact route and a prefix route on one path: the exact one is only for the path itself', () => {
+    const both = createRouteTable([
+      { path: '/api', methods: ['POST'], route: 'create', exact: true },
+      { path: '/api', methods: ['GET'], route: 'browse' },
+    ]);
+    expect(both.match('POST', '/api')).toMatchObject({ route: 'create' });
+    expect(both.match('GET', '/api/x')).toMatchObject({ route: 'browse' });
+    expect(both.match('POST', '/api/x')).toEqual({ kind: 'method-not-allowed', allow: 'GET, HEAD' });
+  });
+});

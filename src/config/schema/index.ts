@@ -86,6 +86,7 @@ const route: JsonSchema = closed(
   {
     name,
     path: { type: 'string', pattern: '^/', description: 'Path prefix on segment boundaries; {param} segments allowed.' },
+    exact: { type: 'boolean', description: 'Match this path only (a trailing slash allowed), not the paths under it (default false: a prefix).' },
     methods: { type: 'array', items: { type: 'string', pattern: '^[A-Z]+$' }, minItems: 1, uniqueItems: true, description: 'Methods this route takes (HEAD follows GET); without it, every method but TRACE.' },
     upstream: nonEmptyString,
     public: { type: 'boolean', description: 'The ONLY way a route is reachable without a token.' },

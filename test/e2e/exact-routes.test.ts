@@ -1,0 +1,62 @@
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { issuesOf } from '../helpers/config.js';
+
+/** `routes[].exact` through the gateway: listed endpoints only, nothing under them proxied. */
+let api: TestUpstream;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  api = await startUpstream();
+  gw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+upstreams: [ { name: api, url: ${api.url} } ]
+routes:
+  - { name: list, path: /orders, exact: true, methods: [GET, POST], upstream: api, public: true }
+  - { name: one, path: "/orders/{id}", exact: true, methods: [GET], upstream: api, public: true }
+  - { name: docs, path: /docs, upstream: api, public: true }
+`);
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await api?.close();
+});
+
+async function status(method: string, path: string) {
+  const before = api.requests.length;
+  const res = await request(`${gw.url}${path}`, { method: method as 'GET' });
+  const text = await res.body.text();
+  return { status: res.statusCode, allow: res.headers.allow, code: text && res.statusCode >= 400 ? JSON.parse(text).code : undefined, forwarded: api.requests.length - before };
+}
+
+describe('routes[].exact', () => {
+  it('never proxies a path under an exact route', async () => {
+    for (const path of ['/orders/7/cancel', '/orders/7/items/1', '/orders/7/..%2f..%2fadmin']) {
+      const res = await status('GET', path);
+      expect([400, 404]).toContain(res.status);
+      expect(res.forwarded).toBe(0);
+    }
+    expect(await status('POST', '/orders/7/cancel')).toMatchObject({ status: 404, code: 'GH_ERR_ROUTE_NOT_FOUND', forwarded: 0 });
+  });
+
+  it('takes its own path, with or without a trailing slash, and its methods', async () => {
+    expect(await status('GET', '/orders')).toMatchObject({ status: 200, forwarded: 1 });
+    expect(await status('GET', '/orders/')).toMatchObject({ status: 200, forwarded: 1 });
+    expect(await status('GET', '/orders/7')).toMatchObject({ status: 200, forwarded: 1 });
+    expect(await status('DELETE', '/orders/7')).toMatchObject({ status: 405, allow: 'GET, HEAD', forwarded: 0 });
+  });
+
+  it('a prefix route still takes what is under it', async () => {
+    expect(await status('GET', '/docs/guide/intro')).toMatchObject({ status: 200, forwarded: 1 });
+  });
+
+  it('is a boolean', () => {
+    expect(issuesOf(`listen: { port: 0 }
+upstreams: [ { name: api, url: 'http://127.0.0.1:1' } ]
+routes: [ { name: r, path: /x, exact: "yes", upstream: api, public: true } ]
+`)[0]).toMatchObject({ path: 'routes[0].exact', message: 'must be a boolean' });
+  });
+});
