@@ -15,6 +15,10 @@ Usage:
   gatehouse validate --config FILE                      check a config file, report every problem
   gatehouse routes   --config FILE                      print the route table
   gatehouse token inspect --config FILE <token>         explain each check on a token
+  gatehouse openapi FILE --upstream NAME [--issuer NAME]
+                                                        print exact routes for an OpenAPI 3.0/3.1
+                                                        document's operations (scopes, public,
+                                                        request bodies checked by its schemas)
   gatehouse demo                                        run the demo (gateway + authorization server + sample API)
 
 Options:
@@ -45,6 +49,8 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         workers: { type: 'string', short: 'w' },
+        upstream: { type: 'string', short: 'u' },
+        issuer: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -79,6 +85,16 @@ export async function main(argv: string[]): Promise<number> {
       }
       const { runTokenInspect } = await import('./token-inspect.js');
       return runTokenInspect(configFile, token, process.stdout);
+    }
+    case 'openapi': {
+      const [file] = parsed.positionals;
+      const upstream = parsed.values.upstream;
+      if (!file || !upstream) {
+        process.stderr.write('gatehouse: usage: gatehouse openapi FILE --upstream NAME [--issuer NAME]\n');
+        return 2;
+      }
+      const { runOpenApiRoutes } = await import('./openapi-routes.js');
+      return runOpenApiRoutes(file, { upstream, issuer: parsed.values.issuer }, process.stdout, process.stderr);
     }
     case 'demo': {
       const { runDemo } = await import('../demo/main.js');

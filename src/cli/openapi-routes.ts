@@ -1,0 +1,212 @@
+import { readFileSync } from 'node:fs';
+import { Document, parse as parseYaml } from 'yaml';
+
+/** What `gatehouse openapi` needs besides the document. */
+export interface OpenApiRoutesOptions {
+  /** How the generated config names the document (`requestBody.schema: <this>#/…`): relative to the config file. */
+  readonly reference: string;
+  /** The `upstreams[].name` every route goes to. */
+  readonly upstream: string;
+  /** An `issuers[].name` the routes that need a token accept (all issuers when absent). */
+  readonly issuer?: string | undefined;
+}
+
+/** One generated route, as it goes into the config. */
+export interface GeneratedRoute {
+  name: string;
+  path: string;
+  exact: true;
+  methods: string[];
+  upstream: string;
+  public?: true;
+  issuers?: string[];
+  scopes?: string[];
+  requestBody?: { schema: string; required?: false };
+}
+
+/** The routes, and what the document says that they could not express (printed as comments). */
+export interface OpenApiRoutes {
+  readonly routes: GeneratedRoute[];
+  readonly notes: string[];
+}
+
+const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const JSON_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.-]+\+json)\s*(?:;|$)/i;
+
+type Obj = Record<string, unknown>;
+
+const isObject = (value: unknown): value is Obj => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** RFC 6901: `/` → `~1`, `~` → `~0`. */
+const escapePointer = (part: string) => part.replace(/~/g, '~0').replace(/\//g, '~1');
+
+/**
+ * Routes for every operation of an OpenAPI 3.0 or 3.1 document: one `exact` route per path and
+ * method (nothing under a listed path reachable), the operation's OAuth 2.0 / OpenID Connect
+ * scopes as `scopes`, `security: []` as `public: true`, and a JSON request body checked against
+ * the operation's own schema in the document (`requestBody.schema: <file>#/paths/…`). What the
+ * document says that a route cannot (alternatives between security requirements, API keys,
+ * non-JSON bodies) comes back in `notes`. Throws an Error for a document it cannot read.
+ *
+ * @example
+ * ```ts
+ * const { routes } = openApiRoutes(doc, { reference: './openapi.yaml', upstream: 'orders' });
+ * ```
+ */
+export function openApiRoutes(doc: unknown, options: OpenApiRoutesOptions): OpenApiRoutes {
+  if (!isObject(doc) || typeof doc.openapi !== 'string' || !/^3\.[01]\./.test(doc.openapi)) {
+    throw new Error(`is not an OpenAPI 3.0 or 3.1 document (its "openapi" is ${JSON.stringify(isObject(doc) ? doc.openapi : undefined)})`);
+  }
+  if (!isObject(doc.paths)) throw new Error('has no "paths" object');
+  const schemes = isObject(doc.components) && isObject(doc.components.securitySchemes) ? doc.components.securitySchemes : {};
+  const routes: GeneratedRoute[] = [];
+  const notes: string[] = [];
+  const names = new Set<string>();
+  for (const [path, rawItem] of Object.entries(doc.paths)) {
+    const item = resolveRef(doc, rawItem);
+    if (!isObject(item) || !path.startsWith('/')) continue;
+    for (const method of METHODS) {
+      const op = item[method];
+      if (!isObject(op)) continue;
+      const where = `${method.toUpperCase()} ${path}`;
+      const route: GeneratedRoute = {
+        name: uniqueName(names, typeof op.operationId === 'string' ? op.operationId : `${method}-${path}`),
+        path: gatehousePath(path, where, notes),
+        exact: true,
+        methods: [method.toUpperCase()],
+        upstream: options.upstream,
+      };
+      applySecurity(route, op.security ?? doc.security, schemes, where, notes, options.issuer);
+      const body = requestBodyOf(doc, op, `/paths/${escapePointer(path)}/${method}/requestBody`, where, notes);
+      if (body !== null) route.requestBody = { schema: `${options.reference}#${body.pointer}`, ...(body.required ? {} : { required: false as const }) };
+      routes.push(route);
+    }
+  }
+  if (routes.length === 0) notes.push('the document has no operations: no routes');
+  return { routes, notes };
+}
+
+/** A route name from an operationId (or method and path): the name pattern, unique. */
+function uniqueName(names: Set<string>, wanted: string): string {
+  let base = wanted.replace(/[{}]/g, '').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').replace(/-+$/, '').slice(0, 60) || 'operation';
+  if (!NAME.test(base)) base = `op-${base}`.slice(0, 60);
+  let name = base;
+  for (let i = 2; names.has(name); i++) name = `${base}-${i}`;
+  names.add(name);
+  return name;
+}
+
+/** OpenAPI's path template as a route path: `{param}` segments kept; a segment that mixes text and a param becomes one param. */
+function gatehousePath(path: string, where: string, notes: string[]): string {
+  const segments = path.split('/').map((segment) => {
+    if (!segment.includes('{')) return segment;
+    const whole = /^\{([^{}]+)\}$/.exec(segment);
+    const name = (whole?.[1] ?? /\{([^{}]+)\}/.exec(segment)?.[1] ?? 'param').replace(/[^A-Za-z0-9_]/g, '_').replace(/^(?=[0-9])/, '_');
+    if (!whole) notes.push(`${where}: the segment ${JSON.stringify(segment)} is matched as a whole parameter {${name}} (a route segment is a literal or a parameter)`);
+    else if (!PARAM_NAME.test(whole[1]!)) notes.push(`${where}: the parameter {${whole[1]}} is named {${name}} in the route (for claim rules)`);
+    return `{${name}}`;
+  });
+  return segments.join('/') || '/';
+}
+
+/**
+ * `security` (the operation's, else the document's): `[]` or an empty requirement → public; one
+ * requirement → the OAuth 2.0 / OpenID Connect scopes it names (all required); several
+ * alternatives → the first (gatehouse requires all of a route's scopes: the strictest reading).
+ */
+function applySecurity(route: GeneratedRoute, security: unknown, schemes: Obj, where: string, notes: string[], issuer: string | undefined): void {
+  if (security === undefined) {
+    notes.push(`${where}: no security requirement in the document: the route needs a valid token (default deny) and no scope`);
+  } else if (Array.isArray(security) && (security.length === 0 || security.some((r) => isObject(r) && Object.keys(r).length === 0))) {
+    route.public = true;
+    if (security.length > 1) notes.push(`${where}: anonymous access is one of its security alternatives: the route is public`);
+    return;
+  } else if (Array.isArray(security) && isObject(security[0])) {
+    if (security.length > 1) notes.push(`${where}: ${security.length} security alternatives; the route requires the first (${Object.keys(security[0]).join(' + ')})`);
+    const scopes = new Set<string>();
+    for (const [scheme, wanted] of Object.entries(security[0])) {
+      const type = isObject(schemes[scheme]) ? schemes[scheme].type : undefined;
+      if (type === 'oauth2' || type === 'openIdConnect') {
+        if (Array.isArray(wanted)) for (const s of wanted) if (typeof s === 'string' && s !== '') scopes.add(s);
+      } else {
+        notes.push(`${where}: the security scheme ${scheme} (${String(type ?? 'not defined')}) is not checked by gatehouse; the route needs a valid access token`);
+      }
+    }
+    if (scopes.size > 0) route.scopes = [...scopes];
+  }
+  if (issuer !== undefined) route.issuers = [issuer];
+}
+
+/** The JSON schema of an operation's request body, as a pointer into the document; null without one. */
+function requestBodyOf(doc: Obj, op: Obj, at: string, where: string, notes: string[]): { pointer: string; required: boolean } | null {
+  let body = op.requestBody;
+  let pointer = at;
+  // A body from components/requestBodies: the pointer follows the reference.
+  if (isObject(body) && typeof body.$ref === 'string' && body.$ref.startsWith('#/')) {
+    pointer = body.$ref.slice(1);
+    body = resolveRef(doc, body);
+  }
+  if (!isObject(body)) return null;
+  const content = isObject(body.content) ? body.content : {};
+  const types = Object.keys(content);
+  const json = types.find((t) => JSON_TYPE.test(t));
+  if (json === undefined) {
+    if (types.length > 0) notes.push(`${where}: the request body (${types.join(', ')}) is not JSON: not checked`);
+    return null;
+  }
+  const media = content[json];
+  if (!isObject(media) || media.schema === undefined) {
+    notes.push(`${where}: the ${json} request body has no schema: any well-formed JSON`);
+    return null;
+  }
+  return { pointer: `${pointer}/content/${escapePointer(json)}/schema`, required: body.required === true };
+}
+
+/** A local `$ref` (`#/components/…`) resolved, a few levels deep; anything else as it is. */
+function resolveRef(doc: Obj, value: unknown, depth = 0): unknown {
+  if (!isObject(value) || typeof value.$ref !== 'string' || !value.$ref.startsWith('#/') || depth > 8) return value;
+  let node: unknown = doc;
+  for (const raw of value.$ref.slice(2).split('/')) {
+    const part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    node = isObject(node) ? node[part] : undefined;
+  }
+  return resolveRef(doc, node, depth + 1);
+}
+
+/**
+ * `gatehouse openapi FILE --upstream NAME [--issuer NAME]`: print a `routes:` section for the
+ * document's operations. Exit 0, or 3 with the reason for a file that is not an OpenAPI document.
+ */
+export function runOpenApiRoutes(
+  file: string,
+  options: { upstream: string; issuer?: string | undefined },
+  out: { write(text: string): unknown },
+  err: { write(text: string): unknown },
+): number {
+  let doc: unknown;
+  try {
+    const text = readFileSync(file, 'utf8');
+    doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true });
+  } catch (e) {
+    err.write(`gatehouse: ${file} cannot be read as ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}\n`);
+    return 3;
+  }
+  let result: OpenApiRoutes;
+  try {
+    result = openApiRoutes(doc, { reference: file, ...options });
+  } catch (e) {
+    err.write(`gatehouse: ${file} ${(e as Error).message}\n`);
+    return 3;
+  }
+  const yaml = new Document({ routes: result.routes });
+  const header = [
+    `routes for the operations of ${file} (gatehouse openapi): one exact route per path and method.`,
+    `requestBody.schema names ${file} as it was given here: relative to the config file's directory.`,
+    ...result.notes.map((n) => `note: ${n}`),
+  ];
+  yaml.commentBefore = header.map((line) => ` ${line}`).join('\n');
+  out.write(yaml.toString({ lineWidth: 0 }));
+  return 0;
+}

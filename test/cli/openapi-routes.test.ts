@@ -1,0 +1,186 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { parse as parseYaml } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openApiRoutes } from '../../src/cli/openapi-routes.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { DEMO_CLIENT_SECRETS, startAuthorizationServer } from '../helpers/issuer.js';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+/** `gatehouse openapi`: routes from an OpenAPI document, loaded into a real gateway. */
+const BIN = path.resolve('bin/gatehouse.js');
+const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-openapi-cli-'));
+
+const OPENAPI = `openapi: 3.1.0
+info: { title: Orders, version: "1.0" }
+security: [ { oauth: [orders:read] } ]
+paths:
+  /health:
+    get: { operationId: health, security: [], responses: { "200": { description: ok } } }
+  /orders:
+    get: { operationId: listOrders, responses: { "200": { description: ok } } }
+    post:
+      operationId: createOrder
+      security: [ { oauth: [orders:write] } ]
+      requestBody: { $ref: '#/components/requestBodies/NewOrder' }
+      responses: { "201": { description: created } }
+  /orders/{order-id}:
+    get: { operationId: getOrder, responses: { "200": { description: ok } } }
+    patch:
+      operationId: updateOrder
+      security: [ { oauth: [orders:write] }, { apiKey: [] } ]
+      requestBody:
+        content:
+          application/merge-patch+json:
+            schema: { $ref: '#/components/schemas/Order' }
+      responses: { "200": { description: ok } }
+  /files/{name}.pdf:
+    put:
+      operationId: uploadFile
+      requestBody: { required: true, content: { application/pdf: { schema: { type: string, format: binary } } } }
+      responses: { "204": { description: stored } }
+components:
+  securitySchemes:
+    oauth: { type: oauth2, flows: { clientCredentials: { tokenUrl: https://as.example/token, scopes: { orders:read: read, orders:write: write } } } }
+    apiKey: { type: apiKey, in: header, name: X-Api-Key }
+  requestBodies:
+    NewOrder:
+      required: true
+      content:
+        application/json:
+          schema: { $ref: '#/components/schemas/Order' }
+  schemas:
+    Order:
+      type: object
+      properties:
+        id: { type: string, readOnly: true }
+        item: { type: string, minLength: 1 }
+        quantity: { type: integer, minimum: 1 }
+      required: [id, item]
+      additionalProperties: false
+`;
+
+describe('openApiRoutes', () => {
+  const doc = parseYaml(OPENAPI) as unknown;
+  const { routes, notes } = openApiRoutes(doc, { reference: 'openapi.yaml', upstream: 'orders', issuer: 'main' });
+
+  it('one exact route per path and method, named by operationId', () => {
+    expect(routes.map((r) => [r.name, r.methods[0], r.path, r.exact])).toEqual([
+      ['health', 'GET', '/health', true],
+      ['listOrders', 'GET', '/orders', true],
+      ['createOrder', 'POST', '/orders', true],
+      ['getOrder', 'GET', '/orders/{order_id}', true],
+      ['updateOrder', 'PATCH', '/orders/{order_id}', true],
+      ['uploadFile', 'PUT', '/files/{name}', true],
+    ]);
+  });
+
+  it('security: [] public, the document\'s or the operation\'s OAuth scopes otherwise, the first of several alternatives', () => {
+    const by = Object.fromEntries(routes.map((r) => [r.name, r]));
+    expect(by.health).toMatchObject({ public: true });
+    expect(by.health!.issuers).toBeUndefined();
+    expect(by.listOrders).toMatchObject({ scopes: ['orders:read'], issuers: ['main'] });
+    expect(by.createOrder).toMatchObject({ scopes: ['orders:write'] });
+    expect(by.updateOrder).toMatchObject({ scopes: ['orders:write'] });
+    expect(notes).toContain('PATCH /orders/{order-id}: 2 security alternatives; the route requires the first (oauth)');
+  });
+
+  it('JSON request bodies by their place in the document (through a components/requestBodies $ref), required as the document says', () => {
+    const by = Object.fromEntries(routes.map((r) => [r.name, r]));
+    expect(by.createOrder!.requestBody).toEqual({ schema: 'openapi.yaml#/components/requestBodies/NewOrder/content/application~1json/schema' });
+    expect(by.updateOrder!.requestBody).toEqual({ schema: 'openapi.yaml#/paths/~1orders~1{order-id}/patch/requestBody/content/application~1merge-patch+json/schema', required: false });
+    expect(by.uploadFile!.requestBody).toBeUndefined();
+    expect(notes).toContain('PUT /files/{name}.pdf: the request body (application/pdf) is not JSON: not checked');
+    expect(notes).toContain('PUT /files/{name}.pdf: the segment "{name}.pdf" is matched as a whole parameter {name} (a route segment is a literal or a parameter)');
+  });
+
+  it('refuses what is not an OpenAPI 3 document', () => {
+    expect(() => openApiRoutes({ swagger: '2.0', paths: {} }, { reference: 'x', upstream: 'u' })).toThrow('is not an OpenAPI 3.0 or 3.1 document (its "openapi" is undefined)');
+    expect(() => openApiRoutes({ openapi: '3.1.0' }, { reference: 'x', upstream: 'u' })).toThrow('has no "paths" object');
+  });
+});
+
+describe('gatehouse openapi (the built CLI), its routes in a real gateway', () => {
+  let as: Awaited<ReturnType<typeof startAuthorizationServer>>;
+  let api: TestUpstream;
+  let gw: TestGateway;
+  let reader: string;
+  let writer: string;
+
+  beforeAll(async () => {
+    as = await startAuthorizationServer({ audience: 'https://api.example.com' });
+    api = await startUpstream();
+    reader = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
+    writer = await as.clientCredentialsToken('demo-admin', DEMO_CLIENT_SECRETS['demo-admin'], 'orders:read orders:write');
+    writeFileSync(path.join(dir, 'openapi.yaml'), OPENAPI);
+    const out = spawnSync(process.execPath, [BIN, 'openapi', 'openapi.yaml', '--upstream', 'orders', '--issuer', 'main'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
+    expect(out.stderr).toBe('');
+    expect(out.status).toBe(0);
+    expect(out.stdout).toMatch(/^# routes for the operations of openapi\.yaml/);
+    // The generated section as it is, under a config in the document's directory (the schema file is relative to it).
+    const gatewayFile = path.join(dir, 'gatehouse.yaml');
+    writeFileSync(
+      gatewayFile,
+      `listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
+upstreams: [ { name: orders, url: ${api.url} } ]
+${out.stdout}`,
+    );
+    // It loads as written: the schema references resolve next to the config file.
+    expect(loadConfigFile(gatewayFile, {}).routes.map((r) => r.name)).toEqual(['health', 'listOrders', 'createOrder', 'getOrder', 'updateOrder', 'uploadFile']);
+    gw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
+upstreams: [ { name: orders, url: ${api.url} } ]
+${out.stdout.replace(/openapi\.yaml#/g, `${path.join(dir, 'openapi.yaml')}#`)}`);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await api?.close();
+    await as?.stop();
+  });
+
+  async function call(method: string, p: string, token?: string, body?: unknown) {
+    const before = api.requests.length;
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await request(`${gw.url}${p}`, { method: method as 'GET', headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    await res.body.dump();
+    return { status: res.statusCode, forwarded: api.requests.length - before };
+  }
+
+  it('refuses what the document does not list, and what its security or schemas refuse', async () => {
+    expect(await call('GET', '/orders')).toEqual({ status: 401, forwarded: 0 });
+    expect(await call('GET', '/orders/7/secret', reader)).toEqual({ status: 404, forwarded: 0 });
+    expect(await call('DELETE', '/orders/7', writer)).toEqual({ status: 405, forwarded: 0 });
+    expect(await call('POST', '/orders', reader, { item: 'tea' })).toEqual({ status: 403, forwarded: 0 });
+    expect(await call('POST', '/orders', writer, { item: 'tea', id: 'mine' })).toEqual({ status: 400, forwarded: 0 });
+    expect(await call('POST', '/orders', writer, { item: 'tea', owner: 'x' })).toEqual({ status: 400, forwarded: 0 });
+    expect(await call('PATCH', '/orders/7', writer, { item: 'tea', id: 'x' })).toEqual({ status: 400, forwarded: 0 });
+  });
+
+  it('lets through what it lists', async () => {
+    expect(await call('GET', '/health')).toEqual({ status: 200, forwarded: 1 });
+    expect(await call('GET', '/orders/7', reader)).toEqual({ status: 200, forwarded: 1 });
+    expect(await call('POST', '/orders', writer, { item: 'tea', quantity: 2 })).toEqual({ status: 200, forwarded: 1 });
+    expect(await call('PATCH', '/orders/7', writer, { item: 'coffee' })).toEqual({ status: 200, forwarded: 1 });
+  });
+
+  it('exits 3 naming the file for a document it cannot read, 2 without --upstream', () => {
+    writeFileSync(path.join(dir, 'swagger.yaml'), 'swagger: "2.0"\npaths: {}\n');
+    const bad = spawnSync(process.execPath, [BIN, 'openapi', 'swagger.yaml', '--upstream', 'x'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
+    expect(bad.status).toBe(3);
+    expect(bad.stderr).toBe('gatehouse: swagger.yaml is not an OpenAPI 3.0 or 3.1 document (its "openapi" is undefined)\n');
+    const usage = spawnSync(process.execPath, [BIN, 'openapi', 'swagger.yaml'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toContain('usage: gatehouse openapi FILE --upstream NAME');
+  });
+});
