@@ -73,6 +73,9 @@ export interface ForwardedFlags {
   readonly clientCert: boolean;
 }
 
+/** Per `gatehouse_upstream_target_up` gauge: which plan's upstream last set each series (by its target list). */
+const gaugeOwners = new WeakMap<object, Map<string, readonly UpstreamTarget[]>>();
+
 export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig, services: GatewayServices): Upstream {
   const first = new URL(config.url);
   const tls = first.protocol === 'https:' ? clientTlsOptions(config.tls, gateway.baseDir) : undefined;
@@ -94,7 +97,12 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
   const basePath = first.pathname === '/' ? '' : first.pathname.replace(/\/$/, '');
   const up = services.metrics.gauge('gatehouse_upstream_target_up', 'Whether an upstream target is in the rotation (1) or left out (0): it could not be reached, or it fails its health checks.', ['upstream', 'target'], 'min');
   const failures = services.metrics.counter('gatehouse_upstream_connect_failures_total', 'Connections to an upstream target that could not be made (refused, timed out, TLS), by upstream and target.', ['upstream', 'target']);
-  for (const target of targets) up.set({ upstream: config.name, target: target.url }, 1);
+  let owners = gaugeOwners.get(up);
+  if (owners === undefined) gaugeOwners.set(up, (owners = new Map()));
+  for (const target of targets) {
+    up.set({ upstream: config.name, target: target.url }, 1);
+    owners.set(`${config.name}\u0000${target.url}`, targets);
+  }
   const downFor = config.downFor ?? 10_000;
   const log = services.log;
   let checks: HealthChecks | null = null;
@@ -153,6 +161,13 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
     },
     async close() {
       checks?.stop();
+      // A target a reload removed leaves the gauge; one the new plan kept is the new plan's now.
+      for (const target of targets) {
+        const key = `${config.name}\u0000${target.url}`;
+        if (owners.get(key) !== targets) continue;
+        owners.delete(key);
+        up.remove({ upstream: config.name, target: target.url });
+      }
       await Promise.all(targets.map((t) => t.pool.close().catch(() => undefined)));
     },
   };

@@ -159,6 +159,14 @@ describe('upstreams[].healthCheck: a target failing its checks is left out, what
       const aProbes = a.state.probes;
       await sleep(300);
       expect(a.state.probes).toBe(aProbes);
+      // The gauge names the targets of the running plan only.
+      const gauge = (await (await request(`${gw.adminUrl}/metrics`)).body.text()).split('\n').filter((l) => l.startsWith('gatehouse_upstream_target_up{'));
+      expect(gauge).toEqual([`gatehouse_upstream_target_up{upstream="api",target="${other.url}"} 1`]);
+      // A reload that keeps the target keeps its series (the old plan's close leaves it to the new plan).
+      await gw.reload(yaml([other.url], '{ path: /healthz, interval: 100ms }'));
+      await sleep(50);
+      const kept = (await (await request(`${gw.adminUrl}/metrics`)).body.text()).split('\n').filter((l) => l.startsWith('gatehouse_upstream_target_up{'));
+      expect(kept).toEqual([`gatehouse_upstream_target_up{upstream="api",target="${other.url}"} 1`]);
       await gw.close();
       const cProbes = other.state.probes;
       await sleep(300);
