@@ -76,8 +76,11 @@ function ajvFor(dialect: SchemaDialect, readOnly: 'refuse' | 'ignore', extension
   return ajv;
 }
 
-/** Compiled validators by schema object: a schema is compiled once, at load (and reused by the plan). */
-const compiled = new WeakMap<object, ValidateFunction>();
+/**
+ * Compiled validators by schema object and readOnly reading: a schema is compiled once, at load
+ * (and reused by the plan; a schema file unchanged across a reload gives the same object).
+ */
+const compiled = new WeakMap<object, Map<'refuse' | 'ignore', ValidateFunction>>();
 
 /**
  * Compile a JSON Schema for request bodies. The draft follows `$schema` (draft-07, 2019-09 or
@@ -93,7 +96,9 @@ const compiled = new WeakMap<object, ValidateFunction>();
  * ```
  */
 export function compileBodySchema(schema: object, context: SchemaContext = { readOnly: 'refuse' }): ValidateFunction {
-  const held = compiled.get(schema);
+  let byMode = compiled.get(schema);
+  if (byMode === undefined) compiled.set(schema, (byMode = new Map()));
+  const held = byMode.get(context.readOnly);
   if (held !== undefined) return held;
   const document = context.document;
   let validate: ValidateFunction;
@@ -101,15 +106,34 @@ export function compileBodySchema(schema: object, context: SchemaContext = { rea
     const own = context.readOnly === 'refuse' ? readOnlyNotRequired(structuredClone(schema)) : schema;
     validate = ajvFor(declaredDraft(schema), context.readOnly, []).compile(own);
   } else {
-    const value = context.readOnly === 'refuse' ? readOnlyNotRequired(structuredClone(document.value)) : document.value;
-    const ajv = ajvFor(document.dialect, context.readOnly, extensionKeywords(document.value));
-    // The whole file under its URL (not checked against a meta-schema: an OpenAPI document is not
-    // a schema); only what the fragment reaches is compiled, and checked strictly.
-    ajv.addSchema(value, document.uri, undefined, false);
-    validate = ajv.compile(schema);
+    validate = documentAjv(document, context.readOnly).compile(schema);
   }
-  compiled.set(schema, validate);
+  byMode.set(context.readOnly, validate);
   return validate;
+}
+
+/**
+ * One ajv instance per document (and readOnly reading) for every route that points into it: the
+ * document is added once, and the schemas several operations share (`#/components/schemas/Tag`)
+ * are compiled once. The document object is the one {@link readSchemaFile} keeps while the file
+ * is unchanged, so a reload reuses the instance (and its compiled schemas); a changed file gives
+ * a new document, and the old instance goes with the plan that used it.
+ */
+const documentInstances = new WeakMap<object, Map<'refuse' | 'ignore', Ajv>>();
+
+function documentAjv(document: NonNullable<SchemaContext['document']>, readOnly: 'refuse' | 'ignore'): Ajv {
+  let byMode = documentInstances.get(document.value);
+  if (byMode === undefined) documentInstances.set(document.value, (byMode = new Map()));
+  let ajv = byMode.get(readOnly);
+  if (ajv === undefined) {
+    const value = readOnly === 'refuse' ? readOnlyNotRequired(structuredClone(document.value)) : document.value;
+    ajv = ajvFor(document.dialect, readOnly, extensionKeywords(document.value));
+    // The whole file under its URL (not checked against a meta-schema: an OpenAPI document is not
+    // a schema); only what a fragment reaches is compiled, and checked strictly.
+    ajv.addSchema(value, document.uri, undefined, false);
+    byMode.set(readOnly, ajv);
+  }
+  return ajv;
 }
 
 /** The draft a schema declares with `$schema` (2020-12 without one). */
@@ -202,7 +226,27 @@ export function readSchemaFile(reference: string, baseDir: string): SchemaFile {
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(`the schema file ${absolute} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${(err as Error).message})`}`);
   }
-  let value: unknown;
+  // Read again on every load (a reload sees a changed file); parsed again only when it changed.
+  let held = readFiles.get(absolute);
+  if (held === undefined || held.text !== text) {
+    held = { text, results: new Map() };
+    readFiles.set(absolute, held);
+  }
+  const key = fragment ?? '';
+  let result = held.results.get(key);
+  if (result === undefined) {
+    result = parseSchemaFile(text, absolute, file, fragment, held.results.values().next().value?.document?.value);
+    held.results.set(key, result);
+  }
+  return result;
+}
+
+/** The files read, by absolute path: their text and what each reference into them gave. */
+const readFiles = new Map<string, { text: string; results: Map<string, SchemaFile> }>();
+
+function parseSchemaFile(text: string, absolute: string, file: string, fragment: string | null, parsed: object | undefined): SchemaFile {
+  let value: unknown = parsed;
+  if (value !== undefined) return fromValue(value as object, absolute, file, fragment);
   const yaml = /\.ya?ml$/i.test(absolute);
   try {
     value = yaml ? parseYaml(text, { uniqueKeys: true }) : JSON.parse(text);
@@ -212,6 +256,10 @@ export function readSchemaFile(reference: string, baseDir: string): SchemaFile {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new Error(`the schema file ${absolute} does not hold a JSON Schema object`);
   }
+  return fromValue(value, absolute, file, fragment);
+}
+
+function fromValue(value: object, absolute: string, file: string, fragment: string | null): SchemaFile {
   const openapi = (value as { openapi?: unknown }).openapi;
   const dialect: SchemaDialect | null =
     typeof openapi === 'string' ? (/^3\.0\./.test(openapi) ? 'openapi-3.0' : /^3\.1\./.test(openapi) ? 'openapi-3.1' : null) : null;

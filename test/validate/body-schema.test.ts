@@ -116,3 +116,24 @@ describe('readOnly in a plain JSON Schema', () => {
     expect(schema.required).toEqual(['id', 'name']);
   });
 });
+
+describe('schema files across loads', () => {
+  it('an unchanged file gives the same schema (compiled once, also after a reload); a changed one is read anew', () => {
+    const file = path.join(dir, 'shared.yaml');
+    writeFileSync(file, 'openapi: 3.1.0\ncomponents: { schemas: { A: { type: object, properties: { id: { type: string, readOnly: true } } } } }\n');
+    const first = readSchemaFile('shared.yaml#/components/schemas/A', dir);
+    const again = readSchemaFile('shared.yaml#/components/schemas/A', dir);
+    expect(again.schema).toBe(first.schema);
+    const other = readSchemaFile('shared.yaml#/components', dir);
+    // References into one document share it (one ajv instance for all of them).
+    expect(other.document!.value).toBe(first.document!.value);
+    expect(compileBodySchema(again.schema, { document: again.document, readOnly: 'refuse' })).toBe(compileBodySchema(first.schema, { document: first.document, readOnly: 'refuse' }));
+    // The same schema read two ways gives two validators.
+    expect(compileBodySchema(first.schema, { document: first.document, readOnly: 'ignore' })({ id: 'x' })).toBe(true);
+    expect(compileBodySchema(first.schema, { document: first.document, readOnly: 'refuse' })({ id: 'x' })).toBe(false);
+    writeFileSync(file, 'openapi: 3.1.0\ncomponents: { schemas: { A: { type: object, maxProperties: 0 } } }\n');
+    const changed = readSchemaFile('shared.yaml#/components/schemas/A', dir);
+    expect(changed.schema).not.toBe(first.schema);
+    expect(compileBodySchema(changed.schema, { document: changed.document, readOnly: 'refuse' })({ name: 'x' })).toBe(false);
+  });
+});
