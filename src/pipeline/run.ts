@@ -34,6 +34,8 @@ export interface ListenerInfo {
   readonly plaintext: ((req: IncomingMessage, ctx: RequestContext) => GatehouseError | string | null) | null;
   /** Hosts (host[:port], lowercase) this listener answers to, for absolute-form targets. */
   readonly ownHosts: ReadonlySet<string>;
+  /** HTTPS with `tls.sni`: why a request's host is not for its connection (421), or null; null: no check. */
+  readonly misdirected?: ((req: IncomingMessage) => string | null) | null;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -171,6 +173,11 @@ export function runRequest(
     }
     const badHead = requestHeadProblem(req);
     if (badHead !== null) return fail(ex, badHead);
+    const misdirected = listener.misdirected;
+    if (misdirected != null) {
+      const why = misdirected(req);
+      if (why !== null) return fail(ex, new RequestRejected('GH_ERR_REQUEST_MISDIRECTED', 421, 'this connection is not for that host', { detail: why }));
+    }
     if (listener.plaintext) {
       const verdict = listener.plaintext(req, ctx);
       if (typeof verdict === 'string') {

@@ -59,6 +59,7 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
     responseHeaders: config.tls ? hstsHeader(config.tls) : [],
     plaintext: config.tls ? null : plaintextPolicy(config, gateway, anyTls),
     ownHosts: new Set(),
+    misdirected: null,
   };
   const handler = (req: IncomingMessage, res: ServerResponse) => onRequest(info, req, res);
   let server: http.Server;
@@ -68,6 +69,7 @@ export function createListener(config: ListenerConfig, gateway: GatehouseConfig,
     // h2) but offer what runRequest uses; the server offers what this module uses.
     secure = createTlsServer(config, gateway, serverOptions, handler, log, metrics);
     server = secure.server as unknown as http.Server;
+    (info as { misdirected?: ListenerInfo['misdirected'] }).misdirected = secure.misdirected;
   } else {
     server = http.createServer(serverOptions, handler);
   }

@@ -18,6 +18,8 @@ import { abortResponse, OWN_RESET, sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { watchCertificateFiles, type CertificateWatcher } from './cert-watch.js';
+import { requestHost } from '../route/host.js';
+import { hostKey } from '../route/hosts.js';
 
 /**
  * Forward-secret AEAD suites only for TLS 1.2 (Mozilla "intermediate"); TLS 1.3 suites are
@@ -278,6 +280,12 @@ export interface TlsServer {
   certificate(): CertificateInfo;
   /** Stop watching the files. */
   close(): void;
+  /**
+   * With `tls.sni`: why a request is not for this connection (RFC 9110 §15.5.20, 421) — its host
+   * would get another of the listener's certificates than the name the client's handshake sent —
+   * or null. Null itself for a listener with one certificate (any host gets that one).
+   */
+  readonly misdirected: ((req: IncomingMessage) => string | null) | null;
 }
 
 /**
@@ -395,9 +403,22 @@ export function createTlsServer(
       onError: (err) => log.warn({ listener: config.name, err }, 'cannot watch the certificate files; reload with SIGHUP'),
     });
   }
+  const misdirected =
+    tlsConfig.sni && tlsConfig.sni.length > 0
+      ? function misdirected(req: IncomingMessage): string | null {
+          const servername = (req.socket as TLSSocket).servername;
+          // No SNI (a client that connected to an IP address): the default certificate, any host.
+          if (typeof servername !== 'string' || servername === '') return null;
+          const host = hostKey(requestHost(req.headers));
+          if (host === '' || host === servername.toLowerCase()) return null;
+          const table = set.table!;
+          return selectContext(table, host) === selectContext(table, servername) ? null : `host ${host} on a connection whose handshake named ${servername} (another certificate)`;
+        }
+      : null;
   return {
     server,
     reload,
+    misdirected,
     certificate: () => ({ serialNumber: set.main.serialNumber, subject: set.main.subject, notAfter: set.main.notAfter, fingerprint256: set.main.fingerprint256 }),
     close() {
       watcher?.close();

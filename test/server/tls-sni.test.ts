@@ -1,3 +1,4 @@
+import https from 'node:https';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki, type CertFiles, type TestPki } from '../helpers/certs.js';
@@ -74,6 +75,45 @@ describe('SNI: several certificates on one port', () => {
       const res = await h2request(session, { ':path': '/public/sni', ':authority': 'api.test' });
       expect(res.status).toBe(200);
       expect(JSON.parse(res.body).headers['x-forwarded-host']).toBe('api.test');
+    } finally {
+      session.close();
+    }
+  });
+
+  it('421 for a host another certificate of the listener would serve than the one the handshake named (HTTP/2 and HTTP/1.1), nothing forwarded', async () => {
+    const before = upstream.requests.length;
+    const session = await h2connect(`https://127.0.0.1:${port}`, { ca: pki.ca.certPem, servername: 'api.test' });
+    try {
+      for (const authority of ['eu.partner.test', 'localhost', 'unknown.example']) {
+        const res = await h2request(session, { ':path': '/public/x', ':authority': authority });
+        expect(res.status, authority).toBe(421);
+        expect(JSON.parse(res.body).code).toBe('GH_ERR_REQUEST_MISDIRECTED');
+      }
+      // The same certificate covers it (connection coalescing): served.
+      expect((await h2request(session, { ':path': '/public/x', ':authority': 'www.api.test:443' })).status).toBe(200);
+    } finally {
+      session.close();
+    }
+    expect(upstream.requests.length).toBe(before + 1);
+    const line = gw.logs.find((l) => l.msg === 'request' && l.reason === 'GH_ERR_REQUEST_MISDIRECTED');
+    expect(line).toMatchObject({ status: 421, detail: 'host eu.partner.test on a connection whose handshake named api.test (another certificate)' });
+    const h1 = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port, path: '/public/x', servername: 'eu.partner.test', ca: pki.ca.certPem, headers: { host: 'api.test' } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(h1.status).toBe(421);
+  });
+
+  it('no SNI (a client that connected to an address), or the name the handshake sent: any host, as before', async () => {
+    const session = await h2connect(`https://127.0.0.1:${port}`, { ca: pki.ca.certPem, servername: '', checkServerIdentity: () => undefined });
+    try {
+      expect((await h2request(session, { ':path': '/public/x', ':authority': 'api.test' })).status).toBe(200);
+      expect((await h2request(session, { ':path': '/public/x', ':authority': '127.0.0.1' })).status).toBe(200);
     } finally {
       session.close();
     }
