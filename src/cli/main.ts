@@ -15,7 +15,7 @@ Usage:
   gatehouse validate --config FILE                      check a config file, report every problem
   gatehouse routes   --config FILE                      print the route table
   gatehouse token inspect --config FILE <token>         explain each check on a token
-  gatehouse openapi FILE --upstream NAME [--issuer NAME]
+  gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1]
                                                         print exact routes for an OpenAPI 3.0/3.1
                                                         document's operations (scopes, public,
                                                         request bodies checked by its schemas)
@@ -51,6 +51,7 @@ export async function main(argv: string[]): Promise<number> {
         workers: { type: 'string', short: 'w' },
         upstream: { type: 'string', short: 'u' },
         issuer: { type: 'string' },
+        prefix: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -90,11 +91,11 @@ export async function main(argv: string[]): Promise<number> {
       const [file] = parsed.positionals;
       const upstream = parsed.values.upstream;
       if (!file || !upstream) {
-        process.stderr.write('gatehouse: usage: gatehouse openapi FILE --upstream NAME [--issuer NAME]\n');
+        process.stderr.write('gatehouse: usage: gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1]\n');
         return 2;
       }
       const { runOpenApiRoutes } = await import('./openapi-routes.js');
-      return runOpenApiRoutes(file, { upstream, issuer: parsed.values.issuer }, process.stdout, process.stderr);
+      return runOpenApiRoutes(file, { upstream, issuer: parsed.values.issuer, prefix: parsed.values.prefix }, process.stdout, process.stderr);
     }
     case 'demo': {
       const { runDemo } = await import('../demo/main.js');

@@ -9,6 +9,8 @@ export interface OpenApiRoutesOptions {
   readonly upstream: string;
   /** An `issuers[].name` the routes that need a token accept (all issuers when absent). */
   readonly issuer?: string | undefined;
+  /** A path every route's path is put under (`/v1`), as clients call the gateway; none when absent. */
+  readonly prefix?: string | undefined;
 }
 
 /** One generated route, as it goes into the config. */
@@ -60,9 +62,18 @@ export function openApiRoutes(doc: unknown, options: OpenApiRoutesOptions): Open
     throw new Error(`is not an OpenAPI 3.0 or 3.1 document (its "openapi" is ${JSON.stringify(isObject(doc) ? doc.openapi : undefined)})`);
   }
   if (!isObject(doc.paths)) throw new Error('has no "paths" object');
-  const schemes = isObject(doc.components) && isObject(doc.components.securitySchemes) ? doc.components.securitySchemes : {};
   const routes: GeneratedRoute[] = [];
   const notes: string[] = [];
+  const schemes = isObject(doc.components) && isObject(doc.components.securitySchemes) ? doc.components.securitySchemes : {};
+  const prefix = options.prefix === undefined ? '' : options.prefix.replace(/\/+$/, '');
+  if (options.prefix !== undefined && !/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/.test(options.prefix)) {
+    throw new Error(`cannot take the prefix ${JSON.stringify(options.prefix)}: a path such as /v1`);
+  }
+  const server = Array.isArray(doc.servers) && isObject(doc.servers[0]) && typeof doc.servers[0].url === 'string' ? doc.servers[0].url : undefined;
+  const serverPath = server === undefined ? '' : (/^[a-z][a-z0-9+.-]*:\/\/[^/]*(\/.*)?$/i.exec(server)?.[1] ?? (server.startsWith('/') ? server : '')).replace(/\/+$/, '');
+  if (serverPath !== '' && options.prefix === undefined) {
+    notes.push(`servers[0].url (${server}) has the path ${serverPath}: the routes take the operations' paths as written; pass --prefix ${serverPath} if clients call the gateway under it`);
+  }
   const names = new Set<string>();
   for (const [path, rawItem] of Object.entries(doc.paths)) {
     const item = resolveRef(doc, rawItem);
@@ -73,7 +84,7 @@ export function openApiRoutes(doc: unknown, options: OpenApiRoutesOptions): Open
       const where = `${method.toUpperCase()} ${path}`;
       const route: GeneratedRoute = {
         name: uniqueName(names, typeof op.operationId === 'string' ? op.operationId : `${method}-${path}`),
-        path: gatehousePath(path, where, notes),
+        path: prefix + gatehousePath(path, where, notes),
         exact: true,
         methods: [method.toUpperCase()],
         upstream: options.upstream,
@@ -181,7 +192,7 @@ function resolveRef(doc: Obj, value: unknown, depth = 0): unknown {
  */
 export function runOpenApiRoutes(
   file: string,
-  options: { upstream: string; issuer?: string | undefined },
+  options: { upstream: string; issuer?: string | undefined; prefix?: string | undefined },
   out: { write(text: string): unknown },
   err: { write(text: string): unknown },
 ): number {

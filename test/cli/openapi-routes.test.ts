@@ -98,6 +98,19 @@ describe('openApiRoutes', () => {
     expect(notes).toContain('PUT /files/{name}.pdf: the segment "{name}.pdf" is matched as a whole parameter {name} (a route segment is a literal or a parameter)');
   });
 
+  it('--prefix puts every route under a path; a server URL with a path is pointed out, not applied', () => {
+    const withServer = { ...(doc as object), servers: [{ url: 'https://api.example.com/v1/' }] };
+    const plain = openApiRoutes(withServer, { reference: 'openapi.yaml', upstream: 'orders' });
+    expect(plain.routes[1]!.path).toBe('/orders');
+    expect(plain.notes).toContain(
+      'servers[0].url (https://api.example.com/v1/) has the path /v1: the routes take the operations\' paths as written; pass --prefix /v1 if clients call the gateway under it',
+    );
+    const prefixed = openApiRoutes(withServer, { reference: 'openapi.yaml', upstream: 'orders', prefix: '/v1/' });
+    expect(prefixed.routes.map((r) => r.path)).toEqual(['/v1/health', '/v1/orders', '/v1/orders', '/v1/orders/{order_id}', '/v1/orders/{order_id}', '/v1/files/{name}']);
+    expect(prefixed.notes.some((n) => n.startsWith('servers[0]'))).toBe(false);
+    expect(() => openApiRoutes(doc, { reference: 'x', upstream: 'u', prefix: 'v1' })).toThrow('cannot take the prefix "v1": a path such as /v1');
+  });
+
   it('refuses what is not an OpenAPI 3 document', () => {
     expect(() => openApiRoutes({ swagger: '2.0', paths: {} }, { reference: 'x', upstream: 'u' })).toThrow('is not an OpenAPI 3.0 or 3.1 document (its "openapi" is undefined)');
     expect(() => openApiRoutes({ openapi: '3.1.0' }, { reference: 'x', upstream: 'u' })).toThrow('has no "paths" object');
