@@ -1,0 +1,33 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { openApiRoutes } from '../../src/cli/openapi-routes.js';
+import { loadConfigFile } from '../../src/config/load.js';
+import { createBodyCheck, checkBody } from '../../src/validate/request-body.js';
+
+/** examples/api-contract: the routes `gatehouse openapi` prints for its document, and the rest. */
+describe('examples/api-contract', () => {
+  it('holds exactly the routes gatehouse openapi prints for its openapi.yaml', () => {
+    const doc = parse(readFileSync('examples/api-contract/openapi.yaml', 'utf8')) as unknown;
+    const generated = openApiRoutes(doc, { reference: 'openapi.yaml', upstream: 'orders', issuer: 'main' });
+    const written = parse(readFileSync('examples/api-contract/gatehouse.yaml', 'utf8')) as { routes: unknown[] };
+    expect(written.routes).toEqual(generated.routes);
+    expect(generated.notes).toEqual([]);
+  });
+
+  it('loads, and its routes check what the document says', () => {
+    const config = loadConfigFile('examples/api-contract/gatehouse.yaml', {});
+    expect(config.routes.every((r) => r.exact)).toBe(true);
+    expect(config.upstreams[0]!.healthCheck).toMatchObject({ path: '/healthz', interval: 5_000, timeout: 1_000 });
+    expect(config.tracing).toEqual({ trustIncoming: true, sampled: true });
+    expect(config.authFailureLimit).toMatchObject({ limit: 20, window: 60_000, blockFor: 900_000, store: 'memory' });
+    const create = createBodyCheck(config.routes.find((r) => r.name === 'createOrder')!.requestBody!);
+    expect(checkBody(create, Buffer.from('{"item":"tea","quantity":2}'))).toBeNull();
+    expect(checkBody(create, Buffer.from('{"item":"tea","quantity":2,"ownerId":"someone-else"}'))?.description).toBe(
+      "the request body is not accepted: it does not match the route's schema, at /ownerId: is read-only (readOnly): answers carry it, requests do not",
+    );
+    const patch = createBodyCheck(config.routes.find((r) => r.name === 'updateOrder')!.requestBody!);
+    expect(checkBody(patch, Buffer.alloc(0))).toBeNull();
+    expect(checkBody(patch, Buffer.from('{"item":"coffee"}'))?.description).toContain('the property "item" is not allowed');
+  });
+});
