@@ -24,6 +24,7 @@ export interface GeneratedRoute {
   issuers?: string[];
   scopes?: string[];
   requestBody?: { schema: string; required?: false };
+  query?: { schema: Record<string, unknown> };
 }
 
 /** The routes, and what the document says that they could not express (printed as comments). */
@@ -90,6 +91,8 @@ export function openApiRoutes(doc: unknown, options: OpenApiRoutesOptions): Open
         upstream: options.upstream,
       };
       applySecurity(route, op.security ?? doc.security, schemes, where, notes, options.issuer);
+      const query = querySchemaOf(doc, item.parameters, op.parameters, where, notes);
+      if (query !== null) route.query = { schema: query };
       const body = requestBodyOf(doc, op, `/paths/${escapePointer(path)}/${method}/requestBody`, where, notes);
       if (body !== null) route.requestBody = { schema: `${options.reference}#${body.pointer}`, ...(body.required ? {} : { required: false as const }) };
       routes.push(route);
@@ -173,6 +176,70 @@ function requestBodyOf(doc: Obj, op: Obj, at: string, where: string, notes: stri
     return null;
   }
   return { pointer: `${pointer}/content/${escapePointer(json)}/schema`, required: body.required === true };
+}
+
+/**
+ * The operation's query parameters (the path item's, overridden by the operation's of the same
+ * name) as one inline schema: each parameter's schema under its name, the required ones in
+ * `required`. Parameters not declared still pass (a document rarely lists every one a client
+ * sends). Null without any.
+ */
+function querySchemaOf(doc: Obj, shared: unknown, own: unknown, where: string, notes: string[]): Record<string, unknown> | null {
+  const byName = new Map<string, Obj>();
+  for (const list of [shared, own]) {
+    if (!Array.isArray(list)) continue;
+    for (const raw of list) {
+      const param = resolveRef(doc, raw);
+      if (isObject(param) && param.in === 'query' && typeof param.name === 'string') byName.set(param.name, param);
+    }
+  }
+  if (byName.size === 0) return null;
+  const properties: Record<string, unknown> = {};
+  const required: string[] = [];
+  for (const [name, param] of byName) {
+    if (param.schema === undefined) {
+      notes.push(`${where}: the query parameter ${name} has no schema (content instead): any value`);
+      properties[name] = {};
+    } else {
+      const inlined = inlineSchema(doc, param.schema, 0);
+      if (inlined === undefined) {
+        notes.push(`${where}: the query parameter ${name}'s schema refers to itself: any value`);
+        properties[name] = {};
+      } else properties[name] = inlined;
+    }
+    if (param.required === true) required.push(name);
+  }
+  return required.length > 0 ? { type: 'object', properties, required } : { type: 'object', properties };
+}
+
+/** OpenAPI words a config's inline JSON Schema would refuse as unknown keywords. */
+const ANNOTATION_ONLY = new Set(['example', 'xml', 'externalDocs', 'discriminator']);
+
+/** Keywords whose value maps names to schemas: the names are the API's, never dropped. */
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties', '$defs', 'definitions', 'dependentSchemas']);
+
+/** A schema with its local `$ref`s replaced by what they point at and OpenAPI's own words dropped; undefined for a cycle. */
+function inlineSchema(doc: Obj, schema: unknown, depth: number, names = false): unknown {
+  if (depth > 16) return undefined;
+  if (Array.isArray(schema)) {
+    const out: unknown[] = [];
+    for (const item of schema) {
+      const inlined = inlineSchema(doc, item, depth + 1);
+      if (inlined === undefined) return undefined;
+      out.push(inlined);
+    }
+    return out;
+  }
+  if (!isObject(schema)) return schema;
+  if (typeof schema.$ref === 'string' && schema.$ref.startsWith('#/')) return inlineSchema(doc, resolveRef(doc, { $ref: schema.$ref }), depth + 1);
+  const out: Obj = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (!names && (ANNOTATION_ONLY.has(key) || key.startsWith('x-'))) continue;
+    const inlined = inlineSchema(doc, value, depth + 1, !names && SCHEMA_MAPS.has(key));
+    if (inlined === undefined) return undefined;
+    out[key] = inlined;
+  }
+  return out;
 }
 
 /** A local `$ref` (`#/components/…`) resolved, a few levels deep; anything else as it is. */

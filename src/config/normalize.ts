@@ -5,7 +5,7 @@ import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkAddressRange } from '../server/addresses.js';
 import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { checkHeaderRules, mergeHeaderRules } from './header-rules.js';
-import { normalizeRequestBody } from './request-body.js';
+import { normalizeQuery, normalizeRequestBody } from './request-body.js';
 import { checkRouteHost } from '../route/hosts.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
@@ -322,6 +322,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       stripPrefix: r.stripPrefix ?? false,
       websocket: websocketSettings(r.websocket, ms, bytes),
       requestBody: normalizeRequestBody(r.requestBody as Raw | undefined, r.methods ?? null, [...at, 'requestBody'], ctx.baseDir, bad),
+      query: normalizeQuery(r.query as Raw | undefined, [...at, 'query'], ctx.baseDir, bad),
     };
     for (const header of Object.keys(route.forwardClaims)) {
       const lower = header.toLowerCase();

@@ -1,8 +1,35 @@
-import { compileBodySchema, readSchemaFile } from '../validate/body-schema.js';
+import { compileBodySchema, compileQuerySchema, readSchemaFile } from '../validate/body-schema.js';
 import type { RequestBodyConfig } from './types.js';
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Bad = (keyPath: (string | number)[], message: string) => void;
+
+/**
+ * `routes[].query` at load: the schema read (a whole file, or inline) and compiled, so a typo is a
+ * config error naming the file, line and key. Null when absent or unusable (the problem reported).
+ */
+export function normalizeQuery(raw: Raw | undefined, at: (string | number)[], baseDir: string, bad: Bad): { schema: object; schemaFile?: string } | null {
+  if (raw === undefined) return null;
+  let schemaFile: string | undefined;
+  try {
+    let schema: object;
+    if (typeof raw.schema === 'string') {
+      if (raw.schema.includes('#')) throw new Error(`the fragment in ${raw.schema}: a query schema is a whole file or inline (gatehouse openapi writes an operation's query parameters inline)`);
+      const read = readSchemaFile(raw.schema, baseDir);
+      schemaFile = read.file;
+      schema = read.schema;
+    } else {
+      schema = raw.schema as object;
+    }
+    compileQuerySchema(schema);
+    return { schema, schemaFile };
+  } catch (err) {
+    const where = schemaFile === undefined ? '' : ` (${schemaFile})`;
+    const message = (err as Error).message.split('\n')[0]!;
+    bad([...at, 'schema'], /^the (schema file|fragment)/.test(message) ? message : `is not a usable JSON Schema${where}: ${message}`);
+    return null;
+  }
+}
 
 /** The methods whose bodies `requestBody` checks when it does not list them. */
 export const BODY_METHODS = ['POST', 'PUT', 'PATCH'];

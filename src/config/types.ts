@@ -189,6 +189,8 @@ export interface RouteConfig {
   websocket: WebSocketConfig | null;
   /** JSON request bodies checked before they are forwarded (docs/configuration.md, "Request bodies"); null or absent: not read. */
   requestBody?: RequestBodyConfig | null;
+  /** The query checked against a JSON Schema (docs/configuration.md, "Queries"); null or absent: not read. */
+  query?: { schema: object; schemaFile?: string } | null;
 }
 
 /** `routes[].requestBody`: the JSON bodies a route accepts. */

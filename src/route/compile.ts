@@ -6,6 +6,7 @@ import { createUpstream, type Upstream } from '../forward/upstream.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createHostRouteTable, type HostRouteTable } from './hosts.js';
 import { createBodyCheck, type BodyCheck } from '../validate/request-body.js';
+import { createQueryCheck, type QueryCheck } from '../validate/query.js';
 import type { TracingSettings } from '../telemetry/trace-context.js';
 import { gatehouseCookiePrefixes } from '../authn/token-handler/cookie-names.js';
 
@@ -29,6 +30,8 @@ export interface CompiledRoute {
   readonly forward: UpstreamHeaderOptions;
   /** `authFailureLimit`: told of each failed authentication on this route; null: not counted. */
   readonly onAuthFailure: ((ctx: RequestContext) => void) | null;
+  /** `query`: the query this route accepts; null: not read. */
+  readonly queryCheck: QueryCheck | null;
   /** `requestBody`: the JSON bodies this route accepts, read whole and checked before forwarding; null: streamed unread. */
   readonly bodyCheck: BodyCheck | null;
 }
@@ -114,6 +117,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         timeout: route.timeout ?? upstreams.get(route.upstream)!.config.timeout,
         forward: forwardOptions(route, config),
         bodyCheck: route.requestBody ? createBodyCheck(route.requestBody) : null,
+        queryCheck: route.query ? createQueryCheck(route.query.schema) : null,
         onAuthFailure,
       };
     });

@@ -22,7 +22,13 @@ paths:
   /health:
     get: { operationId: health, security: [], responses: { "200": { description: ok } } }
   /orders:
-    get: { operationId: listOrders, responses: { "200": { description: ok } } }
+    parameters: [ { name: limit, in: query, schema: { type: integer, minimum: 1, maximum: 100, example: 10 } } ]
+    get:
+      operationId: listOrders
+      parameters:
+        - { $ref: '#/components/parameters/Status' }
+        - { name: limit, in: query, schema: { type: integer, maximum: 50 } }
+      responses: { "200": { description: ok } }
     post:
       operationId: createOrder
       security: [ { oauth: [orders:write] } ]
@@ -47,6 +53,8 @@ components:
   securitySchemes:
     oauth: { type: oauth2, flows: { clientCredentials: { tokenUrl: https://as.example/token, scopes: { orders:read: read, orders:write: write } } } }
     apiKey: { type: apiKey, in: header, name: X-Api-Key }
+  parameters:
+    Status: { name: status, in: query, required: true, schema: { $ref: '#/components/schemas/Status' } }
   requestBodies:
     NewOrder:
       required: true
@@ -54,6 +62,7 @@ components:
         application/json:
           schema: { $ref: '#/components/schemas/Order' }
   schemas:
+    Status: { type: string, enum: [open, shipped], x-internal: true }
     Order:
       type: object
       properties:
@@ -109,6 +118,16 @@ describe('openApiRoutes', () => {
     expect(prefixed.routes.map((r) => r.path)).toEqual(['/v1/health', '/v1/orders', '/v1/orders', '/v1/orders/{order_id}', '/v1/orders/{order_id}', '/v1/files/{name}']);
     expect(prefixed.notes.some((n) => n.startsWith('servers[0]'))).toBe(false);
     expect(() => openApiRoutes(doc, { reference: 'x', upstream: 'u', prefix: 'v1' })).toThrow('cannot take the prefix "v1": a path such as /v1');
+  });
+
+  it('query parameters (the path item\'s, overridden by the operation\'s) as one inline schema, $refs resolved, OpenAPI words dropped', () => {
+    const by = Object.fromEntries(routes.map((r) => [r.name, r]));
+    expect(by.listOrders!.query).toEqual({
+      schema: { type: 'object', properties: { limit: { type: 'integer', maximum: 50 }, status: { type: 'string', enum: ['open', 'shipped'] } }, required: ['status'] },
+    });
+    // The path item's parameter alone, its example dropped.
+    expect(by.createOrder!.query).toEqual({ schema: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 100 } } } });
+    expect(by.health!.query).toBeUndefined();
   });
 
   it('refuses what is not an OpenAPI 3 document', () => {
@@ -173,6 +192,8 @@ ${out.stdout.replace(/openapi\.yaml#/g, `${path.join(dir, 'openapi.yaml')}#`)}`)
   it('refuses what the document does not list, and what its security or schemas refuse', async () => {
     expect(await call('GET', '/orders')).toEqual({ status: 401, forwarded: 0 });
     expect(await call('GET', '/orders/7/secret', reader)).toEqual({ status: 404, forwarded: 0 });
+    expect(await call('GET', '/orders?status=lost', reader)).toEqual({ status: 400, forwarded: 0 });
+    expect(await call('GET', '/orders?limit=20', reader)).toEqual({ status: 400, forwarded: 0 });
     expect(await call('DELETE', '/orders/7', writer)).toEqual({ status: 405, forwarded: 0 });
     expect(await call('POST', '/orders', reader, { item: 'tea' })).toEqual({ status: 403, forwarded: 0 });
     expect(await call('POST', '/orders', writer, { item: 'tea', id: 'mine' })).toEqual({ status: 400, forwarded: 0 });
@@ -183,6 +204,7 @@ ${out.stdout.replace(/openapi\.yaml#/g, `${path.join(dir, 'openapi.yaml')}#`)}`)
   it('lets through what it lists', async () => {
     expect(await call('GET', '/health')).toEqual({ status: 200, forwarded: 1 });
     expect(await call('GET', '/orders/7', reader)).toEqual({ status: 200, forwarded: 1 });
+    expect(await call('GET', '/orders?status=open&limit=20', reader)).toEqual({ status: 200, forwarded: 1 });
     expect(await call('POST', '/orders', writer, { item: 'tea', quantity: 2 })).toEqual({ status: 200, forwarded: 1 });
     expect(await call('PATCH', '/orders/7', writer, { item: 'coffee' })).toEqual({ status: 200, forwarded: 1 });
   });

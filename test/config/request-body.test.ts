@@ -94,6 +94,28 @@ describe('routes[].requestBody: what is refused at load', () => {
   });
 });
 
+describe('routes[].query at load', () => {
+  const q = (query: string) => `listen: { port: 0 }
+upstreams: [ { name: api, url: 'http://127.0.0.1:1' } ]
+routes:
+  - name: search
+    path: /search
+    upstream: api
+    public: true
+    query: ${query}
+`;
+  it('refuses a schema with an unknown keyword, a fragment, a missing schema', () => {
+    expect(issuesOf(q('{ schema: { type: object, propertes: {} } }'))[0]).toMatchObject({
+      line: 8,
+      path: 'routes[0].query.schema',
+      message: 'is not a usable JSON Schema: strict mode: unknown keyword: "propertes"',
+    });
+    expect(issuesOf(q('{ schema: "api.yaml#/x" }'))[0]!.message).toMatch(/^the fragment in api\.yaml#\/x: a query schema is a whole file or inline/);
+    expect(issuesOf(q('{}'))[0]!.message).toBe('is missing the required key "schema"');
+    expect(loadConfigText(q('{ schema: { type: object } }'), 'gatehouse.yaml', {}).routes[0]!.query).toEqual({ schema: { type: 'object' }, schemaFile: undefined });
+  });
+});
+
 describe('routes[].requestBody: what loads', () => {
   it('defaults: the route\'s POST, PUT and PATCH, a body required, 32 levels, any well-formed JSON', () => {
     const loaded = loadConfigText(config('{}', '[GET, POST, DELETE]'), 'gatehouse.yaml', {});

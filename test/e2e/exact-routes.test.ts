@@ -17,6 +17,13 @@ routes:
   - { name: list, path: /orders, exact: true, methods: [GET, POST], upstream: api, public: true }
   - { name: one, path: "/orders/{id}", exact: true, methods: [GET], upstream: api, public: true }
   - { name: docs, path: /docs, upstream: api, public: true }
+  - name: search
+    path: /search
+    exact: true
+    upstream: api
+    public: true
+    query:
+      schema: { type: object, properties: { q: { type: string, minLength: 1, maxLength: 50 }, limit: { type: integer, maximum: 100 } }, required: [q], additionalProperties: false }
 `);
 });
 
@@ -51,6 +58,26 @@ describe('routes[].exact', () => {
 
   it('a prefix route still takes what is under it', async () => {
     expect(await status('GET', '/docs/guide/intro')).toMatchObject({ status: 200, forwarded: 1 });
+  });
+
+  it('routes[].query: a query its schema refuses is 400 and not forwarded; one it takes goes upstream as sent', async () => {
+    for (const [query, reason] of [
+      ['?q=tea&limit=1000', 'at /limit: must be <= 100'],
+      ['?limit=5', 'at the top level: the property "q" is required'],
+      ['?q=tea&q=coffee', 'at /q: must be string'],
+      ['?q=tea&admin=1', 'at the top level: the property "admin" is not allowed'],
+    ] as const) {
+      const before = api.requests.length;
+      const res = await request(`${gw.url}/search${query}`);
+      const body = (await res.body.json()) as { code: string; detail: string };
+      expect(res.statusCode, query).toBe(400);
+      expect(body).toMatchObject({ code: 'GH_ERR_REQUEST_QUERY_INVALID', detail: `the query is not accepted: ${reason}` });
+      expect(api.requests.length).toBe(before);
+    }
+    const ok = await request(`${gw.url}/search?q=green%20tea&limit=10`);
+    await ok.body.dump();
+    expect(ok.statusCode).toBe(200);
+    expect(api.requests.at(-1)!.url).toBe('/search?q=green%20tea&limit=10');
   });
 
   it('is a boolean', () => {

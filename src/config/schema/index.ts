@@ -127,6 +127,16 @@ const route: JsonSchema = closed(
     timeout: duration,
     maxBodySize: size,
     stripPrefix: { type: 'boolean' },
+    query: closed(
+      {
+        schema: {
+          description: 'A JSON Schema for the query as an object of parameter names to values (a name given twice: an array); values are text, coerced for integer, number, boolean and array types. A file (.json, .yaml, .yml, relative to this config file) or the schema itself.',
+          anyOf: [nonEmptyString, { type: 'object' }],
+        },
+      },
+      ['schema'],
+      { description: 'The query checked before forwarding: 400 GH_ERR_REQUEST_QUERY_INVALID saying which parameter (docs/configuration.md, "Queries").' },
+    ),
     requestBody: closed(
       {
         schema: {

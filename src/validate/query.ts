@@ -1,0 +1,45 @@
+import type { ValidateFunction } from 'ajv';
+import { RequestRejected, type GatehouseError } from '../errors.js';
+import { compileQuerySchema, describeSchemaError } from './body-schema.js';
+
+/** `routes[].query`, built once per route. */
+export interface QueryCheck {
+  readonly validate: ValidateFunction;
+}
+
+/**
+ * Build a route's query check from its schema (compiled at load; reused here).
+ *
+ * @example
+ * ```ts
+ * const check = createQueryCheck({ type: 'object', properties: { page: { type: 'integer', minimum: 1 } } });
+ * ```
+ */
+export function createQueryCheck(schema: object): QueryCheck {
+  return { validate: compileQuerySchema(schema) };
+}
+
+/**
+ * A query string (`?a=1&b=x&b=y`, or '') as the object its schema is checked against: each name
+ * to its decoded value, a name given more than once to an array of them. No prototype: a
+ * parameter named `__proto__` or `constructor` is a parameter like any other.
+ */
+export function queryObject(query: string): Record<string, string | string[]> {
+  const out = Object.create(null) as Record<string, string | string[]>;
+  if (query.length <= 1) return out;
+  for (const [name, value] of new URLSearchParams(query.charCodeAt(0) === 63 /* ? */ ? query.slice(1) : query)) {
+    const held = out[name];
+    if (held === undefined) out[name] = value;
+    else if (typeof held === 'string') out[name] = [held, value];
+    else held.push(value);
+  }
+  return out;
+}
+
+/** 400 `GH_ERR_REQUEST_QUERY_INVALID` for a query the route's schema refuses (saying where), else null. */
+export function checkQuery(check: QueryCheck, query: string): GatehouseError | null {
+  const validate = check.validate;
+  if (validate(queryObject(query))) return null;
+  const reason = describeSchemaError(validate.errors?.[0]);
+  return new RequestRejected('GH_ERR_REQUEST_QUERY_INVALID', 400, `the query is not accepted: ${reason}`, { detail: reason });
+}

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { checkQuery, createQueryCheck, queryObject } from '../../src/validate/query.js';
+
+describe('queryObject', () => {
+  it('each name to its decoded value, a repeated name to an array, no prototype', () => {
+    const q = queryObject('?limit=10&tag=a&tag=b%20c&q=x+y&__proto__=1&constructor=2&empty=');
+    expect(Object.getPrototypeOf(q)).toBeNull();
+    expect(Object.entries(q)).toEqual([
+      ['limit', '10'],
+      ['tag', ['a', 'b c']],
+      ['q', 'x y'],
+      ['__proto__', '1'],
+      ['constructor', '2'],
+      ['empty', ''],
+    ]);
+    expect({ ...queryObject('') }).toEqual({});
+    expect({ ...queryObject('?') }).toEqual({});
+  });
+});
+
+describe('checkQuery', () => {
+  const check = createQueryCheck({
+    type: 'object',
+    properties: {
+      limit: { type: 'integer', minimum: 1, maximum: 100 },
+      sort: { enum: ['asc', 'desc'] },
+      tag: { type: 'array', items: { type: 'string', maxLength: 10 }, maxItems: 3 },
+      active: { type: 'boolean' },
+    },
+    required: ['limit'],
+    additionalProperties: false,
+  });
+  const refusal = (query: string) => checkQuery(check, query)?.description ?? null;
+
+  it('refuses bounds, types, unknown and missing parameters, and a scalar given twice (parameter pollution)', () => {
+    expect(refusal('?limit=1000')).toBe('the query is not accepted: at /limit: must be <= 100');
+    expect(refusal('?limit=ten')).toBe('the query is not accepted: at /limit: must be integer');
+    expect(refusal('?limit=5&limit=50')).toBe('the query is not accepted: at /limit: must be integer');
+    expect(refusal('?limit=5&sort=random')).toBe('the query is not accepted: at /sort: must be one of: "asc", "desc"');
+    expect(refusal('?limit=5&debug=true')).toBe('the query is not accepted: at the top level: the property "debug" is not allowed');
+    expect(refusal('?sort=asc')).toBe('the query is not accepted: at the top level: the property "limit" is required');
+    expect(refusal('?limit=5&tag=a&tag=b&tag=c&tag=d')).toBe('the query is not accepted: at /tag: must NOT have more than 3 items');
+    expect(refusal('?limit=5&__proto__=x')).toBe('the query is not accepted: at the top level: the property "__proto__" is not allowed');
+    expect(checkQuery(check, '?limit=0')?.code).toBe('GH_ERR_REQUEST_QUERY_INVALID');
+  });
+
+  it('takes text for numbers and booleans, and a lone value for an array', () => {
+    expect(refusal('?limit=10')).toBeNull();
+    expect(refusal('?limit=10&tag=one&active=true&sort=desc')).toBeNull();
+    expect(refusal('?limit=10&tag=one&tag=two')).toBeNull();
+  });
+});
