@@ -396,8 +396,10 @@ function buildAuthFailureGuard(
       ? function authFailureCheck(ctx: RequestContext) {
           return verdict(memory.blockedFor(key(ctx)));
         }
-      : async function authFailureCheck(ctx: RequestContext) {
-          return verdict(await store.blockedFor(key(ctx)));
+      : function authFailureCheck(ctx: RequestContext) {
+          // A block this gateway knows of answers at once; anything else asks Redis.
+          const left = store.blockedFor(key(ctx));
+          return typeof left === 'number' || left === null ? verdict(left) : left.then(verdict);
         };
   const record = (ctx: RequestContext): void => {
     const blocked = store.record(key(ctx));

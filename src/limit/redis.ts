@@ -542,10 +542,17 @@ class RedisQuota implements QuotaLimiter, BatchOwner {
 /** The policy name `authFailureLimit` carries in store-error metrics. */
 const AUTH_FAILURES = 'auth-failures';
 
+/** Blocks this gateway has seen, at most this many addresses (the oldest dropped beyond). */
+const KNOWN_BLOCKS = 10_000;
+
 /**
  * `authFailureLimit` in Redis: a counter and a block key per address (one hash tag: one slot),
  * each expiring on its own. A check is one `PTTL`; a failure one script call. With Redis
- * unreachable a check answers null (the policy's `onStoreError` decides) and a failure is not counted.
+ * unreachable a check answers null (the policy's `onStoreError` decides) and a failure is not
+ * counted. A block this gateway has seen (a `PTTL` that answered, or the failure that started
+ * it) is remembered here until it ends: a blocked address's flood then costs no round trip, and
+ * a Redis outage does not lift a block already known. An address not blocked is asked every time
+ * (a block started elsewhere applies at once).
  */
 class RedisAuthFailures implements AuthFailureStore {
   readonly store = 'redis' as const;
@@ -554,6 +561,9 @@ class RedisAuthFailures implements AuthFailureStore {
   private readonly limit: string;
   private readonly blockFor: string;
   private readonly failOpen: boolean;
+  private readonly blockMs: number;
+  /** Address → until when it is blocked (ms), as this gateway last heard. */
+  private readonly known = new Map<string, number>();
 
   constructor(
     private readonly redis: RedisStore,
@@ -565,13 +575,33 @@ class RedisAuthFailures implements AuthFailureStore {
     this.limit = String(policy.limit);
     this.blockFor = String(policy.blockFor);
     this.failOpen = onStoreError === 'failOpen';
+    this.blockMs = policy.blockFor;
   }
 
-  async blockedFor(key: string): Promise<number | null> {
+  blockedFor(key: string): number | Promise<number | null> {
+    const until = this.known.get(key);
+    if (until !== undefined) {
+      const left = until - Date.now();
+      if (left > 0) return left;
+      this.known.delete(key);
+    }
+    return this.ask(key);
+  }
+
+  private remember(key: string, ms: number): void {
+    if (this.known.size >= KNOWN_BLOCKS && !this.known.has(key)) {
+      const oldest = this.known.keys().next();
+      if (!oldest.done) this.known.delete(oldest.value);
+    }
+    this.known.set(key, Date.now() + ms);
+  }
+
+  private async ask(key: string): Promise<number | null> {
     const client = this.redis.ready();
     try {
       if (client === null) throw NO_STORE;
       const ms = await client.pttl(`${this.prefix}${key}}:b`);
+      if (ms > 0) this.remember(key, ms);
       return ms > 0 ? ms : 0;
     } catch (err) {
       this.redis.storeFailed(AUTH_FAILURES, this.failOpen ? 'allowed' : 'refused', err);
@@ -583,7 +613,9 @@ class RedisAuthFailures implements AuthFailureStore {
     const client = this.redis.ready();
     try {
       if (client === null) throw NO_STORE;
-      return (await client.ghAuthFail(`${this.prefix}${key}}:n`, `${this.prefix}${key}}:b`, this.window, this.limit, this.blockFor)) === 1;
+      const blocked = (await client.ghAuthFail(`${this.prefix}${key}}:n`, `${this.prefix}${key}}:b`, this.window, this.limit, this.blockFor)) === 1;
+      if (blocked) this.remember(key, this.blockMs);
+      return blocked;
     } catch (err) {
       this.redis.storeFailed(AUTH_FAILURES, 'allowed', err);
       return false;
