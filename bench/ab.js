@@ -32,7 +32,7 @@ import { abGatehouseConfig, baselineArgs, cpuMicros, gatehouseArgs, freePort, ng
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const USAGE =
-  'usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose|headers [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--tokens N] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"]';
+  'usage: node bench/ab.js --a OLD_CHECKOUT|baseline|sync|jose|headers [--b NEW_CHECKOUT] [--path /public|/jwt] [--alg RS256|ES256|EdDSA] [--cold] [--tokens N] [--pairs N] [--rounds N] [--seconds S] [--warmup S] [--connections N] [--a-flags="--node-flag …"] [--b-flags="…"] [--guards]';
 const opts = parseOptions(
   'bench/ab.js',
   {
@@ -45,6 +45,7 @@ const opts = parseOptions(
     connections: { type: 'string', default: '50' },
     'a-flags': { type: 'string', default: '' },
     'b-flags': { type: 'string', default: '' },
+    guards: { type: 'boolean', default: false },
   },
   USAGE,
 );
@@ -103,7 +104,7 @@ async function startBaseline(label) {
 async function startGatehouse(label) {
   const port = await freePort();
   const file = path.join(dir, `gatehouse-${label}.yaml`);
-  writeFileSync(file, abGatehouseConfig({ port, issuer, upstream, alg: opts.alg, cold: opts.cold }));
+  writeFileSync(file, abGatehouseConfig({ port, issuer, upstream, alg: opts.alg, cold: opts.cold, guards: opts.guards }));
   const root = builds[label];
   const child = procs.start(0, process.execPath, [...(await gatewayV8Flags(root)), ...extraFlags[label], ...gatehouseArgs(root, file)]);
   await waitReady(`http://127.0.0.1:${port}/public`, child, `gatehouse ${label}`);

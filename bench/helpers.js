@@ -193,8 +193,11 @@ end
 }
 
 /** The A/B tools' gatehouse config: a public route and a JWT route in front of `upstream`. */
-export function abGatehouseConfig({ port, issuer, upstream, alg, cold }) {
-  return `listen: [{ name: main, host: 127.0.0.1, port: ${port} }]
+export function abGatehouseConfig({ port, issuer, upstream, alg, cold, guards = false }) {
+  // `guards`: a cors section and a pre-auth limit that never refuses, so each route's preAuth slot
+  // holds two stages (the CORS mark and the limit), as in a config that uses both.
+  const extra = guards ? `cors: { origins: ['https://app.example'] }\npreAuthLimit: { limit: 100000000, window: 1s }\n` : '';
+  return `${extra}listen: [{ name: main, host: 127.0.0.1, port: ${port} }]
 log: { level: warn, accessLog: false }
 tokenCache: { enabled: ${cold ? 'false' : 'true'}, maxEntries: 10000 }
 issuers:

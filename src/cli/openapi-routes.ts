@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Document, parse as parseYaml } from 'yaml';
+import { escapePointer, resolvePointer } from '../validate/json-pointer.js';
+import { JSON_MEDIA_TYPE } from '../validate/request-body.js';
 
 /** What `gatehouse openapi` needs besides the document. */
 export interface OpenApiRoutesOptions {
@@ -36,14 +38,11 @@ export interface OpenApiRoutes {
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const JSON_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.-]+\+json)\s*(?:;|$)/i;
 
 type Obj = Record<string, unknown>;
 
 const isObject = (value: unknown): value is Obj => value !== null && typeof value === 'object' && !Array.isArray(value);
 
-/** RFC 6901: `/` → `~1`, `~` → `~0`. */
-const escapePointer = (part: string) => part.replace(/~/g, '~0').replace(/\//g, '~1');
 
 /**
  * Routes for every operation of an OpenAPI 3.0 or 3.1 document: one `exact` route per path and
@@ -165,7 +164,7 @@ function requestBodyOf(doc: Obj, op: Obj, at: string, where: string, notes: stri
   if (!isObject(body)) return null;
   const content = isObject(body.content) ? body.content : {};
   const types = Object.keys(content);
-  const json = types.find((t) => JSON_TYPE.test(t));
+  const json = types.find((t) => JSON_MEDIA_TYPE.test(t));
   if (json === undefined) {
     if (types.length > 0) notes.push(`${where}: the request body (${types.join(', ')}) is not JSON: not checked`);
     return null;
@@ -245,12 +244,7 @@ function inlineSchema(doc: Obj, schema: unknown, depth: number, names = false): 
 /** A local `$ref` (`#/components/…`) resolved, a few levels deep; anything else as it is. */
 function resolveRef(doc: Obj, value: unknown, depth = 0): unknown {
   if (!isObject(value) || typeof value.$ref !== 'string' || !value.$ref.startsWith('#/') || depth > 8) return value;
-  let node: unknown = doc;
-  for (const raw of value.$ref.slice(2).split('/')) {
-    const part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
-    node = isObject(node) ? node[part] : undefined;
-  }
-  return resolveRef(doc, node, depth + 1);
+  return resolveRef(doc, resolvePointer(doc, value.$ref.slice(1)), depth + 1);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { compileBodySchema, compileQuerySchema, readSchemaFile } from '../validate/body-schema.js';
+import { compileBodySchema, compileQuerySchema, readSchemaFile, type SchemaFile } from '../validate/body-schema.js';
 import type { RequestBodyConfig } from './types.js';
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -10,23 +10,28 @@ type Bad = (keyPath: (string | number)[], message: string) => void;
  */
 export function normalizeQuery(raw: Raw | undefined, at: (string | number)[], baseDir: string, bad: Bad): { schema: object; schemaFile?: string } | null {
   if (raw === undefined) return null;
-  let schemaFile: string | undefined;
+  if (typeof raw.schema === 'string' && raw.schema.includes('#')) {
+    bad([...at, 'schema'], `the fragment in ${raw.schema}: a query schema is a whole file or inline (gatehouse openapi writes an operation's query parameters inline)`);
+    return null;
+  }
+  const loaded = loadSchema(raw.schema, baseDir, [...at, 'schema'], bad, (schema) => compileQuerySchema(schema));
+  return loaded === null ? null : { schema: loaded.schema, schemaFile: loaded.file };
+}
+
+/**
+ * A route's schema (inline, a file, or `file#/pointer`) read and compiled by `compile`; any
+ * problem reported at `at` — the file's own message, or `is not a usable JSON Schema (file): …`.
+ */
+function loadSchema(raw: unknown, baseDir: string, at: (string | number)[], bad: Bad, compile: (schema: object, document: SchemaFile['document']) => unknown): SchemaFile | { schema: object; file?: undefined; document?: undefined } | null {
+  let read: SchemaFile | undefined;
   try {
-    let schema: object;
-    if (typeof raw.schema === 'string') {
-      if (raw.schema.includes('#')) throw new Error(`the fragment in ${raw.schema}: a query schema is a whole file or inline (gatehouse openapi writes an operation's query parameters inline)`);
-      const read = readSchemaFile(raw.schema, baseDir);
-      schemaFile = read.file;
-      schema = read.schema;
-    } else {
-      schema = raw.schema as object;
-    }
-    compileQuerySchema(schema);
-    return { schema, schemaFile };
+    if (typeof raw === 'string') read = readSchemaFile(raw, baseDir);
+    const schema = read?.schema ?? (raw as object);
+    compile(schema, read?.document);
+    return read ?? { schema };
   } catch (err) {
-    const where = schemaFile === undefined ? '' : ` (${schemaFile})`;
     const message = (err as Error).message.split('\n')[0]!;
-    bad([...at, 'schema'], /^the (schema file|fragment)/.test(message) ? message : `is not a usable JSON Schema${where}: ${message}`);
+    bad(at, /^the (schema file|fragment)/.test(message) ? message : `is not a usable JSON Schema${read === undefined ? '' : ` (${read.file})`}: ${message}`);
     return null;
   }
 }
@@ -61,27 +66,10 @@ export function normalizeRequestBody(
     if (NO_BODY.has(m)) bad([...at, 'methods', j], `${m} requests carry no body to check`);
     else if (routeMethods !== null && !routeMethods.includes(m)) bad([...at, 'methods', j], `${m} is not among the route's methods (${routeMethods.join(', ')})`);
   });
-  let schema: object | null = null;
-  let schemaFile: string | undefined;
-  let document: RequestBodyConfig['document'];
   const readOnly: 'refuse' | 'ignore' = raw.readOnly ?? 'refuse';
-  if (raw.schema !== undefined) {
-    try {
-      if (typeof raw.schema === 'string') {
-        const read = readSchemaFile(raw.schema, baseDir);
-        schemaFile = read.file;
-        schema = read.schema;
-        document = read.document;
-      } else {
-        schema = raw.schema as object;
-      }
-      compileBodySchema(schema, { document, readOnly });
-    } catch (err) {
-      const where = schemaFile === undefined ? '' : ` (${schemaFile})`;
-      const message = (err as Error).message.split('\n')[0]!;
-      bad([...at, 'schema'], /^the (schema file|fragment)/.test(message) ? message : `is not a usable JSON Schema${where}: ${message}`);
-      schema = null;
-    }
-  }
+  const loaded = raw.schema === undefined ? null : loadSchema(raw.schema, baseDir, [...at, 'schema'], bad, (schema, document) => compileBodySchema(schema, { document, readOnly }));
+  const schema = loaded?.schema ?? null;
+  const schemaFile = loaded?.file;
+  const document = loaded?.document;
   return { schema, schemaFile, document, readOnly, methods, required: raw.required ?? true, maxDepth: raw.maxDepth ?? DEFAULT_BODY_DEPTH };
 }

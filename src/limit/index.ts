@@ -4,7 +4,7 @@ import { Gauge } from 'prom-client';
 import { configIssue } from '../authz/locate.js';
 import type { GatehouseConfig, QuotaConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
 import { RateLimited, ServiceUnavailable, type ConfigIssue, type GatehouseError } from '../errors.js';
-import type { RequestContext, Stage } from '../pipeline/context.js';
+import { composeStages, type RequestContext, type Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, RouteStages } from '../pipeline/runtime.js';
 import { policyItem, RATELIMIT_FIELD, RATELIMIT_POLICY_FIELD, serviceLimitItem } from './headers.js';
 import { compileKey, parseKeySpec, type KeyExtractor } from './key.js';
@@ -271,7 +271,7 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
   const preAuth = buildPreAuthStage(config, services, redis, tableFor);
   const failures = buildAuthFailureGuard(config, services, redis);
   // Routes that need a token: the block first (one lookup), then the pre-auth limit.
-  const protectedPreAuth = failures === null ? preAuth : preAuth === null ? failures.check : both(failures.check, preAuth);
+  const protectedPreAuth = failures === null ? preAuth : preAuth === null ? failures.check : composeStages([failures.check, preAuth]);
 
   function stagesFor(route: RouteConfig): RouteStages {
     const rates: BoundRate[] = [];
@@ -331,16 +331,6 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
     },
   };
 };
-
-/** Two stages as one: the second runs when the first lets the request through. */
-function both(first: Stage, second: Stage): Stage {
-  return function guarded(ctx: RequestContext): GatehouseError | null | Promise<GatehouseError | null> {
-    const denial = first(ctx);
-    if (denial === null) return second(ctx);
-    if (typeof (denial as Promise<unknown>).then === 'function') return (denial as Promise<GatehouseError | null>).then((d) => d ?? second(ctx));
-    return denial;
-  };
-}
 
 /** The in-memory failure table outlives a reload (a reload must not unblock anyone): per gateway. */
 const failureTables = new WeakMap<object, AuthFailureTable>();

@@ -1,6 +1,6 @@
 import type { GatehouseConfig, RouteConfig } from '../config/types.js';
 import { ConfigError, type ConfigIssue, type GatehouseError } from '../errors.js';
-import type { RequestContext, Stage } from '../pipeline/context.js';
+import { composeStages, type RequestContext, type Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
 import { createUpstream, type Upstream } from '../forward/upstream.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
@@ -108,11 +108,11 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         config: route,
         public: route.public,
         upstream: upstreams.get(route.upstream)!,
-        preAuth: chain(slots.preAuth),
-        credential: chain(slots.credential),
-        authenticate: chain(slots.authenticate),
-        authorize: chain(slots.authorize),
-        limit: chain(slots.limit),
+        preAuth: composeStages(slots.preAuth),
+        credential: composeStages(slots.credential),
+        authenticate: composeStages(slots.authenticate),
+        authorize: composeStages(slots.authorize),
+        limit: composeStages(slots.limit),
         maxBodySize: route.maxBodySize ?? config.limits.maxBodySize,
         timeout: route.timeout ?? upstreams.get(route.upstream)!.config.timeout,
         forward: forwardOptions(route, config),
@@ -177,19 +177,6 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
     await Promise.allSettled([...areas.map((a) => a.close?.()), ...[...upstreams.values()].map((u) => u.close())]);
     throw err;
   }
-}
-
-/** Compose several stages of one slot into one; a single stage is used as it is. */
-function chain(stages: Stage[]): Stage | null {
-  if (stages.length === 0) return null;
-  if (stages.length === 1) return stages[0]!;
-  return async function chained(ctx: RequestContext): Promise<GatehouseError | null> {
-    for (let i = 0; i < stages.length; i++) {
-      const denial = await stages[i]!(ctx);
-      if (denial) return denial;
-    }
-    return null;
-  };
 }
 
 /** Protected routes always drop the client's Authorization (the validated token is put back when forwardToken). */

@@ -6,6 +6,7 @@ import { Ajv2019 } from 'ajv/dist/2019.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import formatsModule, { type FormatsPlugin } from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
+import { resolvePointer } from './json-pointer.js';
 
 // ajv-formats is CommonJS: depending on how it is loaded its plugin is the module or its `default`.
 const addFormats = ((formatsModule as unknown as { default?: FormatsPlugin }).default ?? formatsModule) as FormatsPlugin;
@@ -63,9 +64,9 @@ const OPENAPI_ANNOTATIONS = ['example', 'xml', 'externalDocs', 'discriminator', 
  * as long as the instance lives, so one shared instance would grow with every reload and refuse a
  * reloaded schema's `$id` as taken. The compiled function holds what it needs.
  */
-function ajvFor(dialect: SchemaDialect, readOnly: 'refuse' | 'ignore', extensions: readonly string[]): Ajv {
+function ajvFor(dialect: SchemaDialect, readOnly: 'refuse' | 'ignore', extensions: readonly string[], options: Options = OPTIONS): Ajv {
   const ajv =
-    dialect === '2020-12' || dialect === 'openapi-3.1' ? new Ajv2020(OPTIONS) : dialect === '2019-09' ? new Ajv2019(OPTIONS) : new Ajv(OPTIONS);
+    dialect === '2020-12' || dialect === 'openapi-3.1' ? new Ajv2020(options) : dialect === '2019-09' ? new Ajv2019(options) : new Ajv(options);
   addFormats(ajv, { mode: 'full' });
   if (dialect === 'openapi-3.0' || dialect === 'openapi-3.1') ajv.addVocabulary([...OPENAPI_ANNOTATIONS, ...extensions]);
   if (readOnly === 'refuse') {
@@ -156,10 +157,8 @@ const compiledQuery = new WeakMap<object, ValidateFunction>();
 export function compileQuerySchema(schema: object): ValidateFunction {
   const held = compiledQuery.get(schema);
   if (held !== undefined) return held;
-  const draft = declaredDraft(schema);
-  const ajv = draft === '2020-12' ? new Ajv2020(QUERY_OPTIONS) : draft === '2019-09' ? new Ajv2019(QUERY_OPTIONS) : new Ajv(QUERY_OPTIONS);
-  addFormats(ajv, { mode: 'full' });
-  const validate = ajv.compile(schema);
+  // readOnly is an annotation here: a query has no properties an answer carries.
+  const validate = ajvFor(declaredDraft(schema), 'ignore', [], QUERY_OPTIONS).compile(schema);
   compiledQuery.set(schema, validate);
   return validate;
 }
@@ -217,17 +216,6 @@ function walk(value: unknown, visit: (node: Record<string, unknown>) => void, se
   for (const child of Object.values(value)) walk(child, visit, seen);
 }
 
-/** The value at an RFC 6901 pointer (`/components/schemas/Order`), or undefined. */
-export function resolvePointer(root: unknown, pointer: string): unknown {
-  if (pointer === '') return root;
-  let node = root;
-  for (const raw of pointer.slice(1).split('/')) {
-    const part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
-    if (node === null || typeof node !== 'object' || !Object.prototype.hasOwnProperty.call(node, part)) return undefined;
-    node = (node as Record<string, unknown>)[part];
-  }
-  return node;
-}
 
 /** A schema read from a file: the schema to compile, and the document a fragment points into. */
 export interface SchemaFile {
@@ -254,28 +242,28 @@ export function readSchemaFile(reference: string, baseDir: string): SchemaFile {
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(`the schema file ${absolute} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${(err as Error).message})`}`);
   }
-  // Read again on every load (a reload sees a changed file); parsed again only when it changed.
+  // Read again on every load (a reload sees a changed file); parsed again only when it changed,
+  // once for every reference into it (so they share one document object, and one ajv instance).
   let held = readFiles.get(absolute);
   if (held === undefined || held.text !== text) {
-    held = { text, results: new Map() };
+    held = { text, value: parseSchemaText(text, absolute), results: new Map() };
     readFiles.set(absolute, held);
   }
   const key = fragment ?? '';
   let result = held.results.get(key);
   if (result === undefined) {
-    result = parseSchemaFile(text, absolute, file, fragment, held.results.values().next().value?.document?.value);
+    result = fromValue(held.value, absolute, file, fragment);
     held.results.set(key, result);
   }
   return result;
 }
 
-/** The files read, by absolute path: their text and what each reference into them gave. */
-const readFiles = new Map<string, { text: string; results: Map<string, SchemaFile> }>();
+/** The files read, by absolute path: their text, its parsed value, and what each reference into them gave. */
+const readFiles = new Map<string, { text: string; value: object; results: Map<string, SchemaFile> }>();
 
-function parseSchemaFile(text: string, absolute: string, file: string, fragment: string | null, parsed: object | undefined): SchemaFile {
-  let value: unknown = parsed;
-  if (value !== undefined) return fromValue(value as object, absolute, file, fragment);
+function parseSchemaText(text: string, absolute: string): object {
   const yaml = /\.ya?ml$/i.test(absolute);
+  let value: unknown;
   try {
     value = yaml ? parseYaml(text, { uniqueKeys: true }) : JSON.parse(text);
   } catch (err) {
@@ -284,7 +272,7 @@ function parseSchemaFile(text: string, absolute: string, file: string, fragment:
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new Error(`the schema file ${absolute} does not hold a JSON Schema object`);
   }
-  return fromValue(value, absolute, file, fragment);
+  return value;
 }
 
 function fromValue(value: object, absolute: string, file: string, fragment: string | null): SchemaFile {

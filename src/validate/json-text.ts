@@ -1,3 +1,5 @@
+import { escapePointer } from './json-pointer.js';
+
 /**
  * Reading a JSON request body the way every upstream parser will: strict UTF-8, one value, no
  * key twice in an object, nesting bounded. `JSON.parse` alone lets the last of two equal keys
@@ -103,6 +105,6 @@ export function structureProblem(text: string, maxDepth: number): string | null 
 function pointer(path: readonly (string | number)[], depth: number): string {
   if (depth <= 0) return '/';
   let out = '';
-  for (let i = 0; i < depth; i++) out += '/' + String(path[i]).replace(/~/g, '~0').replace(/\//g, '~1');
+  for (let i = 0; i < depth; i++) out += '/' + escapePointer(String(path[i]));
   return out;
 }

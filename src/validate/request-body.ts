@@ -32,7 +32,7 @@ export function createBodyCheck(config: RequestBodyConfig): BodyCheck {
 }
 
 /** `application/json`, or any `application/…+json` (RFC 6839), parameters allowed. */
-const JSON_MEDIA_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.-]+\+json)\s*(?:;|$)/i;
+export const JSON_MEDIA_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.-]+\+json)\s*(?:;|$)/i;
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)"?/i;
 
 /**

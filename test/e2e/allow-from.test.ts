@@ -1,6 +1,6 @@
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway } from '../helpers/gateway.js';
+import { accessLine, startTestGateway } from '../helpers/gateway.js';
 import { DEMO_CLIENT_SECRETS, startAuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream } from '../helpers/upstream.js';
 
@@ -48,16 +48,6 @@ async function call(agent: Agent, path: string, headers: Record<string, string> 
   const res = await request(`${gw.url}${path}`, { dispatcher: agent, headers });
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : null };
-}
-
-/** The access-log line of the answer with this request id (written when the response closes). */
-async function accessLine(logs: Record<string, any>[], requestId: unknown): Promise<Record<string, any>> {
-  for (let i = 0; i < 200; i++) {
-    const line = logs.find((l) => l.msg === 'request' && l.req_id === requestId);
-    if (line) return line;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`no access-log line for ${String(requestId)}`);
 }
 
 describe('routes[].allowFrom: refused from any other address', () => {

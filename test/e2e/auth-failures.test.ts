@@ -118,11 +118,13 @@ describe('authFailureLimit (redis): shared by every gateway', () => {
     expect((await call(one, '127.0.0.5', forged)).status).toBe(401);
     expect((await call(two, '127.0.0.5', token)).status).toBe(200);
     expect((await call(two, '127.0.0.5', forged)).status).toBe(401);
+    const before = api.requests.length;
     for (const gw of [one, two]) {
       const refused = await call(gw, '127.0.0.5', token);
       expect(refused.status).toBe(429);
       expect(Number(refused.headers['retry-after'])).toBeGreaterThan(20);
     }
+    expect(api.requests.length).toBe(before);
     expect((await call(one, '127.0.0.6', token)).status).toBe(200);
   });
 
@@ -146,9 +148,11 @@ describe('authFailureLimit (redis) with failClosed and Redis gone', () => {
     try {
       expect((await call(gw, '127.0.0.7', token)).status).toBe(200);
       await redis.stop();
+      const before = api.requests.length;
       const res = await call(gw, '127.0.0.7', token);
       expect(res.status).toBe(503);
       expect(res.json.code).toBe('GH_ERR_LIMIT_STORE_UNAVAILABLE');
+      expect(api.requests.length).toBe(before);
       expect((await call(gw, '127.0.0.7', undefined, '/status')).status).toBe(200);
     } finally {
       await gw.close();

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki } from '../helpers/certs.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { accessLine, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { h2connect } from '../server/tls-client.js';
 import { DEMO_CLIENT_SECRETS, startAuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -62,15 +62,6 @@ async function post(pathname: string, body: string | Buffer | undefined, headers
   const res = await request(`${gw.url}${pathname}`, { method: method as 'POST', headers, body });
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, json: text ? JSON.parse(text) : null, forwarded: api.requests.slice(before) };
-}
-
-async function accessLine(requestId: unknown): Promise<Record<string, any>> {
-  for (let i = 0; i < 100; i++) {
-    const line = gw.logs.find((l) => l.msg === 'request' && l.req_id === requestId);
-    if (line) return line;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`no access log line for ${String(requestId)}`);
 }
 
 beforeAll(async () => {
@@ -132,7 +123,7 @@ describe('requestBody: what is refused, and never reaches the upstream', () => {
     expect(res.headers['content-type']).toBe('application/problem+json');
     expect(res.headers['cache-control']).toBe('no-store');
     expect(res.forwarded).toEqual([]);
-    const line = await accessLine(res.headers['x-request-id']);
+    const line = await accessLine(gw.logs, res.headers['x-request-id']);
     expect(line).toMatchObject({ status: 400, decision: 'denied', reason: 'GH_ERR_REQUEST_BODY_INVALID', route: 'orders' });
     expect(line.detail).toContain('"isAdmin" is not allowed');
   });

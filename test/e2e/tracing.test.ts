@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { accessLine, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startAuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -30,12 +30,8 @@ async function send(gw: TestGateway, path: string, headers: Record<string, strin
   const res = await request(`${gw.url}${path}`, { headers });
   await res.body.dump();
   const seen = api.requests.slice(before)[0];
-  let line: Record<string, any> | undefined;
-  for (let i = 0; i < 100 && line === undefined; i++) {
-    line = gw.logs.find((l) => l.msg === 'request' && l.req_id === res.headers['x-request-id']);
-    if (line === undefined) await new Promise((r) => setTimeout(r, 10));
-  }
-  return { status: res.statusCode, upstream: seen?.headers as Record<string, string> | undefined, rawUpstream: seen?.rawHeaders, line: line! };
+  const line = await accessLine(gw.logs, res.headers['x-request-id']);
+  return { status: res.statusCode, upstream: seen?.headers as Record<string, string> | undefined, rawUpstream: seen?.rawHeaders, line };
 }
 
 beforeAll(async () => {

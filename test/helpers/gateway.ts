@@ -64,3 +64,16 @@ export async function startTestGateway(
     close: () => gateway.close(),
   };
 }
+
+/**
+ * The access-log line of the answer with this request id (written when the response closes, so
+ * it may come a moment after the client has the answer).
+ */
+export async function accessLine(logs: Record<string, any>[], requestId: unknown): Promise<Record<string, any>> {
+  for (let i = 0; i < 200; i++) {
+    const line = logs.find((l) => l.msg === 'request' && l.req_id === requestId);
+    if (line) return line;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no access-log line for ${String(requestId)}`);
+}

@@ -107,6 +107,7 @@ describe('SNI: several certificates on one port', () => {
       req.end();
     });
     expect(h1.status).toBe(421);
+    expect(upstream.requests.length).toBe(before + 1);
   });
 
   it('no SNI (a client that connected to an address), or the name the handshake sent: any host, as before', async () => {
