@@ -101,6 +101,7 @@ export type GatehouseErrorCode =
   | 'GH_ERR_UPSTREAM_CONNECT'
   | 'GH_ERR_UPSTREAM_TIMEOUT'
   | 'GH_ERR_UPSTREAM_FAILED'
+  | 'GH_ERR_UPSTREAM_RESPONSE_INVALID'
   // gateway state
   | 'GH_ERR_NOT_READY'
   | 'GH_ERR_INTERNAL';
@@ -304,11 +305,15 @@ export class ServiceUnavailable extends GatehouseError {
 
 /** 502 (connect or protocol failure) or 504 (timeout) from the upstream. */
 export class UpstreamFailed extends GatehouseError {
-  constructor(code: 'GH_ERR_UPSTREAM_CONNECT' | 'GH_ERR_UPSTREAM_TIMEOUT' | 'GH_ERR_UPSTREAM_FAILED', options: GatehouseErrorOptions = {}) {
+  constructor(code: 'GH_ERR_UPSTREAM_CONNECT' | 'GH_ERR_UPSTREAM_TIMEOUT' | 'GH_ERR_UPSTREAM_FAILED' | 'GH_ERR_UPSTREAM_RESPONSE_INVALID', options: GatehouseErrorOptions = {}) {
     super(
       code,
       code === 'GH_ERR_UPSTREAM_TIMEOUT' ? 504 : 502,
-      code === 'GH_ERR_UPSTREAM_TIMEOUT' ? 'the upstream did not answer in time' : 'the upstream could not be reached',
+      code === 'GH_ERR_UPSTREAM_TIMEOUT'
+        ? 'the upstream did not answer in time'
+        : code === 'GH_ERR_UPSTREAM_RESPONSE_INVALID'
+          ? "the upstream's answer is not one this route lets through"
+          : 'the upstream could not be reached',
       options,
     );
   }

@@ -5,7 +5,7 @@ import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkAddressRange } from '../server/addresses.js';
 import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { checkHeaderRules, mergeHeaderRules } from './header-rules.js';
-import { normalizeQuery, normalizeRequestBody } from './request-body.js';
+import { normalizeQuery, normalizeRequestBody, normalizeResponseBody } from './request-body.js';
 import { checkRouteHost } from '../route/hosts.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
@@ -323,7 +323,16 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       websocket: websocketSettings(r.websocket, ms, bytes),
       requestBody: normalizeRequestBody(r.requestBody as Raw | undefined, r.methods ?? null, [...at, 'requestBody'], ctx.baseDir, bad),
       query: normalizeQuery(r.query as Raw | undefined, [...at, 'query'], ctx.baseDir, bad),
+      responseBody: normalizeResponseBody(r.responseBody as Raw | undefined, [...at, 'responseBody'], ctx.baseDir, bad, bytes),
     };
+    if (route.responseBody) {
+      // The answer is read as it comes: gatehouse asks for it unencoded and whole.
+      for (const name of ['accept-encoding', 'range', 'if-range']) {
+        if (route.headers?.request.set[name] !== undefined) {
+          bad([...at, 'responseBody'], `the route's headers.request.set names ${name}: with responseBody gatehouse asks the upstream for whole, unencoded answers itself`);
+        }
+      }
+    }
     for (const header of Object.keys(route.forwardClaims)) {
       const lower = header.toLowerCase();
       if (route.headers?.request.set[lower] !== undefined || route.headers?.request.remove.includes(lower)) {

@@ -1,5 +1,5 @@
 import { compileBodySchema, compileQuerySchema, readSchemaFile, type SchemaFile } from '../validate/body-schema.js';
-import type { RequestBodyConfig } from './types.js';
+import type { LoadedSchema, RequestBodyConfig, ResponseBodyConfig } from './types.js';
 
 type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Bad = (keyPath: (string | number)[], message: string) => void;
@@ -72,4 +72,44 @@ export function normalizeRequestBody(
   const schemaFile = loaded?.file;
   const document = loaded?.document;
   return { schema, schemaFile, document, readOnly, methods, required: raw.required ?? true, maxDepth: raw.maxDepth ?? DEFAULT_BODY_DEPTH };
+}
+
+/** Answers are read whole up to this many bytes unless `responseBody.maxSize` says otherwise. */
+export const DEFAULT_RESPONSE_SIZE = 1024 * 1024;
+
+/** Answers nest at most this deep unless `responseBody.maxDepth` says otherwise. */
+export const DEFAULT_RESPONSE_DEPTH = 64;
+
+/**
+ * `routes[].responseBody` at load: each status's schema read and compiled the way the answer
+ * check will use it (writeOnly refused or not), so a typo is a config error naming the file,
+ * line and key. Null when absent or unusable (the problem reported).
+ */
+export function normalizeResponseBody(
+  raw: Raw | undefined,
+  at: (string | number)[],
+  baseDir: string,
+  bad: Bad,
+  bytes: (value: unknown, fallback: number) => number,
+): ResponseBodyConfig | null {
+  if (raw === undefined) return null;
+  const writeOnly: 'refuse' | 'ignore' = raw.writeOnly ?? 'refuse';
+  const schemas: Record<string, LoadedSchema> = {};
+  let usable = true;
+  for (const [status, reference] of Object.entries((raw.schemas ?? {}) as Record<string, unknown>)) {
+    const loaded = loadSchema(reference, baseDir, [...at, 'schemas', status], bad, (schema, document) =>
+      compileBodySchema(schema, { document, readOnly: 'ignore', writeOnly }),
+    );
+    if (loaded === null) usable = false;
+    else schemas[status] = { schema: loaded.schema, schemaFile: loaded.file, document: loaded.document };
+  }
+  if (!usable) return null;
+  return {
+    schemas,
+    unlisted: raw.unlisted ?? 'pass',
+    maxSize: bytes(raw.maxSize, DEFAULT_RESPONSE_SIZE),
+    maxDepth: raw.maxDepth ?? DEFAULT_RESPONSE_DEPTH,
+    writeOnly,
+    onInvalid: raw.onInvalid ?? 'refuse',
+  };
 }

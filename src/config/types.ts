@@ -191,6 +191,33 @@ export interface RouteConfig {
   requestBody?: RequestBodyConfig | null;
   /** The query checked against a JSON Schema (docs/configuration.md, "Queries"); null or absent: not read. */
   query?: { schema: object; schemaFile?: string } | null;
+  /** The upstream's JSON answers checked against a schema per status (docs/configuration.md, "Answers"); null or absent: streamed unread. */
+  responseBody?: ResponseBodyConfig | null;
+}
+
+/** A schema read at load: inline, from a file, or `{ $ref }` into a document. */
+export interface LoadedSchema {
+  schema: object;
+  /** Absolute path of the file the schema was read from, for messages. */
+  schemaFile?: string;
+  /** The whole file a `file#/pointer` schema points into (an OpenAPI document, say). */
+  document?: { uri: string; value: object; dialect: SchemaDialect };
+}
+
+/** `routes[].responseBody`: what the upstream's answers must be. */
+export interface ResponseBodyConfig {
+  /** By status: `200`, `2XX`, `default`. */
+  schemas: Record<string, LoadedSchema>;
+  /** A status with no schema (and no `default`): `pass` unread, or `refuse` (502). */
+  unlisted: 'pass' | 'refuse';
+  /** bytes: the longest answer held to be checked. */
+  maxSize: number;
+  /** Nesting levels of objects and arrays an answer may have. */
+  maxDepth: number;
+  /** `refuse` (default): a property marked writeOnly is refused in an answer; `ignore`: an annotation. */
+  writeOnly: 'refuse' | 'ignore';
+  /** `refuse`: 502 and nothing of the answer sent; `log`: a warning, the answer as it came. */
+  onInvalid: 'refuse' | 'log';
 }
 
 /** `routes[].requestBody`: the JSON bodies a route accepts. */

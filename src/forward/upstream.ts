@@ -12,6 +12,8 @@ import { connectionTokens, dropCorsHeaders, isHopByHopResponseHeader, publicLoca
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 import { namesWebSocket, type WebSocketForward } from './tunnel.js';
 import { startHealthChecks, type HealthChecks } from './health-check.js';
+import type { ValidateFunction } from 'ajv';
+import { answerHasNoBody, responseBodyProblem, responseHeadProblem, responseValidator, type ResponseCheck } from '../validate/response-body.js';
 
 /**
  * One upstream: its targets (one undici `Pool` each: keep-alive, bounded connections) and its
@@ -245,6 +247,20 @@ export interface ForwardRequest {
    * with `Upgrade: websocket`, and a `101` answer joins the two sockets. Null for every other request.
    */
   websocket: WebSocketForward | null;
+  /**
+   * `routes[].responseBody`: the answers the route lets through. An answer with a schema is held
+   * whole (up to its `maxSize`) and checked before any of it goes to the client. Null: streamed.
+   */
+  responseCheck: ResponseCheck | null;
+}
+
+/** An answer held to be checked (`responseBody`): its schema and its bytes so far; `refused` once it was. */
+interface HeldAnswer {
+  readonly check: ResponseCheck;
+  readonly validate: ValidateFunction | null;
+  readonly chunks: Buffer[];
+  size: number;
+  refused: boolean;
 }
 
 /** Called once when a forwarded exchange ends: `error` is null when the answer went through. */
@@ -431,6 +447,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   private tried = 0;
   /** Sent once more after its connection broke (`retryIdempotent`): never again. */
   private retried = false;
+  /** `responseBody`: the answer held to be checked; null while an answer streams (nearly always). */
+  private held: HeldAnswer | null = null;
 
   constructor(
     private readonly upstream: Upstream,
@@ -585,6 +603,84 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.head = this.answerHead(headers);
     const length = headers['content-length'];
     this.length = typeof length === 'string' ? Number(length) : -1;
+    const check = this.request.responseCheck;
+    if (check !== null) this.holdAnswer(check, statusCode, headers);
+  }
+
+  /**
+   * `responseBody`: an answer whose status has a schema is held to be checked, unless its head
+   * already says it cannot pass (not JSON, encoded, over `maxSize`, a status with no schema
+   * under `unlisted: refuse`). No body (HEAD, 204, 304) or no schema (`unlisted: pass`): streamed.
+   */
+  private holdAnswer(check: ResponseCheck, status: number, headers: Record<string, string | string[] | undefined>): void {
+    if (answerHasNoBody(this.request.method, status)) return;
+    const validate = responseValidator(check, status);
+    if (validate === null) return;
+    this.held = { check, validate: validate ?? null, chunks: [], size: 0, refused: false };
+    const problem = validate === undefined ? `status ${status} has no schema in responseBody.schemas (unlisted: refuse)` : responseHeadProblem(check, headers);
+    if (problem !== null) this.answerInvalid(problem, true);
+  }
+
+  /**
+   * An answer the route's `responseBody` does not let through: refused — 502
+   * `GH_ERR_UPSTREAM_RESPONSE_INVALID`, nothing of it sent (`abort`: the rest is not read), the
+   * reason in the access log — or, with `onInvalid: log`, logged and passed on as it came
+   * (streamed from here).
+   */
+  private answerInvalid(reason: string, abort: boolean): void {
+    const held = this.held!;
+    if (held.check.onInvalid === 'log') {
+      this.upstream.log.warn(
+        { req_id: this.request.requestId, upstream: this.upstream.name, status: this.status, reason },
+        "upstream answer does not match the route's responseBody; passed on (onInvalid: log)",
+      );
+      this.held = null;
+      this.writeHead();
+      for (const chunk of held.chunks) this.res.write(chunk);
+      return;
+    }
+    held.refused = true;
+    held.chunks.length = 0;
+    this.head = null;
+    // The access log's `request failed` line carries the reason (the client gets none of it).
+    this.end(new UpstreamFailed('GH_ERR_UPSTREAM_RESPONSE_INVALID', { detail: `${reason} (upstream status ${this.status})` }));
+    if (abort && this.controller !== null && !this.controller.aborted) this.controller.abort(new Error('answer refused by responseBody'));
+  }
+
+  /** A chunk of a held answer: kept, within `maxSize`. */
+  private holdChunk(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const held = this.held!;
+    if (held.refused) return;
+    held.size += chunk.length;
+    if (held.size > held.check.maxSize) {
+      this.answerInvalid(`the answer is over responseBody.maxSize (${held.check.maxSize} bytes)`, true);
+      // onInvalid: log — streamed from here.
+      if (this.held === null) this.onResponseData(controller, chunk);
+      return;
+    }
+    held.chunks.push(chunk);
+  }
+
+  /** The whole held answer: checked, then sent in one `res.end` (with its length) or refused. */
+  private endHeld(): void {
+    const held = this.held!;
+    if (held.refused) return;
+    const body = held.chunks.length === 1 ? held.chunks[0]! : Buffer.concat(held.chunks, held.size);
+    const problem = responseBodyProblem(held.check, held.validate!, body);
+    if (problem !== null) {
+      this.answerInvalid(problem, false);
+      // onInvalid: log — the answer went out as it came (answerInvalid wrote it).
+      if (this.held === null) {
+        this.res.end();
+        this.end(null);
+      }
+      return;
+    }
+    const head = this.head;
+    if (head !== null && this.length === -1) head.push('content-length', String(body.length));
+    this.writeHead();
+    this.res.end(body);
+    this.end(null);
   }
 
   /**
@@ -633,6 +729,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.held !== null) return this.holdChunk(controller, chunk);
     if (this.head !== null) {
       if (chunk.length === this.length) {
         // The whole body at once (most API answers): undici ends the exchange in this same
@@ -660,6 +757,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    if (this.held !== null) return this.endHeld();
     if (this.head !== null) this.writeHead();
     if (this.whole !== null) this.res.end(this.whole);
     else this.res.end();
@@ -667,6 +765,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    // An answer refused by `responseBody` aborted the exchange: already answered.
+    if (this.finished) return;
     if (this.bodyTooLarge || err instanceof BodyTooLarge) {
       this.end(new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: 'streamed body over the limit' }));
       return;

@@ -527,6 +527,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     headerOptions: r.forward,
     strippedPrefix: ctx.strippedPrefix,
     websocket,
+    responseCheck: r.responseCheck,
   };
 }
 

@@ -7,6 +7,7 @@ import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createHostRouteTable, type HostRouteTable } from './hosts.js';
 import { createBodyCheck, type BodyCheck } from '../validate/request-body.js';
 import { createQueryCheck, type QueryCheck } from '../validate/query.js';
+import { createResponseCheck, type ResponseCheck } from '../validate/response-body.js';
 import type { TracingSettings } from '../telemetry/trace-context.js';
 import { gatehouseCookiePrefixes } from '../authn/token-handler/cookie-names.js';
 
@@ -34,6 +35,8 @@ export interface CompiledRoute {
   readonly queryCheck: QueryCheck | null;
   /** `requestBody`: the JSON bodies this route accepts, read whole and checked before forwarding; null: streamed unread. */
   readonly bodyCheck: BodyCheck | null;
+  /** `responseBody`: the upstream's answers this route lets through, held whole and checked; null: streamed unread. */
+  readonly responseCheck: ResponseCheck | null;
 }
 
 /**
@@ -118,6 +121,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         forward: forwardOptions(route, config),
         bodyCheck: route.requestBody ? createBodyCheck(route.requestBody) : null,
         queryCheck: route.query ? createQueryCheck(route.query.schema) : null,
+        responseCheck: route.responseBody ? createResponseCheck(route.responseBody) : null,
         onAuthFailure,
       };
     });
@@ -194,6 +198,13 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
   const rules = route.headers ?? null;
   const requestSet = rules === null ? [] : Object.entries(rules.request.set);
   for (const name of rules?.request.remove ?? []) strip.add(name);
+  // `responseBody`: the answer is checked as it comes, so it must come whole and unencoded — a
+  // client's `Range` would get a part of a body no schema reads, its `Accept-Encoding` a body
+  // gatehouse cannot read. (A header rule setting these is a config error.)
+  if (route.responseBody) {
+    for (const name of ['accept-encoding', 'range', 'if-range']) strip.add(name);
+    requestSet.push(['accept-encoding', 'identity']);
+  }
   for (const [name] of requestSet) strip.add(name);
   const responseSet = rules === null ? [] : Object.entries(rules.response.set);
   return {

@@ -45,12 +45,25 @@ const DRAFTS: Record<string, Draft> = {
 /** The dialect a schema is read in: a JSON Schema draft, or an OpenAPI document's schema objects. */
 export type SchemaDialect = Draft | 'openapi-3.0' | 'openapi-3.1';
 
-/** What a schema comes with: the document a fragment points into, and how readOnly is read. */
+/** What a schema comes with: the document a fragment points into, and how readOnly and writeOnly are read. */
 export interface SchemaContext {
   /** The whole file a `#/…` fragment reference points into, registered under `uri`. */
   readonly document?: { readonly uri: string; readonly value: object; readonly dialect: SchemaDialect } | undefined;
   /** `refuse`: a property marked readOnly must not be in a request (OpenAPI's meaning); `ignore`: an annotation. */
   readonly readOnly: 'refuse' | 'ignore';
+  /** `refuse`: a property marked writeOnly must not be in an answer (OpenAPI's meaning); `ignore` (default): an annotation. */
+  readonly writeOnly?: 'refuse' | 'ignore' | undefined;
+}
+
+/**
+ * Which marked properties a schema refuses: readOnly ones (request bodies), writeOnly ones
+ * (answers), or none. One compiled validator, and one ajv instance per document, per reading.
+ */
+type Marking = 'readOnly' | 'writeOnly' | 'none';
+
+function markingOf(context: SchemaContext): Marking {
+  if (context.readOnly === 'refuse') return 'readOnly';
+  return context.writeOnly === 'refuse' ? 'writeOnly' : 'none';
 }
 
 /**
@@ -64,30 +77,31 @@ const OPENAPI_ANNOTATIONS = ['example', 'xml', 'externalDocs', 'discriminator', 
  * as long as the instance lives, so one shared instance would grow with every reload and refuse a
  * reloaded schema's `$id` as taken. The compiled function holds what it needs.
  */
-function ajvFor(dialect: SchemaDialect, readOnly: 'refuse' | 'ignore', extensions: readonly string[], options: Options = OPTIONS): Ajv {
+function ajvFor(dialect: SchemaDialect, marking: Marking, extensions: readonly string[], options: Options = OPTIONS): Ajv {
   const ajv =
     dialect === '2020-12' || dialect === 'openapi-3.1' ? new Ajv2020(options) : dialect === '2019-09' ? new Ajv2019(options) : new Ajv(options);
   addFormats(ajv, { mode: 'full' });
   if (dialect === 'openapi-3.0' || dialect === 'openapi-3.1') ajv.addVocabulary([...OPENAPI_ANNOTATIONS, ...extensions]);
-  if (readOnly === 'refuse') {
+  if (marking !== 'none') {
     // Evaluated only where the data has the property: present, it is refused.
-    ajv.removeKeyword('readOnly');
-    ajv.addKeyword({ keyword: 'readOnly', schemaType: 'boolean', validate: (marked: boolean) => !marked });
+    ajv.removeKeyword(marking);
+    ajv.addKeyword({ keyword: marking, schemaType: 'boolean', validate: (marked: boolean) => !marked });
   }
   return ajv;
 }
 
 /**
- * Compiled validators by schema object and readOnly reading: a schema is compiled once, at load
- * (and reused by the plan; a schema file unchanged across a reload gives the same object).
+ * Compiled validators by schema object and reading of readOnly/writeOnly: a schema is compiled
+ * once, at load (and reused by the plan; a schema file unchanged across a reload gives the same object).
  */
-const compiled = new WeakMap<object, Map<'refuse' | 'ignore', ValidateFunction>>();
+const compiled = new WeakMap<object, Map<Marking, ValidateFunction>>();
 
 /**
  * Compile a JSON Schema for request bodies. The draft follows `$schema` (draft-07, 2019-09 or
  * 2020-12; without it 2020-12, the one OpenAPI 3.1 uses), or the OpenAPI document the schema is
  * a fragment of (3.1: 2020-12; 3.0: its schema objects, `nullable` included). With `readOnly:
- * refuse`, a property marked `readOnly` is refused when present and dropped from `required`.
+ * refuse`, a property marked `readOnly` is refused when present and dropped from `required`
+ * (request bodies); with `writeOnly: refuse`, the same for `writeOnly` (answers).
  * Throws an Error saying what is wrong.
  *
  * @example
@@ -97,42 +111,43 @@ const compiled = new WeakMap<object, Map<'refuse' | 'ignore', ValidateFunction>>
  * ```
  */
 export function compileBodySchema(schema: object, context: SchemaContext = { readOnly: 'refuse' }): ValidateFunction {
+  const marking = markingOf(context);
   let byMode = compiled.get(schema);
   if (byMode === undefined) compiled.set(schema, (byMode = new Map()));
-  const held = byMode.get(context.readOnly);
+  const held = byMode.get(marking);
   if (held !== undefined) return held;
   const document = context.document;
   let validate: ValidateFunction;
   if (document === undefined) {
-    const own = context.readOnly === 'refuse' ? readOnlyNotRequired(structuredClone(schema)) : schema;
-    validate = ajvFor(declaredDraft(schema), context.readOnly, []).compile(own);
+    const own = marking !== 'none' ? markedNotRequired(structuredClone(schema), marking) : schema;
+    validate = ajvFor(declaredDraft(schema), marking, []).compile(own);
   } else {
-    validate = documentAjv(document, context.readOnly).compile(schema);
+    validate = documentAjv(document, marking).compile(schema);
   }
-  byMode.set(context.readOnly, validate);
+  byMode.set(marking, validate);
   return validate;
 }
 
 /**
- * One ajv instance per document (and readOnly reading) for every route that points into it: the
+ * One ajv instance per document (and reading of readOnly/writeOnly) for every route that points into it: the
  * document is added once, and the schemas several operations share (`#/components/schemas/Tag`)
  * are compiled once. The document object is the one {@link readSchemaFile} keeps while the file
  * is unchanged, so a reload reuses the instance (and its compiled schemas); a changed file gives
  * a new document, and the old instance goes with the plan that used it.
  */
-const documentInstances = new WeakMap<object, Map<'refuse' | 'ignore', Ajv>>();
+const documentInstances = new WeakMap<object, Map<Marking, Ajv>>();
 
-function documentAjv(document: NonNullable<SchemaContext['document']>, readOnly: 'refuse' | 'ignore'): Ajv {
+function documentAjv(document: NonNullable<SchemaContext['document']>, marking: Marking): Ajv {
   let byMode = documentInstances.get(document.value);
   if (byMode === undefined) documentInstances.set(document.value, (byMode = new Map()));
-  let ajv = byMode.get(readOnly);
+  let ajv = byMode.get(marking);
   if (ajv === undefined) {
-    const value = readOnly === 'refuse' ? readOnlyNotRequired(structuredClone(document.value)) : document.value;
-    ajv = ajvFor(document.dialect, readOnly, extensionKeywords(document.value));
+    const value = marking !== 'none' ? markedNotRequired(structuredClone(document.value), marking) : document.value;
+    ajv = ajvFor(document.dialect, marking, extensionKeywords(document.value));
     // The whole file under its URL (not checked against a meta-schema: an OpenAPI document is not
     // a schema); only what a fragment reaches is compiled, and checked strictly.
     ajv.addSchema(value, document.uri, undefined, false);
-    byMode.set(readOnly, ajv);
+    byMode.set(marking, ajv);
   }
   return ajv;
 }
@@ -158,7 +173,7 @@ export function compileQuerySchema(schema: object): ValidateFunction {
   const held = compiledQuery.get(schema);
   if (held !== undefined) return held;
   // readOnly is an annotation here: a query has no properties an answer carries.
-  const validate = ajvFor(declaredDraft(schema), 'ignore', [], QUERY_OPTIONS).compile(schema);
+  const validate = ajvFor(declaredDraft(schema), 'none', [], QUERY_OPTIONS).compile(schema);
   compiledQuery.set(schema, validate);
   return validate;
 }
@@ -185,26 +200,27 @@ function extensionKeywords(document: object): string[] {
 
 /**
  * OpenAPI: "If the property is marked as readOnly being true and is in the required list, the
- * required will take effect on the response only." A request is then checked without those names
- * in `required` (on the copy it is given), and refused when it carries them (the keyword).
+ * required will take effect on the response only" (and writeOnly, on the request only). A
+ * request is then checked without the readOnly names in `required` (on the copy it is given),
+ * and refused when it carries them (the keyword); an answer, the same with the writeOnly names.
  */
-function readOnlyNotRequired<T extends object>(root: T): T {
+function markedNotRequired<T extends object>(root: T, keyword: 'readOnly' | 'writeOnly'): T {
   walk(root, (node) => {
     const properties = node.properties as Record<string, unknown> | undefined;
     const required = node.required;
     if (properties === undefined || typeof properties !== 'object' || !Array.isArray(required)) return;
-    node.required = required.filter((name) => typeof name !== 'string' || !marksReadOnly(properties[name], root, 0));
+    node.required = required.filter((name) => typeof name !== 'string' || !marks(properties[name], keyword, root, 0));
   });
   return root;
 }
 
-/** A property schema marked readOnly itself, through a local `$ref`, or in an `allOf` member. */
-function marksReadOnly(schema: unknown, root: object, depth: number): boolean {
+/** A property schema marked readOnly (or writeOnly) itself, through a local `$ref`, or in an `allOf` member. */
+function marks(schema: unknown, keyword: 'readOnly' | 'writeOnly', root: object, depth: number): boolean {
   if (schema === null || typeof schema !== 'object' || depth > 8) return false;
   const s = schema as Record<string, unknown>;
-  if (s.readOnly === true) return true;
-  if (typeof s.$ref === 'string' && s.$ref.startsWith('#')) return marksReadOnly(resolvePointer(root, s.$ref.slice(1)), root, depth + 1);
-  if (Array.isArray(s.allOf)) return s.allOf.some((member) => marksReadOnly(member, root, depth + 1));
+  if (s[keyword] === true) return true;
+  if (typeof s.$ref === 'string' && s.$ref.startsWith('#')) return marks(resolvePointer(root, s.$ref.slice(1)), keyword, root, depth + 1);
+  if (Array.isArray(s.allOf)) return s.allOf.some((member) => marks(member, keyword, root, depth + 1));
   return false;
 }
 
@@ -322,6 +338,9 @@ export function describeSchemaError(error: ErrorObject | undefined): string {
       break;
     case 'readOnly':
       rule = 'is read-only (readOnly): answers carry it, requests do not';
+      break;
+    case 'writeOnly':
+      rule = 'is write-only (writeOnly): requests carry it, answers do not';
       break;
     case 'enum':
       rule = `must be one of: ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;

@@ -36,10 +36,10 @@ export const JSON_MEDIA_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.-]+\+json)\s
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)"?/i;
 
 /**
- * Why a request's `Content-Type` does not announce JSON in UTF-8 (RFC 8259 §8.1), or null.
+ * Why a request's (or an answer's) `Content-Type` does not announce JSON in UTF-8 (RFC 8259 §8.1), or null.
  */
-export function jsonMediaTypeProblem(contentType: string | undefined): string | null {
-  if (contentType === undefined || contentType === '') return 'the request has no Content-Type (application/json expected)';
+export function jsonMediaTypeProblem(contentType: string | undefined, of: 'request' | 'answer' = 'request'): string | null {
+  if (contentType === undefined || contentType === '') return `the ${of} has no Content-Type (application/json expected)`;
   if (!JSON_MEDIA_TYPE.test(contentType)) return `Content-Type ${JSON.stringify(contentType.slice(0, 100))} is not JSON (application/json or application/…+json expected)`;
   const charset = CHARSET.exec(contentType)?.[1];
   if (charset !== undefined && charset.toLowerCase() !== 'utf-8') return `charset ${JSON.stringify(charset.slice(0, 40))} is not UTF-8, the one JSON is exchanged in`;

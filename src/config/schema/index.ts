@@ -151,6 +151,27 @@ const route: JsonSchema = closed(
       [],
       { description: 'JSON request bodies checked before they are forwarded: UTF-8, well-formed, no key twice, bounded depth, and the schema (docs/configuration.md, "Request bodies").' },
     ),
+    responseBody: closed(
+      {
+        schemas: {
+          type: 'object',
+          minProperties: 1,
+          propertyNames: { pattern: '^([2-5][0-9][0-9]|[2-5]XX|default)$' },
+          additionalProperties: {
+            description: "A JSON Schema the answer's JSON body must match: a file (.json, .yaml or .yml, relative to this config file; file#/pointer for a schema inside it, such as an OpenAPI operation's #/paths/~1orders~1{id}/get/responses/200/content/application~1json/schema) or the schema itself.",
+            anyOf: [nonEmptyString, { type: 'object' }],
+          },
+          description: 'By status, as OpenAPI responses are: an exact code (200), a range (2XX) or default; the most specific one applies.',
+        },
+        unlisted: { enum: ['pass', 'refuse'], description: 'An answer whose status has no schema (and no default): pass (default) goes through unread; refuse: 502.' },
+        maxSize: { ...size, description: 'The longest answer held to be checked (default 1mb); a longer one is refused (502), or with onInvalid: log passed on unchecked.' },
+        maxDepth: { type: 'integer', minimum: 1, maximum: 1000, description: 'Nesting levels of objects and arrays an answer may have (default 64).' },
+        writeOnly: { enum: ['refuse', 'ignore'], description: 'refuse (default): a property the schema marks writeOnly (a password) is refused in an answer (and not required); ignore: an annotation.' },
+        onInvalid: { enum: ['refuse', 'log'], description: 'refuse (default): an answer that does not match is replaced by 502 GH_ERR_UPSTREAM_RESPONSE_INVALID, nothing of it sent; log: a warning, and the answer goes through.' },
+      },
+      ['schemas'],
+      { description: "The upstream's JSON answers checked before the client gets them: UTF-8, well-formed, no key twice, bounded depth and size, and the schema of their status (docs/configuration.md, \"Answers\")." },
+    ),
     websocket: {
       description: 'Let WebSocket connections through this route (true, or settings); absent or false: refused (docs/websockets.md).',
       anyOf: [
