@@ -15,10 +15,11 @@ Usage:
   gatehouse validate --config FILE                      check a config file, report every problem
   gatehouse routes   --config FILE                      print the route table
   gatehouse token inspect --config FILE <token>         explain each check on a token
-  gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1]
+  gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1] [--responses refuse|log]
                                                         print exact routes for an OpenAPI 3.0/3.1
                                                         document's operations (scopes, public,
-                                                        request bodies checked by its schemas)
+                                                        request bodies checked by its schemas;
+                                                        --responses: answers too)
   gatehouse demo                                        run the demo (gateway + authorization server + sample API)
 
 Options:
@@ -52,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
         upstream: { type: 'string', short: 'u' },
         issuer: { type: 'string' },
         prefix: { type: 'string' },
+        responses: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -90,12 +92,13 @@ export async function main(argv: string[]): Promise<number> {
     case 'openapi': {
       const [file] = parsed.positionals;
       const upstream = parsed.values.upstream;
-      if (!file || !upstream) {
-        process.stderr.write('gatehouse: usage: gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1]\n');
+      const responses = parsed.values.responses;
+      if (!file || !upstream || (responses !== undefined && responses !== 'refuse' && responses !== 'log')) {
+        process.stderr.write('gatehouse: usage: gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1] [--responses refuse|log]\n');
         return 2;
       }
       const { runOpenApiRoutes } = await import('./openapi-routes.js');
-      return runOpenApiRoutes(file, { upstream, issuer: parsed.values.issuer, prefix: parsed.values.prefix }, process.stdout, process.stderr);
+      return runOpenApiRoutes(file, { upstream, issuer: parsed.values.issuer, prefix: parsed.values.prefix, responses }, process.stdout, process.stderr);
     }
     case 'demo': {
       const { runDemo } = await import('../demo/main.js');

@@ -13,6 +13,11 @@ export interface OpenApiRoutesOptions {
   readonly issuer?: string | undefined;
   /** A path every route's path is put under (`/v1`), as clients call the gateway; none when absent. */
   readonly prefix?: string | undefined;
+  /**
+   * `responseBody` for the operations' JSON answers: `refuse` (an answer outside the document is
+   * a 502) or `log` (reported, passed on); none when absent.
+   */
+  readonly responses?: 'refuse' | 'log' | undefined;
 }
 
 /** One generated route, as it goes into the config. */
@@ -27,6 +32,8 @@ export interface GeneratedRoute {
   scopes?: string[];
   requestBody?: { schema: string; required?: false };
   query?: { schema: Record<string, unknown> };
+  params?: { schema: Record<string, unknown> };
+  responseBody?: { schemas: Record<string, string>; onInvalid?: 'log' };
 }
 
 /** The routes, and what the document says that they could not express (printed as comments). */
@@ -90,10 +97,20 @@ export function openApiRoutes(doc: unknown, options: OpenApiRoutesOptions): Open
         upstream: options.upstream,
       };
       applySecurity(route, op.security ?? doc.security, schemes, where, notes, options.issuer);
+      const params = paramsSchemaOf(doc, item.parameters, op.parameters, path, where, notes);
+      if (params !== null) route.params = { schema: params };
       const query = querySchemaOf(doc, item.parameters, op.parameters, where, notes);
       if (query !== null) route.query = { schema: query };
       const body = requestBodyOf(doc, op, `/paths/${escapePointer(path)}/${method}/requestBody`, where, notes);
       if (body !== null) route.requestBody = { schema: `${options.reference}#${body.pointer}`, ...(body.required ? {} : { required: false as const }) };
+      if (options.responses !== undefined) {
+        const answers = responseSchemasOf(doc, op, `/paths/${escapePointer(path)}/${method}/responses`, where, notes);
+        if (answers !== null) {
+          const schemas: Record<string, string> = {};
+          for (const [status, pointer] of answers) schemas[status] = `${options.reference}#${pointer}`;
+          route.responseBody = { schemas, ...(options.responses === 'log' ? { onInvalid: 'log' as const } : {}) };
+        }
+      }
       routes.push(route);
     }
   }
@@ -116,12 +133,17 @@ function gatehousePath(path: string, where: string, notes: string[]): string {
   const segments = path.split('/').map((segment) => {
     if (!segment.includes('{')) return segment;
     const whole = /^\{([^{}]+)\}$/.exec(segment);
-    const name = (whole?.[1] ?? /\{([^{}]+)\}/.exec(segment)?.[1] ?? 'param').replace(/[^A-Za-z0-9_]/g, '_').replace(/^(?=[0-9])/, '_');
+    const name = paramName(whole?.[1] ?? /\{([^{}]+)\}/.exec(segment)?.[1] ?? 'param');
     if (!whole) notes.push(`${where}: the segment ${JSON.stringify(segment)} is matched as a whole parameter {${name}} (a route segment is a literal or a parameter)`);
     else if (!PARAM_NAME.test(whole[1]!)) notes.push(`${where}: the parameter {${whole[1]}} is named {${name}} in the route (for claim rules)`);
     return `{${name}}`;
   });
   return segments.join('/') || '/';
+}
+
+/** A `{param}` name as a route path (and claim rules) can use it: letters, digits and `_`. */
+function paramName(name: string): string {
+  return name.replace(/[^A-Za-z0-9_]/g, '_').replace(/^(?=[0-9])/, '_');
 }
 
 /**
@@ -178,20 +200,43 @@ function requestBodyOf(doc: Obj, op: Obj, at: string, where: string, notes: stri
 }
 
 /**
+ * The JSON schemas of an operation's answers by status (`200`, `2XX`, `default`), as pointers into
+ * the document (through `components/responses` references); null when it has none. A status
+ * without a JSON schema (no content, another media type) is not listed: its answers pass unread.
+ */
+function responseSchemasOf(doc: Obj, op: Obj, at: string, where: string, notes: string[]): [string, string][] | null {
+  if (!isObject(op.responses)) return null;
+  const out: [string, string][] = [];
+  for (const [rawStatus, rawResponse] of Object.entries(op.responses)) {
+    const status = rawStatus.toUpperCase();
+    if (!/^([2-5][0-9][0-9]|[2-5]XX|DEFAULT)$/.test(status)) continue;
+    let pointer = `${at}/${escapePointer(rawStatus)}`;
+    let response = rawResponse;
+    if (isObject(response) && typeof response.$ref === 'string' && response.$ref.startsWith('#/')) {
+      pointer = response.$ref.slice(1);
+      response = resolveRef(doc, response);
+    }
+    if (!isObject(response) || !isObject(response.content)) continue;
+    const types = Object.keys(response.content);
+    const json = types.find((t) => JSON_MEDIA_TYPE.test(t));
+    const media = json === undefined ? undefined : response.content[json];
+    if (json === undefined || !isObject(media) || media.schema === undefined) {
+      if (types.length > 0) notes.push(`${where}: the ${rawStatus} answer (${types.join(', ')}) has no JSON schema: not checked`);
+      continue;
+    }
+    out.push([status === 'DEFAULT' ? 'default' : status, `${pointer}/content/${escapePointer(json)}/schema`]);
+  }
+  return out.length > 0 ? out : null;
+}
+
+/**
  * The operation's query parameters (the path item's, overridden by the operation's of the same
  * name) as one inline schema: each parameter's schema under its name, the required ones in
  * `required`. Parameters not declared still pass (a document rarely lists every one a client
  * sends). Null without any.
  */
 function querySchemaOf(doc: Obj, shared: unknown, own: unknown, where: string, notes: string[]): Record<string, unknown> | null {
-  const byName = new Map<string, Obj>();
-  for (const list of [shared, own]) {
-    if (!Array.isArray(list)) continue;
-    for (const raw of list) {
-      const param = resolveRef(doc, raw);
-      if (isObject(param) && param.in === 'query' && typeof param.name === 'string') byName.set(param.name, param);
-    }
-  }
+  const byName = parametersIn(doc, 'query', shared, own);
   if (byName.size === 0) return null;
   const properties: Record<string, unknown> = {};
   const required: string[] = [];
@@ -211,7 +256,44 @@ function querySchemaOf(doc: Obj, shared: unknown, own: unknown, where: string, n
   return required.length > 0 ? { type: 'object', properties, required } : { type: 'object', properties };
 }
 
-/** OpenAPI words a config's inline JSON Schema would refuse as unknown keywords. */
+/** The parameters of one location (`query`, `path`) by name: the path item's, overridden by the operation's. */
+function parametersIn(doc: Obj, location: string, shared: unknown, own: unknown): Map<string, Obj> {
+  const byName = new Map<string, Obj>();
+  for (const list of [shared, own]) {
+    if (!Array.isArray(list)) continue;
+    for (const raw of list) {
+      const param = resolveRef(doc, raw);
+      if (isObject(param) && param.in === location && typeof param.name === 'string') byName.set(param.name, param);
+    }
+  }
+  return byName;
+}
+
+/**
+ * The operation's path parameters as one inline schema, under the names the route's path gives
+ * them (`{order-id}` is `{order_id}` there). A parameter in a segment with other text
+ * (`{name}.pdf`, matched whole) or without a schema is left out, noted. Null without any.
+ */
+function paramsSchemaOf(doc: Obj, shared: unknown, own: unknown, path: string, where: string, notes: string[]): Record<string, unknown> | null {
+  const byName = parametersIn(doc, 'path', shared, own);
+  if (byName.size === 0) return null;
+  const properties: Record<string, unknown> = {};
+  for (const segment of path.split('/')) {
+    const whole = /^\{([^{}]+)\}$/.exec(segment);
+    if (whole === null) continue;
+    const param = byName.get(whole[1]!);
+    if (param === undefined) continue;
+    const inlined = param.schema === undefined ? undefined : inlineSchema(doc, param.schema, 0);
+    if (inlined === undefined) {
+      notes.push(`${where}: the path parameter ${whole[1]} has no usable schema: any value`);
+      continue;
+    }
+    properties[paramName(whole[1]!)] = inlined;
+  }
+  return Object.keys(properties).length > 0 ? { type: 'object', properties } : null;
+}
+
+/** OpenAPI words a config's inline JSON Schema would refuse as unknown keywords. *//** OpenAPI words a config's inline JSON Schema would refuse as unknown keywords. */
 const ANNOTATION_ONLY = new Set(['example', 'xml', 'externalDocs', 'discriminator']);
 
 /** Keywords whose value maps names to schemas: the names are the API's, never dropped. */
@@ -248,12 +330,12 @@ function resolveRef(doc: Obj, value: unknown, depth = 0): unknown {
 }
 
 /**
- * `gatehouse openapi FILE --upstream NAME [--issuer NAME]`: print a `routes:` section for the
+ * `gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1] [--responses refuse|log]`: print a `routes:` section for the
  * document's operations. Exit 0, or 3 with the reason for a file that is not an OpenAPI document.
  */
 export function runOpenApiRoutes(
   file: string,
-  options: { upstream: string; issuer?: string | undefined; prefix?: string | undefined },
+  options: { upstream: string; issuer?: string | undefined; prefix?: string | undefined; responses?: 'refuse' | 'log' | undefined },
   out: { write(text: string): unknown },
   err: { write(text: string): unknown },
 ): number {
@@ -275,7 +357,7 @@ export function runOpenApiRoutes(
   const yaml = new Document({ routes: result.routes });
   const header = [
     `routes for the operations of ${file} (gatehouse openapi): one exact route per path and method.`,
-    `requestBody.schema names ${file} as it was given here: relative to the config file's directory.`,
+    `${options.responses === undefined ? 'requestBody.schema names' : 'requestBody.schema and responseBody.schemas name'} ${file} as it was given here: relative to the config file's directory.`,
     ...result.notes.map((n) => `note: ${n}`),
   ];
   yaml.commentBefore = header.map((line) => ` ${line}`).join('\n');

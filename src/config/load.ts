@@ -45,6 +45,9 @@ export function loadConfigText(
     locate: located.locate,
   });
   if (result.issues.length > 0) throw new ConfigError(result.issues);
+  // Kept (not enumerable: not part of the config's value) for the checks that read files later —
+  // certificates at validate, start and reload — so they too name the line of the key.
+  Object.defineProperty(result.config, 'locate', { value: located.locate, enumerable: false });
   return result.config;
 }
 

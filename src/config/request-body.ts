@@ -19,6 +19,29 @@ export function normalizeQuery(raw: Raw | undefined, at: (string | number)[], ba
 }
 
 /**
+ * `routes[].params` at load: a schema for the route's path parameters, read and compiled like a
+ * query's; a property that names no `{param}` of the route's path is a config error (a typo
+ * would otherwise check nothing). Null when absent or unusable (the problem reported).
+ */
+export function normalizeParams(raw: Raw | undefined, routePath: unknown, at: (string | number)[], baseDir: string, bad: Bad): { schema: object; schemaFile?: string } | null {
+  if (raw === undefined) return null;
+  const loaded = normalizeQuery(raw, at, baseDir, bad);
+  if (loaded === null) return null;
+  const names = new Set(typeof routePath === 'string' ? [...routePath.matchAll(/\{([^{}]+)\}/g)].map((m) => m[1]!) : []);
+  if (names.size === 0) {
+    bad(at, `the route's path ${JSON.stringify(routePath)} has no {parameters} to check`);
+    return null;
+  }
+  const properties = (loaded.schema as { properties?: unknown }).properties;
+  if (properties !== null && typeof properties === 'object') {
+    for (const name of Object.keys(properties)) {
+      if (!names.has(name)) bad([...at, 'schema', 'properties', name], `names no parameter of the route's path (${[...names].map((n) => `{${n}}`).join(', ')})`);
+    }
+  }
+  return loaded;
+}
+
+/**
  * A route's schema (inline, a file, or `file#/pointer`) read and compiled by `compile`; any
  * problem reported at `at` — the file's own message, or `is not a usable JSON Schema (file): …`.
  */

@@ -1,3 +1,4 @@
+import type { ConfigIssue } from '../errors.js';
 import type { TracingSettings } from '../telemetry/trace-context.js';
 import type { SchemaDialect } from '../validate/body-schema.js';
 /**
@@ -191,6 +192,8 @@ export interface RouteConfig {
   requestBody?: RequestBodyConfig | null;
   /** The query checked against a JSON Schema (docs/configuration.md, "Queries"); null or absent: not read. */
   query?: { schema: object; schemaFile?: string } | null;
+  /** The path parameters checked against a JSON Schema (docs/configuration.md, "Path parameters"); null or absent: not checked. */
+  params?: { schema: object; schemaFile?: string } | null;
   /** The upstream's JSON answers checked against a schema per status (docs/configuration.md, "Answers"); null or absent: streamed unread. */
   responseBody?: ResponseBodyConfig | null;
 }
@@ -406,6 +409,11 @@ export interface CorsConfig {
 export interface GatehouseConfig {
   /** Absolute path of the file this came from ('' when built in code). */
   file: string;
+  /**
+   * Where a key path sits in the file, for problems found after load (certificate files);
+   * absent for a config built in code. Not enumerable.
+   */
+  readonly locate?: (path: readonly (string | number)[], message: string) => ConfigIssue;
   /** Directory relative paths (certs, keys) resolve against. */
   baseDir: string;
   listen: ListenerConfig[];

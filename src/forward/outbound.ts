@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import type { ClientTlsConfig } from '../config/types.js';
+import type { ClientTlsConfig, GatehouseConfig } from '../config/types.js';
+import type { ConfigIssue } from '../errors.js';
 
 /**
  * TLS options for an outbound client (upstream pool, JWKS / discovery fetcher, introspection,
@@ -19,12 +20,67 @@ import type { ClientTlsConfig } from '../config/types.js';
 export function clientTlsOptions(tls: ClientTlsConfig | undefined, baseDir: string): ConnectionOptions {
   const out: ConnectionOptions = { rejectUnauthorized: true, minVersion: tls?.minVersion ?? 'TLSv1.2' };
   if (!tls) return out;
-  const read = (file: string) => readFileSync(path.resolve(baseDir, file));
-  if (tls.ca) out.ca = [...rootCertificates, read(tls.ca).toString('utf8')];
-  if (tls.cert) out.cert = read(tls.cert);
-  if (tls.key) out.key = read(tls.key);
+  if (tls.ca) out.ca = [...rootCertificates, readPem(tls.ca, baseDir, 'ca').toString('utf8')];
+  if (tls.cert) out.cert = readPem(tls.cert, baseDir, 'cert');
+  if (tls.key) out.key = readPem(tls.key, baseDir, 'key');
   if (tls.servername) out.servername = tls.servername;
   return out;
+}
+
+/** A PEM file of a client `tls` section that cannot be used; `entry` is its key (`ca`, `cert`, `key`). */
+export class TlsFileError extends Error {
+  constructor(
+    readonly entry: 'ca' | 'cert' | 'key',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readPem(file: string, baseDir: string, entry: 'ca' | 'cert' | 'key'): Buffer {
+  const absolute = path.resolve(baseDir, file);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(absolute);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new TlsFileError(entry, `the file ${absolute} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (err as Error).message})`}`);
+  }
+  if (!bytes.includes('-----BEGIN ')) throw new TlsFileError(entry, `the file ${absolute} is not PEM (no -----BEGIN line)`);
+  return bytes;
+}
+
+/**
+ * The outbound `tls` sections' files (`upstreams[].tls`, `issuers[].tls`) as every client that
+ * uses them will read them: one problem per unusable file, naming the key (and its line). Checked
+ * before a plan is built, so `validate`, `start` and a reload all refuse such a config the same
+ * way, never with a stack trace.
+ *
+ * @example
+ * ```ts
+ * const issues = checkClientTls(loadConfigFile('gatehouse.yaml'));
+ * ```
+ */
+export function checkClientTls(config: GatehouseConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const sections: [string, number, ClientTlsConfig | undefined][] = [
+    ...config.upstreams.map((u, i): [string, number, ClientTlsConfig | undefined] => ['upstreams', i, u.tls]),
+    ...config.issuers.map((u, i): [string, number, ClientTlsConfig | undefined] => ['issuers', i, u.tls]),
+  ];
+  for (const [list, index, tls] of sections) {
+    for (const entry of ['ca', 'cert', 'key'] as const) {
+      const file = tls?.[entry];
+      if (!file) continue;
+      try {
+        readPem(file, config.baseDir, entry);
+      } catch (err) {
+        const message = (err as Error).message;
+        const keyPath = [list, index, 'tls', entry];
+        issues.push(config.locate?.(keyPath, message) ?? { file: config.file || '(config)', line: 0, column: 0, path: `${list}[${index}].tls.${entry}`, message });
+      }
+    }
+  }
+  return issues;
 }
 
 /**

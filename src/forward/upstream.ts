@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import type { ValidateFunction } from 'ajv';
 import type { Logger } from 'pino';
 import { Pool, type Dispatcher } from 'undici';
 import type { GatehouseConfig, UpstreamConfig } from '../config/types.js';
@@ -12,7 +13,6 @@ import { connectionTokens, dropCorsHeaders, isHopByHopResponseHeader, publicLoca
 import { clientTlsOptions, isOutboundTimeout } from './outbound.js';
 import { namesWebSocket, type WebSocketForward } from './tunnel.js';
 import { startHealthChecks, type HealthChecks } from './health-check.js';
-import type { ValidateFunction } from 'ajv';
 import { answerHasNoBody, responseBodyProblem, responseHeadProblem, responseValidator, type ResponseCheck } from '../validate/response-body.js';
 
 /**

@@ -8,7 +8,7 @@ import { clientClosed, dispatchForward } from '../forward/upstream.js';
 import { isWebSocketHandshake, namesWebSocket, type Tunnels, type WebSocketForward } from '../forward/tunnel.js';
 import { sendContinue } from '../respond/continue.js';
 import { bodyInvalid, checkBody, jsonMediaTypeProblem, readBody, type BodyCheck } from '../validate/request-body.js';
-import { checkQuery } from '../validate/query.js';
+import { checkParams, checkQuery } from '../validate/query.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
@@ -325,6 +325,11 @@ async function stagesFrom(ctx: RequestContext, r: CompiledRoute, step: number, p
 
 function forward(ex: Exchange): void | Promise<void> {
   const r = ex.ctx.route!;
+  const paramsCheck = r.paramsCheck;
+  if (paramsCheck !== null) {
+    const refusal = checkParams(paramsCheck, ex.ctx.params);
+    if (refusal !== null) return fail(ex, refusal);
+  }
   const queryCheck = r.queryCheck;
   if (queryCheck !== null) {
     const refusal = checkQuery(queryCheck, ex.ctx.query);

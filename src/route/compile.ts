@@ -3,6 +3,7 @@ import { ConfigError, type ConfigIssue, type GatehouseError } from '../errors.js
 import { composeStages, type RequestContext, type Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
 import { createUpstream, type Upstream } from '../forward/upstream.js';
+import { checkClientTls } from '../forward/outbound.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createHostRouteTable, type HostRouteTable } from './hosts.js';
 import { createBodyCheck, type BodyCheck } from '../validate/request-body.js';
@@ -33,6 +34,8 @@ export interface CompiledRoute {
   readonly onAuthFailure: ((ctx: RequestContext) => void) | null;
   /** `query`: the query this route accepts; null: not read. */
   readonly queryCheck: QueryCheck | null;
+  /** `params`: the path parameters this route accepts; null: not checked. */
+  readonly paramsCheck: QueryCheck | null;
   /** `requestBody`: the JSON bodies this route accepts, read whole and checked before forwarding; null: streamed unread. */
   readonly bodyCheck: BodyCheck | null;
   /** `responseBody`: the upstream's answers this route lets through, held whole and checked; null: streamed unread. */
@@ -83,6 +86,9 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
   const areas: AreaRuntime[] = [];
   const issues: ConfigIssue[] = [];
   const upstreams = new Map<string, Upstream>();
+  // Certificate files of the outbound clients: a clear problem per file, before any client is built.
+  const tlsIssues = checkClientTls(config);
+  if (tlsIssues.length > 0) throw new ConfigError(tlsIssues);
   try {
     for (const factory of factories) {
       const area = await factory(config, services);
@@ -121,6 +127,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         forward: forwardOptions(route, config),
         bodyCheck: route.requestBody ? createBodyCheck(route.requestBody) : null,
         queryCheck: route.query ? createQueryCheck(route.query.schema) : null,
+        paramsCheck: route.params ? createQueryCheck(route.params.schema) : null,
         responseCheck: route.responseBody ? createResponseCheck(route.responseBody) : null,
         onAuthFailure,
       };

@@ -248,9 +248,16 @@ export function checkListenerTls(gateway: GatehouseConfig): ConfigIssue[] {
   return issues;
 }
 
+/** `listen[0].tls.sni[1]` as the key path `['listen', 0, 'tls', 'sni', 1]`. */
+function keyPathOf(path: string): (string | number)[] {
+  return path.split(/\.|(?=\[)/).map((part) => (part.startsWith('[') ? Number(part.slice(1, -1)) : part));
+}
+
 /** A listener's certificates as a start loads them, or the one config issue that stops it. */
 function loadListenerCertificates(tlsConfig: ListenerTlsConfig, gateway: GatehouseConfig, where: string): { set: CertificateSet } | { issue: ConfigIssue } {
-  const issue = (path: string, message: string): { issue: ConfigIssue } => ({ issue: { file: gateway.file ?? '(config)', line: 0, column: 0, path, message } });
+  const issue = (path: string, message: string): { issue: ConfigIssue } => ({
+    issue: gateway.locate?.(keyPathOf(path), message) ?? { file: gateway.file || '(config)', line: 0, column: 0, path, message },
+  });
   let set: CertificateSet;
   try {
     set = loadCertificateSet(tlsConfig, gateway.baseDir);

@@ -65,6 +65,36 @@ describe('gatehouse validate', () => {
     expect(lines.at(-1)).toMatch(/problem\(s\) in the config; nothing was started/);
   });
 
+  it('names the file, line and key of an outbound certificate file that is missing or not PEM — never a stack trace', () => {
+    write('not-pem.pem', 'hello\n');
+    const file = write(
+      'tls-files.yaml',
+      [
+        'listen: { port: 8080 }',
+        'issuers:',
+        '  - { name: main, issuer: "https://issuer.example", jwksUri: "https://issuer.example/jwks", audiences: [api], tls: { ca: ./not-pem.pem } }',
+        'upstreams:',
+        '  - name: a',
+        '    url: https://127.0.0.1:1',
+        '    tls: { ca: ./missing-ca.pem, cert: ./missing-cert.pem, key: ./missing-key.pem }',
+        'routes: [{ name: r, path: /, upstream: a, public: true }]',
+        '',
+      ].join('\n'),
+    );
+    for (const command of ['validate', 'start']) {
+      const out = run(command, '--config', file, ...(command === 'start' ? ['--workers', '1'] : []));
+      expect(out.status, command).toBe(3);
+      const lines = out.stderr.trim().split('\n');
+      expect(lines, command).toEqual([
+        `${file}:7:16 upstreams[0].tls.ca the file ${path.join(dir, 'missing-ca.pem')} does not exist`,
+        `${file}:7:40 upstreams[0].tls.cert the file ${path.join(dir, 'missing-cert.pem')} does not exist`,
+        `${file}:7:65 upstreams[0].tls.key the file ${path.join(dir, 'missing-key.pem')} does not exist`,
+        `${file}:3:122 issuers[0].tls.ca the file ${path.join(dir, 'not-pem.pem')} is not PEM (no -----BEGIN line)`,
+        'gatehouse: 4 problem(s) in the config; nothing was started',
+      ]);
+    }
+  });
+
   it('says clearly when the file is missing', () => {
     const out = run('validate', '--config', path.join(dir, 'nope.yaml'));
     expect(out.status).toBe(3);

@@ -130,6 +130,46 @@ describe('openApiRoutes', () => {
     expect(by.health!.query).toBeUndefined();
   });
 
+  it('path parameters as one inline schema under the route\'s names ({order-id} is order_id); a mixed segment left out', () => {
+    const withParams = structuredClone(doc) as any;
+    withParams.paths['/orders/{order-id}'].parameters = [{ name: 'order-id', in: 'path', required: true, schema: { type: 'string', format: 'uuid', example: 'x' } }];
+    withParams.paths['/files/{name}.pdf'].put.parameters = [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }];
+    const generated = openApiRoutes(withParams, { reference: 'openapi.yaml', upstream: 'orders' });
+    const by = Object.fromEntries(generated.routes.map((r) => [r.name, r]));
+    expect(by.getOrder!.params).toEqual({ schema: { type: 'object', properties: { order_id: { type: 'string', format: 'uuid' } } } });
+    expect(by.updateOrder!.params).toEqual(by.getOrder!.params);
+    expect(by.uploadFile!.params).toBeUndefined();
+    expect(by.listOrders!.params).toBeUndefined();
+  });
+
+  it('--responses: each operation\'s JSON answers by status (a components/responses $ref followed, 2xx as 2XX), other media types noted', () => {
+    const withAnswers = structuredClone(doc) as any;
+    withAnswers.paths['/orders/{order-id}'].get.responses = {
+      '200': { description: 'ok', content: { 'application/json': { schema: { $ref: '#/components/schemas/Order' } } } },
+      '2xx': { description: 'other', content: { 'application/vnd.api+json': { schema: { type: 'object' } } } },
+      '404': { $ref: '#/components/responses/NotFound' },
+      '410': { description: 'gone' },
+      default: { description: 'error', content: { 'text/plain': { schema: { type: 'string' } } } },
+    };
+    withAnswers.components.responses = { NotFound: { description: 'no such order', content: { 'application/problem+json': { schema: { type: 'object', required: ['title'] } } } } };
+    const refused = openApiRoutes(withAnswers, { reference: 'openapi.yaml', upstream: 'orders', responses: 'refuse' });
+    const getOrder = refused.routes.find((r) => r.name === 'getOrder')!;
+    expect(getOrder.responseBody).toEqual({
+      schemas: {
+        '200': 'openapi.yaml#/paths/~1orders~1{order-id}/get/responses/200/content/application~1json/schema',
+        '2XX': 'openapi.yaml#/paths/~1orders~1{order-id}/get/responses/2xx/content/application~1vnd.api+json/schema',
+        '404': 'openapi.yaml#/components/responses/NotFound/content/application~1problem+json/schema',
+      },
+    });
+    expect(refused.notes).toContain('GET /orders/{order-id}: the default answer (text/plain) has no JSON schema: not checked');
+    // Operations whose answers have no JSON content get no responseBody.
+    expect(refused.routes.find((r) => r.name === 'listOrders')!.responseBody).toBeUndefined();
+    const logged = openApiRoutes(withAnswers, { reference: 'openapi.yaml', upstream: 'orders', responses: 'log' });
+    expect(logged.routes.find((r) => r.name === 'getOrder')!.responseBody!.onInvalid).toBe('log');
+    // Without --responses, nothing about answers.
+    expect(openApiRoutes(withAnswers, { reference: 'openapi.yaml', upstream: 'orders' }).routes.some((r) => r.responseBody !== undefined)).toBe(false);
+  });
+
   it('refuses what is not an OpenAPI 3 document', () => {
     expect(() => openApiRoutes({ swagger: '2.0', paths: {} }, { reference: 'x', upstream: 'u' })).toThrow('is not an OpenAPI 3.0 or 3.1 document (its "openapi" is undefined)');
     expect(() => openApiRoutes({ openapi: '3.1.0' }, { reference: 'x', upstream: 'u' })).toThrow('has no "paths" object');
@@ -217,5 +257,8 @@ ${out.stdout.replace(/openapi\.yaml#/g, `${path.join(dir, 'openapi.yaml')}#`)}`)
     const usage = spawnSync(process.execPath, [BIN, 'openapi', 'swagger.yaml'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
     expect(usage.status).toBe(2);
     expect(usage.stderr).toContain('usage: gatehouse openapi FILE --upstream NAME');
+    const badResponses = spawnSync(process.execPath, [BIN, 'openapi', 'openapi.yaml', '--upstream', 'x', '--responses', 'drop'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
+    expect(badResponses.status).toBe(2);
+    expect(badResponses.stderr).toContain('[--responses refuse|log]');
   });
 });

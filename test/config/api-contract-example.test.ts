@@ -4,12 +4,13 @@ import { describe, expect, it } from 'vitest';
 import { openApiRoutes } from '../../src/cli/openapi-routes.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { createBodyCheck, checkBody } from '../../src/validate/request-body.js';
+import { createResponseCheck, responseBodyProblem, responseValidator } from '../../src/validate/response-body.js';
 
 /** examples/api-contract: the routes `gatehouse openapi` prints for its document, and the rest. */
 describe('examples/api-contract', () => {
   it('holds exactly the routes gatehouse openapi prints for its openapi.yaml', () => {
     const doc = parse(readFileSync('examples/api-contract/openapi.yaml', 'utf8')) as unknown;
-    const generated = openApiRoutes(doc, { reference: 'openapi.yaml', upstream: 'orders', issuer: 'main' });
+    const generated = openApiRoutes(doc, { reference: 'openapi.yaml', upstream: 'orders', issuer: 'main', responses: 'refuse' });
     const written = parse(readFileSync('examples/api-contract/gatehouse.yaml', 'utf8')) as { routes: unknown[] };
     expect(written.routes).toEqual(generated.routes);
     expect(generated.notes).toEqual([]);
@@ -29,5 +30,15 @@ describe('examples/api-contract', () => {
     const patch = createBodyCheck(config.routes.find((r) => r.name === 'updateOrder')!.requestBody!);
     expect(checkBody(patch, Buffer.alloc(0))).toBeNull();
     expect(checkBody(patch, Buffer.from('{"item":"coffee"}'))?.description).toContain('the property "item" is not allowed');
+    // Answers: an order as the document describes it passes; the writeOnly paymentToken, or a field it does not list, does not.
+    const answers = createResponseCheck(config.routes.find((r) => r.name === 'getOrder')!.responseBody!);
+    const order = { id: 'o1', ownerId: 'u1', item: 'tea', quantity: 2, note: null };
+    expect(responseBodyProblem(answers, responseValidator(answers, 200)!, Buffer.from(JSON.stringify(order)))).toBeNull();
+    expect(responseBodyProblem(answers, responseValidator(answers, 200)!, Buffer.from(JSON.stringify({ ...order, paymentToken: 'tok_123' })))).toContain('at /paymentToken: is write-only');
+    expect(responseBodyProblem(answers, responseValidator(answers, 200)!, Buffer.from(JSON.stringify({ ...order, internalCost: 3 })))).toContain('the property "internalCost" is not allowed');
+    expect(responseBodyProblem(answers, responseValidator(answers, 404)!, Buffer.from('{"title":"not found","status":404}'))).toBeNull();
+    expect(responseValidator(answers, 500)).toBeNull();
+    // The request body's schema is the same Order: paymentToken may be sent, readOnly ownerId may not.
+    expect(checkBody(create, Buffer.from('{"item":"tea","quantity":2,"paymentToken":"tok_123"}'))).toBeNull();
   });
 });

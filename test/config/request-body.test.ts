@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
-import { ConfigError, formatConfigIssue, type ConfigIssue } from '../../src/errors.js';
-import { issuesOf } from '../helpers/config.js';
+import { formatConfigIssue } from '../../src/errors.js';
+import { fileIssues, issuesOf } from '../helpers/config.js';
 
 /** `routes[].requestBody` at load (docs/configuration.md, "Request bodies"). */
 const config = (requestBody: string, methods = '') => `listen: { port: 0 }
@@ -16,16 +16,6 @@ routes:
     public: true
 ${methods ? `    methods: ${methods}\n` : ''}    requestBody: ${requestBody}
 `;
-
-function fileIssues(dir: string): ConfigIssue[] {
-  try {
-    loadConfigFile(path.join(dir, 'gatehouse.yaml'), {});
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.issues];
-    throw err;
-  }
-  return [];
-}
 
 describe('routes[].requestBody: what is refused at load', () => {
   it('a schema with an unknown keyword (strict: a typo is never a rule silently skipped)', () => {

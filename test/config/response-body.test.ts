@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
-import { ConfigError, formatConfigIssue, type ConfigIssue } from '../../src/errors.js';
-import { issuesOf } from '../helpers/config.js';
+import { formatConfigIssue } from '../../src/errors.js';
+import { fileIssues, issuesOf } from '../helpers/config.js';
 
 /** `routes[].responseBody` at load (docs/configuration.md, "Answers"). */
 const config = (responseBody: string, extra = '') => `listen: { port: 0 }
@@ -16,16 +16,6 @@ routes:
     public: true
 ${extra}    responseBody: ${responseBody}
 `;
-
-function fileIssues(dir: string): ConfigIssue[] {
-  try {
-    loadConfigFile(path.join(dir, 'gatehouse.yaml'), {});
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.issues];
-    throw err;
-  }
-  return [];
-}
 
 describe('routes[].responseBody: what is refused at load', () => {
   it('a schema with an unknown keyword, named by its status (strict: a typo is never a rule skipped)', () => {

@@ -24,6 +24,13 @@ routes:
     public: true
     query:
       schema: { type: object, properties: { q: { type: string, minLength: 1, maxLength: 50 }, limit: { type: integer, maximum: 100 } }, required: [q], additionalProperties: false }
+  - name: user
+    path: "/users/{id}/files/{fileId}"
+    exact: true
+    upstream: api
+    public: true
+    params:
+      schema: { type: object, properties: { id: { type: integer, minimum: 1 }, fileId: { type: string, format: uuid } } }
 `);
 });
 
@@ -58,6 +65,37 @@ describe('routes[].exact', () => {
 
   it('a prefix route still takes what is under it', async () => {
     expect(await status('GET', '/docs/guide/intro')).toMatchObject({ status: 200, forwarded: 1 });
+  });
+
+  it('routes[].params: a path parameter its schema refuses is 400 and not forwarded; one it takes goes upstream as sent', async () => {
+    const uuid = '3f1c1a52-8f0e-4f3e-9a51-6a1d1c2b3e4f';
+    for (const [path, reason] of [
+      [`/users/0/files/${uuid}`, 'at /id: must be >= 1'],
+      [`/users/7x/files/${uuid}`, 'at /id: must be integer'],
+      [`/users/1%20OR%201=1/files/${uuid}`, 'at /id: must be integer'],
+      ['/users/7/files/x%27%20OR%20%271%27=%271', 'at /fileId: must match format "uuid"'],
+      ['/users/7/files/1', 'at /fileId: must match format "uuid"'],
+    ] as const) {
+      const before = api.requests.length;
+      const res = await request(`${gw.url}${path}`);
+      const body = (await res.body.json()) as { code: string; detail: string };
+      expect(res.statusCode, path).toBe(400);
+      expect(body, path).toMatchObject({ code: 'GH_ERR_REQUEST_PARAMS_INVALID', detail: `the path is not accepted: ${reason}` });
+      expect(api.requests.length).toBe(before);
+    }
+    const ok = await request(`${gw.url}/users/42/files/${uuid}`);
+    await ok.body.dump();
+    expect(ok.statusCode).toBe(200);
+    expect(api.requests.at(-1)!.url).toBe(`/users/42/files/${uuid}`);
+  });
+
+  it('routes[].params: a property that names no parameter of the path, or a path without any, is a config error', () => {
+    const base = 'listen: { port: 0 }\nupstreams: [ { name: api, url: "http://127.0.0.1:1" } ]\nroutes:\n';
+    const typo = issuesOf(`${base}  - { name: u, path: "/users/{id}", upstream: api, public: true, params: { schema: { type: object, properties: { userId: { type: integer } } } } }\n`);
+    expect(typo.map((i) => [i.path, i.message])).toEqual([['routes[0].params.schema.properties.userId', "names no parameter of the route's path ({id})"]]);
+    const none = issuesOf(`${base}  - { name: u, path: /users, upstream: api, public: true, params: { schema: { type: object } } }\n`);
+    expect(none.map((i) => [i.path, i.message])).toEqual([['routes[0].params', 'the route\'s path "/users" has no {parameters} to check']]);
+    expect(issuesOf(`${base}  - { name: u, path: "/users/{id}", upstream: api, public: true, params: { schema: { type: object, properties: { id: { type: integr } } } } }\n`)[0]!.path).toBe('routes[0].params.schema');
   });
 
   it('routes[].query: a query its schema refuses is 400 and not forwarded; one it takes goes upstream as sent', async () => {

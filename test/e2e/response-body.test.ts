@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestPki } from '../helpers/certs.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { h2connect, h2request } from '../server/tls-client.js';
 import { DEMO_CLIENT_SECRETS, startAuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -360,5 +362,34 @@ describe('responseBody: the upstream connection after a refusal', () => {
       }, 3);
     });
     expect((await get('/users/1')).status).toBe(200);
+  });
+});
+
+describe('responseBody over HTTP/2', () => {
+  it('refuses and passes answers on an h2 stream the same way (chunked upstream answers included)', async () => {
+    const pki = await createTestPki();
+    const cert = await pki.server('gw', ['127.0.0.1', 'localhost']);
+    const h2 = await startTestGateway(`
+listen: { name: https, host: 127.0.0.1, port: 0, tls: { cert: ${cert.certFile}, key: ${cert.keyFile}, reload: { watch: false } } }
+upstreams: [ { name: api, url: ${api.url} } ]
+routes:
+  - { name: users, path: /users, upstream: api, public: true, responseBody: { schemas: { "200": ${JSON.stringify(USER_SCHEMA)} } } }
+`);
+    const session = await h2connect(h2.urls.https!, { ca: pki.ca.certPem, servername: 'localhost' });
+    try {
+      const leak = await h2request(session, { ':method': 'GET', ':path': '/users/leak' });
+      expect(leak.status).toBe(502);
+      expect(JSON.parse(leak.body).code).toBe('GH_ERR_UPSTREAM_RESPONSE_INVALID');
+      expect(leak.body).not.toContain('123-45-6789');
+      const chunked = await h2request(session, { ':method': 'GET', ':path': '/users/chunked' });
+      expect(chunked.status).toBe(200);
+      expect(chunked.body).toBe('{"id": 7,  "name": "Chunk"}');
+      expect(chunked.headers['content-length']).toBe(String(chunked.body.length));
+      const big = await h2request(session, { ':method': 'GET', ':path': '/users/bigchunks' });
+      expect(big.status).toBe(200); // maxSize 1 MiB by default on this route
+    } finally {
+      session.close();
+      await h2.close();
+    }
   });
 });

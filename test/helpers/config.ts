@@ -1,4 +1,5 @@
-import { loadConfigText } from '../../src/config/load.js';
+import path from 'node:path';
+import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
 import { ConfigError, type ConfigIssue } from '../../src/errors.js';
 
 /**
@@ -13,6 +14,17 @@ import { ConfigError, type ConfigIssue } from '../../src/errors.js';
 export function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): ConfigIssue[] {
   try {
     loadConfigText(text, 'gatehouse.yaml', env);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.issues];
+    throw err;
+  }
+  return [];
+}
+
+/** The problems `loadConfigFile` reports for `dir/gatehouse.yaml` (relative schema files and all), or []. */
+export function fileIssues(dir: string): ConfigIssue[] {
+  try {
+    loadConfigFile(path.join(dir, 'gatehouse.yaml'), {});
   } catch (err) {
     if (err instanceof ConfigError) return [...err.issues];
     throw err;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkQuery, createQueryCheck, queryObject } from '../../src/validate/query.js';
+import { checkParams, checkQuery, createQueryCheck, queryObject } from '../../src/validate/query.js';
 
 describe('queryObject', () => {
   it('each name to its decoded value, a repeated name to an array, no prototype', () => {
@@ -48,5 +48,22 @@ describe('checkQuery', () => {
     expect(refusal('?limit=10')).toBeNull();
     expect(refusal('?limit=10&tag=one&active=true&sort=desc')).toBeNull();
     expect(refusal('?limit=10&tag=one&tag=two')).toBeNull();
+  });
+});
+
+describe('checkParams', () => {
+  const check = createQueryCheck({ type: 'object', properties: { id: { type: 'integer', minimum: 1 }, slug: { type: 'string', pattern: '^[a-z-]+$' } } });
+
+  it('coerces on a copy: the params claim rules and the log see stay as they were', () => {
+    const params = { id: '7', slug: 'tea-pot' };
+    expect(checkParams(check, params)).toBeNull();
+    expect(params).toEqual({ id: '7', slug: 'tea-pot' });
+  });
+
+  it('refuses with 400 GH_ERR_REQUEST_PARAMS_INVALID naming the parameter', () => {
+    const refusal = checkParams(check, { id: '0', slug: 'x' });
+    expect(refusal).toMatchObject({ status: 400, code: 'GH_ERR_REQUEST_PARAMS_INVALID', description: 'the path is not accepted: at /id: must be >= 1' });
+    expect(checkParams(check, { id: '3', slug: '../etc' })?.description).toBe('the path is not accepted: at /slug: must match pattern "^[a-z-]+$"');
+    expect(checkParams(check, { id: '', slug: 'a' })?.description).toBe('the path is not accepted: at /id: must be integer');
   });
 });

@@ -137,6 +137,16 @@ const route: JsonSchema = closed(
       ['schema'],
       { description: 'The query checked before forwarding: 400 GH_ERR_REQUEST_QUERY_INVALID saying which parameter (docs/configuration.md, "Queries").' },
     ),
+    params: closed(
+      {
+        schema: {
+          description: "A JSON Schema for the path parameters as an object ({id} of /orders/{id} → { id: '7' }, decoded); values are text, coerced for integer, number and boolean types; its properties must name the path's parameters. A file (.json, .yaml, .yml, relative to this config file) or the schema itself.",
+          anyOf: [nonEmptyString, { type: 'object' }],
+        },
+      },
+      ['schema'],
+      { description: 'The path parameters checked before forwarding: 400 GH_ERR_REQUEST_PARAMS_INVALID saying which (docs/configuration.md, "Path parameters").' },
+    ),
     requestBody: closed(
       {
         schema: {
