@@ -2,7 +2,7 @@ import type { GatehouseConfig, IssuerConfig, RouteConfig } from '../config/types
 import { InvalidToken, MissingToken, type ConfigIssue, type GatehouseError } from '../errors.js';
 import type { Authenticator, AuthOutcome, Principal, RequestContext, Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
-import { configIssue } from '../authz/locate.js';
+import { configIssue } from '../config/issue.js';
 import { bearerCredential, bearerSyntaxError } from './bearer.js';
 import { checkSender } from './binding.js';
 import { acquireDpopChecker, type DpopChecker } from './dpop.js';

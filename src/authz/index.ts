@@ -4,7 +4,7 @@ import type { AreaFactory, GatewayServices, RouteStages } from '../pipeline/runt
 import type { RouteConfig } from '../config/types.js';
 import type { ClaimRule } from './claims.js';
 import { compileForwardClaims } from './forward-claims.js';
-import { configIssue } from './locate.js';
+import { configIssue } from '../config/issue.js';
 import { compileScopeCheck } from './scopes.js';
 import { compileSenderCheck } from './sender.js';
 import { compileStepUp } from './step-up.js';

@@ -4,6 +4,7 @@ import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import type { ClientTlsConfig, GatehouseConfig } from '../config/types.js';
 import type { ConfigIssue } from '../errors.js';
+import { configIssue } from '../config/issue.js';
 
 /**
  * TLS options for an outbound client (upstream pool, JWKS / discovery fetcher, introspection,
@@ -74,9 +75,7 @@ export function checkClientTls(config: GatehouseConfig): ConfigIssue[] {
       try {
         readPem(file, config.baseDir, entry);
       } catch (err) {
-        const message = (err as Error).message;
-        const keyPath = [list, index, 'tls', entry];
-        issues.push(config.locate?.(keyPath, message) ?? { file: config.file || '(config)', line: 0, column: 0, path: `${list}[${index}].tls.${entry}`, message });
+        issues.push(configIssue(config, [list, index, 'tls', entry], (err as Error).message));
       }
     }
   }

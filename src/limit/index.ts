@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendProblem } from '../respond/problem.js';
 import { Gauge } from 'prom-client';
-import { configIssue } from '../authz/locate.js';
+import { configIssue } from '../config/issue.js';
 import type { GatehouseConfig, QuotaConfig, RateLimitConfig, RouteConfig } from '../config/types.js';
 import { RateLimited, ServiceUnavailable, type ConfigIssue, type GatehouseError } from '../errors.js';
 import { composeStages, type RequestContext, type Stage } from '../pipeline/context.js';

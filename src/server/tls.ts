@@ -5,6 +5,7 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { configIssue } from '../config/issue.js';
 import http2, { type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
 import path from 'node:path';
@@ -255,9 +256,7 @@ function keyPathOf(path: string): (string | number)[] {
 
 /** A listener's certificates as a start loads them, or the one config issue that stops it. */
 function loadListenerCertificates(tlsConfig: ListenerTlsConfig, gateway: GatehouseConfig, where: string): { set: CertificateSet } | { issue: ConfigIssue } {
-  const issue = (path: string, message: string): { issue: ConfigIssue } => ({
-    issue: gateway.locate?.(keyPathOf(path), message) ?? { file: gateway.file || '(config)', line: 0, column: 0, path, message },
-  });
+  const issue = (path: string, message: string): { issue: ConfigIssue } => ({ issue: configIssue(gateway, keyPathOf(path), message) });
   let set: CertificateSet;
   try {
     set = loadCertificateSet(tlsConfig, gateway.baseDir);
