@@ -677,14 +677,26 @@ function buildClientAuth(issuer: IssuerConfig, intro: IntrospectionConfig, baseD
 
 /** `privateKey`: inline JWK JSON, or a file (PEM or JWK) relative to the config file. */
 function loadClientKey(value: string, baseDir: string): { key: KeyObject; alg: string; kid: string | undefined } {
-  const text = value.trimStart().startsWith('{') ? value : readFileSync(path.resolve(baseDir, value), 'utf8');
+  const inline = value.trimStart().startsWith('{');
+  const where = inline ? 'privateKey (inline JWK)' : `privateKey ${path.resolve(baseDir, value)}`;
+  let text: string;
+  try {
+    text = inline ? value : readFileSync(path.resolve(baseDir, value), 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`${where} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (err as Error).message})`}`);
+  }
   let jwk: Record<string, unknown> | undefined;
   let key: KeyObject;
-  if (text.trimStart().startsWith('{')) {
-    jwk = JSON.parse(text) as Record<string, unknown>;
-    key = createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
-  } else {
-    key = createPrivateKey(text);
+  try {
+    if (text.trimStart().startsWith('{')) {
+      jwk = JSON.parse(text) as Record<string, unknown>;
+      key = createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+    } else {
+      key = createPrivateKey(text);
+    }
+  } catch (err) {
+    throw new Error(`${where} is not a private key in PEM or JWK form (${(err as Error).message.split('\n')[0]})`);
   }
   let alg = typeof jwk?.alg === 'string' ? jwk.alg : undefined;
   if (!alg) {

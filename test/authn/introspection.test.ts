@@ -311,7 +311,9 @@ describe('the request to the introspection endpoint (RFC 7662 §2.1)', () => {
   it('refuses to build with an unreadable private_key_jwt key or TLS file (a config error, nothing left open)', () => {
     const services = testServices(T0);
     const missingKey = opaqueConfig(fake, 'authMethod: private_key_jwt, privateKey: absent.pem');
-    expect(() => createIntrospectionAuthenticator(missingKey.issuers[0]!, missingKey, services)).toThrow(/absent\.pem|ENOENT/);
+    expect(() => createIntrospectionAuthenticator(missingKey.issuers[0]!, missingKey, services)).toThrow(/^privateKey \/.*\/absent\.pem does not exist$/);
+    const notAKey = opaqueConfig(fake, `authMethod: private_key_jwt, privateKey: '{"kty":"EC","crv":"P-256"}'`);
+    expect(() => createIntrospectionAuthenticator(notAKey.issuers[0]!, notAKey, services)).toThrow(/^privateKey \(inline JWK\) is not a private key in PEM or JWK form/);
     const missingCa = opaqueConfig(fake, '', { issuer: 'tls: { ca: absent-ca.pem }' });
     expect(() => createIntrospectionAuthenticator(missingCa.issuers[0]!, missingCa, services)).toThrow(/absent-ca\.pem|ENOENT/);
   });
