@@ -207,6 +207,9 @@ describe('responseBody: answers that never reach the client', () => {
     expect(line).toMatchObject({ level: 'warn', status: 502, route: 'users', reason: 'GH_ERR_UPSTREAM_RESPONSE_INVALID' });
     expect(line.detail).toBe('the answer does not match the route\'s schema, at the top level: the property "ssn" is not allowed (upstream status 200)');
     expect(JSON.stringify(gw.logs)).not.toContain('123-45-6789');
+    // Counted with gatehouse's other refusals, by route and code.
+    const scraped = await gw.gateway.metrics.scrape();
+    expect(scraped).toMatch(/gatehouse_denials_total\{route="users",code="GH_ERR_UPSTREAM_RESPONSE_INVALID"\} [1-9]/);
   });
 
   it('a property marked writeOnly (a password) is refused in an answer, and not required there', async () => {
