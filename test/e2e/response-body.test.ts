@@ -33,7 +33,7 @@ const USER_SCHEMA = {
 };
 
 /** What the upstream answers for each path (status, headers, body); a function for streamed bodies. */
-type Answer = { status: number; headers?: Record<string, string>; body?: string | Buffer; chunks?: string[] };
+type Answer = { status: number; headers?: Record<string, string>; body?: string | Buffer; chunks?: string[]; stall?: boolean };
 const answers = new Map<string, Answer>();
 
 function json(status: number, value: unknown, extra: Record<string, string> = {}): Answer {
@@ -80,6 +80,7 @@ routes:
         "200": "${openapiFile}#/paths/~1pets~1{id}/get/responses/200/content/application~1json/schema"
         default: "${openapiFile}#/components/schemas/Problem"
   - { name: plain, path: /plain, upstream: api, public: true }
+  - { name: slow, path: /slow, upstream: api, public: true, timeout: 400ms, responseBody: { schemas: { "200": ${JSON.stringify(USER_SCHEMA)} } } }
 `;
 
 async function get(pathname: string, headers: Record<string, string> = { authorization: `Bearer ${token}` }, method = 'GET') {
@@ -99,13 +100,13 @@ beforeAll(async () => {
   as = await startAuthorizationServer({ audience: 'https://api.example.com' });
   api = await startUpstream();
   api.setHandler((req, res) => {
-    const answer = answers.get(new URL(req.url ?? '/', 'http://x').pathname.replace(/^\/(users|strict|report|pets|plain)/, '')) ?? json(200, { id: 1, name: 'Ann' });
+    const answer = answers.get(new URL(req.url ?? '/', 'http://x').pathname.replace(/^\/(users|strict|report|pets|plain|slow)/, '')) ?? json(200, { id: 1, name: 'Ann' });
     if (answer.chunks) {
       res.writeHead(answer.status, answer.headers);
       const chunks = [...answer.chunks];
       const next = () => {
         const chunk = chunks.shift();
-        if (chunk === undefined) return res.end();
+        if (chunk === undefined) return answer.stall ? undefined : res.end();
         res.write(chunk);
         setTimeout(next, 5);
       };
@@ -164,6 +165,7 @@ components:
   answers.set('/notfound-leak', json(404, { error: 'no such user', query: 'SELECT * FROM users WHERE id = 9' }));
   answers.set('/boom', { status: 500, headers: { 'content-type': 'text/plain' }, body: 'Error: at Db.query (/srv/app/db.js:10)' });
   answers.set('/gone', { status: 204 });
+  answers.set('/stalls', { status: 200, headers: { 'content-type': 'application/json' }, chunks: ['{"id":1,"name":"half-sent secret'], stall: true });
   answers.set('/deep', json(200, '{"id":1,"name":"Ann","x":' + '['.repeat(80) + ']'.repeat(80) + '}'));
   answers.set('/pet', json(200, { id: 3, name: 'Rex', tag: null }));
   answers.set('/pet-secret', json(200, { id: 3, name: 'Rex', tag: null, secret: 's3cr3t-value' }));
@@ -275,6 +277,13 @@ describe('responseBody: answers that never reach the client', () => {
     expect((await warning(streamed))!.why).toContain('over responseBody.maxSize (2048 bytes)');
     // The gateway is fine after the aborted exchanges.
     expect((await get('/users/1')).status).toBe(200);
+  });
+
+  it('an upstream that stalls in the middle of a held answer: 504 at the route\'s timeout, nothing of it sent', async () => {
+    const res = await get('/slow/stalls', {});
+    expect(res.status).toBe(504);
+    expect(res.json).toMatchObject({ code: 'GH_ERR_UPSTREAM_TIMEOUT' });
+    expect(res.text).not.toContain('half-sent');
   });
 
   it('a 4XX answer is checked by the range\'s schema: a clean 404 passes, one that leaks a query is refused', async () => {
