@@ -293,7 +293,7 @@ function paramsSchemaOf(doc: Obj, shared: unknown, own: unknown, path: string, w
   return Object.keys(properties).length > 0 ? { type: 'object', properties } : null;
 }
 
-/** OpenAPI words a config's inline JSON Schema would refuse as unknown keywords. *//** OpenAPI words a config's inline JSON Schema would refuse as unknown keywords. */
+/** OpenAPI words a config's inline JSON Schema would refuse as unknown keywords. */
 const ANNOTATION_ONLY = new Set(['example', 'xml', 'externalDocs', 'discriminator']);
 
 /** Keywords whose value maps names to schemas: the names are the API's, never dropped. */
@@ -330,8 +330,9 @@ function resolveRef(doc: Obj, value: unknown, depth = 0): unknown {
 }
 
 /**
- * `gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1] [--responses refuse|log]`: print a `routes:` section for the
- * document's operations. Exit 0, or 3 with the reason for a file that is not an OpenAPI document.
+ * `gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1] [--responses refuse|log]`:
+ * print a `routes:` section for the document's operations. Exit 0, or 3 with the reason for a
+ * file that is not an OpenAPI document.
  */
 export function runOpenApiRoutes(
   file: string,

@@ -6,6 +6,7 @@ import { checkAddressRange } from '../server/addresses.js';
 import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { checkHeaderRules, mergeHeaderRules } from './header-rules.js';
 import { normalizeParams, normalizeQuery, normalizeRequestBody, normalizeResponseBody } from './request-body.js';
+import { WHOLE_ANSWER_HEADERS } from '../validate/response-body.js';
 import { checkRouteHost } from '../route/hosts.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
 import type {
@@ -328,7 +329,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     };
     if (route.responseBody) {
       // The answer is read as it comes: gatehouse asks for it unencoded and whole.
-      for (const name of ['accept-encoding', 'range', 'if-range']) {
+      for (const name of WHOLE_ANSWER_HEADERS) {
         if (route.headers?.request.set[name] !== undefined) {
           bad([...at, 'responseBody'], `the route's headers.request.set names ${name}: with responseBody gatehouse asks the upstream for whole, unencoded answers itself`);
         }

@@ -8,7 +8,7 @@ import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createHostRouteTable, type HostRouteTable } from './hosts.js';
 import { createBodyCheck, type BodyCheck } from '../validate/request-body.js';
 import { createQueryCheck, type QueryCheck } from '../validate/query.js';
-import { createResponseCheck, type ResponseCheck } from '../validate/response-body.js';
+import { createResponseCheck, WHOLE_ANSWER_HEADERS, type ResponseCheck } from '../validate/response-body.js';
 import type { TracingSettings } from '../telemetry/trace-context.js';
 import { gatehouseCookiePrefixes } from '../authn/token-handler/cookie-names.js';
 
@@ -209,7 +209,7 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
   // client's `Range` would get a part of a body no schema reads, its `Accept-Encoding` a body
   // gatehouse cannot read. (A header rule setting these is a config error.)
   if (route.responseBody) {
-    for (const name of ['accept-encoding', 'range', 'if-range']) strip.add(name);
+    for (const name of WHOLE_ANSWER_HEADERS) strip.add(name);
     requestSet.push(['accept-encoding', 'identity']);
   }
   for (const [name] of requestSet) strip.add(name);

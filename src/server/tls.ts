@@ -5,13 +5,13 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { configIssue } from '../config/issue.js';
 import http2, { type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
 import path from 'node:path';
 import tls, { type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { Counter, Gauge } from 'prom-client';
 import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
+import { configIssue } from '../config/issue.js';
 import type { Logger } from 'pino';
 import type { GatehouseConfig, ListenerConfig, ListenerTlsConfig } from '../config/types.js';
 import { ConfigError, RequestRejected, type ConfigIssue } from '../errors.js';

@@ -38,10 +38,7 @@ export function queryObject(query: string): Record<string, string | string[]> {
 
 /** 400 `GH_ERR_REQUEST_QUERY_INVALID` for a query the route's schema refuses (saying where), else null. */
 export function checkQuery(check: QueryCheck, query: string): GatehouseError | null {
-  const validate = check.validate;
-  if (validate(queryObject(query))) return null;
-  const reason = describeSchemaError(validate.errors?.[0]);
-  return new RequestRejected('GH_ERR_REQUEST_QUERY_INVALID', 400, `the query is not accepted: ${reason}`, { detail: reason });
+  return refusal(check.validate, queryObject(query), 'GH_ERR_REQUEST_QUERY_INVALID', 'the query');
 }
 
 /**
@@ -50,8 +47,12 @@ export function checkQuery(check: QueryCheck, query: string): GatehouseError | n
  * takes `'7'`) never changes what claim rules and the log see, nor the path forwarded.
  */
 export function checkParams(check: QueryCheck, params: Record<string, string>): GatehouseError | null {
-  const validate = check.validate;
-  if (validate({ ...params })) return null;
+  return refusal(check.validate, { ...params }, 'GH_ERR_REQUEST_PARAMS_INVALID', 'the path');
+}
+
+/** Null when `value` meets the schema; else the 400 saying where (the first error). */
+function refusal(validate: ValidateFunction, value: object, code: 'GH_ERR_REQUEST_QUERY_INVALID' | 'GH_ERR_REQUEST_PARAMS_INVALID', what: string): GatehouseError | null {
+  if (validate(value)) return null;
   const reason = describeSchemaError(validate.errors?.[0]);
-  return new RequestRejected('GH_ERR_REQUEST_PARAMS_INVALID', 400, `the path is not accepted: ${reason}`, { detail: reason });
+  return new RequestRejected(code, 400, `${what} is not accepted: ${reason}`, { detail: reason });
 }

@@ -61,6 +61,13 @@ export function responseValidator(check: ResponseCheck, status: number): Validat
   return check.unlisted === 'pass' ? null : undefined;
 }
 
+/**
+ * Request headers a `responseBody` route never forwards from a client: gatehouse asks for the
+ * whole answer, unencoded (`Accept-Encoding: identity`), since a `Range` would get a part of a
+ * body no schema reads and an encoding a body gatehouse cannot read.
+ */
+export const WHOLE_ANSWER_HEADERS = ['accept-encoding', 'range', 'if-range'] as const;
+
 /** Statuses whose answers have no body to check (RFC 9110 §6.4.1). */
 export function answerHasNoBody(method: string, status: number): boolean {
   return method === 'HEAD' || status === 204 || status === 304 || status < 200;
