@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { rootCertificates, type ConnectionOptions } from 'node:tls';
@@ -69,14 +70,28 @@ export function checkClientTls(config: GatehouseConfig): ConfigIssue[] {
     ...config.issuers.map((u, i): [string, number, ClientTlsConfig | undefined] => ['issuers', i, u.tls]),
   ];
   for (const [list, index, tls] of sections) {
+    let certificate: X509Certificate | null = null;
+    let key: KeyObject | null = null;
     for (const entry of ['ca', 'cert', 'key'] as const) {
       const file = tls?.[entry];
       if (!file) continue;
       try {
-        readPem(file, config.baseDir, entry);
+        const bytes = readPem(file, config.baseDir, entry);
+        const absolute = path.resolve(config.baseDir, file);
+        try {
+          if (entry === 'key') key = createPrivateKey(bytes);
+          else if (entry === 'cert') certificate = new X509Certificate(bytes);
+          else new X509Certificate(bytes);
+        } catch (err) {
+          const what = entry === 'key' ? 'an unencrypted private key' : 'a certificate';
+          throw new TlsFileError(entry, `the file ${absolute} does not hold ${what} (${(err as Error).message.split('\n')[0]})`);
+        }
       } catch (err) {
         issues.push(configIssue(config, [list, index, 'tls', entry], (err as Error).message));
       }
+    }
+    if (certificate !== null && key !== null && !certificate.checkPrivateKey(key)) {
+      issues.push(configIssue(config, [list, index, 'tls', 'key'], `does not belong to the certificate in tls.cert (${certificate.subject.replace(/\n/g, ', ')})`));
     }
   }
   return issues;

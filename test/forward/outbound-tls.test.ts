@@ -44,6 +44,30 @@ routes: [ { name: r, path: /, upstream: good, public: true } ]
     expect(Object.keys(config)).not.toContain('locate');
   });
 
+  it('checkClientTls reads what the files hold: a broken PEM block, a key that is not the certificate\'s', async () => {
+    const pki = await createTestPki();
+    const one = await pki.client('one');
+    const two = await pki.client('two');
+    writeFileSync(path.join(dir, 'broken.pem'), '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
+    writeFileSync(
+      path.join(dir, 'gatehouse.yaml'),
+      `listen: { port: 0 }
+upstreams:
+  - { name: good, url: "https://127.0.0.1:1", tls: { ca: ${pki.caFile}, cert: ${one.certFile}, key: ${one.keyFile} } }
+  - { name: broken, url: "https://127.0.0.1:2", tls: { ca: ./broken.pem } }
+  - { name: mismatched, url: "https://127.0.0.1:3", tls: { cert: ${one.certFile}, key: ${two.keyFile} } }
+routes: [ { name: r, path: /, upstream: good, public: true } ]
+`,
+    );
+    const issues = checkClientTls(loadConfigFile(path.join(dir, 'gatehouse.yaml'), {}));
+    expect(issues.map((i) => [i.path, i.line])).toEqual([
+      ['upstreams[1].tls.ca', 4],
+      ['upstreams[2].tls.key', 5],
+    ]);
+    expect(issues[0]!.message).toMatch(new RegExp(`^the file ${path.join(dir, 'broken.pem').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not hold a certificate \\(`));
+    expect(issues[1]!.message).toMatch(/^does not belong to the certificate in tls\.cert \(.*CN=one/);
+  });
+
   it('a reload to a config with a missing CA file is refused as a config error; the running config stays', async () => {
     const base = `listen: { host: 127.0.0.1, port: 0 }
 upstreams: [ { name: api, url: "http://127.0.0.1:9" } ]
