@@ -47,6 +47,8 @@ export interface Upstream {
   setFailing(target: UpstreamTarget, failing: boolean, reason: string): void;
   /** Start the active health checks (`upstreams[].healthCheck`), if any; `close` stops them. */
   start(): void;
+  /** `responseBody`: an answer that did not match its route's contract, refused or (onInvalid: log) passed on. */
+  answerInvalid(route: string, action: 'refused' | 'passed'): void;
   close(): Promise<void>;
 }
 
@@ -105,6 +107,11 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
     up.set({ upstream: config.name, target: target.url }, 1);
     owners.set(`${config.name}\u0000${target.url}`, targets);
   }
+  const invalidAnswers = services.metrics.counter(
+    'gatehouse_upstream_answers_invalid_total',
+    "Answers that did not match their route's responseBody, by route and what gatehouse did: refused (502) or passed (onInvalid: log).",
+    ['route', 'action'],
+  );
   const downFor = config.downFor ?? 10_000;
   const log = services.log;
   let checks: HealthChecks | null = null;
@@ -160,6 +167,9 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
     },
     start() {
       if (config.healthCheck && checks === null) checks = startHealthChecks(this, config.healthCheck);
+    },
+    answerInvalid(route, action) {
+      invalidAnswers.inc({ route, action });
     },
     async close() {
       checks?.stop();
@@ -233,7 +243,7 @@ export interface ForwardRequest {
    * Receives the upstream latency (ms to the response head) as soon as the head arrives: the one
    * place it is kept (a client that leaves has its access log written before `done` runs).
    */
-  timing: { upstreamLatency: number | undefined; upstreamTarget?: string | undefined };
+  timing: { upstreamLatency: number | undefined; upstreamTarget?: string | undefined; readonly route?: { readonly name: string } | null };
   /**
    * The route's header rules (compiled once per route), for the answer too: an upstream
    * `Set-Cookie` under gatehouse's cookie prefixes is dropped and logged, and on a route whose
@@ -629,7 +639,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
    */
   private answerInvalid(reason: string, abort: boolean): void {
     const held = this.held!;
-    if (held.check.onInvalid === 'log') {
+    const refuse = held.check.onInvalid === 'refuse';
+    this.upstream.answerInvalid(this.request.timing.route?.name ?? '', refuse ? 'refused' : 'passed');
+    if (!refuse) {
       this.upstream.log.warn(
         { req_id: this.request.requestId, upstream: this.upstream.name, status: this.status, reason },
         "upstream answer does not match the route's responseBody; passed on (onInvalid: log)",

@@ -212,6 +212,7 @@ describe('responseBody: answers that never reach the client', () => {
     // Counted with gatehouse's other refusals, by route and code.
     const scraped = await gw.gateway.metrics.scrape();
     expect(scraped).toMatch(/gatehouse_denials_total\{route="users",code="GH_ERR_UPSTREAM_RESPONSE_INVALID"\} [1-9]/);
+    expect(scraped).toMatch(/gatehouse_upstream_answers_invalid_total\{route="users",action="refused"\} [1-9]/);
   });
 
   it('a property marked writeOnly (a password) is refused in an answer, and not required there', async () => {
@@ -351,6 +352,7 @@ describe('responseBody: answers that pass, as they came', () => {
     expect(big.status).toBe(200);
     expect(big.text).toBe('{"id":1,"name":"' + 'B'.repeat(3000) + '"}');
     expect((await warning(big))!.why).toContain('over responseBody.maxSize');
+    expect(await gw.gateway.metrics.scrape()).toMatch(/gatehouse_upstream_answers_invalid_total\{route="report",action="passed"\} 2/);
   });
 
   it('an OpenAPI 3.0 operation\'s response: readOnly allowed in an answer, nullable read, writeOnly refused, default for other statuses', async () => {
