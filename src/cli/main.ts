@@ -3,6 +3,7 @@ import '../boot/tick-shape.js';
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
+import type { RouteConfig } from '../config/types.js';
 import { ConfigError, formatConfigIssue } from '../errors.js';
 import { applyMissingV8Flags } from '../boot/v8-flags.js';
 import { logAutoWorkers } from './cpu-limit.js';
@@ -150,14 +151,27 @@ async function routes(file: string): Promise<number> {
       r.exact ? `${r.path} (exact)` : r.path,
       r.upstream,
       r.public ? 'public' : `token${r.scopes.length ? ` + ${r.scopes.join(' ')}` : ''}${r.issuers ? ` (${r.issuers.join(',')})` : ''}`,
+      checksOf(r),
     ]);
-    const header = ['ROUTE', 'METHODS', 'PATH', 'UPSTREAM', 'ACCESS'];
+    const header = ['ROUTE', 'METHODS', 'PATH', 'UPSTREAM', 'ACCESS', 'CHECKS'];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     for (const row of [header, ...rows]) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
     return 0;
   } catch (err) {
     return reportConfigError(err);
   }
+}
+
+/** What a route checks besides its token (`gatehouse routes`' CHECKS column): '-' for nothing. */
+function checksOf(r: RouteConfig): string {
+  const checks: string[] = [];
+  if (r.claims.length > 0) checks.push(`claims(${r.claims.length})`);
+  if (r.params) checks.push('params');
+  if (r.query) checks.push('query');
+  if (r.requestBody) checks.push(r.requestBody.schema === null ? 'body(json)' : 'body');
+  if (r.responseBody) checks.push(r.responseBody.onInvalid === 'log' ? 'answers(log)' : 'answers');
+  if (r.allowFrom) checks.push('allowFrom');
+  return checks.length > 0 ? checks.join(' ') : '-';
 }
 
 async function start(file: string, workersFlag: string | undefined): Promise<number> {

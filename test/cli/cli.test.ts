@@ -21,7 +21,7 @@ function run(...args: string[]) {
 }
 
 describe('gatehouse routes', () => {
-  it('prints the route table, with the methods a route without a list takes', () => {
+  it('prints the route table, with the methods a route without a list takes and what each route checks', () => {
     const file = write(
       'routes.yaml',
       [
@@ -31,15 +31,26 @@ describe('gatehouse routes', () => {
         'routes:',
         '  - { name: health, path: /health, upstream: a, public: true }',
         '  - { name: orders, path: /orders, methods: [GET, POST], upstream: a, scopes: [orders:read] }',
+        '  - name: order',
+        '    path: "/orders/{id}"',
+        '    exact: true',
+        '    methods: [GET, PATCH]',
+        '    upstream: a',
+        '    scopes: [orders:write]',
+        '    claims: [claims.sub == request.params.id]',
+        '    params: { schema: { type: object, properties: { id: { type: integer } } } }',
+        '    requestBody: { schema: { type: object } }',
+        '    responseBody: { schemas: { "200": { type: object } }, onInvalid: log }',
         '',
       ].join('\n'),
     );
     const out = run('routes', '--config', file);
     expect(out.status).toBe(0);
     const lines = out.stdout.trim().split('\n').map((l) => l.split(/\s{2,}/));
-    expect(lines[0]).toEqual(['ROUTE', 'METHODS', 'PATH', 'UPSTREAM', 'ACCESS']);
-    expect(lines[1]).toEqual(['health', 'all but TRACE', '/health', 'a', 'public']);
-    expect(lines[2]).toEqual(['orders', 'GET,POST', '/orders', 'a', 'token + orders:read']);
+    expect(lines[0]).toEqual(['ROUTE', 'METHODS', 'PATH', 'UPSTREAM', 'ACCESS', 'CHECKS']);
+    expect(lines[1]).toEqual(['health', 'all but TRACE', '/health', 'a', 'public', '-']);
+    expect(lines[2]).toEqual(['orders', 'GET,POST', '/orders', 'a', 'token + orders:read', '-']);
+    expect(lines[3]).toEqual(['order', 'GET,PATCH', '/orders/{id} (exact)', 'a', 'token + orders:write', 'claims(1) params body answers(log)']);
   });
 });
 
