@@ -262,3 +262,58 @@ ${out.stdout.replace(/openapi\.yaml#/g, `${path.join(dir, 'openapi.yaml')}#`)}`)
     expect(badResponses.stderr).toContain('[--responses refuse|log]');
   });
 });
+
+describe('gatehouse openapi --responses (the built CLI), examples/api-contract/openapi.yaml in a real gateway', () => {
+  const exampleDir = path.resolve('examples/api-contract');
+  let as: Awaited<ReturnType<typeof startAuthorizationServer>>;
+  let api: TestUpstream;
+  let gw: TestGateway;
+  let reader: string;
+  const order = { id: '3f1c1a52-8f0e-4f3e-9a51-6a1d1c2b3e4f', ownerId: 'demo-client', item: 'tea', quantity: 2, note: null };
+
+  beforeAll(async () => {
+    as = await startAuthorizationServer({ audience: 'https://api.example.com' });
+    api = await startUpstream();
+    api.setHandler((req, res) => {
+      const leak = req.url!.endsWith('/0b7e6a3c-1d2e-4f5a-8b9c-0d1e2f3a4b5c');
+      const text = JSON.stringify(leak ? { ...order, paymentToken: 'tok_live_secret' } : order);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    });
+    reader = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
+    const out = spawnSync(process.execPath, [BIN, 'openapi', 'openapi.yaml', '--upstream', 'orders', '--issuer', 'main', '--responses', 'refuse'], { cwd: exampleDir, encoding: 'utf8', timeout: 20_000 });
+    expect(out.stderr).toBe('');
+    expect(out.status).toBe(0);
+    expect(out.stdout).toContain('requestBody.schema and responseBody.schemas name openapi.yaml');
+    gw = await startTestGateway(`
+listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
+upstreams: [ { name: orders, url: ${api.url} } ]
+${out.stdout.replace(/openapi\.yaml#/g, `${path.join(exampleDir, 'openapi.yaml')}#`)}`);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await api?.close();
+    await as?.stop();
+  });
+
+  async function get(p: string) {
+    const before = api.requests.length;
+    const res = await request(`${gw.url}${p}`, { headers: { authorization: `Bearer ${reader}` } });
+    const text = await res.body.text();
+    return { status: res.statusCode, text, forwarded: api.requests.length - before };
+  }
+
+  it('lets the answer the document describes through, refuses one with its writeOnly paymentToken, refuses an id that is not a uuid', async () => {
+    const ok = await get(`/orders/${order.id}`);
+    expect(ok).toMatchObject({ status: 200, forwarded: 1 });
+    expect(JSON.parse(ok.text)).toEqual(order);
+    const leak = await get('/orders/0b7e6a3c-1d2e-4f5a-8b9c-0d1e2f3a4b5c');
+    expect(leak).toMatchObject({ status: 502, forwarded: 1 });
+    expect(leak.text).not.toContain('tok_live_secret');
+    expect(JSON.parse(leak.text).code).toBe('GH_ERR_UPSTREAM_RESPONSE_INVALID');
+    expect(await get('/orders/7')).toMatchObject({ status: 400, forwarded: 0 });
+  });
+});
