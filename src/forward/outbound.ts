@@ -1,11 +1,9 @@
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import type { ClientTlsConfig, GatehouseConfig } from '../config/types.js';
 import type { ConfigIssue } from '../errors.js';
 import { configIssue } from '../config/issue.js';
+import { certificateIn, checkCertificatePair, privateKeyIn, readTlsFile } from '../server/pem.js';
 
 /**
  * TLS options for an outbound client (upstream pool, JWKS / discovery fetcher, introspection,
@@ -22,41 +20,19 @@ import { configIssue } from '../config/issue.js';
 export function clientTlsOptions(tls: ClientTlsConfig | undefined, baseDir: string): ConnectionOptions {
   const out: ConnectionOptions = { rejectUnauthorized: true, minVersion: tls?.minVersion ?? 'TLSv1.2' };
   if (!tls) return out;
-  if (tls.ca) out.ca = [...rootCertificates, readPem(tls.ca, baseDir, 'ca').toString('utf8')];
-  if (tls.cert) out.cert = readPem(tls.cert, baseDir, 'cert');
-  if (tls.key) out.key = readPem(tls.key, baseDir, 'key');
+  if (tls.ca) out.ca = [...rootCertificates, readTlsFile(tls.ca, baseDir, 'CA').toString('utf8')];
+  if (tls.cert) out.cert = readTlsFile(tls.cert, baseDir, 'certificate');
+  if (tls.key) out.key = readTlsFile(tls.key, baseDir, 'key');
   if (tls.servername) out.servername = tls.servername;
   return out;
 }
 
-/** A PEM file of a client `tls` section that cannot be used; `entry` is its key (`ca`, `cert`, `key`). */
-export class TlsFileError extends Error {
-  constructor(
-    readonly entry: 'ca' | 'cert' | 'key',
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function readPem(file: string, baseDir: string, entry: 'ca' | 'cert' | 'key'): Buffer {
-  const absolute = path.resolve(baseDir, file);
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(absolute);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new TlsFileError(entry, `the file ${absolute} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (err as Error).message})`}`);
-  }
-  if (!bytes.includes('-----BEGIN ')) throw new TlsFileError(entry, `the file ${absolute} is not PEM (no -----BEGIN line)`);
-  return bytes;
-}
-
 /**
- * The outbound `tls` sections' files (`upstreams[].tls`, `issuers[].tls`) as every client that
- * uses them will read them: one problem per unusable file, naming the key (and its line). Checked
+ * The outbound `tls` sections' files (`upstreams[].tls`, `issuers[].tls`) as the clients that
+ * use them will read them, and what they hold — `ca` a certificate, `cert` and `key` a pair, the
+ * certificate valid now: one problem per section entry, naming the key (and its line). Checked
  * before a plan is built, so `validate`, `start` and a reload all refuse such a config the same
- * way, never with a stack trace.
+ * way, with the listeners' words (src/server/pem.ts), never a stack trace.
  *
  * @example
  * ```ts
@@ -65,34 +41,28 @@ function readPem(file: string, baseDir: string, entry: 'ca' | 'cert' | 'key'): B
  */
 export function checkClientTls(config: GatehouseConfig): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
+  /** What `read` returns, or null with its problem noted at `at`. */
+  const attempt = <T>(at: (string | number)[], read: () => T): T | null => {
+    try {
+      return read();
+    } catch (err) {
+      issues.push(configIssue(config, at, (err as Error).message));
+      return null;
+    }
+  };
   const sections: [string, number, ClientTlsConfig | undefined][] = [
     ...config.upstreams.map((u, i): [string, number, ClientTlsConfig | undefined] => ['upstreams', i, u.tls]),
     ...config.issuers.map((u, i): [string, number, ClientTlsConfig | undefined] => ['issuers', i, u.tls]),
   ];
+  const baseDir = config.baseDir;
   for (const [list, index, tls] of sections) {
-    let certificate: X509Certificate | null = null;
-    let key: KeyObject | null = null;
-    for (const entry of ['ca', 'cert', 'key'] as const) {
-      const file = tls?.[entry];
-      if (!file) continue;
-      try {
-        const bytes = readPem(file, config.baseDir, entry);
-        const absolute = path.resolve(config.baseDir, file);
-        try {
-          if (entry === 'key') key = createPrivateKey(bytes);
-          else if (entry === 'cert') certificate = new X509Certificate(bytes);
-          else new X509Certificate(bytes);
-        } catch (err) {
-          const what = entry === 'key' ? 'an unencrypted private key' : 'a certificate';
-          throw new TlsFileError(entry, `the file ${absolute} does not hold ${what} (${(err as Error).message.split('\n')[0]})`);
-        }
-      } catch (err) {
-        issues.push(configIssue(config, [list, index, 'tls', entry], (err as Error).message));
-      }
-    }
-    if (certificate !== null && key !== null && !certificate.checkPrivateKey(key)) {
-      issues.push(configIssue(config, [list, index, 'tls', 'key'], `does not belong to the certificate in tls.cert (${certificate.subject.replace(/\n/g, ', ')})`));
-    }
+    if (!tls) continue;
+    const at = [list, index, 'tls'];
+    const { ca, cert, key } = tls;
+    if (ca) attempt([...at, 'ca'], () => certificateIn(readTlsFile(ca, baseDir, 'CA'), ca, 'CA'));
+    const x509 = cert ? attempt([...at, 'cert'], () => certificateIn(readTlsFile(cert, baseDir, 'certificate'), cert)) : null;
+    const privateKey = key ? attempt([...at, 'key'], () => privateKeyIn(readTlsFile(key, baseDir, 'key'), key)) : null;
+    if (x509 !== null && privateKey !== null) attempt([...at, 'key'], () => checkCertificatePair(x509, privateKey, cert!, key!, Date.now()));
   }
   return issues;
 }

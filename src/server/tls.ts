@@ -3,8 +3,7 @@
  * with HTTP/1.1 fallback on the same port, HTTP/2 abuse protections, client certificates, and
  * certificate reload without dropping connections (issue 4, docs/tls.md).
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import http2, { type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import tls, { type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { Counter, Gauge } from 'prom-client';
 import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import { configIssue } from '../config/issue.js';
+import { certificateIn, checkCertificatePair, privateKeyIn, readTlsFile } from './pem.js';
 import type { Logger } from 'pino';
 import type { GatehouseConfig, ListenerConfig, ListenerTlsConfig } from '../config/types.js';
 import { ConfigError, RequestRejected, type ConfigIssue } from '../errors.js';
@@ -145,38 +145,12 @@ export interface CertificateMaterial extends CertificateInfo {
  * ```
  */
 export function loadCertificateMaterial(config: ListenerTlsConfig, baseDir: string, now = Date.now()): CertificateMaterial {
-  const read = (file: string, what: string) => {
-    try {
-      return readFileSync(path.resolve(baseDir, file));
-    } catch (err) {
-      throw new Error(`${what} ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    }
-  };
-  const cert = read(config.cert, 'certificate');
-  const key = read(config.key, 'key');
-  const clientCa = config.clientCa ? read(config.clientCa, 'client CA') : undefined;
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(cert); // the leaf: the first certificate of the chain
-  } catch {
-    throw new Error(`certificate ${config.cert} is not a PEM certificate`);
-  }
-  let privateKey;
-  try {
-    privateKey = createPrivateKey(key);
-  } catch {
-    throw new Error(`key ${config.key} is not an unencrypted PEM private key`);
-  }
-  if (!x509.checkPrivateKey(privateKey)) throw new Error(`key ${config.key} does not belong to certificate ${config.cert}`);
-  if (Date.parse(x509.validTo) < now) throw new Error(`certificate ${config.cert} expired on ${x509.validTo}`);
-  if (Date.parse(x509.validFrom) > now + 300_000) throw new Error(`certificate ${config.cert} is not valid before ${x509.validFrom}`);
-  if (clientCa) {
-    try {
-      new X509Certificate(clientCa);
-    } catch {
-      throw new Error(`client CA ${config.clientCa} is not a PEM certificate`);
-    }
-  }
+  const cert = readTlsFile(config.cert, baseDir, 'certificate');
+  const key = readTlsFile(config.key, baseDir, 'key');
+  const clientCa = config.clientCa ? readTlsFile(config.clientCa, baseDir, 'client CA') : undefined;
+  const x509 = certificateIn(cert, config.cert);
+  checkCertificatePair(x509, privateKeyIn(key, config.key), config.cert, config.key, now);
+  if (clientCa) certificateIn(clientCa, config.clientCa!, 'client CA');
   return {
     cert,
     key,

@@ -97,10 +97,10 @@ describe('gatehouse validate', () => {
       expect(out.status, command).toBe(3);
       const lines = out.stderr.trim().split('\n');
       expect(lines, command).toEqual([
-        `${file}:7:16 upstreams[0].tls.ca the file ${path.join(dir, 'missing-ca.pem')} does not exist`,
-        `${file}:7:40 upstreams[0].tls.cert the file ${path.join(dir, 'missing-cert.pem')} does not exist`,
-        `${file}:7:65 upstreams[0].tls.key the file ${path.join(dir, 'missing-key.pem')} does not exist`,
-        `${file}:3:122 issuers[0].tls.ca the file ${path.join(dir, 'not-pem.pem')} is not PEM (no -----BEGIN line)`,
+        `${file}:7:16 upstreams[0].tls.ca CA ./missing-ca.pem cannot be read (ENOENT)`,
+        `${file}:7:40 upstreams[0].tls.cert certificate ./missing-cert.pem cannot be read (ENOENT)`,
+        `${file}:7:65 upstreams[0].tls.key key ./missing-key.pem cannot be read (ENOENT)`,
+        `${file}:3:122 issuers[0].tls.ca CA ./not-pem.pem is not a PEM certificate`,
         'gatehouse: 4 problem(s) in the config; nothing was started',
       ]);
     }
