@@ -7,28 +7,17 @@
 // taskset exists.
 //
 //   npm run build && node bench/dpop-verify.js [--proofs 20000] [--rounds 5]
-import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, hash, randomUUID, sign, verify } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { importBuilt, pinSelfToCore0 } from './helpers.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({ options: { proofs: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '5' } } });
 const N = Number(opts.proofs);
 const ROUNDS = Number(opts.rounds);
 
-if (spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0) {
-  spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-}
-const dist = path.join(ROOT, 'dist/authn/dpop.js');
-if (!existsSync(dist)) {
-  console.error('bench/dpop-verify.js: run `npm run build` first');
-  process.exit(1);
-}
-const { createDpopChecker, ProofReplayCache, jwkThumbprint } = await import(dist);
+pinSelfToCore0();
+const { createDpopChecker, ProofReplayCache, jwkThumbprint } = await importBuilt('dpop-verify', 'authn/dpop.js');
 
 const TOKEN = `eyJ${'a'.repeat(600)}.eyJ${'b'.repeat(300)}.${'c'.repeat(86)}`;
 const ath = hash('sha256', TOKEN, 'base64url');

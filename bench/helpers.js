@@ -1,11 +1,11 @@
-// What bench/run.js, bench/ab.js and bench/instructions.js share: finding tools, the nginx
+// What bench/run.js, bench/ab.js, bench/instructions.js and the micro-benchmarks share: finding tools, the nginx
 // upstream, free ports, a process's CPU time, child processes, the A/B tools' issuer and config.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
@@ -13,6 +13,24 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 export function which(cmd) {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/** The repository's root (a micro-benchmark's built modules are under its dist/). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Pin this process (all its threads) to core 0 when taskset exists: a micro-benchmark's own core. */
+export function pinSelfToCore0() {
+  if (which('taskset') !== null) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+}
+
+/** The built module dist/`file` (a path under dist/), or exit 2 asking for `npm run build`. */
+export async function importBuilt(tool, file) {
+  const absolute = path.join(ROOT, 'dist', file);
+  if (!existsSync(absolute)) {
+    process.stderr.write(`${tool}: run \`npm run build\` first (dist/${file} is missing)\n`);
+    process.exit(2);
+  }
+  return import(pathToFileURL(absolute).href);
 }
 
 /** nginx (Debian: nginx-light), which is in /usr/sbin, often not on a user's PATH; or null. */

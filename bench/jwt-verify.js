@@ -9,32 +9,22 @@
 // WebCrypto work runs on the libuv pool). Pins itself to core 0 when taskset exists.
 //
 //   npm run build && node bench/jwt-verify.js [--seconds 1]
-import { spawnSync } from 'node:child_process';
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import { importBuilt, pinSelfToCore0 } from './helpers.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({ options: { seconds: { type: 'string', default: '1' } } });
 const SECONDS = Number(opts.seconds);
 
-if (spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0) {
-  spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-}
-
-const dist = path.join(ROOT, 'dist/authn/jwt.js');
-if (!existsSync(dist)) {
-  process.stderr.write('jwt-verify: run `npm run build` first (gatehouse verifier from dist/)\n');
-  process.exit(2);
-}
-const { createJwtVerifier } = await import(dist);
-const { loadConfigText } = await import(path.join(ROOT, 'dist/config/load.js'));
-const { createLogger } = await import(path.join(ROOT, 'dist/telemetry/log.js'));
-const { createMetrics } = await import(path.join(ROOT, 'dist/telemetry/metrics.js'));
+pinSelfToCore0();
+const { createJwtVerifier } = await importBuilt('jwt-verify', 'authn/jwt.js');
+const { loadConfigText } = await importBuilt('jwt-verify', 'config/load.js');
+const { createLogger } = await importBuilt('jwt-verify', 'telemetry/log.js');
+const { createMetrics } = await importBuilt('jwt-verify', 'telemetry/metrics.js');
 
 const ISSUER = 'https://issuer.bench.example';
 const AUDIENCE = 'https://api.bench.example';

@@ -9,25 +9,15 @@
 // taskset exists.
 //
 //   npm run build && node bench/schema-check.js [--seconds 1]
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { importBuilt, pinSelfToCore0 } from './helpers.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({ options: { seconds: { type: 'string', default: '1' } } });
 const SECONDS = Number(opts.seconds);
 
-if (spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0) {
-  spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-}
-if (!existsSync(path.join(ROOT, 'dist/validate/response-body.js'))) {
-  process.stderr.write('schema-check: run `npm run build` first\n');
-  process.exit(2);
-}
-const { createBodyCheck, checkBody } = await import(pathToFileURL(path.join(ROOT, 'dist/validate/request-body.js')).href);
-const { createResponseCheck, responseBodyProblem, responseValidator } = await import(pathToFileURL(path.join(ROOT, 'dist/validate/response-body.js')).href);
+pinSelfToCore0();
+const { createBodyCheck, checkBody } = await importBuilt('schema-check', 'validate/request-body.js');
+const { createResponseCheck, responseBodyProblem, responseValidator } = await importBuilt('schema-check', 'validate/response-body.js');
 
 const ORDER = {
   type: 'object',

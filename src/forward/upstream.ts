@@ -228,7 +228,7 @@ export interface ForwardRequest {
    * The body already read whole (a route's `requestBody` checked it): sent as these bytes, so
    * the request can still go to another target when the first cannot be reached.
    */
-  bodyBytes?: Buffer | null;
+  bodyBytes: Buffer | null;
   /** Bytes allowed in a streamed (chunked) body; content-length is checked before. */
   maxBodySize: number;
   timeout: number;

@@ -1,5 +1,8 @@
 import type { GatehouseError } from '../errors.js';
 
+/** The name `authFailureLimit` carries in logs and store-error metrics. */
+export const AUTH_FAILURE_POLICY = 'auth-failures';
+
 /**
  * `authFailureLimit`: failed authentications per client address. `limit` failures within
  * `window` block the address for `blockFor`: its requests to routes that need a token are then

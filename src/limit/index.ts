@@ -335,9 +335,6 @@ export const createLimitArea: AreaFactory = (config: GatehouseConfig, services: 
 /** The in-memory failure table outlives a reload (a reload must not unblock anyone): per gateway. */
 const failureTables = new WeakMap<object, AuthFailureTable>();
 
-/** The name `authFailureLimit` carries in logs and metrics. */
-export const AUTH_FAILURE_POLICY = 'auth-failures';
-
 /**
  * `authFailureLimit`: `check` refuses a blocked address (429, Retry-After: what is left of the
  * block) before its token is read, on routes that need a token; `record` counts a failed
@@ -354,14 +351,10 @@ function buildAuthFailureGuard(
   const key = compileKey([{ kind: 'ip' }], '');
   const log = services.log;
   const maxKeys = config.memoryStore.maxKeys;
-  let table: AuthFailureTable | null = null;
-  let store: AuthFailureStore | null;
-  if (settings.store === 'redis') store = redis?.authFailures(policy, settings.onStoreError) ?? null;
-  else {
-    const held = failureTables.get(services.metrics);
-    table = held !== undefined && held.maxKeys === maxKeys ? held.use(policy) : new AuthFailureTable(policy, maxKeys, services.now);
-    store = table;
-  }
+  const held = failureTables.get(services.metrics);
+  const table: AuthFailureTable | null =
+    settings.store === 'redis' ? null : held !== undefined && held.maxKeys === maxKeys ? held.use(policy) : new AuthFailureTable(policy, maxKeys, services.now);
+  const store: AuthFailureStore | null = table ?? redis?.authFailures(policy, settings.onStoreError) ?? null;
   if (store === null) return null;
   const failClosed = settings.onStoreError === 'failClosed';
   const blocks = services.metrics.counter('gatehouse_auth_failure_blocks_total', 'Client addresses blocked after too many failed authentications (authFailureLimit).', []);
@@ -380,11 +373,10 @@ function buildAuthFailureGuard(
     blocks.inc();
     log.warn({ client_ip: ctx.clientIp, req_id: ctx.id, failures: settings.limit, window_ms: settings.window, block_ms: settings.blockFor, store: settings.store }, 'client address blocked after failed authentications');
   };
-  const memory = store.store === 'memory' ? (store as AuthFailureTable) : null;
   const check: Stage =
-    memory !== null
+    table !== null
       ? function authFailureCheck(ctx: RequestContext) {
-          return verdict(memory.blockedFor(key(ctx)));
+          return verdict(table.blockedFor(key(ctx)));
         }
       : function authFailureCheck(ctx: RequestContext) {
           // A block this gateway knows of answers at once; anything else asks Redis.

@@ -1,5 +1,5 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
-import type { AuthFailurePolicy, AuthFailureStore } from './auth-failures.js';
+import { AUTH_FAILURE_POLICY, type AuthFailurePolicy, type AuthFailureStore } from './auth-failures.js';
 import { createRedisClient } from '../store/redis-client.js';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
@@ -539,9 +539,6 @@ class RedisQuota implements QuotaLimiter, BatchOwner {
   }
 }
 
-/** The policy name `authFailureLimit` carries in store-error metrics. */
-const AUTH_FAILURES = 'auth-failures';
-
 /** Blocks this gateway has seen, at most this many addresses (the oldest dropped beyond). */
 const KNOWN_BLOCKS = 10_000;
 
@@ -604,7 +601,7 @@ class RedisAuthFailures implements AuthFailureStore {
       if (ms > 0) this.remember(key, ms);
       return ms > 0 ? ms : 0;
     } catch (err) {
-      this.redis.storeFailed(AUTH_FAILURES, this.failOpen ? 'allowed' : 'refused', err);
+      this.redis.storeFailed(AUTH_FAILURE_POLICY, this.failOpen ? 'allowed' : 'refused', err);
       return null;
     }
   }
@@ -617,7 +614,7 @@ class RedisAuthFailures implements AuthFailureStore {
       if (blocked) this.remember(key, this.blockMs);
       return blocked;
     } catch (err) {
-      this.redis.storeFailed(AUTH_FAILURES, 'allowed', err);
+      this.redis.storeFailed(AUTH_FAILURE_POLICY, 'allowed', err);
       return false;
     }
   }

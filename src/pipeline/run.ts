@@ -4,7 +4,7 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { GatehouseError, internalError, RequestRejected, ServiceUnavailable } from '../errors.js';
 import { clientCertField, forwardedElement, upstreamHeaders } from '../forward/headers.js';
-import { clientClosed, dispatchForward } from '../forward/upstream.js';
+import { clientClosed, dispatchForward, type ForwardRequest } from '../forward/upstream.js';
 import { isWebSocketHandshake, namesWebSocket, type Tunnels, type WebSocketForward } from '../forward/tunnel.js';
 import { sendContinue } from '../respond/continue.js';
 import { bodyInvalid, checkBody, jsonMediaTypeProblem, readBody, type BodyCheck } from '../validate/request-body.js';
@@ -357,7 +357,7 @@ function forward(ex: Exchange): void | Promise<void> {
  * that were checked. A refusal whose body was not all read closes an HTTP/1.1 connection
  * rather than read the rest of it.
  */
-function checkBodyThenForward(ex: Exchange, r: CompiledRoute, request: ReturnType<typeof buildForward>, check: BodyCheck): void | Promise<void> {
+function checkBodyThenForward(ex: Exchange, r: CompiledRoute, request: ForwardRequest, check: BodyCheck): void | Promise<void> {
   const req = ex.req;
   if (request.body === null) {
     if (check.required) return fail(ex, bodyInvalid(`a JSON body is required on ${ex.ctx.method} ${r.config.path}`));
@@ -371,7 +371,7 @@ function checkBodyThenForward(ex: Exchange, r: CompiledRoute, request: ReturnTyp
   return readCheckForward(ex, r, request, check);
 }
 
-async function readCheckForward(ex: Exchange, r: CompiledRoute, request: ReturnType<typeof buildForward>, check: BodyCheck): Promise<void> {
+async function readCheckForward(ex: Exchange, r: CompiledRoute, request: ForwardRequest, check: BodyCheck): Promise<void> {
   try {
     const bytes = await readBody(ex.req, r.maxBodySize);
     // The client went away while sending: nothing to answer or forward.
@@ -381,7 +381,7 @@ async function readCheckForward(ex: Exchange, r: CompiledRoute, request: ReturnT
     }
     const refusal = checkBody(check, bytes);
     if (refusal !== null) return fail(ex, refusal);
-    (request as { bodyBytes?: Buffer }).bodyBytes = bytes;
+    request.bodyBytes = bytes;
     dispatchForward(r.upstream, request, ex.res, onForwarded, ex);
   } catch (err) {
     fail(ex, internalError(err));
@@ -479,7 +479,7 @@ function fail(ex: Exchange, error: GatehouseError): void {
   }
 }
 
-function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo, websocket: WebSocketForward | null) {
+function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessage, listener: ListenerInfo, websocket: WebSocketForward | null): ForwardRequest {
   const peerTrusted = ctx.peerTrusted;
   // The client's own forwarding headers were dropped above; gatehouse sets those the upstream
   // takes (`upstreams[].forwardedHeaders`, all four by default).
@@ -522,6 +522,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     path: ctx.path + ctx.query,
     headers,
     body: hasBody ? req : null,
+    bodyBytes: null,
     maxBodySize: r.maxBodySize,
     timeout: r.timeout,
     requestId: ctx.id,
