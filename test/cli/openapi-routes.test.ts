@@ -176,47 +176,56 @@ describe('openApiRoutes', () => {
   });
 });
 
+/** One authorization server for the end-to-end blocks below. */
+let as: Awaited<ReturnType<typeof startAuthorizationServer>>;
+beforeAll(async () => {
+  as = await startAuthorizationServer({ audience: 'https://api.example.com' });
+});
+afterAll(async () => {
+  await as?.stop();
+});
+
+/** Run the built CLI on `openapi.yaml` in `cwd`; its stdout, having checked it succeeded. */
+function printRoutes(cwd: string, ...flags: string[]): string {
+  const out = spawnSync(process.execPath, [BIN, 'openapi', 'openapi.yaml', '--upstream', 'orders', '--issuer', 'main', ...flags], { cwd, encoding: 'utf8', timeout: 20_000 });
+  expect(out.stderr).toBe('');
+  expect(out.status).toBe(0);
+  return out.stdout;
+}
+
+/** A config with the printed routes in front of `api`; `documentAt`: how its schema references name the document. */
+function gatewayYaml(printed: string, apiUrl: string, documentAt = 'openapi.yaml'): string {
+  return `listen: { host: 127.0.0.1, port: 0 }
+issuers:
+  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
+upstreams: [ { name: orders, url: ${apiUrl} } ]
+${printed.replace(/openapi\.yaml#/g, `${documentAt}#`)}`;
+}
+
 describe('gatehouse openapi (the built CLI), its routes in a real gateway', () => {
-  let as: Awaited<ReturnType<typeof startAuthorizationServer>>;
   let api: TestUpstream;
   let gw: TestGateway;
   let reader: string;
   let writer: string;
 
   beforeAll(async () => {
-    as = await startAuthorizationServer({ audience: 'https://api.example.com' });
     api = await startUpstream();
     reader = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
     writer = await as.clientCredentialsToken('demo-admin', DEMO_CLIENT_SECRETS['demo-admin'], 'orders:read orders:write');
     writeFileSync(path.join(dir, 'openapi.yaml'), OPENAPI);
-    const out = spawnSync(process.execPath, [BIN, 'openapi', 'openapi.yaml', '--upstream', 'orders', '--issuer', 'main'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
-    expect(out.stderr).toBe('');
-    expect(out.status).toBe(0);
-    expect(out.stdout).toMatch(/^# routes for the operations of openapi\.yaml/);
+    const printed = printRoutes(dir);
+    expect(printed).toMatch(/^# routes for the operations of openapi\.yaml/);
     // The generated section as it is, under a config in the document's directory (the schema file is relative to it).
     const gatewayFile = path.join(dir, 'gatehouse.yaml');
-    writeFileSync(
-      gatewayFile,
-      `listen: { host: 127.0.0.1, port: 0 }
-issuers:
-  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
-upstreams: [ { name: orders, url: ${api.url} } ]
-${out.stdout}`,
-    );
+    writeFileSync(gatewayFile, gatewayYaml(printed, api.url));
     // It loads as written: the schema references resolve next to the config file.
     expect(loadConfigFile(gatewayFile, {}).routes.map((r) => r.name)).toEqual(['health', 'listOrders', 'createOrder', 'getOrder', 'updateOrder', 'uploadFile']);
-    gw = await startTestGateway(`
-listen: { host: 127.0.0.1, port: 0 }
-issuers:
-  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
-upstreams: [ { name: orders, url: ${api.url} } ]
-${out.stdout.replace(/openapi\.yaml#/g, `${path.join(dir, 'openapi.yaml')}#`)}`);
+    gw = await startTestGateway(gatewayYaml(printed, api.url, path.join(dir, 'openapi.yaml')));
   });
 
   afterAll(async () => {
     await gw?.close();
     await api?.close();
-    await as?.stop();
   });
 
   async function call(method: string, p: string, token?: string, body?: unknown) {
@@ -265,14 +274,12 @@ ${out.stdout.replace(/openapi\.yaml#/g, `${path.join(dir, 'openapi.yaml')}#`)}`)
 
 describe('gatehouse openapi --responses (the built CLI), examples/api-contract/openapi.yaml in a real gateway', () => {
   const exampleDir = path.resolve('examples/api-contract');
-  let as: Awaited<ReturnType<typeof startAuthorizationServer>>;
   let api: TestUpstream;
   let gw: TestGateway;
   let reader: string;
   const order = { id: '3f1c1a52-8f0e-4f3e-9a51-6a1d1c2b3e4f', ownerId: 'demo-client', item: 'tea', quantity: 2, note: null };
 
   beforeAll(async () => {
-    as = await startAuthorizationServer({ audience: 'https://api.example.com' });
     api = await startUpstream();
     api.setHandler((req, res) => {
       const leak = req.url!.endsWith('/0b7e6a3c-1d2e-4f5a-8b9c-0d1e2f3a4b5c');
@@ -281,22 +288,14 @@ describe('gatehouse openapi --responses (the built CLI), examples/api-contract/o
       res.end(text);
     });
     reader = await as.clientCredentialsToken('demo-client', DEMO_CLIENT_SECRETS['demo-client'], 'orders:read');
-    const out = spawnSync(process.execPath, [BIN, 'openapi', 'openapi.yaml', '--upstream', 'orders', '--issuer', 'main', '--responses', 'refuse'], { cwd: exampleDir, encoding: 'utf8', timeout: 20_000 });
-    expect(out.stderr).toBe('');
-    expect(out.status).toBe(0);
-    expect(out.stdout).toContain('requestBody.schema and responseBody.schemas name openapi.yaml');
-    gw = await startTestGateway(`
-listen: { host: 127.0.0.1, port: 0 }
-issuers:
-  - { name: main, issuer: ${as.issuer}, jwksUri: ${as.jwksUri}, audiences: [https://api.example.com] }
-upstreams: [ { name: orders, url: ${api.url} } ]
-${out.stdout.replace(/openapi\.yaml#/g, `${path.join(exampleDir, 'openapi.yaml')}#`)}`);
+    const printed = printRoutes(exampleDir, '--responses', 'refuse');
+    expect(printed).toContain('requestBody.schema and responseBody.schemas name openapi.yaml');
+    gw = await startTestGateway(gatewayYaml(printed, api.url, path.join(exampleDir, 'openapi.yaml')));
   });
 
   afterAll(async () => {
     await gw?.close();
     await api?.close();
-    await as?.stop();
   });
 
   async function get(p: string) {

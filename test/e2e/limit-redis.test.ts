@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -47,13 +48,6 @@ async function status(url: string, options: { reset?: boolean } = {}): Promise<{
   return { status: res.statusCode, code, ratelimit: res.headers.ratelimit as string | undefined };
 }
 
-async function waitFor(check: () => Promise<boolean> | boolean, what: string, ms = 10_000) {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('Redis-backed limits through the gateway', () => {
   let gw: TestGateway;

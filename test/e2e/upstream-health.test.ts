@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki } from '../helpers/certs.js';
+import { waitFor } from '../helpers/wait.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { issuesOf } from '../helpers/config.js';
 import { loadConfigText } from '../../src/config/load.js';
@@ -41,14 +42,6 @@ async function instance(name: string) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await sleep(20);
-  }
-  throw new Error(`timed out waiting for: ${what}`);
-}
 
 const yaml = (targets: string[], healthCheck: string) => `
 listen: { host: 127.0.0.1, port: 0 }
@@ -90,14 +83,14 @@ describe('upstreams[].healthCheck: a target failing its checks is left out, what
   });
 
   it('probes every target with a GET of the path, at start and every interval', async () => {
-    await until('three probes of each', () => a.state.probes >= 3 && b.state.probes >= 3);
+    await waitFor(() => a.state.probes >= 3 && b.state.probes >= 3, 'three probes of each');
     expect(a.state.probeHeaders[0]!['user-agent']).toBe('gatehouse-health-check');
     expect(new Set(await names(gw, 4))).toEqual(new Set(['a', 'b']));
   });
 
   it('a target whose check fails twice in a row gets no requests (it would have answered them), and is named', async () => {
     b.state.health = 503;
-    await until('b left out', () => gw.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation'));
+    await waitFor(() => gw.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation'), 'b left out');
     const line = gw.logs.find((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')!;
     expect(line).toMatchObject({ level: 'warn', upstream: 'api', target: b.url, health_check: '/healthz', result: 'status 503', targets_up: 1 });
     const hitsBefore = b.state.hits;
@@ -121,7 +114,7 @@ describe('upstreams[].healthCheck: a target failing its checks is left out, what
   it('comes back after healthyAfter passes in a row, not before', async () => {
     const probesBefore = b.state.probes;
     b.state.health = 200;
-    await until('b back', () => gw.logs.some((l) => l.msg === 'upstream target passing its health checks again; back in the rotation'));
+    await waitFor(() => gw.logs.some((l) => l.msg === 'upstream target passing its health checks again; back in the rotation'), 'b back');
     expect(b.state.probes - probesBefore).toBeGreaterThanOrEqual(3);
     expect(new Set(await names(gw, 4))).toEqual(new Set(['a', 'b']));
     expect(await metricLine(gw, new RegExp(`^gatehouse_upstream_target_up\\{upstream="api",target="${b.url}"\\} 1$`))).toBeDefined();
@@ -129,18 +122,18 @@ describe('upstreams[].healthCheck: a target failing its checks is left out, what
 
   it('a check that gets no answer within timeout fails too', async () => {
     b.state.health = 'hang';
-    await until('b left out again', () => gw.logs.filter((l) => l.msg === 'upstream target failing its health checks; left out of the rotation').length === 2);
+    await waitFor(() => gw.logs.filter((l) => l.msg === 'upstream target failing its health checks; left out of the rotation').length === 2, 'b left out again');
     const line = gw.logs.filter((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')[1]!;
     expect(line.result).toBe('no answer within 150 ms');
     expect(await names(gw, 3)).toEqual(['a', 'a', 'a']);
     b.state.health = 200;
-    await until('b back again', () => gw.logs.filter((l) => l.msg === 'upstream target passing its health checks again; back in the rotation').length === 2);
+    await waitFor(() => gw.logs.filter((l) => l.msg === 'upstream target passing its health checks again; back in the rotation').length === 2, 'b back again');
   });
 
   it('with every target failing, a request still tries one (no refusal without a try)', async () => {
     a.state.health = 500;
     b.state.health = 500;
-    await until('both left out', () => gw.logs.filter((l) => l.msg.startsWith('upstream target failing')).length === 4);
+    await waitFor(() => gw.logs.filter((l) => l.msg.startsWith('upstream target failing')).length === 4, 'both left out');
     const got = await names(gw, 2);
     expect(got.every((n) => n === 'a' || n === 'b')).toBe(true);
     // An answer to such a request does not overrule the checks: both stay out.
@@ -154,7 +147,7 @@ describe('upstreams[].healthCheck: a target failing its checks is left out, what
     const other = await instance('c');
     try {
       await gw.reload(yaml([other.url], '{ path: /healthz, interval: 100ms }'));
-      await until('c probed', () => other.state.probes >= 2);
+      await waitFor(() => other.state.probes >= 2, 'c probed');
       await sleep(250);
       const aProbes = a.state.probes;
       await sleep(300);
@@ -199,7 +192,7 @@ routes:
   - { name: all, path: /, upstream: api, public: true }
 `);
     try {
-      await until('rogue left out', () => gw.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation'));
+      await waitFor(() => gw.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation'), 'rogue left out');
       const line = gw.logs.find((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')!;
       expect(line.target).toBe(urls[1]);
       expect(line.result).toMatch(/certificate|self.signed|UNABLE_TO_VERIFY/i);

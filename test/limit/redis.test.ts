@@ -5,6 +5,7 @@ import type { LimitDecision } from '../../src/limit/limiter.js';
 import { createRedisStore, settleBatch, type RedisStore } from '../../src/limit/redis.js';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
 
 const log = pino({ level: 'silent' });
 let redis: TestRedis;
@@ -39,13 +40,6 @@ async function store(options: { now?: () => number; timeout?: number; metrics?: 
   return s;
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function counterValue(metrics: Metrics, labels: Record<string, string>): Promise<number> {
   const metric = await metrics.registry.getSingleMetric('gatehouse_limit_store_errors_total')?.get();

@@ -6,6 +6,7 @@ import { createTestPki, type CertFiles, type TestPki } from '../helpers/certs.js
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { h2connect, h2request } from './tls-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 let upstream: TestUpstream;
@@ -28,13 +29,6 @@ function install(files: CertFiles, certPem = files.certPem, keyPem = files.keyPe
   pki.write('live.pem', certPem);
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function config(watch: boolean) {
   return `
@@ -88,11 +82,11 @@ describe('certificate reload on file change', () => {
         }
       }
     })();
-    await until(() => seen.length >= 3, 'requests before the swap');
+    await waitFor(() => seen.length >= 3, 'requests before the swap');
     install(second);
-    await until(() => seen.at(-1) === second.serialNumber, 'the new certificate');
+    await waitFor(() => seen.at(-1) === second.serialNumber, 'the new certificate');
     const afterSwap = seen.length;
-    await until(() => seen.length >= afterSwap + 3, 'requests after the swap');
+    await waitFor(() => seen.length >= afterSwap + 3, 'requests after the swap');
     stop = true;
     await loop;
 
@@ -114,7 +108,7 @@ describe('certificate reload on file change', () => {
     const other = await pki.server('other', ['localhost', '127.0.0.1']);
     const failuresBefore = gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length;
     install(other, other.certPem, (await pki.server('unrelated')).keyPem);
-    await until(() => gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length > failuresBefore, 'the failed reload');
+    await waitFor(() => gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length > failuresBefore, 'the failed reload');
     const failure = gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').at(-1)!;
     expect(failure.reason).toMatch(/does not belong/);
     expect(failure.level).toBe('error');
@@ -125,7 +119,7 @@ describe('certificate reload on file change', () => {
     const current = (await freshRequest(gw.url, pki.ca.certPem)).serial;
     const failuresBefore = gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length;
     pki.write('live.pem', '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
-    await until(() => gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length > failuresBefore, 'the failed reload');
+    await waitFor(() => gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length > failuresBefore, 'the failed reload');
     expect((await freshRequest(gw.url, pki.ca.certPem)).serial).toBe(current);
   });
 
@@ -134,7 +128,7 @@ describe('certificate reload on file change', () => {
     const expired = await pki.server('expired', ['localhost', '127.0.0.1'], { validityDays: -1 });
     const failuresBefore = gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length;
     install(expired);
-    await until(() => gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length > failuresBefore, 'the failed reload');
+    await waitFor(() => gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').length > failuresBefore, 'the failed reload');
     expect(gw.logs.filter((l) => l.msg === 'certificate reload failed; keeping the previous certificate').at(-1)!.reason).toMatch(/expired/);
     expect((await freshRequest(gw.url, pki.ca.certPem)).serial).toBe(current);
   });
@@ -142,7 +136,7 @@ describe('certificate reload on file change', () => {
   it('recovers when good files arrive after broken ones', async () => {
     const good = await pki.server('good', ['localhost', '127.0.0.1']);
     install(good);
-    await until(async () => (await freshRequest(gw.url, pki.ca.certPem)).serial === good.serialNumber, 'the good certificate');
+    await waitFor(async () => (await freshRequest(gw.url, pki.ca.certPem)).serial === good.serialNumber, 'the good certificate');
   });
 });
 
