@@ -168,7 +168,12 @@ function checksOf(r: RouteConfig): string {
   if (r.claims.length > 0) checks.push(`claims(${r.claims.length})`);
   if (r.params) checks.push('params');
   if (r.query) checks.push('query');
-  if (r.requestBody) checks.push(r.requestBody.schema === null ? 'body(json)' : 'body');
+  if (r.requestBody) {
+    // `body`: JSON against a schema; `body:form`, `body:json+form`: those kinds against it; in
+    // parentheses, the kinds taken with no schema (well-formed is all that is asked).
+    const kinds = r.requestBody.mediaTypes.join('+');
+    checks.push(r.requestBody.schema === null ? `body(${kinds})` : kinds === 'json' ? 'body' : `body:${kinds}`);
+  }
   if (r.responseBody) checks.push(r.responseBody.onInvalid === 'log' ? 'answers(log)' : 'answers');
   if (r.allowFrom) checks.push('allowFrom');
   return checks.length > 0 ? checks.join(' ') : '-';

@@ -30,7 +30,7 @@ export interface GeneratedRoute {
   public?: true;
   issuers?: string[];
   scopes?: string[];
-  requestBody?: { schema: string; required?: false };
+  requestBody?: { schema?: string; mediaTypes?: ('json' | 'form')[]; required?: false };
   query?: { schema: Record<string, unknown> };
   params?: { schema: Record<string, unknown> };
   responseBody?: { schemas: Record<string, string>; onInvalid?: 'log' };
@@ -102,7 +102,13 @@ export function openApiRoutes(doc: unknown, options: OpenApiRoutesOptions): Open
       const query = querySchemaOf(doc, item.parameters, op.parameters, where, notes);
       if (query !== null) route.query = { schema: query };
       const body = requestBodyOf(doc, op, `/paths/${escapePointer(path)}/${method}/requestBody`, where, notes);
-      if (body !== null) route.requestBody = { schema: `${options.reference}#${body.pointer}`, ...(body.required ? {} : { required: false as const }) };
+      if (body !== null) {
+        route.requestBody = {
+          ...(body.pointer === null ? {} : { schema: `${options.reference}#${body.pointer}` }),
+          ...(body.mediaTypes.length === 1 && body.mediaTypes[0] === 'json' ? {} : { mediaTypes: body.mediaTypes }),
+          ...(body.required ? {} : { required: false as const }),
+        };
+      }
       if (options.responses !== undefined) {
         const answers = responseSchemasOf(doc, op, `/paths/${escapePointer(path)}/${method}/responses`, where, notes);
         if (answers !== null) {
@@ -174,8 +180,15 @@ function applySecurity(route: GeneratedRoute, security: unknown, schemes: Obj, w
   if (issuer !== undefined) route.issuers = [issuer];
 }
 
-/** The JSON schema of an operation's request body, as a pointer into the document; null without one. */
-function requestBodyOf(doc: Obj, op: Obj, at: string, where: string, notes: string[]): { pointer: string; required: boolean } | null {
+/** A form's media type, as OpenAPI documents write it (any case, parameters allowed). */
+const FORM_MEDIA_TYPE = /^application\/x-www-form-urlencoded\s*(?:;|$)/i;
+
+/**
+ * The schema of an operation's request body, as a pointer into the document, and the kinds of
+ * body the route takes: JSON, a form (application/x-www-form-urlencoded), or both when the
+ * document gives both the same schema. Null without a body gatehouse can check.
+ */
+function requestBodyOf(doc: Obj, op: Obj, at: string, where: string, notes: string[]): { pointer: string | null; mediaTypes: ('json' | 'form')[]; required: boolean } | null {
   let body = op.requestBody;
   let pointer = at;
   // A body from components/requestBodies: the pointer follows the reference.
@@ -187,16 +200,34 @@ function requestBodyOf(doc: Obj, op: Obj, at: string, where: string, notes: stri
   const content = isObject(body.content) ? body.content : {};
   const types = Object.keys(content);
   const json = types.find((t) => JSON_MEDIA_TYPE.test(t));
-  if (json === undefined) {
-    if (types.length > 0) notes.push(`${where}: the request body (${types.join(', ')}) is not JSON: not checked`);
+  const form = types.find((t) => FORM_MEDIA_TYPE.test(t));
+  if (json === undefined && form === undefined) {
+    if (types.length > 0) notes.push(`${where}: the request body (${types.join(', ')}) is neither JSON nor a form: not checked`);
     return null;
   }
-  const media = content[json];
-  if (!isObject(media) || media.schema === undefined) {
-    notes.push(`${where}: the ${json} request body has no schema: any well-formed JSON`);
-    return null;
+  const schemaOf = (type: string | undefined) => {
+    const media = type === undefined ? undefined : content[type];
+    return isObject(media) && media.schema !== undefined ? media.schema : undefined;
+  };
+  const pointerTo = (type: string) => `${pointer}/content/${escapePointer(type)}/schema`;
+  const required = body.required === true;
+  const others = types.filter((t) => t !== json && t !== form);
+  if (others.length > 0) notes.push(`${where}: the request body's ${others.join(', ')} ${others.length === 1 ? 'is' : 'are'} refused by the route (415): gatehouse checks JSON and form bodies`);
+  if (json !== undefined) {
+    const jsonSchema = schemaOf(json);
+    if (jsonSchema === undefined) {
+      notes.push(`${where}: the ${json} request body has no schema: any well-formed JSON`);
+      return null;
+    }
+    if (form === undefined) return { pointer: pointerTo(json), mediaTypes: ['json'], required };
+    const formSchema = schemaOf(form);
+    if (formSchema !== undefined && JSON.stringify(formSchema) === JSON.stringify(jsonSchema)) return { pointer: pointerTo(json), mediaTypes: ['json', 'form'], required };
+    notes.push(`${where}: the form body has ${formSchema === undefined ? 'no schema' : 'another schema than the JSON one'}: the route takes JSON only (a form gets 415)`);
+    return { pointer: pointerTo(json), mediaTypes: ['json'], required };
   }
-  return { pointer: `${pointer}/content/${escapePointer(json)}/schema`, required: body.required === true };
+  const formSchema = schemaOf(form);
+  if (formSchema === undefined) notes.push(`${where}: the ${form} request body has no schema: any well-formed form`);
+  return { pointer: formSchema === undefined ? null : pointerTo(form!), mediaTypes: ['form'], required };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { resolvePointer } from '../validate/json-pointer.js';
 import { compileBodySchema, compileQuerySchema, readSchemaFile, type SchemaFile } from '../validate/body-schema.js';
 import type { LoadedSchema, RequestBodyConfig, ResponseBodyConfig } from './types.js';
 
@@ -90,11 +91,71 @@ export function normalizeRequestBody(
     else if (routeMethods !== null && !routeMethods.includes(m)) bad([...at, 'methods', j], `${m} is not among the route's methods (${routeMethods.join(', ')})`);
   });
   const readOnly: 'refuse' | 'ignore' = raw.readOnly ?? 'refuse';
-  const loaded = raw.schema === undefined ? null : loadSchema(raw.schema, baseDir, [...at, 'schema'], bad, (schema, document) => compileBodySchema(schema, { document, readOnly }));
+  const mediaTypes: ('json' | 'form')[] = raw.mediaTypes ?? ['json'];
+  // Compiled as each kind of body will be checked: a form's text read as the types the schema names.
+  const loaded =
+    raw.schema === undefined
+      ? null
+      : loadSchema(raw.schema, baseDir, [...at, 'schema'], bad, (schema, document) => {
+          for (const kind of mediaTypes) compileBodySchema(schema, { document, readOnly, text: kind === 'form' });
+        });
   const schema = loaded?.schema ?? null;
   const schemaFile = loaded?.file;
   const document = loaded?.document;
-  return { schema, schemaFile, document, readOnly, methods, required: raw.required ?? true, maxDepth: raw.maxDepth ?? DEFAULT_BODY_DEPTH };
+  if (schema !== null && mediaTypes.includes('form')) {
+    for (const problem of formSchemaProblems(schema, document?.value)) {
+      const inline = schemaFile === undefined;
+      bad([...at, 'schema', ...(inline ? problem.at : [])], inline || problem.at.length === 0 ? problem.message : `${problem.at.join('.')} (${schemaFile}) ${problem.message}`);
+    }
+  }
+  return { schema, schemaFile, document, readOnly, methods, required: raw.required ?? true, maxDepth: raw.maxDepth ?? DEFAULT_BODY_DEPTH, mediaTypes };
+}
+
+/**
+ * What in a schema no form can meet — a form is read as an object whose values are text (or
+ * lists of text): a schema whose `type` is not `object`, a property that must be an object.
+ * Only what is plain to see (the top level, its properties, local `$ref`s): a config error, not a
+ * route that refuses every form it gets.
+ */
+function formSchemaProblems(schema: object, document: object | undefined): { at: string[]; message: string }[] {
+  const root = document ?? schema;
+  const top = followRef(schema, root);
+  if (top === null) return [];
+  const types = typesOf(top);
+  if (types !== null && !types.includes('object')) {
+    return [{ at: [], message: `a form is read as an object of fields, and this schema's type is ${types.join(' or ')}: no form could meet it` }];
+  }
+  const properties = top.properties;
+  if (properties === null || typeof properties !== 'object') return [];
+  const problems: { at: string[]; message: string }[] = [];
+  for (const [name, property] of Object.entries(properties as Record<string, unknown>)) {
+    const own = followRef(property, root);
+    const propertyTypes = own === null ? null : typesOf(own);
+    if (propertyTypes !== null && propertyTypes.includes('object') && propertyTypes.every((t) => t === 'object' || t === 'null')) {
+      problems.push({ at: ['properties', name], message: "is an object, and a form's fields are text (or lists of text): no form could set it" });
+    }
+  }
+  return problems;
+}
+
+/** A schema object, through `$ref`s into its own document (at most 8); null for anything else. */
+function followRef(value: unknown, document: object | undefined): Record<string, unknown> | null {
+  let node = value;
+  for (let hops = 0; hops < 8; hops++) {
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) return null;
+    const ref = (node as { $ref?: unknown }).$ref;
+    if (typeof ref !== 'string') return node as Record<string, unknown>;
+    const hash = ref.indexOf('#');
+    if (hash === -1 || document === undefined) return null;
+    node = resolvePointer(document, ref.slice(hash + 1));
+  }
+  return null;
+}
+
+function typesOf(schema: Record<string, unknown>): string[] | null {
+  const type = schema.type;
+  if (typeof type === 'string') return [type];
+  return Array.isArray(type) && type.every((t) => typeof t === 'string') ? (type as string[]) : null;
 }
 
 /** Answers are read whole up to this many bytes unless `responseBody.maxSize` says otherwise. */

@@ -227,7 +227,7 @@ export interface ResponseBodyConfig {
 export interface RequestBodyConfig {
   /**
    * The JSON Schema (inline, read from `schemaFile` at load, or `{ $ref }` into `document`);
-   * null: well-formed JSON is enough.
+   * null: a well-formed body is enough. A form's fields are checked against it as an object.
    */
   schema: object | null;
   /** Absolute path of the file the schema was read from, for messages. */
@@ -242,6 +242,8 @@ export interface RequestBodyConfig {
   required: boolean;
   /** Nesting levels of objects and arrays a body may have. */
   maxDepth: number;
+  /** The kinds of body taken: `json` (application/json, application/…+json), `form` (application/x-www-form-urlencoded). */
+  mediaTypes: ('json' | 'form')[];
 }
 
 /** `routes[].websocket`: what a WebSocket connection through the route may do once it is open. */

@@ -7,7 +7,7 @@ import { clientCertField, forwardedElement, upstreamHeaders } from '../forward/h
 import { clientClosed, dispatchForward, type ForwardRequest } from '../forward/upstream.js';
 import { isWebSocketHandshake, namesWebSocket, type Tunnels, type WebSocketForward } from '../forward/tunnel.js';
 import { sendContinue } from '../respond/continue.js';
-import { bodyInvalid, checkBody, jsonMediaTypeProblem, readBody, type BodyCheck } from '../validate/request-body.js';
+import { bodyInvalid, bodyKindsOf, bodyMediaType, checkBody, readBody, type BodyCheck, type BodyMediaType } from '../validate/request-body.js';
 import { checkParams, checkQuery } from '../validate/query.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
@@ -360,18 +360,19 @@ function forward(ex: Exchange): void | Promise<void> {
 function checkBodyThenForward(ex: Exchange, r: CompiledRoute, request: ForwardRequest, check: BodyCheck): void | Promise<void> {
   const req = ex.req;
   if (request.body === null) {
-    if (check.required) return fail(ex, bodyInvalid(`a JSON body is required on ${ex.ctx.method} ${r.config.path}`));
+    if (check.required) return fail(ex, bodyInvalid(`a ${check.json ? 'JSON' : 'form'} body is required on ${ex.ctx.method} ${r.config.path}`));
     return dispatchForward(r.upstream, request, ex.res, onForwarded, ex);
   }
-  const mediaProblem = jsonMediaTypeProblem(req.headers['content-type']);
-  if (mediaProblem !== null) {
-    return fail(ex, new RequestRejected('GH_ERR_REQUEST_UNSUPPORTED_MEDIA_TYPE', 415, `the request body must be JSON: ${mediaProblem}`, { detail: mediaProblem, headers: unreadBodyHeaders(req) }));
+  const kind = bodyMediaType(check, req.headers['content-type']);
+  if (typeof kind !== 'string') {
+    const problem = kind.problem;
+    return fail(ex, new RequestRejected('GH_ERR_REQUEST_UNSUPPORTED_MEDIA_TYPE', 415, `the request body must be ${bodyKindsOf(check)}: ${problem}`, { detail: problem, headers: unreadBodyHeaders(req) }));
   }
   sendContinue(req, ex.res);
-  return readCheckForward(ex, r, request, check);
+  return readCheckForward(ex, r, request, check, kind);
 }
 
-async function readCheckForward(ex: Exchange, r: CompiledRoute, request: ForwardRequest, check: BodyCheck): Promise<void> {
+async function readCheckForward(ex: Exchange, r: CompiledRoute, request: ForwardRequest, check: BodyCheck, kind: BodyMediaType): Promise<void> {
   try {
     const bytes = await readBody(ex.req, r.maxBodySize);
     // The client went away while sending: nothing to answer or forward.
@@ -379,7 +380,7 @@ async function readCheckForward(ex: Exchange, r: CompiledRoute, request: Forward
     if (bytes === 'too-large') {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: `body over ${r.maxBodySize} bytes`, headers: unreadBodyHeaders(ex.req) }));
     }
-    const refusal = checkBody(check, bytes);
+    const refusal = checkBody(check, bytes, kind);
     if (refusal !== null) return fail(ex, refusal);
     request.bodyBytes = bytes;
     dispatchForward(r.upstream, request, ex.res, onForwarded, ex);

@@ -47,6 +47,12 @@ export type SchemaDialect = Draft | 'openapi-3.0' | 'openapi-3.1';
 
 /** What a schema comes with: the document a fragment points into, and how readOnly and writeOnly are read. */
 export interface SchemaContext {
+  /**
+   * The data is text read as an object (a form body: each field's value a string, or an array of
+   * them): `integer`, `number` and `boolean` take their text, an `array` a lone value, as a
+   * query's schema does. Absent or false: JSON, never coerced.
+   */
+  readonly text?: boolean | undefined;
   /** The whole file a `#/…` fragment reference points into, registered under `uri`. */
   readonly document?: { readonly uri: string; readonly value: object; readonly dialect: SchemaDialect } | undefined;
   /** `refuse`: a property marked readOnly must not be in a request (OpenAPI's meaning); `ignore`: an annotation. */
@@ -64,6 +70,22 @@ type Marking = 'readOnly' | 'writeOnly' | 'none';
 function markingOf(context: SchemaContext): Marking {
   if (context.readOnly === 'refuse') return 'readOnly';
   return context.writeOnly === 'refuse' ? 'writeOnly' : 'none';
+}
+
+/** How a schema is compiled: which marked properties it refuses, and whether the data is text (a form). */
+type Reading = Marking | `${Marking}+text`;
+
+function readingOf(context: SchemaContext): Reading {
+  const marking = markingOf(context);
+  return context.text === true ? `${marking}+text` : marking;
+}
+
+function markingIn(reading: Reading): Marking {
+  return reading.endsWith('+text') ? (reading.slice(0, -5) as Marking) : (reading as Marking);
+}
+
+function optionsFor(reading: Reading): Options {
+  return reading.endsWith('+text') ? QUERY_OPTIONS : OPTIONS;
 }
 
 /**
@@ -94,7 +116,7 @@ function ajvFor(dialect: SchemaDialect, marking: Marking, extensions: readonly s
  * Compiled validators by schema object and reading of readOnly/writeOnly: a schema is compiled
  * once, at load (and reused by the plan; a schema file unchanged across a reload gives the same object).
  */
-const compiled = new WeakMap<object, Map<Marking, ValidateFunction>>();
+const compiled = new WeakMap<object, Map<Reading, ValidateFunction>>();
 
 /**
  * Compile a JSON Schema for request bodies. The draft follows `$schema` (draft-07, 2019-09 or
@@ -111,20 +133,21 @@ const compiled = new WeakMap<object, Map<Marking, ValidateFunction>>();
  * ```
  */
 export function compileBodySchema(schema: object, context: SchemaContext = { readOnly: 'refuse' }): ValidateFunction {
-  const marking = markingOf(context);
+  const reading = readingOf(context);
+  const marking = markingIn(reading);
   let byMode = compiled.get(schema);
   if (byMode === undefined) compiled.set(schema, (byMode = new Map()));
-  const held = byMode.get(marking);
+  const held = byMode.get(reading);
   if (held !== undefined) return held;
   const document = context.document;
   let validate: ValidateFunction;
   if (document === undefined) {
     const own = marking !== 'none' ? markedNotRequired(structuredClone(schema), marking) : schema;
-    validate = ajvFor(declaredDraft(schema), marking, []).compile(own);
+    validate = ajvFor(declaredDraft(schema), marking, [], optionsFor(reading)).compile(own);
   } else {
-    validate = documentAjv(document, marking).compile(schema);
+    validate = documentAjv(document, reading).compile(schema);
   }
-  byMode.set(marking, validate);
+  byMode.set(reading, validate);
   return validate;
 }
 
@@ -135,19 +158,20 @@ export function compileBodySchema(schema: object, context: SchemaContext = { rea
  * is unchanged, so a reload reuses the instance (and its compiled schemas); a changed file gives
  * a new document, and the old instance goes with the plan that used it.
  */
-const documentInstances = new WeakMap<object, Map<Marking, Ajv>>();
+const documentInstances = new WeakMap<object, Map<Reading, Ajv>>();
 
-function documentAjv(document: NonNullable<SchemaContext['document']>, marking: Marking): Ajv {
+function documentAjv(document: NonNullable<SchemaContext['document']>, reading: Reading): Ajv {
   let byMode = documentInstances.get(document.value);
   if (byMode === undefined) documentInstances.set(document.value, (byMode = new Map()));
-  let ajv = byMode.get(marking);
+  let ajv = byMode.get(reading);
   if (ajv === undefined) {
+    const marking = markingIn(reading);
     const value = marking !== 'none' ? markedNotRequired(structuredClone(document.value), marking) : document.value;
-    ajv = ajvFor(document.dialect, marking, extensionKeywords(document.value));
+    ajv = ajvFor(document.dialect, marking, extensionKeywords(document.value), optionsFor(reading));
     // The whole file under its URL (not checked against a meta-schema: an OpenAPI document is not
     // a schema); only what a fragment reaches is compiled, and checked strictly.
     ajv.addSchema(value, document.uri, undefined, false);
-    byMode.set(marking, ajv);
+    byMode.set(reading, ajv);
   }
   return ajv;
 }

@@ -3,15 +3,25 @@ import type { ValidateFunction } from 'ajv';
 import type { RequestBodyConfig } from '../config/types.js';
 import { RequestRejected, type GatehouseError } from '../errors.js';
 import { compileBodySchema, describeSchemaError } from './body-schema.js';
+import { parseFormBody } from './form-text.js';
 import { parseJsonBody } from './json-text.js';
+
+/** The kinds of body a route's `requestBody` takes (`mediaTypes`). */
+export type BodyMediaType = 'json' | 'form';
 
 /** `routes[].requestBody`, built once per route: which requests it reads, and how it checks them. */
 export interface BodyCheck {
   readonly methods: ReadonlySet<string>;
   readonly required: boolean;
   readonly maxDepth: number;
-  /** The compiled JSON Schema; null: well-formed JSON is all that is asked. */
+  /** JSON bodies are taken (`mediaTypes` lists `json`). */
+  readonly json: boolean;
+  /** Form bodies (`application/x-www-form-urlencoded`) are taken (`mediaTypes` lists `form`). */
+  readonly form: boolean;
+  /** The compiled JSON Schema for a JSON body; null: well-formed JSON is all that is asked. */
   readonly validate: ValidateFunction | null;
+  /** The same schema compiled for a form's fields (text values read as their types); null: a well-formed form is all. */
+  readonly validateForm: ValidateFunction | null;
 }
 
 /**
@@ -19,16 +29,55 @@ export interface BodyCheck {
  *
  * @example
  * ```ts
- * const check = createBodyCheck({ schema: { type: 'object' }, methods: ['POST'], required: true, maxDepth: 32 });
+ * const check = createBodyCheck({ schema: { type: 'object' }, readOnly: 'refuse', methods: ['POST'], required: true, maxDepth: 32, mediaTypes: ['json', 'form'] });
  * ```
  */
 export function createBodyCheck(config: RequestBodyConfig): BodyCheck {
+  const json = config.mediaTypes.includes('json');
+  const form = config.mediaTypes.includes('form');
+  const schema = config.schema;
+  const context = { document: config.document, readOnly: config.readOnly };
   return {
     methods: new Set(config.methods),
     required: config.required,
     maxDepth: config.maxDepth,
-    validate: config.schema === null ? null : compileBodySchema(config.schema, { document: config.document, readOnly: config.readOnly }),
+    json,
+    form,
+    validate: schema === null || !json ? null : compileBodySchema(schema, context),
+    validateForm: schema === null || !form ? null : compileBodySchema(schema, { ...context, text: true }),
   };
+}
+
+/** `application/x-www-form-urlencoded`, parameters allowed. */
+const FORM_MEDIA_TYPE = /^application\/x-www-form-urlencoded\s*(?:;|$)/i;
+
+/**
+ * Which of the route's kinds of body a request's `Content-Type` announces — JSON or a form, in
+ * UTF-8 — or why it announces none of them (for the 415).
+ */
+export function bodyMediaType(check: BodyCheck, contentType: string | undefined): BodyMediaType | { readonly problem: string } {
+  if (check.form && contentType !== undefined && FORM_MEDIA_TYPE.test(contentType)) {
+    const problem = charsetProblem(contentType, 'a form');
+    return problem === null ? 'form' : { problem };
+  }
+  if (check.json) {
+    const problem = jsonMediaTypeProblem(contentType);
+    if (problem === null) return 'json';
+    // JSON in another charset, or a route that takes JSON alone: the JSON check's own words.
+    if (!check.form || (contentType !== undefined && JSON_MEDIA_TYPE.test(contentType))) return { problem };
+  }
+  if (contentType === undefined || contentType === '') return { problem: `the request has no Content-Type (${expected(check)} expected)` };
+  return { problem: `Content-Type ${JSON.stringify(contentType.slice(0, 100))} is not ${check.json ? 'JSON or a form' : 'a form'} (${expected(check)} expected)` };
+}
+
+/** What a route's 415 says it takes: `JSON`, `a form`, or both. */
+export function bodyKindsOf(check: BodyCheck): string {
+  return check.json ? (check.form ? 'JSON or a form' : 'JSON') : 'a form';
+}
+
+function expected(check: BodyCheck): string {
+  const form = 'application/x-www-form-urlencoded';
+  return check.json ? (check.form ? `application/json, application/…+json or ${form}` : 'application/json or application/…+json') : form;
 }
 
 /** `application/json`, or any `application/…+json` (RFC 6839), parameters allowed. */
@@ -41,9 +90,16 @@ const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)"?/i;
 export function jsonMediaTypeProblem(contentType: string | undefined, of: 'request' | 'answer' = 'request'): string | null {
   if (contentType === undefined || contentType === '') return `the ${of} has no Content-Type (application/json expected)`;
   if (!JSON_MEDIA_TYPE.test(contentType)) return `Content-Type ${JSON.stringify(contentType.slice(0, 100))} is not JSON (application/json or application/…+json expected)`;
+  return charsetProblem(contentType, 'JSON');
+}
+
+/** A `charset` parameter other than UTF-8, or null. */
+function charsetProblem(contentType: string, what: 'JSON' | 'a form'): string | null {
   const charset = CHARSET.exec(contentType)?.[1];
-  if (charset !== undefined && charset.toLowerCase() !== 'utf-8') return `charset ${JSON.stringify(charset.slice(0, 40))} is not UTF-8, the one JSON is exchanged in`;
-  return null;
+  if (charset === undefined || charset.toLowerCase() === 'utf-8') return null;
+  return what === 'JSON'
+    ? `charset ${JSON.stringify(charset.slice(0, 40))} is not UTF-8, the one JSON is exchanged in`
+    : `charset ${JSON.stringify(charset.slice(0, 40))} is not UTF-8, the one a form is read in here`;
 }
 
 /** The body in one buffer, or why not: over the limit, or the client went away (null). */
@@ -92,14 +148,14 @@ export function bodyInvalid(reason: string, extra?: { headers?: Record<string, s
 }
 
 /**
- * Check a whole body against the route's rules: JSON that every parser reads alike (see
- * json-text.ts), then the schema. Null when it is accepted.
+ * Check a whole body against the route's rules: JSON (or a form) that every parser reads alike
+ * (see json-text.ts, form-text.ts), then the schema. Null when it is accepted.
  */
-export function checkBody(check: BodyCheck, bytes: Buffer): GatehouseError | null {
-  if (bytes.length === 0) return check.required ? bodyInvalid('a JSON body is required and this one is empty') : null;
-  const parsed = parseJsonBody(bytes, check.maxDepth);
+export function checkBody(check: BodyCheck, bytes: Buffer, kind: BodyMediaType = 'json'): GatehouseError | null {
+  if (bytes.length === 0) return check.required ? bodyInvalid(`a ${kind === 'json' ? 'JSON' : 'form'} body is required and this one is empty`) : null;
+  const parsed = kind === 'json' ? parseJsonBody(bytes, check.maxDepth) : parseFormBody(bytes);
   if (!parsed.ok) return bodyInvalid(parsed.reason);
-  const validate = check.validate;
+  const validate = kind === 'json' ? check.validate : check.validateForm;
   if (validate === null || validate(parsed.value)) return null;
   return bodyInvalid(`it does not match the route's schema, ${describeSchemaError(validate.errors?.[0])}`);
 }

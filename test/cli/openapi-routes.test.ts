@@ -103,8 +103,63 @@ describe('openApiRoutes', () => {
     expect(by.createOrder!.requestBody).toEqual({ schema: 'openapi.yaml#/components/requestBodies/NewOrder/content/application~1json/schema' });
     expect(by.updateOrder!.requestBody).toEqual({ schema: 'openapi.yaml#/paths/~1orders~1{order-id}/patch/requestBody/content/application~1merge-patch+json/schema', required: false });
     expect(by.uploadFile!.requestBody).toBeUndefined();
-    expect(notes).toContain('PUT /files/{name}.pdf: the request body (application/pdf) is not JSON: not checked');
+    expect(notes).toContain('PUT /files/{name}.pdf: the request body (application/pdf) is neither JSON nor a form: not checked');
     expect(notes).toContain('PUT /files/{name}.pdf: the segment "{name}.pdf" is matched as a whole parameter {name} (a route segment is a literal or a parameter)');
+  });
+
+  it('form bodies: a form alone, JSON and a form with one schema, another schema or none for the form, media types it cannot check', () => {
+    const text = `openapi: 3.0.3
+info: { title: Forms, version: "1" }
+security: []
+paths:
+  /login:
+    post:
+      operationId: login
+      requestBody: { required: true, content: { application/x-www-form-urlencoded: { schema: { $ref: '#/components/schemas/Login' } } } }
+      responses: { "204": { description: ok } }
+  /pets:
+    post:
+      operationId: addPet
+      requestBody:
+        content:
+          application/json: { schema: { $ref: '#/components/schemas/Pet' } }
+          application/x-www-form-urlencoded: { schema: { $ref: '#/components/schemas/Pet' } }
+          application/xml: { schema: { $ref: '#/components/schemas/Pet' } }
+      responses: { "200": { description: ok } }
+    put:
+      operationId: updatePet
+      requestBody:
+        content:
+          application/json: { schema: { $ref: '#/components/schemas/Pet' } }
+          application/x-www-form-urlencoded: { schema: { type: object, properties: { name: { type: string } } } }
+      responses: { "200": { description: ok } }
+  /feedback:
+    post:
+      operationId: feedback
+      requestBody: { content: { Application/X-WWW-Form-Urlencoded: {} } }
+      responses: { "204": { description: ok } }
+components:
+  schemas:
+    Login: { type: object, properties: { user: { type: string }, password: { type: string, writeOnly: true } }, required: [user, password], additionalProperties: false }
+    Pet: { type: object, properties: { name: { type: string } }, additionalProperties: false }
+`;
+    const out = openApiRoutes(parseYaml(text) as unknown, { reference: 'forms.yaml', upstream: 'api' });
+    const by = Object.fromEntries(out.routes.map((r) => [r.name, r]));
+    expect(by.login!.requestBody).toEqual({ schema: 'forms.yaml#/paths/~1login/post/requestBody/content/application~1x-www-form-urlencoded/schema', mediaTypes: ['form'] });
+    expect(by.addPet!.requestBody).toEqual({ schema: 'forms.yaml#/paths/~1pets/post/requestBody/content/application~1json/schema', mediaTypes: ['json', 'form'], required: false });
+    expect(by.updatePet!.requestBody).toEqual({ schema: 'forms.yaml#/paths/~1pets/put/requestBody/content/application~1json/schema', required: false });
+    expect(by.feedback!.requestBody).toEqual({ mediaTypes: ['form'], required: false });
+    expect(out.notes).toEqual([
+      'PUT /pets: the form body has another schema than the JSON one: the route takes JSON only (a form gets 415)',
+      "POST /pets: the request body's application/xml is refused by the route (415): gatehouse checks JSON and form bodies",
+      'POST /feedback: the Application/X-WWW-Form-Urlencoded request body has no schema: any well-formed form',
+    ]);
+    // What it prints loads: the form schemas compile for forms (text read as their types).
+    const cfgDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-openapi-forms-'));
+    writeFileSync(path.join(cfgDir, 'forms.yaml'), text);
+    writeFileSync(path.join(cfgDir, 'gatehouse.yaml'), `listen: { port: 0 }\nupstreams: [ { name: api, url: 'http://127.0.0.1:1' } ]\nroutes: ${JSON.stringify(out.routes)}\n`);
+    const loaded = loadConfigFile(path.join(cfgDir, 'gatehouse.yaml'), {});
+    expect(Object.fromEntries(loaded.routes.map((r) => [r.name, r.requestBody?.mediaTypes]))).toEqual({ login: ['form'], addPet: ['json', 'form'], updatePet: ['json'], feedback: ['form'] });
   });
 
   it('--prefix puts every route under a path; a server URL with a path is pointed out, not applied', () => {

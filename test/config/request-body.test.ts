@@ -107,9 +107,9 @@ routes:
 });
 
 describe('routes[].requestBody: what loads', () => {
-  it('defaults: the route\'s POST, PUT and PATCH, a body required, 32 levels, any well-formed JSON', () => {
+  it('defaults: the route\'s POST, PUT and PATCH, a body required, 32 levels, JSON bodies only, any well-formed JSON', () => {
     const loaded = loadConfigText(config('{}', '[GET, POST, DELETE]'), 'gatehouse.yaml', {});
-    expect(loaded.routes[0]!.requestBody).toEqual({ schema: null, schemaFile: undefined, document: undefined, readOnly: 'refuse', methods: ['POST'], required: true, maxDepth: 32 });
+    expect(loaded.routes[0]!.requestBody).toEqual({ schema: null, schemaFile: undefined, document: undefined, readOnly: 'refuse', methods: ['POST'], required: true, maxDepth: 32, mediaTypes: ['json'] });
     expect(loadConfigText(config('{}'), 'gatehouse.yaml', {}).routes[0]!.requestBody!.methods).toEqual(['POST', 'PUT', 'PATCH']);
     expect(loadConfigText(config('{}').replace(/    requestBody.*\n/, ''), 'gatehouse.yaml', {}).routes[0]!.requestBody).toBeNull();
   });
@@ -128,8 +128,38 @@ describe('routes[].requestBody: what loads', () => {
       methods: ['POST'],
       required: false,
       maxDepth: 8,
+      mediaTypes: ['json'],
     });
     writeFileSync(path.join(dir, 'gatehouse.yaml'), config('{ schema: ./order.yaml }'));
     expect(loadConfigFile(path.join(dir, 'gatehouse.yaml'), {}).routes[0]!.requestBody!.schema).toMatchObject({ unevaluatedProperties: false });
+  });
+});
+
+describe('routes[].requestBody.mediaTypes: what is refused at load', () => {
+  it('a kind of body gatehouse does not read, an empty list, a kind twice', () => {
+    expect(issuesOf(config('{ mediaTypes: [json, xml] }'))[0]).toMatchObject({ path: 'routes[0].requestBody.mediaTypes[1]' });
+    expect(issuesOf(config('{ mediaTypes: [] }'))[0]).toMatchObject({ path: 'routes[0].requestBody.mediaTypes' });
+    expect(issuesOf(config('{ mediaTypes: [form, form] }'))[0]).toMatchObject({ path: 'routes[0].requestBody.mediaTypes' });
+    expect(issuesOf(config('{ mediaTypes: form }'))[0]).toMatchObject({ path: 'routes[0].requestBody.mediaTypes' });
+  });
+
+  it('a schema no form can meet: not an object, or a field that must be an object (a form\'s values are text)', () => {
+    const notObject = issuesOf(config('{ mediaTypes: [form], schema: { type: array } }'));
+    expect(notObject.map((i) => [i.path, i.message])).toEqual([
+      ['routes[0].requestBody.schema', 'a form is read as an object of fields, and this schema\'s type is array: no form could meet it'],
+    ]);
+    const nested = issuesOf(config('{ mediaTypes: [json, form], schema: { type: object, properties: { address: { type: object }, name: { type: string } } } }'));
+    expect(nested.map((i) => [i.path, i.message])).toEqual([
+      ['routes[0].requestBody.schema.properties.address', 'is an object, and a form\'s fields are text (or lists of text): no form could set it'],
+    ]);
+    // For JSON alone the same schema is fine.
+    expect(issuesOf(config('{ schema: { type: object, properties: { address: { type: object } } } }'))).toEqual([]);
+  });
+
+  it('takes forms, JSON and forms, and a form schema of text, numbers, booleans and arrays', () => {
+    expect(issuesOf(config('{ mediaTypes: [form] }'))).toEqual([]);
+    expect(
+      issuesOf(config('{ mediaTypes: [form, json], schema: { type: object, properties: { a: { type: integer }, b: { type: array, items: { type: string } }, c: { type: [boolean, "null"] } } } }')),
+    ).toEqual([]);
   });
 });

@@ -157,9 +157,16 @@ const route: JsonSchema = closed(
         required: { type: 'boolean', description: 'A request on those methods without a body is refused (default true).' },
         maxDepth: { type: 'integer', minimum: 1, maximum: 1000, description: 'Nesting levels of objects and arrays a body may have (default 32).' },
         readOnly: { enum: ['refuse', 'ignore'], description: 'refuse (default): a property the schema marks readOnly is refused in a request (and not required); ignore: readOnly is an annotation.' },
+        mediaTypes: {
+          type: 'array',
+          items: { enum: ['json', 'form'] },
+          minItems: 1,
+          uniqueItems: true,
+          description: 'The kinds of body taken (default [json]): json (application/json, application/…+json), form (application/x-www-form-urlencoded: its fields checked against the schema as an object, text read as the types it names); any other Content-Type is refused (415).',
+        },
       },
       [],
-      { description: 'JSON request bodies checked before they are forwarded: UTF-8, well-formed, no key twice, bounded depth, and the schema (docs/configuration.md, "Request bodies").' },
+      { description: 'Request bodies checked before they are forwarded: JSON (UTF-8, well-formed, no key twice, bounded depth) or forms (UTF-8, well-formed percent-encoding, no raw ";"), and the schema (docs/configuration.md, "Request bodies").' },
     ),
     responseBody: closed(
       {
