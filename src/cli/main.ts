@@ -168,6 +168,7 @@ function checksOf(r: RouteConfig): string {
   if (r.claims.length > 0) checks.push(`claims(${r.claims.length})`);
   if (r.params) checks.push('params');
   if (r.query) checks.push('query');
+  if (r.requestHeaders) checks.push('headers');
   if (r.requestBody) {
     // `body`: JSON against a schema; `body:form`, `body:json+form`: those kinds against it; in
     // parentheses, the kinds taken with no schema (well-formed is all that is asked).

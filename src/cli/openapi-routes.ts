@@ -33,6 +33,7 @@ export interface GeneratedRoute {
   requestBody?: { schema?: string; mediaTypes?: ('json' | 'form')[]; required?: false };
   query?: { schema: Record<string, unknown> };
   params?: { schema: Record<string, unknown> };
+  requestHeaders?: { schema: Record<string, unknown> };
   responseBody?: { schemas: Record<string, string>; onInvalid?: 'log' };
 }
 
@@ -101,6 +102,11 @@ export function openApiRoutes(doc: unknown, options: OpenApiRoutesOptions): Open
       if (params !== null) route.params = { schema: params };
       const query = querySchemaOf(doc, item.parameters, op.parameters, where, notes);
       if (query !== null) route.query = { schema: query };
+      const headers = headerSchemaOf(doc, item.parameters, op.parameters, where, notes);
+      if (headers !== null) route.requestHeaders = { schema: headers };
+      for (const name of parametersIn(doc, 'cookie', item.parameters, op.parameters).keys()) {
+        notes.push(`${where}: the cookie parameter ${name} is not checked by gatehouse`);
+      }
       const body = requestBodyOf(doc, op, `/paths/${escapePointer(path)}/${method}/requestBody`, where, notes);
       if (body !== null) {
         route.requestBody = {
@@ -267,18 +273,38 @@ function responseSchemasOf(doc: Obj, op: Obj, at: string, where: string, notes: 
  * sends). Null without any.
  */
 function querySchemaOf(doc: Obj, shared: unknown, own: unknown, where: string, notes: string[]): Record<string, unknown> | null {
-  const byName = parametersIn(doc, 'query', shared, own);
+  return parameterSchema(doc, parametersIn(doc, 'query', shared, own), 'query', where, notes);
+}
+
+/**
+ * Headers OpenAPI says a header parameter does not describe ("If in is header and the name field
+ * is Accept, Content-Type or Authorization, the parameter definition SHALL be ignored").
+ */
+const IGNORED_HEADERS = new Set(['accept', 'content-type', 'authorization']);
+
+/**
+ * The operation's header parameters as one inline schema under their lowercase names (headers
+ * are matched lowercased), as a query's are. Null without any.
+ */
+function headerSchemaOf(doc: Obj, shared: unknown, own: unknown, where: string, notes: string[]): Record<string, unknown> | null {
+  const byName = parametersIn(doc, 'header', shared, own);
+  for (const name of byName.keys()) if (IGNORED_HEADERS.has(name)) byName.delete(name);
+  return parameterSchema(doc, byName, 'header', where, notes);
+}
+
+/** Parameters (by name) as one inline object schema: each one's schema under its name, the required ones in `required`. */
+function parameterSchema(doc: Obj, byName: Map<string, Obj>, location: 'query' | 'header', where: string, notes: string[]): Record<string, unknown> | null {
   if (byName.size === 0) return null;
   const properties: Record<string, unknown> = {};
   const required: string[] = [];
   for (const [name, param] of byName) {
     if (param.schema === undefined) {
-      notes.push(`${where}: the query parameter ${name} has no schema (content instead): any value`);
+      notes.push(`${where}: the ${location} parameter ${name} has no schema (content instead): any value`);
       properties[name] = {};
     } else {
       const inlined = inlineSchema(doc, param.schema, 0);
       if (inlined === undefined) {
-        notes.push(`${where}: the query parameter ${name}'s schema refers to itself: any value`);
+        notes.push(`${where}: the ${location} parameter ${name}'s schema refers to itself: any value`);
         properties[name] = {};
       } else properties[name] = inlined;
     }
@@ -287,14 +313,17 @@ function querySchemaOf(doc: Obj, shared: unknown, own: unknown, where: string, n
   return required.length > 0 ? { type: 'object', properties, required } : { type: 'object', properties };
 }
 
-/** The parameters of one location (`query`, `path`) by name: the path item's, overridden by the operation's. */
+/**
+ * The parameters of one location (`query`, `path`, `header`, `cookie`) by name: the path item's,
+ * overridden by the operation's. Header names are case-insensitive: kept lowercased.
+ */
 function parametersIn(doc: Obj, location: string, shared: unknown, own: unknown): Map<string, Obj> {
   const byName = new Map<string, Obj>();
   for (const list of [shared, own]) {
     if (!Array.isArray(list)) continue;
     for (const raw of list) {
       const param = resolveRef(doc, raw);
-      if (isObject(param) && param.in === location && typeof param.name === 'string') byName.set(param.name, param);
+      if (isObject(param) && param.in === location && typeof param.name === 'string') byName.set(location === 'header' ? param.name.toLowerCase() : param.name, param);
     }
   }
   return byName;

@@ -5,7 +5,7 @@ import { normalizeTokenHandler } from './normalize-token-handler.js';
 import { checkAddressRange } from '../server/addresses.js';
 import { checkTrustedProxy } from '../server/trusted-proxy.js';
 import { checkHeaderRules, mergeHeaderRules } from './header-rules.js';
-import { normalizeParams, normalizeQuery, normalizeRequestBody, normalizeResponseBody } from './request-body.js';
+import { normalizeParams, normalizeQuery, normalizeRequestBody, normalizeRequestHeaders, normalizeResponseBody } from './request-body.js';
 import { WHOLE_ANSWER_HEADERS } from '../validate/response-body.js';
 import { checkRouteHost } from '../route/hosts.js';
 import { keyNeedsPrincipal, parseKeySpec } from '../limit/key.js';
@@ -325,6 +325,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       requestBody: normalizeRequestBody(r.requestBody as Raw | undefined, r.methods ?? null, [...at, 'requestBody'], ctx.baseDir, bad),
       query: normalizeQuery(r.query as Raw | undefined, [...at, 'query'], ctx.baseDir, bad),
       params: normalizeParams(r.params as Raw | undefined, r.path, [...at, 'params'], ctx.baseDir, bad),
+      requestHeaders: normalizeRequestHeaders(r.requestHeaders as Raw | undefined, [...at, 'requestHeaders'], ctx.baseDir, bad),
       responseBody: normalizeResponseBody(r.responseBody as Raw | undefined, [...at, 'responseBody'], ctx.baseDir, bad, bytes),
     };
     if (route.responseBody) {

@@ -43,6 +43,30 @@ export function normalizeParams(raw: Raw | undefined, routePath: unknown, at: (s
 }
 
 /**
+ * `routes[].requestHeaders` at load: a schema for the request's headers, read and compiled like a
+ * query's. Header names are matched lowercased: a property or `required` name with a capital
+ * letter would never match, and is a config error saying so.
+ */
+export function normalizeRequestHeaders(raw: Raw | undefined, at: (string | number)[], baseDir: string, bad: Bad): { schema: object; schemaFile?: string } | null {
+  if (raw === undefined) return null;
+  const loaded = normalizeQuery(raw, at, baseDir, bad);
+  if (loaded === null) return null;
+  const schema = loaded.schema as { properties?: unknown; required?: unknown };
+  const names = [
+    ...(schema.properties !== null && typeof schema.properties === 'object' ? Object.keys(schema.properties).map((name) => ['properties', name, name] as const) : []),
+    ...(Array.isArray(schema.required) ? schema.required.map((name, i) => ['required', i, name] as const) : []),
+  ];
+  let usable = true;
+  for (const [where, key, name] of names) {
+    if (typeof name !== 'string' || name === name.toLowerCase()) continue;
+    usable = false;
+    const file = loaded.schemaFile === undefined ? [...at, 'schema', where, key] : [...at, 'schema'];
+    bad(file, `${loaded.schemaFile === undefined ? '' : `${where}.${String(key)} (${loaded.schemaFile}) `}names the header ${JSON.stringify(name)}: header names are matched lowercased, write ${JSON.stringify(name.toLowerCase())}`);
+  }
+  return usable ? loaded : null;
+}
+
+/**
  * A route's schema (inline, a file, or `file#/pointer`) read and compiled by `compile`; any
  * problem reported at `at` — the file's own message, or `is not a usable JSON Schema (file): …`.
  */

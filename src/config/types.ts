@@ -194,6 +194,8 @@ export interface RouteConfig {
   query?: { schema: object; schemaFile?: string } | null;
   /** The path parameters checked against a JSON Schema (docs/configuration.md, "Path parameters"); null or absent: not checked. */
   params?: { schema: object; schemaFile?: string } | null;
+  /** The request's headers checked against a JSON Schema (docs/configuration.md, "Request headers"); null or absent: not checked. */
+  requestHeaders?: { schema: object; schemaFile?: string } | null;
   /** The upstream's JSON answers checked against a schema per status (docs/configuration.md, "Answers"); null or absent: streamed unread. */
   responseBody?: ResponseBodyConfig | null;
 }

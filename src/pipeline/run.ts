@@ -8,7 +8,7 @@ import { clientClosed, dispatchForward, type ForwardRequest } from '../forward/u
 import { isWebSocketHandshake, namesWebSocket, type Tunnels, type WebSocketForward } from '../forward/tunnel.js';
 import { sendContinue } from '../respond/continue.js';
 import { bodyInvalid, bodyKindsOf, bodyMediaType, checkBody, readBody, type BodyCheck, type BodyMediaType } from '../validate/request-body.js';
-import { checkParams, checkQuery } from '../validate/query.js';
+import { checkHeaders, checkParams, checkQuery } from '../validate/query.js';
 import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
@@ -333,6 +333,11 @@ function forward(ex: Exchange): void | Promise<void> {
   const queryCheck = r.queryCheck;
   if (queryCheck !== null) {
     const refusal = checkQuery(queryCheck, ex.ctx.query);
+    if (refusal !== null) return fail(ex, refusal);
+  }
+  const headersCheck = r.headersCheck;
+  if (headersCheck !== null) {
+    const refusal = checkHeaders(headersCheck, ex.req.rawHeaders);
     if (refusal !== null) return fail(ex, refusal);
   }
   let websocket: WebSocketForward | null = null;

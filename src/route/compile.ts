@@ -36,6 +36,8 @@ export interface CompiledRoute {
   readonly queryCheck: QueryCheck | null;
   /** `params`: the path parameters this route accepts; null: not checked. */
   readonly paramsCheck: QueryCheck | null;
+  /** `requestHeaders`: the headers this route accepts; null: not checked. */
+  readonly headersCheck: QueryCheck | null;
   /** `requestBody`: the JSON bodies this route accepts, read whole and checked before forwarding; null: streamed unread. */
   readonly bodyCheck: BodyCheck | null;
   /** `responseBody`: the upstream's answers this route lets through, held whole and checked; null: streamed unread. */
@@ -128,6 +130,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         bodyCheck: route.requestBody ? createBodyCheck(route.requestBody) : null,
         queryCheck: route.query ? createQueryCheck(route.query.schema) : null,
         paramsCheck: route.params ? createQueryCheck(route.params.schema) : null,
+        headersCheck: route.requestHeaders ? createQueryCheck(route.requestHeaders.schema) : null,
         responseCheck: route.responseBody ? createResponseCheck(route.responseBody) : null,
         onAuthFailure,
       };

@@ -2,7 +2,7 @@ import type { ValidateFunction } from 'ajv';
 import { RequestRejected, type GatehouseError } from '../errors.js';
 import { compileQuerySchema, describeSchemaError } from './body-schema.js';
 
-/** `routes[].query`, built once per route. */
+/** A route's `query`, `params` or `requestHeaders`: a schema for text values, built once per route. */
 export interface QueryCheck {
   readonly validate: ValidateFunction;
 }
@@ -38,7 +38,7 @@ export function queryObject(query: string): Record<string, string | string[]> {
 
 /** 400 `GH_ERR_REQUEST_QUERY_INVALID` for a query the route's schema refuses (saying where), else null. */
 export function checkQuery(check: QueryCheck, query: string): GatehouseError | null {
-  return refusal(check.validate, queryObject(query), 'GH_ERR_REQUEST_QUERY_INVALID', 'the query');
+  return refusal(check.validate, queryObject(query), 'GH_ERR_REQUEST_QUERY_INVALID', 'the query is');
 }
 
 /**
@@ -47,12 +47,39 @@ export function checkQuery(check: QueryCheck, query: string): GatehouseError | n
  * takes `'7'`) never changes what claim rules and the log see, nor the path forwarded.
  */
 export function checkParams(check: QueryCheck, params: Record<string, string>): GatehouseError | null {
-  return refusal(check.validate, { ...params }, 'GH_ERR_REQUEST_PARAMS_INVALID', 'the path');
+  return refusal(check.validate, { ...params }, 'GH_ERR_REQUEST_PARAMS_INVALID', 'the path is');
+}
+
+/**
+ * A request's headers (`rawHeaders`: `[name, value, …]` as received) as the object its schema is
+ * checked against: each lowercase name to its value, a header sent more than once to an array of
+ * its values in order (so a schema's string refuses a second `X-Tenant-Id` that one server would
+ * take and another drop). `Cookie` lines are one value joined with "; " (HTTP/2 sends a cookie per
+ * line). HTTP/2 pseudo-headers (`:path`) are not headers. No prototype.
+ */
+export function headerObject(rawHeaders: readonly string[]): Record<string, string | string[]> {
+  const out = Object.create(null) as Record<string, string | string[]>;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    const value = rawHeaders[i + 1]!;
+    const held = out[name];
+    if (held === undefined) out[name] = value;
+    else if (name === 'cookie') out[name] = `${held as string}; ${value}`;
+    else if (typeof held === 'string') out[name] = [held, value];
+    else held.push(value);
+  }
+  return out;
+}
+
+/** 400 `GH_ERR_REQUEST_HEADERS_INVALID` for headers the route's `requestHeaders` schema refuses (saying which), else null. */
+export function checkHeaders(check: QueryCheck, rawHeaders: readonly string[]): GatehouseError | null {
+  return refusal(check.validate, headerObject(rawHeaders), 'GH_ERR_REQUEST_HEADERS_INVALID', "the request's headers are");
 }
 
 /** Null when `value` meets the schema; else the 400 saying where (the first error). */
-function refusal(validate: ValidateFunction, value: object, code: 'GH_ERR_REQUEST_QUERY_INVALID' | 'GH_ERR_REQUEST_PARAMS_INVALID', what: string): GatehouseError | null {
+function refusal(validate: ValidateFunction, value: object, code: 'GH_ERR_REQUEST_QUERY_INVALID' | 'GH_ERR_REQUEST_PARAMS_INVALID' | 'GH_ERR_REQUEST_HEADERS_INVALID', what: string): GatehouseError | null {
   if (validate(value)) return null;
   const reason = describeSchemaError(validate.errors?.[0]);
-  return new RequestRejected(code, 400, `${what} is not accepted: ${reason}`, { detail: reason });
+  return new RequestRejected(code, 400, `${what} not accepted: ${reason}`, { detail: reason });
 }

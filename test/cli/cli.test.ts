@@ -41,7 +41,7 @@ describe('gatehouse routes', () => {
         '    params: { schema: { type: object, properties: { id: { type: integer } } } }',
         '    requestBody: { schema: { type: object } }',
         '    responseBody: { schemas: { "200": { type: object } }, onInvalid: log }',
-        '  - { name: login, path: /login, methods: [POST], upstream: a, public: true, requestBody: { mediaTypes: [form], schema: { type: object } } }',
+        '  - { name: login, path: /login, methods: [POST], upstream: a, public: true, requestHeaders: { schema: { type: object } }, requestBody: { mediaTypes: [form], schema: { type: object } } }',
         '  - { name: hook, path: /hook, methods: [POST], upstream: a, public: true, requestBody: { mediaTypes: [json, form] } }',
         '',
       ].join('\n'),
@@ -53,7 +53,7 @@ describe('gatehouse routes', () => {
     expect(lines[1]).toEqual(['health', 'all but TRACE', '/health', 'a', 'public', '-']);
     expect(lines[2]).toEqual(['orders', 'GET,POST', '/orders', 'a', 'token + orders:read', '-']);
     expect(lines[3]).toEqual(['order', 'GET,PATCH', '/orders/{id} (exact)', 'a', 'token + orders:write', 'claims(1) params body answers(log)']);
-    expect(lines[4]).toEqual(['login', 'POST', '/login', 'a', 'public', 'body:form']);
+    expect(lines[4]).toEqual(['login', 'POST', '/login', 'a', 'public', 'headers body:form']);
     expect(lines[5]).toEqual(['hook', 'POST', '/hook', 'a', 'public', 'body(json+form)']);
   });
 });

@@ -162,6 +162,48 @@ components:
     expect(Object.fromEntries(loaded.routes.map((r) => [r.name, r.requestBody?.mediaTypes]))).toEqual({ login: ['form'], addPet: ['json', 'form'], updatePet: ['json'], feedback: ['form'] });
   });
 
+  it('header parameters as requestHeaders under lowercase names (Accept, Content-Type, Authorization left out, as OpenAPI says); cookie parameters noted', () => {
+    const text = `openapi: 3.1.0
+info: { title: Pay, version: "1" }
+security: []
+components:
+  parameters:
+    Tenant: { name: X-Tenant-Id, in: header, required: true, schema: { type: string, pattern: "^[a-z]+$", example: acme } }
+paths:
+  /payments:
+    parameters: [ { $ref: '#/components/parameters/Tenant' } ]
+    post:
+      operationId: pay
+      parameters:
+        - { name: Idempotency-Key, in: header, required: true, schema: { type: string, format: uuid } }
+        - { name: Accept, in: header, schema: { type: string } }
+        - { name: Authorization, in: header, schema: { type: string } }
+        - { name: session, in: cookie, schema: { type: string } }
+      responses: { "201": { description: ok } }
+    get:
+      operationId: list
+      responses: { "200": { description: ok } }
+`;
+    const out = openApiRoutes(parseYaml(text) as unknown, { reference: 'pay.yaml', upstream: 'api' });
+    const by = Object.fromEntries(out.routes.map((r) => [r.name, r]));
+    expect(by.pay!.requestHeaders).toEqual({
+      schema: {
+        type: 'object',
+        properties: { 'x-tenant-id': { type: 'string', pattern: '^[a-z]+$' }, 'idempotency-key': { type: 'string', format: 'uuid' } },
+        required: ['x-tenant-id', 'idempotency-key'],
+      },
+    });
+    expect(by.list!.requestHeaders).toEqual({ schema: { type: 'object', properties: { 'x-tenant-id': { type: 'string', pattern: '^[a-z]+$' } }, required: ['x-tenant-id'] } });
+    expect(out.notes).toEqual(['POST /payments: the cookie parameter session is not checked by gatehouse']);
+    // What it prints loads (lowercase names pass the config's check).
+    const cfgDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-openapi-headers-'));
+    writeFileSync(path.join(cfgDir, 'gatehouse.yaml'), `listen: { port: 0 }\nupstreams: [ { name: api, url: 'http://127.0.0.1:1' } ]\nroutes: ${JSON.stringify(out.routes)}\n`);
+    expect(loadConfigFile(path.join(cfgDir, 'gatehouse.yaml'), {}).routes.map((r) => Object.keys((r.requestHeaders?.schema as { properties: object }).properties))).toEqual([
+      ['x-tenant-id'],
+      ['x-tenant-id', 'idempotency-key'],
+    ]);
+  });
+
   it('--prefix puts every route under a path; a server URL with a path is pointed out, not applied', () => {
     const withServer = { ...(doc as object), servers: [{ url: 'https://api.example.com/v1/' }] };
     const plain = openApiRoutes(withServer, { reference: 'openapi.yaml', upstream: 'orders' });

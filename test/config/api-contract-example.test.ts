@@ -3,6 +3,7 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { openApiRoutes } from '../../src/cli/openapi-routes.js';
 import { loadConfigFile } from '../../src/config/load.js';
+import { checkHeaders, createQueryCheck } from '../../src/validate/query.js';
 import { createBodyCheck, checkBody } from '../../src/validate/request-body.js';
 import { createResponseCheck, responseBodyProblem, responseValidator } from '../../src/validate/response-body.js';
 
@@ -38,6 +39,11 @@ describe('examples/api-contract', () => {
     expect(responseBodyProblem(answers, responseValidator(answers, 200)!, Buffer.from(JSON.stringify({ ...order, internalCost: 3 })))).toContain('the property "internalCost" is not allowed');
     expect(responseBodyProblem(answers, responseValidator(answers, 404)!, Buffer.from('{"title":"not found","status":404}'))).toBeNull();
     expect(responseValidator(answers, 500)).toBeNull();
+    // Creating an order takes an Idempotency-Key (a uuid), once.
+    const headers = createQueryCheck(config.routes.find((r) => r.name === 'createOrder')!.requestHeaders!.schema);
+    expect(checkHeaders(headers, ['Host', 'api.example.com'])?.description).toContain('the property "idempotency-key" is required');
+    expect(checkHeaders(headers, ['Idempotency-Key', 'retry-1'])?.description).toContain('at /idempotency-key: must match format "uuid"');
+    expect(checkHeaders(headers, ['Idempotency-Key', '0b7e6a3c-1d2e-4f5a-8b9c-0d1e2f3a4b5c'])).toBeNull();
     // The request body's schema is the same Order: paymentToken may be sent, readOnly ownerId may not.
     expect(checkBody(create, Buffer.from('{"item":"tea","quantity":2,"paymentToken":"tok_123"}'))).toBeNull();
   });

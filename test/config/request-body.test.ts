@@ -163,3 +163,26 @@ describe('routes[].requestBody.mediaTypes: what is refused at load', () => {
     ).toEqual([]);
   });
 });
+
+describe('routes[].requestHeaders at load', () => {
+  const headers = (requestHeaders: string) => config('{}').replace(/    requestBody.*\n/, `    requestHeaders: ${requestHeaders}\n`);
+
+  it('a header name with a capital letter (matched lowercased, it would never match), in properties or required', () => {
+    const issues = issuesOf(headers('{ schema: { type: object, properties: { X-Tenant-Id: { type: string } }, required: [X-Tenant-Id] } }'));
+    expect(issues.map((i) => [i.path, i.message])).toEqual([
+      ['routes[0].requestHeaders.schema.properties.X-Tenant-Id', 'names the header "X-Tenant-Id": header names are matched lowercased, write "x-tenant-id"'],
+      ['routes[0].requestHeaders.schema.required[0]', 'names the header "X-Tenant-Id": header names are matched lowercased, write "x-tenant-id"'],
+    ]);
+  });
+
+  it('a schema that does not compile, a missing schema, an unknown key', () => {
+    expect(issuesOf(headers('{ schema: { type: object, propertiez: {} } }'))[0]).toMatchObject({ path: 'routes[0].requestHeaders.schema' });
+    expect(issuesOf(headers('{}'))[0]).toMatchObject({ path: 'routes[0].requestHeaders' });
+    expect(issuesOf(headers('{ schema: { type: object }, strict: true }'))[0]).toMatchObject({ path: 'routes[0].requestHeaders.strict' });
+  });
+
+  it('loads a lowercase schema', () => {
+    const loaded = loadConfigText(headers('{ schema: { type: object, properties: { x-tenant-id: { type: string } } } }'), 'gatehouse.yaml', {});
+    expect(loaded.routes[0]!.requestHeaders).toEqual({ schema: { type: 'object', properties: { 'x-tenant-id': { type: 'string' } } }, schemaFile: undefined });
+  });
+});

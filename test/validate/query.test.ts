@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkParams, checkQuery, createQueryCheck, queryObject } from '../../src/validate/query.js';
+import { checkHeaders, checkParams, checkQuery, createQueryCheck, headerObject, queryObject } from '../../src/validate/query.js';
 
 describe('queryObject', () => {
   it('each name to its decoded value, a repeated name to an array, no prototype', () => {
@@ -65,5 +65,43 @@ describe('checkParams', () => {
     expect(refusal).toMatchObject({ status: 400, code: 'GH_ERR_REQUEST_PARAMS_INVALID', description: 'the path is not accepted: at /id: must be >= 1' });
     expect(checkParams(check, { id: '3', slug: '../etc' })?.description).toBe('the path is not accepted: at /slug: must match pattern "^[a-z-]+$"');
     expect(checkParams(check, { id: '', slug: 'a' })?.description).toBe('the path is not accepted: at /id: must be integer');
+  });
+});
+
+describe('headerObject', () => {
+  it('lowercase names, a header sent twice to an array in order, cookie lines joined, pseudo-headers left out, no prototype', () => {
+    const h = headerObject([':method', 'GET', ':path', '/x', 'Host', 'gw', 'X-Tenant-Id', 'a', 'x-tenant-id', 'b', 'Cookie', 'a=1', 'cookie', 'b=2', '__proto__', 'p']);
+    expect(Object.getPrototypeOf(h)).toBeNull();
+    expect(Object.entries(h)).toEqual([
+      ['host', 'gw'],
+      ['x-tenant-id', ['a', 'b']],
+      ['cookie', 'a=1; b=2'],
+      ['__proto__', 'p'],
+    ]);
+  });
+});
+
+describe('checkHeaders', () => {
+  const check = createQueryCheck({
+    type: 'object',
+    properties: { 'x-tenant-id': { type: 'string', pattern: '^[a-z]+$' }, 'x-api-version': { type: 'integer', minimum: 1, maximum: 3 } },
+    required: ['x-tenant-id'],
+  });
+
+  it('refuses a missing required header, a value out of shape, text that is not an integer, a header sent twice', () => {
+    const cases: [string[], string][] = [
+      [['Host', 'gw'], 'at the top level: the property "x-tenant-id" is required'],
+      [['X-Tenant-Id', 'ACME'], 'at /x-tenant-id: must match pattern "^[a-z]+$"'],
+      [['X-Tenant-Id', 'acme', 'X-Api-Version', 'v2'], 'at /x-api-version: must be integer'],
+      [['X-Tenant-Id', 'acme', 'X-Api-Version', '9'], 'at /x-api-version: must be <= 3'],
+      [['X-Tenant-Id', 'acme', 'X-Tenant-Id', 'evil'], 'at /x-tenant-id: must be string'],
+    ];
+    for (const [raw, reason] of cases) {
+      expect(checkHeaders(check, raw), reason).toMatchObject({ status: 400, code: 'GH_ERR_REQUEST_HEADERS_INVALID', description: `the request's headers are not accepted: ${reason}` });
+    }
+  });
+
+  it('takes the headers it names in any case, and every other header as it is', () => {
+    expect(checkHeaders(check, ['x-TENANT-id', 'acme', 'X-Api-Version', '2', 'User-Agent', 'curl', 'Accept', 'a', 'Accept', 'b'])).toBeNull();
   });
 });

@@ -147,6 +147,16 @@ const route: JsonSchema = closed(
       ['schema'],
       { description: 'The path parameters checked before forwarding: 400 GH_ERR_REQUEST_PARAMS_INVALID saying which (docs/configuration.md, "Path parameters").' },
     ),
+    requestHeaders: closed(
+      {
+        schema: {
+          description: "A JSON Schema for the request's headers as an object (lowercase names to values; a header sent more than once to an array of its values); values are text, coerced for integer, number and boolean types; property names in lowercase. A file (.json, .yaml, .yml, relative to this config file) or the schema itself.",
+          anyOf: [nonEmptyString, { type: 'object' }],
+        },
+      },
+      ['schema'],
+      { description: 'The request\'s headers checked before forwarding: 400 GH_ERR_REQUEST_HEADERS_INVALID saying which (docs/configuration.md, "Request headers").' },
+    ),
     requestBody: closed(
       {
         schema: {
