@@ -229,8 +229,9 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
 
   const upstreams: UpstreamConfig[] = (raw.upstreams ?? []).map((r: Raw) => ({
     name: r.name,
-    url: r.url ?? r.targets?.[0],
-    targets: r.targets ?? (r.url === undefined ? [] : [r.url]),
+    url: r.url ?? targetUrl(r.targets?.[0]),
+    targets: Array.isArray(r.targets) ? r.targets.map(targetUrl) : r.url === undefined ? [] : [r.url],
+    weights: Array.isArray(r.targets) ? r.targets.map(targetWeight) : [1],
     downFor: ms(r.downFor, DEFAULTS.upstream.downFor),
     retryIdempotent: r.retryIdempotent ?? false,
     healthCheck:
@@ -263,10 +264,13 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       return;
     }
     const key = given.targets === undefined ? 'url' : 'targets';
+    if (key === 'targets' && u.weights!.every((w) => w === 0)) {
+      bad(['upstreams', i, 'targets'], 'gives every target weight 0: no request could be sent (weight 0 drains a target while the others take its requests)');
+    }
     let first: URL | undefined;
     const origins = new Set<string>();
     u.targets.forEach((target, j) => {
-      const at = key === 'url' ? ['upstreams', i, 'url'] : ['upstreams', i, 'targets', j];
+      const at = key === 'url' ? ['upstreams', i, 'url'] : typeof given.targets[j] === 'object' ? ['upstreams', i, 'targets', j, 'url'] : ['upstreams', i, 'targets', j];
       let url: URL;
       try {
         url = new URL(target);
@@ -648,4 +652,15 @@ export function checkRoutePath(path: string): string | undefined {
     if (/[{}%\\?#\s]/.test(segment)) return `has an invalid segment "${segment}" (use literal characters or a whole {param} segment)`;
   }
   return undefined;
+}
+
+/** A target as written: its URL, whether given alone or as `{ url, weight }`. */
+function targetUrl(target: unknown): string {
+  return typeof target === 'object' && target !== null ? (target as { url?: string }).url! : (target as string);
+}
+
+/** A target's weight: 1 unless `{ url, weight }` gives one. */
+function targetWeight(target: unknown): number {
+  const weight = typeof target === 'object' && target !== null ? (target as { weight?: unknown }).weight : undefined;
+  return typeof weight === 'number' ? weight : 1;
 }

@@ -96,6 +96,8 @@ export interface UpstreamConfig {
   url: string;
   /** Every instance requests go to, round robin: `[url]`, or `upstreams[].targets`. Same scheme and path. */
   targets: string[];
+  /** Each target's share of the requests (`{ url, weight }`; 1 when not given; 0: drained), in the order of `targets`. */
+  weights?: number[];
   /** ms a target that could not be reached is left out of the rotation. */
   downFor: number;
   /** Send a bodiless GET, HEAD or OPTIONS once more when its connection broke before an answer. */

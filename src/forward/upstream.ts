@@ -39,6 +39,8 @@ export interface Upstream {
   readonly log: Logger;
   /** The round robin's next index. */
   cursor: number;
+  /** Some target has a weight other than 1 (`{ url, weight }`): the round robin is weighted. */
+  readonly weighted: boolean;
   /** A target could not be reached: leave it out for `downFor` (logged and counted when it was up). */
   markDown(target: UpstreamTarget, reason: string): void;
   /** A target answered: back in the rotation (logged when it was down), unless its health checks fail. */
@@ -58,6 +60,10 @@ export interface UpstreamTarget {
   readonly index: number;
   /** As configured, for logs and metrics. */
   readonly url: string;
+  /** Its share of the requests (`{ url, weight }`, 1 by default; 0: drained, sent nothing). */
+  readonly weight: number;
+  /** The weighted round robin's running score (smooth weighted round robin). */
+  current: number;
   /** `http://host:port`: undici writes the `Host` header from it, so each target gets its own. */
   readonly origin: string;
   readonly pool: Dispatcher;
@@ -96,7 +102,7 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
       // Certificates and host names are always verified: there is no switch to turn that off.
       connect: tls,
     });
-    return { index, url: target, origin: url.origin, pool, downUntil: 0, failing: false };
+    return { index, url: target, weight: config.weights?.[index] ?? 1, current: 0, origin: url.origin, pool, downUntil: 0, failing: false };
   });
   const basePath = first.pathname === '/' ? '' : first.pathname.replace(/\/$/, '');
   const up = services.metrics.gauge('gatehouse_upstream_target_up', 'Whether an upstream target is in the rotation (1) or left out (0): it could not be reached, or it fails its health checks.', ['upstream', 'target'], 'min');
@@ -129,6 +135,7 @@ export function createUpstream(config: UpstreamConfig, gateway: GatehouseConfig,
     },
     log,
     cursor: 0,
+    weighted: targets.some((t) => t.weight !== 1),
     markDown(target, reason) {
       failures.inc({ upstream: config.name, target: target.url });
       // Out until its health checks pass: a failed connection does not shorten that.
@@ -200,6 +207,7 @@ export function pickTarget(upstream: Upstream, tried: number, now: number): Upst
   const targets = upstream.targets;
   const n = targets.length;
   if (n === 1) return tried === 0 ? targets[0]! : null;
+  if (upstream.weighted) return pickWeighted(upstream, tried, now);
   let start = upstream.cursor;
   if (start >= n) start = 0;
   let fallback: UpstreamTarget | null = null;
@@ -216,6 +224,40 @@ export function pickTarget(upstream: Upstream, tried: number, now: number): Upst
   if (tried !== 0 || fallback === null) return null;
   upstream.cursor = fallback.index + 1;
   return fallback;
+}
+
+/**
+ * Smooth weighted round robin (as nginx's): each eligible target — up, not yet tried, weight
+ * above 0 — adds its weight to its score, the highest score is picked and loses the sum of the
+ * weights. Weights 3 and 1 give a a b a · a a b a: each target its share in every cycle, spread
+ * out rather than in runs. A drained target (weight 0) is never picked. With every weighted
+ * target left out, a first try goes round robin over them as the unweighted one does.
+ */
+function pickWeighted(upstream: Upstream, tried: number, now: number): UpstreamTarget | null {
+  const targets = upstream.targets;
+  const n = targets.length;
+  let best: UpstreamTarget | null = null;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const target = targets[i]!;
+    if (target.weight === 0 || (tried & (1 << i)) !== 0) continue;
+    if (target.downUntil !== 0 && target.downUntil > now) continue;
+    target.current += target.weight;
+    total += target.weight;
+    if (best === null || target.current > best.current) best = target;
+  }
+  if (best !== null) {
+    best.current -= total;
+    return best;
+  }
+  if (tried !== 0) return null;
+  for (let k = 0; k < n; k++) {
+    const i = (upstream.cursor + k) % n;
+    if (targets[i]!.weight === 0) continue;
+    upstream.cursor = i + 1;
+    return targets[i]!;
+  }
+  return null;
 }
 
 export interface ForwardRequest {

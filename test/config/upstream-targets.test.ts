@@ -45,6 +45,31 @@ describe('upstreams[].targets at load', () => {
     expect(issue!.message).toMatch(message);
   });
 
+  it('takes { url, weight } beside plain URLs; a plain URL weighs 1', () => {
+    const u = loadConfigText(config('{ name: api, targets: ["http://10.0.0.5:80", { url: "http://10.0.0.6:80", weight: 9 }, { url: "http://10.0.0.7:80", weight: 0 }] }'), 'gatehouse.yaml', {}).upstreams[0]!;
+    expect(u.targets).toEqual(['http://10.0.0.5:80', 'http://10.0.0.6:80', 'http://10.0.0.7:80']);
+    expect(u.weights).toEqual([1, 9, 0]);
+    expect(u.url).toBe('http://10.0.0.5:80');
+    const first = loadConfigText(config('{ name: api, targets: [{ url: "http://10.0.0.6:80", weight: 2 }] }'), 'gatehouse.yaml', {}).upstreams[0]!;
+    expect(first.url).toBe('http://10.0.0.6:80');
+  });
+
+  it.each<[string, string, string, RegExp]>([
+    ['every target drained (weight 0)', '{ name: api, targets: [{ url: "http://a:1", weight: 0 }, { url: "http://b:1", weight: 0 }] }', 'upstreams[0].targets', /every target weight 0: no request could be sent/],
+    ['a negative weight', '{ name: api, targets: [{ url: "http://a:1", weight: -1 }] }', 'upstreams[0].targets[0].weight', /must be >= 0/],
+    ['a weight over 1000', '{ name: api, targets: ["http://b:1", { url: "http://a:1", weight: 5000 }] }', 'upstreams[0].targets[1].weight', /must be <= 1000/],
+    ['a fractional weight', '{ name: api, targets: [{ url: "http://a:1", weight: 1.5 }] }', 'upstreams[0].targets[0].weight', /must be an integer/],
+    ['a target object without url', '{ name: api, targets: [{ weight: 2 }] }', 'upstreams[0].targets[0]', /url/],
+    ['an unknown key in a target', '{ name: api, targets: [{ url: "http://a:1", wieght: 2 }] }', 'upstreams[0].targets[0].wieght', /is not a known key \(expected one of: url, weight\)/],
+    ['a weighted target on another path', '{ name: api, targets: ["http://a:1/v1", { url: "http://b:1/v2", weight: 2 }] }', 'upstreams[0].targets[1].url', /same scheme and path/],
+  ])('refuses %s, naming the key', (_what, upstream, path, message) => {
+    const issues = issuesOf(config(upstream));
+    const issue = issues.find((i) => i.path === path);
+    expect(issue, JSON.stringify(issues)).toBeDefined();
+    expect(issue!.line).toBe(3);
+    expect(issue!.message).toMatch(message);
+  });
+
   it('refuses more than 32 targets', () => {
     const many = Array.from({ length: 33 }, (_, i) => `"http://10.0.0.${i + 1}:80"`).join(', ');
     expect(issuesOf(config(`{ name: api, targets: [${many}] }`)).map((i) => i.path)).toContain('upstreams[0].targets');

@@ -113,6 +113,50 @@ describe('upstreams[].targets: round robin', () => {
   });
 });
 
+describe('upstreams[].targets with weights', () => {
+  let a: TestUpstream;
+  let b: TestUpstream;
+  let drained: TestUpstream;
+  let gw: TestGateway;
+  let aClosed = false;
+  beforeAll(async () => {
+    a = await startUpstream();
+    b = await startUpstream();
+    drained = await startUpstream();
+    gw = await startTestGateway(gatewayYaml([`{ url: "${a.url}", weight: 3 }`, b.url, `{ url: "${drained.url}", weight: 0 }`]));
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (!aClosed) await a?.close();
+    await b?.close();
+    await drained?.close();
+  });
+
+  it('each target its share (3 : 1), spread out rather than in runs; a drained target (weight 0) gets nothing', async () => {
+    const answered: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const before = [a.requests.length, b.requests.length];
+      expect((await get(gw, `/w/${i}`)).status).toBe(200);
+      answered.push(a.requests.length > before[0]! ? 'a' : b.requests.length > before[1]! ? 'b' : '?');
+    }
+    expect(a.requests).toHaveLength(30);
+    expect(b.requests).toHaveLength(10);
+    expect(drained.requests).toHaveLength(0);
+    // Smooth: never more than three of a's in a row, a b in every four.
+    for (let i = 0; i + 4 <= answered.length; i += 4) expect(answered.slice(i, i + 4).sort().join('')).toBe('aaab');
+  });
+
+  it("a weighted target that cannot be reached: its requests go to the others, never to the drained one", async () => {
+    await a.close();
+    aClosed = true;
+    const bBefore = b.requests.length;
+    for (let i = 0; i < 8; i++) expect((await get(gw, `/down/${i}`)).status).toBe(200);
+    expect(b.requests.length - bBefore).toBe(8);
+    expect(drained.requests).toHaveLength(0);
+    expect(gw.logs.some((l) => l.msg === 'upstream target unreachable; left out of the rotation' && l.target === a.url)).toBe(true);
+  });
+});
+
 describe('upstreams[].targets: a target that cannot be reached', () => {
   let live: TestUpstream;
   let port: number;

@@ -27,11 +27,24 @@ const upstream: JsonSchema = closed(
     url: httpUrl,
     targets: {
       type: 'array',
-      items: httpUrl,
+      items: {
+        description: 'An http:// or https:// URL, or { url, weight }.',
+        anyOf: [
+          httpUrl,
+          closed(
+            {
+              url: httpUrl,
+              weight: { type: 'integer', minimum: 0, maximum: 1000, description: 'Its share of the requests against the other targets\' weights (default 1); 0 sends it none (drained).' },
+            },
+            ['url'],
+            { description: 'A target with a weight: { url, weight }.' },
+          ),
+        ],
+      },
       minItems: 1,
       maxItems: 32,
       uniqueItems: true,
-      description: 'Several instances of one upstream (instead of url): the same scheme and path, different hosts or ports; requests go round robin, a target that cannot be reached is left out for downFor and its requests retried on another.',
+      description: 'Several instances of one upstream (instead of url): the same scheme and path, different hosts or ports, each a URL or { url, weight }; requests go round robin (weighted when a weight is given), a target that cannot be reached is left out for downFor and its requests retried on another.',
     },
     healthCheck: closed(
       {
