@@ -261,6 +261,7 @@ async function stagesAsync(ex: Exchange, pending: Promise<GatehouseError | null>
 /** Match the route (404/405), apply its path rewrite and the declared body size (413). */
 function matchRoute(plan: Plan, ctx: RequestContext, req: IncomingMessage): GatehouseError | null {
   const match = plan.table.match(requestHost(req.headers), ctx.method, ctx.path);
+  if (match.kind !== 'route') for (const mark of plan.unmatched) mark(ctx);
   if (match.kind === 'not-found') return new RequestRejected('GH_ERR_ROUTE_NOT_FOUND', 404, 'no route matches this path');
   if (match.kind === 'method-not-allowed') {
     return new RequestRejected('GH_ERR_ROUTE_METHOD_NOT_ALLOWED', 405, 'this method is not allowed on this path', {

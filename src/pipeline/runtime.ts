@@ -53,6 +53,12 @@ export interface AreaRuntime {
    * runner stages nothing on the response (`sendProblem` takes both).
    */
   handle?(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
+  /**
+   * Runs for a request no route takes, before its 404 or 405 is written: adds to
+   * `ctx.responseHeaders` what that answer should carry (CORS, so a page can read the 404).
+   * Its result is ignored: the request is refused whatever it returns.
+   */
+  unmatched?: Stage;
   /** Admin-listener endpoints (e.g. `/.well-known/jwks.json`): return true when handled. */
   handleAdmin?(req: IncomingMessage, res: ServerResponse): boolean | Promise<boolean>;
   /** Start background work (key fetches, connections). Must not throw for a dead dependency. */

@@ -104,6 +104,9 @@ export const createCorsArea: AreaFactory = (config) => {
     stagesFor(route) {
       return ours(route) ? { preAuth: mark } : {};
     },
+    // A 404 or 405 a listed origin's page can read (a typo in a path shows as what it is, not
+    // as a CORS failure); a preflight to such a path is still refused (not a 2xx).
+    unmatched: mark,
     handle(ctx, _req, res) {
       // Runs for every request before routing: only a preflight is ours.
       if (ctx.method !== 'OPTIONS') return false;

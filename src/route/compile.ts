@@ -57,6 +57,8 @@ export interface Plan {
   readonly areas: readonly AreaRuntime[];
   /** Areas with a `handle` (requests answered by gatehouse itself, e.g. the token-handler agent). */
   readonly handlers: readonly AreaRuntime[];
+  /** What areas add to the answer of a request no route takes (`AreaRuntime.unmatched`). */
+  readonly unmatched: readonly Stage[];
   /** `gateway.paths.allowSemicolons`, read once here for normalizeTarget on every request. */
   readonly allowSemicolons: boolean;
   /** Some route takes WebSocket connections (`routes[].websocket`): the listeners take upgrades. */
@@ -150,6 +152,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       upstreams,
       areas,
       handlers: areas.filter((a) => a.handle),
+      unmatched: areas.flatMap((a) => (a.unmatched ? [a.unmatched] : [])),
       // Optional chaining: a config built in code (tests) may lack the section; refusing is the default.
       allowSemicolons: config.gateway.paths?.allowSemicolons === true,
       websocket: config.routes.some((r) => Boolean(r.websocket)),

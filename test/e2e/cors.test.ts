@@ -86,13 +86,35 @@ describe('CORS preflights (no token: gatehouse answers them)', () => {
     expect((await preflight(gw, 'http://localhost:5173')).status).toBe(204);
   });
 
-  it('does not treat as a preflight a method or path no route takes (404 / 405 as for any OPTIONS)', async () => {
+  it('does not treat as a preflight a method or path no route takes (404 / 405 as for any OPTIONS: the browser sends nothing)', async () => {
     const unknown = await preflight(gw, APP, 'GET', '/nowhere');
     expect(unknown.status).toBe(404);
-    expect(unknown.headers['access-control-allow-origin']).toBeUndefined();
+    expect(unknown.headers['access-control-allow-methods']).toBeUndefined();
     const method = await preflight(gw, APP, 'DELETE');
     expect(method.status).toBe(405);
-    expect(method.headers['access-control-allow-origin']).toBeUndefined();
+    expect(method.headers['access-control-allow-methods']).toBeUndefined();
+    expect(unknown.reachedUpstream || method.reachedUpstream).toBe(false);
+  });
+
+  it('a 404 or 405 is readable by a listed origin\'s page (a typo shows as a 404, not as a CORS failure); another origin gets Vary only', async () => {
+    const notFound = await call(gw, 'GET', '/ordres', { origin: APP });
+    expect(notFound.status).toBe(404);
+    expect(JSON.parse(notFound.body).code).toBe('GH_ERR_ROUTE_NOT_FOUND');
+    expect(notFound.headers['access-control-allow-origin']).toBe(APP);
+    expect(String(notFound.headers['access-control-expose-headers'])).toContain('x-request-id');
+    expect(String(notFound.headers.vary)).toContain('Origin');
+    const wrongMethod = await call(gw, 'DELETE', '/orders', { origin: APP, authorization: `Bearer ${await token()}` });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers['access-control-allow-origin']).toBe(APP);
+    expect(wrongMethod.headers.allow).toBe('GET, HEAD, POST');
+    const other = await call(gw, 'GET', '/ordres', { origin: 'https://evil.example' });
+    expect(other.status).toBe(404);
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+    expect(String(other.headers.vary)).toContain('Origin');
+    const none = await call(plain, 'GET', '/ordres', { origin: APP });
+    expect(none.status).toBe(404);
+    expect(none.headers['access-control-allow-origin']).toBeUndefined();
+    expect([notFound, wrongMethod, other, none].some((r) => r.reachedUpstream)).toBe(false);
   });
 
   it('without a cors section answers no preflight: OPTIONS goes on as any request (405 here), unmarked', async () => {
