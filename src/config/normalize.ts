@@ -532,6 +532,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
       keyRotationInterval: raw.gateway?.keyRotationInterval === undefined ? undefined : ms(raw.gateway.keyRotationInterval, 0),
       realm: raw.gateway?.realm ?? 'gatehouse',
       paths: { allowSemicolons: raw.gateway?.paths?.allowSemicolons ?? false },
+      methodOverride: raw.gateway?.methodOverride ?? 'refuse',
     },
     tokenCache: { enabled: raw.tokenCache?.enabled ?? true, maxEntries: raw.tokenCache?.maxEntries ?? 10_000 },
   };

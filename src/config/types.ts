@@ -377,6 +377,11 @@ export interface PathsConfig {
 /** The `gateway` section: the minted-JWT issuer and gateway-wide request settings. */
 export interface GatewayConfig extends GatewayTokenConfig {
   paths: PathsConfig;
+  /**
+   * A request asking to be taken as another method (`X-HTTP-Method-Override`, `_method`, …):
+   * `refuse` (400; the default, also when absent) or `allow` (passed on unread).
+   */
+  methodOverride?: 'refuse' | 'allow';
 }
 
 /** `dpop`: how DPoP proofs (RFC 9449) for DPoP-bound tokens are checked (docs/tokens.md). */

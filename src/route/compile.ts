@@ -61,6 +61,8 @@ export interface Plan {
   readonly unmatched: readonly Stage[];
   /** `gateway.paths.allowSemicolons`, read once here for normalizeTarget on every request. */
   readonly allowSemicolons: boolean;
+  /** `gateway.methodOverride` is not `allow`: a request asking for another method is refused. */
+  readonly refuseMethodOverride: boolean;
   /** Some route takes WebSocket connections (`routes[].websocket`): the listeners take upgrades. */
   readonly websocket: boolean;
   /** `tracing`, read once here for every request; null: a client's traceparent passes untouched. */
@@ -155,6 +157,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       unmatched: areas.flatMap((a) => (a.unmatched ? [a.unmatched] : [])),
       // Optional chaining: a config built in code (tests) may lack the section; refusing is the default.
       allowSemicolons: config.gateway.paths?.allowSemicolons === true,
+      refuseMethodOverride: config.gateway.methodOverride !== 'allow',
       websocket: config.routes.some((r) => Boolean(r.websocket)),
       tracing: config.tracing ?? null,
       inFlight: { count: 0, idle: null },

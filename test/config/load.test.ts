@@ -209,6 +209,13 @@ describe('units', () => {
     expect(issues[0]!.message).toMatch(/duration/);
   });
 
+  it('reads gateway.methodOverride (refuse by default, or allow) and names any other value with its line', () => {
+    expect(loadConfigText(VALID, 'gatehouse.yaml', {}).gateway.methodOverride).toBe('refuse');
+    expect(loadConfigText(`${VALID}gateway: { methodOverride: allow }\n`, 'gatehouse.yaml', {}).gateway.methodOverride).toBe('allow');
+    const [issue] = issuesOf(`${VALID}gateway: { methodOverride: follow }\n`);
+    expect(issue).toMatchObject({ path: 'gateway.methodOverride', message: 'must be one of: "refuse", "allow"' });
+  });
+
   it('reads gateway.paths.allowSemicolons (false by default) and names a wrong type with its line', () => {
     expect(loadConfigText(VALID, 'gatehouse.yaml', {}).gateway.paths).toEqual({ allowSemicolons: false });
     const withPaths = (value: string) => `${VALID}gateway:\n  paths:\n    allowSemicolons: ${value}\n`;

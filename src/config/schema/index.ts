@@ -256,6 +256,11 @@ const gateway: JsonSchema = closed({
   keyRotationGrace: duration,
   keyRotationInterval: { ...duration, description: 'Generated keys only: rotate when the signing key is this old (off by default).' },
   realm: nonEmptyString,
+  methodOverride: {
+    enum: ['refuse', 'allow'],
+    description:
+      'refuse (default): a request with X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override or a _method query parameter naming another method is refused (400): gatehouse authorizes the method it sees, an upstream that honours the override would act on another. allow: passed on unread (only for upstreams that honour none of them).',
+  },
   paths: closed({
     allowSemicolons: {
       type: 'boolean',
