@@ -393,7 +393,7 @@ async function readCheckForward(ex: Exchange, r: CompiledRoute, request: Forward
     if (bytes === 'too-large') {
       return fail(ex, new RequestRejected('GH_ERR_REQUEST_BODY_TOO_LARGE', 413, 'the request body is too large', { detail: `body over ${r.maxBodySize} bytes`, headers: unreadBodyHeaders(ex.req) }));
     }
-    const refusal = checkBody(check, bytes, kind);
+    const refusal = checkBody(check, bytes, kind, ex.plan.refuseMethodOverride ? ex.ctx.method : null);
     if (refusal !== null) return fail(ex, refusal);
     request.bodyBytes = bytes;
     dispatchForward(r.upstream, request, ex.res, onForwarded, ex);

@@ -23,7 +23,10 @@ const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-o
 export function methodOverrideProblem(headers: IncomingHttpHeaders, method: string, query: string): string | null {
   for (let i = 0; i < OVERRIDE_HEADERS.length; i++) {
     const value = headers[OVERRIDE_HEADERS[i]!];
-    if (typeof value === 'string' && differs(value, method)) return `${HEADER_NAMES[i]}: ${shown(value.trim())} on a ${method}`;
+    if (typeof value === 'string') {
+      const problem = overrideProblem(value, method, `${HEADER_NAMES[i]}: `);
+      if (problem !== null) return problem;
+    }
   }
   // `_method`, or an encoding of it (`%5Fmethod`): a query without "method" and without "%" has neither.
   if (query.length > 8 && (query.includes('method') || query.includes('%'))) {
@@ -34,7 +37,8 @@ export function methodOverrideProblem(headers: IncomingHttpHeaders, method: stri
       return null;
     }
     for (const value of params.getAll('_method')) {
-      if (differs(value, method)) return `the query parameter _method=${shown(value)} on a ${method}`;
+      const problem = overrideProblem(value, method, 'the query parameter _method=');
+      if (problem !== null) return problem;
     }
   }
   return null;
@@ -42,12 +46,13 @@ export function methodOverrideProblem(headers: IncomingHttpHeaders, method: stri
 
 const HEADER_NAMES = ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override'];
 
-function differs(value: string, method: string): boolean {
-  return value.trim().toUpperCase() !== method;
-}
-
-/** A value for a log line and an answer: printable ASCII, at most 32 characters. */
-function shown(value: string): string {
-  const clean = value.replace(/[^\x21-\x7e]/g, '?');
-  return clean.length > 32 ? `${clean.slice(0, 32)}…` : clean;
+/**
+ * One override's value (`where` says what carried it): null when it names the request's own
+ * method, else what to say — the value as printable ASCII, at most 32 characters.
+ */
+export function overrideProblem(value: string, method: string, where: string): string | null {
+  const named = value.trim();
+  if (named.toUpperCase() === method) return null;
+  const clean = named.replace(/[^\x21-\x7e]/g, '?');
+  return `${where}${clean.length > 32 ? `${clean.slice(0, 32)}…` : clean} on a ${method}`;
 }

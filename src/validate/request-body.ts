@@ -3,6 +3,7 @@ import type { ValidateFunction } from 'ajv';
 import type { RequestBodyConfig } from '../config/types.js';
 import { RequestRejected, type GatehouseError } from '../errors.js';
 import { compileBodySchema, describeSchemaError } from './body-schema.js';
+import { overrideProblem } from '../route/method-override.js';
 import { parseFormBody } from './form-text.js';
 import { parseJsonBody } from './json-text.js';
 
@@ -142,6 +143,20 @@ export function readBody(req: IncomingMessage, max: number): Promise<ReadBody> {
   });
 }
 
+/**
+ * A form's `_method` field naming another method than the request's (Rails, Laravel and Symfony
+ * execute a POST form as the method it names), as `gateway.methodOverride` refuses it, or null.
+ */
+function formMethodOverride(form: Record<string, string | string[]>, method: string): string | null {
+  const field = form._method;
+  if (field === undefined) return null;
+  for (const value of typeof field === 'string' ? [field] : field) {
+    const problem = overrideProblem(value, method, 'the form field _method=');
+    if (problem !== null) return problem;
+  }
+  return null;
+}
+
 /** 400 for a body the route's `requestBody` does not accept; `reason` says why, to the client too. */
 export function bodyInvalid(reason: string, extra?: { headers?: Record<string, string> }): GatehouseError {
   return new RequestRejected('GH_ERR_REQUEST_BODY_INVALID', 400, `the request body is not accepted: ${reason}`, { detail: reason, ...extra });
@@ -149,12 +164,19 @@ export function bodyInvalid(reason: string, extra?: { headers?: Record<string, s
 
 /**
  * Check a whole body against the route's rules: JSON (or a form) that every parser reads alike
- * (see json-text.ts, form-text.ts), then the schema. Null when it is accepted.
+ * (see json-text.ts, form-text.ts), then — given the request's `method` (`gateway.methodOverride:
+ * refuse`) — a form's `_method` naming another one, then the schema. Null when it is accepted.
  */
-export function checkBody(check: BodyCheck, bytes: Buffer, kind: BodyMediaType = 'json'): GatehouseError | null {
+export function checkBody(check: BodyCheck, bytes: Buffer, kind: BodyMediaType = 'json', method: string | null = null): GatehouseError | null {
   if (bytes.length === 0) return check.required ? bodyInvalid(`a ${kind === 'json' ? 'JSON' : 'form'} body is required and this one is empty`) : null;
   const parsed = kind === 'json' ? parseJsonBody(bytes, check.maxDepth) : parseFormBody(bytes);
   if (!parsed.ok) return bodyInvalid(parsed.reason);
+  if (kind === 'form' && method !== null) {
+    const override = formMethodOverride(parsed.value as Record<string, string | string[]>, method);
+    if (override !== null) {
+      return new RequestRejected('GH_ERR_REQUEST_METHOD_OVERRIDE', 400, `the request asks to be taken as another method (${override}): send that method itself`, { detail: override });
+    }
+  }
   const validate = kind === 'json' ? check.validate : check.validateForm;
   if (validate === null || validate(parsed.value)) return null;
   return bodyInvalid(`it does not match the route's schema, ${describeSchemaError(validate.errors?.[0])}`);

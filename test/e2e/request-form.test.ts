@@ -256,3 +256,20 @@ describe('form bodies: what passes', () => {
     expect(bad.forwarded).toEqual([]);
   });
 });
+
+describe('form bodies and gateway.methodOverride', () => {
+  it('a form whose _method names another method is refused (Rails, Laravel and Symfony would execute it as that), one naming its own passes', async () => {
+    const res = await post('/anyform', 'a=1&_method=DELETE', { 'content-type': FORM });
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({
+      code: 'GH_ERR_REQUEST_METHOD_OVERRIDE',
+      detail: 'the request asks to be taken as another method (the form field _method=DELETE on a POST): send that method itself',
+    });
+    expect(res.forwarded).toEqual([]);
+    const twice = await post('/anyform', '_method=POST&_method=PUT', { 'content-type': FORM });
+    expect(twice.status).toBe(400);
+    expect((await post('/anyform', 'a=1&_method=post', { 'content-type': FORM })).status).toBe(200);
+    // JSON bodies have no such field to frameworks.
+    expect((await post('/profile', JSON.stringify({ name: 'Ada' }), { 'content-type': 'application/json' })).status).toBe(200);
+  });
+});
