@@ -40,7 +40,28 @@ export function clientTlsOptions(tls: ClientTlsConfig | undefined, baseDir: stri
  * ```
  */
 export function checkClientTls(config: GatehouseConfig): ConfigIssue[] {
+  return readClientTls(config).issues;
+}
+
+/** A client certificate an outbound client presents (`upstreams[].tls.cert`, `issuers[].tls.cert`), as read at load. */
+export interface ClientCertificate {
+  /** `upstream:orders`, `issuer:main`. */
+  readonly client: string;
+  /** The file as configured. */
+  readonly file: string;
+  /** ms since epoch. */
+  readonly notAfter: number;
+  readonly subject: string;
+  readonly serialNumber: string;
+}
+
+/**
+ * {@link checkClientTls}'s reading, with the client certificates it found (for their expiry:
+ * `gatehouse_tls_client_certificate_not_after_seconds`, and a warning when one is close).
+ */
+export function readClientTls(config: GatehouseConfig): { issues: ConfigIssue[]; certificates: ClientCertificate[] } {
   const issues: ConfigIssue[] = [];
+  const certificates: ClientCertificate[] = [];
   /** What `read` returns, or null with its problem noted at `at`. */
   const attempt = <T>(at: (string | number)[], read: () => T): T | null => {
     try {
@@ -50,12 +71,12 @@ export function checkClientTls(config: GatehouseConfig): ConfigIssue[] {
       return null;
     }
   };
-  const sections: [string, number, ClientTlsConfig | undefined][] = [
-    ...config.upstreams.map((u, i): [string, number, ClientTlsConfig | undefined] => ['upstreams', i, u.tls]),
-    ...config.issuers.map((u, i): [string, number, ClientTlsConfig | undefined] => ['issuers', i, u.tls]),
+  const sections: [string, number, ClientTlsConfig | undefined, string][] = [
+    ...config.upstreams.map((u, i): [string, number, ClientTlsConfig | undefined, string] => ['upstreams', i, u.tls, `upstream:${u.name}`]),
+    ...config.issuers.map((u, i): [string, number, ClientTlsConfig | undefined, string] => ['issuers', i, u.tls, `issuer:${u.name}`]),
   ];
   const baseDir = config.baseDir;
-  for (const [list, index, tls] of sections) {
+  for (const [list, index, tls, client] of sections) {
     if (!tls) continue;
     const at = [list, index, 'tls'];
     const { ca, cert, key } = tls;
@@ -63,8 +84,9 @@ export function checkClientTls(config: GatehouseConfig): ConfigIssue[] {
     const x509 = cert ? attempt([...at, 'cert'], () => certificateIn(readTlsFile(cert, baseDir, 'certificate'), cert)) : null;
     const privateKey = key ? attempt([...at, 'key'], () => privateKeyIn(readTlsFile(key, baseDir, 'key'), key)) : null;
     if (x509 !== null && privateKey !== null) attempt([...at, 'key'], () => checkCertificatePair(x509, privateKey, cert!, key!, Date.now()));
+    if (x509 !== null) certificates.push({ client, file: cert!, notAfter: Date.parse(x509.validTo), subject: x509.subject.replace(/\n/g, ', '), serialNumber: x509.serialNumber });
   }
-  return issues;
+  return { issues, certificates };
 }
 
 /**

@@ -3,7 +3,8 @@ import { ConfigError, type ConfigIssue, type GatehouseError } from '../errors.js
 import { composeStages, type RequestContext, type Stage } from '../pipeline/context.js';
 import type { AreaFactory, AreaRuntime, GatewayServices, Readiness, RouteStages } from '../pipeline/runtime.js';
 import { createUpstream, type Upstream } from '../forward/upstream.js';
-import { checkClientTls } from '../forward/outbound.js';
+import { readClientTls } from '../forward/outbound.js';
+import { reportClientCertificates } from '../forward/client-certs.js';
 import type { UpstreamHeaderOptions } from '../forward/headers.js';
 import { createHostRouteTable, type HostRouteTable } from './hosts.js';
 import { createBodyCheck, type BodyCheck } from '../validate/request-body.js';
@@ -93,8 +94,9 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
   const issues: ConfigIssue[] = [];
   const upstreams = new Map<string, Upstream>();
   // Certificate files of the outbound clients: a clear problem per file, before any client is built.
-  const tlsIssues = checkClientTls(config);
-  if (tlsIssues.length > 0) throw new ConfigError(tlsIssues);
+  const clientTls = readClientTls(config);
+  if (clientTls.issues.length > 0) throw new ConfigError(clientTls.issues);
+  let forgetClientCertificates: (() => void) | null = null;
   try {
     for (const factory of factories) {
       const area = await factory(config, services);
@@ -164,6 +166,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
       async start() {
         await Promise.all(areas.map((a) => a.start?.()));
         for (const u of upstreams.values()) u.start();
+        forgetClientCertificates ??= reportClientCertificates(clientTls.certificates, services, clientTls);
       },
       readiness() {
         let ready = true;
@@ -190,6 +193,7 @@ export async function compilePlan(config: GatehouseConfig, services: GatewayServ
         return { ready, details };
       },
       async close() {
+        forgetClientCertificates?.();
         await Promise.allSettled([...areas.map((a) => a.close?.()), ...[...upstreams.values()].map((u) => u.close())]);
       },
     };

@@ -86,3 +86,39 @@ routes: [ { name: r, path: /, upstream: api, public: true } ]
     }
   });
 });
+
+describe('client certificates: their expiry watched', () => {
+  it('each one an upstream or an issuer is presented is a gauge of its expiry; fewer than 14 days left is a warning at start and reload; a reload that drops it drops its series', async () => {
+    const pki = await createTestPki();
+    const issued = await pki.ca.issue({ client: true, commonName: 'gatehouse-soon', validityDays: 5 });
+    const soon = pki.write('soon.pem', issued.certPem);
+    const soonKey = pki.write('soon-key.pem', issued.keyPem);
+    const fine = await pki.client('fine');
+    const yaml = (upstreams: string) => `listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+upstreams:
+${upstreams}
+routes: [ { name: r, path: /, upstream: a, public: true } ]
+`;
+    const both = `  - { name: a, url: "https://127.0.0.1:1", tls: { cert: ${soon}, key: ${soonKey} } }
+  - { name: b, url: "https://127.0.0.1:2", tls: { cert: ${fine.certFile}, key: ${fine.keyFile} } }`;
+    const gw = await startTestGateway(yaml(both));
+    const gauge = async () =>
+      (await (await fetch(`${gw.adminUrl}/metrics`)).text()).split('\n').filter((l) => l.startsWith('gatehouse_tls_client_certificate_not_after_seconds{'));
+    try {
+      const lines = await gauge();
+      expect(lines).toHaveLength(2);
+      const expiry = Number(lines.find((l) => l.includes('client="upstream:a"'))!.split(' ').at(-1));
+      expect(Math.abs(expiry * 1000 - (Date.now() + 5 * 86_400_000))).toBeLessThan(3_600_000);
+      expect(lines.some((l) => l.includes('client="upstream:b"') && l.includes(`certificate="${fine.certFile}"`))).toBe(true);
+      const warnings = gw.logs.filter((l) => l.msg === 'client certificate expires soon');
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ client: 'upstream:a', certificate: soon, days: 4 });
+      expect(String(warnings[0]!.subject)).toContain('gatehouse-soon');
+      await gw.reload(yaml(`  - { name: a, url: "https://127.0.0.1:1" }`));
+      expect(await gauge()).toEqual([]);
+    } finally {
+      await gw.close();
+    }
+  });
+});
