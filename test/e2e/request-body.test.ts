@@ -1,10 +1,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki } from '../helpers/certs.js';
+import { rawExchange as rawHttp } from '../helpers/raw-http.js';
 import { accessLine, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { h2connect } from '../server/tls-client.js';
 import { DEMO_CLIENT_SECRETS, startAuthorizationServer } from '../helpers/issuer.js';
@@ -340,23 +340,5 @@ routes:
   });
 });
 
-/** One raw HTTP/1.1 exchange: the answer's head, and whether gatehouse closed the connection. */
-function rawExchange(text: string): Promise<{ head: string; closed: boolean; all: string }> {
-  const { port } = new URL(gw.url);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), '127.0.0.1');
-    let got = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve({ head: got.split('\r\n\r\n')[0]!, closed: false, all: got });
-    }, 5000);
-    socket.on('data', (d) => (got += d.toString('latin1')));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve({ head: got.split('\r\n\r\n')[0]!, closed: true, all: got });
-    });
-    socket.on('connect', () => socket.write(text));
-    socket.on('timeout', reject);
-  });
-}
+/** One raw HTTP/1.1 exchange with the gateway. */
+const rawExchange = (text: string) => rawHttp(gw.url, text);

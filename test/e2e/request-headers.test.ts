@@ -1,7 +1,7 @@
-import net from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki } from '../helpers/certs.js';
+import { rawExchange } from '../helpers/raw-http.js';
 import { accessLine, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { DEMO_CLIENT_SECRETS, startAuthorizationServer } from '../helpers/issuer.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -88,7 +88,8 @@ describe('requestHeaders: what is refused, and never reaches the upstream', () =
   });
 
   it('a header sent twice where one value is allowed (one server takes the first, another the last): 400', async () => {
-    const answer = await rawExchange(
+    const { all: answer } = await rawExchange(
+      gw.url,
       `POST /payments HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nIdempotency-Key: ${KEY}\r\nX-Tenant-Id: acme-eu\r\nX-Tenant-Id: other-tenant\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
     );
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
@@ -146,20 +147,3 @@ routes:
     }
   });
 });
-
-/** One raw HTTP/1.1 exchange, the whole answer as text. */
-function rawExchange(text: string): Promise<string> {
-  const { port } = new URL(gw.url);
-  return new Promise((resolve) => {
-    const socket = net.connect(Number(port), '127.0.0.1');
-    let got = '';
-    const timer = setTimeout(() => socket.destroy(), 5000);
-    socket.on('data', (d) => (got += d.toString('latin1')));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(got);
-    });
-    socket.on('connect', () => socket.write(text));
-  });
-}

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jwks, mint, testKey } from '../authn/jwt-fixtures.js';
 import { createTestPki } from '../helpers/certs.js';
+import { rawExchange as rawHttp } from '../helpers/raw-http.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import { connect, opened, refused, startWebSocketUpstream, type WebSocketUpstream } from '../helpers/websocket.js';
@@ -515,17 +516,7 @@ describe('reload and shutdown', () => {
 });
 
 /** One request on a raw socket; resolves with everything the gateway sent until it closed. */
-function rawExchange(text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(new URL(gw.url).port), '127.0.0.1', () => socket.write(text));
-    let got = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => (got += d));
-    socket.on('close', () => resolve(got));
-    socket.on('error', reject);
-    socket.setTimeout(10_000, () => socket.destroy(new Error('no close')));
-  });
-}
+const rawExchange = async (text: string) => (await rawHttp(gw.url, text, 10_000)).all;
 
 describe('with allowFrom, targets and hosts', () => {
   let own: TestGateway;
