@@ -1,13 +1,12 @@
 import './boot/tick-shape.js';
 import { watch, type FSWatcher } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import type { DestinationStream, Logger } from 'pino';
 import { defaultAreas } from './areas.js';
 import { loadConfigFile } from './config/load.js';
 import type { GatehouseConfig } from './config/types.js';
-import { isSecureOrLoopbackUrl } from './config/normalize.js';
+import { configAdvice } from './config/advice.js';
 import { ConfigError } from './errors.js';
 import type { AreaFactory, GatewayServices } from './pipeline/runtime.js';
 import { runRequest, type InFlight, type ListenerInfo } from './pipeline/run.js';
@@ -127,13 +126,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const urls: Record<string, string> = {};
   for (const l of listeners) urls[l.name] = l.url;
   log.info({ listeners: urls, admin: adminUrl, routes: plan.routes.length }, 'gatehouse started');
-  for (const l of config.listen) {
-    if (!l.tls && !l.allowPlaintext && !config.listen.some((x) => x.tls) && !isLoopback(l.host)) {
-      log.warn({ listener: l.name }, 'plain HTTP listener on a non-loopback address: configure tls, or allowPlaintext behind a TLS-terminating proxy');
-    }
-  }
-  warnPlaintextUpstreams(config, log);
-  warnOpenAdmin(config, log);
+  for (const advice of configAdvice(config)) log.warn(advice.fields, advice.message);
 
   let reloading: Promise<void> = Promise.resolve();
   const reload = (next?: GatehouseConfig): Promise<void> => {
@@ -155,8 +148,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       config = candidate;
       for (const l of listeners) l.acceptUpgrades(fresh.websocket);
       log.info({ routes: fresh.routes.length }, 'config reloaded');
-      warnPlaintextUpstreams(config, log);
-      warnOpenAdmin(config, log);
+      // (The listeners are not rebound on a reload: their advice was said at start.)
+      for (const advice of configAdvice(config)) if (advice.path[0] !== 'listen') log.warn(advice.fields, advice.message);
       retire(old, config.limits.shutdownTimeout);
     };
     const result = reloading.then(run, run);
@@ -251,36 +244,3 @@ async function startPlan(config: GatehouseConfig, services: GatewayServices, are
   return plan;
 }
 
-/**
- * An `http://` upstream off loopback: every request to it — with the token gatehouse forwards or
- * mints for it — crosses the network unencrypted. Allowed (a sidecar, a service mesh that
- * encrypts below HTTP), never silent.
- */
-function warnPlaintextUpstreams(config: GatehouseConfig, log: Logger): void {
-  for (const u of config.upstreams) {
-    const plain = u.targets.filter((target) => !isSecureOrLoopbackUrl(target));
-    if (plain.length === 0) continue;
-    log.warn(
-      { upstream: u.name, url: plain[0], ...(u.targets.length > 1 ? { targets: plain } : {}) },
-      'plain HTTP upstream on a non-loopback address: requests and the tokens they carry cross the network unencrypted; use an https:// url (upstreams[].tls for a private CA)',
-    );
-  }
-}
-
-/**
- * An admin listener bound off loopback with no `admin.allowFrom`: `/metrics` (route names,
- * traffic, error counts) and `/readyz` answer anyone who can reach the port.
- */
-function warnOpenAdmin(config: GatehouseConfig, log: Logger): void {
-  const admin = config.admin;
-  if (!admin || isLoopback(admin.host.replace(/^\[|\]$/g, '')) || admin.allowFrom) return;
-  log.warn(
-    { admin: `${admin.host}:${admin.port}` },
-    'admin listener on a non-loopback address without admin.allowFrom: /metrics and /readyz answer anyone who can reach it; list the monitoring addresses in admin.allowFrom',
-  );
-}
-
-/** A bind address on loopback: `localhost`, `::1`, or a literal IPv4 address in 127.0.0.0/8 (not a name like `127.example.com`). */
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
-}

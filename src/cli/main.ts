@@ -13,7 +13,9 @@ const HELP = `gatehouse — an API security gateway
 
 Usage:
   gatehouse start    --config FILE [--workers N|auto]   run the gateway
-  gatehouse validate --config FILE                      check a config file, report every problem
+  gatehouse validate --config FILE [--strict]           check a config file, report every problem,
+                                                        and warn of settings that weaken it
+                                                        (--strict: those warnings fail it too)
   gatehouse routes   --config FILE                      print the route table
   gatehouse token inspect --config FILE <token>         explain each check on a token
   gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1] [--responses refuse|log]
@@ -55,6 +57,7 @@ export async function main(argv: string[]): Promise<number> {
         issuer: { type: 'string' },
         prefix: { type: 'string' },
         responses: { type: 'string' },
+        strict: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -76,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'validate':
-      return validate(configFile);
+      return validate(configFile, parsed.values.strict === true);
     case 'routes':
       return routes(configFile);
     case 'start':
@@ -121,7 +124,7 @@ function reportConfigError(err: unknown): number {
   throw err;
 }
 
-async function validate(file: string): Promise<number> {
+async function validate(file: string, strict: boolean): Promise<number> {
   try {
     const config = loadConfigFile(file);
     // Compile too: areas find problems a schema cannot (claim expressions, key files, …).
@@ -135,7 +138,16 @@ async function validate(file: string): Promise<number> {
     const { checkListenerTls } = await import('../server/tls.js');
     const tlsIssues = checkListenerTls(config);
     if (tlsIssues.length > 0) throw new ConfigError(tlsIssues);
-    process.stdout.write(`${file}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers)\n`);
+    // Settings that load but weaken what gatehouse protects: warnings (with --strict, problems).
+    const { configAdvice } = await import('../config/advice.js');
+    const { configIssue } = await import('../config/issue.js');
+    const advice = configAdvice(config);
+    for (const a of advice) process.stderr.write(`${strict ? '' : 'warning: '}${formatConfigIssue(configIssue(config, a.path, a.message))}\n`);
+    if (strict && advice.length > 0) {
+      process.stderr.write(`gatehouse: ${advice.length} warning(s) in the config (--strict)\n`);
+      return 3;
+    }
+    process.stdout.write(`${file}: ok (${config.routes.length} routes, ${config.upstreams.length} upstreams, ${config.issuers.length} issuers${advice.length > 0 ? `; ${advice.length} warning(s)` : ''})\n`);
     return 0;
   } catch (err) {
     return reportConfigError(err);

@@ -66,6 +66,28 @@ describe('gatehouse validate', () => {
     expect(out.stdout).toContain('ok (1 routes');
   });
 
+  it('warns of settings that weaken the config (exit 0), and with --strict fails on them (exit 3)', () => {
+    const file = write(
+      'weak.yaml',
+      ['listen: { port: 8080 }', 'gateway: { methodOverride: allow }', 'upstreams: [{ name: a, url: "http://10.1.2.3:8080" }]', 'routes: [{ name: r, path: /, upstream: a, public: true }]', ''].join('\n'),
+    );
+    const out = run('validate', '--config', file);
+    expect(out.status).toBe(0);
+    expect(out.stdout).toContain('ok (1 routes, 1 upstreams, 0 issuers; 2 warning(s))');
+    const warnings = out.stderr.trim().split('\n');
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]!.startsWith(`warning: ${file}:3:`)).toBe(true);
+    expect(warnings[0]).toContain('upstreams[0].url plain HTTP upstream on a non-loopback address');
+    expect(warnings[1]).toContain('gateway.methodOverride method overrides allowed');
+    const strict = run('validate', '--config', file, '--strict');
+    expect(strict.status).toBe(3);
+    expect(strict.stdout).toBe('');
+    expect(strict.stderr).toContain('gatehouse: 2 warning(s) in the config (--strict)');
+    // A config without any: ok either way.
+    const clean = write('clean.yaml', `listen: { port: 8080 }\nupstreams: [{ name: a, url: "http://127.0.0.1:1" }]\nroutes: [{ name: r, path: /, upstream: a, public: true }]\n`);
+    expect(run('validate', '--config', clean, '--strict').status).toBe(0);
+  });
+
   it('prints every problem as file:line:column key message and exits 3', () => {
     const file = write(
       'broken.yaml',

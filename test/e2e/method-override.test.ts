@@ -114,5 +114,8 @@ describe('gateway.methodOverride: allow', () => {
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ executed: 'DELETE' });
     expect(executed).toContain('DELETE /orders/8');
+    // Said at start: a setting that weakens what gatehouse protects.
+    expect(allowing.logs.some((l) => String(l.msg).startsWith('method overrides allowed'))).toBe(true);
+    expect(gw.logs.some((l) => String(l.msg).startsWith('method overrides allowed'))).toBe(false);
   });
 });
