@@ -23,6 +23,12 @@ Usage:
                                                         document's operations (scopes, public,
                                                         request bodies checked by its schemas;
                                                         --responses: answers too)
+  gatehouse inventory FILE --config FILE [--upstream NAME] [--prefix /v1] [--strict]
+                                                        compare the routes with an OpenAPI document:
+                                                        what the gateway takes beyond it, operations
+                                                        it checks less than the document asks, and
+                                                        operations it does not route (--strict:
+                                                        exit 4 on anything exposed)
   gatehouse demo                                        run the demo (gateway + authorization server + sample API)
 
 Options:
@@ -36,7 +42,8 @@ Memory (start): every gateway process runs with V8's --heap-growing-percent=60 (
 under load); a value on node's command line wins:
   node --heap-growing-percent=N $(which gatehouse) start …
 Signals (start): SIGHUP reloads the config and certificates; SIGTERM/SIGINT shut down gracefully.
-Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config (or document),
+4 inventory --strict: the gateway exposes more than the document describes.
 `;
 
 /** Entry point of the `gatehouse` command. Returns the exit code (start: resolves on shutdown). */
@@ -72,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const configFile = parsed.values.config ?? 'gatehouse.yaml';
-  const needsConfig = command === 'start' || command === 'validate' || command === 'routes' || command === 'token';
+  const needsConfig = command === 'start' || command === 'validate' || command === 'routes' || command === 'token' || command === 'inventory';
   if (needsConfig && !parsed.values.config && !existsSync(configFile)) {
     process.stderr.write(`gatehouse: no config file: pass --config FILE (no ./gatehouse.yaml here)\n`);
     return 2;
@@ -103,6 +110,21 @@ export async function main(argv: string[]): Promise<number> {
       }
       const { runOpenApiRoutes } = await import('./openapi-routes.js');
       return runOpenApiRoutes(file, { upstream, issuer: parsed.values.issuer, prefix: parsed.values.prefix, responses }, process.stdout, process.stderr);
+    }
+    case 'inventory': {
+      const [file] = parsed.positionals;
+      if (!file) {
+        process.stderr.write('gatehouse: usage: gatehouse inventory FILE --config FILE [--upstream NAME] [--prefix /v1] [--strict]\n');
+        return 2;
+      }
+      let config;
+      try {
+        config = loadConfigFile(configFile);
+      } catch (err) {
+        return reportConfigError(err);
+      }
+      const { runInventory } = await import('./inventory.js');
+      return runInventory(file, config, { upstream: parsed.values.upstream, prefix: parsed.values.prefix, strict: parsed.values.strict === true }, process.stdout, process.stderr);
     }
     case 'demo': {
       const { runDemo } = await import('../demo/main.js');

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { inventoryOf } from '../../src/cli/inventory.js';
 import { openApiRoutes } from '../../src/cli/openapi-routes.js';
 import { loadConfigFile } from '../../src/config/load.js';
 import { checkHeaders, createQueryCheck } from '../../src/validate/query.js';
@@ -15,6 +16,12 @@ describe('examples/api-contract', () => {
     const written = parse(readFileSync('examples/api-contract/gatehouse.yaml', 'utf8')) as { routes: unknown[] };
     expect(written.routes).toEqual(generated.routes);
     expect(generated.notes).toEqual([]);
+  });
+
+  it('exposes nothing beyond its document, and routes all of it (gatehouse inventory)', () => {
+    const doc = parse(readFileSync('examples/api-contract/openapi.yaml', 'utf8')) as unknown;
+    const result = inventoryOf(doc, loadConfigFile('examples/api-contract/gatehouse.yaml', {}), { upstream: 'orders' });
+    expect(result).toEqual({ operations: 5, routed: 5, findings: [] });
   });
 
   it('loads, and its routes check what the document says', () => {
