@@ -47,7 +47,7 @@ export function configAdvice(config: GatehouseConfig): Advice[] {
     if (plain.length === 0) return;
     const first = u.targets.indexOf(plain[0]!);
     out.push({
-      path: u.targets.length > 1 || u.url !== u.targets[0] ? ['upstreams', i, 'targets', first] : ['upstreams', i, 'url'],
+      path: u.configuredAs === 'targets' ? ['upstreams', i, 'targets', first] : ['upstreams', i, 'url'],
       message: 'plain HTTP upstream on a non-loopback address: requests and the tokens they carry cross the network unencrypted; use an https:// url (upstreams[].tls for a private CA)',
       fields: { upstream: u.name, url: plain[0], ...(u.targets.length > 1 ? { targets: plain } : {}) },
     });

@@ -232,6 +232,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     url: r.url ?? targetUrl(r.targets?.[0]),
     targets: Array.isArray(r.targets) ? r.targets.map(targetUrl) : r.url === undefined ? [] : [r.url],
     weights: Array.isArray(r.targets) ? r.targets.map(targetWeight) : [1],
+    configuredAs: r.targets === undefined ? 'url' : 'targets',
     downFor: ms(r.downFor, DEFAULTS.upstream.downFor),
     retryIdempotent: r.retryIdempotent ?? false,
     healthCheck:

@@ -98,6 +98,8 @@ export interface UpstreamConfig {
   targets: string[];
   /** Each target's share of the requests (`{ url, weight }`; 1 when not given; 0: drained), in the order of `targets`. */
   weights?: number[];
+  /** Which key the file used, `url` or `targets` (for messages that name it); absent in a config built in code. */
+  configuredAs?: 'url' | 'targets';
   /** ms a target that could not be reached is left out of the rotation. */
   downFor: number;
   /** Send a bodiless GET, HEAD or OPTIONS once more when its connection broke before an answer. */

@@ -13,7 +13,7 @@ import { sendProblem } from '../respond/problem.js';
 import { nextRequestId } from '../respond/request-id.js';
 import type { CompiledRoute, Plan } from '../route/compile.js';
 import { requestHeadProblem } from '../route/request-head.js';
-import { methodOverrideProblem } from '../route/method-override.js';
+import { methodOverrideProblem, methodOverrideRefused } from '../route/method-override.js';
 import { normalizeTarget } from '../route/normalize.js';
 import { requestHost } from '../route/host.js';
 import type { TrustedProxies } from '../server/trusted-proxy.js';
@@ -177,9 +177,7 @@ export function runRequest(
     if (badHead !== null) return fail(ex, badHead);
     if (plan.refuseMethodOverride) {
       const override = methodOverrideProblem(req.headers, ctx.method, ctx.query);
-      if (override !== null) {
-        return fail(ex, new RequestRejected('GH_ERR_REQUEST_METHOD_OVERRIDE', 400, `the request asks to be taken as another method (${override}): send that method itself`, { detail: override }));
-      }
+      if (override !== null) return fail(ex, methodOverrideRefused(override));
     }
     const misdirected = listener.misdirected;
     if (misdirected != null) {

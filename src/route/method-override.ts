@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { RequestRejected } from '../errors.js';
 
 /**
  * The headers frameworks read as "take this request as another method": Express's
@@ -55,4 +56,9 @@ export function overrideProblem(value: string, method: string, where: string): s
   if (named.toUpperCase() === method) return null;
   const clean = named.replace(/[^\x21-\x7e]/g, '?');
   return `${where}${clean.length > 32 ? `${clean.slice(0, 32)}…` : clean} on a ${method}`;
+}
+
+/** The 400 for a request that asks to be taken as another method (`problem`: what carried it, from {@link overrideProblem}). */
+export function methodOverrideRefused(problem: string): RequestRejected {
+  return new RequestRejected('GH_ERR_REQUEST_METHOD_OVERRIDE', 400, `the request asks to be taken as another method (${problem}): send that method itself`, { detail: problem });
 }

@@ -3,7 +3,7 @@ import type { ValidateFunction } from 'ajv';
 import type { RequestBodyConfig } from '../config/types.js';
 import { RequestRejected, type GatehouseError } from '../errors.js';
 import { compileBodySchema, describeSchemaError } from './body-schema.js';
-import { overrideProblem } from '../route/method-override.js';
+import { methodOverrideRefused, overrideProblem } from '../route/method-override.js';
 import { parseFormBody } from './form-text.js';
 import { parseJsonBody } from './json-text.js';
 
@@ -144,14 +144,18 @@ export function readBody(req: IncomingMessage, max: number): Promise<ReadBody> {
 }
 
 /**
- * A form's `_method` field naming another method than the request's (Rails, Laravel and Symfony
- * execute a POST form as the method it names), as `gateway.methodOverride` refuses it, or null.
+ * A body's `_method` naming another method than the request's, as `gateway.methodOverride`
+ * refuses it, or null: a form's field (Rails, Laravel and Symfony execute a POST form as the
+ * method it names), or a JSON object's top-level member (Laravel reads a JSON body as its input).
  */
-function formMethodOverride(form: Record<string, string | string[]>, method: string): string | null {
-  const field = form._method;
-  if (field === undefined) return null;
-  for (const value of typeof field === 'string' ? [field] : field) {
-    const problem = overrideProblem(value, method, 'the form field _method=');
+function bodyMethodOverride(value: unknown, kind: BodyMediaType, method: string): string | null {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  const field = (value as Record<string, unknown>)._method;
+  if (field === undefined || !Object.hasOwn(value, '_method')) return null;
+  const where = kind === 'form' ? 'the form field _method=' : 'the JSON member _method: ';
+  for (const named of typeof field === 'string' ? [field] : Array.isArray(field) ? field : []) {
+    if (typeof named !== 'string') continue;
+    const problem = overrideProblem(named, method, where);
     if (problem !== null) return problem;
   }
   return null;
@@ -165,17 +169,15 @@ export function bodyInvalid(reason: string, extra?: { headers?: Record<string, s
 /**
  * Check a whole body against the route's rules: JSON (or a form) that every parser reads alike
  * (see json-text.ts, form-text.ts), then — given the request's `method` (`gateway.methodOverride:
- * refuse`) — a form's `_method` naming another one, then the schema. Null when it is accepted.
+ * refuse`) — a `_method` naming another one, then the schema. Null when it is accepted.
  */
 export function checkBody(check: BodyCheck, bytes: Buffer, kind: BodyMediaType = 'json', method: string | null = null): GatehouseError | null {
   if (bytes.length === 0) return check.required ? bodyInvalid(`a ${kind === 'json' ? 'JSON' : 'form'} body is required and this one is empty`) : null;
   const parsed = kind === 'json' ? parseJsonBody(bytes, check.maxDepth) : parseFormBody(bytes);
   if (!parsed.ok) return bodyInvalid(parsed.reason);
-  if (kind === 'form' && method !== null) {
-    const override = formMethodOverride(parsed.value as Record<string, string | string[]>, method);
-    if (override !== null) {
-      return new RequestRejected('GH_ERR_REQUEST_METHOD_OVERRIDE', 400, `the request asks to be taken as another method (${override}): send that method itself`, { detail: override });
-    }
+  if (method !== null) {
+    const override = bodyMethodOverride(parsed.value, kind, method);
+    if (override !== null) return methodOverrideRefused(override);
   }
   const validate = kind === 'json' ? check.validate : check.validateForm;
   if (validate === null || validate(parsed.value)) return null;

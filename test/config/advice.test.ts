@@ -17,6 +17,7 @@ admin: { host: 0.0.0.0, port: 9090 }
 upstreams:
   - { name: a, url: "http://10.0.0.5:8080" }
   - { name: b, targets: ["http://127.0.0.1:8080", "http://10.0.0.7:8080"] }
+  - { name: c, targets: ["http://10.0.0.8:8080"] }
 routes:
   - { name: r, path: /, upstream: a, public: true }
 `);
@@ -24,6 +25,7 @@ routes:
       'gatehouse.yaml:1:9 listen[0].host plain HTTP listener on a non-loopback address: configure tls, or allowPlaintext behind a TLS-terminating proxy',
       expect.stringMatching(/^gatehouse\.yaml:4:21 upstreams\[0\]\.url plain HTTP upstream on a non-loopback address: requests and the tokens they carry cross the network unencrypted/),
       expect.stringMatching(/^gatehouse\.yaml:5:51 upstreams\[1\]\.targets\[1\] plain HTTP upstream on a non-loopback address/),
+      expect.stringMatching(/^gatehouse\.yaml:6:\d+ upstreams\[2\]\.targets\[0\] plain HTTP upstream on a non-loopback address/),
       expect.stringMatching(/^gatehouse\.yaml:2:16 admin\.host admin listener on a non-loopback address without admin\.allowFrom/),
     ]);
   });

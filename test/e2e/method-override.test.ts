@@ -28,6 +28,7 @@ routes:
   - { name: read-order, path: "/orders/{id}", methods: [GET], upstream: api, scopes: [orders:read] }
   - { name: delete-order, path: "/orders/{id}", methods: [DELETE], upstream: api, scopes: [orders:admin] }
   - { name: create-order, path: /orders, methods: [POST], upstream: api, scopes: [orders:read] }
+  - { name: note, path: "/orders/{id}/notes", methods: [POST], upstream: api, scopes: [orders:read], requestBody: {} }
 `;
 
 /** What the upstream executes: the override when there is one (header first, then `_method`). */
@@ -105,6 +106,26 @@ describe('method overrides: refused by default', () => {
     const res = await call(gw, 'GET', '/orders/7?payment_method=card&method=x');
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ executed: 'GET' });
+  });
+});
+
+describe('method overrides in a body the route reads', () => {
+  it('a JSON body whose top-level _method names another method is refused (Laravel reads JSON bodies as input); nested, or the same method, passes', async () => {
+    const post = async (body: unknown) => {
+      const before = api.requests.length;
+      const res = await request(`${gw.url}/orders/7/notes`, { method: 'POST', headers: { authorization: `Bearer ${reader}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const json = (await res.body.json()) as Record<string, unknown>;
+      return { status: res.statusCode, json, forwarded: api.requests.length - before };
+    };
+    const refused = await post({ note: 'x', _method: 'DELETE' });
+    expect(refused).toMatchObject({ status: 400, forwarded: 0 });
+    expect(refused.json).toMatchObject({
+      code: 'GH_ERR_REQUEST_METHOD_OVERRIDE',
+      detail: 'the request asks to be taken as another method (the JSON member _method: DELETE on a POST): send that method itself',
+    });
+    expect((await post({ note: { _method: 'DELETE' } })).status).toBe(200);
+    expect((await post({ note: 'x', _method: 'post' })).status).toBe(200);
+    expect((await post([{ _method: 'DELETE' }])).status).toBe(200);
   });
 });
 
