@@ -514,6 +514,7 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
     authFailureLimit,
     memoryStore: { maxKeys: raw.memoryStore?.maxKeys ?? 100_000 },
     cors: normalizeCors(raw.cors as Raw | undefined, ms, bad),
+    securityHeaders: { contentTypeOptions: raw.securityHeaders?.contentTypeOptions ?? true, cacheControl: raw.securityHeaders?.cacheControl ?? true },
     dpop: {
       algorithms: raw.dpop?.algorithms ?? [...DEFAULTS.dpop.algorithms],
       proofMaxAge: ms(raw.dpop?.proofMaxAge, DEFAULTS.dpop.proofMaxAge),

@@ -453,6 +453,8 @@ export interface GatehouseConfig {
   authFailureLimit?: AuthFailureLimitConfig | null;
   memoryStore: { maxKeys: number };
   cors?: CorsConfig;
+  /** Headers an upstream's answers get when they lack them (docs/configuration.md, `securityHeaders`); absent: both on. */
+  securityHeaders?: { contentTypeOptions: boolean; cacheControl: boolean };
   dpop: DpopConfig;
   redis?: {
     url: string;

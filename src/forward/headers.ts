@@ -77,6 +77,10 @@ export interface UpstreamHeaderOptions {
   readonly responseRemove?: ReadonlySet<string> | null;
   /** `headers.response.set`: on the upstream's answer, replacing its headers of these names. */
   readonly responseSet?: readonly [string, string][] | null;
+  /** `securityHeaders`: added to an upstream's final answer that has none of that name (a request without a token). */
+  readonly answerDefaults?: readonly [string, string][] | null;
+  /** The same for a request that carried a token (`Cache-Control: no-store` among them). */
+  readonly answerDefaultsWithToken?: readonly [string, string][] | null;
 }
 
 /**

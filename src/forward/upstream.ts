@@ -276,6 +276,8 @@ export interface ForwardRequest {
   timeout: number;
   /** The request id, sent back as `x-request-id` whatever the upstream says. */
   requestId: string;
+  /** `securityHeaders` for this request: added to a final answer that lacks them; null: none. */
+  answerDefaults: readonly [string, string][] | null;
   /**
    * Headers added to the response whatever the upstream says (HSTS, rate-limit, CORS): each
    * replaces the upstream's header of that name, except `vary`, which is merged. Names lowercase.
@@ -652,6 +654,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
+    const defaults = this.request.answerDefaults;
+    if (defaults !== null) {
+      for (let i = 0; i < defaults.length; i++) {
+        const header = defaults[i]!;
+        if (headers[header[0]] === undefined) headers[header[0]] = header[1];
+      }
+    }
     this.head = this.answerHead(headers);
     const length = headers['content-length'];
     this.length = typeof length === 'string' ? Number(length) : -1;

@@ -538,6 +538,7 @@ function buildForward(ctx: RequestContext, r: CompiledRoute, req: IncomingMessag
     maxBodySize: r.maxBodySize,
     timeout: r.timeout,
     requestId: ctx.id,
+    answerDefaults: (ctx.principal !== null ? rules.answerDefaultsWithToken : rules.answerDefaults) ?? null,
     // The route's answer headers replace the upstream's of those names (responseHead), as
     // gatehouse's own do; on the upstream's answers only (a 502 of gatehouse's keeps its own).
     responseHeaders: rules.responseSet ? ctx.responseHeaders.concat(rules.responseSet) : ctx.responseHeaders,

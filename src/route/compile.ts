@@ -235,5 +235,19 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
     requestSet: requestSet.length > 0 ? requestSet : null,
     responseRemove: rules !== null && rules.response.remove.length > 0 ? new Set(rules.response.remove) : null,
     responseSet: responseSet.length > 0 ? responseSet : null,
+    ...answerDefaultsOf(config),
   };
+}
+
+/**
+ * `securityHeaders` (on unless turned off): what an upstream's answer gets when it has no header
+ * of that name — `X-Content-Type-Options: nosniff` on every answer (a browser never renders
+ * JSON as HTML), and `Cache-Control: no-store` on the answer to a request that carried a token
+ * (no shared cache keeps one user's data for another).
+ */
+function answerDefaultsOf(config: GatehouseConfig): { answerDefaults: readonly [string, string][] | null; answerDefaultsWithToken: readonly [string, string][] | null } {
+  const settings = config.securityHeaders;
+  const always: [string, string][] = settings?.contentTypeOptions === false ? [] : [['x-content-type-options', 'nosniff']];
+  const withToken: [string, string][] = settings?.cacheControl === false ? always : [...always, ['cache-control', 'no-store']];
+  return { answerDefaults: always.length > 0 ? always : null, answerDefaultsWithToken: withToken.length > 0 ? withToken : null };
 }

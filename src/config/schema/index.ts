@@ -358,6 +358,14 @@ export const configSchema: JsonSchema = {
       redis,
       tokenHandler,
       cors,
+      securityHeaders: closed(
+        {
+          contentTypeOptions: { type: 'boolean', description: 'X-Content-Type-Options: nosniff on every upstream answer that has none (default true).' },
+          cacheControl: { type: 'boolean', description: 'Cache-Control: no-store on the answer to a request that carried a token, when the upstream gives none (default true).' },
+        },
+        [],
+        { description: 'Headers gatehouse adds to an upstream\'s answers that lack them (docs/configuration.md, "securityHeaders"); the upstream\'s own and header rules win.' },
+      ),
       dpop,
       gateway,
       tokenCache: closed({ enabled: { type: 'boolean' }, maxEntries: { type: 'integer', minimum: 1 } }),
