@@ -406,6 +406,7 @@ export function responseHead(
   headers: Record<string, string | string[] | undefined>,
   requestId: string,
   extra: readonly [string, string][],
+  defaults: readonly [string, string][] | null = null,
 ): (string | string[])[] {
   const named = connectionTokens(headers.connection);
   const out: (string | string[])[] = [];
@@ -420,6 +421,14 @@ export function responseHead(
     out.push(name, value);
   }
   out.push('x-request-id', requestId);
+  // `securityHeaders`: where the upstream sent none of the name (the route's own rules were taken
+  // out of the list when it was built). The upstream's headers object is read, never extended.
+  if (defaults !== null) {
+    for (let i = 0; i < defaults.length; i++) {
+      const header = defaults[i]!;
+      if (headers[header[0]] === undefined) out.push(header[0], header[1]);
+    }
+  }
   for (let i = 0; i < extra.length; i++) {
     const [name, value] = extra[i]!;
     if (name === 'vary' && upstreamVary !== undefined) {
@@ -654,14 +663,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return; // 1xx: wait for the final answer
     this.request.timing.upstreamLatency = performance.now() - this.started;
     this.status = statusCode;
-    const defaults = this.request.answerDefaults;
-    if (defaults !== null) {
-      for (let i = 0; i < defaults.length; i++) {
-        const header = defaults[i]!;
-        if (headers[header[0]] === undefined) headers[header[0]] = header[1];
-      }
-    }
-    this.head = this.answerHead(headers);
+    this.head = this.answerHead(headers, this.request.answerDefaults);
     const length = headers['content-length'];
     this.length = typeof length === 'string' ? Number(length) : -1;
     const check = this.request.responseCheck;
@@ -752,14 +754,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
    * own address in a `Location` (a redirect, a 201) made the gateway's path, so clients never
    * see, or try to reach, an internal host; gatehouse's headers added.
    */
-  private answerHead(headers: Record<string, string | string[] | undefined>): (string | string[])[] {
+  private answerHead(headers: Record<string, string | string[] | undefined>, defaults: readonly [string, string][] | null = null): (string | string[])[] {
     const options = this.request.headerOptions;
     if (options.cookiePrefixes !== null && headers['set-cookie'] !== undefined) this.dropGatehouseCookies(headers, options.cookiePrefixes);
     if (options.ownsCors) dropCorsHeaders(headers);
     if (options.responseRemove) for (const name of options.responseRemove) delete headers[name];
     const location = headers.location;
     if (typeof location === 'string') headers.location = publicLocation(location, this.target!.origin, this.upstream.basePath, this.request.strippedPrefix);
-    return responseHead(headers, this.request.requestId, this.request.responseHeaders);
+    return responseHead(headers, this.request.requestId, this.request.responseHeaders, defaults);
   }
 
   private dropGatehouseCookies(headers: Record<string, string | string[] | undefined>, prefixes: readonly string[]): void {

@@ -235,7 +235,8 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
     requestSet: requestSet.length > 0 ? requestSet : null,
     responseRemove: rules !== null && rules.response.remove.length > 0 ? new Set(rules.response.remove) : null,
     responseSet: responseSet.length > 0 ? responseSet : null,
-    ...answerDefaultsOf(config),
+    // A name the route's rules set or remove is theirs: no default of gatehouse's for it.
+    ...answerDefaultsOf(config, new Set([...(rules?.response.remove ?? []), ...responseSet.map(([name]) => name)])),
   };
 }
 
@@ -245,9 +246,12 @@ function forwardOptions(route: RouteConfig, config: GatehouseConfig): UpstreamHe
  * JSON as HTML), and `Cache-Control: no-store` on the answer to a request that carried a token
  * (no shared cache keeps one user's data for another).
  */
-function answerDefaultsOf(config: GatehouseConfig): { answerDefaults: readonly [string, string][] | null; answerDefaultsWithToken: readonly [string, string][] | null } {
+function answerDefaultsOf(
+  config: GatehouseConfig,
+  ruled: ReadonlySet<string>,
+): { answerDefaults: readonly [string, string][] | null; answerDefaultsWithToken: readonly [string, string][] | null } {
   const settings = config.securityHeaders;
-  const always: [string, string][] = settings?.contentTypeOptions === false ? [] : [['x-content-type-options', 'nosniff']];
-  const withToken: [string, string][] = settings?.cacheControl === false ? always : [...always, ['cache-control', 'no-store']];
+  const always: [string, string][] = settings?.contentTypeOptions === false || ruled.has('x-content-type-options') ? [] : [['x-content-type-options', 'nosniff']];
+  const withToken: [string, string][] = settings?.cacheControl === false || ruled.has('cache-control') ? always : [...always, ['cache-control', 'no-store']];
   return { answerDefaults: always.length > 0 ? always : null, answerDefaultsWithToken: withToken.length > 0 ? withToken : null };
 }

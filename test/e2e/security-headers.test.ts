@@ -26,6 +26,7 @@ routes:
   - { name: public, path: /public, upstream: api, public: true }
   - { name: orders, path: /orders, upstream: api }
   - { name: cached, path: /cached, upstream: api, headers: { response: { remove: [cache-control] } } }
+  - { name: own, path: /own, upstream: api, headers: { response: { set: { cache-control: "private, max-age=5" } } } }
 `;
 
 function answer(req: IncomingMessage, res: ServerResponse): void {
@@ -85,6 +86,13 @@ describe('securityHeaders (on by default)', () => {
     expect(res.status).toBe(200);
     expect(res.headers['cache-control']).toBeUndefined();
     expect(res.headers['x-content-type-options']).toBe('nosniff');
+  });
+
+  it('a header rule that sets Cache-Control sets it, once, whatever the upstream said', async () => {
+    for (const path of ['/own', '/own?cache=no-cache']) {
+      const res = await get(gw, path, true);
+      expect(res.headers['cache-control'], path).toBe('private, max-age=5');
+    }
   });
 
   it('turned off: the answer goes out with the upstream\'s headers only', async () => {
