@@ -244,6 +244,8 @@ export function normalizeConfig(raw: Raw, ctx: NormalizeContext): { config: Gate
             timeout: ms(r.healthCheck.timeout, DEFAULTS.upstream.healthCheck.timeout),
             unhealthyAfter: r.healthCheck.unhealthyAfter ?? DEFAULTS.upstream.healthCheck.unhealthyAfter,
             healthyAfter: r.healthCheck.healthyAfter ?? DEFAULTS.upstream.healthCheck.healthyAfter,
+            method: r.healthCheck.method ?? 'GET',
+            ...(r.healthCheck.expectStatus === undefined ? {} : { expectStatus: r.healthCheck.expectStatus }),
           },
     timeout: ms(r.timeout, limits.upstreamTimeout),
     connectTimeout: ms(r.connectTimeout, DEFAULTS.upstream.connectTimeout),

@@ -134,6 +134,10 @@ export interface HealthCheckConfig {
   unhealthyAfter: number;
   /** Passed probes in a row that bring it back. */
   healthyAfter: number;
+  /** The probe's method (default GET; HEAD asks for no body). */
+  method?: 'GET' | 'HEAD';
+  /** The statuses that pass: codes (`200`) and ranges (`2XX`); absent: 2XX and 3XX. */
+  expectStatus?: (number | string)[];
 }
 
 /** Headers set (replacing any of that name) and removed, names lowercase. */

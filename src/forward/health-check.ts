@@ -63,13 +63,21 @@ class TargetProbe {
     this.abort.abort();
   }
 
+  /** A probe's status passes: one of `expectStatus` (a code, or a range such as `2XX`), by default 2XX and 3XX. */
+  private passing(status: number): boolean {
+    const expected = this.config.expectStatus;
+    if (expected === undefined) return status >= 200 && status < 400;
+    const range = `${Math.floor(status / 100)}XX`;
+    return expected.some((e) => e === status || e === range);
+  }
+
   /** Null when the probe passed, else what went wrong. Never rejects. */
   private async probe(): Promise<string | null> {
     const timeout = this.config.timeout;
     const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeout)]);
     try {
       const answer = await this.target.pool.request({
-        method: 'GET',
+        method: this.config.method ?? 'GET',
         path: this.config.path,
         headers: { 'user-agent': 'gatehouse-health-check', accept: '*/*' },
         headersTimeout: timeout,
@@ -79,7 +87,7 @@ class TargetProbe {
       // The body is not looked at: read a little of it (the connection can then be reused) and let the rest go.
       await answer.body.dump({ limit: MAX_PROBE_BODY }).catch(() => undefined);
       const status = answer.statusCode;
-      return status >= 200 && status < 400 ? null : `status ${status}`;
+      return this.passing(status) ? null : `status ${status}${this.config.expectStatus === undefined ? '' : ` (expected ${this.config.expectStatus.join(', ')})`}`;
     } catch (err) {
       if (signal.aborted && !this.abort.signal.aborted) return `no answer within ${timeout} ms`;
       const code = (err as { code?: string }).code;

@@ -15,11 +15,12 @@ import { loadConfigText } from '../../src/config/load.js';
  * unhealthy (its database is gone, say) is still taken out by the health checks.
  */
 async function instance(name: string) {
-  const state = { health: 200 as number | 'hang', probes: 0, hits: 0, probeHeaders: [] as http.IncomingHttpHeaders[] };
+  const state = { health: 200 as number | 'hang', probes: 0, hits: 0, probeHeaders: [] as http.IncomingHttpHeaders[], probeMethods: [] as string[] };
   const server = http.createServer((req, res) => {
     if (req.url === '/healthz') {
       state.probes++;
       state.probeHeaders.push(req.headers);
+      state.probeMethods.push(req.method ?? '');
       if (state.health === 'hang') return;
       res.writeHead(state.health, { 'content-type': 'text/plain' });
       res.end(state.health < 400 ? 'ok' : 'database unreachable');
@@ -65,6 +66,54 @@ async function names(gw: TestGateway, n: number): Promise<string[]> {
 }
 
 const metricLine = async (gw: TestGateway, line: RegExp) => (await (await request(`${gw.adminUrl}/metrics`)).body.text()).split('\n').find((l) => line.test(l));
+
+describe('upstreams[].healthCheck: expectStatus and method', () => {
+  let a: Awaited<ReturnType<typeof instance>>;
+  let b: Awaited<ReturnType<typeof instance>>;
+  let strict: TestGateway;
+  let lenient: TestGateway;
+
+  beforeAll(async () => {
+    a = await instance('a');
+    b = await instance('b');
+    // a answers its health check with a redirect (to a login page, say): up to the default, not to [200].
+    a.state.health = 302;
+    strict = await startTestGateway(yaml([a.url, b.url], '{ path: /healthz, interval: 100ms, timeout: 150ms, unhealthyAfter: 1, expectStatus: [200, 204], method: HEAD }'));
+  });
+  afterAll(async () => {
+    await strict?.close();
+    await lenient?.close();
+    await a?.close();
+    await b?.close();
+  });
+
+  it('a status outside expectStatus fails the probe: the target is left out, the log says what was expected', async () => {
+    await waitFor(() => strict.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation'), 'the redirecting target left out');
+    const line = strict.logs.find((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')!;
+    expect(line).toMatchObject({ target: a.url, result: 'status 302 (expected 200, 204)' });
+    expect(new Set(await names(strict, 6))).toEqual(new Set(['b']));
+    // HEAD probes, as asked.
+    expect(a.state.probeMethods.length).toBeGreaterThan(0);
+    expect(new Set(a.state.probeMethods)).toEqual(new Set(['HEAD']));
+  });
+
+  it('by default a 2XX or 3XX passes (GET probes)', async () => {
+    const before = a.state.probeMethods.length;
+    lenient = await startTestGateway(yaml([a.url, b.url], '{ path: /healthz, interval: 100ms, timeout: 150ms, unhealthyAfter: 1 }'));
+    await waitFor(() => a.state.probeMethods.length > before + 2, 'three more probes of a');
+    expect(lenient.logs.some((l) => l.msg === 'upstream target failing its health checks; left out of the rotation')).toBe(false);
+    expect(new Set(await names(lenient, 6))).toEqual(new Set(['a', 'b']));
+    expect(a.state.probeMethods.slice(before).includes('GET')).toBe(true);
+  });
+
+  it('refuses a status that is not one, and a method it does not probe with', () => {
+    const bad = (healthCheck: string) => issuesOf(yaml(['"http://127.0.0.1:1"'], healthCheck)).map((i) => i.path);
+    expect(bad('{ path: /healthz, expectStatus: [99] }')).toContain('upstreams[0].healthCheck.expectStatus[0]');
+    expect(bad('{ path: /healthz, expectStatus: ["2xx"] }')).toContain('upstreams[0].healthCheck.expectStatus[0]');
+    expect(bad('{ path: /healthz, expectStatus: [] }')).toContain('upstreams[0].healthCheck.expectStatus');
+    expect(bad('{ path: /healthz, method: POST }')).toContain('upstreams[0].healthCheck.method');
+  });
+});
 
 describe('upstreams[].healthCheck: a target failing its checks is left out, whatever its requests do', () => {
   let a: Awaited<ReturnType<typeof instance>>;
@@ -222,6 +271,7 @@ routes: [ { name: all, path: /, upstream: api, public: true } ]
       timeout: 2_000,
       unhealthyAfter: 2,
       healthyAfter: 2,
+      method: 'GET',
     });
   });
 
@@ -235,6 +285,6 @@ routes: [ { name: all, path: /, upstream: api, public: true } ]
     });
     expect(issuesOf(config('{ path: /healthz, timeout: 0 }'))[0]!.message).toBe('must be at least 100ms: 0 would fail every probe at once');
     expect(issuesOf(config('{ path: /healthz, unhealthyAfter: 0 }'))[0]).toMatchObject({ path: 'upstreams[0].healthCheck.unhealthyAfter', message: 'must be >= 1' });
-    expect(issuesOf(config('{ path: /healthz, method: HEAD }'))[0]).toMatchObject({ path: 'upstreams[0].healthCheck.method' });
+    expect(issuesOf(config('{ path: /healthz, expect: 200 }'))[0]).toMatchObject({ path: 'upstreams[0].healthCheck.expect' });
   });
 });
