@@ -22,9 +22,12 @@ const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-o
  * ```
  */
 export function methodOverrideProblem(headers: IncomingHttpHeaders, method: string, query: string): string | null {
-  for (let i = 0; i < OVERRIDE_HEADERS.length; i++) {
-    const value = headers[OVERRIDE_HEADERS[i]!];
-    if (typeof value === 'string') {
+  // Three named loads (no per-request key lookups through a list): every request runs them.
+  const named = headers['x-http-method-override'] ?? headers['x-http-method'] ?? headers['x-method-override'];
+  if (named !== undefined) {
+    for (let i = 0; i < OVERRIDE_HEADERS.length; i++) {
+      const value = headers[OVERRIDE_HEADERS[i]!];
+      if (typeof value !== 'string') continue;
       const problem = overrideProblem(value, method, `${HEADER_NAMES[i]}: `);
       if (problem !== null) return problem;
     }
