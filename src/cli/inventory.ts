@@ -1,8 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import type { GatehouseConfig, RouteConfig } from '../config/types.js';
 import { createHostRouteTable } from '../route/hosts.js';
-import { openApiRoutes, type GeneratedRoute } from './openapi-routes.js';
+import { openApiRoutes, readDocumentFile, UNREADABLE, type GeneratedRoute } from './openapi-routes.js';
 
 /**
  * What an inventory found: `exposed` — the gateway takes what the document does not describe,
@@ -110,14 +108,8 @@ export function runInventory(
   out: { write(text: string): unknown },
   err: { write(text: string): unknown },
 ): number {
-  let doc: unknown;
-  try {
-    const text = readFileSync(file, 'utf8');
-    doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true });
-  } catch (e) {
-    err.write(`gatehouse: ${file} cannot be read as ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}\n`);
-    return 3;
-  }
+  const doc = readDocumentFile(file, err);
+  if (doc === UNREADABLE) return 3;
   let result: Inventory;
   try {
     result = inventoryOf(doc, config, options);

@@ -389,6 +389,24 @@ function resolveRef(doc: Obj, value: unknown, depth = 0): unknown {
   return resolveRef(doc, resolvePointer(doc, value.$ref.slice(1)), depth + 1);
 }
 
+/** What {@link readDocumentFile} returns for a file it could not read (the reason already written). */
+export const UNREADABLE: unique symbol = Symbol('unreadable');
+
+/**
+ * An OpenAPI document file as `gatehouse openapi` and `gatehouse inventory` read it: JSON by its
+ * `.json` name, else YAML (keys unique); `UNREADABLE` with the reason written to `err`.
+ */
+export function readDocumentFile(file: string, err: { write(text: string): unknown }): unknown {
+  const json = /\.json$/i.test(file);
+  try {
+    const text = readFileSync(file, 'utf8');
+    return json ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true });
+  } catch (e) {
+    err.write(`gatehouse: ${file} cannot be read as ${json ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}\n`);
+    return UNREADABLE;
+  }
+}
+
 /**
  * `gatehouse openapi FILE --upstream NAME [--issuer NAME] [--prefix /v1] [--responses refuse|log]`:
  * print a `routes:` section for the document's operations. Exit 0, or 3 with the reason for a
@@ -400,14 +418,8 @@ export function runOpenApiRoutes(
   out: { write(text: string): unknown },
   err: { write(text: string): unknown },
 ): number {
-  let doc: unknown;
-  try {
-    const text = readFileSync(file, 'utf8');
-    doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true });
-  } catch (e) {
-    err.write(`gatehouse: ${file} cannot be read as ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}\n`);
-    return 3;
-  }
+  const doc = readDocumentFile(file, err);
+  if (doc === UNREADABLE) return 3;
   let result: OpenApiRoutes;
   try {
     result = openApiRoutes(doc, { reference: file, ...options });

@@ -1,5 +1,4 @@
-import { isIPv4 } from 'node:net';
-import { isSecureOrLoopbackUrl } from './normalize.js';
+import { isLoopbackHost, isSecureOrLoopbackUrl } from './normalize.js';
 import type { GatehouseConfig } from './types.js';
 
 /**
@@ -35,7 +34,7 @@ export function configAdvice(config: GatehouseConfig): Advice[] {
   const out: Advice[] = [];
   const anyTls = config.listen.some((l) => l.tls);
   config.listen.forEach((l, i) => {
-    if (l.tls || l.allowPlaintext || anyTls || isLoopback(l.host)) return;
+    if (l.tls || l.allowPlaintext || anyTls || isLoopbackHost(l.host)) return;
     out.push({
       path: ['listen', i, 'host'],
       message: 'plain HTTP listener on a non-loopback address: configure tls, or allowPlaintext behind a TLS-terminating proxy',
@@ -53,7 +52,7 @@ export function configAdvice(config: GatehouseConfig): Advice[] {
     });
   });
   const admin = config.admin;
-  if (admin && !isLoopback(admin.host.replace(/^\[|\]$/g, '')) && !admin.allowFrom) {
+  if (admin && !isLoopbackHost(admin.host) && !admin.allowFrom) {
     out.push({
       path: ['admin', 'host'],
       message: 'admin listener on a non-loopback address without admin.allowFrom: /metrics and /readyz answer anyone who can reach it; list the monitoring addresses in admin.allowFrom',
@@ -79,9 +78,4 @@ export function configAdvice(config: GatehouseConfig): Advice[] {
     });
   });
   return out;
-}
-
-/** A bind address on loopback: `localhost`, `::1`, or a literal IPv4 address in 127.0.0.0/8 (not a name like `127.example.com`). */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
 }

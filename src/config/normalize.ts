@@ -70,6 +70,11 @@ export const DEFAULTS = {
 
 const LOOPBACK_HOSTS = new Set(['localhost', '[::1]', '::1']);
 
+/** A loopback host or bind address: `localhost`, `::1` (bracketed or not), or a literal IPv4 address in 127.0.0.0/8 — not a name like `127.example.com`. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host) || (isIPv4(host) && host.startsWith('127.'));
+}
+
 /**
  * https, or http on a loopback host (development and tests): `localhost`, `[::1]`, or a literal
  * IPv4 address in 127.0.0.0/8. Not any name that starts with `127.` (`127.attacker.example`).
@@ -79,8 +84,7 @@ export function isSecureOrLoopbackUrl(value: string): boolean {
     const url = new URL(value);
     if (url.protocol === 'https:') return true;
     if (url.protocol !== 'http:') return false;
-    const host = url.hostname; // WHATWG-normalized: 127.1 and 0x7f.1 are 127.0.0.1 here
-    return LOOPBACK_HOSTS.has(host) || (isIPv4(host) && host.startsWith('127.'));
+    return isLoopbackHost(url.hostname); // WHATWG-normalized: 127.1 and 0x7f.1 are 127.0.0.1 here
   } catch {
     return false;
   }
