@@ -88,13 +88,14 @@ describe('requestHeaders: what is refused, and never reaches the upstream', () =
   });
 
   it('a header sent twice where one value is allowed (one server takes the first, another the last): 400', async () => {
+    const before = api.requests.length;
     const { all: answer } = await rawExchange(
       gw.url,
       `POST /payments HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${token}\r\nIdempotency-Key: ${KEY}\r\nX-Tenant-Id: acme-eu\r\nX-Tenant-Id: other-tenant\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
     );
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer).toContain('at /x-tenant-id: must be string');
-    expect(api.requests.some((r) => r.headers['x-tenant-id'] === 'acme-eu, other-tenant')).toBe(false);
+    expect(api.requests.length).toBe(before);
   });
 });
 
